@@ -1,0 +1,337 @@
+//! Mock identity provider for the auth.md conformance suite.
+//!
+//! It mints ID-JAGs and logout tokens (good and deliberately broken), serves its JWKS at
+//! `<issuer>/.well-known/jwks.json`, rotates keys, fails the JWKS on demand, serves a client
+//! metadata document, records every request a target makes to it, and delivers logout tokens
+//! the way a provider does. It is a library first ([`MockIdp::start`]); the binary and
+//! `authmd-conformance idp serve` wrap it, with an HTTP control API for non-Rust users.
+//!
+//! It is not an OAuth provider: there is no login, consent or grant surface.
+
+mod keys;
+mod server;
+pub mod tls;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use keys::{KeyAlg, SigningKey};
+pub use token::{ID_JAG_TYP, LOGOUT_TYP, Minted, REVOKED_EVENT, Subject, Tamper, TokenKind, TokenRequest};
+
+/// Errors of the mock IdP library. Messages read after "failed to …".
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    /// Key generation, loading or signing failed.
+    #[error("{0}")]
+    Key(String),
+    /// The key directory could not be read or written.
+    #[error("key directory `{path}`: {reason}")]
+    KeyDir {
+        /// The file or directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The listen address could not be bound.
+    #[error("failed to listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// TLS material could not be made or written.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A key id is not published.
+    #[error("no published key with kid `{0}`")]
+    UnknownKid(String),
+    /// A logout token could not be delivered (no HTTP response).
+    #[error("failed to deliver the logout token to {uri}: {reason}")]
+    Delivery {
+        /// The revocation URI.
+        uri: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// How the JWKS endpoint misbehaves; switchable at run time.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "mode", content = "millis")]
+pub enum JwksFault {
+    /// Serve the key set normally.
+    #[default]
+    None,
+    /// Answer 500.
+    ServerError,
+    /// Wait this many milliseconds, then serve normally.
+    Slow(u64),
+    /// Answer 200 with a body that is not JSON.
+    InvalidJson,
+    /// Answer 200 with `{"keys": []}`.
+    EmptyKeySet,
+    /// Answer 200 with the key set as `text/html`.
+    WrongContentType,
+}
+
+/// Configuration of a mock IdP.
+#[derive(Clone, Debug)]
+pub struct IdpConfig {
+    /// Listen address. Defaults to `127.0.0.1:0` (a random port).
+    pub listen: SocketAddr,
+    /// The issuer URL put in `iss`; defaults to the listen URL. A target's trust list may name
+    /// another origin (e.g. `http://localhost:4000`) as long as it reaches this listener.
+    pub issuer: Option<String>,
+    /// Serve https with a certificate made by rcgen. Defaults to plain http.
+    pub https: bool,
+    /// Where to write the CA certificate (PEM) when `https` is on.
+    pub ca_out: Option<PathBuf>,
+    /// Keep keys here so a restarted IdP publishes the same keys. Defaults to none (fresh keys).
+    pub key_dir: Option<PathBuf>,
+    /// Algorithm of the first key. Defaults to ES256.
+    pub alg: KeyAlg,
+    /// Default `aud` of minted tokens. Defaults to `http://localhost:8000`.
+    pub audience: String,
+    /// `Cache-Control: max-age` of the JWKS in seconds. Defaults to 300.
+    pub jwks_max_age: u64,
+}
+
+impl Default for IdpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: None,
+            https: false,
+            ca_out: None,
+            key_dir: None,
+            alg: KeyAlg::Es256,
+            audience: "http://localhost:8000".into(),
+            jwks_max_age: 300,
+        }
+    }
+}
+
+/// One request the IdP received.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path (without query).
+    pub path: String,
+    /// When it arrived.
+    #[serde(with = "unix_millis")]
+    pub at: SystemTime,
+}
+
+mod unix_millis {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0))
+    }
+}
+
+/// The target's answer to a delivered logout token: data, not an error.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    /// HTTP status.
+    pub status: u16,
+    /// Response body as text.
+    pub body: String,
+    /// Round-trip time.
+    pub elapsed: Duration,
+}
+
+pub(crate) struct State {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) jwks_max_age: u64,
+    pub(crate) inner: Mutex<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) published: Vec<SigningKey>,
+    pub(crate) active: usize,
+    pub(crate) fault: JwksFault,
+    pub(crate) requests: Vec<RecordedRequest>,
+    pub(crate) cimd: Option<Value>,
+    key_dir: Option<PathBuf>,
+    next_kid: u32,
+}
+
+impl State {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running mock IdP. Dropping it stops the server.
+pub struct MockIdp {
+    state: Arc<State>,
+    addr: SocketAddr,
+    base_url: String,
+    ca_pem: Option<String>,
+    http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MockIdp {
+    /// Starts the IdP on its listen address. Needs a tokio runtime.
+    pub async fn start(config: IdpConfig) -> Result<Self, IdpError> {
+        let mut published = match &config.key_dir {
+            Some(dir) if dir.exists() => SigningKey::load_dir(dir)?,
+            _ => Vec::new(),
+        };
+        if published.is_empty() {
+            let key = SigningKey::generate(config.alg, "K1")?;
+            if let Some(dir) = &config.key_dir {
+                key.save(dir)?;
+            }
+            published.push(key);
+        }
+        let next_kid = published.len() as u32 + 1;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| IdpError::Bind { addr: config.listen.to_string(), reason: e.to_string() })?;
+        listener.set_nonblocking(true).map_err(|e| IdpError::Bind { addr: config.listen.to_string(), reason: e.to_string() })?;
+        let addr = listener.local_addr().map_err(|e| IdpError::Bind { addr: config.listen.to_string(), reason: e.to_string() })?;
+        let scheme = if config.https { "https" } else { "http" };
+        let base_url = format!("{scheme}://{addr}");
+        let issuer = config.issuer.clone().unwrap_or_else(|| base_url.clone()).trim_end_matches('/').to_string();
+        let state = Arc::new(State {
+            issuer,
+            audience: config.audience.clone(),
+            jwks_max_age: config.jwks_max_age,
+            inner: Mutex::new(Inner {
+                active: published.len() - 1,
+                published,
+                fault: JwksFault::None,
+                requests: Vec::new(),
+                cimd: None,
+                key_dir: config.key_dir.clone(),
+                next_kid,
+            }),
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let router = server::router(state.clone());
+        let mut ca_pem = None;
+        if config.https {
+            let material = tls::TlsMaterial::generate(&["localhost", "127.0.0.1"])?;
+            if let Some(path) = &config.ca_out {
+                std::fs::write(path, &material.ca_pem)
+                    .map_err(|e| IdpError::Tls(format!("failed to write the CA to {}: {e}", path.display())))?;
+            }
+            ca_pem = Some(material.ca_pem.clone());
+            tls::serve_https(listener, router, &material, rx).await?;
+        } else {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| IdpError::Bind { addr: addr.to_string(), reason: e.to_string() })?;
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).with_graceful_shutdown(async { let _ = rx.await; }).await;
+            });
+        }
+        let mut http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10));
+        if let Some(pem) = &ca_pem
+            && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())
+        {
+            http = http.add_root_certificate(cert);
+        }
+        let http = http.build().map_err(|e| IdpError::Tls(e.to_string()))?;
+        Ok(Self { state, addr, base_url, ca_pem, http, shutdown: Some(tx) })
+    }
+
+    /// The issuer identifier put in `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The URL the IdP actually listens on.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CA certificate (PEM) when serving https.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The JWKS URL under the issuer.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.state.issuer)
+    }
+
+    /// The default audience of minted tokens.
+    pub fn audience(&self) -> &str {
+        &self.state.audience
+    }
+
+    /// Mints a token for `subject` with the given edits.
+    pub fn mint(&self, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {
+        let inner = self.state.lock();
+        server::mint_locked(&self.state, &inner, request, subject)
+    }
+
+    /// Publishes a new key and makes it the active signer; returns its kid.
+    pub fn rotate(&self, alg: KeyAlg) -> Result<String, IdpError> {
+        let mut inner = self.state.lock();
+        server::rotate_locked(&mut inner, alg)
+    }
+
+    /// Removes a key from the JWKS. The active key falls back to the newest remaining one.
+    pub fn retire(&self, kid: &str) -> Result<(), IdpError> {
+        let mut inner = self.state.lock();
+        server::retire_locked(&mut inner, kid)
+    }
+
+    /// The currently published kids, oldest first.
+    pub fn kids(&self) -> Vec<String> {
+        self.state.lock().published.iter().map(|k| k.kid().to_string()).collect()
+    }
+
+    /// Switches the JWKS fault mode.
+    pub fn set_fault(&self, fault: JwksFault) {
+        self.state.lock().fault = fault;
+    }
+
+    /// Serves `document` at `<issuer>/agent-auth.json` (client metadata). `None` serves the
+    /// default document whose `jwks_uri` is this IdP's JWKS.
+    pub fn set_client_metadata(&self, document: Option<Value>) {
+        self.state.lock().cimd = document;
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().requests.clone()
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.lock().requests.iter().filter(|r| r.path.ends_with("/.well-known/jwks.json")).count()
+    }
+
+    /// POSTs `token` to `revocation_uri` with `Content-Type: application/logout+jwt`, the way a
+    /// provider revokes a delegation. The target's status and body come back as data.
+    pub async fn deliver_logout(&self, revocation_uri: &str, token: &str) -> Result<Delivery, IdpError> {
+        server::deliver(&self.http, revocation_uri, token).await
+    }
+}
+
+impl Drop for MockIdp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The IdP's HTTP surface: JWKS, client metadata, and the control API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::keys::{KeyAlg, SigningKey};
+use crate::token::{self, Subject, TokenRequest};
+use crate::{Delivery, IdpError, Inner, JwksFault, Minted, RecordedRequest, State};
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/agent-auth.json", get(client_metadata))
+        .route("/_control/mint", post(control_mint))
+        .route("/_control/rotate", post(control_rotate))
+        .route("/_control/retire", post(control_retire))
+        .route("/_control/fault", post(control_fault))
+        .route("/_control/deliver-logout", post(control_deliver))
+        .route("/_control/requests", get(control_requests))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+async fn record(AxState(state): AxState<Arc<State>>, request: Request, next: Next) -> Response {
+    // The control API is the operator's, not the target's: keep it out of the log cases read.
+    if !request.uri().path().starts_with("/_control/") {
+        state.lock().requests.push(RecordedRequest {
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+            at: SystemTime::now(),
+        });
+    }
+    next.run(request).await
+}
+
+async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
+    let (fault, keys) = {
+        let inner = state.lock();
+        (inner.fault, inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>())
+    };
+    let cache = HeaderValue::from_str(&format!("public, max-age={}", state.jwks_max_age))
+        .unwrap_or(HeaderValue::from_static("no-store"));
+    let body = json!({ "keys": keys }).to_string();
+    match fault {
+        JwksFault::None => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, cache)], body).into_response(),
+        JwksFault::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, cache)], body).into_response()
+        }
+        JwksFault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "jwks unavailable").into_response(),
+        JwksFault::InvalidJson => ([(header::CONTENT_TYPE, "application/json")], "{\"keys\": [").into_response(),
+        JwksFault::EmptyKeySet => ([(header::CONTENT_TYPE, "application/json")], "{\"keys\":[]}").into_response(),
+        JwksFault::WrongContentType => ([(header::CONTENT_TYPE, "text/html")], body).into_response(),
+    }
+}
+
+async fn client_metadata(AxState(state): AxState<Arc<State>>) -> Response {
+    let custom = state.lock().cimd.clone();
+    let document = custom.unwrap_or_else(|| {
+        json!({
+            "client_id": format!("{}/agent-auth.json", state.issuer),
+            "client_name": "authmd mock IdP",
+            "jwks_uri": format!("{}/.well-known/jwks.json", state.issuer),
+            "token_endpoint_auth_method": "private_key_jwt",
+        })
+    });
+    Json(document).into_response()
+}
+
+pub(crate) fn mint_locked(state: &State, inner: &Inner, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {
+    let signer = match &request.kid {
+        Some(kid) => inner.published.iter().find(|k| k.kid() == kid).ok_or_else(|| IdpError::UnknownKid(kid.clone()))?,
+        None => &inner.published[inner.active],
+    };
+    let claims = token::default_claims(request.kind, &state.issuer, &state.audience, subject);
+    token::mint(request, claims, signer)
+}
+
+pub(crate) fn rotate_locked(inner: &mut Inner, alg: KeyAlg) -> Result<String, IdpError> {
+    let mut kid = format!("K{}", inner.next_kid);
+    while inner.published.iter().any(|k| k.kid() == kid) {
+        inner.next_kid += 1;
+        kid = format!("K{}", inner.next_kid);
+    }
+    inner.next_kid += 1;
+    let key = SigningKey::generate(alg, kid.clone())?;
+    if let Some(dir) = &inner.key_dir {
+        key.save(dir)?;
+    }
+    inner.published.push(key);
+    inner.active = inner.published.len() - 1;
+    Ok(kid)
+}
+
+pub(crate) fn retire_locked(inner: &mut Inner, kid: &str) -> Result<(), IdpError> {
+    let index = inner.published.iter().position(|k| k.kid() == kid).ok_or_else(|| IdpError::UnknownKid(kid.into()))?;
+    if inner.published.len() == 1 {
+        return Err(IdpError::Key("the last published key cannot be retired".into()));
+    }
+    let key = inner.published.remove(index);
+    if let Some(dir) = &inner.key_dir {
+        key.forget(dir);
+    }
+    inner.active = inner.published.len() - 1;
+    Ok(())
+}
+
+pub(crate) async fn deliver(http: &reqwest::Client, uri: &str, token: &str) -> Result<Delivery, IdpError> {
+    let started = Instant::now();
+    let response = http
+        .post(uri)
+        .header(header::CONTENT_TYPE, "application/logout+jwt")
+        .body(token.to_string())
+        .send()
+        .await
+        .map_err(|e| IdpError::Delivery { uri: uri.into(), reason: e.to_string() })?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Ok(Delivery { status, body, elapsed: started.elapsed() })
+}
+
+fn control_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintBody {
+    #[serde(flatten)]
+    request: TokenRequest,
+    sub: Option<String>,
+    email: Option<String>,
+}
+
+async fn control_mint(AxState(state): AxState<Arc<State>>, body: Result<Json<MintBody>, axum::extract::rejection::JsonRejection>) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let sub = body.sub.unwrap_or_else(|| format!("user-{}", uuid::Uuid::new_v4()));
+    let email = body.email.unwrap_or_else(|| format!("{sub}@example.com"));
+    let inner = state.lock();
+    match mint_locked(&state, &inner, &body.request, &Subject { sub, email }) {
+        Ok(minted) => Json(minted).into_response(),
+        Err(e) => control_error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    alg: KeyAlg,
+}
+
+async fn control_rotate(AxState(state): AxState<Arc<State>>, body: Option<Json<RotateBody>>) -> Response {
+    let alg = body.map(|b| b.0.alg).unwrap_or_default();
+    match rotate_locked(&mut state.lock(), alg) {
+        Ok(kid) => Json(json!({ "kid": kid })).into_response(),
+        Err(e) => control_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetireBody {
+    kid: String,
+}
+
+async fn control_retire(AxState(state): AxState<Arc<State>>, Json(body): Json<RetireBody>) -> Response {
+    match retire_locked(&mut state.lock(), &body.kid) {
+        Ok(()) => Json(json!({ "retired": body.kid })).into_response(),
+        Err(e) => control_error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn control_fault(AxState(state): AxState<Arc<State>>, body: Result<Json<JwksFault>, axum::extract::rejection::JsonRejection>) -> Response {
+    match body {
+        Ok(Json(fault)) => {
+            state.lock().fault = fault;
+            Json(json!({ "fault": fault })).into_response()
+        }
+        Err(e) => control_error(StatusCode::BAD_REQUEST, e.body_text()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliverBody {
+    revocation_uri: String,
+    token: String,
+}
+
+async fn control_deliver(Json(body): Json<DeliverBody>) -> Response {
+    let client = match reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build() {
+        Ok(c) => c,
+        Err(e) => return control_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    match deliver(&client, &body.revocation_uri, &body.token).await {
+        Ok(d) => Json(json!({ "status": d.status, "body": d.body, "elapsed_ms": d.elapsed.as_millis() as u64 })).into_response(),
+        Err(e) => control_error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+
+async fn control_requests(AxState(state): AxState<Arc<State>>) -> Response {
+    let requests: Vec<Value> = state
+        .lock()
+        .requests
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    Json(json!({ "requests": requests })).into_response()
+}
