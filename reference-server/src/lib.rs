@@ -1,1 +1,191 @@
-//! placeholder
+//! The reference auth.md v0.1 service: discovery, anonymous / verified-email / ID-JAG
+//! registration, the OTP claim ceremony, provider revocation and a scope-gated API, on a real
+//! SQLite file, with switchable [`Defect`]s that prove each conformance case can fail.
+//!
+//! It is a library first ([`app`], [`ReferenceServer::start`]); `authmd-conformance reference
+//! serve` and the `authmd-reference-server` binary wrap it. It never imports the harness: the
+//! suite checks it over the wire like any other target.
+
+pub mod config;
+pub mod defect;
+pub mod error;
+mod mail;
+mod routes;
+mod state;
+pub mod store;
+mod verify;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use config::{AudienceReading, Config, ConfigError, TrustedIssuer};
+pub use defect::{Defect, Defects, UnknownDefect};
+pub use state::{AppState, CLOCK_OFFSET_HEADER};
+
+/// Starting the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Database(#[from] store::OpenError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Other setup failures (mailer, TLS, HTTP client).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Builds the shared state: opens the database, the mailer and the JWKS client.
+pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppState, StartError> {
+    config.validate()?;
+    let db = store::Db::open(&config.database)?;
+    let mailer = mail::Mailer::new(config.smtp.as_deref(), &config.mail_from).map_err(StartError::Setup)?;
+    let mut http = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(5));
+    for issuer in &config.trusted_issuers {
+        if let Some(pem) = &issuer.ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| StartError::Setup(format!("trusted_issuers.ca_pem: {e}")))?;
+            http = http.add_root_certificate(cert);
+        }
+    }
+    let http = http.build().map_err(|e| StartError::Setup(e.to_string()))?;
+    Ok(AppState(Arc::new(state::Inner {
+        config,
+        defects,
+        db,
+        jwks: verify::JwksCache::default(),
+        http,
+        mailer,
+        base_url: base_url.trim_end_matches('/').to_string(),
+        rate: Mutex::default(),
+    })))
+}
+
+/// The service's router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/.well-known/oauth-protected-resource", get(routes::prm_root))
+        .route("/.well-known/oauth-protected-resource/api", get(routes::prm_resource))
+        .route("/.well-known/oauth-authorization-server", get(routes::as_metadata))
+        .route("/auth.md", get(routes::skill))
+        .route("/logo.png", get(routes::logo))
+        .route("/agent/auth", post(routes::register))
+        .route("/agent/auth/claim", post(routes::claim))
+        .route("/agent/auth/claim/view", get(routes::claim_view))
+        .route("/agent/auth/claim/attempt/challenge", post(routes::challenge))
+        .route("/agent/auth/claim/complete", post(routes::complete))
+        .route("/agent/auth/revoke", post(routes::revoke))
+        .route("/api/resource", get(routes::api_resource))
+        .route("/api/read", get(routes::api_read))
+        .route("/api/write", post(routes::api_write))
+        .route("/_admin/audit", get(routes::admin_audit))
+        .with_state(state)
+}
+
+/// Reads the audit events of a database file (for `reference audit`).
+pub async fn audit_events(database: &std::path::Path) -> Result<Vec<serde_json::Value>, StartError> {
+    let db = store::Db::open(database)?;
+    routes::read_audit(&db).await.map_err(|e| StartError::Setup(e.code().to_string()))
+}
+
+/// A running reference server. Dropping it stops it.
+pub struct ReferenceServer {
+    base_url: String,
+    addr: SocketAddr,
+    ca_pem: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ReferenceServer {
+    /// Binds `config.listen`, then serves. The base URL defaults to the bound address.
+    pub async fn start(config: Config, defects: Defects) -> Result<Self, StartError> {
+        let listen = config.listen.to_string();
+        let bind_err = |e: std::io::Error| StartError::Bind { addr: listen.clone(), reason: e.to_string() };
+        let listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let scheme = if config.https { "https" } else { "http" };
+        let base_url = config.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let https = config.https;
+        let ca_out = config.tls_ca_out.clone();
+        let state = state(config, defects, base_url.clone())?;
+        let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut ca_pem = None;
+        if https {
+            let material = tls_material(&addr)?;
+            if let Some(path) = ca_out {
+                std::fs::write(&path, &material.0).map_err(|e| StartError::Setup(format!("cannot write tls_ca_out {}: {e}", path.display())))?;
+            }
+            ca_pem = Some(material.0.clone());
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem(material.1.into_bytes(), material.2.into_bytes())
+                .await
+                .map_err(|e| StartError::Setup(format!("tls: {e}")))?;
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(listener, tls).map_err(bind_err)?.handle(handle.clone());
+            tokio::spawn(async move {
+                let _ = rx.await;
+                handle.graceful_shutdown(Some(Duration::from_secs(1)));
+            });
+            tokio::spawn(async move {
+                let _ = server.serve(router).await;
+            });
+        } else {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_err)?;
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).with_graceful_shutdown(async { let _ = rx.await; }).await;
+            });
+        }
+        Ok(Self { base_url, addr, ca_pem, shutdown: Some(tx) })
+    }
+
+    /// The public base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CA certificate (PEM) when serving https.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+}
+
+impl Drop for ReferenceServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// (CA PEM, leaf cert PEM, leaf key PEM) for loopback names, made by rcgen.
+fn tls_material(addr: &SocketAddr) -> Result<(String, String, String), StartError> {
+    let e = |e: rcgen::Error| StartError::Setup(format!("tls: {e}"));
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "authmd reference server test CA");
+    let ca_key = rcgen::KeyPair::generate().map_err(e)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(e)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), addr.ip().to_string()]).map_err(e)?;
+    let leaf_key = rcgen::KeyPair::generate().map_err(e)?;
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(e)?;
+    Ok((ca.pem(), leaf.pem(), leaf_key.serialize_pem()))
+}

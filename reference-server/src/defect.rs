@@ -1,0 +1,201 @@
+//! Deliberate bugs that prove each conformance case can fail.
+//!
+//! Each variant breaks one requirement and is checked where the behaviour lives, never in a
+//! central switch. Ids are the kebab-case variant names; variants are alphabetical.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! defects {
+    ($($(#[doc = $doc:literal])* $variant:ident = $id:literal,)*) => {
+        /// One deliberate bug of the reference server.
+        #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+        pub enum Defect {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Defect {
+            /// Every defect, in id order.
+            pub const ALL: &'static [Defect] = &[$(Defect::$variant,)*];
+
+            /// The kebab-case id used on the command line and in case files.
+            pub fn id(self) -> &'static str {
+                match self {
+                    $(Defect::$variant => $id,)*
+                }
+            }
+
+            /// The one-line description, starting with the requirement it breaks.
+            pub fn describe(self) -> &'static str {
+                match self {
+                    $(Defect::$variant => concat!($($doc),*).trim_ascii(),)*
+                }
+            }
+        }
+    };
+}
+
+defects! {
+    /// IDJAG-07: accepts `alg: none` tokens without a signature.
+    AcceptAlgNone = "accept-alg-none",
+    /// IDJAG-19: accepts an `aud` array with members besides the expected audience.
+    AcceptAudienceArrayWithExtras = "accept-audience-array-with-extras",
+    /// API-03, CRED-04: keeps honouring access tokens after `credential_expires`.
+    AcceptExpiredAccessToken = "accept-expired-access-token",
+    /// IDJAG-20: accepts ID-JAGs whose `exp` is in the past.
+    AcceptExpiredIdJag = "accept-expired-id-jag",
+    /// REVOKE-15: accepts logout tokens sent as a BCL form POST or with another content type.
+    AcceptFormLogout = "accept-form-logout",
+    /// IDJAG-23: accepts an `iat` far in the future.
+    AcceptFutureIat = "accept-future-iat",
+    /// IDJAG-26: accepts an `nbf` in the future.
+    AcceptFutureNbf = "accept-future-nbf",
+    /// REVOKE-13: accepts logout tokens whose `exp` is in the past.
+    AcceptExpiredLogout = "accept-expired-logout",
+    /// REVOKE-14: accepts logout tokens with an `iat` far in the future.
+    AcceptFutureLogoutIat = "accept-future-logout-iat",
+    /// REVOKE-09: accepts logout tokens that carry a `nonce`.
+    AcceptLogoutWithNonce = "accept-logout-with-nonce",
+    /// REVOKE-08: accepts logout tokens without the revocation event.
+    AcceptLogoutWithoutEvents = "accept-logout-without-events",
+    /// REVOKE-10: accepts logout tokens without `sub`.
+    AcceptLogoutWithoutSub = "accept-logout-without-sub",
+    /// IDJAG-35: accepts ID-JAGs without `client_id`.
+    AcceptMissingClientId = "accept-missing-client-id",
+    /// IDJAG-22: accepts ID-JAGs without `exp`.
+    AcceptMissingExp = "accept-missing-exp",
+    /// IDJAG-25: accepts ID-JAGs without `iat`.
+    AcceptMissingIat = "accept-missing-iat",
+    /// IDJAG-27: accepts ID-JAGs without `jti`.
+    AcceptMissingJti = "accept-missing-jti",
+    /// API-07: accepts a bearer token in the `access_token` query parameter.
+    AcceptQueryToken = "accept-query-token",
+    /// IDJAG-34: treats the string `"true"` as a verified email.
+    AcceptStringEmailVerified = "accept-string-email-verified",
+    /// IDJAG-36: accepts any `client_id`, resolvable or not.
+    AcceptUnknownClientId = "accept-unknown-client-id",
+    /// REVOKE-07: accepts logout tokens addressed to another audience.
+    AcceptWrongLogoutAudience = "accept-wrong-logout-audience",
+    /// API-06: matches the `Bearer` scheme name case-sensitively.
+    CaseSensitiveScheme = "case-sensitive-scheme",
+    /// REG-GEN-03: answers malformed JSON with 500.
+    CrashOnMalformedJson = "crash-on-malformed-json",
+    /// EXP-02: expires anonymous registrations at their TTL even after they were claimed.
+    ExpireClaimedRegistrations = "expire-claimed-registrations",
+    /// CLAIM-28: echoes the OTP in agent-facing claim responses.
+    ExposeOtpInClaimResponse = "expose-otp-in-claim-response",
+    /// REG-EMAIL-01: issues a credential at verified-email registration, before the claim.
+    IssueCredentialBeforeEmailClaim = "issue-credential-before-email-claim",
+    /// REVOKE-02: answers logout tokens with 200 but revokes nothing.
+    IgnoreLogoutTokens = "ignore-logout-tokens",
+    /// CLAIM-20: completes claims with an OTP past its lifetime.
+    IgnoreOtpExpiry = "ignore-otp-expiry",
+    /// CLAIM-17: keeps the pre-claim scopes on an anonymous key after the claim.
+    KeepPreClaimScopes = "keep-pre-claim-scopes",
+    /// CLAIM-12: keeps the previous OTP valid when a new one is minted.
+    KeepPreviousOtp = "keep-previous-otp",
+    /// CLAIM-05: keeps OTPs of superseded claim attempts valid.
+    KeepSupersededOtps = "keep-superseded-otps",
+    /// MATCH-03: links accounts on an email that is not asserted as verified.
+    LinkUnverifiedEmail = "link-unverified-email",
+    /// IDJAG-42: answers 502 when the issuer's JWKS cannot be fetched.
+    MapJwksFailureTo5xx = "map-jwks-failure-to-5xx",
+    /// MATCH-01: creates a new user for every ID-JAG instead of matching `(iss, sub)`.
+    NewUserPerAssertion = "new-user-per-assertion",
+    /// REG-GEN-07: omits `Cache-Control: no-store` on responses carrying secrets.
+    OmitCacheControl = "omit-cache-control",
+    /// DISC-01, DISC-04: omits the `WWW-Authenticate` challenge on 401.
+    OmitChallenge = "omit-challenge",
+    /// DISC-03: omits `error="invalid_token"` when a presented token is refused.
+    OmitInvalidTokenError = "omit-invalid-token-error",
+    /// DISC-08: serves the PRM only at the host root, not at its `resource` path.
+    PrmOnlyAtRoot = "prm-only-at-root",
+    /// EXP-01: never expires unclaimed anonymous registrations.
+    NeverExpireAnonymous = "never-expire-anonymous",
+    /// CLAIM-25: no bound on wrong OTP attempts.
+    NoOtpAttemptLimit = "no-otp-attempt-limit",
+    /// RATE-01: no rate limiting.
+    NoRateLimit = "no-rate-limit",
+    /// CLAIM-04: reports the registration id as `claim_attempt_id`.
+    RegistrationIdAsAttemptId = "registration-id-as-attempt-id",
+    /// REG-EMAIL-02, CLAIM-02: sends no claim email.
+    SendNoClaimEmail = "send-no-claim-email",
+    /// CRED-02: includes a `refresh_token` in ID-JAG registration responses.
+    ReturnRefreshToken = "return-refresh-token",
+    /// REVOKE-18: revokes only credentials whose ID-JAG `aud` was a plain string.
+    RevokeOnlyStringAudience = "revoke-only-string-audience",
+    /// CLAIM-17: rotates the anonymous API key at claim instead of upgrading it in place.
+    RotateKeyOnClaim = "rotate-key-on-claim",
+    /// IDJAG-14: accepts issuers that are not on the trust list.
+    TrustUnknownIssuers = "trust-unknown-issuers",
+    /// IDJAG-13: compares `typ` byte for byte, refusing valid media-type spellings.
+    StrictTypComparison = "strict-typ-comparison",
+    /// IDJAG-06: never refetches the JWKS on an unknown `kid`.
+    SkipKidRefetch = "skip-kid-refetch",
+    /// REVOKE-11: accepts a replayed logout token.
+    SkipLogoutReplayCheck = "skip-logout-replay-check",
+    /// IDJAG-28, IDJAG-30: accepts a replayed `jti`.
+    SkipReplayCheck = "skip-replay-check",
+    /// IDJAG-03, IDJAG-04: does not check signatures.
+    SkipSignatureCheck = "skip-signature-check",
+    /// IDJAG-11, IDJAG-12, IDJAG-41: does not check the `typ` header.
+    SkipTypCheck = "skip-typ-check",
+    /// IDJAG-16: does not check `aud`.
+    SkipAudienceCheck = "skip-audience-check",
+    /// IDJAG-32: accepts ID-JAGs with neither a verified email nor phone.
+    SkipVerifiedEmailCheck = "skip-verified-email-check",
+    /// REG-ANON-05, IDJAG-38: answers an unsupported credential type with `invalid_request`.
+    WrongUnsupportedCredentialCode = "wrong-unsupported-credential-code",
+}
+
+/// The set of defects switched on.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct Defects(BTreeSet<Defect>);
+
+impl Defects {
+    /// No defects: a conforming server.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Is `defect` on?
+    pub fn contains(&self, defect: Defect) -> bool {
+        self.0.contains(&defect)
+    }
+
+    /// Switches `defect` on.
+    pub fn insert(&mut self, defect: Defect) {
+        self.0.insert(defect);
+    }
+
+    /// The defects switched on.
+    pub fn iter(&self) -> impl Iterator<Item = Defect> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl FromIterator<Defect> for Defects {
+    fn from_iter<I: IntoIterator<Item = Defect>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl fmt::Display for Defect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// An id that names no defect.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown defect `{0}` (see --list-defects)")]
+pub struct UnknownDefect(pub String);
+
+impl FromStr for Defect {
+    type Err = UnknownDefect;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.iter().copied().find(|d| d.id() == s).ok_or_else(|| UnknownDefect(s.to_string()))
+    }
+}

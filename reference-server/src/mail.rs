@@ -1,0 +1,58 @@
+//! Claim mail over real SMTP (lettre), or to the log when no relay is configured.
+
+use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// Sends claim emails.
+pub struct Mailer {
+    from: String,
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+impl Mailer {
+    /// A mailer relaying to `smtp` (`host:port`, plaintext; a loopback sink needs no TLS).
+    pub fn new(smtp: Option<&str>, from: &str) -> Result<Self, String> {
+        let transport = match smtp {
+            Some(addr) => {
+                let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("smtp `{addr}` is not host:port"))?;
+                let port: u16 = port.parse().map_err(|_| format!("smtp `{addr}` has a bad port"))?;
+                Some(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).build())
+            }
+            None => None,
+        };
+        Ok(Self { from: from.to_string(), transport })
+    }
+
+    /// Sends the claim email for one attempt: the link carries the `claim_attempt_token`
+    /// and leads to a page; the OTP itself is never mailed (CLAIM-02, CLAIM-28).
+    pub async fn send_claim(&self, to: &str, registration_id: &str, link: &str, expires: &str) -> Result<(), String> {
+        let text = format!(
+            "Hi {to},\n\nAn AI agent asks to act on your behalf with this service (registration {registration_id}).\n\
+             Open this link to see a one-time code, and read it back to the agent only if you started this:\n\n{link}\n\n\
+             If you did not ask for this, ignore this message: nothing happens without the code.\nThe link expires at {expires}.\n"
+        );
+        let html = format!(
+            "<p>Hi {to},</p><p>An AI agent asks to act on your behalf with this service.</p>\
+             <p>If you did not ask for this, ignore this message: nothing happens without the code.</p>\
+             <p><a href=\"{}\">View one-time code</a></p><p>Registration <code>{registration_id}</code>; the link expires at {expires}.</p>",
+            link.replace('&', "&amp;")
+        );
+        let Some(transport) = &self.transport else {
+            tracing::info!(%to, %registration_id, "no SMTP relay configured; claim mail not sent");
+            return Ok(());
+        };
+        let from: Mailbox = self.from.parse().map_err(|e| format!("bad sender: {e}"))?;
+        let to_box: Mailbox = to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        let message = Message::builder()
+            .from(from)
+            .to(to_box)
+            .subject("Confirm an AI agent acting on your behalf")
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+            )
+            .map_err(|e| e.to_string())?;
+        transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}

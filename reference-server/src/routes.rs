@@ -1,0 +1,1100 @@
+//! HTTP handlers. Each check is preceded by the catalogue requirement it implements.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::defect::Defect;
+use crate::error::{ApiError, respond};
+use crate::state::{AppState, Now, hash, iso, otp, same_hash, secret};
+use crate::verify::{self, TokenKind};
+
+const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
+const MAX_BODY: usize = 64 * 1024;
+
+type Outcome = Result<Response, ApiError>;
+
+impl AppState {
+    fn reply(&self, outcome: Outcome) -> Response {
+        match outcome {
+            Ok(response) => response,
+            Err(error) => respond(
+                &error,
+                &self.resource_metadata_url(),
+                !self.defects.contains(Defect::OmitChallenge),
+                !self.defects.contains(Defect::OmitInvalidTokenError),
+            ),
+        }
+    }
+
+    /// A 200 JSON response carrying secrets: never cached (REG-GEN-07).
+    fn secret_json(&self, body: Value) -> Response {
+        let mut response = Json(body).into_response();
+        if !self.defects.contains(Defect::OmitCacheControl) {
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        }
+        response
+    }
+
+    /// RATE-01, RATE-02: a fixed window per key; over the limit → 429 with `Retry-After`.
+    fn rate_check(&self, key: String, limit: u32, now: i64) -> Result<(), ApiError> {
+        if self.defects.contains(Defect::NoRateLimit) {
+            return Ok(());
+        }
+        let window = self.config.rate.window.max(1) as i64;
+        // Fail open if the counters are poisoned (RATE-03): availability over strictness.
+        let Ok(mut counters) = self.rate.lock() else { return Ok(()) };
+        let entry = counters.entry(key).or_insert((now, 0));
+        if now - entry.0 >= window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > limit {
+            return Err(ApiError::RateLimited((entry.0 + window - now).max(1) as u64));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: &str) -> ApiError {
+    ApiError::InvalidRequest(message.to_string())
+}
+
+fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
+    conn.execute("INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)", params![now, event, data.to_string()]).map_err(db)?;
+    Ok(())
+}
+
+fn db(e: rusqlite::Error) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+fn peer_ip(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+async fn body_bytes(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| invalid("the body is too large or unreadable"))?;
+    Ok((parts.headers, bytes))
+}
+
+/// REG-GEN-01, REG-GEN-03, REG-GEN-04: JSON bodies only; malformed JSON is a 400, never a 5xx.
+async fn json_body(state: &AppState, request: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let (headers, bytes) = body_bytes(request).await?;
+    if !content_type_is(&headers, "application/json") {
+        return Err(invalid("Content-Type must be application/json"));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid("the body must be a JSON object")),
+        Err(_) if state.defects.contains(Defect::CrashOnMalformedJson) => Err(ApiError::Internal("malformed JSON reached the handler".into())),
+        Err(_) => Err(invalid("the body is not valid JSON")),
+    }
+}
+
+fn str_member<'a>(body: &'a serde_json::Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    match body.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(ApiError::InvalidRequest(format!("`{name}` must be a non-empty string"))),
+        None => Err(ApiError::InvalidRequest(format!("`{name}` is required"))),
+    }
+}
+
+fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !email.contains(char::is_whitespace) && !domain.contains('@')
+}
+
+fn scopes_json(scopes: &[String]) -> String {
+    serde_json::to_string(scopes).unwrap_or_else(|_| "[]".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discovery
+// ---------------------------------------------------------------------------------------------
+
+fn public_json(body: Value) -> Response {
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}
+
+fn prm(state: &AppState) -> Value {
+    // DISC-05..11: the Protected Resource Metadata (RFC 9728 §2).
+    json!({
+        "resource": state.resource(),
+        "resource_name": "authmd reference service",
+        "resource_logo_uri": format!("{}/logo.png", state.base_url),
+        "authorization_servers": [state.base_url],
+        "scopes_supported": state.config.scopes,
+        "bearer_methods_supported": ["header"],
+    })
+}
+
+/// `GET /.well-known/oauth-protected-resource` (DISC-06, the conventional path).
+pub async fn prm_root(State(state): State<AppState>) -> Response {
+    public_json(prm(&state))
+}
+
+/// `GET /.well-known/oauth-protected-resource/api` (DISC-08, the RFC 9728 §3.1 URL of `resource`).
+pub async fn prm_resource(State(state): State<AppState>) -> Response {
+    if state.defects.contains(Defect::PrmOnlyAtRoot) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    public_json(prm(&state))
+}
+
+/// `GET /.well-known/oauth-authorization-server` (DISC-12..20).
+pub async fn as_metadata(State(state): State<AppState>) -> Response {
+    let c = &state.config;
+    let base = &state.base_url;
+    let mut identity_types = Vec::new();
+    if c.anonymous {
+        identity_types.push("anonymous");
+    }
+    let mut assertion_types = Vec::new();
+    if c.id_jag {
+        assertion_types.push(ID_JAG_URN);
+    }
+    if c.verified_email {
+        assertion_types.push("verified_email");
+    }
+    if !assertion_types.is_empty() {
+        identity_types.push("identity_assertion");
+    }
+    let mut agent_auth = json!({
+        "skill": format!("{base}/auth.md"),
+        "register_uri": format!("{base}/agent/auth"),
+        "claim_uri": format!("{base}/agent/auth/claim"),
+        "revocation_uri": format!("{base}/agent/auth/revoke"),
+        "identity_types_supported": identity_types,
+        "events_supported": [verify::REVOKED_EVENT],
+    });
+    if c.anonymous {
+        agent_auth["anonymous"] = json!({ "credential_types_supported": ["api_key"] });
+    }
+    if !assertion_types.is_empty() {
+        agent_auth["identity_assertion"] = json!({
+            "assertion_types_supported": assertion_types,
+            "credential_types_supported": c.identity_credential_types,
+        });
+    }
+    public_json(json!({
+        // DISC-20: RFC 8414 base members, informational in v0.1 but harmless to serve.
+        "issuer": base,
+        "response_types_supported": [],
+        "resource": state.resource(),
+        "authorization_servers": [base],
+        "scopes_supported": c.scopes,
+        "bearer_methods_supported": ["header"],
+        "agent_auth": agent_auth,
+    }))
+}
+
+/// `GET /auth.md`: the skill document agents read (DISC-19).
+pub async fn skill() -> Response {
+    ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], include_str!("skill.md")).into_response()
+}
+
+/// `GET /logo.png` (DISC-10): a 1×1 PNG.
+pub async fn logo() -> Response {
+    const PNG: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15,
+        0xc4, 0x89, 0, 0, 0, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0, 0x49, 0x45, 0x4e,
+        0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    ([(header::CONTENT_TYPE, "image/png")], PNG).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /agent/auth` (REG-GEN-01): dispatch on `type`.
+pub async fn register(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let ip = peer_ip(&request);
+    let outcome = async {
+        let body = json_body(&state, request).await?;
+        // REG-GEN-02: unknown or missing `type` is invalid_request.
+        match str_member(&body, "type")? {
+            "anonymous" => register_anonymous(&state, now, ip, &body).await,
+            "identity_assertion" => register_identity(&state, now, ip, &body).await,
+            other => Err(ApiError::InvalidRequest(format!("unknown type `{other}`"))),
+        }
+    }
+    .await;
+    state.reply(outcome)
+}
+
+fn unsupported_credential(state: &AppState) -> ApiError {
+    if state.defects.contains(Defect::WrongUnsupportedCredentialCode) {
+        invalid("unsupported requested_credential_type")
+    } else {
+        ApiError::UnsupportedCredentialType
+    }
+}
+
+async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body: &serde_json::Map<String, Value>) -> Outcome {
+    // REG-ANON-07: refused with anonymous_not_enabled when not offered.
+    if !state.config.anonymous {
+        return Err(ApiError::AnonymousNotEnabled);
+    }
+    // REG-ANON-06: `requested_credential_type` is required in v0.1 (C-11).
+    let requested = str_member(body, "requested_credential_type")?;
+    // REG-ANON-05: anonymous registrations only get API keys.
+    if requested != "api_key" {
+        return Err(unsupported_credential(state));
+    }
+    if let Some(ip) = ip {
+        state.rate_check(format!("anon:{ip}"), state.config.rate.anonymous_per_ip, now)?;
+    }
+    // REG-ANON-01, REG-ANON-04, REG-ANON-08, CRED-06: fresh high-entropy identifiers.
+    let registration_id = secret("reg_", 16);
+    let credential = secret("sk_", 24);
+    let claim_token = secret("clm_", 24);
+    let expires = now + state.config.ttl.registration;
+    let pre = state.config.pre_claim_scopes.clone();
+    let post = state.config.scopes.clone();
+    {
+        let (rid, cred_hash, claim_hash, pre, post) = (registration_id.clone(), hash(&credential), hash(&claim_token), scopes_json(&pre), scopes_json(&post));
+        state
+            .db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
+                     VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', 'api_key', ?5, ?6)",
+                    params![rid, now, expires, claim_hash, pre, post],
+                )
+                .map_err(db)?;
+                conn.execute(
+                    "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, source, created_at) VALUES (?1, ?2, 'api_key', ?3, NULL, 'anonymous', ?4)",
+                    params![cred_hash, rid, pre, now],
+                )
+                .map_err(db)?;
+                // AUDIT-01
+                audit(conn, now, "registration.created", json!({ "registration_id": rid, "registration_type": "anonymous" }))
+            })
+            .await?;
+    }
+    Ok(state.secret_json(json!({
+        "registration_id": registration_id,
+        "registration_type": "anonymous",
+        "credential_type": "api_key",
+        "credential": credential,
+        "credential_expires": null,
+        "scopes": state.config.pre_claim_scopes,
+        "claim_url": format!("{}/agent/auth/claim", state.base_url),
+        "claim_token": claim_token,
+        "claim_token_expires": iso(expires),
+        "post_claim_scopes": state.config.scopes,
+    })))
+}
+
+async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body: &serde_json::Map<String, Value>) -> Outcome {
+    let assertion_type = str_member(body, "assertion_type")?;
+    // IDJAG-40: unknown assertion types are invalid_request.
+    if assertion_type != ID_JAG_URN && assertion_type != "verified_email" {
+        return Err(ApiError::InvalidRequest(format!("unknown assertion_type `{assertion_type}`")));
+    }
+    let assertion = str_member(body, "assertion")?;
+    let requested = str_member(body, "requested_credential_type")?;
+    // REG-EMAIL-05, IDJAG-38: only the advertised credential types.
+    if !state.config.identity_credential_types.iter().any(|t| t == requested) {
+        return Err(unsupported_credential(state));
+    }
+    if let Some(ip) = ip {
+        state.rate_check(format!("ident:{ip}"), state.config.rate.identity_per_ip, now)?;
+    }
+    if assertion_type == "verified_email" {
+        register_email(state, now, assertion, requested).await
+    } else {
+        register_id_jag(state, now, assertion, requested).await
+    }
+}
+
+async fn register_email(state: &AppState, now: i64, email: &str, requested: &str) -> Outcome {
+    // REG-EMAIL-04
+    if !state.config.verified_email {
+        return Err(ApiError::VerifiedEmailNotEnabled);
+    }
+    // REG-EMAIL-03
+    if !plausible_email(email) {
+        return Err(invalid("assertion is not an email address"));
+    }
+    let registration_id = secret("reg_", 16);
+    let claim_token = secret("clm_", 24);
+    let expires = now + state.config.ttl.registration;
+    let (rid, claim_hash, email_owned, requested_owned) = (registration_id.clone(), hash(&claim_token), email.to_string(), requested.to_string());
+    let (pre, post) = (scopes_json(&state.config.pre_claim_scopes), scopes_json(&state.config.scopes));
+    state
+        .db
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
+                 VALUES (?1, 'email-verification', ?2, ?3, ?4, 'unclaimed', ?5, ?6, ?7, ?8)",
+                params![rid, now, expires, claim_hash, requested_owned, email_owned, pre, post],
+            )
+            .map_err(db)?;
+            audit(conn, now, "registration.created", json!({ "registration_id": rid, "registration_type": "email-verification" }))
+        })
+        .await?;
+    // REG-EMAIL-02: the service emails the address at once.
+    start_attempt(state, now, &registration_id, email).await?;
+    let mut response = json!({
+        "registration_id": registration_id,
+        "registration_type": "email-verification",
+        "claim_url": format!("{}/agent/auth/claim", state.base_url),
+        "claim_token": claim_token,
+        "claim_token_expires": iso(expires),
+        "post_claim_scopes": state.config.scopes,
+    });
+    // REG-EMAIL-01: no credential before the claim completes.
+    if state.defects.contains(Defect::IssueCredentialBeforeEmailClaim) {
+        let credential = issue_credential(state, now, &registration_id, requested, &state.config.scopes, None, None).await?;
+        response["credential"] = json!(credential);
+        response["credential_type"] = json!(requested);
+    }
+    Ok(state.secret_json(response))
+}
+
+/// Inserts a credential for a registration and returns its plaintext (shown once).
+async fn issue_credential(
+    state: &AppState,
+    now: i64,
+    registration_id: &str,
+    kind: &str,
+    scopes: &[String],
+    user_id: Option<String>,
+    triple: Option<(String, String, String)>,
+) -> Result<String, ApiError> {
+    let credential = if kind == "access_token" { secret("at_", 24) } else { secret("sk_", 24) };
+    let expires = (kind == "access_token").then_some(now + state.config.ttl.access_token);
+    let (h, rid, kind, scopes) = (hash(&credential), registration_id.to_string(), kind.to_string(), scopes_json(scopes));
+    let (source, iss, sub, aud) = match triple {
+        Some((i, s, a)) => ("identity_assertion", Some(i), Some(s), Some(a)),
+        None => ("email-verification", None, None, None),
+    };
+    state
+        .db
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![h, rid, kind, scopes, expires, user_id, source, iss, sub, aud, now],
+            )
+            .map_err(db)
+            .map(|_| ())
+        })
+        .await?;
+    Ok(credential)
+}
+
+/// MATCH-01..06: `(iss, sub)` first, then a verified email, then a verified phone, else JIT.
+fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i64, v: &verify::Verified) -> Result<String, ApiError> {
+    if !state_defects.contains(Defect::NewUserPerAssertion) {
+        let existing: Option<String> =
+            conn.query_row("SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2", params![v.iss, v.sub], |r| r.get(0)).optional().map_err(db)?;
+        if let Some(user) = existing {
+            return Ok(user);
+        }
+    }
+    let email = v.claims.get("email").and_then(Value::as_str);
+    // MATCH-03: only an email asserted as verified (a JSON true) is used for linking.
+    let email_verified = v.claims.get("email_verified") == Some(&Value::Bool(true));
+    let phone = v.claims.get("phone_number").and_then(Value::as_str);
+    let phone_verified = v.claims.get("phone_number_verified") == Some(&Value::Bool(true));
+    let mut user: Option<String> = None;
+    if let Some(email) = email.filter(|_| email_verified || state_defects.contains(Defect::LinkUnverifiedEmail)) {
+        // MATCH-02: verified email match, case-insensitive (the column is NOCASE).
+        user = conn.query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![email], |r| r.get(0)).optional().map_err(db)?;
+    }
+    if user.is_none()
+        && let Some(phone) = phone.filter(|_| phone_verified)
+    {
+        // MATCH-04
+        user = conn.query_row("SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0)).optional().map_err(db)?;
+    }
+    let user = match user {
+        Some(u) => u,
+        None => {
+            // MATCH-05: just-in-time provisioning.
+            let id = secret("user_", 12);
+            conn.execute(
+                "INSERT INTO users (id, email, email_verified, phone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, email.filter(|_| email_verified), email_verified, phone.filter(|_| phone_verified), now],
+            )
+            .map_err(db)?;
+            id
+        }
+    };
+    conn.execute("INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)", params![v.iss, v.sub, user]).map_err(db)?;
+    Ok(user)
+}
+
+/// Records a `jti` in the replay cache; false when it was already there.
+fn remember_jti(conn: &Connection, iss: &str, kind: TokenKind, jti: &str, until: i64, now: i64) -> Result<bool, ApiError> {
+    conn.execute("DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)", params![now]).map_err(db)?;
+    let inserted = conn
+        .execute("INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)", params![iss, kind.replay_namespace(), jti, until])
+        .map_err(db)?;
+    Ok(inserted == 1)
+}
+
+async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested: &str) -> Outcome {
+    if !state.config.id_jag {
+        return Err(ApiError::IssuerNotEnabled);
+    }
+    let verified = verify::verify(state, assertion, TokenKind::IdJag, now).await?;
+    state.rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now)?;
+    // CRED-09: one registration id per (iss, sub, aud).
+    let registration_id = format!("reg_{}", &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]);
+    let credential = if requested == "access_token" { secret("at_", 24) } else { secret("sk_", 24) };
+    let expires = (requested == "access_token").then_some(now + state.config.ttl.access_token);
+    let scopes = state.config.scopes.clone();
+    {
+        let state2 = state.clone();
+        let (rid, cred_hash, kind, scopes_j) = (registration_id.clone(), hash(&credential), requested.to_string(), scopes_json(&scopes));
+        state
+            .db
+            .call(move |conn| {
+                // IDJAG-28..30: a `jti` is accepted once, atomically (one writer thread).
+                let fresh = remember_jti(conn, &verified.iss, TokenKind::IdJag, &verified.jti, verified.replay_until, now)?;
+                if !fresh && !state2.defects.contains(Defect::SkipReplayCheck) {
+                    return Err(ApiError::ReplayDetected);
+                }
+                let user = match_user(conn, &state2.defects, now, &verified)?;
+                conn.execute(
+                    "INSERT INTO registrations (id, kind, created_at, expires_at, status, user_id, credential_type, pre_scopes, post_scopes)
+                     VALUES (?1, 'agent-provider', ?2, ?2, 'claimed', ?3, ?4, ?5, ?5)
+                     ON CONFLICT(id) DO UPDATE SET user_id = excluded.user_id",
+                    params![rid, now, user, kind, scopes_j],
+                )
+                .map_err(db)?;
+                conn.execute(
+                    "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'identity_assertion', ?7, ?8, ?9, ?10)",
+                    params![cred_hash, rid, kind, scopes_j, expires, user, verified.iss, verified.sub, verified.aud, now],
+                )
+                .map_err(db)?;
+                let c = &verified.claims;
+                audit(
+                    conn,
+                    now,
+                    "registration.created",
+                    json!({ "registration_id": rid, "registration_type": "agent-provider", "iss": verified.iss, "sub": verified.sub,
+                            "agent_platform": c.get("agent_platform"), "agent_context_id": c.get("agent_context_id") }),
+                )
+            })
+            .await?;
+    }
+    let mut response = json!({
+        "registration_id": registration_id,
+        "registration_type": "agent-provider",
+        "credential_type": requested,
+        "credential": credential,
+        "credential_expires": expires.map(iso),
+        "scopes": scopes,
+    });
+    // CRED-02: never a refresh token (ID-JAG §4.4.3).
+    if state.defects.contains(Defect::ReturnRefreshToken) {
+        response["refresh_token"] = json!(secret("rt_", 24));
+    }
+    Ok(state.secret_json(response))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claim ceremony
+// ---------------------------------------------------------------------------------------------
+
+struct Attempt {
+    id: String,
+    token: Option<String>,
+    expires_at: i64,
+}
+
+/// Starts (or, for the same email while live, reuses) a claim attempt and mails its link.
+async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email: &str) -> Result<Attempt, ApiError> {
+    let (rid, email_owned, ttl) = (registration_id.to_string(), email.to_string(), state.config.ttl.claim_attempt);
+    let attempt = state
+        .db
+        .call(move |conn| {
+            // CLAIM-06 (informational): the same email while the attempt is live is idempotent.
+            let live: Option<(String, i64)> = conn
+                .query_row(
+                    "SELECT id, expires_at FROM claim_attempts WHERE registration_id = ?1 AND superseded = 0 AND expires_at > ?2 AND email = ?3 COLLATE NOCASE",
+                    params![rid, now, email_owned],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            if let Some((id, expires_at)) = live {
+                return Ok(Attempt { id, token: None, expires_at });
+            }
+            // CLAIM-05: a new attempt supersedes every earlier one, token and OTP alike.
+            conn.execute("UPDATE claim_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid]).map_err(db)?;
+            let id = secret("cla_", 16);
+            let token = secret("cvt_", 24);
+            let expires_at = now + ttl;
+            conn.execute(
+                "INSERT INTO claim_attempts (id, registration_id, email, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, rid, email_owned, hash(&token), now, expires_at],
+            )
+            .map_err(db)?;
+            // AUDIT-02
+            audit(conn, now, "claim.requested", json!({ "registration_id": rid, "email": email_owned }))?;
+            Ok(Attempt { id, token: Some(token), expires_at })
+        })
+        .await?;
+    if let Some(token) = &attempt.token
+        && !state.defects.contains(Defect::SendNoClaimEmail)
+    {
+        // CLAIM-02: the link leads to a service page and carries the claim_attempt_token.
+        let link = format!("{}/agent/auth/claim/view?token={token}", state.base_url);
+        if let Err(e) = state.mailer.send_claim(email, registration_id, &link, &iso(attempt.expires_at)).await {
+            // A mail that did not go out must not leave a live attempt that a same-email retry
+            // would silently reuse: retire it and report a retryable error.
+            let id = attempt.id.clone();
+            let _ = state.db.call(move |conn| conn.execute("UPDATE claim_attempts SET superseded = 1 WHERE id = ?1", params![id]).map_err(db)).await;
+            return Err(ApiError::Internal(format!("claim mail failed: {e}")));
+        }
+    }
+    Ok(attempt)
+}
+
+struct Registration {
+    id: String,
+    kind: String,
+    status: String,
+    expires_at: i64,
+    credential_type: Option<String>,
+    post_scopes: Vec<String>,
+}
+
+fn registration_by_claim_token(conn: &Connection, claim_token: &str) -> Result<Option<Registration>, ApiError> {
+    conn.query_row(
+        "SELECT id, kind, status, expires_at, credential_type, post_scopes FROM registrations WHERE claim_token_hash = ?1",
+        params![hash(claim_token)],
+        |r| {
+            Ok(Registration {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                status: r.get(2)?,
+                expires_at: r.get(3)?,
+                credential_type: r.get(4)?,
+                post_scopes: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+    .map_err(db)
+}
+
+fn expired(state: &AppState, reg: &Registration, now: i64) -> bool {
+    let lapsed = now >= reg.expires_at;
+    match reg.status.as_str() {
+        "unclaimed" => lapsed && !state.defects.contains(Defect::NeverExpireAnonymous),
+        // EXP-02: a claimed registration never expires later.
+        "claimed" => lapsed && reg.kind == "anonymous" && state.defects.contains(Defect::ExpireClaimedRegistrations),
+        _ => true,
+    }
+}
+
+/// `POST /agent/auth/claim` (CLAIM-01..10).
+pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let body = json_body(&state, request).await?;
+        // CLAIM-10
+        let claim_token = str_member(&body, "claim_token")?.to_string();
+        let email = str_member(&body, "email")?.to_string();
+        if !plausible_email(&email) {
+            return Err(invalid("email is not an email address"));
+        }
+        let token = claim_token.clone();
+        let reg = state.db.call(move |conn| registration_by_claim_token(conn, &token)).await?;
+        // CLAIM-07
+        let reg = reg.ok_or(ApiError::InvalidClaimToken)?;
+        // REG-EMAIL-07: email-verification registrations need no explicit claim call.
+        if reg.kind != "anonymous" {
+            return Err(ApiError::ClaimedOrInFlight);
+        }
+        // CLAIM-09, EXP-01: expiry is checked before the claimed status so that an expired
+        // registration reads as expired; a claimed one is not expired (EXP-02).
+        if expired(&state, &reg, now) {
+            return Err(ApiError::ClaimExpired);
+        }
+        // CLAIM-08
+        if reg.status == "claimed" {
+            return Err(ApiError::ClaimedOrInFlight);
+        }
+        let attempt = start_attempt(&state, now, &reg.id, &email).await?;
+        // CLAIM-04: a fresh attempt id per attempt, never the registration id.
+        let attempt_id = if state.defects.contains(Defect::RegistrationIdAsAttemptId) { reg.id.clone() } else { attempt.id };
+        Ok(Json(json!({
+            "registration_id": reg.id,
+            "claim_attempt_id": attempt_id,
+            "status": "initiated",
+            "expires_at": iso(attempt.expires_at),
+        }))
+        .into_response())
+    }
+    .await;
+    state.reply(outcome)
+}
+
+enum AttemptState {
+    Unknown,
+    Claimed,
+    Expired,
+    Live { id: String, registration_id: String },
+}
+
+fn attempt_by_token(conn: &Connection, token: &str, now: i64) -> Result<AttemptState, ApiError> {
+    let row: Option<(String, String, i64, i64, String)> = conn
+        .query_row(
+            "SELECT a.id, a.registration_id, a.superseded, a.expires_at, r.status FROM claim_attempts a JOIN registrations r ON r.id = a.registration_id WHERE a.token_hash = ?1",
+            params![hash(token)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    Ok(match row {
+        None => AttemptState::Unknown,
+        Some((_, _, _, _, status)) if status == "claimed" => AttemptState::Claimed,
+        Some((_, _, superseded, _, _)) if superseded != 0 => AttemptState::Unknown,
+        Some((_, _, _, expires_at, _)) if now >= expires_at => AttemptState::Expired,
+        Some((id, registration_id, _, _, _)) => AttemptState::Live { id, registration_id },
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct ViewQuery {
+    token: Option<String>,
+}
+
+/// `GET /agent/auth/claim/view?token=…`: the user-facing page (CLAIM-29). A plain GET mints
+/// nothing (CLAIM-03): the code appears only when the user presses the button.
+pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(query): Query<ViewQuery>) -> Response {
+    let Some(token) = query.token.filter(|t| !t.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, Html("<h1>Missing token</h1>")).into_response();
+    };
+    let t = token.clone();
+    let found = state.db.call(move |conn| attempt_by_token(conn, &t, now)).await;
+    match found {
+        Ok(AttemptState::Live { .. }) => {}
+        Ok(AttemptState::Expired) => return (StatusCode::GONE, Html("<h1>Link expired</h1>")).into_response(),
+        Ok(_) => return (StatusCode::NOT_FOUND, Html("<h1>Link invalid</h1>")).into_response(),
+        Err(e) => return state.reply(Err(e)),
+    }
+    let token_json = serde_json::to_string(&token).unwrap_or_default().replace('<', "\\u003c");
+    let page = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Read this code back to the agent</title></head>
+<body><h1>Read this code back to the agent</h1>
+<p>An AI agent asks to act on your behalf. If you started this, show the one-time code and read it back to the agent.
+If you did not, close this page: nothing happens without the code.</p>
+<button id="show">Show my one-time code</button><p id="code" style="font-size:2em;font-family:monospace"></p>
+<script>
+const token = {token_json};
+document.getElementById("show").addEventListener("click", async () => {{
+  const r = await fetch("{base}/agent/auth/claim/attempt/challenge", {{method: "POST", headers: {{"Content-Type": "application/json"}}, body: JSON.stringify({{claim_attempt_token: token}})}});
+  const body = await r.json();
+  document.getElementById("code").textContent = r.ok ? body.challenge : body.message;
+}});
+</script></body></html>"#,
+        base = state.base_url
+    );
+    let mut response = Html(page).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /agent/auth/claim/attempt/challenge` (CLAIM-11..15): mint a new OTP.
+pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let body = json_body(&state, request).await?;
+        let token = str_member(&body, "claim_attempt_token")?.to_string();
+        let code = otp();
+        let code_hash = hash(&code);
+        let otp_ttl = state.config.ttl.otp;
+        // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 defect.
+        let leak = state.defects.contains(Defect::ExposeOtpInClaimResponse).then(|| code.clone());
+        let expires_at = state
+            .db
+            .call(move |conn| match attempt_by_token(conn, &token, now)? {
+                // CLAIM-13: unknown or superseded → 410 claim_superseded; claimed → 409
+                // claim_completed; window closed → 410 claim_expired.
+                AttemptState::Unknown => Err(ApiError::ClaimSuperseded),
+                AttemptState::Claimed => Err(ApiError::ClaimCompleted),
+                AttemptState::Expired => Err(ApiError::ClaimExpired),
+                AttemptState::Live { id, registration_id } => {
+                    // CLAIM-12: each mint replaces the previous OTP (kept aside only for the
+                    // keep-previous-otp defect); the failure count restarts with the new code.
+                    let expires_at = now + otp_ttl;
+                    conn.execute(
+                        "UPDATE claim_attempts SET previous_otp_hash = otp_hash, otp_hash = ?1, otp_expires_at = ?2, failures = 0, otp_plain = ?4 WHERE id = ?3",
+                        params![code_hash, expires_at, id, leak],
+                    )
+                    .map_err(db)?;
+                    // AUDIT-03
+                    audit(conn, now, "otp.generated", json!({ "registration_id": registration_id, "claim_attempt_id": id }))?;
+                    Ok(expires_at)
+                }
+            })
+            .await?;
+        let mut response = Json(json!({ "type": "otp", "challenge": code, "expires_at": iso(expires_at) })).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    }
+    .await;
+    state.reply(outcome)
+}
+
+struct Completion {
+    registration: Registration,
+    user_id: String,
+}
+
+/// `POST /agent/auth/claim/complete` (CLAIM-16..27).
+pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let body = json_body(&state, request).await?;
+        let claim_token = str_member(&body, "claim_token")?.to_string();
+        let given = str_member(&body, "otp")?.to_string();
+        let st = state.clone();
+        // The inner Result is committed even when it is an error, so a wrong guess counts.
+        let completion: Result<Completion, (ApiError, Option<String>)> = state
+            .db
+            .call(move |conn| {
+                let Some(reg) = registration_by_claim_token(conn, &claim_token)? else {
+                    // CLAIM-23
+                    return Ok(Err((ApiError::InvalidClaimToken, None)));
+                };
+                // CLAIM-22
+                if expired(&st, &reg, now) {
+                    return Ok(Err((ApiError::ClaimExpired, None)));
+                }
+                // CLAIM-21, CLAIM-27
+                if reg.status == "claimed" {
+                    return Ok(Err((ApiError::PreviouslyClaimed, None)));
+                }
+                let current: Option<(String, String, Option<String>, Option<i64>, Option<String>, u32, Option<String>)> = conn
+                    .query_row(
+                        "SELECT id, email, otp_hash, otp_expires_at, previous_otp_hash, failures, otp_plain FROM claim_attempts
+                         WHERE registration_id = ?1 AND superseded = 0 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                        params![reg.id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                // CLAIM-24 (C-18): no OTP minted yet.
+                let Some((attempt_id, email, Some(otp_hash), otp_expires, previous, failures, plain)) = current else {
+                    return Ok(Err((ApiError::OtpNotGenerated, None)));
+                };
+                // CLAIM-25: a bounded number of wrong guesses burns the code.
+                let limit_reached = failures >= st.config.max_otp_failures && !st.defects.contains(Defect::NoOtpAttemptLimit);
+                // CLAIM-31: exact comparison, no trimming.
+                let given_hash = hash(&given);
+                let mut accepted = same_hash(&given_hash, &otp_hash);
+                // CLAIM-12 defect: the previous OTP of this attempt still works.
+                if !accepted && st.defects.contains(Defect::KeepPreviousOtp) {
+                    accepted = previous.as_deref().is_some_and(|p| same_hash(&given_hash, p));
+                }
+                // CLAIM-05 defect: OTPs of superseded attempts still work (C-16).
+                if !accepted && st.defects.contains(Defect::KeepSupersededOtps) {
+                    let n: i64 = conn
+                        .query_row(
+                            "SELECT COUNT(*) FROM claim_attempts WHERE registration_id = ?1 AND superseded = 1 AND otp_hash = ?2",
+                            params![reg.id, given_hash],
+                            |r| r.get(0),
+                        )
+                        .map_err(db)?;
+                    accepted = n > 0;
+                }
+                if !accepted || limit_reached {
+                    conn.execute("UPDATE claim_attempts SET failures = failures + 1 WHERE id = ?1", params![attempt_id]).map_err(db)?;
+                    // CLAIM-19, CLAIM-26
+                    return Ok(Err((ApiError::OtpInvalid, plain)));
+                }
+                // CLAIM-20
+                if otp_expires.is_some_and(|e| now >= e) && !st.defects.contains(Defect::IgnoreOtpExpiry) {
+                    return Ok(Err((ApiError::OtpExpired, None)));
+                }
+                // MATCH-07: bind to the account owning the claim email, or a new one; the email
+                // is now verified by the OTP round trip.
+                let existing: Option<String> =
+                    conn.query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![email], |r| r.get(0)).optional().map_err(db)?;
+                let user_id = match existing {
+                    Some(u) => u,
+                    None => {
+                        let id = secret("user_", 12);
+                        conn.execute("INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, 1, ?3)", params![id, email, now]).map_err(db)?;
+                        id
+                    }
+                };
+                conn.execute("UPDATE registrations SET status = 'claimed', user_id = ?1 WHERE id = ?2", params![user_id, reg.id]).map_err(db)?;
+                conn.execute("UPDATE claim_attempts SET otp_hash = NULL, superseded = 1 WHERE registration_id = ?1", params![reg.id]).map_err(db)?;
+                if reg.kind == "anonymous" {
+                    // CLAIM-17: the same key gains post_claim_scopes in place; no rotation.
+                    let scopes = if st.defects.contains(Defect::KeepPreClaimScopes) { scopes_json(&st.config.pre_claim_scopes) } else { scopes_json(&reg.post_scopes) };
+                    conn.execute("UPDATE credentials SET scopes = ?1, user_id = ?2 WHERE registration_id = ?3", params![scopes, user_id, reg.id]).map_err(db)?;
+                    if st.defects.contains(Defect::RotateKeyOnClaim) {
+                        conn.execute("UPDATE credentials SET revoked = 1 WHERE registration_id = ?1", params![reg.id]).map_err(db)?;
+                    }
+                }
+                // AUDIT-04
+                audit(conn, now, "claim.confirmed", json!({ "registration_id": reg.id, "claimed_by_user_id": user_id }))?;
+                Ok(Ok(Completion { registration: reg, user_id }))
+            })
+            .await?;
+        let Completion { registration: reg, user_id } = match completion {
+            Ok(c) => c,
+            // CLAIM-28 defect: the agent-facing error body leaks the current OTP.
+            Err((ApiError::OtpInvalid, Some(plain))) => {
+                return Ok((StatusCode::UNAUTHORIZED, Json(json!({ "error": "otp_invalid", "message": format!("expected {plain}") }))).into_response());
+            }
+            Err((e, _)) => return Err(e),
+        };
+        let mut response = json!({ "registration_id": reg.id, "status": "claimed" });
+        if reg.kind == "email-verification" {
+            // CLAIM-18: the credential of the requested type, with post_claim_scopes.
+            let kind = reg.credential_type.clone().unwrap_or_else(|| "access_token".into());
+            let credential = issue_credential(&state, now, &reg.id, &kind, &reg.post_scopes, Some(user_id), None).await?;
+            response["credential_type"] = json!(kind);
+            response["credential"] = json!(credential);
+            response["credential_expires"] = if kind == "access_token" { json!(iso(now + state.config.ttl.access_token)) } else { Value::Null };
+            response["scopes"] = json!(reg.post_scopes);
+        }
+        if state.defects.contains(Defect::RotateKeyOnClaim) && reg.kind == "anonymous" {
+            let credential = issue_credential(&state, now, &reg.id, "api_key", &reg.post_scopes, None, None).await?;
+            response["credential"] = json!(credential);
+        }
+        Ok(state.secret_json(response))
+    }
+    .await;
+    state.reply(outcome)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /agent/auth/revoke` (REVOKE-01..21): a provider's logout token.
+pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let (headers, bytes) = body_bytes(request).await?;
+        let body = String::from_utf8(bytes.to_vec()).map_err(|_| invalid("the body is not UTF-8"))?;
+        // REVOKE-01, REVOKE-15: the auth.md wire format, not BCL's form POST (C-20).
+        let token = if content_type_is(&headers, "application/logout+jwt") {
+            body.trim().to_string()
+        } else if state.defects.contains(Defect::AcceptFormLogout) {
+            url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned()).unwrap_or(body)
+        } else {
+            return Err(invalid("expected a JWT body with Content-Type application/logout+jwt"));
+        };
+        if token.is_empty() {
+            return Err(invalid("empty body"));
+        }
+        let verified = verify::verify(&state, &token, TokenKind::Logout, now).await?;
+        let st = state.clone();
+        let revoked = state
+            .db
+            .call(move |conn| {
+                // REVOKE-11: a logout token is processed once.
+                let fresh = remember_jti(conn, &verified.iss, TokenKind::Logout, &verified.jti, verified.replay_until, now)?;
+                if !fresh && !st.defects.contains(Defect::SkipLogoutReplayCheck) {
+                    return Err(ApiError::ReplayDetected);
+                }
+                if st.defects.contains(Defect::IgnoreLogoutTokens) {
+                    return Ok(0);
+                }
+                // REVOKE-02, REVOKE-03, REVOKE-18: every credential of exactly this triple.
+                let n = conn
+                    .execute("UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0", params![verified.iss, verified.sub, verified.aud])
+                    .map_err(db)?;
+                // AUDIT-06
+                audit(conn, now, "registration.revoked", json!({ "iss": verified.iss, "sub": verified.sub, "credentials": n }))?;
+                Ok(n)
+            })
+            .await?;
+        let mut response = Json(json!({ "revoked": revoked })).into_response();
+        // REVOKE-21 (BCL §2.8)
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    }
+    .await;
+    state.reply(outcome)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protected API
+// ---------------------------------------------------------------------------------------------
+
+struct Caller {
+    kind: String,
+    scopes: Vec<String>,
+    source: String,
+    registration_id: String,
+    user: Option<(String, Option<String>)>,
+    iss: Option<String>,
+    sub: Option<String>,
+}
+
+/// API-01..07: find and check the bearer credential.
+async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>, now: i64) -> Result<Caller, ApiError> {
+    let header_token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        // API-06: the scheme name is case-insensitive (RFC 9110 §11.1).
+        let scheme_ok = if state.defects.contains(Defect::CaseSensitiveScheme) { scheme == "Bearer" } else { scheme.eq_ignore_ascii_case("bearer") };
+        scheme_ok.then(|| token.trim().to_string())
+    });
+    // API-07: no tokens in the query string (bearer_methods_supported is ["header"]).
+    let query_token = query
+        .filter(|_| state.defects.contains(Defect::AcceptQueryToken))
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()));
+    let presented = headers.contains_key(header::AUTHORIZATION);
+    let Some(token) = header_token.or(query_token).filter(|t| !t.is_empty()) else {
+        return Err(ApiError::Unauthorized { presented });
+    };
+    let h = hash(&token);
+    let st = state.clone();
+    state
+        .db
+        .call(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT c.kind, c.scopes, c.expires_at, c.revoked, c.source, c.registration_id, c.iss, c.sub, r.kind, r.status, r.expires_at, u.id, u.email
+                     FROM credentials c JOIN registrations r ON r.id = c.registration_id
+                     LEFT JOIN users u ON u.id = COALESCE(c.user_id, r.user_id)
+                     WHERE c.hash = ?1",
+                    params![h],
+                    |r| {
+                        Ok((
+                            (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?),
+                            (r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
+                            (r.get::<_, String>(8)?, r.get::<_, String>(9)?, r.get::<_, i64>(10)?),
+                            (r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?),
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(db)?;
+            let unauthorized = ApiError::Unauthorized { presented: true };
+            let Some(((kind, scopes, expires_at, revoked, source), (registration_id, iss, sub), (reg_kind, status, reg_expires), (user_id, email))) = row else {
+                // API-02
+                return Err(unauthorized);
+            };
+            // API-04
+            if revoked != 0 {
+                return Err(unauthorized);
+            }
+            // API-03, CRED-04
+            if expires_at.is_some_and(|e| now >= e) && !st.defects.contains(Defect::AcceptExpiredAccessToken) {
+                return Err(unauthorized);
+            }
+            // EXP-01, EXP-02: an unclaimed anonymous key dies with its registration.
+            let reg = Registration { id: registration_id.clone(), kind: reg_kind, status, expires_at: reg_expires, credential_type: None, post_scopes: Vec::new() };
+            if reg.kind == "anonymous" && expired(&st, &reg, now) {
+                return Err(unauthorized);
+            }
+            Ok(Caller {
+                kind,
+                scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+                source,
+                registration_id,
+                user: user_id.map(|u| (u, email)),
+                iss,
+                sub,
+            })
+        })
+        .await
+}
+
+/// `GET /api/resource`: the identity/scope echo the harness uses as its oracle.
+pub async fn api_resource(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let (headers, query) = (request.headers().clone(), request.uri().query().map(str::to_string));
+    let outcome = authenticate(&state, &headers, query.as_deref(), now).await.map(|caller| {
+        Json(json!({
+            "message": "credential accepted",
+            "user": caller.user.map(|(id, email)| json!({ "id": id, "email": email })),
+            "credential": {
+                "type": caller.kind,
+                "scope": caller.scopes,
+                "source": caller.source,
+                "registration_id": caller.registration_id,
+                "iss": caller.iss,
+                "sub": caller.sub,
+            },
+        }))
+        .into_response()
+    });
+    state.reply(outcome)
+}
+
+async fn scoped(state: AppState, now: i64, request: Request, scope: &'static str) -> Response {
+    let (headers, query) = (request.headers().clone(), request.uri().query().map(str::to_string));
+    let outcome = async {
+        let caller = authenticate(&state, &headers, query.as_deref(), now).await?;
+        // REG-ANON-10, API-08: 403 insufficient_scope with the RFC 6750 challenge.
+        if !caller.scopes.iter().any(|s| s == scope) {
+            return Err(ApiError::InsufficientScope(scope));
+        }
+        Ok(Json(json!({ "ok": true, "scope": scope })).into_response())
+    }
+    .await;
+    state.reply(outcome)
+}
+
+/// `GET /api/read`: needs `api.read`.
+pub async fn api_read(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    scoped(state, now, request, "api.read").await
+}
+
+/// `POST /api/write`: needs `api.write`.
+pub async fn api_write(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    scoped(state, now, request, "api.write").await
+}
+
+/// `GET /_admin/audit`: the AUDIT events, to loopback peers only.
+pub async fn admin_audit(State(state): State<AppState>, request: Request) -> Response {
+    if !state.config.admin_api || !peer_ip(&request).is_some_and(|ip| ip.is_loopback()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match read_audit(&state.db).await {
+        Ok(events) => Json(json!({ "events": events })).into_response(),
+        Err(e) => state.reply(Err(e)),
+    }
+}
+
+/// Every audit event, oldest first.
+pub async fn read_audit(db: &crate::store::Db) -> Result<Vec<Value>, ApiError> {
+    db.call(|conn| {
+        let mut stmt = conn.prepare("SELECT seq, at, event, data FROM audit ORDER BY seq").map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let data: String = r.get(3)?;
+                Ok(json!({ "seq": r.get::<_, i64>(0)?, "at": iso(r.get(1)?), "event": r.get::<_, String>(2)?, "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null) }))
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    })
+    .await
+}
+
+fn db_err(e: rusqlite::Error) -> ApiError {
+    db(e)
+}

@@ -1,0 +1,124 @@
+//! Shared state and small helpers: clock, secrets, hashing, time formatting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngExt;
+
+use crate::config::{AudienceReading, Config};
+use crate::defect::Defects;
+use crate::mail::Mailer;
+use crate::store::Db;
+use crate::verify::JwksCache;
+
+/// The request header that shifts "now" for one request when `test_clock` is on.
+pub const CLOCK_OFFSET_HEADER: &str = "authmd-test-clock-offset";
+
+/// Everything a handler needs. Cloned per request (cheap: one `Arc`).
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The state behind [`AppState`].
+pub struct Inner {
+    /// Configuration, validated.
+    pub config: Config,
+    /// Defects switched on.
+    pub defects: Defects,
+    /// Storage.
+    pub db: Db,
+    /// JWKS cache.
+    pub jwks: JwksCache,
+    /// Outbound HTTP (JWKS only; never to an address not on the trust list).
+    pub http: reqwest::Client,
+    /// Claim mail.
+    pub mailer: Mailer,
+    /// Public base URL without a trailing slash.
+    pub base_url: String,
+    /// Fixed-window rate counters: key → (window start, count).
+    pub rate: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl Inner {
+    /// The PRM `resource` (RFC 9728): the API's base.
+    pub fn resource(&self) -> String {
+        format!("{}/api", self.base_url)
+    }
+
+    /// The PRM URL derived from `resource` by RFC 9728 §3.1 insertion.
+    pub fn resource_metadata_url(&self) -> String {
+        format!("{}/.well-known/oauth-protected-resource/api", self.base_url)
+    }
+
+    /// The audiences an ID-JAG or logout token may carry (C-01 reading).
+    pub fn expected_audiences(&self) -> Vec<String> {
+        match self.config.audience {
+            AudienceReading::AsIssuer => vec![self.base_url.clone()],
+            AudienceReading::Resource => vec![self.resource()],
+            AudienceReading::Both => vec![self.base_url.clone(), self.resource()],
+        }
+    }
+}
+
+/// "Now" in unix seconds for this request: wall-clock time plus the test offset, if allowed.
+#[derive(Clone, Copy, Debug)]
+pub struct Now(pub i64);
+
+impl FromRequestParts<AppState> for Now {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let offset = if state.config.test_clock {
+            parts.headers.get(CLOCK_OFFSET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(Now(unix_now() + offset))
+    }
+}
+
+/// Wall-clock unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// `prefix` + base64url of `bytes` random bytes from the OS CSPRNG.
+pub fn secret(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill(&mut buf[..]);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(buf))
+}
+
+/// A six-digit OTP, leading zeros kept, uniform over 000000..=999999 (CLAIM-14).
+pub fn otp() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
+/// SHA-256 hex: secrets are stored only as hashes (SEC-01).
+pub fn hash(secret: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two hashes without an early exit.
+pub fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// RFC 3339 / ISO-8601 UTC.
+pub fn iso(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,188 @@
+//! SQLite storage behind one writer thread.
+//!
+//! Every read and write is a job run on the thread that owns the only connection, so SQLite
+//! never sees two writers and a check-then-insert (a `jti`, an OTP attempt) is atomic. Jobs
+//! queued together share one transaction, each inside its own savepoint; replies are sent only
+//! after the commit, so an answer never describes data a crash could lose.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+
+use crate::error::ApiError;
+
+/// Sends a job's outcome; told whether the batch's commit succeeded.
+type Reply = Box<dyn FnOnce(bool) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Jobs committed in one transaction at most.
+const BATCH: usize = 256;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT COLLATE NOCASE,
+    email_verified INTEGER NOT NULL DEFAULT 0,
+    phone TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX users_email ON users(email);
+CREATE INDEX users_phone ON users(phone);
+CREATE TABLE delegations (
+    iss TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    PRIMARY KEY (iss, sub)
+);
+CREATE TABLE registrations (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    claim_token_hash TEXT UNIQUE,
+    status TEXT NOT NULL,
+    user_id TEXT,
+    credential_type TEXT,
+    email TEXT,
+    pre_scopes TEXT NOT NULL,
+    post_scopes TEXT NOT NULL
+);
+CREATE TABLE credentials (
+    hash TEXT PRIMARY KEY,
+    registration_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    expires_at INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    user_id TEXT,
+    source TEXT NOT NULL,
+    iss TEXT,
+    sub TEXT,
+    aud TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX credentials_triple ON credentials(iss, sub, aud);
+CREATE INDEX credentials_registration ON credentials(registration_id);
+CREATE TABLE claim_attempts (
+    id TEXT PRIMARY KEY,
+    registration_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    superseded INTEGER NOT NULL DEFAULT 0,
+    otp_hash TEXT,
+    otp_expires_at INTEGER,
+    previous_otp_hash TEXT,
+    otp_plain TEXT,
+    failures INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX claim_attempts_registration ON claim_attempts(registration_id);
+CREATE TABLE jtis (
+    iss TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (iss, kind, jti)
+);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+"#];
+
+/// Handle to the storage thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Opening the database failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open database {path}: {reason}")]
+pub struct OpenError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Db {
+    /// Opens (creating and migrating) the SQLite file and starts the storage thread.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let err = |e: rusqlite::Error| OpenError { path: path.display().to_string(), reason: e.to_string() };
+        let mut conn = Connection::open(path).map_err(err)?;
+        // WAL + NORMAL survives a process crash (kill -9); only power loss can drop the last
+        // commits, which a conformance reference can accept.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(err)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("authmd-db".into())
+            .spawn(move || run(conn, rx))
+            .map_err(|e| OpenError { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(Self { tx })
+    }
+
+    /// Runs `f` on the storage thread inside a savepoint; an `Err` rolls back `f`'s writes only.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn.execute_batch("SAVEPOINT job") {
+                Ok(()) => {
+                    let result = f(conn);
+                    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                    match conn.execute_batch(end) {
+                        Ok(()) => result,
+                        Err(e) => Err(ApiError::Internal(e.to_string())),
+                    }
+                }
+                Err(e) => Err(ApiError::Internal(e.to_string())),
+            };
+            Box::new(move |committed| {
+                let outcome = if committed { outcome } else { Err(ApiError::Internal("commit failed".into())) };
+                let _ = reply_tx.send(outcome);
+            })
+        });
+        self.tx.send(job).map_err(|_| ApiError::Internal("storage thread stopped".into()))?;
+        reply_rx.await.map_err(|_| ApiError::Internal("storage thread dropped a job".into()))?
+    }
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let Ok(tx) = conn.transaction() else { continue };
+        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&tx)).collect();
+        let committed = match tx.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed");
+                false
+            }
+        };
+        for reply in replies {
+            reply(committed);
+        }
+    }
+}

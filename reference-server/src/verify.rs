@@ -1,0 +1,393 @@
+//! Verification of ID-JAGs and logout tokens, in the order of the catalogue's IDJAG and
+//! REVOKE rows. Signatures are checked with jsonwebtoken's primitives; its own claim
+//! validation is not used, because the rules here (one-element `aud` arrays, bounded `iat`,
+//! a request-scoped clock) are stricter or different, and every failure must map to a
+//! specific wire code by kind.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use crate::config::TrustedIssuer;
+use crate::defect::Defect;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The auth.md revocation event (catalogue §0.4).
+pub const REVOKED_EVENT: &str = "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked";
+
+/// Which kind of token is expected.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TokenKind {
+    /// An ID-JAG (`typ: oauth-id-jag+jwt`).
+    IdJag,
+    /// A logout token (`typ: logout+jwt`).
+    Logout,
+}
+
+impl TokenKind {
+    fn typ(self) -> &'static str {
+        match self {
+            Self::IdJag => "oauth-id-jag+jwt",
+            Self::Logout => "logout+jwt",
+        }
+    }
+
+    /// The namespace of this kind's `jti` values in the replay cache.
+    pub fn replay_namespace(self) -> &'static str {
+        match self {
+            Self::IdJag => "id-jag",
+            Self::Logout => "logout",
+        }
+    }
+}
+
+/// A token that passed every check but the replay check (which the caller does atomically
+/// with its own writes).
+#[derive(Debug)]
+pub struct Verified {
+    /// The claims.
+    pub claims: Map<String, Value>,
+    /// `iss`.
+    pub iss: String,
+    /// `sub`.
+    pub sub: String,
+    /// The audience it matched, as one string (so array and string forms revoke alike).
+    pub aud: String,
+    /// `jti`.
+    pub jti: String,
+    /// When the replay-cache entry may be dropped.
+    pub replay_until: i64,
+}
+
+/// The JWKS cache: per issuer, the keys, when they were fetched, and for how long they hold.
+#[derive(Default)]
+pub struct JwksCache {
+    entries: Mutex<HashMap<String, CacheEntry>>,
+}
+
+struct CacheEntry {
+    keys: Vec<Jwk>,
+    fetched: Instant,
+    ttl: Duration,
+}
+
+const ALLOWED_ALGS: &[(&str, Algorithm)] = &[("ES256", Algorithm::ES256), ("RS256", Algorithm::RS256), ("EdDSA", Algorithm::EdDSA)];
+
+fn segment(part: &str) -> Result<Map<String, Value>, ApiError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| ApiError::InvalidRequest("the assertion is not a compact JWS (bad base64url)".into()))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::InvalidRequest("the assertion is not a compact JWS (segment is not a JSON object)".into())),
+    }
+}
+
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and the
+/// `application/` prefix may be omitted.
+fn typ_matches(found: &str, expected: &str, strict: bool) -> bool {
+    if strict {
+        return found == expected;
+    }
+    let found = found.to_ascii_lowercase();
+    found.strip_prefix("application/").unwrap_or(&found) == expected
+}
+
+fn int_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("`{name}` is not a number"))),
+    }
+}
+
+fn string_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// Verifies `token` as `kind` at time `now` (unix seconds).
+pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) -> Result<Verified, ApiError> {
+    let defects = &state.defects;
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    // IDJAG-39: the assertion must be a compact JWS.
+    if parts.len() != 3 {
+        return Err(ApiError::InvalidRequest("the assertion is not a compact JWS".into()));
+    }
+    let header = segment(parts[0])?;
+    let claims = segment(parts[1])?;
+
+    // IDJAG-11, IDJAG-12, IDJAG-41, REVOKE-06, REVOKE-17: explicit typing (RFC 8725 §3.11).
+    if !defects.contains(Defect::SkipTypCheck) {
+        match header.get("typ").and_then(Value::as_str) {
+            Some(typ) if typ_matches(typ, kind.typ(), defects.contains(Defect::StrictTypComparison)) => {}
+            Some(typ) => return Err(ApiError::InvalidRequest(format!("unexpected typ `{typ}`; wanted `{}`", kind.typ()))),
+            None => return Err(ApiError::InvalidRequest(format!("missing typ header; wanted `{}`", kind.typ()))),
+        }
+    }
+    // RFC 7515 §4.1.11: an extension we do not understand must make the token invalid.
+    if header.contains_key("crit") {
+        return Err(ApiError::InvalidRequest("unsupported critical header extension".into()));
+    }
+    // IDJAG-07, IDJAG-08: only asymmetric algorithms from the allow-list; never `none` or HMAC.
+    let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or_default();
+    let alg = ALLOWED_ALGS.iter().find(|(n, _)| *n == alg_name).map(|(_, a)| *a);
+    if alg_name == "none" && defects.contains(Defect::AcceptAlgNone) {
+        // The defect: trust the unsigned token and go on with its claims.
+    } else if alg.is_none() {
+        return Err(ApiError::InvalidSignature(format!("algorithm `{alg_name}` is not allowed")));
+    }
+
+    // IDJAG-14, IDJAG-15, REVOKE-05: the issuer must be on the trust list, by exact match.
+    let iss = string_claim(&claims, "iss").ok_or(ApiError::InvalidIssuer)?;
+    let trusted = match state.config.trusted_issuers.iter().find(|t| t.issuer == iss) {
+        Some(t) => t,
+        None if defects.contains(Defect::TrustUnknownIssuers) && !state.config.trusted_issuers.is_empty() => &state.config.trusted_issuers[0],
+        None => return Err(ApiError::InvalidIssuer),
+    };
+
+    if let Some(alg) = alg {
+        // IDJAG-03..06, IDJAG-09, IDJAG-43: the key comes from the issuer's JWKS by `kid`; an
+        // embedded `jwk`, `jku` or `x5u` header is never followed (RFC 8725 §3.10).
+        let kid = header.get("kid").and_then(Value::as_str);
+        let jwk = state.jwks.key_for(state, trusted, kid, alg).await?;
+        // IDJAG-09: the header's alg must be the key's.
+        if jwk.common.key_algorithm.is_some_and(|ka| ka.to_string() != alg_name) {
+            return Err(ApiError::InvalidSignature("the alg does not match the key".into()));
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| ApiError::InvalidSignature(format!("unusable key: {}", jwt_kind(&e))))?;
+        let message = format!("{}.{}", parts[0], parts[1]);
+        let valid = match jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &key, alg) {
+            Ok(valid) => valid,
+            Err(e) => return Err(ApiError::InvalidSignature(format!("signature check failed: {}", jwt_kind(&e)))),
+        };
+        if !valid && !defects.contains(Defect::SkipSignatureCheck) {
+            return Err(ApiError::InvalidSignature("signature verification failed".into()));
+        }
+    }
+
+    // IDJAG-16, IDJAG-17, IDJAG-19, REVOKE-07: `aud` names this service; an array must hold
+    // exactly that one audience (ID-JAG §4.4.1).
+    let expected = state.expected_audiences();
+    let aud_ok = |a: &str| expected.iter().any(|e| e == a);
+    let skip_aud = match kind {
+        TokenKind::IdJag => defects.contains(Defect::SkipAudienceCheck),
+        TokenKind::Logout => defects.contains(Defect::AcceptWrongLogoutAudience),
+    };
+    let aud = match claims.get("aud") {
+        Some(Value::String(a)) if aud_ok(a) || skip_aud => a.clone(),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].as_str().is_some_and(aud_ok) => items[0].as_str().unwrap_or_default().to_string(),
+        Some(Value::Array(items))
+            if (defects.contains(Defect::AcceptAudienceArrayWithExtras) || skip_aud) && items.iter().any(|i| i.as_str().is_some_and(aud_ok)) =>
+        {
+            expected[0].clone()
+        }
+        None => return Err(ApiError::InvalidAudience),
+        _ => return Err(ApiError::InvalidAudience),
+    };
+    // Under the revoke-only-string-audience defect, remember the raw form so array-`aud`
+    // credentials no longer match a plain logout `aud`.
+    let aud = if defects.contains(Defect::RevokeOnlyStringAudience) && claims.get("aud").is_some_and(Value::is_array) {
+        format!("[{aud}]")
+    } else {
+        aud
+    };
+
+    let skew = state.config.ttl.skew;
+    let exp = int_claim(&claims, "exp")?;
+    let iat = int_claim(&claims, "iat")?;
+    let nbf = int_claim(&claims, "nbf")?;
+    match kind {
+        TokenKind::IdJag => {
+            // IDJAG-22: `exp` is required (RFC 7523 §3).
+            let Some(exp) = exp.or(defects.contains(Defect::AcceptMissingExp).then_some(now + 300)) else {
+                return Err(ApiError::InvalidRequest("missing exp".into()));
+            };
+            // IDJAG-20, IDJAG-21: expired beyond the skew allowance.
+            if exp + skew < now && !defects.contains(Defect::AcceptExpiredIdJag) {
+                return Err(ApiError::Expired);
+            }
+            // IDJAG-25: `iat` is required (ID-JAG §3.1).
+            let Some(iat) = iat.or(defects.contains(Defect::AcceptMissingIat).then_some(now)) else {
+                return Err(ApiError::InvalidRequest("missing iat".into()));
+            };
+            // IDJAG-23, IDJAG-24: `iat` not unreasonably in the future.
+            if iat > now + state.config.ttl.max_future_iat && !defects.contains(Defect::AcceptFutureIat) {
+                return Err(ApiError::InvalidRequest("iat is too far in the future".into()));
+            }
+            // IDJAG-26: not before `nbf`.
+            if nbf.is_some_and(|nbf| nbf > now + skew) && !defects.contains(Defect::AcceptFutureNbf) {
+                return Err(ApiError::InvalidRequest("the token is not valid yet (nbf)".into()));
+            }
+        }
+        TokenKind::Logout => {
+            // REVOKE-13: a past `exp` is refused; a missing one per the configured reading (C-20).
+            match exp {
+                Some(exp) if exp + skew < now && !defects.contains(Defect::AcceptExpiredLogout) => return Err(ApiError::Expired),
+                None if state.config.logout_requires_exp => return Err(ApiError::InvalidRequest("missing exp".into())),
+                _ => {}
+            }
+            // REVOKE-14: `iat` present and not far in the future (BCL §2.6).
+            match iat {
+                None => return Err(ApiError::InvalidRequest("missing iat".into())),
+                Some(iat) if iat > now + state.config.ttl.max_future_iat && !defects.contains(Defect::AcceptFutureLogoutIat) => {
+                    return Err(ApiError::InvalidRequest("iat is too far in the future".into()));
+                }
+                _ => {}
+            }
+            // REVOKE-08: `events` must be an object naming the revocation event.
+            let has_event = claims.get("events").and_then(Value::as_object).is_some_and(|e| e.contains_key(REVOKED_EVENT));
+            if !has_event && !defects.contains(Defect::AcceptLogoutWithoutEvents) {
+                return Err(ApiError::InvalidRequest("events does not carry the revocation event".into()));
+            }
+            // REVOKE-09: a logout token must not contain a nonce (BCL §2.6).
+            if claims.contains_key("nonce") && !defects.contains(Defect::AcceptLogoutWithNonce) {
+                return Err(ApiError::InvalidRequest("a logout token must not carry a nonce".into()));
+            }
+        }
+    }
+
+    // IDJAG-27, REVOKE-12: `jti` is required.
+    let jti = match string_claim(&claims, "jti") {
+        Some(jti) => jti,
+        None if kind == TokenKind::IdJag && defects.contains(Defect::AcceptMissingJti) => uuid_like(now),
+        None => return Err(ApiError::InvalidRequest("missing jti".into())),
+    };
+    // IDJAG-31, REVOKE-10: `sub` is required (auth.md has no sessions, so `sid` alone is not enough).
+    let sub = match string_claim(&claims, "sub") {
+        Some(sub) => sub,
+        None if kind == TokenKind::Logout && defects.contains(Defect::AcceptLogoutWithoutSub) => String::new(),
+        None => return Err(ApiError::InvalidRequest("missing sub".into())),
+    };
+
+    if kind == TokenKind::IdJag {
+        // IDJAG-35, IDJAG-36: `client_id` must resolve to a known provider identity (C-27).
+        match string_claim(&claims, "client_id") {
+            None if !defects.contains(Defect::AcceptMissingClientId) => return Err(ApiError::InvalidClientId),
+            Some(c) if !trusted.knows_client(&c) && !defects.contains(Defect::AcceptUnknownClientId) => return Err(ApiError::InvalidClientId),
+            _ => {}
+        }
+        // IDJAG-32..34: a verified email or phone, as JSON booleans (OIDC Core §5.1).
+        let verified = |name: &str| match claims.get(name) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => defects.contains(Defect::AcceptStringEmailVerified) && s == "true",
+            _ => false,
+        };
+        let email_ok = verified("email_verified") && claims.get("email").is_some_and(Value::is_string);
+        let phone_ok = verified("phone_number_verified") && claims.get("phone_number").is_some_and(Value::is_string);
+        if !email_ok && !phone_ok && !defects.contains(Defect::SkipVerifiedEmailCheck) {
+            return Err(ApiError::MissingVerifiedEmail);
+        }
+    }
+
+    // The replay entry must outlive every instant at which the token would still be accepted.
+    let replay_until = exp.unwrap_or(now + 300).max(now) + skew;
+    Ok(Verified { claims, iss, sub, aud, jti, replay_until })
+}
+
+fn uuid_like(now: i64) -> String {
+    format!("missing-jti-{now}-{}", rand::random::<u64>())
+}
+
+/// Names a jsonwebtoken error by its kind, never by its message.
+fn jwt_kind(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidSignature => "invalid signature",
+        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidEddsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => "invalid key",
+        ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => {
+            "algorithm mismatch"
+        }
+        ErrorKind::Base64(_) => "bad base64url",
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => "malformed token",
+        _ => "verification error",
+    }
+}
+
+impl JwksCache {
+    /// The key to verify with: by `kid` from the cached JWKS, refetching once on a miss
+    /// (rate-limited per issuer); without a `kid`, the only key of the right algorithm.
+    async fn key_for(&self, state: &AppState, issuer: &TrustedIssuer, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, ApiError> {
+        let ttl_bounds = (state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling);
+        let cooldown = Duration::from_secs(state.config.ttl.jwks_refetch_cooldown);
+        let mut entries = self.entries.lock().await;
+        let fresh = entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < e.ttl);
+        if !fresh {
+            let entry = fetch(state, issuer, ttl_bounds).await?;
+            entries.insert(issuer.issuer.clone(), entry);
+        }
+        let pick = |keys: &[Jwk]| -> Option<Jwk> {
+            match kid {
+                Some(kid) => keys.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).cloned(),
+                // IDJAG-10: no kid is acceptable when exactly one key fits.
+                None => {
+                    let fitting: Vec<&Jwk> = keys.iter().filter(|k| k.common.key_algorithm.is_none_or(|a| a.to_string() == format!("{alg:?}"))).collect();
+                    (fitting.len() == 1).then(|| fitting[0].clone())
+                }
+            }
+        };
+        if let Some(key) = entries.get(&issuer.issuer).and_then(|e| pick(&e.keys)) {
+            return Ok(key);
+        }
+        // IDJAG-05, IDJAG-06: on a kid miss, refetch once before rejecting, unless the cache
+        // was filled within the cool-down (so a stream of junk kids cannot hammer the IdP).
+        let recently = entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < cooldown);
+        if kid.is_some() && !recently && !state.defects.contains(Defect::SkipKidRefetch) {
+            let entry = fetch(state, issuer, ttl_bounds).await?;
+            let found = pick(&entry.keys);
+            entries.insert(issuer.issuer.clone(), entry);
+            if let Some(key) = found {
+                return Ok(key);
+            }
+        }
+        Err(ApiError::InvalidSignature("no key in the issuer's JWKS matches the token".into()))
+    }
+}
+
+async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64, u64)) -> Result<CacheEntry, ApiError> {
+    let uri = issuer.jwks_uri();
+    // IDJAG-42: an unavailable JWKS is a signature failure for the client, never a 5xx.
+    let unavailable = |why: String| {
+        if state.defects.contains(Defect::MapJwksFailureTo5xx) {
+            ApiError::BadGateway
+        } else {
+            ApiError::InvalidSignature(format!("the issuer's JWKS could not be fetched: {why}"))
+        }
+    };
+    let response = state.http.get(&uri).timeout(Duration::from_secs(5)).send().await.map_err(|e| unavailable(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!("status {}", response.status().as_u16())));
+    }
+    // IDJAG-44: honour Cache-Control max-age within the floor and ceiling.
+    let max_age = response
+        .headers()
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok())))
+        .unwrap_or(floor);
+    let body = response.text().await.map_err(|e| unavailable(e.to_string()))?;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).map_err(|_| unavailable("the JWKS is not valid JSON".into()))?;
+    Ok(CacheEntry { keys: set.keys, fetched: Instant::now(), ttl: Duration::from_secs(max_age.clamp(floor, ceiling)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison_follows_rfc_7515() {
+        assert!(typ_matches("oauth-id-jag+jwt", "oauth-id-jag+jwt", false));
+        assert!(typ_matches("application/OAuth-ID-JAG+JWT", "oauth-id-jag+jwt", false));
+        assert!(!typ_matches("JWT", "oauth-id-jag+jwt", false));
+        assert!(!typ_matches("application/oauth-id-jag+jwt", "oauth-id-jag+jwt", true));
+    }
+}
