@@ -1,1 +1,105 @@
-//! placeholder
+//! authmd-conformance: the conformance suite for auth.md agent registration (v0.1 profile).
+//!
+//! The engine ([`engine`]) checks a target over the wire as an outside client would; it never
+//! imports the reference server. Cases are data ([`catalogue`], `cases/`); flows are code.
+//! [`bundled`] starts the reference server, mock IdP and mailbox in-process for `run` without a
+//! target: it only starts them, it shares no rules with the engine.
+
+pub mod bundled;
+pub mod catalogue;
+pub mod engine;
+pub mod exit_code;
+pub mod redact;
+pub mod report;
+pub mod target;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use catalogue::{Case, Catalogue, Level};
+use engine::{CaseResult, Harness};
+use report::{Header, Report};
+
+/// The spec profile this build tests.
+pub const PROFILE: &str = "v0.1";
+
+/// Which cases to run.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Globs over `area/id` (or `id`); any match selects. Empty selects all.
+    pub ids: Vec<String>,
+    /// Areas; empty selects all.
+    pub areas: Vec<String>,
+    /// Levels; empty selects all.
+    pub levels: Vec<Level>,
+}
+
+impl Filter {
+    /// Does `case` pass the filter?
+    pub fn selects(&self, case: &Case) -> bool {
+        (self.ids.is_empty() || self.ids.iter().any(|g| glob(g, &case.full_name()) || glob(g, &case.id) || case.requirements.iter().any(|r| glob(g, r))))
+            && (self.areas.is_empty() || self.areas.contains(&case.area))
+            && (self.levels.is_empty() || self.levels.contains(&case.level))
+    }
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    fn rec(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => rec(&p[1..], t) || (!t.is_empty() && rec(p, &t[1..])),
+            (Some(b'?'), Some(_)) => rec(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), text.as_bytes())
+}
+
+/// Progress callback: called with each finished case and the (done, total) counts.
+pub type Progress<'a> = dyn Fn(&CaseResult, usize, usize) + Send + Sync + 'a;
+
+/// Runs `cases` against the harness's target, `jobs` at a time, and builds the report.
+pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Report {
+    let started = Instant::now();
+    let started_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let total = cases.len();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (index, case) in cases.into_iter().enumerate() {
+        let harness = harness.clone();
+        let semaphore = semaphore.clone();
+        set.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            harness.run_case(&case, index).await
+        });
+    }
+    let mut results = Vec::with_capacity(total);
+    while let Some(joined) = set.join_next().await {
+        // A panicking case is a harness bug; it must not take the whole run down with it.
+        if let Ok(result) = joined {
+            progress(&result, results.len() + 1, total);
+            results.push(result);
+        }
+    }
+    let config_text = format!("{:?}", harness.target);
+    let header = Header {
+        schema_version: report::SCHEMA_VERSION,
+        suite_version: env!("CARGO_PKG_VERSION").to_string(),
+        profile: PROFILE.to_string(),
+        target: harness.target.base_url.clone(),
+        started_at,
+        prm: harness.discovery.prm.clone(),
+        metadata: harness.discovery.metadata.clone(),
+        discovery_error: harness.discovery.error.clone(),
+        readings: harness.target.readings.clone(),
+        config_hash: redact::short_hash(&config_text),
+    };
+    Report::new(header, results, started.elapsed().as_millis() as u64)
+}
+
+/// Loads the catalogue from the crate's `cases/` directory.
+pub fn default_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
+    Catalogue::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases"))
+}

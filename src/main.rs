@@ -1,1 +1,403 @@
-fn main() {}
+//! `authmd-conformance`: run the auth.md conformance suite, list and explain cases, and start
+//! the mock IdP, mock mailbox or reference server on their own.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use authmd_conformance::catalogue::{Catalogue, Level};
+use authmd_conformance::engine::{Harness, Verdict};
+use authmd_conformance::target::{MailConfig, TargetConfig};
+use authmd_conformance::{Filter, bundled, exit_code};
+use authmd_mock_idp::{IdpConfig, KeyAlg, MockIdp};
+use authmd_mock_mailbox::{MailSource, Mailbox};
+use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "authmd-conformance", version, about = "Conformance suite for auth.md agent registration (profile v0.1)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the suite: against the bundled reference server, or `--target URL --config FILE`.
+    Run(RunArgs),
+    /// List the cases the filters select.
+    List(FilterArgs),
+    /// Explain one case: requirement text, source, steps, expectations, defects.
+    Explain {
+        /// Case id or `area/id`.
+        case: String,
+    },
+    /// The mock identity provider.
+    Idp {
+        #[command(subcommand)]
+        command: IdpCommand,
+    },
+    /// The mock mailbox (SMTP sink).
+    Mailbox {
+        #[command(subcommand)]
+        command: MailboxCommand,
+    },
+    /// The reference server.
+    Reference {
+        #[command(subcommand)]
+        command: ReferenceCommand,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct FilterArgs {
+    /// Case id, `area/id` or requirement glob (repeatable), e.g. `idjag/*` or `IDJAG-2?`.
+    #[arg(long = "case", short = 'c')]
+    cases: Vec<String>,
+    /// Area (repeatable): discovery, registration, idjag, credential, matching, claim, revocation, api, expiry, rate, security.
+    #[arg(long = "area")]
+    areas: Vec<String>,
+    /// Level (repeatable): MUST, SHOULD, MAY, informational.
+    #[arg(long = "level")]
+    levels: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The target's base URL; without it the bundled reference server is started.
+    #[arg(long)]
+    target: Option<String>,
+    /// Target configuration (TOML); see `examples/target.toml`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output directory for the reports. Defaults to `reports/runs/<timestamp>`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Switch on a reference-server defect for the bundled run (repeatable).
+    #[arg(long = "defect")]
+    defects: Vec<String>,
+    /// Cases at once (overrides the config).
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+#[derive(Subcommand)]
+enum IdpCommand {
+    /// Serve the mock IdP with its HTTP control API.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        listen: SocketAddr,
+        /// Issuer URL (defaults to the listen URL).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Serve https with an rcgen certificate.
+        #[arg(long)]
+        https: bool,
+        /// Write the CA certificate (PEM) here.
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+        /// Keep keys in this directory across restarts.
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
+        /// First key's algorithm: ES256, RS256 or EdDSA.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Default `aud` of minted tokens.
+        #[arg(long, default_value = "http://localhost:8000")]
+        audience: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailboxCommand {
+    /// Serve the SMTP sink and print every message received.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReferenceCommand {
+    /// Serve the reference server.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// SQLite file (overrides the config).
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// Switch on a defect (repeatable).
+        #[arg(long = "defect")]
+        defects: Vec<String>,
+        /// List the defects and exit.
+        #[arg(long)]
+        list_defects: bool,
+    },
+    /// Print the audit events stored in a database.
+    Audit {
+        /// SQLite file.
+        #[arg(long, default_value = "authmd-reference.sqlite")]
+        database: PathBuf,
+    },
+}
+
+/// A failure at the CLI edge, mapped to an exit code.
+enum Failure {
+    Usage(String),
+    Harness(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit_code::HARNESS as u8);
+        }
+    };
+    let code = match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            exit_code::USAGE
+        }
+        Err(Failure::Harness(m)) => {
+            eprintln!("error: {m}");
+            exit_code::HARNESS
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn parse_filter(args: &FilterArgs, catalogue: &Catalogue) -> Result<Filter, Failure> {
+    let mut levels = Vec::new();
+    for l in &args.levels {
+        levels.push(match l.to_ascii_lowercase().as_str() {
+            "must" => Level::Must,
+            "should" => Level::Should,
+            "may" => Level::May,
+            "informational" | "info" => Level::Informational,
+            other => return Err(Failure::Usage(format!("--level `{other}`: expected MUST, SHOULD, MAY or informational"))),
+        });
+    }
+    for a in &args.areas {
+        if !catalogue.cases.iter().any(|c| &c.area == a) {
+            return Err(Failure::Usage(format!("--area `{a}`: no such area")));
+        }
+    }
+    Ok(Filter { ids: args.cases.clone(), areas: args.areas.clone(), levels })
+}
+
+fn catalogue() -> Result<Catalogue, Failure> {
+    authmd_conformance::default_catalogue().map_err(|e| Failure::Usage(format!("catalogue: {e}")))
+}
+
+fn defects(ids: &[String]) -> Result<Defects, Failure> {
+    ids.iter().map(|d| d.parse::<Defect>().map_err(|e| Failure::Usage(e.to_string()))).collect()
+}
+
+async fn dispatch(command: Command) -> Result<i32, Failure> {
+    match command {
+        Command::Run(args) => run(args).await,
+        Command::List(args) => {
+            let cat = catalogue()?;
+            let filter = parse_filter(&args, &cat)?;
+            let selected: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).collect();
+            for c in &selected {
+                println!("{:<48} {:<14} {:<13} {}", c.full_name(), c.requirements.join(","), c.level.as_str(), c.summary);
+            }
+            Ok(if selected.is_empty() { exit_code::NOTHING_SELECTED } else { exit_code::SUCCESS })
+        }
+        Command::Explain { case } => {
+            let cat = catalogue()?;
+            let c = cat.cases.iter().find(|c| c.id == case || c.full_name() == case).ok_or_else(|| Failure::Usage(format!("no case `{case}` (see `list`)")))?;
+            println!("{}\n  {}\n  level: {}", c.full_name(), c.summary, c.level.as_str());
+            if let Some(r) = &c.reading {
+                println!("  reading: {r}");
+            }
+            for r in &c.requirements {
+                if let Some(req) = cat.requirements.get(r) {
+                    println!("\n{r} ({})\n  {}\n  source: {}", req.level.as_str(), req.text, req.source);
+                }
+            }
+            println!("\nneeds: {:?}\ncaught by defects: {}\n\nsteps:", c.needs, c.caught_by.join(", "));
+            for (i, s) in c.steps.iter().enumerate() {
+                println!("  {}. {:?}{} {}", i + 1, s.action, s.name.as_ref().map(|n| format!(" as `{n}`")).unwrap_or_default(), serde_json::to_string(&s.params).unwrap_or_default());
+                if let Some(e) = &s.expect {
+                    println!("     expect {}", serde_json::to_string(e).unwrap_or_default());
+                }
+            }
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Idp { command: IdpCommand::Serve { listen, issuer, https, ca_out, key_dir, alg, audience } } => {
+            let alg = KeyAlg::parse(&alg).ok_or_else(|| Failure::Usage(format!("--alg `{alg}`: expected ES256, RS256 or EdDSA")))?;
+            let idp = MockIdp::start(IdpConfig { listen, issuer, https, ca_out, key_dir, alg, audience, ..IdpConfig::default() }).await.map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("mock IdP listening on {} (issuer {}, JWKS {})", idp.base_url(), idp.issuer(), idp.jwks_uri());
+            println!("control API: POST /_control/mint | /_control/rotate | /_control/retire | /_control/fault | /_control/deliver-logout; GET /_control/requests");
+            wait_for_ctrl_c().await;
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Mailbox { command: MailboxCommand::Serve { listen } } => {
+            let mailbox = Mailbox::start(listen).await.map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("mock mailbox: SMTP on {}", mailbox.addr());
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        let messages = mailbox.messages();
+                        for m in &messages[seen..] {
+                            println!("mail to {}: {}", m.to.join(", "), m.subject);
+                        }
+                        seen = messages.len();
+                    }
+                }
+            }
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Reference { command: ReferenceCommand::Serve { config, listen, database, defects: ids, list_defects } } => {
+            if list_defects {
+                for d in Defect::ALL {
+                    println!("{:<40} {}", d.id(), d.describe());
+                }
+                return Ok(exit_code::SUCCESS);
+            }
+            let mut cfg = match &config {
+                Some(path) => Config::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?,
+                None => Config::default(),
+            };
+            cfg.apply_env().map_err(|e| Failure::Usage(e.to_string()))?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = database {
+                cfg.database = d;
+            }
+            let server = ReferenceServer::start(cfg, defects(&ids)?).await.map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("reference server listening on {}", server.base_url());
+            wait_for_ctrl_c().await;
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Reference { command: ReferenceCommand::Audit { database } } => {
+            if !database.exists() {
+                return Err(Failure::Usage(format!("--database {}: no such file", database.display())));
+            }
+            let events = authmd_reference_server::audit_events(&database).await.map_err(|e| Failure::Usage(e.to_string()))?;
+            for e in events {
+                println!("{e}");
+            }
+            Ok(exit_code::SUCCESS)
+        }
+    }
+}
+
+async fn wait_for_ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(args: RunArgs) -> Result<i32, Failure> {
+    let cat = catalogue()?;
+    let filter = parse_filter(&args.filter, &cat)?;
+    let cases: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).cloned().collect();
+    if cases.is_empty() {
+        eprintln!("no case selected");
+        return Ok(exit_code::NOTHING_SELECTED);
+    }
+    // Keep the stack alive for the whole run.
+    let mut _bundled = None;
+    let (mut target, idp, mail, ca) = match (&args.target, &args.config) {
+        (None, None) => {
+            let stack = bundled::start(defects(&args.defects)?).await.map_err(|e| Failure::Harness(e.to_string()))?;
+            eprintln!("bundled reference server on {}", stack.server.base_url());
+            let parts = (stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None);
+            _bundled = Some(stack);
+            parts
+        }
+        (target_url, config) => {
+            if !args.defects.is_empty() {
+                return Err(Failure::Usage("--defect only applies to the bundled reference server (run without --target)".into()));
+            }
+            let mut target = match config {
+                Some(path) => TargetConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+                None => TargetConfig::new(target_url.as_deref().unwrap_or_default()),
+            };
+            if let Some(url) = target_url {
+                target.base_url = url.trim_end_matches('/').to_string();
+            }
+            target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
+            let idp = MockIdp::start(IdpConfig { listen: target.idp.listen, issuer: target.idp.issuer.clone(), ..IdpConfig::default() })
+                .await
+                .map_err(|e| Failure::Usage(format!("idp.listen: {e}")))?;
+            let mail = match &target.mail {
+                None => None,
+                Some(MailConfig::Smtp { listen }) => Some(MailSource::Smtp(Arc::new(Mailbox::start(*listen).await.map_err(|e| Failure::Usage(format!("mail.smtp: {e}")))?))),
+                Some(MailConfig::Directory { path }) => Some(MailSource::directory(path.clone())),
+                Some(MailConfig::UrlTemplate { template }) => Some(MailSource::url_template(target.url(template))),
+                Some(MailConfig::Mailpit { base }) => Some(MailSource::mailpit(base.clone())),
+            };
+            (target, Arc::new(idp), mail.map(Arc::new), None)
+        }
+    };
+    if let Some(jobs) = args.jobs {
+        target.jobs = jobs.max(1);
+    }
+    let harness = Harness::new(target, idp, mail, ca).await.map_err(|e| Failure::Harness(format!("target unreachable: {e}")))?;
+    if let Some(e) = &harness.discovery.error {
+        eprintln!("warning: discovery failed: {e}; dependent cases are skipped as blocked");
+    }
+    let harness = Arc::new(harness);
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = indicatif::ProgressBar::new(cases.len() as u64);
+        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar
+    });
+    let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
+        Some(bar) => {
+            bar.set_position(done as u64);
+            bar.set_message(result.name.clone());
+        }
+        None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
+    };
+    let report = authmd_conformance::run(harness.clone(), cases, &progress).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let out = args.out.unwrap_or_else(|| {
+        let stamp = time::OffsetDateTime::now_utc().format(&time::macros::format_description!("[year][month][day]-[hour][minute][second]")).unwrap_or_default();
+        PathBuf::from("reports/runs").join(stamp)
+    });
+    report.write_all(&out, &harness.secrets).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
+    // The summary table.
+    println!("{:<48} {:<13} {:<13} {}", "case", "level", "verdict", "first finding / reason");
+    for c in &report.cases {
+        if matches!(c.verdict, Verdict::Pass) {
+            continue;
+        }
+        let why = c.findings.first().map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found)).unwrap_or_else(|| match &c.verdict {
+            Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
+            _ => String::new(),
+        });
+        println!("{:<48} {:<13} {:<13} {}", c.name, c.level.as_str(), c.verdict.label(), harness.secrets.redact(&why).chars().take(160).collect::<String>());
+    }
+    let counts = report.footer.counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+    println!("\n{} cases in {:.2}s: {counts}\nreports: {}", report.footer.total, report.footer.duration_ms as f64 / 1000.0, out.display());
+    Ok(if report.gating_failures() > 0 {
+        exit_code::CONFORMANCE
+    } else if report.inconclusive() > 0 {
+        exit_code::HARNESS
+    } else {
+        exit_code::SUCCESS
+    })
+}

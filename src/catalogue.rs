@@ -1,0 +1,476 @@
+//! The case catalogue: `cases/requirements.toml` and one TOML file per case, parsed once into
+//! validated types. A malformed file is an error naming the file and the field, before any case
+//! runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Requirement level (catalogue §0.2). Ordered from strictest.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+pub enum Level {
+    /// A failure fails the run.
+    #[serde(rename = "MUST")]
+    Must,
+    /// A failure is a warning.
+    #[serde(rename = "SHOULD")]
+    Should,
+    /// Optional behaviour: recorded, never gating.
+    #[serde(rename = "MAY")]
+    May,
+    /// Worth recording; never fails a run.
+    #[serde(rename = "informational")]
+    Informational,
+}
+
+impl Level {
+    /// The catalogue spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Must => "MUST",
+            Self::Should => "SHOULD",
+            Self::May => "MAY",
+            Self::Informational => "informational",
+        }
+    }
+}
+
+/// One requirement of `cases/requirements.toml`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// `AREA-NN`, as in the catalogue.
+    pub id: String,
+    /// Level the suite tests it at.
+    pub level: Level,
+    /// Source tags, as in the catalogue.
+    pub source: String,
+    /// One line.
+    pub text: String,
+    /// Why no black-box case can reach it, when none can.
+    #[serde(default)]
+    pub not_testable: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsFile {
+    requirement: Vec<Requirement>,
+}
+
+/// What a case needs from the target or the harness; unmet needs skip the case with a reason.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Need {
+    /// The target offers anonymous registration.
+    Anonymous,
+    /// The target offers verified-email registration.
+    VerifiedEmail,
+    /// The target offers ID-JAG registration and trusts the mock IdP.
+    IdJag,
+    /// The target advertises a revocation URI.
+    Revocation,
+    /// A mail source is configured.
+    Mail,
+    /// An identity/scope oracle (echo endpoint) is configured.
+    Oracle,
+    /// Scope probes (one endpoint per scope) are configured.
+    ScopeProbes,
+    /// Shifting the target's clock (a clock header, or waiting within the budget).
+    Clock,
+    /// The case changes IdP keys or JWKS behaviour: it runs alone.
+    IdpExclusive,
+    /// The target offers no anonymous registration (negative DISC-18 rows).
+    AnonymousOff,
+    /// The target offers no verified-email registration.
+    VerifiedEmailOff,
+    /// A rate-limit burst size is configured.
+    RateBurst,
+}
+
+/// The harness action a step performs. Flows are code; a case only picks and parameterises them.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Any HTTP request (`method`, `url`, `headers`, `json` or `body`).
+    Http,
+    /// `ANON()`; `body` replaces the JSON body.
+    RegisterAnonymous,
+    /// `EMAILREG(email, credential)`.
+    RegisterEmail,
+    /// Mints a token (`token`) without sending it.
+    Mint,
+    /// `IDREG(J(token), credential)`, or with `assertion`.
+    RegisterIdJag,
+    /// `count` parallel `IDREG` of one token.
+    ParallelRegisterIdJag,
+    /// Calls the API: `endpoint` = oracle (default), or a scope from the probes; `credential`.
+    Api,
+    /// `POST CLAIM {claim_token, email}`.
+    Claim,
+    /// Waits for the next claim mail to `email` and extracts the link.
+    ReadMail,
+    /// Asserts that no mail reaches `email` within `within_ms`.
+    NoMail,
+    /// `GET` the claim link from an earlier `read-mail` step (`link`).
+    OpenLink,
+    /// `POST CHALLENGE {claim_attempt_token}` (`attempt_token`).
+    Challenge,
+    /// `OTP(reg)`: read mail, open the link, POST the challenge.
+    Otp,
+    /// `POST COMPLETE {claim_token, otp}`.
+    Complete,
+    /// Mints `L(token)` and POSTs it to the revocation URI (`content_type` overridable).
+    Revoke,
+    /// Publishes a new IdP key and makes it the signer.
+    RotateKey,
+    /// Sets the IdP's JWKS fault mode (`fault`).
+    JwksFault,
+    /// Repeats `of` `count` times, collecting `field` from each response.
+    Sample,
+}
+
+/// One step of a case. Unknown keys land in `params` and are refused by the loader per action
+/// (serde cannot combine `flatten` with `deny_unknown_fields`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Step {
+    /// Name other steps use in `{{name.path}}` references.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What to do.
+    #[serde(rename = "do")]
+    pub action: Action,
+    /// Seconds added to the target's clock from this step on, as `"<ttl>+N"` or a number.
+    #[serde(default)]
+    pub advance: Option<String>,
+    /// Action parameters (validated per action when the step runs; unknown keys are refused at load).
+    #[serde(flatten)]
+    pub params: BTreeMap<String, Value>,
+    /// What must hold afterwards.
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+/// Expectations on a step's exchange and values. Every present field is checked.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Status: a number, `"2xx"`/`"4xx"`, or a list of those.
+    #[serde(default)]
+    pub status: Option<Value>,
+    /// Status that must not occur.
+    #[serde(default)]
+    pub status_not: Option<Value>,
+    /// Acceptable `error` codes (synonyms per catalogue §B.6).
+    #[serde(default)]
+    pub error: Option<Value>,
+    /// JSON pointer → expected value (references allowed).
+    #[serde(default)]
+    pub json: BTreeMap<String, Value>,
+    /// JSON pointer → value it must differ from.
+    #[serde(default)]
+    pub json_not: BTreeMap<String, Value>,
+    /// JSON pointers that must be present.
+    #[serde(default)]
+    pub present: Vec<String>,
+    /// JSON pointers that must be absent.
+    #[serde(default)]
+    pub absent: Vec<String>,
+    /// JSON pointer → array the value (an array) must be a subset of.
+    #[serde(default)]
+    pub subset: BTreeMap<String, Value>,
+    /// JSON pointers holding ISO-8601 instants that must be in the future.
+    #[serde(default)]
+    pub future: Vec<String>,
+    /// JSON pointers holding absolute URLs.
+    #[serde(default)]
+    pub absolute_url: Vec<String>,
+    /// Header → substring it must contain (case-insensitive).
+    #[serde(default)]
+    pub header: BTreeMap<String, String>,
+    /// Headers that must be absent.
+    #[serde(default)]
+    pub header_absent: Vec<String>,
+    /// The `WWW-Authenticate` challenge.
+    #[serde(default)]
+    pub challenge: Option<ChallengeExpect>,
+    /// Strings (references allowed) that must not appear in the response body.
+    #[serde(default)]
+    pub body_excludes: Vec<String>,
+    /// For parallel steps: status class or code → exact count.
+    #[serde(default)]
+    pub counts: BTreeMap<String, u32>,
+    /// For sample steps: every value distinct.
+    #[serde(default)]
+    pub unique: bool,
+    /// For sample steps: minimum apparent entropy of each value.
+    #[serde(default)]
+    pub min_entropy_bits: Option<u32>,
+    /// For sample steps: every value matches this regular expression.
+    #[serde(default)]
+    pub matches: Option<String>,
+    /// JWKS fetches the target made during this step, at least / at most.
+    #[serde(default)]
+    pub jwks_fetches_min: Option<usize>,
+    /// See `jwks_fetches_min`.
+    #[serde(default)]
+    pub jwks_fetches_max: Option<usize>,
+}
+
+/// Expectations on a `WWW-Authenticate: Bearer` challenge.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeExpect {
+    /// `resource_metadata` must be an absolute URL.
+    #[serde(default)]
+    pub resource_metadata: bool,
+    /// `error` parameter: a value, or `"absent"`.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    id: String,
+    requirements: Vec<String>,
+    summary: String,
+    #[serde(default)]
+    level: Option<Level>,
+    #[serde(default)]
+    needs: Vec<Need>,
+    #[serde(default)]
+    reading: Option<String>,
+    #[serde(default)]
+    caught_by: Vec<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(rename = "step")]
+    steps: Vec<Step>,
+}
+
+/// A validated case.
+#[derive(Clone, Debug, Serialize)]
+pub struct Case {
+    /// Kebab-case id, equal to the file stem.
+    pub id: String,
+    /// The area directory (`idjag`, `claim`, …).
+    pub area: String,
+    /// Requirement ids it tests.
+    pub requirements: Vec<String>,
+    /// Conformant behaviour, present tense.
+    pub summary: String,
+    /// Level it gates at (the strictest of its requirements unless overridden).
+    pub level: Level,
+    /// Capabilities it needs.
+    pub needs: BTreeSet<Need>,
+    /// The ambiguity reading it tests, `C-NN/X`.
+    pub reading: Option<String>,
+    /// Reference-server defect ids that must make it fail.
+    pub caught_by: Vec<String>,
+    /// Free text for reports.
+    pub note: Option<String>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl Case {
+    /// `area/id`, the name used by filters and test trials.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.area, self.id)
+    }
+}
+
+/// The loaded catalogue.
+#[derive(Clone, Debug)]
+pub struct Catalogue {
+    /// Requirements by id.
+    pub requirements: BTreeMap<String, Requirement>,
+    /// Cases sorted by full name.
+    pub cases: Vec<Case>,
+}
+
+/// A catalogue file is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct CatalogueError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+fn err(path: &Path, message: impl Into<String>) -> CatalogueError {
+    CatalogueError { path: path.display().to_string(), message: message.into() }
+}
+
+/// Parameters each action accepts; anything else is a typo caught at load time.
+fn allowed_params(action: Action) -> &'static [&'static str] {
+    match action {
+        Action::Http => &["method", "url", "headers", "json", "body", "credential"],
+        Action::RegisterAnonymous => &["body", "credential"],
+        Action::RegisterEmail => &["email", "credential"],
+        Action::Mint => &["token"],
+        Action::RegisterIdJag => &["token", "assertion", "credential"],
+        Action::ParallelRegisterIdJag => &["token", "credential", "count"],
+        Action::Api => &["endpoint", "credential", "scheme", "query_token"],
+        Action::Claim => &["claim_token", "email"],
+        Action::ReadMail | Action::Otp => &["email", "registration_id"],
+        Action::NoMail => &["email", "within_ms"],
+        Action::OpenLink => &["link"],
+        Action::Challenge => &["attempt_token"],
+        Action::Complete => &["claim_token", "otp"],
+        Action::Revoke => &["token", "content_type", "body"],
+        Action::RotateKey => &["alg"],
+        Action::JwksFault => &["fault"],
+        Action::Sample => &["of", "count", "field", "attempt_token", "claim_token", "otp", "credential", "token", "body", "email"],
+    }
+}
+
+impl Catalogue {
+    /// Loads `dir/requirements.toml` and every `dir/<area>/*.toml`.
+    pub fn load(dir: &Path) -> Result<Self, CatalogueError> {
+        let req_path = dir.join("requirements.toml");
+        let text = std::fs::read_to_string(&req_path).map_err(|e| err(&req_path, e.to_string()))?;
+        let file: RequirementsFile = toml::from_str(&text).map_err(|e| err(&req_path, e.to_string().replace('\n', " ")))?;
+        let mut requirements = BTreeMap::new();
+        for r in file.requirement {
+            if requirements.insert(r.id.clone(), r.clone()).is_some() {
+                return Err(err(&req_path, format!("duplicate requirement `{}`", r.id)));
+            }
+        }
+        let mut cases = Vec::new();
+        let mut areas: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| err(dir, e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        areas.sort();
+        for area_dir in areas {
+            let area = area_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&area_dir)
+                .map_err(|e| err(&area_dir, e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().and_then(|x| x.to_str()) == Some("toml"))
+                .collect();
+            files.sort();
+            for path in files {
+                cases.push(Self::load_case(&path, &area, &requirements)?);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for case in &cases {
+            if !seen.insert(case.id.clone()) {
+                return Err(err(&case.path, format!("field `id`: duplicate case id `{}`", case.id)));
+            }
+        }
+        cases.sort_by_key(Case::full_name);
+        Ok(Self { requirements, cases })
+    }
+
+    fn load_case(path: &Path, area: &str, requirements: &BTreeMap<String, Requirement>) -> Result<Case, CatalogueError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path, e.to_string()))?;
+        let raw: RawCase = toml::from_str(&text).map_err(|e| err(path, e.to_string().replace('\n', " ")))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        if raw.id != stem {
+            return Err(err(path, format!("field `id`: `{}` differs from the file name `{stem}`", raw.id)));
+        }
+        if raw.requirements.is_empty() {
+            return Err(err(path, "field `requirements`: at least one requirement id"));
+        }
+        let mut level = Level::Informational;
+        for id in &raw.requirements {
+            let r = requirements.get(id).ok_or_else(|| err(path, format!("field `requirements`: unknown requirement `{id}`")))?;
+            level = level.min(r.level);
+        }
+        // Summary style (JSON-Schema-Test-Suite lint): present tense, short, no modal verbs.
+        let s = &raw.summary;
+        let first_word = s.split_whitespace().next().unwrap_or_default();
+        let acronym = first_word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == 's');
+        if s.len() > 90 || (s.starts_with(char::is_uppercase) && !acronym) || s.ends_with('.') {
+            return Err(err(path, "field `summary`: at most 90 characters, lower-case start (or an acronym), no final period"));
+        }
+        for banned in ["should", "must", "test that"] {
+            if s.to_lowercase().split(|c: char| !c.is_alphanumeric() && c != ' ').any(|w| w.contains(banned)) {
+                return Err(err(path, format!("field `summary`: state the conformant behaviour as a fact, without `{banned}`")));
+            }
+        }
+        if let Some(reading) = &raw.reading
+            && !(reading.starts_with("C-") && reading.contains('/'))
+        {
+            return Err(err(path, "field `reading`: `C-NN/X`"));
+        }
+        if raw.steps.is_empty() {
+            return Err(err(path, "field `step`: at least one step"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, step) in raw.steps.iter().enumerate() {
+            for key in step.params.keys() {
+                if !allowed_params(step.action).contains(&key.as_str()) {
+                    return Err(err(path, format!("field `step[{i}].{key}`: not a parameter of `{:?}`", step.action)));
+                }
+            }
+            if let Some(name) = &step.name
+                && !names.insert(name.clone())
+            {
+                return Err(err(path, format!("field `step[{i}].name`: duplicate step name `{name}`")));
+            }
+            if let Some(m) = step.expect.as_ref().and_then(|e| e.matches.as_ref())
+                && regex::Regex::new(m).is_err()
+            {
+                return Err(err(path, format!("field `step[{i}].expect.matches`: invalid regular expression")));
+            }
+        }
+        Ok(Case {
+            id: raw.id,
+            area: area.to_string(),
+            requirements: raw.requirements,
+            summary: raw.summary,
+            level: raw.level.unwrap_or(level),
+            needs: raw.needs.into_iter().collect(),
+            reading: raw.reading,
+            caught_by: raw.caught_by,
+            note: raw.note,
+            steps: raw.steps,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The generated `cases/INDEX.md`: requirement → cases, and the not-testable list.
+    pub fn index_markdown(&self) -> String {
+        let mut by_req: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for case in &self.cases {
+            for r in &case.requirements {
+                by_req.entry(r.as_str()).or_default().push(case.id.as_str());
+            }
+        }
+        let mut out = String::from("<!-- @generated by `UPDATE_INDEX=1 cargo test --test catalogue`; do not edit -->\n# Case index\n\n");
+        let covered = self.requirements.keys().filter(|r| by_req.contains_key(r.as_str())).count();
+        let untestable = self.requirements.values().filter(|r| r.not_testable.is_some()).count();
+        let uncovered: Vec<&Requirement> = self.requirements.values().filter(|r| r.not_testable.is_none() && !by_req.contains_key(r.id.as_str())).collect();
+        out += &format!(
+            "{} requirements: {covered} covered by {} cases, {untestable} not black-box testable, {} not yet covered.\n\n",
+            self.requirements.len(),
+            self.cases.len(),
+            uncovered.len()
+        );
+        out += "| requirement | level | cases |\n| --- | --- | --- |\n";
+        for r in self.requirements.values() {
+            let cell = match (by_req.get(r.id.as_str()), &r.not_testable) {
+                (Some(cases), _) => cases.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                (None, Some(_)) => "not testable (see below)".into(),
+                (None, None) => "**not yet covered**".into(),
+            };
+            out += &format!("| {} | {} | {cell} |\n", r.id, r.level.as_str());
+        }
+        out += "\n## Not black-box testable\n\n";
+        for r in self.requirements.values().filter(|r| r.not_testable.is_some()) {
+            out += &format!("- **{}**: {}\n", r.id, r.not_testable.as_deref().unwrap_or_default());
+        }
+        out
+    }
+}

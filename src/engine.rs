@@ -1,0 +1,1339 @@
+//! The engine: discovers the target, runs cases in parallel, turns the target's answers into
+//! findings and verdicts. The target's answer is data; only "no response" is a harness error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authmd_mock_idp::{JwksFault, KeyAlg, MockIdp, Subject, TokenKind, TokenRequest};
+use authmd_mock_mailbox::MailSource;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::catalogue::{Action, Case, ChallengeExpect, Expect, Level, Need, Step};
+use crate::redact::Secrets;
+use crate::target::TargetConfig;
+
+/// One HTTP request and the target's answer (or none).
+#[derive(Clone, Debug, Serialize)]
+pub struct Exchange {
+    /// Which step sent it.
+    pub step: String,
+    /// Method.
+    pub method: String,
+    /// URL.
+    pub url: String,
+    /// Request headers.
+    pub request_headers: Vec<(String, String)>,
+    /// Request body.
+    pub request_body: Option<String>,
+    /// Status, if an answer came.
+    pub status: Option<u16>,
+    /// Response headers.
+    pub response_headers: Vec<(String, String)>,
+    /// Response body.
+    pub response_body: String,
+    /// Round trip in milliseconds.
+    pub elapsed_ms: u64,
+    /// Decoded JWTs sent in this request (header and claims, unverified).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<Value>,
+}
+
+impl Exchange {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.response_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.response_body).ok()
+    }
+
+    /// A curl line reproducing the request.
+    pub fn curl(&self) -> String {
+        let mut line = format!("curl -i -X {} '{}'", self.method, self.url);
+        for (k, v) in &self.request_headers {
+            line += &format!(" -H '{k}: {}'", v.replace('\'', "'\\''"));
+        }
+        if let Some(body) = &self.request_body {
+            line += &format!(" --data-raw '{}'", body.replace('\'', "'\\''"));
+        }
+        line
+    }
+}
+
+/// The kinds of finding; the kebab-case ids are stable and appear in reports.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// The status was not an accepted one.
+    UnexpectedStatus,
+    /// The `error` member was not an accepted code.
+    UnexpectedErrorCode,
+    /// A required JSON member is missing.
+    MissingMember,
+    /// A JSON member that must be absent is present.
+    UnexpectedMember,
+    /// A JSON value differs from the expected one.
+    UnexpectedValue,
+    /// An array is not a subset of the allowed values.
+    NotSubset,
+    /// An instant is not in the future, or not ISO-8601.
+    NotFuture,
+    /// Not an absolute URL.
+    NotAbsoluteUrl,
+    /// A header is missing or lacks the expected content.
+    MissingHeader,
+    /// A header that must be absent is present.
+    UnexpectedHeader,
+    /// The `WWW-Authenticate` challenge is missing or malformed.
+    BadChallenge,
+    /// A secret appears in a body where it must not.
+    SecretDisclosed,
+    /// Parallel outcomes do not have the expected counts.
+    WrongCount,
+    /// Sampled values repeat.
+    NotUnique,
+    /// Sampled values are too short or predictable.
+    LowEntropy,
+    /// A value does not match its pattern.
+    PatternMismatch,
+    /// The target fetched the JWKS more or fewer times than expected.
+    JwksFetches,
+    /// The expected claim mail did not arrive, or had no claim link.
+    NoMail,
+    /// A mail arrived that must not.
+    UnexpectedMail,
+    /// A step could not run because the target's earlier answers lacked what it needs.
+    MissingInput,
+}
+
+/// One way the target departed from an expectation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// The step (name or number).
+    pub step: String,
+    /// What kind.
+    pub kind: FindingKind,
+    /// What was expected.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+}
+
+/// A case's outcome.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// A MUST expectation failed.
+    Fail,
+    /// A SHOULD expectation failed.
+    Warn,
+    /// Recorded only: an informational or MAY case, or a reading the target config does not gate on.
+    Info,
+    /// Not run, with the reason.
+    Skip(String),
+    /// The harness could not decide (no answer, timeout).
+    Inconclusive(String),
+}
+
+impl Verdict {
+    /// The short label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Warn => "WARN",
+            Self::Info => "INFO",
+            Self::Skip(_) => "SKIP",
+            Self::Inconclusive(_) => "INCONCLUSIVE",
+        }
+    }
+}
+
+/// A captured claim mail, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct MailRecord {
+    /// The step.
+    pub step: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Text body.
+    pub text: String,
+}
+
+/// Everything known about one case after it ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    /// `area/id`.
+    pub name: String,
+    /// Case id.
+    pub id: String,
+    /// Area.
+    pub area: String,
+    /// Requirement ids.
+    pub requirements: Vec<String>,
+    /// Level.
+    pub level: Level,
+    /// Ambiguity reading tested.
+    pub reading: Option<String>,
+    /// Summary.
+    pub summary: String,
+    /// Verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Findings.
+    pub findings: Vec<Finding>,
+    /// Every exchange.
+    pub exchanges: Vec<Exchange>,
+    /// Mail captured.
+    pub mail: Vec<MailRecord>,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+impl CaseResult {
+    /// Did any expectation fail (whatever the level)? Self-validation uses this.
+    pub fn has_findings(&self) -> bool {
+        !self.findings.is_empty()
+    }
+}
+
+/// What the harness learned from discovery.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Discovery {
+    /// The PRM as fetched.
+    pub prm: Value,
+    /// The AS metadata as fetched.
+    pub metadata: Value,
+    /// `agent_auth.register_uri`.
+    pub register_uri: Option<String>,
+    /// `agent_auth.claim_uri`.
+    pub claim_uri: Option<String>,
+    /// `agent_auth.revocation_uri`.
+    pub revocation_uri: Option<String>,
+    /// Why discovery failed, if it did.
+    pub error: Option<String>,
+}
+
+impl Discovery {
+    fn offers(&self, identity_type: &str) -> bool {
+        self.metadata["agent_auth"]["identity_types_supported"].as_array().is_some_and(|a| a.iter().any(|v| v == identity_type))
+    }
+
+    fn offers_assertion(&self, assertion_type: &str) -> bool {
+        self.offers("identity_assertion")
+            && self.metadata["agent_auth"]["identity_assertion"]["assertion_types_supported"].as_array().is_some_and(|a| a.iter().any(|v| v == assertion_type))
+    }
+}
+
+/// A harness-side failure: the suite could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// No HTTP response.
+    #[error("no response from {url}: {reason}")]
+    NoResponse {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The IdP or mailbox failed.
+    #[error("{0}")]
+    Tooling(String),
+}
+
+/// Everything a run shares.
+pub struct Harness {
+    /// Target configuration.
+    pub target: TargetConfig,
+    /// The mock IdP.
+    pub idp: Arc<MockIdp>,
+    /// Mail source, if any.
+    pub mail: Option<Arc<MailSource>>,
+    /// Discovery results.
+    pub discovery: Discovery,
+    /// Exchanges made during discovery.
+    pub discovery_exchanges: Vec<Exchange>,
+    /// Secrets seen during the run (redacted in every output).
+    pub secrets: Secrets,
+    idp_lock: tokio::sync::RwLock<()>,
+    plain: reqwest::Client,
+    ca_pem: Option<String>,
+}
+
+const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
+
+fn client(source: Option<IpAddr>, ca_pem: Option<&str>) -> Result<reqwest::Client, HarnessError> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(4);
+    if let Some(ip) = source {
+        builder = builder.local_address(ip);
+    }
+    if let Some(pem) = ca_pem
+        && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())
+    {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| HarnessError::Tooling(format!("http client: {e}")))
+}
+
+impl Harness {
+    /// Builds the run context and discovers the target.
+    pub async fn new(target: TargetConfig, idp: Arc<MockIdp>, mail: Option<Arc<MailSource>>, ca_pem: Option<String>) -> Result<Self, HarnessError> {
+        let plain = client(None, ca_pem.as_deref())?;
+        let mut harness = Self {
+            target,
+            idp,
+            mail,
+            discovery: Discovery::default(),
+            discovery_exchanges: Vec::new(),
+            secrets: Secrets::default(),
+            idp_lock: tokio::sync::RwLock::new(()),
+            plain,
+            ca_pem,
+        };
+        harness.discover().await?;
+        Ok(harness)
+    }
+
+    async fn get_json(&mut self, url: &str) -> Result<(Exchange, Option<Value>), HarnessError> {
+        let exchange = send(&self.plain, "discovery", "GET", url, &[], None, &self.secrets).await?;
+        let json = if exchange.status == Some(200) { exchange.json() } else { None };
+        self.discovery_exchanges.push(exchange.clone());
+        Ok((exchange, json))
+    }
+
+    async fn discover(&mut self) -> Result<(), HarnessError> {
+        // AUTH Step 1: a 401 from the API points at the PRM; fall back to the conventional path.
+        let protected = self.target.oracle.as_ref().map(|o| o.path.clone()).or_else(|| self.target.protected_path.clone()).unwrap_or_else(|| "/api/resource".into());
+        let (first, _) = self.get_json(&self.target.url(&protected)).await?;
+        let hinted = first.header("www-authenticate").and_then(|h| parse_challenge(h).1.get("resource_metadata").cloned());
+        let mut prm = None;
+        if let Some(url) = hinted {
+            prm = self.get_json(&url).await?.1;
+        }
+        if prm.is_none() {
+            prm = self.get_json(&self.target.url("/.well-known/oauth-protected-resource")).await?.1;
+        }
+        let Some(prm) = prm else {
+            self.discovery.error = Some("no Protected Resource Metadata at the challenge URL or the conventional path".into());
+            return Ok(());
+        };
+        let Some(as_url) = prm["authorization_servers"].get(0).and_then(Value::as_str).map(str::to_string) else {
+            self.discovery.prm = prm;
+            self.discovery.error = Some("the PRM lists no authorization_servers".into());
+            return Ok(());
+        };
+        // RFC 8414 §3.1: insert the well-known segment after the host (C-02).
+        let metadata_url = rfc8414_url(&as_url);
+        let metadata = match self.get_json(&metadata_url).await?.1 {
+            Some(m) => Some(m),
+            None => self.get_json(&format!("{}/.well-known/oauth-authorization-server", as_url.trim_end_matches('/'))).await?.1,
+        };
+        self.discovery.prm = prm;
+        let Some(metadata) = metadata else {
+            self.discovery.error = Some(format!("no authorization-server metadata for `{as_url}`"));
+            return Ok(());
+        };
+        let agent = &metadata["agent_auth"];
+        self.discovery.register_uri = agent["register_uri"].as_str().map(str::to_string);
+        self.discovery.claim_uri = agent["claim_uri"].as_str().map(str::to_string);
+        self.discovery.revocation_uri = agent["revocation_uri"].as_str().map(str::to_string);
+        if self.discovery.register_uri.is_none() {
+            self.discovery.error = Some("the metadata has no agent_auth.register_uri".into());
+        }
+        self.discovery.metadata = metadata;
+        Ok(())
+    }
+
+    /// The audience put in minted tokens.
+    pub fn audience(&self) -> String {
+        self.target.idp.audience.clone().unwrap_or_else(|| {
+            self.discovery.prm["authorization_servers"].get(0).and_then(Value::as_str).map(|s| s.trim_end_matches('/').to_string()).unwrap_or_else(|| self.target.base_url.clone())
+        })
+    }
+
+    fn unmet(&self, case: &Case) -> Option<String> {
+        let d = &self.discovery;
+        let needs_discovery = case.area != "discovery" || case.steps.iter().any(|s| s.action != Action::Http);
+        if needs_discovery && let Some(e) = &d.error {
+            return Some(format!("blocked: discovery failed ({e})"));
+        }
+        let clock = case.steps.iter().any(|s| s.advance.is_some()) || case.needs.contains(&Need::Clock);
+        if clock && self.target.clock.offset_header.is_none() && self.target.clock.wait_budget_secs == 0 {
+            return Some("needs clock control: set clock.offset_header or clock.wait_budget_secs".into());
+        }
+        for need in &case.needs {
+            let reason = match need {
+                Need::Anonymous if !d.offers("anonymous") => "the metadata does not offer anonymous registration",
+                Need::AnonymousOff if d.offers("anonymous") => "the target offers anonymous registration",
+                Need::VerifiedEmail if !d.offers_assertion("verified_email") => "the metadata does not offer verified_email",
+                Need::VerifiedEmailOff if d.offers_assertion("verified_email") => "the target offers verified_email",
+                Need::IdJag if !d.offers_assertion(ID_JAG_URN) => "the metadata does not offer ID-JAG registration",
+                Need::IdJag if !self.target.idp.trusted => "the target does not trust the mock IdP (idp.trusted = false)",
+                Need::Revocation if d.revocation_uri.is_none() => "the metadata advertises no revocation_uri",
+                Need::Mail if self.mail.is_none() => "no mail source configured (mail)",
+                Need::Oracle if self.target.oracle.is_none() => "no identity/scope oracle configured (oracle)",
+                Need::ScopeProbes if self.target.probes.is_empty() => "no scope probes configured (probes)",
+                Need::RateBurst if self.target.rate_burst.is_none() => "no rate_burst configured",
+                _ => continue,
+            };
+            return Some(reason.into());
+        }
+        None
+    }
+
+    /// Runs one case. `index` picks its source address.
+    pub async fn run_case(&self, case: &Case, index: usize) -> CaseResult {
+        let started = Instant::now();
+        let mut result = CaseResult {
+            name: case.full_name(),
+            id: case.id.clone(),
+            area: case.area.clone(),
+            requirements: case.requirements.clone(),
+            level: case.level,
+            reading: case.reading.clone(),
+            summary: case.summary.clone(),
+            verdict: Verdict::Pass,
+            findings: Vec::new(),
+            exchanges: Vec::new(),
+            mail: Vec::new(),
+            duration_ms: 0,
+        };
+        if let Some(reason) = self.unmet(case) {
+            result.verdict = Verdict::Skip(reason);
+            return result;
+        }
+        let _shared;
+        let _exclusive;
+        if case.needs.contains(&Need::IdpExclusive) {
+            _exclusive = self.idp_lock.write().await;
+        } else {
+            _shared = self.idp_lock.read().await;
+        }
+        let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
+        // 127.0.0.1 is left to everything else; cases get 127.0.1.2 upwards.
+        let source = isolate.then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (index / 250) as u8, 2 + (index % 250) as u8)));
+        let mut ctx = match CaseCtx::new(self, case, source) {
+            Ok(c) => c,
+            Err(e) => {
+                result.verdict = Verdict::Inconclusive(e.to_string());
+                return result;
+            }
+        };
+        let timeout = Duration::from_secs(self.target.case_timeout_secs);
+        let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;
+        result.exchanges = std::mem::take(&mut ctx.exchanges);
+        result.mail = std::mem::take(&mut ctx.mail);
+        result.findings = std::mem::take(&mut ctx.findings);
+        result.duration_ms = started.elapsed().as_millis() as u64;
+        result.verdict = match outcome {
+            Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
+            Ok(Err(e)) => Verdict::Inconclusive(e.to_string()),
+            Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
+            Ok(Ok(())) => {
+                let gated_reading = case.reading.as_ref().is_none_or(|r| {
+                    let (amb, letter) = r.split_once('/').unwrap_or((r, ""));
+                    self.target.readings.get(amb).is_none_or(|chosen| chosen == letter)
+                });
+                match case.level {
+                    _ if !gated_reading => Verdict::Info,
+                    Level::Must => Verdict::Fail,
+                    Level::Should => Verdict::Warn,
+                    Level::May | Level::Informational => Verdict::Info,
+                }
+            }
+        };
+        result
+    }
+}
+
+fn rfc8414_url(issuer: &str) -> String {
+    match url::Url::parse(issuer) {
+        Ok(u) => {
+            let path = u.path().trim_end_matches('/');
+            let origin = u.origin().ascii_serialization();
+            format!("{origin}/.well-known/oauth-authorization-server{path}")
+        }
+        Err(_) => format!("{}/.well-known/oauth-authorization-server", issuer.trim_end_matches('/')),
+    }
+}
+
+/// Parses `Bearer a="b", c=d` into the scheme and its auth-params (RFC 9110 §11.2).
+pub fn parse_challenge(header: &str) -> (String, BTreeMap<String, String>) {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let name: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',' && !c.is_whitespace())).collect();
+        if name.is_empty() {
+            break;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            continue;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let value = if chars.next_if_eq(&'"').is_some() {
+            let mut v = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => v.extend(chars.next()),
+                    '"' => break,
+                    c => v.push(c),
+                }
+            }
+            v
+        } else {
+            std::iter::from_fn(|| chars.next_if(|c| *c != ',' && !c.is_whitespace())).collect()
+        };
+        params.insert(name.to_ascii_lowercase(), value);
+    }
+    (scheme.to_string(), params)
+}
+
+async fn send(
+    client: &reqwest::Client,
+    step: &str,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<String>,
+    secrets: &Secrets,
+) -> Result<Exchange, HarnessError> {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| HarnessError::Tooling(format!("bad method `{method}`")))?;
+    let mut request = client.request(m, url);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    if let Some(b) = &body {
+        request = request.body(b.clone());
+    }
+    let started = Instant::now();
+    let response = request.send().await.map_err(|e| HarnessError::NoResponse { url: url.to_string(), reason: without_url(&e) })?;
+    let status = response.status().as_u16();
+    let response_headers: Vec<(String, String)> =
+        response.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string())).collect();
+    let response_body = response.text().await.unwrap_or_default();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    // Every secret the target hands out is registered before anything can print it.
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&response_body) {
+        for key in ["credential", "claim_token", "refresh_token", "challenge", "access_token"] {
+            if let Some(Value::String(s)) = map.get(key) {
+                secrets.add(s);
+            }
+        }
+    }
+    let tokens = headers
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .chain(body.as_deref())
+        .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')))
+        .filter_map(decode_jwt)
+        .collect();
+    Ok(Exchange {
+        step: step.to_string(),
+        method: method.to_string(),
+        url: url.to_string(),
+        request_headers: headers.to_vec(),
+        request_body: body,
+        status: Some(status),
+        response_headers,
+        response_body,
+        elapsed_ms,
+        tokens,
+    })
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.without_url_ref().to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        if self.is_timeout() {
+            "timed out".into()
+        } else if self.is_connect() {
+            "connection failed".into()
+        } else {
+            "request failed".into()
+        }
+    }
+}
+
+/// Decodes a compact JWS without verifying it, for reports.
+pub fn decode_jwt(text: &str) -> Option<Value> {
+    use base64::Engine;
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() != 3 || parts[0].len() < 10 {
+        return None;
+    }
+    let dec = |p: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let header = dec(parts[0])?;
+    header.get("alg")?;
+    Some(json!({ "header": header, "claims": dec(parts[1]).unwrap_or(Value::Null) }))
+}
+
+struct CaseCtx<'h> {
+    h: &'h Harness,
+    client: reqwest::Client,
+    vars: Map<String, Value>,
+    offset: i64,
+    started: Instant,
+    exchanges: Vec<Exchange>,
+    findings: Vec<Finding>,
+    mail: Vec<MailRecord>,
+}
+
+/// The values a step produced: the response JSON members plus harness-side ones.
+type StepVars = Map<String, Value>;
+
+impl<'h> CaseCtx<'h> {
+    fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>) -> Result<Self, HarnessError> {
+        let client = client(source, h.ca_pem.as_deref())?;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let short = &tag[..12];
+        let mut vars = Map::new();
+        vars.insert(
+            "identity".into(),
+            json!({
+                "sub": format!("sub-{}-{short}", case.id),
+                "sub2": format!("sub2-{}-{short}", case.id),
+                "email": format!("{}-{short}@example.com", case.id),
+                "email2": format!("{}-{short}-2@example.com", case.id),
+                "email_upper": format!("{}-{short}@EXAMPLE.COM", case.id.to_uppercase()),
+            }),
+        );
+        vars.insert("meta".into(), h.discovery.metadata.clone());
+        vars.insert("prm".into(), h.discovery.prm.clone());
+        vars.insert(
+            "target".into(),
+            json!({
+                "base_url": h.target.base_url,
+                "audience": h.audience(),
+                "resource": h.discovery.prm["resource"],
+                "issuer": h.idp.issuer(),
+                "rate_burst": h.target.rate_burst,
+                "register_uri": h.discovery.register_uri,
+                "claim_uri": h.discovery.claim_uri,
+                "revocation_uri": h.discovery.revocation_uri,
+                "oracle": h.target.oracle.as_ref().map(|o| h.target.url(&o.path)),
+            }),
+        );
+        Ok(Self { h, client, vars, offset: 0, started: Instant::now(), exchanges: Vec::new(), findings: Vec::new(), mail: Vec::new() })
+    }
+
+    fn lookup(&self, path: &str) -> Option<Value> {
+        let mut parts = path.split('.');
+        let mut current = self.vars.get(parts.next()?)?.clone();
+        for part in parts {
+            current = match &current {
+                Value::Object(m) => m.get(part)?.clone(),
+                Value::Array(a) => a.get(part.parse::<usize>().ok()?)?.clone(),
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// Replaces `{{ref}}` in strings; a string that is only a reference takes the value's type.
+    fn resolve(&self, value: &Value) -> Result<Value, String> {
+        Ok(match value {
+            Value::String(s) => {
+                if let Some(inner) = s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}"))
+                    && !inner.contains("{{")
+                {
+                    return self.lookup(inner.trim()).ok_or_else(|| format!("`{{{{{inner}}}}}` has no value"));
+                }
+                let mut out = String::new();
+                let mut rest = s.as_str();
+                while let Some(start) = rest.find("{{") {
+                    out += &rest[..start];
+                    let end = rest[start..].find("}}").ok_or_else(|| format!("unclosed reference in `{s}`"))? + start;
+                    let key = rest[start + 2..end].trim();
+                    let v = self.lookup(key).ok_or_else(|| format!("`{{{{{key}}}}}` has no value"))?;
+                    out += &v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    rest = &rest[end + 2..];
+                }
+                out += rest;
+                Value::String(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.resolve(v)).collect::<Result<_, _>>()?),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| Ok((k.clone(), self.resolve(v)?))).collect::<Result<_, String>>()?),
+            other => other.clone(),
+        })
+    }
+
+    fn param(&self, step: &Step, name: &str) -> Result<Option<Value>, String> {
+        step.params.get(name).map(|v| self.resolve(v)).transpose()
+    }
+
+    fn param_str(&self, step: &Step, name: &str) -> Result<Option<String>, String> {
+        Ok(self.param(step, name)?.map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+    }
+
+    fn ttl(&self, name: &str) -> Option<i64> {
+        let t = &self.h.target.ttl;
+        Some(match name {
+            "registration" => t.registration,
+            "claim_attempt" => t.claim_attempt,
+            "otp" => t.otp,
+            "access_token" => t.access_token,
+            _ => name.parse().ok()?,
+        })
+    }
+
+    fn finding(&mut self, step: &str, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) {
+        self.findings.push(Finding { step: step.to_string(), kind, expected: expected.into(), found: found.into() });
+    }
+
+    async fn http(&mut self, step: &str, method: &str, url: &str, mut headers: Vec<(String, String)>, body: Option<String>) -> Result<Exchange, HarnessError> {
+        if self.offset != 0
+            && let Some(name) = &self.h.target.clock.offset_header
+        {
+            headers.push((name.clone(), self.offset.to_string()));
+        }
+        let exchange = send(&self.client, step, method, url, &headers, body, &self.h.secrets).await?;
+        self.exchanges.push(exchange.clone());
+        Ok(exchange)
+    }
+
+    async fn post_json(&mut self, step: &str, url: &str, body: &Value) -> Result<Exchange, HarnessError> {
+        self.http(step, "POST", url, vec![("content-type".into(), "application/json".into())], Some(body.to_string())).await
+    }
+
+    async fn run(&mut self, case: &Case) -> Result<(), HarnessError> {
+        for (i, step) in case.steps.iter().enumerate() {
+            let label = step.name.clone().unwrap_or_else(|| format!("step {}", i + 1));
+            if let Some(advance) = &step.advance {
+                let (base, extra) = advance.split_once('+').unwrap_or((advance, "0"));
+                let seconds = self.ttl(base.trim()).unwrap_or(0) + extra.trim().parse::<i64>().unwrap_or(0);
+                self.offset = self.offset.max(seconds);
+                if self.h.target.clock.offset_header.is_none() {
+                    // Only with a declared wait budget (checked before the case started).
+                    let target = Duration::from_secs(self.offset.max(0) as u64);
+                    if let Some(left) = target.checked_sub(self.started.elapsed()) {
+                        tokio::time::sleep(left).await;
+                    }
+                }
+            }
+            let fetches_before = self.h.idp.jwks_fetches();
+            let outcome = self.step(step, &label).await?;
+            match outcome {
+                Ok((exchange, vars)) => {
+                    // Named first, so an expectation may refer to its own step's values.
+                    if let Some(name) = &step.name {
+                        self.vars.insert(name.clone(), Value::Object(vars.clone()));
+                    }
+                    if let Some(expect) = &step.expect {
+                        let fetched = self.h.idp.jwks_fetches() - fetches_before;
+                        self.check(&label, expect, exchange.as_ref(), &vars, fetched);
+                    }
+                }
+                Err(missing) => {
+                    // The target's earlier answers lacked something this step needs: that is a
+                    // finding about the target, and later steps cannot run meaningfully.
+                    self.finding(&label, FindingKind::MissingInput, "the inputs this step needs", missing);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn response_vars(exchange: &Exchange) -> StepVars {
+        let mut vars = match exchange.json() {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        vars.insert("http_status".into(), json!(exchange.status));
+        vars
+    }
+
+    fn subject(&self, spec: &Value) -> Subject {
+        let identity = &self.vars["identity"];
+        Subject {
+            sub: spec.pointer("/set/sub").and_then(Value::as_str).or(identity["sub"].as_str()).unwrap_or_default().to_string(),
+            email: identity["email"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    fn mint(&self, spec: Option<Value>, default_kind: TokenKind) -> Result<(String, StepVars), String> {
+        let mut spec = spec.unwrap_or_else(|| json!({}));
+        if spec.get("kind").is_none() {
+            spec["kind"] = serde_json::to_value(default_kind).map_err(|e| e.to_string())?;
+        }
+        // The audience the target expects unless the case says otherwise.
+        let aud = self.h.audience();
+        if spec.pointer("/set/aud").is_none() && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "aud")) {
+            if spec.get("set").is_none() {
+                spec["set"] = json!({});
+            }
+            spec["set"]["aud"] = json!(aud);
+        }
+        let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
+        let minted = self.h.idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
+        let mut vars = Map::new();
+        vars.insert("token".into(), json!(minted.token));
+        vars.insert("jti".into(), minted.claims.get("jti").cloned().unwrap_or(Value::Null));
+        vars.insert("claims".into(), minted.claims.clone());
+        Ok((minted.token, vars))
+    }
+
+    fn register_uri(&self) -> Result<String, String> {
+        self.h.discovery.register_uri.clone().ok_or_else(|| "no register_uri".into())
+    }
+
+    fn claim_uri(&self) -> Result<String, String> {
+        self.h.discovery.claim_uri.clone().ok_or_else(|| "no claim_uri in the metadata".into())
+    }
+
+    fn complete_uri(&self) -> Result<String, String> {
+        Ok(self.h.target.complete_url.clone().unwrap_or(format!("{}/complete", self.claim_uri()?)))
+    }
+
+    fn challenge_uri(&self) -> Result<String, String> {
+        Ok(self.h.target.challenge_url.clone().unwrap_or(format!("{}/attempt/challenge", self.claim_uri()?)))
+    }
+
+    /// Runs one step. Outer `Err`: harness error. Inner `Err`: missing input (a finding).
+    async fn step(&mut self, step: &Step, label: &str) -> Result<Result<(Option<Exchange>, StepVars), String>, HarnessError> {
+        macro_rules! need {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                }
+            };
+        }
+        let exchange = match step.action {
+            Action::Http => {
+                let method = need!(self.param_str(step, "method")).unwrap_or_else(|| "GET".into());
+                let url = need!(need!(self.param_str(step, "url")).ok_or_else(|| "no url".to_string()));
+                let url = self.h.target.url(&url);
+                let mut headers: Vec<(String, String)> = match need!(self.param(step, "headers")) {
+                    Some(Value::Object(m)) => m.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
+                    _ => Vec::new(),
+                };
+                if let Some(credential) = need!(self.param_str(step, "credential")) {
+                    headers.push(("authorization".into(), format!("Bearer {credential}")));
+                }
+                let body = match (need!(self.param(step, "json")), need!(self.param_str(step, "body"))) {
+                    (Some(json), _) => {
+                        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                            headers.push(("content-type".into(), "application/json".into()));
+                        }
+                        Some(json.to_string())
+                    }
+                    (None, body) => body,
+                };
+                self.http(label, &method, &url, headers, body).await?
+            }
+            Action::RegisterAnonymous => {
+                let credential = need!(self.param_str(step, "credential")).unwrap_or_else(|| "api_key".into());
+                let body = need!(self.param(step, "body")).unwrap_or_else(|| json!({ "type": "anonymous", "requested_credential_type": credential }));
+                let uri = need!(self.register_uri());
+                self.post_json(label, &uri, &body).await?
+            }
+            Action::RegisterEmail => {
+                let email = need!(self.param_str(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
+                let credential = need!(self.param_str(step, "credential")).unwrap_or_else(|| "access_token".into());
+                let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": email, "requested_credential_type": credential });
+                let uri = need!(self.register_uri());
+                self.post_json(label, &uri, &body).await?
+            }
+            Action::Mint => {
+                let (_, vars) = need!(self.mint(need!(self.param(step, "token")), TokenKind::IdJag));
+                return Ok(Ok((None, vars)));
+            }
+            Action::RegisterIdJag => {
+                let (assertion, mut minted) = match need!(self.param_str(step, "assertion")) {
+                    Some(a) => (a, Map::new()),
+                    None => need!(self.mint(need!(self.param(step, "token")), TokenKind::IdJag)),
+                };
+                let credential = need!(self.param_str(step, "credential")).unwrap_or_else(|| "access_token".into());
+                let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": assertion, "requested_credential_type": credential });
+                let uri = need!(self.register_uri());
+                let exchange = self.post_json(label, &uri, &body).await?;
+                let mut vars = Self::response_vars(&exchange);
+                vars.append(&mut minted);
+                vars.insert("assertion".into(), json!(assertion));
+                return Ok(Ok((Some(exchange), vars)));
+            }
+            Action::ParallelRegisterIdJag => {
+                let count = need!(self.param(step, "count")).and_then(|v| v.as_u64()).unwrap_or(10) as usize;
+                let (token, _) = need!(self.mint(need!(self.param(step, "token")), TokenKind::IdJag));
+                let credential = need!(self.param_str(step, "credential")).unwrap_or_else(|| "access_token".into());
+                let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": token, "requested_credential_type": credential }).to_string();
+                let uri = need!(self.register_uri());
+                let headers = vec![("content-type".to_string(), "application/json".to_string())];
+                let sends = (0..count).map(|_| send(&self.client, label, "POST", &uri, &headers, Some(body.clone()), &self.h.secrets));
+                let results = futures_join_all(sends).await;
+                let mut statuses = Vec::new();
+                for r in results {
+                    let exchange = r?;
+                    statuses.push(json!(exchange.status));
+                    self.exchanges.push(exchange);
+                }
+                let mut vars = Map::new();
+                vars.insert("statuses".into(), Value::Array(statuses));
+                return Ok(Ok((None, vars)));
+            }
+            Action::Api => {
+                let endpoint = need!(self.param_str(step, "endpoint")).unwrap_or_else(|| "oracle".into());
+                let (method, url) = if endpoint == "oracle" {
+                    let oracle = need!(self.h.target.oracle.as_ref().ok_or_else(|| "no oracle configured".to_string()));
+                    ("GET".to_string(), self.h.target.url(&oracle.path))
+                } else {
+                    let probe = need!(self.h.target.probes.get(&endpoint).ok_or_else(|| format!("no probe for scope `{endpoint}`")));
+                    (probe.method.clone(), self.h.target.url(&probe.path))
+                };
+                let credential = need!(self.param_str(step, "credential"));
+                let scheme = need!(self.param_str(step, "scheme")).unwrap_or_else(|| "Bearer".into());
+                let in_query = need!(self.param(step, "query_token")).is_some_and(|v| v == json!(true));
+                let mut headers = Vec::new();
+                let mut url = url;
+                if let Some(c) = &credential {
+                    if in_query {
+                        url = format!("{url}{}access_token={c}", if url.contains('?') { '&' } else { '?' });
+                    } else {
+                        headers.push(("authorization".to_string(), format!("{scheme} {c}")));
+                    }
+                }
+                let exchange = self.http(label, &method, &url, headers, None).await?;
+                let mut vars = Self::response_vars(&exchange);
+                if let (Some(oracle), Some(body)) = (&self.h.target.oracle, exchange.json()) {
+                    vars.insert("user_id".into(), body.pointer(&oracle.user_pointer).cloned().unwrap_or(Value::Null));
+                    vars.insert("scopes".into(), body.pointer(&oracle.scopes_pointer).cloned().unwrap_or(Value::Null));
+                }
+                return Ok(Ok((Some(exchange), vars)));
+            }
+            Action::Claim => {
+                let claim_token = need!(self.param(step, "claim_token")).unwrap_or(Value::Null);
+                let email = need!(self.param(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].clone());
+                let uri = need!(self.claim_uri());
+                self.post_json(label, &uri, &json!({ "claim_token": claim_token, "email": email })).await?
+            }
+            Action::ReadMail | Action::Otp => {
+                let email = need!(self.param_str(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
+                let registration_id = need!(self.param_str(step, "registration_id")).unwrap_or_default();
+                let Some(source) = self.h.mail.clone() else { return Ok(Err("no mail source".into())) };
+                let message = match source.next_message(&self.h.plain, &email, &registration_id, Duration::from_secs(5)).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.finding(label, FindingKind::NoMail, format!("a claim mail to `{email}`"), e.to_string());
+                        return Ok(Err("no claim mail".into()));
+                    }
+                };
+                self.mail.push(MailRecord { step: label.to_string(), to: message.to.clone(), subject: message.subject.clone(), text: message.text.clone() });
+                let link = match authmd_mock_mailbox::extract_claim_link(&message, self.h.target.link_pattern.as_deref()) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        self.finding(label, FindingKind::NoMail, "a claim link carrying a claim_attempt_token", e.to_string());
+                        return Ok(Err("no claim link".into()));
+                    }
+                };
+                self.h.secrets.add(&link.token);
+                let mut vars = Map::new();
+                vars.insert("link".into(), json!(link.url));
+                vars.insert("attempt_token".into(), json!(link.token));
+                vars.insert("to".into(), json!(message.to));
+                if step.action == Action::ReadMail {
+                    return Ok(Ok((None, vars)));
+                }
+                // OTP(reg): open the page as a person would, then press its button.
+                self.http(label, "GET", &link.url, Vec::new(), None).await?;
+                let uri = need!(self.challenge_uri());
+                let exchange = self.post_json(label, &uri, &json!({ "claim_attempt_token": link.token })).await?;
+                let body = exchange.json().unwrap_or(Value::Null);
+                let mut out = Self::response_vars(&exchange);
+                out.append(&mut vars);
+                match body["challenge"].as_str() {
+                    Some(otp) if exchange.status == Some(200) => {
+                        self.h.secrets.add(otp);
+                        out.insert("otp".into(), json!(otp));
+                    }
+                    _ => {
+                        self.finding(label, FindingKind::UnexpectedStatus, "200 with a `challenge` OTP", format!("{:?} {}", exchange.status, truncate(&exchange.response_body)));
+                        return Ok(Err("no OTP".into()));
+                    }
+                }
+                return Ok(Ok((Some(exchange), out)));
+            }
+            Action::NoMail => {
+                let email = need!(self.param_str(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
+                let within = need!(self.param(step, "within_ms")).and_then(|v| v.as_u64()).unwrap_or(300);
+                let Some(source) = self.h.mail.clone() else { return Ok(Err("no mail source".into())) };
+                if let Ok(m) = source.next_message(&self.h.plain, &email, "", Duration::from_millis(within)).await {
+                    self.finding(label, FindingKind::UnexpectedMail, format!("no new mail to `{email}`"), format!("a message: {}", m.subject));
+                }
+                return Ok(Ok((None, Map::new())));
+            }
+            Action::OpenLink => {
+                let link = need!(need!(self.param_str(step, "link")).ok_or_else(|| "no link".to_string()));
+                self.http(label, "GET", &link, Vec::new(), None).await?
+            }
+            Action::Challenge => {
+                let token = need!(self.param(step, "attempt_token")).unwrap_or(Value::Null);
+                let uri = need!(self.challenge_uri());
+                let exchange = self.post_json(label, &uri, &json!({ "claim_attempt_token": token })).await?;
+                let mut vars = Self::response_vars(&exchange);
+                if let Some(otp) = vars.get("challenge").and_then(Value::as_str) {
+                    self.h.secrets.add(otp);
+                    vars.insert("otp".into(), json!(otp));
+                }
+                return Ok(Ok((Some(exchange), vars)));
+            }
+            Action::Complete => {
+                let claim_token = need!(self.param(step, "claim_token")).unwrap_or(Value::Null);
+                let otp = need!(self.param(step, "otp")).unwrap_or(Value::Null);
+                let uri = need!(self.complete_uri());
+                self.post_json(label, &uri, &json!({ "claim_token": claim_token, "otp": otp })).await?
+            }
+            Action::Revoke => {
+                let (token, mut minted) = need!(self.mint(need!(self.param(step, "token")), TokenKind::Logout));
+                let content_type = need!(self.param_str(step, "content_type")).unwrap_or_else(|| "application/logout+jwt".into());
+                let body = need!(self.param_str(step, "body")).unwrap_or(token);
+                let uri = need!(self.h.discovery.revocation_uri.clone().ok_or_else(|| "no revocation_uri".to_string()));
+                let exchange = self.http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body)).await?;
+                let mut vars = Self::response_vars(&exchange);
+                vars.append(&mut minted);
+                return Ok(Ok((Some(exchange), vars)));
+            }
+            Action::RotateKey => {
+                let alg = need!(self.param_str(step, "alg")).and_then(|a| KeyAlg::parse(&a)).unwrap_or_default();
+                let kid = self.h.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
+                let mut vars = Map::new();
+                vars.insert("kid".into(), json!(kid));
+                return Ok(Ok((None, vars)));
+            }
+            Action::JwksFault => {
+                let fault = need!(self.param_str(step, "fault")).unwrap_or_else(|| "none".into());
+                let fault = match fault.as_str() {
+                    "none" => JwksFault::None,
+                    "server-error" => JwksFault::ServerError,
+                    "invalid-json" => JwksFault::InvalidJson,
+                    "empty-key-set" => JwksFault::EmptyKeySet,
+                    "wrong-content-type" => JwksFault::WrongContentType,
+                    other => match other.strip_prefix("slow:").and_then(|ms| ms.parse().ok()) {
+                        Some(ms) => JwksFault::Slow(ms),
+                        None => return Ok(Err(format!("unknown fault `{other}`"))),
+                    },
+                };
+                self.h.idp.set_fault(fault);
+                return Ok(Ok((None, Map::new())));
+            }
+            Action::Sample => {
+                let count = need!(self.param(step, "count")).and_then(|v| v.as_u64()).unwrap_or(20) as usize;
+                let field = need!(self.param_str(step, "field")).unwrap_or_else(|| "/credential".into());
+                let of = need!(self.param_str(step, "of")).unwrap_or_else(|| "register-anonymous".into());
+                let inner_action: Action = need!(serde_json::from_value(json!(of)).map_err(|_| format!("unknown action `{of}`")));
+                let inner = Step { name: None, action: inner_action, advance: None, params: step.params.clone().into_iter().filter(|(k, _)| !["of", "count", "field"].contains(&k.as_str())).collect(), expect: None };
+                let mut values = Vec::new();
+                for _ in 0..count {
+                    let (_, vars) = need!(Box::pin(self.step(&inner, label)).await?);
+                    let value = Value::Object(vars).pointer(&field).cloned().unwrap_or(Value::Null);
+                    values.push(value);
+                }
+                let mut vars = Map::new();
+                vars.insert("values".into(), Value::Array(values));
+                return Ok(Ok((None, vars)));
+            }
+        };
+        let vars = Self::response_vars(&exchange);
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    fn check(&mut self, label: &str, expect: &Expect, exchange: Option<&Exchange>, vars: &StepVars, jwks_fetched: usize) {
+        let body = Value::Object(vars.clone());
+        let resolve = |ctx: &Self, v: &Value| ctx.resolve(v).unwrap_or_else(|e| json!(format!("<unresolved: {e}>")));
+        if let Some(status) = &expect.status {
+            let found = exchange.and_then(|e| e.status);
+            if !status_matches(status, found) {
+                let found_text = exchange.map(|e| format!("{} {}", e.status.map(|s| s.to_string()).unwrap_or_default(), truncate(&e.response_body))).unwrap_or_default();
+                self.finding(label, FindingKind::UnexpectedStatus, format!("status {}", show(status)), found_text);
+            }
+        }
+        if let Some(status) = &expect.status_not {
+            let found = exchange.and_then(|e| e.status);
+            if status_matches(status, found) {
+                self.finding(label, FindingKind::UnexpectedStatus, format!("any status but {}", show(status)), format!("{found:?}"));
+            }
+        }
+        if let Some(codes) = &expect.error {
+            let accepted: Vec<String> = match codes {
+                Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                v => vec![v.as_str().unwrap_or_default().to_string()],
+            };
+            let found = body.get("error").and_then(Value::as_str);
+            if !found.is_some_and(|f| accepted.iter().any(|a| a == f)) {
+                self.finding(
+                    label,
+                    FindingKind::UnexpectedErrorCode,
+                    format!("`error` to be {}", accepted.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" or ")),
+                    found.map(|f| format!("`{f}`")).unwrap_or_else(|| "no `error` member".into()),
+                );
+            }
+        }
+        for (pointer, want) in &expect.json {
+            let want = resolve(self, want);
+            match body.pointer(pointer) {
+                Some(v) if *v == want => {}
+                Some(v) => self.finding(label, FindingKind::UnexpectedValue, format!("`{pointer}` = {want}"), v.to_string()),
+                None => self.finding(label, FindingKind::MissingMember, format!("`{pointer}` = {want}"), "absent"),
+            }
+        }
+        for (pointer, other) in &expect.json_not {
+            let other = resolve(self, other);
+            if let Some(v) = body.pointer(pointer)
+                && *v == other
+            {
+                self.finding(label, FindingKind::UnexpectedValue, format!("`{pointer}` to differ from {other}"), v.to_string());
+            }
+        }
+        for pointer in &expect.present {
+            if body.pointer(pointer).is_none_or(Value::is_null) && !pointer.ends_with("?") {
+                self.finding(label, FindingKind::MissingMember, format!("`{pointer}` present"), "absent or null");
+            }
+        }
+        for pointer in &expect.absent {
+            if let Some(v) = body.pointer(pointer) {
+                self.finding(label, FindingKind::UnexpectedMember, format!("no `{pointer}`"), truncate(&v.to_string()));
+            }
+        }
+        for (pointer, allowed) in &expect.subset {
+            let allowed = resolve(self, allowed);
+            let allowed: Vec<&Value> = allowed.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+            match body.pointer(pointer).and_then(Value::as_array) {
+                Some(items) if items.iter().all(|i| allowed.contains(&i)) => {}
+                Some(items) => self.finding(label, FindingKind::NotSubset, format!("`{pointer}` ⊆ {}", json!(allowed)), json!(items).to_string()),
+                None => self.finding(label, FindingKind::MissingMember, format!("`{pointer}` as an array"), "absent"),
+            }
+        }
+        let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(self.offset);
+        for pointer in &expect.future {
+            let v = body.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+            match time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
+                Ok(t) if t > now => {}
+                _ => self.finding(label, FindingKind::NotFuture, format!("`{pointer}` a future ISO-8601 instant"), format!("`{v}`")),
+            }
+        }
+        for pointer in &expect.absolute_url {
+            let v = body.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+            if !url::Url::parse(v).map(|u| u.scheme().starts_with("http")).unwrap_or(false) {
+                self.finding(label, FindingKind::NotAbsoluteUrl, format!("`{pointer}` an absolute URL"), format!("`{v}`"));
+            }
+        }
+        for (name, needle) in &expect.header {
+            let found = exchange.and_then(|e| e.header(name));
+            if !found.is_some_and(|f| f.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())) {
+                self.finding(label, FindingKind::MissingHeader, format!("`{name}` containing `{needle}`"), found.map(|f| format!("`{f}`")).unwrap_or_else(|| "absent".into()));
+            }
+        }
+        for name in &expect.header_absent {
+            if let Some(f) = exchange.and_then(|e| e.header(name)) {
+                self.finding(label, FindingKind::UnexpectedHeader, format!("no `{name}`"), format!("`{f}`"));
+            }
+        }
+        if let Some(ch) = &expect.challenge {
+            self.check_challenge(label, ch, exchange);
+        }
+        for needle in &expect.body_excludes {
+            let needle = resolve(self, &json!(needle));
+            let needle = needle.as_str().unwrap_or_default();
+            if !needle.is_empty() && exchange.is_some_and(|e| e.response_body.contains(needle)) {
+                self.finding(label, FindingKind::SecretDisclosed, "the secret absent from the response body", "present");
+            }
+        }
+        if !expect.counts.is_empty() {
+            let statuses: Vec<u16> = vars.get("statuses").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_u64().map(|s| s as u16)).collect()).unwrap_or_default();
+            for (class, want) in &expect.counts {
+                let n = statuses.iter().filter(|s| status_matches(&json!(class), Some(**s))).count() as u32;
+                if n != *want {
+                    self.finding(label, FindingKind::WrongCount, format!("{want} answers with status {class}"), format!("{n} (all: {statuses:?})"));
+                }
+            }
+        }
+        let values: Vec<String> = vars.get("values").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()).unwrap_or_default();
+        if expect.unique {
+            let distinct: BTreeSet<&String> = values.iter().collect();
+            if distinct.len() != values.len() || values.is_empty() {
+                self.finding(label, FindingKind::NotUnique, format!("{} distinct values", values.len()), format!("{} distinct", distinct.len()));
+            }
+        }
+        if let Some(bits) = expect.min_entropy_bits {
+            let estimate = apparent_entropy(&values);
+            if estimate < f64::from(bits) {
+                self.finding(label, FindingKind::LowEntropy, format!("at least {bits} bits of apparent entropy"), format!("{estimate:.0} bits"));
+            }
+        }
+        if let Some(pattern) = &expect.matches
+            && let Ok(re) = regex::Regex::new(pattern)
+        {
+            for v in &values {
+                if !re.is_match(v) {
+                    self.finding(label, FindingKind::PatternMismatch, format!("every value matching `{pattern}`"), "a value that does not".to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(min) = expect.jwks_fetches_min
+            && jwks_fetched < min
+        {
+            self.finding(label, FindingKind::JwksFetches, format!("at least {min} JWKS fetch(es)"), jwks_fetched.to_string());
+        }
+        if let Some(max) = expect.jwks_fetches_max
+            && jwks_fetched > max
+        {
+            self.finding(label, FindingKind::JwksFetches, format!("at most {max} JWKS fetch(es)"), jwks_fetched.to_string());
+        }
+    }
+
+    fn check_challenge(&mut self, label: &str, ch: &ChallengeExpect, exchange: Option<&Exchange>) {
+        let Some(header) = exchange.and_then(|e| e.header("www-authenticate")) else {
+            self.finding(label, FindingKind::BadChallenge, "a `WWW-Authenticate: Bearer` challenge", "absent");
+            return;
+        };
+        let (scheme, params) = parse_challenge(header);
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            self.finding(label, FindingKind::BadChallenge, "scheme `Bearer`", format!("`{scheme}`"));
+        }
+        if ch.resource_metadata && !params.get("resource_metadata").is_some_and(|u| url::Url::parse(u).is_ok()) {
+            self.finding(label, FindingKind::BadChallenge, "`resource_metadata` as an absolute URL", format!("`{header}`"));
+        }
+        match ch.error.as_deref() {
+            Some("absent") if params.contains_key("error") => self.finding(label, FindingKind::BadChallenge, "no `error` parameter", format!("`{header}`")),
+            Some(e) if e != "absent" && params.get("error").map(String::as_str) != Some(e) => {
+                self.finding(label, FindingKind::BadChallenge, format!("`error=\"{e}\"`"), format!("`{header}`"))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.to_string() }
+}
+
+fn status_matches(spec: &Value, found: Option<u16>) -> bool {
+    let Some(found) = found else { return false };
+    match spec {
+        Value::Number(n) => n.as_u64() == Some(u64::from(found)),
+        Value::String(s) if s.len() == 3 && s.ends_with("xx") => s.as_bytes()[0] == b'0' + (found / 100) as u8,
+        Value::String(s) => s.parse::<u16>().ok() == Some(found),
+        Value::Array(a) => a.iter().any(|v| status_matches(v, Some(found))),
+        _ => false,
+    }
+}
+
+/// Length after the common prefix × log2 of the apparent alphabet.
+fn apparent_entropy(values: &[String]) -> f64 {
+    let Some(first) = values.first() else { return 0.0 };
+    let prefix = values.iter().fold(first.len(), |n, v| first.bytes().zip(v.bytes()).take(n).take_while(|(a, b)| a == b).count());
+    values
+        .iter()
+        .map(|v| {
+            let rest = &v[prefix.min(v.len())..];
+            let alphabet = if rest.bytes().all(|b| b.is_ascii_digit()) {
+                10.0
+            } else if rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                16.0
+            } else if rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                62.0
+            } else {
+                64.0
+            };
+            rest.len() as f64 * f64::log2(alphabet)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    join_vec(futures.into_iter().map(Box::pin).collect()).await
+}
+
+/// Polls every future concurrently on the current task (all of them are I/O-bound requests).
+async fn join_vec<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futures.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    Poll::Ready(v) => outputs[i] = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_bearer_challenge_with_quoted_params() {
+        let (scheme, params) = parse_challenge(r#"Bearer error="invalid_token", resource_metadata="http://x/.well-known/oauth-protected-resource""#);
+        assert_eq!(scheme, "Bearer");
+        assert_eq!(params["error"], "invalid_token");
+        assert_eq!(params["resource_metadata"], "http://x/.well-known/oauth-protected-resource");
+    }
+
+    #[test]
+    fn status_classes_match() {
+        assert!(status_matches(&json!("4xx"), Some(410)));
+        assert!(!status_matches(&json!("4xx"), Some(500)));
+        assert!(status_matches(&json!([200, 204]), Some(204)));
+        assert!(!status_matches(&json!(200), None));
+    }
+
+    #[test]
+    fn entropy_ignores_a_shared_prefix() {
+        let v = vec!["sk_AAAAAAAAAAAAAAAAAAAAAAAA".to_string(), "sk_BBBBBBBBBBBBBBBBBBBBBBBB".to_string()];
+        assert!(apparent_entropy(&v) > 140.0);
+        let digits = vec!["000123".to_string(), "998877".to_string()];
+        assert!(apparent_entropy(&digits) < 20.0);
+    }
+
+    #[test]
+    fn builds_rfc8414_urls() {
+        assert_eq!(rfc8414_url("http://a:1"), "http://a:1/.well-known/oauth-authorization-server");
+        assert_eq!(rfc8414_url("https://a/tenant/"), "https://a/.well-known/oauth-authorization-server/tenant");
+    }
+}

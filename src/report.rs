@@ -1,0 +1,215 @@
+//! Reports: JSON (versioned; header, cases, footer), JUnit XML, Markdown and offline HTML.
+//! Every writer goes through the run's [`Secrets`] so no secret reaches a file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::{CaseResult, Verdict};
+use crate::redact::Secrets;
+
+/// Version of the JSON report format (`reports/schema/report-v1.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The report header.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Header {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The suite's version.
+    pub suite_version: String,
+    /// The spec profile (`v0.1`).
+    pub profile: String,
+    /// The target's base URL.
+    pub target: String,
+    /// When the run started (RFC 3339).
+    pub started_at: String,
+    /// The PRM as fetched.
+    pub prm: Value,
+    /// The AS metadata as fetched.
+    pub metadata: Value,
+    /// Discovery failure, if any.
+    pub discovery_error: Option<String>,
+    /// The readings the target config gates on.
+    pub readings: BTreeMap<String, String>,
+    /// SHA-256 prefix of the target configuration.
+    pub config_hash: String,
+}
+
+/// Counts by verdict and the run time.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Footer {
+    /// Cases run or skipped.
+    pub total: usize,
+    /// Verdict label → count.
+    pub counts: BTreeMap<String, usize>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Header.
+    pub header: Header,
+    /// Cases, sorted by name.
+    pub cases: Vec<CaseResult>,
+    /// Footer (always written; a report without one is truncated).
+    pub footer: Footer,
+}
+
+impl Report {
+    /// Builds the footer from the cases.
+    pub fn new(header: Header, mut cases: Vec<CaseResult>, duration_ms: u64) -> Self {
+        cases.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut counts = BTreeMap::new();
+        for c in &cases {
+            *counts.entry(c.verdict.label().to_string()).or_insert(0) += 1;
+        }
+        let footer = Footer { total: cases.len(), counts, duration_ms };
+        Self { header, cases, footer }
+    }
+
+    /// Does any case gate the run (FAIL, or INCONCLUSIVE)?
+    pub fn gating_failures(&self) -> usize {
+        self.cases.iter().filter(|c| matches!(c.verdict, Verdict::Fail)).count()
+    }
+
+    /// Cases the harness could not decide.
+    pub fn inconclusive(&self) -> usize {
+        self.cases.iter().filter(|c| matches!(c.verdict, Verdict::Inconclusive(_))).count()
+    }
+
+    /// The JSON report, redacted.
+    pub fn to_json(&self, secrets: &Secrets) -> String {
+        secrets.redact(&serde_json::to_string_pretty(self).unwrap_or_default())
+    }
+
+    /// JUnit XML: one testsuite per area; requirement and level as properties.
+    pub fn to_junit(&self, secrets: &Secrets) -> String {
+        let mut junit = quick_junit::Report::new("authmd-conformance");
+        let mut suites: BTreeMap<&str, quick_junit::TestSuite> = BTreeMap::new();
+        for c in &self.cases {
+            let suite = suites.entry(c.area.as_str()).or_insert_with(|| quick_junit::TestSuite::new(c.area.clone()));
+            let status = match &c.verdict {
+                Verdict::Pass | Verdict::Info | Verdict::Warn => quick_junit::TestCaseStatus::success(),
+                Verdict::Fail => {
+                    let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+                    s.set_message(c.findings.iter().map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found)).collect::<Vec<_>>().join("; "));
+                    s
+                }
+                Verdict::Inconclusive(r) => {
+                    let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Error);
+                    s.set_message(r.clone());
+                    s
+                }
+                Verdict::Skip(r) => {
+                    let mut s = quick_junit::TestCaseStatus::skipped();
+                    s.set_message(r.clone());
+                    s
+                }
+            };
+            let mut tc = quick_junit::TestCase::new(c.id.clone(), status);
+            tc.set_classname(c.area.clone());
+            tc.set_time(std::time::Duration::from_millis(c.duration_ms));
+            tc.add_property(quick_junit::Property::new("requirements", c.requirements.join(",")));
+            tc.add_property(quick_junit::Property::new("level", c.level.as_str()));
+            tc.add_property(quick_junit::Property::new("verdict", c.verdict.label()));
+            suite.add_test_case(tc);
+        }
+        junit.add_test_suites(suites.into_values());
+        secrets.redact(&junit.to_string().unwrap_or_default())
+    }
+
+    /// A Markdown summary fit for a pull-request comment.
+    pub fn to_markdown(&self, secrets: &Secrets) -> String {
+        let mut out = format!("# auth.md conformance: {}\n\nProfile {} · suite {} · {} cases in {:.1}s\n\n", self.header.target, self.header.profile, self.header.suite_version, self.footer.total, self.footer.duration_ms as f64 / 1000.0);
+        out += "| verdict | count |\n| --- | --- |\n";
+        for (k, v) in &self.footer.counts {
+            out += &format!("| {k} | {v} |\n");
+        }
+        let notable: Vec<&CaseResult> = self.cases.iter().filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn | Verdict::Inconclusive(_))).collect();
+        if !notable.is_empty() {
+            out += "\n## Failures and warnings\n\n| case | requirements | level | verdict | first finding |\n| --- | --- | --- | --- | --- |\n";
+            for c in notable {
+                let first = c.findings.first().map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found)).unwrap_or_else(|| match &c.verdict {
+                    Verdict::Inconclusive(r) => r.clone(),
+                    _ => String::new(),
+                });
+                out += &format!("| `{}` | {} | {} | {} | {} |\n", c.name, c.requirements.join(", "), c.level.as_str(), c.verdict.label(), first.replace('|', "\\|").replace('\n', " "));
+            }
+        }
+        let readings: Vec<&CaseResult> = self.cases.iter().filter(|c| c.reading.is_some()).collect();
+        if !readings.is_empty() {
+            out += "\n## Ambiguity readings\n\n| reading | case | follows it |\n| --- | --- | --- |\n";
+            for c in readings {
+                out += &format!("| {} | `{}` | {} |\n", c.reading.as_deref().unwrap_or_default(), c.name, if c.findings.is_empty() && !matches!(c.verdict, Verdict::Skip(_)) { "yes" } else { "no" });
+            }
+        }
+        secrets.redact(&out)
+    }
+
+    /// A self-contained HTML report: no network, filters by verdict, area and level, and a
+    /// drill-down per case with its findings, exchanges and decoded tokens.
+    pub fn to_html(&self, secrets: &Secrets) -> String {
+        let data = self.to_json(secrets).replace("</", "<\\/");
+        format!(
+            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>auth.md conformance report</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top;font-size:.9em}}
+.PASS{{color:#176f2c}} .FAIL{{color:#b00020;font-weight:bold}} .WARN{{color:#a15c00}} .INFO{{color:#555}} .SKIP{{color:#777}} .INCONCLUSIVE{{color:#6a1b9a}}
+pre{{background:#f6f6f6;padding:.5em;white-space:pre-wrap;word-break:break-all;max-height:24em;overflow:auto}} select,input{{margin-right:1em}}
+details{{margin:.3em 0}}
+</style></head><body>
+<h1>auth.md conformance report</h1><p id="meta"></p><p id="counts"></p>
+<div>Verdict <select id="fv"><option value="">all</option></select>
+Area <select id="fa"><option value="">all</option></select>
+Level <select id="fl"><option value="">all</option></select>
+Search <input id="fq" placeholder="id or requirement"></div>
+<table><thead><tr><th>case</th><th>requirements</th><th>level</th><th>verdict</th><th>summary</th></tr></thead><tbody id="rows"></tbody></table>
+<script id="report-data" type="application/json">{data}</script>
+<script>
+const report = JSON.parse(document.getElementById("report-data").textContent);
+const h = report.header, f = report.footer;
+const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({{"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}})[c]);
+document.getElementById("meta").textContent = `${{h.target}} · profile ${{h.profile}} · suite ${{h.suite_version}} · ${{h.started_at}}`;
+document.getElementById("counts").innerHTML = Object.entries(f.counts).map(([k,v]) => `<span class="${{k}}">${{k}} ${{v}}</span>`).join(" · ") + ` · ${{(f.duration_ms/1000).toFixed(1)}}s`;
+const uniq = k => [...new Set(report.cases.map(c => typeof k === "function" ? k(c) : c[k]))].sort();
+for (const [id, vals] of [["fv", uniq("verdict")], ["fa", uniq("area")], ["fl", uniq("level")]])
+  for (const v of vals) document.getElementById(id).insertAdjacentHTML("beforeend", `<option>${{esc(v)}}</option>`);
+function detail(c) {{
+  let s = "";
+  if (c.reason) s += `<p>${{esc(c.reason)}}</p>`;
+  for (const x of c.findings) s += `<p class="FAIL">${{esc(x.step)}} — ${{esc(x.kind)}}: expected ${{esc(x.expected)}} (found ${{esc(x.found)}})</p>`;
+  for (const e of c.exchanges) {{
+    s += `<details><summary>${{esc(e.step)}}: ${{esc(e.method)}} ${{esc(e.url)}} → ${{esc(e.status)}} (${{e.elapsed_ms}} ms)</summary><pre>${{esc(e.request_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.request_body ?? "")}}</pre>`;
+    if (e.tokens) s += `<pre>${{esc(JSON.stringify(e.tokens, null, 2))}}</pre>`;
+    s += `<pre>${{esc(e.response_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.response_body)}}</pre></details>`;
+  }}
+  for (const m of c.mail) s += `<details><summary>mail to ${{esc(m.to.join(", "))}}: ${{esc(m.subject)}}</summary><pre>${{esc(m.text)}}</pre></details>`;
+  return s;
+}}
+function render() {{
+  const v = fv.value, a = fa.value, l = fl.value, q = fq.value.toLowerCase();
+  document.getElementById("rows").innerHTML = report.cases.filter(c => (!v || c.verdict === v) && (!a || c.area === a) && (!l || c.level === l) && (!q || (c.name + c.requirements.join(" ")).toLowerCase().includes(q)))
+    .map(c => `<tr class="case" data-name="${{esc(c.name)}}"><td><details><summary>${{esc(c.name)}}</summary>${{detail(c)}}</details></td><td>${{esc(c.requirements.join(", "))}}</td><td>${{esc(c.level)}}</td><td class="${{c.verdict}}">${{c.verdict}}</td><td>${{esc(c.summary)}}</td></tr>`).join("");
+}}
+for (const id of ["fv","fa","fl","fq"]) document.getElementById(id).addEventListener("input", render);
+render();
+</script></body></html>"#
+        )
+    }
+
+    /// Writes `report.json`, `junit.xml`, `summary.md` and `report.html` into `dir`.
+    pub fn write_all(&self, dir: &Path, secrets: &Secrets) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), self.to_json(secrets))?;
+        std::fs::write(dir.join("junit.xml"), self.to_junit(secrets))?;
+        std::fs::write(dir.join("summary.md"), self.to_markdown(secrets))?;
+        std::fs::write(dir.join("report.html"), self.to_html(secrets))?;
+        Ok(())
+    }
+}

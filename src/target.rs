@@ -1,0 +1,271 @@
+//! Target configuration: where the service is and what the harness may rely on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// An HTTP probe for one scope (REG-ANON-10, API-08).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    /// HTTP method. Defaults to GET.
+    #[serde(default = "get")]
+    pub method: String,
+    /// Path (or absolute URL) of an endpoint that needs exactly this scope.
+    pub path: String,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// The identity/scope oracle: an endpoint that echoes who a credential acts as.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oracle {
+    /// Path or URL of the echo endpoint (GET). It is also the protected API used by discovery.
+    pub path: String,
+    /// JSON pointer to the user id. Defaults to `/user/id`.
+    #[serde(default = "user_pointer")]
+    pub user_pointer: String,
+    /// JSON pointer to the scope array. Defaults to `/credential/scope`.
+    #[serde(default = "scopes_pointer")]
+    pub scopes_pointer: String,
+}
+
+fn user_pointer() -> String {
+    "/user/id".into()
+}
+fn scopes_pointer() -> String {
+    "/credential/scope".into()
+}
+
+/// Where the target's claim mail can be read.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum MailConfig {
+    /// Run the bundled SMTP sink on this address; the target must relay its mail there.
+    Smtp {
+        /// Listen address, e.g. `127.0.0.1:2525`.
+        listen: SocketAddr,
+    },
+    /// A directory with one file per message.
+    Directory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// An HTTP URL template (`{registration_id}`, `{recipient}`).
+    UrlTemplate {
+        /// The template.
+        template: String,
+    },
+    /// A Mailpit-compatible API.
+    Mailpit {
+        /// Its base URL.
+        base: String,
+    },
+}
+
+/// How the harness moves the target's clock.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// A request header that shifts the target's "now" by N seconds for that request.
+    #[serde(default)]
+    pub offset_header: Option<String>,
+    /// Without a header, the longest the harness may wait for a TTL, in seconds. Defaults to 0.
+    #[serde(default)]
+    pub wait_budget_secs: u64,
+}
+
+/// Declared TTLs of the target, in seconds (what `advance = "otp+5"` refers to).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeclaredTtls {
+    /// Unclaimed registration lifetime. Defaults to 86400.
+    pub registration: i64,
+    /// Claim-attempt link window. Defaults to 600.
+    pub claim_attempt: i64,
+    /// OTP lifetime. Defaults to 600.
+    pub otp: i64,
+    /// Access-token lifetime. Defaults to 3600.
+    pub access_token: i64,
+}
+
+impl Default for DeclaredTtls {
+    fn default() -> Self {
+        Self { registration: 86_400, claim_attempt: 600, otp: 600, access_token: 3_600 }
+    }
+}
+
+/// The mock IdP as the target must see it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpSettings {
+    /// The issuer on the target's trust list, e.g. `http://localhost:4000`.
+    pub issuer: Option<String>,
+    /// Where the IdP listens (it must own the issuer's origin). Defaults to `127.0.0.1:0`.
+    #[serde(default = "any_port")]
+    pub listen: SocketAddr,
+    /// The `aud` put in ID-JAGs and logout tokens. Defaults to `authorization_servers[0]` (C-01 B).
+    pub audience: Option<String>,
+    /// Whether the target trusts this IdP at all. Defaults to true.
+    #[serde(default = "yes")]
+    pub trusted: bool,
+}
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for IdpSettings {
+    fn default() -> Self {
+        Self { issuer: None, listen: any_port(), audience: None, trusted: true }
+    }
+}
+
+/// A target configuration file (`--config target.toml`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The service's base URL (the resource server origin).
+    pub base_url: String,
+    /// The protected API, oracle, and mail, clock and IdP settings.
+    pub oracle: Option<Oracle>,
+    /// Path of a protected endpoint for discovery when there is no oracle. Defaults to `/api/resource`.
+    #[serde(default)]
+    pub protected_path: Option<String>,
+    /// Scope → probe.
+    #[serde(default)]
+    pub probes: BTreeMap<String, Probe>,
+    /// Mail source.
+    #[serde(default)]
+    pub mail: Option<MailConfig>,
+    /// Claim-link pattern (group 1 = token); defaults to the mailbox's.
+    #[serde(default)]
+    pub link_pattern: Option<String>,
+    /// Clock control.
+    #[serde(default)]
+    pub clock: ClockConfig,
+    /// Declared TTLs.
+    #[serde(default)]
+    pub ttl: DeclaredTtls,
+    /// The mock IdP.
+    #[serde(default)]
+    pub idp: IdpSettings,
+    /// Ambiguity → the reading that gates (`"C-01" = "B"`); others are reported, not failed.
+    #[serde(default)]
+    pub readings: BTreeMap<String, String>,
+    /// Requests to send in the rate-limit burst (RATE-01). Without it the case is skipped.
+    #[serde(default)]
+    pub rate_burst: Option<u32>,
+    /// Bind each case's requests to its own 127.x.y.z source address, so per-IP rate limits of
+    /// one case never hit another. Defaults to true for loopback targets.
+    #[serde(default)]
+    pub isolate_source_ips: Option<bool>,
+    /// Override of the completion URL (C-12). Defaults to `claim_uri + "/complete"`.
+    #[serde(default)]
+    pub complete_url: Option<String>,
+    /// Override of the challenge URL (C-12). Defaults to `claim_uri + "/attempt/challenge"`.
+    #[serde(default)]
+    pub challenge_url: Option<String>,
+    /// Per-case timeout in seconds. Defaults to 30.
+    #[serde(default = "case_timeout")]
+    pub case_timeout_secs: u64,
+    /// Cases run at once. Defaults to 16.
+    #[serde(default = "jobs")]
+    pub jobs: usize,
+}
+
+fn case_timeout() -> u64 {
+    30
+}
+fn jobs() -> usize {
+    16
+}
+
+/// The target configuration is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct TargetConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl TargetConfig {
+    /// A configuration with defaults for `base_url`.
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            oracle: None,
+            protected_path: None,
+            probes: BTreeMap::new(),
+            mail: None,
+            link_pattern: None,
+            clock: ClockConfig::default(),
+            ttl: DeclaredTtls::default(),
+            idp: IdpSettings::default(),
+            readings: BTreeMap::new(),
+            rate_burst: None,
+            isolate_source_ips: None,
+            complete_url: None,
+            challenge_url: None,
+            case_timeout_secs: case_timeout(),
+            jobs: jobs(),
+        }
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Self, TargetConfigError> {
+        let e = |m: String| TargetConfigError { path: path.display().to_string(), message: m };
+        let text = std::fs::read_to_string(path).map_err(|x| e(format!("cannot read: {x}")))?;
+        let mut config: Self = toml::from_str(&text).map_err(|x| e(x.to_string().replace('\n', " ")))?;
+        config.base_url = config.base_url.trim_end_matches('/').to_string();
+        config.check().map_err(e)?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.base_url).map_err(|_| format!("base_url `{}` is not an absolute URL", self.base_url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("base_url: only http and https targets".into());
+        }
+        for (reading, value) in &self.readings {
+            if !reading.starts_with("C-") || value.is_empty() {
+                return Err(format!("readings: `{reading}` = `{value}` is not `\"C-NN\" = \"X\"`"));
+            }
+        }
+        if let Some(p) = &self.link_pattern {
+            regex::Regex::new(p).map_err(|x| format!("link_pattern: {x}"))?;
+        }
+        if self.jobs == 0 {
+            return Err("jobs: at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Resolves a path (or keeps an absolute URL) against the base URL.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+        }
+    }
+
+    /// Is the target on a loopback address (so per-case source addresses can be used)?
+    pub fn is_loopback(&self) -> bool {
+        url::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|u| u.host().map(|h| matches!(h, url::Host::Ipv4(ip) if ip.is_loopback()) || matches!(h, url::Host::Domain("localhost"))))
+            .unwrap_or(false)
+    }
+}
