@@ -45,13 +45,38 @@ pub struct BundledError {
 /// Starts the stack with `defects` switched on in the server.
 pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mailbox = Mailbox::start(any).await.map_err(|e| BundledError { part: "mailbox", reason: e.to_string() })?;
+    let mailbox = Mailbox::start(any).await.map_err(|e| BundledError {
+        part: "mailbox",
+        reason: e.to_string(),
+    })?;
     let smtp = mailbox.addr().to_string();
-    let idp = MockIdp::start(IdpConfig { jwks_max_age: 300, ..IdpConfig::default() }).await.map_err(|e| BundledError { part: "mock IdP", reason: e.to_string() })?;
+    let idp = MockIdp::start(IdpConfig {
+        jwks_max_age: 300,
+        ..IdpConfig::default()
+    })
+    .await
+    .map_err(|e| BundledError {
+        part: "mock IdP",
+        reason: e.to_string(),
+    })?;
     let dir = std::env::temp_dir().join(format!("authmd-run-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| BundledError { part: "database directory", reason: e.to_string() })?;
-    let mut config = Config { listen: any, database: dir.join("reference.sqlite"), smtp: Some(smtp), test_clock: true, ..Config::default() };
-    config.trusted_issuers.push(TrustedIssuer { issuer: idp.issuer().to_string(), jwks_uri: None, client_ids: Vec::new(), ca_pem: None });
+    std::fs::create_dir_all(&dir).map_err(|e| BundledError {
+        part: "database directory",
+        reason: e.to_string(),
+    })?;
+    let mut config = Config {
+        listen: any,
+        database: dir.join("reference.sqlite"),
+        smtp: Some(smtp),
+        test_clock: true,
+        ..Config::default()
+    };
+    config.trusted_issuers.push(TrustedIssuer {
+        issuer: idp.issuer().to_string(),
+        jwks_uri: None,
+        client_ids: Vec::new(),
+        ca_pem: None,
+    });
     // Each case has its own source address; these limits leave room for the sampling cases
     // while the rate-limit case still sees a 429 within its burst.
     config.rate.anonymous_per_ip = 30;
@@ -65,14 +90,42 @@ pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
         otp: config.ttl.otp,
         access_token: config.ttl.access_token,
     };
-    let server = ReferenceServer::start(config, defects).await.map_err(|e| BundledError { part: "reference server", reason: e.to_string() })?;
+    let server = ReferenceServer::start(config, defects).await.map_err(|e| BundledError {
+        part: "reference server",
+        reason: e.to_string(),
+    })?;
     let mut target = TargetConfig::new(server.base_url());
-    target.oracle = Some(Oracle { path: "/api/resource".into(), user_pointer: "/user/id".into(), scopes_pointer: "/credential/scope".into() });
-    target.probes.insert("api.read".into(), Probe { method: "GET".into(), path: "/api/read".into() });
-    target.probes.insert("api.write".into(), Probe { method: "POST".into(), path: "/api/write".into() });
-    target.clock = ClockConfig { offset_header: Some(authmd_reference_server::CLOCK_OFFSET_HEADER.into()), wait_budget_secs: 0 };
+    target.oracle = Some(Oracle {
+        path: "/api/resource".into(),
+        user_pointer: "/user/id".into(),
+        scopes_pointer: "/credential/scope".into(),
+    });
+    target.probes.insert(
+        "api.read".into(),
+        Probe {
+            method: "GET".into(),
+            path: "/api/read".into(),
+        },
+    );
+    target.probes.insert(
+        "api.write".into(),
+        Probe {
+            method: "POST".into(),
+            path: "/api/write".into(),
+        },
+    );
+    target.clock = ClockConfig {
+        offset_header: Some(authmd_reference_server::CLOCK_OFFSET_HEADER.into()),
+        wait_budget_secs: 0,
+    };
     target.ttl = ttl;
     target.rate_burst = Some(40);
     target.readings.insert("C-01".into(), "B".into());
-    Ok(Bundled { server, idp: Arc::new(idp), mail: Arc::new(MailSource::Smtp(Arc::new(mailbox))), target, _dir: TempDir(dir) })
+    Ok(Bundled {
+        server,
+        idp: Arc::new(idp),
+        mail: Arc::new(MailSource::Smtp(Arc::new(mailbox))),
+        target,
+        _dir: TempDir(dir),
+    })
 }

@@ -43,7 +43,10 @@ pub struct Exchange {
 
 impl Exchange {
     fn header(&self, name: &str) -> Option<&str> {
-        self.response_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     fn json(&self) -> Option<Value> {
@@ -223,12 +226,16 @@ pub struct Discovery {
 
 impl Discovery {
     fn offers(&self, identity_type: &str) -> bool {
-        self.metadata["agent_auth"]["identity_types_supported"].as_array().is_some_and(|a| a.iter().any(|v| v == identity_type))
+        self.metadata["agent_auth"]["identity_types_supported"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == identity_type))
     }
 
     fn offers_assertion(&self, assertion_type: &str) -> bool {
         self.offers("identity_assertion")
-            && self.metadata["agent_auth"]["identity_assertion"]["assertion_types_supported"].as_array().is_some_and(|a| a.iter().any(|v| v == assertion_type))
+            && self.metadata["agent_auth"]["identity_assertion"]["assertion_types_supported"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == assertion_type))
     }
 }
 
@@ -288,7 +295,12 @@ fn client(source: Option<IpAddr>, ca_pem: Option<&str>) -> Result<reqwest::Clien
 
 impl Harness {
     /// Builds the run context and discovers the target.
-    pub async fn new(target: TargetConfig, idp: Arc<MockIdp>, mail: Option<Arc<MailSource>>, ca_pem: Option<String>) -> Result<Self, HarnessError> {
+    pub async fn new(
+        target: TargetConfig,
+        idp: Arc<MockIdp>,
+        mail: Option<Arc<MailSource>>,
+        ca_pem: Option<String>,
+    ) -> Result<Self, HarnessError> {
         let plain = client(None, ca_pem.as_deref())?;
         let mut harness = Self {
             target,
@@ -314,9 +326,17 @@ impl Harness {
 
     async fn discover(&mut self) -> Result<(), HarnessError> {
         // AUTH Step 1: a 401 from the API points at the PRM; fall back to the conventional path.
-        let protected = self.target.oracle.as_ref().map(|o| o.path.clone()).or_else(|| self.target.protected_path.clone()).unwrap_or_else(|| "/api/resource".into());
+        let protected = self
+            .target
+            .oracle
+            .as_ref()
+            .map(|o| o.path.clone())
+            .or_else(|| self.target.protected_path.clone())
+            .unwrap_or_else(|| "/api/resource".into());
         let (first, _) = self.get_json(&self.target.url(&protected)).await?;
-        let hinted = first.header("www-authenticate").and_then(|h| parse_challenge(h).1.get("resource_metadata").cloned());
+        let hinted = first
+            .header("www-authenticate")
+            .and_then(|h| parse_challenge(h).1.get("resource_metadata").cloned());
         let mut prm = None;
         if let Some(url) = hinted {
             prm = self.get_json(&url).await?.1;
@@ -337,7 +357,11 @@ impl Harness {
         let metadata_url = rfc8414_url(&as_url);
         let metadata = match self.get_json(&metadata_url).await?.1 {
             Some(m) => Some(m),
-            None => self.get_json(&format!("{}/.well-known/oauth-authorization-server", as_url.trim_end_matches('/'))).await?.1,
+            None => {
+                self.get_json(&format!("{}/.well-known/oauth-authorization-server", as_url.trim_end_matches('/')))
+                    .await?
+                    .1
+            }
         };
         self.discovery.prm = prm;
         let Some(metadata) = metadata else {
@@ -358,7 +382,11 @@ impl Harness {
     /// The audience put in minted tokens.
     pub fn audience(&self) -> String {
         self.target.idp.audience.clone().unwrap_or_else(|| {
-            self.discovery.prm["authorization_servers"].get(0).and_then(Value::as_str).map(|s| s.trim_end_matches('/').to_string()).unwrap_or_else(|| self.target.base_url.clone())
+            self.discovery.prm["authorization_servers"]
+                .get(0)
+                .and_then(Value::as_str)
+                .map(|s| s.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| self.target.base_url.clone())
         })
     }
 
@@ -527,10 +555,16 @@ async fn send(
         request = request.body(b.clone());
     }
     let started = Instant::now();
-    let response = request.send().await.map_err(|e| HarnessError::NoResponse { url: url.to_string(), reason: without_url(&e) })?;
+    let response = request.send().await.map_err(|e| HarnessError::NoResponse {
+        url: url.to_string(),
+        reason: without_url(&e),
+    })?;
     let status = response.status().as_u16();
-    let response_headers: Vec<(String, String)> =
-        response.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string())).collect();
+    let response_headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
+        .collect();
     let response_body = response.text().await.unwrap_or_default();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     // Every secret the target hands out is registered before anything can print it.
@@ -595,7 +629,12 @@ pub fn decode_jwt(text: &str) -> Option<Value> {
     if parts.len() != 3 || parts[0].len() < 10 {
         return None;
     }
-    let dec = |p: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let dec = |p: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    };
     let header = dec(parts[0])?;
     header.get("alg")?;
     Some(json!({ "header": header, "claims": dec(parts[1]).unwrap_or(Value::Null) }))
@@ -647,7 +686,16 @@ impl<'h> CaseCtx<'h> {
                 "oracle": h.target.oracle.as_ref().map(|o| h.target.url(&o.path)),
             }),
         );
-        Ok(Self { h, client, vars, offset: 0, started: Instant::now(), exchanges: Vec::new(), findings: Vec::new(), mail: Vec::new() })
+        Ok(Self {
+            h,
+            client,
+            vars,
+            offset: 0,
+            started: Instant::now(),
+            exchanges: Vec::new(),
+            findings: Vec::new(),
+            mail: Vec::new(),
+        })
     }
 
     fn lookup(&self, path: &str) -> Option<Value> {
@@ -686,7 +734,11 @@ impl<'h> CaseCtx<'h> {
                 Value::String(out)
             }
             Value::Array(a) => Value::Array(a.iter().map(|v| self.resolve(v)).collect::<Result<_, _>>()?),
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| Ok((k.clone(), self.resolve(v)?))).collect::<Result<_, String>>()?),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.resolve(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
             other => other.clone(),
         })
     }
@@ -696,7 +748,9 @@ impl<'h> CaseCtx<'h> {
     }
 
     fn param_str(&self, step: &Step, name: &str) -> Result<Option<String>, String> {
-        Ok(self.param(step, name)?.map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        Ok(self
+            .param(step, name)?
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
     }
 
     fn ttl(&self, name: &str) -> Option<i64> {
@@ -711,10 +765,22 @@ impl<'h> CaseCtx<'h> {
     }
 
     fn finding(&mut self, step: &str, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) {
-        self.findings.push(Finding { step: step.to_string(), kind, expected: expected.into(), found: found.into() });
+        self.findings.push(Finding {
+            step: step.to_string(),
+            kind,
+            expected: expected.into(),
+            found: found.into(),
+        });
     }
 
-    async fn http(&mut self, step: &str, method: &str, url: &str, mut headers: Vec<(String, String)>, body: Option<String>) -> Result<Exchange, HarnessError> {
+    async fn http(
+        &mut self,
+        step: &str,
+        method: &str,
+        url: &str,
+        mut headers: Vec<(String, String)>,
+        body: Option<String>,
+    ) -> Result<Exchange, HarnessError> {
         if self.offset != 0
             && let Some(name) = &self.h.target.clock.offset_header
         {
@@ -726,7 +792,14 @@ impl<'h> CaseCtx<'h> {
     }
 
     async fn post_json(&mut self, step: &str, url: &str, body: &Value) -> Result<Exchange, HarnessError> {
-        self.http(step, "POST", url, vec![("content-type".into(), "application/json".into())], Some(body.to_string())).await
+        self.http(
+            step,
+            "POST",
+            url,
+            vec![("content-type".into(), "application/json".into())],
+            Some(body.to_string()),
+        )
+        .await
     }
 
     async fn run(&mut self, case: &Case) -> Result<(), HarnessError> {
@@ -780,7 +853,12 @@ impl<'h> CaseCtx<'h> {
     fn subject(&self, spec: &Value) -> Subject {
         let identity = &self.vars["identity"];
         Subject {
-            sub: spec.pointer("/set/sub").and_then(Value::as_str).or(identity["sub"].as_str()).unwrap_or_default().to_string(),
+            sub: spec
+                .pointer("/set/sub")
+                .and_then(Value::as_str)
+                .or(identity["sub"].as_str())
+                .unwrap_or_default()
+                .to_string(),
             email: identity["email"].as_str().unwrap_or_default().to_string(),
         }
     }
@@ -812,15 +890,29 @@ impl<'h> CaseCtx<'h> {
     }
 
     fn claim_uri(&self) -> Result<String, String> {
-        self.h.discovery.claim_uri.clone().ok_or_else(|| "no claim_uri in the metadata".into())
+        self.h
+            .discovery
+            .claim_uri
+            .clone()
+            .ok_or_else(|| "no claim_uri in the metadata".into())
     }
 
     fn complete_uri(&self) -> Result<String, String> {
-        Ok(self.h.target.complete_url.clone().unwrap_or(format!("{}/complete", self.claim_uri()?)))
+        Ok(self
+            .h
+            .target
+            .complete_url
+            .clone()
+            .unwrap_or(format!("{}/complete", self.claim_uri()?)))
     }
 
     fn challenge_uri(&self) -> Result<String, String> {
-        Ok(self.h.target.challenge_url.clone().unwrap_or(format!("{}/attempt/challenge", self.claim_uri()?)))
+        Ok(self
+            .h
+            .target
+            .challenge_url
+            .clone()
+            .unwrap_or(format!("{}/attempt/challenge", self.claim_uri()?)))
     }
 
     /// Runs one step. Outer `Err`: harness error. Inner `Err`: missing input (a finding).
@@ -839,7 +931,10 @@ impl<'h> CaseCtx<'h> {
                 let url = need!(need!(self.param_str(step, "url")).ok_or_else(|| "no url".to_string()));
                 let url = self.h.target.url(&url);
                 let mut headers: Vec<(String, String)> = match need!(self.param(step, "headers")) {
-                    Some(Value::Object(m)) => m.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
+                    Some(Value::Object(m)) => m
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                        .collect(),
                     _ => Vec::new(),
                 };
                 if let Some(credential) = need!(self.param_str(step, "credential")) {
@@ -858,12 +953,14 @@ impl<'h> CaseCtx<'h> {
             }
             Action::RegisterAnonymous => {
                 let credential = need!(self.param_str(step, "credential")).unwrap_or_else(|| "api_key".into());
-                let body = need!(self.param(step, "body")).unwrap_or_else(|| json!({ "type": "anonymous", "requested_credential_type": credential }));
+                let body = need!(self.param(step, "body"))
+                    .unwrap_or_else(|| json!({ "type": "anonymous", "requested_credential_type": credential }));
                 let uri = need!(self.register_uri());
                 self.post_json(label, &uri, &body).await?
             }
             Action::RegisterEmail => {
-                let email = need!(self.param_str(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
+                let email = need!(self.param_str(step, "email"))
+                    .unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
                 let credential = need!(self.param_str(step, "credential")).unwrap_or_else(|| "access_token".into());
                 let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": email, "requested_credential_type": credential });
                 let uri = need!(self.register_uri());
@@ -912,7 +1009,13 @@ impl<'h> CaseCtx<'h> {
                     let oracle = need!(self.h.target.oracle.as_ref().ok_or_else(|| "no oracle configured".to_string()));
                     ("GET".to_string(), self.h.target.url(&oracle.path))
                 } else {
-                    let probe = need!(self.h.target.probes.get(&endpoint).ok_or_else(|| format!("no probe for scope `{endpoint}`")));
+                    let probe = need!(
+                        self.h
+                            .target
+                            .probes
+                            .get(&endpoint)
+                            .ok_or_else(|| format!("no probe for scope `{endpoint}`"))
+                    );
                     (probe.method.clone(), self.h.target.url(&probe.path))
                 };
                 let credential = need!(self.param_str(step, "credential"));
@@ -931,7 +1034,10 @@ impl<'h> CaseCtx<'h> {
                 let mut vars = Self::response_vars(&exchange);
                 if let (Some(oracle), Some(body)) = (&self.h.target.oracle, exchange.json()) {
                     vars.insert("user_id".into(), body.pointer(&oracle.user_pointer).cloned().unwrap_or(Value::Null));
-                    vars.insert("scopes".into(), body.pointer(&oracle.scopes_pointer).cloned().unwrap_or(Value::Null));
+                    vars.insert(
+                        "scopes".into(),
+                        body.pointer(&oracle.scopes_pointer).cloned().unwrap_or(Value::Null),
+                    );
                 }
                 return Ok(Ok((Some(exchange), vars)));
             }
@@ -939,24 +1045,41 @@ impl<'h> CaseCtx<'h> {
                 let claim_token = need!(self.param(step, "claim_token")).unwrap_or(Value::Null);
                 let email = need!(self.param(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].clone());
                 let uri = need!(self.claim_uri());
-                self.post_json(label, &uri, &json!({ "claim_token": claim_token, "email": email })).await?
+                self.post_json(label, &uri, &json!({ "claim_token": claim_token, "email": email }))
+                    .await?
             }
             Action::ReadMail | Action::Otp => {
-                let email = need!(self.param_str(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
+                let email = need!(self.param_str(step, "email"))
+                    .unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
                 let registration_id = need!(self.param_str(step, "registration_id")).unwrap_or_default();
-                let Some(source) = self.h.mail.clone() else { return Ok(Err("no mail source".into())) };
-                let message = match source.next_message(&self.h.plain, &email, &registration_id, Duration::from_secs(5)).await {
+                let Some(source) = self.h.mail.clone() else {
+                    return Ok(Err("no mail source".into()));
+                };
+                let message = match source
+                    .next_message(&self.h.plain, &email, &registration_id, Duration::from_secs(5))
+                    .await
+                {
                     Ok(m) => m,
                     Err(e) => {
                         self.finding(label, FindingKind::NoMail, format!("a claim mail to `{email}`"), e.to_string());
                         return Ok(Err("no claim mail".into()));
                     }
                 };
-                self.mail.push(MailRecord { step: label.to_string(), to: message.to.clone(), subject: message.subject.clone(), text: message.text.clone() });
+                self.mail.push(MailRecord {
+                    step: label.to_string(),
+                    to: message.to.clone(),
+                    subject: message.subject.clone(),
+                    text: message.text.clone(),
+                });
                 let link = match authmd_mock_mailbox::extract_claim_link(&message, self.h.target.link_pattern.as_deref()) {
                     Ok(l) => l,
                     Err(e) => {
-                        self.finding(label, FindingKind::NoMail, "a claim link carrying a claim_attempt_token", e.to_string());
+                        self.finding(
+                            label,
+                            FindingKind::NoMail,
+                            "a claim link carrying a claim_attempt_token",
+                            e.to_string(),
+                        );
                         return Ok(Err("no claim link".into()));
                     }
                 };
@@ -981,18 +1104,31 @@ impl<'h> CaseCtx<'h> {
                         out.insert("otp".into(), json!(otp));
                     }
                     _ => {
-                        self.finding(label, FindingKind::UnexpectedStatus, "200 with a `challenge` OTP", format!("{:?} {}", exchange.status, truncate(&exchange.response_body)));
+                        self.finding(
+                            label,
+                            FindingKind::UnexpectedStatus,
+                            "200 with a `challenge` OTP",
+                            format!("{:?} {}", exchange.status, truncate(&exchange.response_body)),
+                        );
                         return Ok(Err("no OTP".into()));
                     }
                 }
                 return Ok(Ok((Some(exchange), out)));
             }
             Action::NoMail => {
-                let email = need!(self.param_str(step, "email")).unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
+                let email = need!(self.param_str(step, "email"))
+                    .unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
                 let within = need!(self.param(step, "within_ms")).and_then(|v| v.as_u64()).unwrap_or(300);
-                let Some(source) = self.h.mail.clone() else { return Ok(Err("no mail source".into())) };
+                let Some(source) = self.h.mail.clone() else {
+                    return Ok(Err("no mail source".into()));
+                };
                 if let Ok(m) = source.next_message(&self.h.plain, &email, "", Duration::from_millis(within)).await {
-                    self.finding(label, FindingKind::UnexpectedMail, format!("no new mail to `{email}`"), format!("a message: {}", m.subject));
+                    self.finding(
+                        label,
+                        FindingKind::UnexpectedMail,
+                        format!("no new mail to `{email}`"),
+                        format!("a message: {}", m.subject),
+                    );
                 }
                 return Ok(Ok((None, Map::new())));
             }
@@ -1015,20 +1151,31 @@ impl<'h> CaseCtx<'h> {
                 let claim_token = need!(self.param(step, "claim_token")).unwrap_or(Value::Null);
                 let otp = need!(self.param(step, "otp")).unwrap_or(Value::Null);
                 let uri = need!(self.complete_uri());
-                self.post_json(label, &uri, &json!({ "claim_token": claim_token, "otp": otp })).await?
+                self.post_json(label, &uri, &json!({ "claim_token": claim_token, "otp": otp }))
+                    .await?
             }
             Action::Revoke => {
                 let (token, mut minted) = need!(self.mint(need!(self.param(step, "token")), TokenKind::Logout));
                 let content_type = need!(self.param_str(step, "content_type")).unwrap_or_else(|| "application/logout+jwt".into());
                 let body = need!(self.param_str(step, "body")).unwrap_or(token);
-                let uri = need!(self.h.discovery.revocation_uri.clone().ok_or_else(|| "no revocation_uri".to_string()));
-                let exchange = self.http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body)).await?;
+                let uri = need!(
+                    self.h
+                        .discovery
+                        .revocation_uri
+                        .clone()
+                        .ok_or_else(|| "no revocation_uri".to_string())
+                );
+                let exchange = self
+                    .http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body))
+                    .await?;
                 let mut vars = Self::response_vars(&exchange);
                 vars.append(&mut minted);
                 return Ok(Ok((Some(exchange), vars)));
             }
             Action::RotateKey => {
-                let alg = need!(self.param_str(step, "alg")).and_then(|a| KeyAlg::parse(&a)).unwrap_or_default();
+                let alg = need!(self.param_str(step, "alg"))
+                    .and_then(|a| KeyAlg::parse(&a))
+                    .unwrap_or_default();
                 let kid = self.h.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
                 let mut vars = Map::new();
                 vars.insert("kid".into(), json!(kid));
@@ -1055,7 +1202,18 @@ impl<'h> CaseCtx<'h> {
                 let field = need!(self.param_str(step, "field")).unwrap_or_else(|| "/credential".into());
                 let of = need!(self.param_str(step, "of")).unwrap_or_else(|| "register-anonymous".into());
                 let inner_action: Action = need!(serde_json::from_value(json!(of)).map_err(|_| format!("unknown action `{of}`")));
-                let inner = Step { name: None, action: inner_action, advance: None, params: step.params.clone().into_iter().filter(|(k, _)| !["of", "count", "field"].contains(&k.as_str())).collect(), expect: None };
+                let inner = Step {
+                    name: None,
+                    action: inner_action,
+                    advance: None,
+                    params: step
+                        .params
+                        .clone()
+                        .into_iter()
+                        .filter(|(k, _)| !["of", "count", "field"].contains(&k.as_str()))
+                        .collect(),
+                    expect: None,
+                };
                 let mut values = Vec::new();
                 for _ in 0..count {
                     let (_, vars) = need!(Box::pin(self.step(&inner, label)).await?);
@@ -1077,14 +1235,27 @@ impl<'h> CaseCtx<'h> {
         if let Some(status) = &expect.status {
             let found = exchange.and_then(|e| e.status);
             if !status_matches(status, found) {
-                let found_text = exchange.map(|e| format!("{} {}", e.status.map(|s| s.to_string()).unwrap_or_default(), truncate(&e.response_body))).unwrap_or_default();
+                let found_text = exchange
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e.status.map(|s| s.to_string()).unwrap_or_default(),
+                            truncate(&e.response_body)
+                        )
+                    })
+                    .unwrap_or_default();
                 self.finding(label, FindingKind::UnexpectedStatus, format!("status {}", show(status)), found_text);
             }
         }
         if let Some(status) = &expect.status_not {
             let found = exchange.and_then(|e| e.status);
             if status_matches(status, found) {
-                self.finding(label, FindingKind::UnexpectedStatus, format!("any status but {}", show(status)), format!("{found:?}"));
+                self.finding(
+                    label,
+                    FindingKind::UnexpectedStatus,
+                    format!("any status but {}", show(status)),
+                    format!("{found:?}"),
+                );
             }
         }
         if let Some(codes) = &expect.error {
@@ -1097,7 +1268,10 @@ impl<'h> CaseCtx<'h> {
                 self.finding(
                     label,
                     FindingKind::UnexpectedErrorCode,
-                    format!("`error` to be {}", accepted.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" or ")),
+                    format!(
+                        "`error` to be {}",
+                        accepted.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" or ")
+                    ),
                     found.map(|f| format!("`{f}`")).unwrap_or_else(|| "no `error` member".into()),
                 );
             }
@@ -1115,7 +1289,12 @@ impl<'h> CaseCtx<'h> {
             if let Some(v) = body.pointer(pointer)
                 && *v == other
             {
-                self.finding(label, FindingKind::UnexpectedValue, format!("`{pointer}` to differ from {other}"), v.to_string());
+                self.finding(
+                    label,
+                    FindingKind::UnexpectedValue,
+                    format!("`{pointer}` to differ from {other}"),
+                    v.to_string(),
+                );
             }
         }
         for pointer in &expect.present {
@@ -1125,7 +1304,12 @@ impl<'h> CaseCtx<'h> {
         }
         for pointer in &expect.absent {
             if let Some(v) = body.pointer(pointer) {
-                self.finding(label, FindingKind::UnexpectedMember, format!("no `{pointer}`"), truncate(&v.to_string()));
+                self.finding(
+                    label,
+                    FindingKind::UnexpectedMember,
+                    format!("no `{pointer}`"),
+                    truncate(&v.to_string()),
+                );
             }
         }
         for (pointer, allowed) in &expect.subset {
@@ -1133,7 +1317,12 @@ impl<'h> CaseCtx<'h> {
             let allowed: Vec<&Value> = allowed.as_array().map(|a| a.iter().collect()).unwrap_or_default();
             match body.pointer(pointer).and_then(Value::as_array) {
                 Some(items) if items.iter().all(|i| allowed.contains(&i)) => {}
-                Some(items) => self.finding(label, FindingKind::NotSubset, format!("`{pointer}` ⊆ {}", json!(allowed)), json!(items).to_string()),
+                Some(items) => self.finding(
+                    label,
+                    FindingKind::NotSubset,
+                    format!("`{pointer}` ⊆ {}", json!(allowed)),
+                    json!(items).to_string(),
+                ),
                 None => self.finding(label, FindingKind::MissingMember, format!("`{pointer}` as an array"), "absent"),
             }
         }
@@ -1142,19 +1331,34 @@ impl<'h> CaseCtx<'h> {
             let v = body.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
             match time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
                 Ok(t) if t > now => {}
-                _ => self.finding(label, FindingKind::NotFuture, format!("`{pointer}` a future ISO-8601 instant"), format!("`{v}`")),
+                _ => self.finding(
+                    label,
+                    FindingKind::NotFuture,
+                    format!("`{pointer}` a future ISO-8601 instant"),
+                    format!("`{v}`"),
+                ),
             }
         }
         for pointer in &expect.absolute_url {
             let v = body.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
             if !url::Url::parse(v).map(|u| u.scheme().starts_with("http")).unwrap_or(false) {
-                self.finding(label, FindingKind::NotAbsoluteUrl, format!("`{pointer}` an absolute URL"), format!("`{v}`"));
+                self.finding(
+                    label,
+                    FindingKind::NotAbsoluteUrl,
+                    format!("`{pointer}` an absolute URL"),
+                    format!("`{v}`"),
+                );
             }
         }
         for (name, needle) in &expect.header {
             let found = exchange.and_then(|e| e.header(name));
             if !found.is_some_and(|f| f.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())) {
-                self.finding(label, FindingKind::MissingHeader, format!("`{name}` containing `{needle}`"), found.map(|f| format!("`{f}`")).unwrap_or_else(|| "absent".into()));
+                self.finding(
+                    label,
+                    FindingKind::MissingHeader,
+                    format!("`{name}` containing `{needle}`"),
+                    found.map(|f| format!("`{f}`")).unwrap_or_else(|| "absent".into()),
+                );
             }
         }
         for name in &expect.header_absent {
@@ -1169,29 +1373,61 @@ impl<'h> CaseCtx<'h> {
             let needle = resolve(self, &json!(needle));
             let needle = needle.as_str().unwrap_or_default();
             if !needle.is_empty() && exchange.is_some_and(|e| e.response_body.contains(needle)) {
-                self.finding(label, FindingKind::SecretDisclosed, "the secret absent from the response body", "present");
+                self.finding(
+                    label,
+                    FindingKind::SecretDisclosed,
+                    "the secret absent from the response body",
+                    "present",
+                );
             }
         }
         if !expect.counts.is_empty() {
-            let statuses: Vec<u16> = vars.get("statuses").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_u64().map(|s| s as u16)).collect()).unwrap_or_default();
+            let statuses: Vec<u16> = vars
+                .get("statuses")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_u64().map(|s| s as u16)).collect())
+                .unwrap_or_default();
             for (class, want) in &expect.counts {
                 let n = statuses.iter().filter(|s| status_matches(&json!(class), Some(**s))).count() as u32;
                 if n != *want {
-                    self.finding(label, FindingKind::WrongCount, format!("{want} answers with status {class}"), format!("{n} (all: {statuses:?})"));
+                    self.finding(
+                        label,
+                        FindingKind::WrongCount,
+                        format!("{want} answers with status {class}"),
+                        format!("{n} (all: {statuses:?})"),
+                    );
                 }
             }
         }
-        let values: Vec<String> = vars.get("values").and_then(Value::as_array).map(|a| a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()).unwrap_or_default();
+        let values: Vec<String> = vars
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         if expect.unique {
             let distinct: BTreeSet<&String> = values.iter().collect();
             if distinct.len() != values.len() || values.is_empty() {
-                self.finding(label, FindingKind::NotUnique, format!("{} distinct values", values.len()), format!("{} distinct", distinct.len()));
+                self.finding(
+                    label,
+                    FindingKind::NotUnique,
+                    format!("{} distinct values", values.len()),
+                    format!("{} distinct", distinct.len()),
+                );
             }
         }
         if let Some(bits) = expect.min_entropy_bits {
             let estimate = apparent_entropy(&values);
             if estimate < f64::from(bits) {
-                self.finding(label, FindingKind::LowEntropy, format!("at least {bits} bits of apparent entropy"), format!("{estimate:.0} bits"));
+                self.finding(
+                    label,
+                    FindingKind::LowEntropy,
+                    format!("at least {bits} bits of apparent entropy"),
+                    format!("{estimate:.0} bits"),
+                );
             }
         }
         if let Some(pattern) = &expect.matches
@@ -1199,7 +1435,12 @@ impl<'h> CaseCtx<'h> {
         {
             for v in &values {
                 if !re.is_match(v) {
-                    self.finding(label, FindingKind::PatternMismatch, format!("every value matching `{pattern}`"), "a value that does not".to_string());
+                    self.finding(
+                        label,
+                        FindingKind::PatternMismatch,
+                        format!("every value matching `{pattern}`"),
+                        "a value that does not".to_string(),
+                    );
                     break;
                 }
             }
@@ -1207,12 +1448,22 @@ impl<'h> CaseCtx<'h> {
         if let Some(min) = expect.jwks_fetches_min
             && jwks_fetched < min
         {
-            self.finding(label, FindingKind::JwksFetches, format!("at least {min} JWKS fetch(es)"), jwks_fetched.to_string());
+            self.finding(
+                label,
+                FindingKind::JwksFetches,
+                format!("at least {min} JWKS fetch(es)"),
+                jwks_fetched.to_string(),
+            );
         }
         if let Some(max) = expect.jwks_fetches_max
             && jwks_fetched > max
         {
-            self.finding(label, FindingKind::JwksFetches, format!("at most {max} JWKS fetch(es)"), jwks_fetched.to_string());
+            self.finding(
+                label,
+                FindingKind::JwksFetches,
+                format!("at most {max} JWKS fetch(es)"),
+                jwks_fetched.to_string(),
+            );
         }
     }
 
@@ -1225,11 +1476,18 @@ impl<'h> CaseCtx<'h> {
         if !scheme.eq_ignore_ascii_case("bearer") {
             self.finding(label, FindingKind::BadChallenge, "scheme `Bearer`", format!("`{scheme}`"));
         }
-        if ch.resource_metadata && !params.get("resource_metadata").is_some_and(|u| url::Url::parse(u).is_ok()) {
-            self.finding(label, FindingKind::BadChallenge, "`resource_metadata` as an absolute URL", format!("`{header}`"));
+        if ch.resource_metadata && params.get("resource_metadata").is_none_or(|u| url::Url::parse(u).is_err()) {
+            self.finding(
+                label,
+                FindingKind::BadChallenge,
+                "`resource_metadata` as an absolute URL",
+                format!("`{header}`"),
+            );
         }
         match ch.error.as_deref() {
-            Some("absent") if params.contains_key("error") => self.finding(label, FindingKind::BadChallenge, "no `error` parameter", format!("`{header}`")),
+            Some("absent") if params.contains_key("error") => {
+                self.finding(label, FindingKind::BadChallenge, "no `error` parameter", format!("`{header}`"))
+            }
             Some(e) if e != "absent" && params.get("error").map(String::as_str) != Some(e) => {
                 self.finding(label, FindingKind::BadChallenge, format!("`error=\"{e}\"`"), format!("`{header}`"))
             }
@@ -1243,7 +1501,11 @@ fn show(v: &Value) -> String {
 }
 
 fn truncate(s: &str) -> String {
-    if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 fn status_matches(spec: &Value, found: Option<u16>) -> bool {
@@ -1259,8 +1521,12 @@ fn status_matches(spec: &Value, found: Option<u16>) -> bool {
 
 /// Length after the common prefix × log2 of the apparent alphabet.
 fn apparent_entropy(values: &[String]) -> f64 {
-    let Some(first) = values.first() else { return 0.0 };
-    let prefix = values.iter().fold(first.len(), |n, v| first.bytes().zip(v.bytes()).take(n).take_while(|(a, b)| a == b).count());
+    let Some(first) = values.first() else {
+        return 0.0;
+    };
+    let prefix = values.iter().fold(first.len(), |n, v| {
+        first.bytes().zip(v.bytes()).take(n).take_while(|(a, b)| a == b).count()
+    });
     values
         .iter()
         .map(|v| {
@@ -1309,7 +1575,8 @@ mod tests {
 
     #[test]
     fn parses_a_bearer_challenge_with_quoted_params() {
-        let (scheme, params) = parse_challenge(r#"Bearer error="invalid_token", resource_metadata="http://x/.well-known/oauth-protected-resource""#);
+        let (scheme, params) =
+            parse_challenge(r#"Bearer error="invalid_token", resource_metadata="http://x/.well-known/oauth-protected-resource""#);
         assert_eq!(scheme, "Bearer");
         assert_eq!(params["error"], "invalid_token");
         assert_eq!(params["resource_metadata"], "http://x/.well-known/oauth-protected-resource");
@@ -1334,6 +1601,9 @@ mod tests {
     #[test]
     fn builds_rfc8414_urls() {
         assert_eq!(rfc8414_url("http://a:1"), "http://a:1/.well-known/oauth-authorization-server");
-        assert_eq!(rfc8414_url("https://a/tenant/"), "https://a/.well-known/oauth-authorization-server/tenant");
+        assert_eq!(
+            rfc8414_url("https://a/tenant/"),
+            "https://a/.well-known/oauth-authorization-server/tenant"
+        );
     }
 }

@@ -37,7 +37,11 @@ pub struct Filter {
 impl Filter {
     /// Does `case` pass the filter?
     pub fn selects(&self, case: &Case) -> bool {
-        (self.ids.is_empty() || self.ids.iter().any(|g| glob(g, &case.full_name()) || glob(g, &case.id) || case.requirements.iter().any(|r| glob(g, r))))
+        (self.ids.is_empty()
+            || self
+                .ids
+                .iter()
+                .any(|g| glob(g, &case.full_name()) || glob(g, &case.id) || case.requirements.iter().any(|r| glob(g, r))))
             && (self.areas.is_empty() || self.areas.contains(&case.area))
             && (self.levels.is_empty() || self.levels.contains(&case.level))
     }
@@ -63,7 +67,9 @@ pub type Progress<'a> = dyn Fn(&CaseResult, usize, usize) + Send + Sync + 'a;
 /// Runs `cases` against the harness's target, `jobs` at a time, and builds the report.
 pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Report {
     let started = Instant::now();
-    let started_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     let total = cases.len();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();

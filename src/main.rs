@@ -17,7 +17,11 @@ use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "authmd-conformance", version, about = "Conformance suite for auth.md agent registration (profile v0.1)")]
+#[command(
+    name = "authmd-conformance",
+    version,
+    about = "Conformance suite for auth.md agent registration (profile v0.1)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -188,7 +192,11 @@ fn parse_filter(args: &FilterArgs, catalogue: &Catalogue) -> Result<Filter, Fail
             "should" => Level::Should,
             "may" => Level::May,
             "informational" | "info" => Level::Informational,
-            other => return Err(Failure::Usage(format!("--level `{other}`: expected MUST, SHOULD, MAY or informational"))),
+            other => {
+                return Err(Failure::Usage(format!(
+                    "--level `{other}`: expected MUST, SHOULD, MAY or informational"
+                )));
+            }
         });
     }
     for a in &args.areas {
@@ -196,7 +204,11 @@ fn parse_filter(args: &FilterArgs, catalogue: &Catalogue) -> Result<Filter, Fail
             return Err(Failure::Usage(format!("--area `{a}`: no such area")));
         }
     }
-    Ok(Filter { ids: args.cases.clone(), areas: args.areas.clone(), levels })
+    Ok(Filter {
+        ids: args.cases.clone(),
+        areas: args.areas.clone(),
+        levels,
+    })
 }
 
 fn catalogue() -> Result<Catalogue, Failure> {
@@ -204,7 +216,9 @@ fn catalogue() -> Result<Catalogue, Failure> {
 }
 
 fn defects(ids: &[String]) -> Result<Defects, Failure> {
-    ids.iter().map(|d| d.parse::<Defect>().map_err(|e| Failure::Usage(e.to_string()))).collect()
+    ids.iter()
+        .map(|d| d.parse::<Defect>().map_err(|e| Failure::Usage(e.to_string())))
+        .collect()
 }
 
 async fn dispatch(command: Command) -> Result<i32, Failure> {
@@ -215,13 +229,27 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             let filter = parse_filter(&args, &cat)?;
             let selected: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).collect();
             for c in &selected {
-                println!("{:<48} {:<14} {:<13} {}", c.full_name(), c.requirements.join(","), c.level.as_str(), c.summary);
+                println!(
+                    "{:<48} {:<14} {:<13} {}",
+                    c.full_name(),
+                    c.requirements.join(","),
+                    c.level.as_str(),
+                    c.summary
+                );
             }
-            Ok(if selected.is_empty() { exit_code::NOTHING_SELECTED } else { exit_code::SUCCESS })
+            Ok(if selected.is_empty() {
+                exit_code::NOTHING_SELECTED
+            } else {
+                exit_code::SUCCESS
+            })
         }
         Command::Explain { case } => {
             let cat = catalogue()?;
-            let c = cat.cases.iter().find(|c| c.id == case || c.full_name() == case).ok_or_else(|| Failure::Usage(format!("no case `{case}` (see `list`)")))?;
+            let c = cat
+                .cases
+                .iter()
+                .find(|c| c.id == case || c.full_name() == case)
+                .ok_or_else(|| Failure::Usage(format!("no case `{case}` (see `list`)")))?;
             println!("{}\n  {}\n  level: {}", c.full_name(), c.summary, c.level.as_str());
             if let Some(r) = &c.reading {
                 println!("  reading: {r}");
@@ -233,22 +261,59 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             }
             println!("\nneeds: {:?}\ncaught by defects: {}\n\nsteps:", c.needs, c.caught_by.join(", "));
             for (i, s) in c.steps.iter().enumerate() {
-                println!("  {}. {:?}{} {}", i + 1, s.action, s.name.as_ref().map(|n| format!(" as `{n}`")).unwrap_or_default(), serde_json::to_string(&s.params).unwrap_or_default());
+                println!(
+                    "  {}. {:?}{} {}",
+                    i + 1,
+                    s.action,
+                    s.name.as_ref().map(|n| format!(" as `{n}`")).unwrap_or_default(),
+                    serde_json::to_string(&s.params).unwrap_or_default()
+                );
                 if let Some(e) = &s.expect {
                     println!("     expect {}", serde_json::to_string(e).unwrap_or_default());
                 }
             }
             Ok(exit_code::SUCCESS)
         }
-        Command::Idp { command: IdpCommand::Serve { listen, issuer, https, ca_out, key_dir, alg, audience } } => {
+        Command::Idp {
+            command:
+                IdpCommand::Serve {
+                    listen,
+                    issuer,
+                    https,
+                    ca_out,
+                    key_dir,
+                    alg,
+                    audience,
+                },
+        } => {
             let alg = KeyAlg::parse(&alg).ok_or_else(|| Failure::Usage(format!("--alg `{alg}`: expected ES256, RS256 or EdDSA")))?;
-            let idp = MockIdp::start(IdpConfig { listen, issuer, https, ca_out, key_dir, alg, audience, ..IdpConfig::default() }).await.map_err(|e| Failure::Usage(e.to_string()))?;
-            println!("mock IdP listening on {} (issuer {}, JWKS {})", idp.base_url(), idp.issuer(), idp.jwks_uri());
-            println!("control API: POST /_control/mint | /_control/rotate | /_control/retire | /_control/fault | /_control/deliver-logout; GET /_control/requests");
+            let idp = MockIdp::start(IdpConfig {
+                listen,
+                issuer,
+                https,
+                ca_out,
+                key_dir,
+                alg,
+                audience,
+                ..IdpConfig::default()
+            })
+            .await
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+            println!(
+                "mock IdP listening on {} (issuer {}, JWKS {})",
+                idp.base_url(),
+                idp.issuer(),
+                idp.jwks_uri()
+            );
+            println!(
+                "control API: POST /_control/mint | /_control/rotate | /_control/retire | /_control/fault | /_control/deliver-logout; GET /_control/requests"
+            );
             wait_for_ctrl_c().await;
             Ok(exit_code::SUCCESS)
         }
-        Command::Mailbox { command: MailboxCommand::Serve { listen } } => {
+        Command::Mailbox {
+            command: MailboxCommand::Serve { listen },
+        } => {
             let mailbox = Mailbox::start(listen).await.map_err(|e| Failure::Usage(e.to_string()))?;
             println!("mock mailbox: SMTP on {}", mailbox.addr());
             let mut seen = 0;
@@ -266,7 +331,16 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             }
             Ok(exit_code::SUCCESS)
         }
-        Command::Reference { command: ReferenceCommand::Serve { config, listen, database, defects: ids, list_defects } } => {
+        Command::Reference {
+            command:
+                ReferenceCommand::Serve {
+                    config,
+                    listen,
+                    database,
+                    defects: ids,
+                    list_defects,
+                },
+        } => {
             if list_defects {
                 for d in Defect::ALL {
                     println!("{:<40} {}", d.id(), d.describe());
@@ -284,16 +358,22 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             if let Some(d) = database {
                 cfg.database = d;
             }
-            let server = ReferenceServer::start(cfg, defects(&ids)?).await.map_err(|e| Failure::Usage(e.to_string()))?;
+            let server = ReferenceServer::start(cfg, defects(&ids)?)
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             println!("reference server listening on {}", server.base_url());
             wait_for_ctrl_c().await;
             Ok(exit_code::SUCCESS)
         }
-        Command::Reference { command: ReferenceCommand::Audit { database } } => {
+        Command::Reference {
+            command: ReferenceCommand::Audit { database },
+        } => {
             if !database.exists() {
                 return Err(Failure::Usage(format!("--database {}: no such file", database.display())));
             }
-            let events = authmd_reference_server::audit_events(&database).await.map_err(|e| Failure::Usage(e.to_string()))?;
+            let events = authmd_reference_server::audit_events(&database)
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             for e in events {
                 println!("{e}");
             }
@@ -318,7 +398,9 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     let mut _bundled = None;
     let (mut target, idp, mail, ca) = match (&args.target, &args.config) {
         (None, None) => {
-            let stack = bundled::start(defects(&args.defects)?).await.map_err(|e| Failure::Harness(e.to_string()))?;
+            let stack = bundled::start(defects(&args.defects)?)
+                .await
+                .map_err(|e| Failure::Harness(e.to_string()))?;
             eprintln!("bundled reference server on {}", stack.server.base_url());
             let parts = (stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None);
             _bundled = Some(stack);
@@ -326,7 +408,9 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         }
         (target_url, config) => {
             if !args.defects.is_empty() {
-                return Err(Failure::Usage("--defect only applies to the bundled reference server (run without --target)".into()));
+                return Err(Failure::Usage(
+                    "--defect only applies to the bundled reference server (run without --target)".into(),
+                ));
             }
             let mut target = match config {
                 Some(path) => TargetConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
@@ -336,12 +420,20 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
                 target.base_url = url.trim_end_matches('/').to_string();
             }
             target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
-            let idp = MockIdp::start(IdpConfig { listen: target.idp.listen, issuer: target.idp.issuer.clone(), ..IdpConfig::default() })
-                .await
-                .map_err(|e| Failure::Usage(format!("idp.listen: {e}")))?;
+            let idp = MockIdp::start(IdpConfig {
+                listen: target.idp.listen,
+                issuer: target.idp.issuer.clone(),
+                ..IdpConfig::default()
+            })
+            .await
+            .map_err(|e| Failure::Usage(format!("idp.listen: {e}")))?;
             let mail = match &target.mail {
                 None => None,
-                Some(MailConfig::Smtp { listen }) => Some(MailSource::Smtp(Arc::new(Mailbox::start(*listen).await.map_err(|e| Failure::Usage(format!("mail.smtp: {e}")))?))),
+                Some(MailConfig::Smtp { listen }) => Some(MailSource::Smtp(Arc::new(
+                    Mailbox::start(*listen)
+                        .await
+                        .map_err(|e| Failure::Usage(format!("mail.smtp: {e}")))?,
+                ))),
                 Some(MailConfig::Directory { path }) => Some(MailSource::directory(path.clone())),
                 Some(MailConfig::UrlTemplate { template }) => Some(MailSource::url_template(target.url(template))),
                 Some(MailConfig::Mailpit { base }) => Some(MailSource::mailpit(base.clone())),
@@ -352,7 +444,9 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     if let Some(jobs) = args.jobs {
         target.jobs = jobs.max(1);
     }
-    let harness = Harness::new(target, idp, mail, ca).await.map_err(|e| Failure::Harness(format!("target unreachable: {e}")))?;
+    let harness = Harness::new(target, idp, mail, ca)
+        .await
+        .map_err(|e| Failure::Harness(format!("target unreachable: {e}")))?;
     if let Some(e) = &harness.discovery.error {
         eprintln!("warning: discovery failed: {e}; dependent cases are skipped as blocked");
     }
@@ -360,7 +454,10 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     let terminal = std::io::stderr().is_terminal();
     let bar = terminal.then(|| {
         let bar = indicatif::ProgressBar::new(cases.len() as u64);
-        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         bar
     });
     let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
@@ -375,24 +472,49 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         bar.finish_and_clear();
     }
     let out = args.out.unwrap_or_else(|| {
-        let stamp = time::OffsetDateTime::now_utc().format(&time::macros::format_description!("[year][month][day]-[hour][minute][second]")).unwrap_or_default();
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(&time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+            .unwrap_or_default();
         PathBuf::from("reports/runs").join(stamp)
     });
-    report.write_all(&out, &harness.secrets).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
+    report
+        .write_all(&out, &harness.secrets)
+        .map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
     // The summary table.
-    println!("{:<48} {:<13} {:<13} {}", "case", "level", "verdict", "first finding / reason");
+    println!("{:<48} {:<13} {:<13} first finding / reason", "case", "level", "verdict");
     for c in &report.cases {
         if matches!(c.verdict, Verdict::Pass) {
             continue;
         }
-        let why = c.findings.first().map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found)).unwrap_or_else(|| match &c.verdict {
-            Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
-            _ => String::new(),
-        });
-        println!("{:<48} {:<13} {:<13} {}", c.name, c.level.as_str(), c.verdict.label(), harness.secrets.redact(&why).chars().take(160).collect::<String>());
+        let why = c
+            .findings
+            .first()
+            .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
+            .unwrap_or_else(|| match &c.verdict {
+                Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
+                _ => String::new(),
+            });
+        println!(
+            "{:<48} {:<13} {:<13} {}",
+            c.name,
+            c.level.as_str(),
+            c.verdict.label(),
+            harness.secrets.redact(&why).chars().take(160).collect::<String>()
+        );
     }
-    let counts = report.footer.counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
-    println!("\n{} cases in {:.2}s: {counts}\nreports: {}", report.footer.total, report.footer.duration_ms as f64 / 1000.0, out.display());
+    let counts = report
+        .footer
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "\n{} cases in {:.2}s: {counts}\nreports: {}",
+        report.footer.total,
+        report.footer.duration_ms as f64 / 1000.0,
+        out.display()
+    );
     Ok(if report.gating_failures() > 0 {
         exit_code::CONFORMANCE
     } else if report.inconclusive() > 0 {

@@ -68,7 +68,11 @@ impl Report {
         for c in &cases {
             *counts.entry(c.verdict.label().to_string()).or_insert(0) += 1;
         }
-        let footer = Footer { total: cases.len(), counts, duration_ms };
+        let footer = Footer {
+            total: cases.len(),
+            counts,
+            duration_ms,
+        };
         Self { header, cases, footer }
     }
 
@@ -92,12 +96,20 @@ impl Report {
         let mut junit = quick_junit::Report::new("authmd-conformance");
         let mut suites: BTreeMap<&str, quick_junit::TestSuite> = BTreeMap::new();
         for c in &self.cases {
-            let suite = suites.entry(c.area.as_str()).or_insert_with(|| quick_junit::TestSuite::new(c.area.clone()));
+            let suite = suites
+                .entry(c.area.as_str())
+                .or_insert_with(|| quick_junit::TestSuite::new(c.area.clone()));
             let status = match &c.verdict {
                 Verdict::Pass | Verdict::Info | Verdict::Warn => quick_junit::TestCaseStatus::success(),
                 Verdict::Fail => {
                     let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
-                    s.set_message(c.findings.iter().map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found)).collect::<Vec<_>>().join("; "));
+                    s.set_message(
+                        c.findings
+                            .iter()
+                            .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
                     s
                 }
                 Verdict::Inconclusive(r) => {
@@ -125,27 +137,58 @@ impl Report {
 
     /// A Markdown summary fit for a pull-request comment.
     pub fn to_markdown(&self, secrets: &Secrets) -> String {
-        let mut out = format!("# auth.md conformance: {}\n\nProfile {} · suite {} · {} cases in {:.1}s\n\n", self.header.target, self.header.profile, self.header.suite_version, self.footer.total, self.footer.duration_ms as f64 / 1000.0);
+        let mut out = format!(
+            "# auth.md conformance: {}\n\nProfile {} · suite {} · {} cases in {:.1}s\n\n",
+            self.header.target,
+            self.header.profile,
+            self.header.suite_version,
+            self.footer.total,
+            self.footer.duration_ms as f64 / 1000.0
+        );
         out += "| verdict | count |\n| --- | --- |\n";
         for (k, v) in &self.footer.counts {
             out += &format!("| {k} | {v} |\n");
         }
-        let notable: Vec<&CaseResult> = self.cases.iter().filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn | Verdict::Inconclusive(_))).collect();
+        let notable: Vec<&CaseResult> = self
+            .cases
+            .iter()
+            .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn | Verdict::Inconclusive(_)))
+            .collect();
         if !notable.is_empty() {
             out += "\n## Failures and warnings\n\n| case | requirements | level | verdict | first finding |\n| --- | --- | --- | --- | --- |\n";
             for c in notable {
-                let first = c.findings.first().map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found)).unwrap_or_else(|| match &c.verdict {
-                    Verdict::Inconclusive(r) => r.clone(),
-                    _ => String::new(),
-                });
-                out += &format!("| `{}` | {} | {} | {} | {} |\n", c.name, c.requirements.join(", "), c.level.as_str(), c.verdict.label(), first.replace('|', "\\|").replace('\n', " "));
+                let first = c
+                    .findings
+                    .first()
+                    .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
+                    .unwrap_or_else(|| match &c.verdict {
+                        Verdict::Inconclusive(r) => r.clone(),
+                        _ => String::new(),
+                    });
+                out += &format!(
+                    "| `{}` | {} | {} | {} | {} |\n",
+                    c.name,
+                    c.requirements.join(", "),
+                    c.level.as_str(),
+                    c.verdict.label(),
+                    first.replace('|', "\\|").replace('\n', " ")
+                );
             }
         }
         let readings: Vec<&CaseResult> = self.cases.iter().filter(|c| c.reading.is_some()).collect();
         if !readings.is_empty() {
             out += "\n## Ambiguity readings\n\n| reading | case | follows it |\n| --- | --- | --- |\n";
             for c in readings {
-                out += &format!("| {} | `{}` | {} |\n", c.reading.as_deref().unwrap_or_default(), c.name, if c.findings.is_empty() && !matches!(c.verdict, Verdict::Skip(_)) { "yes" } else { "no" });
+                out += &format!(
+                    "| {} | `{}` | {} |\n",
+                    c.reading.as_deref().unwrap_or_default(),
+                    c.name,
+                    if c.findings.is_empty() && !matches!(c.verdict, Verdict::Skip(_)) {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
             }
         }
         secrets.redact(&out)

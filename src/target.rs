@@ -96,7 +96,12 @@ pub struct DeclaredTtls {
 
 impl Default for DeclaredTtls {
     fn default() -> Self {
-        Self { registration: 86_400, claim_attempt: 600, otp: 600, access_token: 3_600 }
+        Self {
+            registration: 86_400,
+            claim_attempt: 600,
+            otp: 600,
+            access_token: 3_600,
+        }
     }
 }
 
@@ -125,7 +130,12 @@ fn yes() -> bool {
 
 impl Default for IdpSettings {
     fn default() -> Self {
-        Self { issuer: None, listen: any_port(), audience: None, trusted: true }
+        Self {
+            issuer: None,
+            listen: any_port(),
+            audience: None,
+            trusted: true,
+        }
     }
 }
 
@@ -224,7 +234,10 @@ impl TargetConfig {
 
     /// Reads and checks a TOML file.
     pub fn load(path: &Path) -> Result<Self, TargetConfigError> {
-        let e = |m: String| TargetConfigError { path: path.display().to_string(), message: m };
+        let e = |m: String| TargetConfigError {
+            path: path.display().to_string(),
+            message: m,
+        };
         let text = std::fs::read_to_string(path).map_err(|x| e(format!("cannot read: {x}")))?;
         let mut config: Self = toml::from_str(&text).map_err(|x| e(x.to_string().replace('\n', " ")))?;
         config.base_url = config.base_url.trim_end_matches('/').to_string();
@@ -265,7 +278,10 @@ impl TargetConfig {
     pub fn is_loopback(&self) -> bool {
         url::Url::parse(&self.base_url)
             .ok()
-            .and_then(|u| u.host().map(|h| matches!(h, url::Host::Ipv4(ip) if ip.is_loopback()) || matches!(h, url::Host::Domain("localhost"))))
+            .and_then(|u| {
+                u.host()
+                    .map(|h| matches!(h, url::Host::Ipv4(ip) if ip.is_loopback()) || matches!(h, url::Host::Domain("localhost")))
+            })
             .unwrap_or(false)
     }
 }

@@ -132,7 +132,14 @@ impl SigningKey {
             obj.insert("use".into(), Value::String("sig".into()));
             obj.retain(|_, v| !v.is_null());
         }
-        Ok(Self { kid, alg, encoding, public_pem, private_pem, public_jwk })
+        Ok(Self {
+            kid,
+            alg,
+            encoding,
+            public_pem,
+            private_pem,
+            public_jwk,
+        })
     }
 
     /// The key id published in the JWKS and put in token headers.
@@ -163,8 +170,14 @@ impl SigningKey {
 
     /// Reads every `*.json` key file of a key directory.
     pub fn load_dir(dir: &Path) -> Result<Vec<Self>, IdpError> {
-        let unreadable = |e: std::io::Error| IdpError::KeyDir { path: dir.display().to_string(), reason: e.to_string() };
-        let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(unreadable)?.collect::<Result<_, _>>().map_err(unreadable)?;
+        let unreadable = |e: std::io::Error| IdpError::KeyDir {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(unreadable)?
+            .collect::<Result<_, _>>()
+            .map_err(unreadable)?;
         entries.sort_by_key(|e| e.file_name());
         let mut keys = Vec::new();
         for entry in entries {
@@ -172,10 +185,14 @@ impl SigningKey {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| IdpError::KeyDir { path: path.display().to_string(), reason: e.to_string() })?;
-            let stored: StoredKey = serde_json::from_str(&text)
-                .map_err(|e| IdpError::KeyDir { path: path.display().to_string(), reason: e.to_string() })?;
+            let text = std::fs::read_to_string(&path).map_err(|e| IdpError::KeyDir {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let stored: StoredKey = serde_json::from_str(&text).map_err(|e| IdpError::KeyDir {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
             keys.push(Self::from_pem(stored.alg, stored.kid, &stored.private_pem)?);
         }
         Ok(keys)
@@ -184,11 +201,18 @@ impl SigningKey {
     /// Writes this key into a key directory as `<kid>.json` (mode 0600 where supported).
     pub fn save(&self, dir: &Path) -> Result<(), IdpError> {
         let path = dir.join(format!("{}.json", self.kid));
-        let stored = StoredKey { kid: self.kid.clone(), alg: self.alg, private_pem: self.private_pem.clone() };
+        let stored = StoredKey {
+            kid: self.kid.clone(),
+            alg: self.alg,
+            private_pem: self.private_pem.clone(),
+        };
         let text = serde_json::to_string_pretty(&stored).map_err(|e| IdpError::Key(e.to_string()))?;
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&path, text))
-            .map_err(|e| IdpError::KeyDir { path: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| IdpError::KeyDir {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

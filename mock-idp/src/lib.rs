@@ -198,13 +198,26 @@ impl MockIdp {
             published.push(key);
         }
         let next_kid = published.len() as u32 + 1;
-        let listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|e| IdpError::Bind { addr: config.listen.to_string(), reason: e.to_string() })?;
-        listener.set_nonblocking(true).map_err(|e| IdpError::Bind { addr: config.listen.to_string(), reason: e.to_string() })?;
-        let addr = listener.local_addr().map_err(|e| IdpError::Bind { addr: config.listen.to_string(), reason: e.to_string() })?;
+        let listener = std::net::TcpListener::bind(config.listen).map_err(|e| IdpError::Bind {
+            addr: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+        listener.set_nonblocking(true).map_err(|e| IdpError::Bind {
+            addr: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+        let addr = listener.local_addr().map_err(|e| IdpError::Bind {
+            addr: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
         let scheme = if config.https { "https" } else { "http" };
         let base_url = format!("{scheme}://{addr}");
-        let issuer = config.issuer.clone().unwrap_or_else(|| base_url.clone()).trim_end_matches('/').to_string();
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| base_url.clone())
+            .trim_end_matches('/')
+            .to_string();
         let state = Arc::new(State {
             issuer,
             audience: config.audience.clone(),
@@ -231,10 +244,16 @@ impl MockIdp {
             ca_pem = Some(material.ca_pem.clone());
             tls::serve_https(listener, router, &material, rx).await?;
         } else {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| IdpError::Bind { addr: addr.to_string(), reason: e.to_string() })?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| IdpError::Bind {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
             tokio::spawn(async move {
-                let _ = axum::serve(listener, router).with_graceful_shutdown(async { let _ = rx.await; }).await;
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
             });
         }
         let mut http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10));
@@ -244,7 +263,14 @@ impl MockIdp {
             http = http.add_root_certificate(cert);
         }
         let http = http.build().map_err(|e| IdpError::Tls(e.to_string()))?;
-        Ok(Self { state, addr, base_url, ca_pem, http, shutdown: Some(tx) })
+        Ok(Self {
+            state,
+            addr,
+            base_url,
+            ca_pem,
+            http,
+            shutdown: Some(tx),
+        })
     }
 
     /// The issuer identifier put in `iss`.
@@ -318,7 +344,12 @@ impl MockIdp {
 
     /// How many times the JWKS was fetched.
     pub fn jwks_fetches(&self) -> usize {
-        self.state.lock().requests.iter().filter(|r| r.path.ends_with("/.well-known/jwks.json")).count()
+        self.state
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path.ends_with("/.well-known/jwks.json"))
+            .count()
     }
 
     /// POSTs `token` to `revocation_uri` with `Content-Type: application/logout+jwt`, the way a

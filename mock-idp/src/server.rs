@@ -46,16 +46,32 @@ async fn record(AxState(state): AxState<Arc<State>>, request: Request, next: Nex
 async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
     let (fault, keys) = {
         let inner = state.lock();
-        (inner.fault, inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>())
+        (
+            inner.fault,
+            inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>(),
+        )
     };
-    let cache = HeaderValue::from_str(&format!("public, max-age={}", state.jwks_max_age))
-        .unwrap_or(HeaderValue::from_static("no-store"));
+    let cache = HeaderValue::from_str(&format!("public, max-age={}", state.jwks_max_age)).unwrap_or(HeaderValue::from_static("no-store"));
     let body = json!({ "keys": keys }).to_string();
     match fault {
-        JwksFault::None => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, cache)], body).into_response(),
+        JwksFault::None => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (header::CACHE_CONTROL, cache),
+            ],
+            body,
+        )
+            .into_response(),
         JwksFault::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, cache)], body).into_response()
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (header::CACHE_CONTROL, cache),
+                ],
+                body,
+            )
+                .into_response()
         }
         JwksFault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "jwks unavailable").into_response(),
         JwksFault::InvalidJson => ([(header::CONTENT_TYPE, "application/json")], "{\"keys\": [").into_response(),
@@ -79,7 +95,11 @@ async fn client_metadata(AxState(state): AxState<Arc<State>>) -> Response {
 
 pub(crate) fn mint_locked(state: &State, inner: &Inner, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {
     let signer = match &request.kid {
-        Some(kid) => inner.published.iter().find(|k| k.kid() == kid).ok_or_else(|| IdpError::UnknownKid(kid.clone()))?,
+        Some(kid) => inner
+            .published
+            .iter()
+            .find(|k| k.kid() == kid)
+            .ok_or_else(|| IdpError::UnknownKid(kid.clone()))?,
         None => &inner.published[inner.active],
     };
     let claims = token::default_claims(request.kind, &state.issuer, &state.audience, subject);
@@ -103,7 +123,11 @@ pub(crate) fn rotate_locked(inner: &mut Inner, alg: KeyAlg) -> Result<String, Id
 }
 
 pub(crate) fn retire_locked(inner: &mut Inner, kid: &str) -> Result<(), IdpError> {
-    let index = inner.published.iter().position(|k| k.kid() == kid).ok_or_else(|| IdpError::UnknownKid(kid.into()))?;
+    let index = inner
+        .published
+        .iter()
+        .position(|k| k.kid() == kid)
+        .ok_or_else(|| IdpError::UnknownKid(kid.into()))?;
     if inner.published.len() == 1 {
         return Err(IdpError::Key("the last published key cannot be retired".into()));
     }
@@ -123,10 +147,17 @@ pub(crate) async fn deliver(http: &reqwest::Client, uri: &str, token: &str) -> R
         .body(token.to_string())
         .send()
         .await
-        .map_err(|e| IdpError::Delivery { uri: uri.into(), reason: e.to_string() })?;
+        .map_err(|e| IdpError::Delivery {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
-    Ok(Delivery { status, body, elapsed: started.elapsed() })
+    Ok(Delivery {
+        status,
+        body,
+        elapsed: started.elapsed(),
+    })
 }
 
 fn control_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -142,7 +173,10 @@ struct MintBody {
     email: Option<String>,
 }
 
-async fn control_mint(AxState(state): AxState<Arc<State>>, body: Result<Json<MintBody>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn control_mint(
+    AxState(state): AxState<Arc<State>>,
+    body: Result<Json<MintBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
         Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -184,7 +218,10 @@ async fn control_retire(AxState(state): AxState<Arc<State>>, Json(body): Json<Re
     }
 }
 
-async fn control_fault(AxState(state): AxState<Arc<State>>, body: Result<Json<JwksFault>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn control_fault(
+    AxState(state): AxState<Arc<State>>,
+    body: Result<Json<JwksFault>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     match body {
         Ok(Json(fault)) => {
             state.lock().fault = fault;

@@ -19,7 +19,9 @@ pub struct TlsMaterial {
 
 impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial").field("key_pem", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("TlsMaterial")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -29,15 +31,20 @@ impl TlsMaterial {
         let tls = |e: rcgen::Error| IdpError::Tls(e.to_string());
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "authmd-conformance test CA");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "authmd-conformance test CA");
         let ca_key = rcgen::KeyPair::generate().map_err(tls)?;
         let ca_cert = ca_params.self_signed(&ca_key).map_err(tls)?;
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).map_err(tls)?;
+        let leaf_params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).map_err(tls)?;
         let leaf_key = rcgen::KeyPair::generate().map_err(tls)?;
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(tls)?;
-        Ok(Self { ca_pem: ca_cert.pem(), cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem() })
+        Ok(Self {
+            ca_pem: ca_cert.pem(),
+            cert_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+        })
     }
 }
 
@@ -48,14 +55,14 @@ pub async fn serve_https(
     material: &TlsMaterial,
     shutdown: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), IdpError> {
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        material.cert_pem.clone().into_bytes(),
-        material.key_pem.clone().into_bytes(),
-    )
-    .await
-    .map_err(|e| IdpError::Tls(e.to_string()))?;
+    let config =
+        axum_server::tls_rustls::RustlsConfig::from_pem(material.cert_pem.clone().into_bytes(), material.key_pem.clone().into_bytes())
+            .await
+            .map_err(|e| IdpError::Tls(e.to_string()))?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, config).map_err(|e| IdpError::Tls(e.to_string()))?.handle(handle.clone());
+    let server = axum_server::from_tcp_rustls(listener, config)
+        .map_err(|e| IdpError::Tls(e.to_string()))?
+        .handle(handle.clone());
     tokio::spawn(async move {
         let _ = shutdown.await;
         handle.graceful_shutdown(None);

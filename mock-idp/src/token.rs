@@ -117,12 +117,19 @@ pub struct Minted {
 }
 
 pub(crate) fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn resolve_time(value: &Value, now: i64) -> Value {
-    let Some(text) = value.as_str() else { return value.clone() };
-    let Some(rest) = text.strip_prefix("now") else { return value.clone() };
+    let Some(text) = value.as_str() else {
+        return value.clone();
+    };
+    let Some(rest) = text.strip_prefix("now") else {
+        return value.clone();
+    };
     let offset = if rest.is_empty() {
         Some(0)
     } else if let Some(n) = rest.strip_prefix('+') {
@@ -175,11 +182,7 @@ fn b64_json(value: &Value) -> String {
 }
 
 /// Assembles and signs a token. `signer` is the key chosen by the request (or the active one).
-pub(crate) fn mint(
-    request: &TokenRequest,
-    mut claims: Map<String, Value>,
-    signer: &SigningKey,
-) -> Result<Minted, IdpError> {
+pub(crate) fn mint(request: &TokenRequest, mut claims: Map<String, Value>, signer: &SigningKey) -> Result<Minted, IdpError> {
     let now = now();
     for (name, value) in &request.set {
         let value = if matches!(name.as_str(), "exp" | "iat" | "nbf" | "auth_time") {

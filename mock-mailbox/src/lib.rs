@@ -101,7 +101,11 @@ impl Message {
             Some(m) => (
                 m.subject().unwrap_or_default().to_string(),
                 m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-                if m.html_body_count() > 0 { m.body_html(0).map(|h| h.into_owned()) } else { None },
+                if m.html_body_count() > 0 {
+                    m.body_html(0).map(|h| h.into_owned())
+                } else {
+                    None
+                },
             ),
             None => (String::new(), String::from_utf8_lossy(raw).into_owned(), None),
         };
@@ -114,7 +118,15 @@ impl Message {
         } else {
             to
         };
-        Self { from, to, subject, text, html, raw: String::from_utf8_lossy(raw).into_owned(), received_at: SystemTime::now() }
+        Self {
+            from,
+            to,
+            subject,
+            text,
+            html,
+            raw: String::from_utf8_lossy(raw).into_owned(),
+            received_at: SystemTime::now(),
+        }
     }
 
     /// The HTML part if any, else the text part: where a claim link lives.
@@ -169,7 +181,11 @@ impl Shared {
         {
             let mut store = self.lock();
             for recipient in &message.to {
-                store.by_recipient.entry(recipient.to_ascii_lowercase()).or_default().push(message.clone());
+                store
+                    .by_recipient
+                    .entry(recipient.to_ascii_lowercase())
+                    .or_default()
+                    .push(message.clone());
             }
             store.all.push(message);
         }
@@ -187,10 +203,16 @@ pub struct Mailbox {
 impl Mailbox {
     /// Starts the sink on `listen` (use `127.0.0.1:0` for a random port). Needs a tokio runtime.
     pub async fn start(listen: SocketAddr) -> Result<Self, MailError> {
-        let bind = |e: std::io::Error| MailError::Bind { addr: listen.to_string(), reason: e.to_string() };
+        let bind = |e: std::io::Error| MailError::Bind {
+            addr: listen.to_string(),
+            reason: e.to_string(),
+        };
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
-        let shared = Arc::new(Shared { store: Mutex::new(Store::default()), arrived: Notify::new() });
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::default()),
+            arrived: Notify::new(),
+        });
         let task = tokio::spawn(smtp::serve(listener, shared.clone()));
         Ok(Self { shared, addr, task })
     }
@@ -212,7 +234,12 @@ impl Mailbox {
 
     /// All messages to `recipient` so far, without consuming them.
     pub fn messages_to(&self, recipient: &str) -> Vec<Message> {
-        self.shared.lock().by_recipient.get(&recipient.to_ascii_lowercase()).cloned().unwrap_or_default()
+        self.shared
+            .lock()
+            .by_recipient
+            .get(&recipient.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits for the next message to `recipient` that this call has not handed out before.
@@ -231,7 +258,10 @@ impl Mailbox {
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(MailError::Timeout { recipient: recipient.into(), waited: timeout });
+                return Err(MailError::Timeout {
+                    recipient: recipient.into(),
+                    waited: timeout,
+                });
             }
         }
     }

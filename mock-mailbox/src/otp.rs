@@ -29,7 +29,10 @@ impl std::fmt::Debug for ClaimLink {
 /// Finds the claim link in `message` with `pattern` (group 1 = the token), or the default.
 pub fn extract_claim_link(message: &Message, pattern: Option<&str>) -> Result<ClaimLink, MailError> {
     let pattern = pattern.unwrap_or(DEFAULT_LINK_PATTERN);
-    let re = Regex::new(pattern).map_err(|e| MailError::Pattern { pattern: pattern.into(), reason: e.to_string() })?;
+    let re = Regex::new(pattern).map_err(|e| MailError::Pattern {
+        pattern: pattern.into(),
+        reason: e.to_string(),
+    })?;
     // Links sit in HTML attributes, where `&` is escaped.
     let body = message.body().replace("&amp;", "&");
     let recipient = message.to.first().cloned().unwrap_or_default();
@@ -52,8 +55,15 @@ pub fn extract_otp_text(message: &Message) -> Option<String> {
 /// Opens the claim link (a plain GET, as a browser would), then POSTs the token to
 /// `challenge_url` and returns the six-digit OTP from the `challenge` member.
 pub async fn obtain_otp(http: &reqwest::Client, link: &ClaimLink, challenge_url: &str) -> Result<String, MailError> {
-    let no_response = |url: &str, e: reqwest::Error| MailError::Http { url: url.into(), reason: e.to_string() };
-    http.get(&link.url).timeout(Duration::from_secs(10)).send().await.map_err(|e| no_response(&link.url, e))?;
+    let no_response = |url: &str, e: reqwest::Error| MailError::Http {
+        url: url.into(),
+        reason: e.to_string(),
+    };
+    http.get(&link.url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| no_response(&link.url, e))?;
     let response = http
         .post(challenge_url)
         .json(&serde_json::json!({ "claim_attempt_token": link.token }))
@@ -63,7 +73,9 @@ pub async fn obtain_otp(http: &reqwest::Client, link: &ClaimLink, challenge_url:
         .map_err(|e| no_response(challenge_url, e))?;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
-    let otp = serde_json::from_str::<Value>(&body).ok().and_then(|v| v.get("challenge").and_then(Value::as_str).map(str::to_string));
+    let otp = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("challenge").and_then(Value::as_str).map(str::to_string));
     match otp {
         Some(otp) if status == 200 => Ok(otp),
         _ => Err(MailError::NoOtp { status, body }),
@@ -75,7 +87,11 @@ mod tests {
     use super::*;
 
     fn message(html: &str) -> Message {
-        Message::parse("a@x".into(), vec!["carol@example.com".into()], format!("Subject: s\r\nContent-Type: text/html\r\n\r\n{html}").as_bytes())
+        Message::parse(
+            "a@x".into(),
+            vec!["carol@example.com".into()],
+            format!("Subject: s\r\nContent-Type: text/html\r\n\r\n{html}").as_bytes(),
+        )
     }
 
     #[test]
@@ -88,7 +104,10 @@ mod tests {
 
     #[test]
     fn reports_a_message_without_a_link() {
-        assert!(matches!(extract_claim_link(&message("<p>hi</p>"), None), Err(MailError::NoClaimLink(_))));
+        assert!(matches!(
+            extract_claim_link(&message("<p>hi</p>"), None),
+            Err(MailError::NoClaimLink(_))
+        ));
     }
 
     #[test]

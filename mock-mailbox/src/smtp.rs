@@ -15,7 +15,9 @@ const MAX_MESSAGE: usize = 10 * 1024 * 1024;
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = session(stream, shared).await;
@@ -72,11 +74,17 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         let (verb, rest) = text.split_once(' ').unwrap_or((text, ""));
         let reply: &[u8] = match verb.to_ascii_uppercase().as_str() {
             "EHLO" => {
-                envelope = Envelope { greeted: true, ..Envelope::default() };
+                envelope = Envelope {
+                    greeted: true,
+                    ..Envelope::default()
+                };
                 b"250-authmd-mock-mailbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-SIZE 10485760\r\n250 PIPELINING\r\n"
             }
             "HELO" => {
-                envelope = Envelope { greeted: true, ..Envelope::default() };
+                envelope = Envelope {
+                    greeted: true,
+                    ..Envelope::default()
+                };
                 b"250 authmd-mock-mailbox\r\n"
             }
             "MAIL" if !envelope.greeted => b"503 5.5.1 send EHLO first\r\n",

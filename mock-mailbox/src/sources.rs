@@ -54,17 +54,26 @@ impl std::fmt::Debug for MailSource {
 impl MailSource {
     /// A directory source.
     pub fn directory(dir: impl Into<PathBuf>) -> Self {
-        Self::Directory { dir: dir.into(), seen: Mutex::default() }
+        Self::Directory {
+            dir: dir.into(),
+            seen: Mutex::default(),
+        }
     }
 
     /// A URL-template source.
     pub fn url_template(template: impl Into<String>) -> Self {
-        Self::UrlTemplate { template: template.into(), seen: Mutex::default() }
+        Self::UrlTemplate {
+            template: template.into(),
+            seen: Mutex::default(),
+        }
     }
 
     /// A Mailpit API source.
     pub fn mailpit(base: impl Into<String>) -> Self {
-        Self::Mailpit { base: base.into().trim_end_matches('/').to_string(), seen: Mutex::default() }
+        Self::Mailpit {
+            base: base.into().trim_end_matches('/').to_string(),
+            seen: Mutex::default(),
+        }
     }
 
     /// Waits for the next message to `recipient` (or, for URL templates, about `registration_id`).
@@ -84,7 +93,10 @@ impl MailSource {
                 return Ok(message);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(MailError::Timeout { recipient: recipient.into(), waited: timeout });
+                return Err(MailError::Timeout {
+                    recipient: recipient.into(),
+                    waited: timeout,
+                });
             }
             tokio::time::sleep(POLL).await;
         }
@@ -104,7 +116,9 @@ impl MailSource {
                     if !matches!(ext, "eml" | "html") || seen.lock().map(|s| s.contains(&path)).unwrap_or(true) {
                         continue;
                     }
-                    let Ok(bytes) = std::fs::read(&path) else { continue };
+                    let Ok(bytes) = std::fs::read(&path) else {
+                        continue;
+                    };
                     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                     let message = if ext == "eml" {
                         Message::parse(String::new(), Vec::new(), &bytes)
@@ -124,8 +138,13 @@ impl MailSource {
                 Ok(None)
             }
             Self::UrlTemplate { template, seen } => {
-                let url = template.replace("{registration_id}", registration_id).replace("{recipient}", recipient);
-                let response = http.get(&url).send().await.map_err(|e| MailError::Http { url: url.clone(), reason: e.to_string() })?;
+                let url = template
+                    .replace("{registration_id}", registration_id)
+                    .replace("{recipient}", recipient);
+                let response = http.get(&url).send().await.map_err(|e| MailError::Http {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
                 if !response.status().is_success() {
                     return Ok(None);
                 }
@@ -134,17 +153,29 @@ impl MailSource {
                 Ok(fresh.then(|| html_message(recipient, body)))
             }
             Self::Mailpit { base, seen } => {
-                let url = format!("{base}/api/v1/search?query={}", url::form_urlencoded::byte_serialize(format!("to:\"{recipient}\"").as_bytes()).collect::<String>());
+                let url = format!(
+                    "{base}/api/v1/search?query={}",
+                    url::form_urlencoded::byte_serialize(format!("to:\"{recipient}\"").as_bytes()).collect::<String>()
+                );
                 let list: Value = get_json(http, &url).await?;
-                let ids: Vec<String> = list["messages"].as_array().map(|a| a.iter().filter_map(|m| m["ID"].as_str().map(str::to_string)).collect()).unwrap_or_default();
+                let ids: Vec<String> = list["messages"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|m| m["ID"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
                 // Mailpit lists newest first; hand out the oldest unseen.
                 for id in ids.into_iter().rev() {
                     if seen.lock().map(|s| s.contains(&id)).unwrap_or(true) {
                         continue;
                     }
                     let raw_url = format!("{base}/api/v1/message/{id}/raw");
-                    let raw = http.get(&raw_url).send().await.map_err(|e| MailError::Http { url: raw_url.clone(), reason: e.to_string() })?;
-                    let bytes = raw.bytes().await.map_err(|e| MailError::Http { url: raw_url, reason: e.to_string() })?;
+                    let raw = http.get(&raw_url).send().await.map_err(|e| MailError::Http {
+                        url: raw_url.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    let bytes = raw.bytes().await.map_err(|e| MailError::Http {
+                        url: raw_url,
+                        reason: e.to_string(),
+                    })?;
                     if let Ok(mut s) = seen.lock() {
                         s.insert(id);
                     }
@@ -169,6 +200,9 @@ fn html_message(recipient: &str, html: String) -> Message {
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, MailError> {
-    let response = http.get(url).send().await.map_err(|e| MailError::Http { url: url.into(), reason: e.to_string() })?;
+    let response = http.get(url).send().await.map_err(|e| MailError::Http {
+        url: url.into(),
+        reason: e.to_string(),
+    })?;
     response.json().await.map_err(|e| MailError::Source(format!("{url}: {e}")))
 }

@@ -37,7 +37,9 @@ pub struct TrustedIssuer {
 impl TrustedIssuer {
     /// The JWKS URL.
     pub fn jwks_uri(&self) -> String {
-        self.jwks_uri.clone().unwrap_or_else(|| format!("{}/.well-known/jwks.json", self.issuer.trim_end_matches('/')))
+        self.jwks_uri
+            .clone()
+            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", self.issuer.trim_end_matches('/')))
     }
 
     /// Does `client_id` resolve to this provider?
@@ -106,7 +108,12 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { window: 3_600, anonymous_per_ip: 5, identity_per_ip: 60, per_issuer: 10_000 }
+        Self {
+            window: 3_600,
+            anonymous_per_ip: 5,
+            identity_per_ip: 60,
+            per_issuer: 10_000,
+        }
     }
 }
 
@@ -220,14 +227,23 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), reason: e.to_string().replace('\n', " ") })
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string().replace('\n', " "),
+        })
     }
 
     /// Applies `AUTHMD_REF_LISTEN`, `AUTHMD_REF_BASE_URL`, `AUTHMD_REF_DATABASE`, `AUTHMD_REF_SMTP`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Ok(v) = std::env::var("AUTHMD_REF_LISTEN") {
-            self.listen = v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Value { key: "AUTHMD_REF_LISTEN".into(), reason: e.to_string() })?;
+            self.listen = v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Value {
+                key: "AUTHMD_REF_LISTEN".into(),
+                reason: e.to_string(),
+            })?;
         }
         if let Ok(v) = std::env::var("AUTHMD_REF_BASE_URL") {
             self.base_url = Some(v);
@@ -243,11 +259,20 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: &str| Err(ConfigError::Value { key: key.into(), reason: reason.into() });
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::Value {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
         if self.ttl.otp <= 0 || self.ttl.otp > 600 {
             return bad("ttl.otp", "must be between 1 and 600 seconds (CLAIM-15)");
         }
-        for (key, v) in [("ttl.registration", self.ttl.registration), ("ttl.claim_attempt", self.ttl.claim_attempt), ("ttl.access_token", self.ttl.access_token)] {
+        for (key, v) in [
+            ("ttl.registration", self.ttl.registration),
+            ("ttl.claim_attempt", self.ttl.claim_attempt),
+            ("ttl.access_token", self.ttl.access_token),
+        ] {
             if v <= 0 {
                 return bad(key, "must be positive");
             }

@@ -129,6 +129,8 @@ defects! {
     RotateKeyOnClaim = "rotate-key-on-claim",
     /// IDJAG-14: accepts issuers that are not on the trust list.
     TrustUnknownIssuers = "trust-unknown-issuers",
+    /// MATCH-02: never links a new subject to an existing account by verified email.
+    SkipEmailLinking = "skip-email-linking",
     /// IDJAG-13: compares `typ` byte for byte, refusing valid media-type spellings.
     StrictTypComparison = "strict-typ-comparison",
     /// IDJAG-06: never refetches the JWKS on an unknown `kid`.
@@ -196,6 +198,10 @@ impl FromStr for Defect {
     type Err = UnknownDefect;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.iter().copied().find(|d| d.id() == s).ok_or_else(|| UnknownDefect(s.to_string()))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|d| d.id() == s)
+            .ok_or_else(|| UnknownDefect(s.to_string()))
     }
 }

@@ -159,9 +159,9 @@ pub fn respond(error: &ApiError, resource_metadata: &str, challenge: bool, inval
         ApiError::Unauthorized { presented: true } if invalid_token_param => {
             Some(format!(r#"Bearer error="invalid_token", resource_metadata="{resource_metadata}""#))
         }
-        ApiError::InsufficientScope(scope) => {
-            Some(format!(r#"Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{resource_metadata}""#))
-        }
+        ApiError::InsufficientScope(scope) => Some(format!(
+            r#"Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{resource_metadata}""#
+        )),
         _ if error.status() == StatusCode::UNAUTHORIZED => Some(format!(r#"Bearer resource_metadata="{resource_metadata}""#)),
         _ => None,
     };

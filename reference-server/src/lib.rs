@@ -53,10 +53,14 @@ pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppSt
     config.validate()?;
     let db = store::Db::open(&config.database)?;
     let mailer = mail::Mailer::new(config.smtp.as_deref(), &config.mail_from).map_err(StartError::Setup)?;
-    let mut http = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(5));
+    let mut http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5));
     for issuer in &config.trusted_issuers {
         if let Some(pem) = &issuer.ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| StartError::Setup(format!("trusted_issuers.ca_pem: {e}")))?;
+            let cert =
+                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| StartError::Setup(format!("trusted_issuers.ca_pem: {e}")))?;
             http = http.add_root_certificate(cert);
         }
     }
@@ -112,7 +116,10 @@ impl ReferenceServer {
     /// Binds `config.listen`, then serves. The base URL defaults to the bound address.
     pub async fn start(config: Config, defects: Defects) -> Result<Self, StartError> {
         let listen = config.listen.to_string();
-        let bind_err = |e: std::io::Error| StartError::Bind { addr: listen.clone(), reason: e.to_string() };
+        let bind_err = |e: std::io::Error| StartError::Bind {
+            addr: listen.clone(),
+            reason: e.to_string(),
+        };
         let listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
@@ -127,14 +134,17 @@ impl ReferenceServer {
         if https {
             let material = tls_material(&addr)?;
             if let Some(path) = ca_out {
-                std::fs::write(&path, &material.0).map_err(|e| StartError::Setup(format!("cannot write tls_ca_out {}: {e}", path.display())))?;
+                std::fs::write(&path, &material.0)
+                    .map_err(|e| StartError::Setup(format!("cannot write tls_ca_out {}: {e}", path.display())))?;
             }
             ca_pem = Some(material.0.clone());
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem(material.1.into_bytes(), material.2.into_bytes())
                 .await
                 .map_err(|e| StartError::Setup(format!("tls: {e}")))?;
             let handle = axum_server::Handle::new();
-            let server = axum_server::from_tcp_rustls(listener, tls).map_err(bind_err)?.handle(handle.clone());
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(bind_err)?
+                .handle(handle.clone());
             tokio::spawn(async move {
                 let _ = rx.await;
                 handle.graceful_shutdown(Some(Duration::from_secs(1)));
@@ -145,10 +155,19 @@ impl ReferenceServer {
         } else {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_err)?;
             tokio::spawn(async move {
-                let _ = axum::serve(listener, router).with_graceful_shutdown(async { let _ = rx.await; }).await;
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
             });
         }
-        Ok(Self { base_url, addr, ca_pem, shutdown: Some(tx) })
+        Ok(Self {
+            base_url,
+            addr,
+            ca_pem,
+            shutdown: Some(tx),
+        })
     }
 
     /// The public base URL.
@@ -180,7 +199,9 @@ fn tls_material(addr: &SocketAddr) -> Result<(String, String, String), StartErro
     let e = |e: rcgen::Error| StartError::Setup(format!("tls: {e}"));
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "authmd reference server test CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "authmd reference server test CA");
     let ca_key = rcgen::KeyPair::generate().map_err(e)?;
     let ca = ca_params.self_signed(&ca_key).map_err(e)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);

@@ -20,7 +20,10 @@ impl Mailer {
             }
             None => None,
         };
-        Ok(Self { from: from.to_string(), transport })
+        Ok(Self {
+            from: from.to_string(),
+            transport,
+        })
     }
 
     /// Sends the claim email for one attempt: the link carries the `claim_attempt_token`

@@ -2,11 +2,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
@@ -37,7 +37,9 @@ impl AppState {
     fn secret_json(&self, body: Value) -> Response {
         let mut response = Json(body).into_response();
         if !self.defects.contains(Defect::OmitCacheControl) {
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         }
         response
@@ -50,7 +52,9 @@ impl AppState {
         }
         let window = self.config.rate.window.max(1) as i64;
         // Fail open if the counters are poisoned (RATE-03): availability over strictness.
-        let Ok(mut counters) = self.rate.lock() else { return Ok(()) };
+        let Ok(mut counters) = self.rate.lock() else {
+            return Ok(());
+        };
         let entry = counters.entry(key).or_insert((now, 0));
         if now - entry.0 >= window {
             *entry = (now, 0);
@@ -68,7 +72,11 @@ fn invalid(message: &str) -> ApiError {
 }
 
 fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
-    conn.execute("INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)", params![now, event, data.to_string()]).map_err(db)?;
+    conn.execute(
+        "INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)",
+        params![now, event, data.to_string()],
+    )
+    .map_err(db)?;
     Ok(())
 }
 
@@ -90,7 +98,9 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
 
 async fn body_bytes(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| invalid("the body is too large or unreadable"))?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| invalid("the body is too large or unreadable"))?;
     Ok((parts.headers, bytes))
 }
 
@@ -103,7 +113,9 @@ async fn json_body(state: &AppState, request: Request) -> Result<serde_json::Map
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(invalid("the body must be a JSON object")),
-        Err(_) if state.defects.contains(Defect::CrashOnMalformedJson) => Err(ApiError::Internal("malformed JSON reached the handler".into())),
+        Err(_) if state.defects.contains(Defect::CrashOnMalformedJson) => {
+            Err(ApiError::Internal("malformed JSON reached the handler".into()))
+        }
         Err(_) => Err(invalid("the body is not valid JSON")),
     }
 }
@@ -117,8 +129,15 @@ fn str_member<'a>(body: &'a serde_json::Map<String, Value>, name: &str) -> Resul
 }
 
 fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !email.contains(char::is_whitespace) && !domain.contains('@')
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.contains(char::is_whitespace)
+        && !domain.contains('@')
 }
 
 fn scopes_json(scopes: &[String]) -> String {
@@ -131,7 +150,9 @@ fn scopes_json(scopes: &[String]) -> String {
 
 fn public_json(body: Value) -> Response {
     let mut response = Json(body).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response
 }
 
@@ -215,9 +236,9 @@ pub async fn skill() -> Response {
 /// `GET /logo.png` (DISC-10): a 1×1 PNG.
 pub async fn logo() -> Response {
     const PNG: &[u8] = &[
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15,
-        0xc4, 0x89, 0, 0, 0, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0, 0x49, 0x45, 0x4e,
-        0x44, 0xae, 0x42, 0x60, 0x82,
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f,
+        0x15, 0xc4, 0x89, 0, 0, 0, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0,
+        0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ];
     ([(header::CONTENT_TYPE, "image/png")], PNG).into_response()
 }
@@ -272,7 +293,13 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
     let pre = state.config.pre_claim_scopes.clone();
     let post = state.config.scopes.clone();
     {
-        let (rid, cred_hash, claim_hash, pre, post) = (registration_id.clone(), hash(&credential), hash(&claim_token), scopes_json(&pre), scopes_json(&post));
+        let (rid, cred_hash, claim_hash, pre, post) = (
+            registration_id.clone(),
+            hash(&credential),
+            hash(&claim_token),
+            scopes_json(&pre),
+            scopes_json(&post),
+        );
         state
             .db
             .call(move |conn| {
@@ -340,7 +367,12 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
     let registration_id = secret("reg_", 16);
     let claim_token = secret("clm_", 24);
     let expires = now + state.config.ttl.registration;
-    let (rid, claim_hash, email_owned, requested_owned) = (registration_id.clone(), hash(&claim_token), email.to_string(), requested.to_string());
+    let (rid, claim_hash, email_owned, requested_owned) = (
+        registration_id.clone(),
+        hash(&claim_token),
+        email.to_string(),
+        requested.to_string(),
+    );
     let (pre, post) = (scopes_json(&state.config.pre_claim_scopes), scopes_json(&state.config.scopes));
     state
         .db
@@ -383,9 +415,18 @@ async fn issue_credential(
     user_id: Option<String>,
     triple: Option<(String, String, String)>,
 ) -> Result<String, ApiError> {
-    let credential = if kind == "access_token" { secret("at_", 24) } else { secret("sk_", 24) };
+    let credential = if kind == "access_token" {
+        secret("at_", 24)
+    } else {
+        secret("sk_", 24)
+    };
     let expires = (kind == "access_token").then_some(now + state.config.ttl.access_token);
-    let (h, rid, kind, scopes) = (hash(&credential), registration_id.to_string(), kind.to_string(), scopes_json(scopes));
+    let (h, rid, kind, scopes) = (
+        hash(&credential),
+        registration_id.to_string(),
+        kind.to_string(),
+        scopes_json(scopes),
+    );
     let (source, iss, sub, aud) = match triple {
         Some((i, s, a)) => ("identity_assertion", Some(i), Some(s), Some(a)),
         None => ("email-verification", None, None, None),
@@ -408,8 +449,14 @@ async fn issue_credential(
 /// MATCH-01..06: `(iss, sub)` first, then a verified email, then a verified phone, else JIT.
 fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i64, v: &verify::Verified) -> Result<String, ApiError> {
     if !state_defects.contains(Defect::NewUserPerAssertion) {
-        let existing: Option<String> =
-            conn.query_row("SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2", params![v.iss, v.sub], |r| r.get(0)).optional().map_err(db)?;
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
+                params![v.iss, v.sub],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
         if let Some(user) = existing {
             return Ok(user);
         }
@@ -420,15 +467,27 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
     let phone = v.claims.get("phone_number").and_then(Value::as_str);
     let phone_verified = v.claims.get("phone_number_verified") == Some(&Value::Bool(true));
     let mut user: Option<String> = None;
-    if let Some(email) = email.filter(|_| email_verified || state_defects.contains(Defect::LinkUnverifiedEmail)) {
+    let may_link =
+        (email_verified || state_defects.contains(Defect::LinkUnverifiedEmail)) && !state_defects.contains(Defect::SkipEmailLinking);
+    if let Some(email) = email.filter(|_| may_link) {
         // MATCH-02: verified email match, case-insensitive (the column is NOCASE).
-        user = conn.query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![email], |r| r.get(0)).optional().map_err(db)?;
+        user = conn
+            .query_row(
+                "SELECT id FROM users WHERE email = ?1 AND email_verified = 1",
+                params![email],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?;
     }
     if user.is_none()
         && let Some(phone) = phone.filter(|_| phone_verified)
     {
         // MATCH-04
-        user = conn.query_row("SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0)).optional().map_err(db)?;
+        user = conn
+            .query_row("SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
     }
     let user = match user {
         Some(u) => u,
@@ -437,21 +496,38 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
             let id = secret("user_", 12);
             conn.execute(
                 "INSERT INTO users (id, email, email_verified, phone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, email.filter(|_| email_verified), email_verified, phone.filter(|_| phone_verified), now],
+                params![
+                    id,
+                    email.filter(|_| email_verified),
+                    email_verified,
+                    phone.filter(|_| phone_verified),
+                    now
+                ],
             )
             .map_err(db)?;
             id
         }
     };
-    conn.execute("INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)", params![v.iss, v.sub, user]).map_err(db)?;
+    conn.execute(
+        "INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
+        params![v.iss, v.sub, user],
+    )
+    .map_err(db)?;
     Ok(user)
 }
 
 /// Records a `jti` in the replay cache; false when it was already there.
 fn remember_jti(conn: &Connection, iss: &str, kind: TokenKind, jti: &str, until: i64, now: i64) -> Result<bool, ApiError> {
-    conn.execute("DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)", params![now]).map_err(db)?;
+    conn.execute(
+        "DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)",
+        params![now],
+    )
+    .map_err(db)?;
     let inserted = conn
-        .execute("INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)", params![iss, kind.replay_namespace(), jti, until])
+        .execute(
+            "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![iss, kind.replay_namespace(), jti, until],
+        )
         .map_err(db)?;
     Ok(inserted == 1)
 }
@@ -463,13 +539,25 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
     let verified = verify::verify(state, assertion, TokenKind::IdJag, now).await?;
     state.rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now)?;
     // CRED-09: one registration id per (iss, sub, aud).
-    let registration_id = format!("reg_{}", &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]);
-    let credential = if requested == "access_token" { secret("at_", 24) } else { secret("sk_", 24) };
+    let registration_id = format!(
+        "reg_{}",
+        &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
+    );
+    let credential = if requested == "access_token" {
+        secret("at_", 24)
+    } else {
+        secret("sk_", 24)
+    };
     let expires = (requested == "access_token").then_some(now + state.config.ttl.access_token);
     let scopes = state.config.scopes.clone();
     {
         let state2 = state.clone();
-        let (rid, cred_hash, kind, scopes_j) = (registration_id.clone(), hash(&credential), requested.to_string(), scopes_json(&scopes));
+        let (rid, cred_hash, kind, scopes_j) = (
+            registration_id.clone(),
+            hash(&credential),
+            requested.to_string(),
+            scopes_json(&scopes),
+        );
         state
             .db
             .call(move |conn| {
@@ -489,7 +577,18 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
                 conn.execute(
                     "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'identity_assertion', ?7, ?8, ?9, ?10)",
-                    params![cred_hash, rid, kind, scopes_j, expires, user, verified.iss, verified.sub, verified.aud, now],
+                    params![
+                        cred_hash,
+                        rid,
+                        kind,
+                        scopes_j,
+                        expires,
+                        user,
+                        verified.iss,
+                        verified.sub,
+                        verified.aud,
+                        now
+                    ],
                 )
                 .map_err(db)?;
                 let c = &verified.claims;
@@ -566,11 +665,21 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
     {
         // CLAIM-02: the link leads to a service page and carries the claim_attempt_token.
         let link = format!("{}/agent/auth/claim/view?token={token}", state.base_url);
-        if let Err(e) = state.mailer.send_claim(email, registration_id, &link, &iso(attempt.expires_at)).await {
+        if let Err(e) = state
+            .mailer
+            .send_claim(email, registration_id, &link, &iso(attempt.expires_at))
+            .await
+        {
             // A mail that did not go out must not leave a live attempt that a same-email retry
             // would silently reuse: retire it and report a retryable error.
             let id = attempt.id.clone();
-            let _ = state.db.call(move |conn| conn.execute("UPDATE claim_attempts SET superseded = 1 WHERE id = ?1", params![id]).map_err(db)).await;
+            let _ = state
+                .db
+                .call(move |conn| {
+                    conn.execute("UPDATE claim_attempts SET superseded = 1 WHERE id = ?1", params![id])
+                        .map_err(db)
+                })
+                .await;
             return Err(ApiError::Internal(format!("claim mail failed: {e}")));
         }
     }
@@ -644,7 +753,11 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
         }
         let attempt = start_attempt(&state, now, &reg.id, &email).await?;
         // CLAIM-04: a fresh attempt id per attempt, never the registration id.
-        let attempt_id = if state.defects.contains(Defect::RegistrationIdAsAttemptId) { reg.id.clone() } else { attempt.id };
+        let attempt_id = if state.defects.contains(Defect::RegistrationIdAsAttemptId) {
+            reg.id.clone()
+        } else {
+            attempt.id
+        };
         Ok(Json(json!({
             "registration_id": reg.id,
             "claim_attempt_id": attempt_id,
@@ -697,7 +810,9 @@ pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(quer
     let found = state.db.call(move |conn| attempt_by_token(conn, &t, now)).await;
     match found {
         Ok(AttemptState::Live { .. }) => {}
-        Ok(AttemptState::Expired) => return (StatusCode::GONE, Html("<h1>Link expired</h1>")).into_response(),
+        Ok(AttemptState::Expired) => {
+            return (StatusCode::GONE, Html("<h1>Link expired</h1>")).into_response();
+        }
         Ok(_) => return (StatusCode::NOT_FOUND, Html("<h1>Link invalid</h1>")).into_response(),
         Err(e) => return state.reply(Err(e)),
     }
@@ -719,7 +834,9 @@ document.getElementById("show").addEventListener("click", async () => {{
         base = state.base_url
     );
     let mut response = Html(page).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -764,6 +881,17 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
     state.reply(outcome)
 }
 
+/// The live attempt of a registration, as `/complete` reads it.
+struct CurrentAttempt {
+    id: String,
+    email: String,
+    otp_hash: Option<String>,
+    otp_expires: Option<i64>,
+    previous: Option<String>,
+    failures: u32,
+    plain: Option<String>,
+}
+
 struct Completion {
     registration: Registration,
     user_id: String,
@@ -792,17 +920,36 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 if reg.status == "claimed" {
                     return Ok(Err((ApiError::PreviouslyClaimed, None)));
                 }
-                let current: Option<(String, String, Option<String>, Option<i64>, Option<String>, u32, Option<String>)> = conn
+                let current: Option<CurrentAttempt> = conn
                     .query_row(
                         "SELECT id, email, otp_hash, otp_expires_at, previous_otp_hash, failures, otp_plain FROM claim_attempts
                          WHERE registration_id = ?1 AND superseded = 0 ORDER BY created_at DESC, rowid DESC LIMIT 1",
                         params![reg.id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                        |r| {
+                            Ok(CurrentAttempt {
+                                id: r.get(0)?,
+                                email: r.get(1)?,
+                                otp_hash: r.get(2)?,
+                                otp_expires: r.get(3)?,
+                                previous: r.get(4)?,
+                                failures: r.get(5)?,
+                                plain: r.get(6)?,
+                            })
+                        },
                     )
                     .optional()
                     .map_err(db)?;
                 // CLAIM-24 (C-18): no OTP minted yet.
-                let Some((attempt_id, email, Some(otp_hash), otp_expires, previous, failures, plain)) = current else {
+                let Some(CurrentAttempt {
+                    id: attempt_id,
+                    email,
+                    otp_hash: Some(otp_hash),
+                    otp_expires,
+                    previous,
+                    failures,
+                    plain,
+                }) = current
+                else {
                     return Ok(Err((ApiError::OtpNotGenerated, None)));
                 };
                 // CLAIM-25: a bounded number of wrong guesses burns the code.
@@ -826,7 +973,11 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     accepted = n > 0;
                 }
                 if !accepted || limit_reached {
-                    conn.execute("UPDATE claim_attempts SET failures = failures + 1 WHERE id = ?1", params![attempt_id]).map_err(db)?;
+                    conn.execute(
+                        "UPDATE claim_attempts SET failures = failures + 1 WHERE id = ?1",
+                        params![attempt_id],
+                    )
+                    .map_err(db)?;
                     // CLAIM-19, CLAIM-26
                     return Ok(Err((ApiError::OtpInvalid, plain)));
                 }
@@ -836,36 +987,78 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 }
                 // MATCH-07: bind to the account owning the claim email, or a new one; the email
                 // is now verified by the OTP round trip.
-                let existing: Option<String> =
-                    conn.query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![email], |r| r.get(0)).optional().map_err(db)?;
+                let existing: Option<String> = conn
+                    .query_row(
+                        "SELECT id FROM users WHERE email = ?1 AND email_verified = 1",
+                        params![email],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
                 let user_id = match existing {
                     Some(u) => u,
                     None => {
                         let id = secret("user_", 12);
-                        conn.execute("INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, 1, ?3)", params![id, email, now]).map_err(db)?;
+                        conn.execute(
+                            "INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, 1, ?3)",
+                            params![id, email, now],
+                        )
+                        .map_err(db)?;
                         id
                     }
                 };
-                conn.execute("UPDATE registrations SET status = 'claimed', user_id = ?1 WHERE id = ?2", params![user_id, reg.id]).map_err(db)?;
-                conn.execute("UPDATE claim_attempts SET otp_hash = NULL, superseded = 1 WHERE registration_id = ?1", params![reg.id]).map_err(db)?;
+                conn.execute(
+                    "UPDATE registrations SET status = 'claimed', user_id = ?1 WHERE id = ?2",
+                    params![user_id, reg.id],
+                )
+                .map_err(db)?;
+                conn.execute(
+                    "UPDATE claim_attempts SET otp_hash = NULL, superseded = 1 WHERE registration_id = ?1",
+                    params![reg.id],
+                )
+                .map_err(db)?;
                 if reg.kind == "anonymous" {
                     // CLAIM-17: the same key gains post_claim_scopes in place; no rotation.
-                    let scopes = if st.defects.contains(Defect::KeepPreClaimScopes) { scopes_json(&st.config.pre_claim_scopes) } else { scopes_json(&reg.post_scopes) };
-                    conn.execute("UPDATE credentials SET scopes = ?1, user_id = ?2 WHERE registration_id = ?3", params![scopes, user_id, reg.id]).map_err(db)?;
+                    let scopes = if st.defects.contains(Defect::KeepPreClaimScopes) {
+                        scopes_json(&st.config.pre_claim_scopes)
+                    } else {
+                        scopes_json(&reg.post_scopes)
+                    };
+                    conn.execute(
+                        "UPDATE credentials SET scopes = ?1, user_id = ?2 WHERE registration_id = ?3",
+                        params![scopes, user_id, reg.id],
+                    )
+                    .map_err(db)?;
                     if st.defects.contains(Defect::RotateKeyOnClaim) {
-                        conn.execute("UPDATE credentials SET revoked = 1 WHERE registration_id = ?1", params![reg.id]).map_err(db)?;
+                        conn.execute("UPDATE credentials SET revoked = 1 WHERE registration_id = ?1", params![reg.id])
+                            .map_err(db)?;
                     }
                 }
                 // AUDIT-04
-                audit(conn, now, "claim.confirmed", json!({ "registration_id": reg.id, "claimed_by_user_id": user_id }))?;
-                Ok(Ok(Completion { registration: reg, user_id }))
+                audit(
+                    conn,
+                    now,
+                    "claim.confirmed",
+                    json!({ "registration_id": reg.id, "claimed_by_user_id": user_id }),
+                )?;
+                Ok(Ok(Completion {
+                    registration: reg,
+                    user_id,
+                }))
             })
             .await?;
-        let Completion { registration: reg, user_id } = match completion {
+        let Completion {
+            registration: reg,
+            user_id,
+        } = match completion {
             Ok(c) => c,
             // CLAIM-28 defect: the agent-facing error body leaks the current OTP.
             Err((ApiError::OtpInvalid, Some(plain))) => {
-                return Ok((StatusCode::UNAUTHORIZED, Json(json!({ "error": "otp_invalid", "message": format!("expected {plain}") }))).into_response());
+                return Ok((
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({ "error": "otp_invalid", "message": format!("expected {plain}") })),
+                )
+                    .into_response());
             }
             Err((e, _)) => return Err(e),
         };
@@ -876,7 +1069,11 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
             let credential = issue_credential(&state, now, &reg.id, &kind, &reg.post_scopes, Some(user_id), None).await?;
             response["credential_type"] = json!(kind);
             response["credential"] = json!(credential);
-            response["credential_expires"] = if kind == "access_token" { json!(iso(now + state.config.ttl.access_token)) } else { Value::Null };
+            response["credential_expires"] = if kind == "access_token" {
+                json!(iso(now + state.config.ttl.access_token))
+            } else {
+                Value::Null
+            };
             response["scopes"] = json!(reg.post_scopes);
         }
         if state.defects.contains(Defect::RotateKeyOnClaim) && reg.kind == "anonymous" {
@@ -902,7 +1099,10 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
         let token = if content_type_is(&headers, "application/logout+jwt") {
             body.trim().to_string()
         } else if state.defects.contains(Defect::AcceptFormLogout) {
-            url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned()).unwrap_or(body)
+            url::form_urlencoded::parse(body.as_bytes())
+                .find(|(k, _)| k == "logout_token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or(body)
         } else {
             return Err(invalid("expected a JWT body with Content-Type application/logout+jwt"));
         };
@@ -924,16 +1124,26 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
                 }
                 // REVOKE-02, REVOKE-03, REVOKE-18: every credential of exactly this triple.
                 let n = conn
-                    .execute("UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0", params![verified.iss, verified.sub, verified.aud])
+                    .execute(
+                        "UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0",
+                        params![verified.iss, verified.sub, verified.aud],
+                    )
                     .map_err(db)?;
                 // AUDIT-06
-                audit(conn, now, "registration.revoked", json!({ "iss": verified.iss, "sub": verified.sub, "credentials": n }))?;
+                audit(
+                    conn,
+                    now,
+                    "registration.revoked",
+                    json!({ "iss": verified.iss, "sub": verified.sub, "credentials": n }),
+                )?;
                 Ok(n)
             })
             .await?;
         let mut response = Json(json!({ "revoked": revoked })).into_response();
         // REVOKE-21 (BCL §2.8)
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(response)
     }
     .await;
@@ -959,13 +1169,19 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>
     let header_token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, token) = v.split_once(' ')?;
         // API-06: the scheme name is case-insensitive (RFC 9110 §11.1).
-        let scheme_ok = if state.defects.contains(Defect::CaseSensitiveScheme) { scheme == "Bearer" } else { scheme.eq_ignore_ascii_case("bearer") };
+        let scheme_ok = if state.defects.contains(Defect::CaseSensitiveScheme) {
+            scheme == "Bearer"
+        } else {
+            scheme.eq_ignore_ascii_case("bearer")
+        };
         scheme_ok.then(|| token.trim().to_string())
     });
     // API-07: no tokens in the query string (bearer_methods_supported is ["header"]).
-    let query_token = query
-        .filter(|_| state.defects.contains(Defect::AcceptQueryToken))
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()));
+    let query_token = query.filter(|_| state.defects.contains(Defect::AcceptQueryToken)).and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+    });
     let presented = headers.contains_key(header::AUTHORIZATION);
     let Some(token) = header_token.or(query_token).filter(|t| !t.is_empty()) else {
         return Err(ApiError::Unauthorized { presented });

@@ -79,7 +79,12 @@ impl FromRequestParts<AppState> for Now {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let offset = if state.config.test_clock {
-            parts.headers.get(CLOCK_OFFSET_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0)
+            parts
+                .headers
+                .get(CLOCK_OFFSET_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(0)
         } else {
             0
         };
@@ -89,7 +94,10 @@ impl FromRequestParts<AppState> for Now {
 
 /// Wall-clock unix seconds.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// `prefix` + base64url of `bytes` random bytes from the OS CSPRNG.

@@ -113,7 +113,10 @@ pub struct OpenError {
 impl Db {
     /// Opens (creating and migrating) the SQLite file and starts the storage thread.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let err = |e: rusqlite::Error| OpenError { path: path.display().to_string(), reason: e.to_string() };
+        let err = |e: rusqlite::Error| OpenError {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
         let mut conn = Connection::open(path).map_err(err)?;
         // WAL + NORMAL survives a process crash (kill -9); only power loss can drop the last
         // commits, which a conformance reference can accept.
@@ -130,7 +133,10 @@ impl Db {
         std::thread::Builder::new()
             .name("authmd-db".into())
             .spawn(move || run(conn, rx))
-            .map_err(|e| OpenError { path: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| OpenError {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Self { tx })
     }
 
@@ -145,7 +151,11 @@ impl Db {
             let outcome = match conn.execute_batch("SAVEPOINT job") {
                 Ok(()) => {
                     let result = f(conn);
-                    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                    let end = if result.is_ok() {
+                        "RELEASE job"
+                    } else {
+                        "ROLLBACK TO job; RELEASE job"
+                    };
                     match conn.execute_batch(end) {
                         Ok(()) => result,
                         Err(e) => Err(ApiError::Internal(e.to_string())),
@@ -154,12 +164,18 @@ impl Db {
                 Err(e) => Err(ApiError::Internal(e.to_string())),
             };
             Box::new(move |committed| {
-                let outcome = if committed { outcome } else { Err(ApiError::Internal("commit failed".into())) };
+                let outcome = if committed {
+                    outcome
+                } else {
+                    Err(ApiError::Internal("commit failed".into()))
+                };
                 let _ = reply_tx.send(outcome);
             })
         });
         self.tx.send(job).map_err(|_| ApiError::Internal("storage thread stopped".into()))?;
-        reply_rx.await.map_err(|_| ApiError::Internal("storage thread dropped a job".into()))?
+        reply_rx
+            .await
+            .map_err(|_| ApiError::Internal("storage thread dropped a job".into()))?
     }
 }
 

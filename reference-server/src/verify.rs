@@ -78,7 +78,11 @@ struct CacheEntry {
     ttl: Duration,
 }
 
-const ALLOWED_ALGS: &[(&str, Algorithm)] = &[("ES256", Algorithm::ES256), ("RS256", Algorithm::RS256), ("EdDSA", Algorithm::EdDSA)];
+const ALLOWED_ALGS: &[(&str, Algorithm)] = &[
+    ("ES256", Algorithm::ES256),
+    ("RS256", Algorithm::RS256),
+    ("EdDSA", Algorithm::EdDSA),
+];
 
 fn segment(part: &str) -> Result<Map<String, Value>, ApiError> {
     let bytes = URL_SAFE_NO_PAD
@@ -86,7 +90,9 @@ fn segment(part: &str) -> Result<Map<String, Value>, ApiError> {
         .map_err(|_| ApiError::InvalidRequest("the assertion is not a compact JWS (bad base64url)".into()))?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::InvalidRequest("the assertion is not a compact JWS (segment is not a JSON object)".into())),
+        _ => Err(ApiError::InvalidRequest(
+            "the assertion is not a compact JWS (segment is not a JSON object)".into(),
+        )),
     }
 }
 
@@ -112,7 +118,11 @@ fn int_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Api
 }
 
 fn string_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
-    claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// Verifies `token` as `kind` at time `now` (unix seconds).
@@ -130,8 +140,12 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     if !defects.contains(Defect::SkipTypCheck) {
         match header.get("typ").and_then(Value::as_str) {
             Some(typ) if typ_matches(typ, kind.typ(), defects.contains(Defect::StrictTypComparison)) => {}
-            Some(typ) => return Err(ApiError::InvalidRequest(format!("unexpected typ `{typ}`; wanted `{}`", kind.typ()))),
-            None => return Err(ApiError::InvalidRequest(format!("missing typ header; wanted `{}`", kind.typ()))),
+            Some(typ) => {
+                return Err(ApiError::InvalidRequest(format!("unexpected typ `{typ}`; wanted `{}`", kind.typ())));
+            }
+            None => {
+                return Err(ApiError::InvalidRequest(format!("missing typ header; wanted `{}`", kind.typ())));
+            }
         }
     }
     // RFC 7515 §4.1.11: an extension we do not understand must make the token invalid.
@@ -151,7 +165,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     let iss = string_claim(&claims, "iss").ok_or(ApiError::InvalidIssuer)?;
     let trusted = match state.config.trusted_issuers.iter().find(|t| t.issuer == iss) {
         Some(t) => t,
-        None if defects.contains(Defect::TrustUnknownIssuers) && !state.config.trusted_issuers.is_empty() => &state.config.trusted_issuers[0],
+        None if defects.contains(Defect::TrustUnknownIssuers) && !state.config.trusted_issuers.is_empty() => {
+            &state.config.trusted_issuers[0]
+        }
         None => return Err(ApiError::InvalidIssuer),
     };
 
@@ -168,7 +184,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         let message = format!("{}.{}", parts[0], parts[1]);
         let valid = match jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &key, alg) {
             Ok(valid) => valid,
-            Err(e) => return Err(ApiError::InvalidSignature(format!("signature check failed: {}", jwt_kind(&e)))),
+            Err(e) => {
+                return Err(ApiError::InvalidSignature(format!("signature check failed: {}", jwt_kind(&e))));
+            }
         };
         if !valid && !defects.contains(Defect::SkipSignatureCheck) {
             return Err(ApiError::InvalidSignature("signature verification failed".into()));
@@ -185,9 +203,12 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     };
     let aud = match claims.get("aud") {
         Some(Value::String(a)) if aud_ok(a) || skip_aud => a.clone(),
-        Some(Value::Array(items)) if items.len() == 1 && items[0].as_str().is_some_and(aud_ok) => items[0].as_str().unwrap_or_default().to_string(),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].as_str().is_some_and(aud_ok) => {
+            items[0].as_str().unwrap_or_default().to_string()
+        }
         Some(Value::Array(items))
-            if (defects.contains(Defect::AcceptAudienceArrayWithExtras) || skip_aud) && items.iter().any(|i| i.as_str().is_some_and(aud_ok)) =>
+            if (defects.contains(Defect::AcceptAudienceArrayWithExtras) || skip_aud)
+                && items.iter().any(|i| i.as_str().is_some_and(aud_ok)) =>
         {
             expected[0].clone()
         }
@@ -232,8 +253,12 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         TokenKind::Logout => {
             // REVOKE-13: a past `exp` is refused; a missing one per the configured reading (C-20).
             match exp {
-                Some(exp) if exp + skew < now && !defects.contains(Defect::AcceptExpiredLogout) => return Err(ApiError::Expired),
-                None if state.config.logout_requires_exp => return Err(ApiError::InvalidRequest("missing exp".into())),
+                Some(exp) if exp + skew < now && !defects.contains(Defect::AcceptExpiredLogout) => {
+                    return Err(ApiError::Expired);
+                }
+                None if state.config.logout_requires_exp => {
+                    return Err(ApiError::InvalidRequest("missing exp".into()));
+                }
                 _ => {}
             }
             // REVOKE-14: `iat` present and not far in the future (BCL §2.6).
@@ -245,7 +270,10 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
                 _ => {}
             }
             // REVOKE-08: `events` must be an object naming the revocation event.
-            let has_event = claims.get("events").and_then(Value::as_object).is_some_and(|e| e.contains_key(REVOKED_EVENT));
+            let has_event = claims
+                .get("events")
+                .and_then(Value::as_object)
+                .is_some_and(|e| e.contains_key(REVOKED_EVENT));
             if !has_event && !defects.contains(Defect::AcceptLogoutWithoutEvents) {
                 return Err(ApiError::InvalidRequest("events does not carry the revocation event".into()));
             }
@@ -272,8 +300,12 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     if kind == TokenKind::IdJag {
         // IDJAG-35, IDJAG-36: `client_id` must resolve to a known provider identity (C-27).
         match string_claim(&claims, "client_id") {
-            None if !defects.contains(Defect::AcceptMissingClientId) => return Err(ApiError::InvalidClientId),
-            Some(c) if !trusted.knows_client(&c) && !defects.contains(Defect::AcceptUnknownClientId) => return Err(ApiError::InvalidClientId),
+            None if !defects.contains(Defect::AcceptMissingClientId) => {
+                return Err(ApiError::InvalidClientId);
+            }
+            Some(c) if !trusted.knows_client(&c) && !defects.contains(Defect::AcceptUnknownClientId) => {
+                return Err(ApiError::InvalidClientId);
+            }
             _ => {}
         }
         // IDJAG-32..34: a verified email or phone, as JSON booleans (OIDC Core §5.1).
@@ -291,7 +323,14 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
 
     // The replay entry must outlive every instant at which the token would still be accepted.
     let replay_until = exp.unwrap_or(now + 300).max(now) + skew;
-    Ok(Verified { claims, iss, sub, aud, jti, replay_until })
+    Ok(Verified {
+        claims,
+        iss,
+        sub,
+        aud,
+        jti,
+        replay_until,
+    })
 }
 
 fn uuid_like(now: i64) -> String {
@@ -303,7 +342,9 @@ fn jwt_kind(e: &jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
         ErrorKind::InvalidSignature => "invalid signature",
-        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidEddsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => "invalid key",
+        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidEddsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
+            "invalid key"
+        }
         ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => {
             "algorithm mismatch"
         }
@@ -330,7 +371,10 @@ impl JwksCache {
                 Some(kid) => keys.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).cloned(),
                 // IDJAG-10: no kid is acceptable when exactly one key fits.
                 None => {
-                    let fitting: Vec<&Jwk> = keys.iter().filter(|k| k.common.key_algorithm.is_none_or(|a| a.to_string() == format!("{alg:?}"))).collect();
+                    let fitting: Vec<&Jwk> = keys
+                        .iter()
+                        .filter(|k| k.common.key_algorithm.is_none_or(|a| a.to_string() == format!("{alg:?}")))
+                        .collect();
                     (fitting.len() == 1).then(|| fitting[0].clone())
                 }
             }
@@ -363,7 +407,13 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64,
             ApiError::InvalidSignature(format!("the issuer's JWKS could not be fetched: {why}"))
         }
     };
-    let response = state.http.get(&uri).timeout(Duration::from_secs(5)).send().await.map_err(|e| unavailable(e.to_string()))?;
+    let response = state
+        .http
+        .get(&uri)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     if !response.status().is_success() {
         return Err(unavailable(format!("status {}", response.status().as_u16())));
     }
@@ -372,11 +422,18 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64,
         .headers()
         .get(reqwest::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok())))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok()))
+        })
         .unwrap_or(floor);
     let body = response.text().await.map_err(|e| unavailable(e.to_string()))?;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).map_err(|_| unavailable("the JWKS is not valid JSON".into()))?;
-    Ok(CacheEntry { keys: set.keys, fetched: Instant::now(), ttl: Duration::from_secs(max_age.clamp(floor, ceiling)) })
+    Ok(CacheEntry {
+        keys: set.keys,
+        fetched: Instant::now(),
+        ttl: Duration::from_secs(max_age.clamp(floor, ceiling)),
+    })
 }
 
 #[cfg(test)]
