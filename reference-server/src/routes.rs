@@ -446,6 +446,28 @@ async fn issue_credential(
     Ok(credential)
 }
 
+/// The account that owns `email` as a verified address (case-insensitive: the column is NOCASE).
+fn user_by_verified_email(conn: &Connection, email: &str) -> Result<Option<String>, ApiError> {
+    conn.query_row(
+        "SELECT id FROM users WHERE email = ?1 AND email_verified = 1",
+        params![email],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// Creates a user (just-in-time provisioning) and returns its id.
+fn create_user(conn: &Connection, email: Option<&str>, email_verified: bool, phone: Option<&str>, now: i64) -> Result<String, ApiError> {
+    let id = secret("user_", 12);
+    conn.execute(
+        "INSERT INTO users (id, email, email_verified, phone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, email, email_verified, phone, now],
+    )
+    .map_err(db)?;
+    Ok(id)
+}
+
 /// MATCH-01..06: `(iss, sub)` first, then a verified email, then a verified phone, else JIT.
 fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i64, v: &verify::Verified) -> Result<String, ApiError> {
     if !state_defects.contains(Defect::NewUserPerAssertion) {
@@ -470,15 +492,8 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
     let may_link =
         (email_verified || state_defects.contains(Defect::LinkUnverifiedEmail)) && !state_defects.contains(Defect::SkipEmailLinking);
     if let Some(email) = email.filter(|_| may_link) {
-        // MATCH-02: verified email match, case-insensitive (the column is NOCASE).
-        user = conn
-            .query_row(
-                "SELECT id FROM users WHERE email = ?1 AND email_verified = 1",
-                params![email],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db)?;
+        // MATCH-02: verified email match, case-insensitive.
+        user = user_by_verified_email(conn, email)?;
     }
     if user.is_none()
         && let Some(phone) = phone.filter(|_| phone_verified)
@@ -491,22 +506,14 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
     }
     let user = match user {
         Some(u) => u,
-        None => {
-            // MATCH-05: just-in-time provisioning.
-            let id = secret("user_", 12);
-            conn.execute(
-                "INSERT INTO users (id, email, email_verified, phone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    id,
-                    email.filter(|_| email_verified),
-                    email_verified,
-                    phone.filter(|_| phone_verified),
-                    now
-                ],
-            )
-            .map_err(db)?;
-            id
-        }
+        // MATCH-05: just-in-time provisioning.
+        None => create_user(
+            conn,
+            email.filter(|_| email_verified),
+            email_verified,
+            phone.filter(|_| phone_verified),
+            now,
+        )?,
     };
     conn.execute(
         "INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
@@ -987,25 +994,9 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 }
                 // MATCH-07: bind to the account owning the claim email, or a new one; the email
                 // is now verified by the OTP round trip.
-                let existing: Option<String> = conn
-                    .query_row(
-                        "SELECT id FROM users WHERE email = ?1 AND email_verified = 1",
-                        params![email],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(db)?;
-                let user_id = match existing {
+                let user_id = match user_by_verified_email(conn, &email)? {
                     Some(u) => u,
-                    None => {
-                        let id = secret("user_", 12);
-                        conn.execute(
-                            "INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, 1, ?3)",
-                            params![id, email, now],
-                        )
-                        .map_err(db)?;
-                        id
-                    }
+                    None => create_user(conn, Some(&email), true, None, now)?,
                 };
                 conn.execute(
                     "UPDATE registrations SET status = 'claimed', user_id = ?1 WHERE id = ?2",
