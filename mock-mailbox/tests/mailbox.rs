@@ -1,0 +1,263 @@
+//! The mock mailbox over real sockets: an SMTP client delivers, the sink parses, and the OTP
+//! comes out the way a person would get it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use authmd_mock_mailbox::{MailSource, Mailbox, SmtpFault, extract_claim_link, obtain_otp};
+use lettre::message::{MultiPart, SinglePart, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn any() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn transport(addr: SocketAddr) -> AsyncSmtpTransport<Tokio1Executor> {
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+        .port(addr.port())
+        .build()
+}
+
+fn claim_mail(to: &str, link: &str) -> Message {
+    Message::builder()
+        .from("no-reply@service.test".parse().expect("from"))
+        .to(to.parse().expect("to"))
+        .subject("Confirm an AI agent")
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(format!("Open {link}\n")))
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(format!("<p>Ünïcode</p><a href=\"{}\">View</a>", link.replace('&', "&amp;"))),
+                ),
+        )
+        .expect("message")
+}
+
+#[tokio::test]
+async fn a_message_sent_by_lettre_reaches_the_sink_and_is_parsed() {
+    let mailbox = Mailbox::start(any()).await.expect("mailbox");
+    let link = "http://127.0.0.1:1/agent/auth/claim/view?token=cvt_abc";
+    transport(mailbox.addr())
+        .send(claim_mail("carol@example.com", link))
+        .await
+        .expect("sent");
+    let message = mailbox
+        .next_message("Carol@Example.com", Duration::from_secs(5))
+        .await
+        .expect("arrived");
+    assert_eq!(message.to, vec!["carol@example.com".to_string()]);
+    assert_eq!(message.subject, "Confirm an AI agent");
+    assert!(message.text.contains(link));
+    assert!(
+        message.html.as_deref().is_some_and(|h| h.contains("Ünïcode")),
+        "the HTML part is decoded"
+    );
+    assert_eq!(extract_claim_link(&message, None).expect("link").token, "cvt_abc");
+    assert!(
+        mailbox.expect_none("carol@example.com", Duration::from_millis(100)).await.is_ok(),
+        "a message is handed out once"
+    );
+}
+
+async fn converse(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut replies = Vec::new();
+    let mut line = String::new();
+    reader.read_line(&mut line).await.expect("greeting");
+    for l in lines {
+        write.write_all(format!("{l}\r\n").as_bytes()).await.expect("write");
+        // A DATA body line gets no reply until the final dot.
+        if *l != "." && (l.starts_with("Subject") || l.starts_with("..") || l.is_empty() || l.starts_with("body")) {
+            continue;
+        }
+        loop {
+            line.clear();
+            reader.read_line(&mut line).await.expect("reply");
+            // Multi-line replies continue with `NNN-`.
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        replies.push(line.trim_end().to_string());
+    }
+    replies
+}
+
+#[tokio::test]
+async fn malformed_commands_get_smtp_errors_and_the_sink_keeps_serving() {
+    let mailbox = Mailbox::start(any()).await.expect("mailbox");
+    let replies = converse(
+        mailbox.addr(),
+        &[
+            "FROB",
+            "MAIL FROM:<a@x.test>",
+            "EHLO me",
+            "MAIL FROM a@x.test",
+            "RCPT TO:<b@x.test>",
+            "MAIL FROM:<a@x.test>",
+            "DATA",
+            "NOOP",
+            "RSET",
+            "QUIT",
+        ],
+    )
+    .await;
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+    assert_eq!(codes, ["500", "503", "250", "501", "503", "250", "503", "250", "250", "221"]);
+    // Still serving after all that.
+    transport(mailbox.addr())
+        .send(claim_mail("d@example.com", "http://127.0.0.1:1/v?token=t1"))
+        .await
+        .expect("sent");
+    mailbox
+        .next_message("d@example.com", Duration::from_secs(5))
+        .await
+        .expect("arrived");
+}
+
+#[tokio::test]
+async fn dot_stuffed_lines_are_unstuffed() {
+    let mailbox = Mailbox::start(any()).await.expect("mailbox");
+    let replies = converse(
+        mailbox.addr(),
+        &[
+            "HELO me",
+            "MAIL FROM:<a@x.test>",
+            "RCPT TO:<e@example.com>",
+            "DATA",
+            "Subject: dots",
+            "",
+            "..leading dot",
+            "body",
+            ".",
+            "QUIT",
+        ],
+    )
+    .await;
+    assert_eq!(
+        replies.iter().map(|r| &r[..3]).collect::<Vec<_>>(),
+        ["250", "250", "250", "354", "250", "221"]
+    );
+    let message = mailbox
+        .next_message("e@example.com", Duration::from_secs(5))
+        .await
+        .expect("arrived");
+    assert!(
+        message.text.contains(".leading dot") && !message.text.contains("..leading"),
+        "{}",
+        message.text
+    );
+}
+
+#[tokio::test]
+async fn fault_injection_refuses_delays_and_drops() {
+    let mailbox = Mailbox::start(any()).await.expect("mailbox");
+    let smtp = transport(mailbox.addr());
+    let send = || smtp.send(claim_mail("f@example.com", "http://127.0.0.1:1/v?token=t"));
+    mailbox.set_fault(SmtpFault::Refuse5xx);
+    assert!(send().await.err().expect("refused").is_permanent());
+    mailbox.set_fault(SmtpFault::Refuse4xx);
+    assert!(send().await.err().expect("refused").is_transient());
+    mailbox.set_fault(SmtpFault::Drop);
+    assert!(send().await.is_err());
+    mailbox.set_fault(SmtpFault::Delay(100));
+    send().await.expect("delayed but delivered");
+    mailbox.set_fault(SmtpFault::None);
+    assert_eq!(mailbox.messages_to("f@example.com").len(), 1);
+}
+
+#[tokio::test]
+async fn the_otp_comes_from_the_page_the_link_opens() {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/claim/view",
+            get(|| async { axum::response::Html("<button>Show my code</button>") }),
+        )
+        .route(
+            "/claim/attempt/challenge",
+            post(|axum::Json(body): axum::Json<serde_json::Value>| async move {
+                if body["claim_attempt_token"] == "cvt_good" {
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({ "type": "otp", "challenge": "012345" })),
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::GONE,
+                        axum::Json(serde_json::json!({ "error": "claim_superseded" })),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(any()).await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mailbox = Mailbox::start(any()).await.expect("mailbox");
+    let smtp = transport(mailbox.addr());
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    smtp.send(claim_mail("g@example.com", &format!("{base}/claim/view?x=1&token=cvt_good")))
+        .await
+        .expect("sent");
+    let message = mailbox
+        .next_message("g@example.com", Duration::from_secs(5))
+        .await
+        .expect("arrived");
+    let link = extract_claim_link(&message, None).expect("link");
+    assert_eq!(
+        obtain_otp(&http, &link, &format!("{base}/claim/attempt/challenge"))
+            .await
+            .expect("otp"),
+        "012345"
+    );
+    smtp.send(claim_mail("g@example.com", &format!("{base}/claim/view?token=cvt_stale")))
+        .await
+        .expect("sent");
+    let stale = mailbox
+        .next_message("g@example.com", Duration::from_secs(5))
+        .await
+        .expect("arrived");
+    let error = obtain_otp(
+        &http,
+        &extract_claim_link(&stale, None).expect("link"),
+        &format!("{base}/claim/attempt/challenge"),
+    )
+    .await
+    .err()
+    .expect("no otp");
+    assert!(error.to_string().contains("410"), "the target's answer is reported: {error}");
+}
+
+#[tokio::test]
+async fn a_directory_source_yields_each_file_once() {
+    let dir = std::env::temp_dir().join(format!("authmd-maildir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("reg_1.html"), "<a href=\"http://127.0.0.1:1/v?token=cvt_dir\">x</a>").expect("write");
+    let source = MailSource::directory(&dir);
+    let http = reqwest::Client::new();
+    let message = source
+        .next_message(&http, "h@example.com", "reg_1", Duration::from_secs(2))
+        .await
+        .expect("found");
+    assert_eq!(extract_claim_link(&message, None).expect("link").token, "cvt_dir");
+    assert!(
+        source
+            .next_message(&http, "h@example.com", "reg_1", Duration::from_millis(100))
+            .await
+            .is_err()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind(any()).expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let error = Mailbox::start(addr).await.err().expect("refused");
+    assert!(error.to_string().contains(&addr.to_string()));
+}
