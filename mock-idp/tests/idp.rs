@@ -102,6 +102,10 @@ async fn logout_tokens_carry_the_revocation_event_and_no_nonce() {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::type_complexity,
+    reason = "a table of (name, token, expected reason) rows reads best inline"
+)]
 async fn each_broken_variant_fails_verification_for_its_own_reason() {
     let idp = start(KeyAlg::Es256).await;
     let mint = |tamper: Option<Tamper>, set: Value| {

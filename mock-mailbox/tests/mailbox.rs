@@ -160,9 +160,9 @@ async fn fault_injection_refuses_delays_and_drops() {
     let smtp = transport(mailbox.addr());
     let send = || smtp.send(claim_mail("f@example.com", "http://127.0.0.1:1/v?token=t"));
     mailbox.set_fault(SmtpFault::Refuse5xx);
-    assert!(send().await.err().expect("refused").is_permanent());
+    assert!(send().await.expect_err("refused").is_permanent());
     mailbox.set_fault(SmtpFault::Refuse4xx);
-    assert!(send().await.err().expect("refused").is_transient());
+    assert!(send().await.expect_err("refused").is_transient());
     mailbox.set_fault(SmtpFault::Drop);
     assert!(send().await.is_err());
     mailbox.set_fault(SmtpFault::Delay(100));
@@ -228,8 +228,7 @@ async fn the_otp_comes_from_the_page_the_link_opens() {
         &format!("{base}/claim/attempt/challenge"),
     )
     .await
-    .err()
-    .expect("no otp");
+    .expect_err("no otp");
     assert!(error.to_string().contains("410"), "the target's answer is reported: {error}");
 }
 
@@ -258,6 +257,6 @@ async fn a_directory_source_yields_each_file_once() {
 async fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind(any()).expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let error = Mailbox::start(addr).await.err().expect("refused");
+    let error = Mailbox::start(addr).await.err().expect("a port in use is refused");
     assert!(error.to_string().contains(&addr.to_string()));
 }
