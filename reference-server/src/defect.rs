@@ -37,6 +37,66 @@ macro_rules! defects {
 }
 
 defects! {
+    /// API-05: accepts a credential under any authorization scheme, `Basic` included.
+    AcceptAnyScheme = "accept-any-scheme",
+    /// REG-EMAIL-03: accepts a verified_email assertion that is not an address.
+    AcceptAnyEmail = "accept-any-email",
+    /// REVOKE-12: accepts logout tokens without `jti`.
+    AcceptLogoutWithoutJti = "accept-logout-without-jti",
+    /// IDJAG-31: accepts ID-JAGs without `sub`.
+    AcceptMissingSub = "accept-missing-sub",
+    /// REG-GEN-04: parses registration bodies whatever their content type.
+    AcceptNonJsonContentType = "accept-non-json-content-type",
+    /// IDJAG-05: verifies a token whose `kid` is unknown with the issuer's first key.
+    AcceptUnknownKid = "accept-unknown-kid",
+    /// DISC-15: lists `refresh_token` among the identity credential types.
+    AdvertiseRefreshTokenType = "advertise-refresh-token-type",
+    /// IDJAG-46: records the `jti` of a token rejected for missing verified email.
+    BurnJtiOfRejectedTokens = "burn-jti-of-rejected-tokens",
+    /// REG-ANON-06: defaults a missing `requested_credential_type` to `api_key`.
+    DefaultCredentialType = "default-credential-type",
+    /// CLAIM-08, CLAIM-21: does not check whether a registration was already claimed.
+    ForgetClaimedStatus = "forget-claimed-status",
+    /// REG-ANON-10: gives unclaimed anonymous keys the post-claim scopes.
+    FullScopesBeforeClaim = "full-scopes-before-claim",
+    /// RFC 7515 §4.1.11: ignores a `crit` header naming an unknown extension.
+    IgnoreCrit = "ignore-crit",
+    /// CLAIM-03: the plain GET of the claim link mints (and so rotates) the OTP.
+    MintOtpOnView = "mint-otp-on-view",
+    /// CLAIM-06: a repeated claim with the same email starts a new attempt and mails again.
+    NewAttemptOnRepeatClaim = "new-attempt-on-repeat-claim",
+    /// IDJAG-21, IDJAG-24: allows no clock skew on `exp` and `iat`.
+    NoClockSkew = "no-clock-skew",
+    /// IDJAG-44: fetches the issuer's JWKS for every token.
+    NoJwksCache = "no-jwks-cache",
+    /// REVOKE-21: omits `Cache-Control: no-store` on revocation answers.
+    NoRevokeCacheControl = "no-revoke-cache-control",
+    /// DISC-11: omits `bearer_methods_supported` from the PRM.
+    OmitBearerMethods = "omit-bearer-methods",
+    /// DISC-16: omits `events_supported` although a revocation URI is advertised.
+    OmitEventsSupported = "omit-events-supported",
+    /// DISC-20: omits `issuer` from the AS metadata.
+    OmitIssuer = "omit-issuer",
+    /// CLAIM-26: accepts an OTP minted for another registration.
+    OtpNotBoundToRegistration = "otp-not-bound-to-registration",
+    /// IDJAG-33: refuses ID-JAGs whose only verified contact is a phone number.
+    RejectPhoneOnly = "reject-phone-only",
+    /// REG-GEN-06: refuses registration bodies with unknown members.
+    RejectUnknownMembers = "reject-unknown-members",
+    /// DISC-19: returns a relative `claim_url`.
+    RelativeClaimUrl = "relative-claim-url",
+    /// REVOKE-20: keeps logout-token and ID-JAG `jti`s in one replay namespace.
+    SharedJtiNamespace = "shared-jti-namespace",
+    /// CLAIM-14: mints five-digit OTPs.
+    ShortOtp = "short-otp",
+    /// REG-GEN-02: registers an unknown `type` as anonymous.
+    TreatUnknownTypeAsAnonymous = "treat-unknown-type-as-anonymous",
+    /// CLAIM-31, CLAIM-19: trims whitespace from the OTP before comparing.
+    TrimOtp = "trim-otp",
+    /// REG-ANON-08: mints claim tokens with 48 bits of entropy.
+    WeakClaimToken = "weak-claim-token",
+    /// CRED-10, REG-ANON-01: spells `registration_type` with underscores.
+    WrongRegistrationType = "wrong-registration-type",
     /// IDJAG-07: accepts `alg: none` tokens without a signature.
     AcceptAlgNone = "accept-alg-none",
     /// IDJAG-19: accepts an `aud` array with members besides the expected audience.

@@ -107,7 +107,7 @@ async fn body_bytes(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
 /// REG-GEN-01, REG-GEN-03, REG-GEN-04: JSON bodies only; malformed JSON is a 400, never a 5xx.
 async fn json_body(state: &AppState, request: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
     let (headers, bytes) = body_bytes(request).await?;
-    if !content_type_is(&headers, "application/json") {
+    if !content_type_is(&headers, "application/json") && !state.defects.contains(Defect::AcceptNonJsonContentType) {
         return Err(invalid("Content-Type must be application/json"));
     }
     match serde_json::from_slice::<Value>(&bytes) {
@@ -164,7 +164,7 @@ fn prm(state: &AppState) -> Value {
         "resource_logo_uri": format!("{}/logo.png", state.base_url),
         "authorization_servers": [state.base_url],
         "scopes_supported": state.config.scopes,
-        "bearer_methods_supported": ["header"],
+        "bearer_methods_supported": if state.defects.contains(Defect::OmitBearerMethods) { json!(null) } else { json!(["header"]) },
     })
 }
 
@@ -207,18 +207,27 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
         "identity_types_supported": identity_types,
         "events_supported": [verify::REVOKED_EVENT],
     });
+    if state.defects.contains(Defect::OmitEventsSupported)
+        && let Some(obj) = agent_auth.as_object_mut()
+    {
+        obj.remove("events_supported");
+    }
+    let mut identity_credential_types = c.identity_credential_types.clone();
+    if state.defects.contains(Defect::AdvertiseRefreshTokenType) {
+        identity_credential_types.push("refresh_token".into());
+    }
     if c.anonymous {
         agent_auth["anonymous"] = json!({ "credential_types_supported": ["api_key"] });
     }
     if !assertion_types.is_empty() {
         agent_auth["identity_assertion"] = json!({
             "assertion_types_supported": assertion_types,
-            "credential_types_supported": c.identity_credential_types,
+            "credential_types_supported": identity_credential_types,
         });
     }
     public_json(json!({
         // DISC-20: RFC 8414 base members, informational in v0.1 but harmless to serve.
-        "issuer": base,
+        "issuer": if state.defects.contains(Defect::OmitIssuer) { json!(null) } else { json!(base) },
         "response_types_supported": [],
         "resource": state.resource(),
         "authorization_servers": [base],
@@ -253,14 +262,31 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
     let outcome = async {
         let body = json_body(&state, request).await?;
         // REG-GEN-02: unknown or missing `type` is invalid_request.
+        if state.defects.contains(Defect::RejectUnknownMembers)
+            && body
+                .keys()
+                .any(|k| !["type", "requested_credential_type", "assertion_type", "assertion"].contains(&k.as_str()))
+        {
+            return Err(invalid("unknown member"));
+        }
         match str_member(&body, "type")? {
             "anonymous" => register_anonymous(&state, now, ip, &body).await,
             "identity_assertion" => register_identity(&state, now, ip, &body).await,
+            _ if state.defects.contains(Defect::TreatUnknownTypeAsAnonymous) => register_anonymous(&state, now, ip, &body).await,
             other => Err(ApiError::InvalidRequest(format!("unknown type `{other}`"))),
         }
     }
     .await;
     state.reply(outcome)
+}
+
+/// DISC-19: `claim_url` equals `agent_auth.claim_uri`, absolute.
+fn claim_url(state: &AppState) -> String {
+    if state.defects.contains(Defect::RelativeClaimUrl) {
+        "/agent/auth/claim".into()
+    } else {
+        format!("{}/agent/auth/claim", state.base_url)
+    }
 }
 
 fn unsupported_credential(state: &AppState) -> ApiError {
@@ -277,7 +303,10 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
         return Err(ApiError::AnonymousNotEnabled);
     }
     // REG-ANON-06: `requested_credential_type` is required in v0.1 (C-11).
-    let requested = str_member(body, "requested_credential_type")?;
+    let requested = match str_member(body, "requested_credential_type") {
+        Err(_) if state.defects.contains(Defect::DefaultCredentialType) => "api_key",
+        other => other?,
+    };
     // REG-ANON-05: anonymous registrations only get API keys.
     if requested != "api_key" {
         return Err(unsupported_credential(state));
@@ -288,9 +317,17 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
     // REG-ANON-01, REG-ANON-04, REG-ANON-08, CRED-06: fresh high-entropy identifiers.
     let registration_id = secret("reg_", 16);
     let credential = secret("sk_", 24);
-    let claim_token = secret("clm_", 24);
+    let claim_token = if state.defects.contains(Defect::WeakClaimToken) {
+        secret("clm_", 6)
+    } else {
+        secret("clm_", 24)
+    };
     let expires = now + state.config.ttl.registration;
-    let pre = state.config.pre_claim_scopes.clone();
+    let pre = if state.defects.contains(Defect::FullScopesBeforeClaim) {
+        state.config.scopes.clone()
+    } else {
+        state.config.pre_claim_scopes.clone()
+    };
     let post = state.config.scopes.clone();
     {
         let (rid, cred_hash, claim_hash, pre, post) = (
@@ -319,14 +356,19 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
             })
             .await?;
     }
+    let pre_scopes_out = if state.defects.contains(Defect::FullScopesBeforeClaim) {
+        &state.config.scopes
+    } else {
+        &state.config.pre_claim_scopes
+    };
     Ok(state.secret_json(json!({
         "registration_id": registration_id,
-        "registration_type": "anonymous",
+        "registration_type": if state.defects.contains(Defect::WrongRegistrationType) { "anonymous_registration" } else { "anonymous" },
         "credential_type": "api_key",
         "credential": credential,
         "credential_expires": null,
-        "scopes": state.config.pre_claim_scopes,
-        "claim_url": format!("{}/agent/auth/claim", state.base_url),
+        "scopes": pre_scopes_out,
+        "claim_url": claim_url(state),
         "claim_token": claim_token,
         "claim_token_expires": iso(expires),
         "post_claim_scopes": state.config.scopes,
@@ -361,7 +403,7 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
         return Err(ApiError::VerifiedEmailNotEnabled);
     }
     // REG-EMAIL-03
-    if !plausible_email(email) {
+    if !plausible_email(email) && !state.defects.contains(Defect::AcceptAnyEmail) {
         return Err(invalid("assertion is not an email address"));
     }
     let registration_id = secret("reg_", 16);
@@ -391,7 +433,7 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
     let mut response = json!({
         "registration_id": registration_id,
         "registration_type": "email-verification",
-        "claim_url": format!("{}/agent/auth/claim", state.base_url),
+        "claim_url": claim_url(state),
         "claim_token": claim_token,
         "claim_token_expires": iso(expires),
         "post_claim_scopes": state.config.scopes,
@@ -524,7 +566,15 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
 }
 
 /// Records a `jti` in the replay cache; false when it was already there.
-fn remember_jti(conn: &Connection, iss: &str, kind: TokenKind, jti: &str, until: i64, now: i64) -> Result<bool, ApiError> {
+fn remember_jti(
+    conn: &Connection,
+    defects: &crate::defect::Defects,
+    iss: &str,
+    kind: TokenKind,
+    jti: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, ApiError> {
     conn.execute(
         "DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)",
         params![now],
@@ -533,7 +583,7 @@ fn remember_jti(conn: &Connection, iss: &str, kind: TokenKind, jti: &str, until:
     let inserted = conn
         .execute(
             "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![iss, kind.replay_namespace(), jti, until],
+            params![iss, kind.replay_namespace(defects), jti, until],
         )
         .map_err(db)?;
     Ok(inserted == 1)
@@ -543,7 +593,19 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
     if !state.config.id_jag {
         return Err(ApiError::IssuerNotEnabled);
     }
-    let verified = verify::verify(state, assertion, TokenKind::IdJag, now).await?;
+    let verified = match verify::verify(state, assertion, TokenKind::IdJag, now).await {
+        Err(ApiError::MissingVerifiedEmail) if state.defects.contains(Defect::BurnJtiOfRejectedTokens) => {
+            if let Some((iss, jti)) = verify::peek_iss_jti(assertion) {
+                let defects = state.defects.clone();
+                let _ = state
+                    .db
+                    .call(move |conn| remember_jti(conn, &defects, &iss, TokenKind::IdJag, &jti, now + 600, now))
+                    .await;
+            }
+            return Err(ApiError::MissingVerifiedEmail);
+        }
+        other => other?,
+    };
     state.rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now)?;
     // CRED-09: one registration id per (iss, sub, aud).
     let registration_id = format!(
@@ -569,7 +631,15 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
             .db
             .call(move |conn| {
                 // IDJAG-28..30: a `jti` is accepted once, atomically (one writer thread).
-                let fresh = remember_jti(conn, &verified.iss, TokenKind::IdJag, &verified.jti, verified.replay_until, now)?;
+                let fresh = remember_jti(
+                    conn,
+                    &state2.defects,
+                    &verified.iss,
+                    TokenKind::IdJag,
+                    &verified.jti,
+                    verified.replay_until,
+                    now,
+                )?;
                 if !fresh && !state2.defects.contains(Defect::SkipReplayCheck) {
                     return Err(ApiError::ReplayDetected);
                 }
@@ -611,7 +681,7 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
     }
     let mut response = json!({
         "registration_id": registration_id,
-        "registration_type": "agent-provider",
+        "registration_type": if state.defects.contains(Defect::WrongRegistrationType) { "agent_provider" } else { "agent-provider" },
         "credential_type": requested,
         "credential": credential,
         "credential_expires": expires.map(iso),
@@ -637,6 +707,7 @@ struct Attempt {
 /// Starts (or, for the same email while live, reuses) a claim attempt and mails its link.
 async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email: &str) -> Result<Attempt, ApiError> {
     let (rid, email_owned, ttl) = (registration_id.to_string(), email.to_string(), state.config.ttl.claim_attempt);
+    let repeat_defect = state.defects.contains(Defect::NewAttemptOnRepeatClaim);
     let attempt = state
         .db
         .call(move |conn| {
@@ -649,7 +720,7 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
                 )
                 .optional()
                 .map_err(db)?;
-            if let Some((id, expires_at)) = live {
+            if let Some((id, expires_at)) = live.filter(|_| !repeat_defect) {
                 return Ok(Attempt { id, token: None, expires_at });
             }
             // CLAIM-05: a new attempt supersedes every earlier one, token and OTP alike.
@@ -755,7 +826,7 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
             return Err(ApiError::ClaimExpired);
         }
         // CLAIM-08
-        if reg.status == "claimed" {
+        if reg.status == "claimed" && !state.defects.contains(Defect::ForgetClaimedStatus) {
             return Err(ApiError::ClaimedOrInFlight);
         }
         let attempt = start_attempt(&state, now, &reg.id, &email).await?;
@@ -823,6 +894,19 @@ pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(quer
         Ok(_) => return (StatusCode::NOT_FOUND, Html("<h1>Link invalid</h1>")).into_response(),
         Err(e) => return state.reply(Err(e)),
     }
+    if state.defects.contains(Defect::MintOtpOnView) {
+        let (t, fresh) = (token.clone(), hash(&otp()));
+        let _ = state
+            .db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE claim_attempts SET otp_hash = ?1 WHERE token_hash = ?2",
+                    params![fresh, hash(&t)],
+                )
+                .map_err(db)
+            })
+            .await;
+    }
     let token_json = serde_json::to_string(&token).unwrap_or_default().replace('<', "\\u003c");
     let page = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Read this code back to the agent</title></head>
@@ -852,7 +936,7 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
     let outcome = async {
         let body = json_body(&state, request).await?;
         let token = str_member(&body, "claim_attempt_token")?.to_string();
-        let code = otp();
+        let code = if state.defects.contains(Defect::ShortOtp) { otp()[1..].to_string() } else { otp() };
         let code_hash = hash(&code);
         let otp_ttl = state.config.ttl.otp;
         // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 defect.
@@ -924,7 +1008,7 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     return Ok(Err((ApiError::ClaimExpired, None)));
                 }
                 // CLAIM-21, CLAIM-27
-                if reg.status == "claimed" {
+                if reg.status == "claimed" && !st.defects.contains(Defect::ForgetClaimedStatus) {
                     return Ok(Err((ApiError::PreviouslyClaimed, None)));
                 }
                 let current: Option<CurrentAttempt> = conn
@@ -962,11 +1046,26 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 // CLAIM-25: a bounded number of wrong guesses burns the code.
                 let limit_reached = failures >= st.config.max_otp_failures && !st.defects.contains(Defect::NoOtpAttemptLimit);
                 // CLAIM-31: exact comparison, no trimming.
-                let given_hash = hash(&given);
+                let given_hash = if st.defects.contains(Defect::TrimOtp) {
+                    hash(given.trim())
+                } else {
+                    hash(&given)
+                };
                 let mut accepted = same_hash(&given_hash, &otp_hash);
                 // CLAIM-12 defect: the previous OTP of this attempt still works.
                 if !accepted && st.defects.contains(Defect::KeepPreviousOtp) {
                     accepted = previous.as_deref().is_some_and(|p| same_hash(&given_hash, p));
+                }
+                // CLAIM-26 defect: an OTP of any registration works.
+                if !accepted && st.defects.contains(Defect::OtpNotBoundToRegistration) {
+                    let n: i64 = conn
+                        .query_row(
+                            "SELECT COUNT(*) FROM claim_attempts WHERE otp_hash = ?1",
+                            params![given_hash],
+                            |r| r.get(0),
+                        )
+                        .map_err(db)?;
+                    accepted = n > 0;
                 }
                 // CLAIM-05 defect: OTPs of superseded attempts still work (C-16).
                 if !accepted && st.defects.contains(Defect::KeepSupersededOtps) {
@@ -1106,7 +1205,15 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
             .db
             .call(move |conn| {
                 // REVOKE-11: a logout token is processed once.
-                let fresh = remember_jti(conn, &verified.iss, TokenKind::Logout, &verified.jti, verified.replay_until, now)?;
+                let fresh = remember_jti(
+                    conn,
+                    &st.defects,
+                    &verified.iss,
+                    TokenKind::Logout,
+                    &verified.jti,
+                    verified.replay_until,
+                    now,
+                )?;
                 if !fresh && !st.defects.contains(Defect::SkipLogoutReplayCheck) {
                     return Err(ApiError::ReplayDetected);
                 }
@@ -1132,9 +1239,11 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
             .await?;
         let mut response = Json(json!({ "revoked": revoked })).into_response();
         // REVOKE-21 (BCL §2.8)
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if !state.defects.contains(Defect::NoRevokeCacheControl) {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         Ok(response)
     }
     .await;
@@ -1160,7 +1269,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>
     let header_token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, token) = v.split_once(' ')?;
         // API-06: the scheme name is case-insensitive (RFC 9110 §11.1).
-        let scheme_ok = if state.defects.contains(Defect::CaseSensitiveScheme) {
+        let scheme_ok = if state.defects.contains(Defect::AcceptAnyScheme) {
+            true
+        } else if state.defects.contains(Defect::CaseSensitiveScheme) {
             scheme == "Bearer"
         } else {
             scheme.eq_ignore_ascii_case("bearer")

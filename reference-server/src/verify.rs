@@ -39,11 +39,11 @@ impl TokenKind {
         }
     }
 
-    /// The namespace of this kind's `jti` values in the replay cache.
-    pub fn replay_namespace(self) -> &'static str {
+    /// The namespace of this kind's `jti` values in the replay cache (C-25: one per token type).
+    pub fn replay_namespace(self, defects: &crate::defect::Defects) -> &'static str {
         match self {
-            Self::IdJag => "id-jag",
-            Self::Logout => "logout",
+            Self::Logout if !defects.contains(Defect::SharedJtiNamespace) => "logout",
+            _ => "id-jag",
         }
     }
 }
@@ -149,7 +149,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         }
     }
     // RFC 7515 §4.1.11: an extension we do not understand must make the token invalid.
-    if header.contains_key("crit") {
+    if header.contains_key("crit") && !defects.contains(Defect::IgnoreCrit) {
         return Err(ApiError::InvalidRequest("unsupported critical header extension".into()));
     }
     // IDJAG-07, IDJAG-08: only asymmetric algorithms from the allow-list; never `none` or HMAC.
@@ -212,6 +212,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         {
             expected[0].clone()
         }
+        None if skip_aud => expected[0].clone(),
         None => return Err(ApiError::InvalidAudience),
         _ => return Err(ApiError::InvalidAudience),
     };
@@ -223,7 +224,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         aud
     };
 
-    let skew = state.config.ttl.skew;
+    let no_skew = defects.contains(Defect::NoClockSkew);
+    let skew = if no_skew { 0 } else { state.config.ttl.skew };
+    let max_future_iat = if no_skew { 0 } else { state.config.ttl.max_future_iat };
     let exp = int_claim(&claims, "exp")?;
     let iat = int_claim(&claims, "iat")?;
     let nbf = int_claim(&claims, "nbf")?;
@@ -242,7 +245,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
                 return Err(ApiError::InvalidRequest("missing iat".into()));
             };
             // IDJAG-23, IDJAG-24: `iat` not unreasonably in the future.
-            if iat > now + state.config.ttl.max_future_iat && !defects.contains(Defect::AcceptFutureIat) {
+            if iat > now + max_future_iat && !defects.contains(Defect::AcceptFutureIat) {
                 return Err(ApiError::InvalidRequest("iat is too far in the future".into()));
             }
             // IDJAG-26: not before `nbf`.
@@ -264,7 +267,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
             // REVOKE-14: `iat` present and not far in the future (BCL §2.6).
             match iat {
                 None => return Err(ApiError::InvalidRequest("missing iat".into())),
-                Some(iat) if iat > now + state.config.ttl.max_future_iat && !defects.contains(Defect::AcceptFutureLogoutIat) => {
+                Some(iat) if iat > now + max_future_iat && !defects.contains(Defect::AcceptFutureLogoutIat) => {
                     return Err(ApiError::InvalidRequest("iat is too far in the future".into()));
                 }
                 _ => {}
@@ -288,12 +291,14 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     let jti = match string_claim(&claims, "jti") {
         Some(jti) => jti,
         None if kind == TokenKind::IdJag && defects.contains(Defect::AcceptMissingJti) => uuid_like(now),
+        None if kind == TokenKind::Logout && defects.contains(Defect::AcceptLogoutWithoutJti) => uuid_like(now),
         None => return Err(ApiError::InvalidRequest("missing jti".into())),
     };
     // IDJAG-31, REVOKE-10: `sub` is required (auth.md has no sessions, so `sid` alone is not enough).
     let sub = match string_claim(&claims, "sub") {
         Some(sub) => sub,
         None if kind == TokenKind::Logout && defects.contains(Defect::AcceptLogoutWithoutSub) => String::new(),
+        None if kind == TokenKind::IdJag && defects.contains(Defect::AcceptMissingSub) => String::new(),
         None => return Err(ApiError::InvalidRequest("missing sub".into())),
     };
 
@@ -315,7 +320,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
             _ => false,
         };
         let email_ok = verified("email_verified") && claims.get("email").is_some_and(Value::is_string);
-        let phone_ok = verified("phone_number_verified") && claims.get("phone_number").is_some_and(Value::is_string);
+        let phone_ok = verified("phone_number_verified")
+            && claims.get("phone_number").is_some_and(Value::is_string)
+            && !defects.contains(Defect::RejectPhoneOnly);
         if !email_ok && !phone_ok && !defects.contains(Defect::SkipVerifiedEmailCheck) {
             return Err(ApiError::MissingVerifiedEmail);
         }
@@ -331,6 +338,12 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         jti,
         replay_until,
     })
+}
+
+/// `iss` and `jti` of a token, unverified (for the burn-jti-of-rejected-tokens defect only).
+pub fn peek_iss_jti(token: &str) -> Option<(String, String)> {
+    let claims = segment(token.split('.').nth(1)?).ok()?;
+    Some((string_claim(&claims, "iss")?, string_claim(&claims, "jti")?))
 }
 
 fn uuid_like(now: i64) -> String {
@@ -361,7 +374,8 @@ impl JwksCache {
         let ttl_bounds = (state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling);
         let cooldown = Duration::from_secs(state.config.ttl.jwks_refetch_cooldown);
         let mut entries = self.entries.lock().await;
-        let fresh = entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < e.ttl);
+        let fresh =
+            entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < e.ttl) && !state.defects.contains(Defect::NoJwksCache);
         if !fresh {
             let entry = fetch(state, issuer, ttl_bounds).await?;
             entries.insert(issuer.issuer.clone(), entry);
@@ -392,6 +406,11 @@ impl JwksCache {
             if let Some(key) = found {
                 return Ok(key);
             }
+        }
+        if state.defects.contains(Defect::AcceptUnknownKid)
+            && let Some(key) = entries.get(&issuer.issuer).and_then(|e| e.keys.first().cloned())
+        {
+            return Ok(key);
         }
         Err(ApiError::InvalidSignature("no key in the issuer's JWKS matches the token".into()))
     }
