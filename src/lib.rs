@@ -5,8 +5,10 @@
 //! [`bundled`] starts the reference server, mock IdP and mailbox in-process for `run` without a
 //! target: it only starts them, it shares no rules with the engine.
 
+pub mod baseline;
 pub mod bundled;
 pub mod catalogue;
+pub mod compare;
 pub mod engine;
 pub mod exit_code;
 pub mod redact;

@@ -53,6 +53,40 @@ enum Command {
         #[command(subcommand)]
         command: ReferenceCommand,
     },
+    /// Known-failure baselines.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
+    /// Compare JSON reports (several servers, or one over time): a matrix per case and reading.
+    Compare {
+        /// Two or more `report.json` files.
+        #[arg(required = true, num_args = 2..)]
+        reports: Vec<PathBuf>,
+        /// Where to write `comparison.md` and `comparison.html`. Defaults to the current directory.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// What changed between two runs: new failures, fixes, changed evidence.
+    Diff {
+        /// The earlier `report.json`.
+        before: PathBuf,
+        /// The later `report.json`.
+        after: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Write a baseline listing every FAIL of a report.
+    Write {
+        /// The `report.json` to read.
+        #[arg(long)]
+        report: PathBuf,
+        /// The baseline file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -85,6 +119,9 @@ struct RunArgs {
     /// Cases at once (overrides the config).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Known-failure baseline (TOML): listed failures do not fail the run; stale entries do.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -224,6 +261,41 @@ fn defects(ids: &[String]) -> Result<Defects, Failure> {
 async fn dispatch(command: Command) -> Result<i32, Failure> {
     match command {
         Command::Run(args) => run(args).await,
+        Command::Baseline {
+            command: BaselineCommand::Write { report, out },
+        } => {
+            let report = authmd_conformance::compare::ReportFile::read(&report).map_err(|e| Failure::Usage(e.to_string()))?;
+            let baseline = authmd_conformance::baseline::Baseline::from_report(&report);
+            std::fs::write(&out, baseline.to_toml()).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
+            println!("{} known failures written to {}", baseline.known_failures.len(), out.display());
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Compare { reports, out } => {
+            let files = reports
+                .iter()
+                .map(|p| authmd_conformance::compare::ReportFile::read(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            authmd_conformance::compare::same_profile(&files).map_err(Failure::Usage)?;
+            let (md, html) = authmd_conformance::compare::matrix(&files);
+            std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
+            std::fs::write(out.join("comparison.md"), &md).map_err(|e| Failure::Usage(e.to_string()))?;
+            std::fs::write(out.join("comparison.html"), html).map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("{md}");
+            Ok(exit_code::SUCCESS)
+        }
+        Command::Diff { before, after } => {
+            let a = authmd_conformance::compare::ReportFile::read(&before).map_err(|e| Failure::Usage(e.to_string()))?;
+            let b = authmd_conformance::compare::ReportFile::read(&after).map_err(|e| Failure::Usage(e.to_string()))?;
+            authmd_conformance::compare::same_profile(&[a.clone(), b.clone()]).map_err(Failure::Usage)?;
+            let d = authmd_conformance::compare::diff(&a, &b);
+            print!("{}", d.render());
+            Ok(if d.new_failures.is_empty() {
+                exit_code::SUCCESS
+            } else {
+                exit_code::CONFORMANCE
+            })
+        }
         Command::List(args) => {
             let cat = catalogue()?;
             let filter = parse_filter(&args, &cat)?;
@@ -388,6 +460,13 @@ async fn wait_for_ctrl_c() {
 
 async fn run(args: RunArgs) -> Result<i32, Failure> {
     let cat = catalogue()?;
+    // Read the baseline first: a bad one is a usage error before anything runs.
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(authmd_conformance::baseline::Baseline::load)
+        .transpose()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let filter = parse_filter(&args.filter, &cat)?;
     let cases: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).cloned().collect();
     if cases.is_empty() {
@@ -515,7 +594,30 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         report.footer.duration_ms as f64 / 1000.0,
         out.display()
     );
-    Ok(if report.gating_failures() > 0 {
+    let gating = match &baseline {
+        Some(b) => {
+            let names = cat.cases.iter().map(|c| c.full_name()).collect();
+            let today = time::OffsetDateTime::now_utc()
+                .format(&time::macros::format_description!("[year]-[month]-[day]"))
+                .unwrap_or_default();
+            let gate = b.judge(&report, &names, &today);
+            println!(
+                "baseline: {} known failures tolerated, {} unlisted failures, {} stale entries",
+                gate.known.len(),
+                gate.unlisted.len(),
+                gate.stale.len()
+            );
+            for s in &gate.stale {
+                println!("  stale: {} ({})", s.case, s.why);
+            }
+            for u in &gate.unlisted {
+                println!("  unlisted failure: {u}");
+            }
+            if gate.passes() { 0 } else { gate.unlisted.len() + gate.stale.len() }
+        }
+        None => report.gating_failures(),
+    };
+    Ok(if gating > 0 {
         exit_code::CONFORMANCE
     } else if report.inconclusive() > 0 {
         exit_code::HARNESS

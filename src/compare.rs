@@ -1,0 +1,264 @@
+//! Reading JSON reports back, and comparing them: a matrix across servers (or one server over
+//! time) per case and per ambiguity reading, and a diff of two runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::report::{Footer, Header, SCHEMA_VERSION};
+
+/// A case as read back from a report.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CaseRecord {
+    /// `area/id`.
+    pub name: String,
+    /// Requirement ids.
+    #[serde(default)]
+    pub requirements: Vec<String>,
+    /// Ambiguity reading.
+    #[serde(default)]
+    pub reading: Option<String>,
+    /// Verdict label.
+    pub verdict: String,
+    /// Skip / inconclusive reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Findings.
+    #[serde(default)]
+    pub findings: Vec<Value>,
+}
+
+impl CaseRecord {
+    /// The first finding as one line.
+    pub fn first_finding(&self) -> Option<String> {
+        self.findings.first().map(|f| {
+            format!(
+                "{}: expected {} (found {})",
+                f["step"].as_str().unwrap_or(""),
+                f["expected"].as_str().unwrap_or(""),
+                f["found"].as_str().unwrap_or("")
+            )
+        })
+    }
+
+    fn evidence(&self) -> String {
+        serde_json::to_string(&self.findings).unwrap_or_default()
+    }
+}
+
+/// A JSON report read back.
+#[derive(Clone, Debug)]
+pub struct ReportFile {
+    /// Where it came from.
+    pub path: String,
+    /// Header.
+    pub header: Header,
+    /// Cases.
+    pub cases: Vec<CaseRecord>,
+    /// Footer.
+    pub footer: Footer,
+}
+
+/// A file that is not a usable report.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ReadError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ReportFile {
+    /// Reads a report, refusing files that are not reports, of another schema version, or
+    /// truncated (no footer).
+    pub fn read(path: &Path) -> Result<Self, ReadError> {
+        let e = |m: String| ReadError {
+            path: path.display().to_string(),
+            message: m,
+        };
+        let text = std::fs::read_to_string(path).map_err(|x| e(format!("cannot read: {x}")))?;
+        let value: Value = serde_json::from_str(&text).map_err(|_| e("not a JSON report (not JSON, or cut off mid-way)".into()))?;
+        let version = value
+            .pointer("/header/schema_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| e("not an authmd-conformance report (no header.schema_version)".into()))?;
+        if version != u64::from(SCHEMA_VERSION) {
+            return Err(e(format!(
+                "report schema version {version}; this build reads version {SCHEMA_VERSION}"
+            )));
+        }
+        if value.get("footer").is_none_or(Value::is_null) {
+            return Err(e("truncated report: no footer".into()));
+        }
+        let header: Header = serde_json::from_value(value["header"].clone()).map_err(|x| e(format!("bad header: {x}")))?;
+        let cases: Vec<CaseRecord> = serde_json::from_value(value["cases"].clone()).map_err(|x| e(format!("bad cases: {x}")))?;
+        let footer: Footer = serde_json::from_value(value["footer"].clone()).map_err(|x| e(format!("bad footer: {x}")))?;
+        if footer.total != cases.len() {
+            return Err(e(format!(
+                "truncated report: the footer counts {} cases, the file holds {}",
+                footer.total,
+                cases.len()
+            )));
+        }
+        Ok(Self {
+            path: path.display().to_string(),
+            header,
+            cases,
+            footer,
+        })
+    }
+
+    fn label(&self) -> String {
+        format!("{} ({})", self.header.target, self.header.started_at)
+    }
+}
+
+/// Refuses to mix spec profiles.
+pub fn same_profile(reports: &[ReportFile]) -> Result<(), String> {
+    let profiles: BTreeSet<&str> = reports.iter().map(|r| r.header.profile.as_str()).collect();
+    if profiles.len() > 1 {
+        return Err(format!(
+            "the reports test different spec profiles ({}); compare reports of one profile at a time",
+            profiles.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The comparison matrix as Markdown and HTML: one row per case, one column per report, and a
+/// table of which ambiguity reading each report follows.
+pub fn matrix(reports: &[ReportFile]) -> (String, String) {
+    let names: BTreeSet<&str> = reports.iter().flat_map(|r| r.cases.iter().map(|c| c.name.as_str())).collect();
+    let lookup: Vec<BTreeMap<&str, &CaseRecord>> = reports
+        .iter()
+        .map(|r| r.cases.iter().map(|c| (c.name.as_str(), c)).collect())
+        .collect();
+    let mut md = String::from("# Conformance comparison\n\n| case |");
+    let mut html = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conformance comparison</title><style>body{font-family:system-ui,sans-serif}td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left}.FAIL{color:#b00020;font-weight:bold}.PASS{color:#176f2c}.WARN{color:#a15c00}</style></head><body><h1>Conformance comparison</h1><table><tr><th>case</th>",
+    );
+    for (i, r) in reports.iter().enumerate() {
+        md += &format!(" {} |", i + 1);
+        html += &format!("<th title=\"{}\">{}</th>", esc(&r.label()), i + 1);
+    }
+    md += "\n| --- |";
+    md += &" --- |".repeat(reports.len());
+    md += "\n";
+    html += "</tr>";
+    for name in &names {
+        md += &format!("| `{name}` |");
+        html += &format!("<tr><td>{}</td>", esc(name));
+        for l in &lookup {
+            let v = l.get(name).map(|c| c.verdict.as_str()).unwrap_or("—");
+            md += &format!(" {v} |");
+            html += &format!("<td class=\"{v}\">{v}</td>");
+        }
+        md += "\n";
+        html += "</tr>";
+    }
+    html += "</table><h2>Ambiguity readings</h2><table><tr><th>reading</th>";
+    md += "\n## Ambiguity readings (does the target follow it?)\n\n| reading | case |";
+    for (i, _) in reports.iter().enumerate() {
+        md += &format!(" {} |", i + 1);
+        html += &format!("<th>{}</th>", i + 1);
+    }
+    md += "\n| --- | --- |";
+    md += &" --- |".repeat(reports.len());
+    md += "\n";
+    html += "</tr>";
+    let readings: BTreeMap<(&str, &str), ()> = reports
+        .iter()
+        .flat_map(|r| {
+            r.cases
+                .iter()
+                .filter_map(|c| c.reading.as_deref().map(|rd| ((rd, c.name.as_str()), ())))
+        })
+        .collect();
+    for (reading, name) in readings.keys() {
+        md += &format!("| {reading} | `{name}` |");
+        html += &format!("<tr><td>{}</td>", esc(reading));
+        for l in &lookup {
+            let follows = match l.get(name) {
+                Some(c) if c.verdict == "SKIP" => "skipped",
+                Some(c) if c.findings.is_empty() => "yes",
+                Some(_) => "no",
+                None => "—",
+            };
+            md += &format!(" {follows} |");
+            html += &format!("<td>{follows}</td>");
+        }
+        md += "\n";
+        html += "</tr>";
+    }
+    html += "</table><h2>Reports</h2><ol>";
+    md += "\n## Reports\n\n";
+    for (i, r) in reports.iter().enumerate() {
+        md += &format!("{}. {} — {}\n", i + 1, r.label(), r.path);
+        html += &format!("<li>{} — {}</li>", esc(&r.label()), esc(&r.path));
+    }
+    html += "</ol></body></html>";
+    (md, html)
+}
+
+/// What changed from `before` to `after`.
+#[derive(Clone, Debug, Default)]
+pub struct Diff {
+    /// FAIL now, not FAIL before (or new).
+    pub new_failures: Vec<String>,
+    /// FAIL before, not FAIL now.
+    pub fixes: Vec<String>,
+    /// Same verdict, different findings.
+    pub changed_evidence: Vec<String>,
+    /// Verdict changed otherwise (e.g. PASS → SKIP).
+    pub other_changes: Vec<(String, String, String)>,
+}
+
+/// Compares two runs.
+pub fn diff(before: &ReportFile, after: &ReportFile) -> Diff {
+    let old: BTreeMap<&str, &CaseRecord> = before.cases.iter().map(|c| (c.name.as_str(), c)).collect();
+    let mut d = Diff::default();
+    for c in &after.cases {
+        match old.get(c.name.as_str()) {
+            None if c.verdict == "FAIL" => d.new_failures.push(c.name.clone()),
+            None => {}
+            Some(o) if c.verdict == "FAIL" && o.verdict != "FAIL" => d.new_failures.push(c.name.clone()),
+            Some(o) if o.verdict == "FAIL" && c.verdict != "FAIL" => d.fixes.push(c.name.clone()),
+            Some(o) if o.verdict == c.verdict && o.evidence() != c.evidence() => d.changed_evidence.push(c.name.clone()),
+            Some(o) if o.verdict != c.verdict => d.other_changes.push((c.name.clone(), o.verdict.clone(), c.verdict.clone())),
+            Some(_) => {}
+        }
+    }
+    d
+}
+
+impl Diff {
+    /// Human-readable lines.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (title, items) in [
+            ("new failures", &self.new_failures),
+            ("fixes", &self.fixes),
+            ("changed evidence", &self.changed_evidence),
+        ] {
+            out += &format!("{title}: {}\n", items.len());
+            for i in items.iter() {
+                out += &format!("  {i}\n");
+            }
+        }
+        out += &format!("other verdict changes: {}\n", self.other_changes.len());
+        for (name, a, b) in &self.other_changes {
+            out += &format!("  {name}: {a} → {b}\n");
+        }
+        out
+    }
+}

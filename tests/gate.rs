@@ -1,0 +1,246 @@
+//! The CI gate and report reading, on real reports from the reference server with and without
+//! defects.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use authmd_conformance::baseline::Baseline;
+use authmd_conformance::compare::{self, ReportFile};
+use authmd_conformance::engine::Harness;
+use authmd_conformance::report::Report;
+use authmd_conformance::{Filter, bundled, default_catalogue};
+use authmd_reference_server::{Defect, Defects};
+
+async fn run(defects: &[Defect], dir: &Path) -> (Report, PathBuf) {
+    let catalogue = default_catalogue().expect("catalogue");
+    let filter = Filter {
+        areas: vec!["idjag".into(), "discovery".into()],
+        ..Filter::default()
+    };
+    let cases = catalogue.cases.into_iter().filter(|c| filter.selects(c)).collect();
+    let stack = bundled::start(defects.iter().copied().collect::<Defects>()).await.expect("stack");
+    let harness = Arc::new(
+        Harness::new(stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None)
+            .await
+            .expect("harness"),
+    );
+    let report = authmd_conformance::run(harness.clone(), cases, &|_, _, _| {}).await;
+    report.write_all(dir, &harness.secrets).expect("write");
+    (report, dir.join("report.json"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("authmd-gate-{}-{name}", std::process::id()))
+}
+
+fn all_names() -> BTreeSet<String> {
+    default_catalogue()
+        .expect("catalogue")
+        .cases
+        .iter()
+        .map(|c| c.full_name())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_baseline_tolerates_listed_failures_and_fails_when_an_entry_goes_stale() {
+    let (bad, bad_path) = run(&[Defect::AcceptMissingExp, Defect::SkipReplayCheck], &tmp("bad")).await;
+    let (good, good_path) = run(&[], &tmp("good")).await;
+    let bad_file = ReportFile::read(&bad_path).expect("read bad");
+    let baseline = Baseline::from_report(&bad_file);
+    assert_eq!(baseline.known_failures.len(), bad.gating_failures());
+    assert!(baseline.known_failures.iter().all(|k| !k.reason.is_empty()));
+
+    // Written, read back, and judged.
+    let file = tmp("baseline.toml");
+    std::fs::write(&file, baseline.to_toml()).expect("write");
+    let baseline = Baseline::load(&file).expect("load");
+    let names = all_names();
+    assert!(baseline.judge(&bad, &names, "2026-01-01").passes(), "listed failures are tolerated");
+
+    let stale = baseline.judge(&good, &names, "2026-01-01");
+    assert!(!stale.passes());
+    assert_eq!(stale.stale.len(), baseline.known_failures.len(), "every fixed case is stale");
+
+    let mut gone = baseline.clone();
+    gone.known_failures[0].case = "idjag/no-such-case".into();
+    assert!(
+        gone.judge(&bad, &names, "2026-01-01")
+            .stale
+            .iter()
+            .any(|s| s.why.contains("no longer exists"))
+    );
+
+    let mut expired = baseline.clone();
+    expired.known_failures[0].expires = Some("2025-12-31".into());
+    assert!(
+        expired
+            .judge(&bad, &names, "2026-01-01")
+            .stale
+            .iter()
+            .any(|s| s.why.contains("expired"))
+    );
+
+    let partial = Baseline {
+        known_failures: baseline.known_failures[1..].to_vec(),
+    };
+    assert_eq!(
+        partial.judge(&bad, &names, "2026-01-01").unlisted.len(),
+        1,
+        "an unlisted failure fails the run"
+    );
+
+    // diff and compare on the same pair.
+    let good_file = ReportFile::read(&good_path).expect("read good");
+    let d = compare::diff(&good_file, &bad_file);
+    assert_eq!(d.new_failures.len(), bad.gating_failures());
+    assert!(d.fixes.is_empty());
+    let back = compare::diff(&bad_file, &good_file);
+    assert_eq!(back.fixes.len(), bad.gating_failures());
+    let (md, html) = compare::matrix(&[good_file.clone(), bad_file.clone()]);
+    assert!(md.contains("| `idjag/idjag-22-exp-missing` | PASS | FAIL |"), "{md}");
+    assert!(md.contains("C-01/A") && html.contains("<table>"));
+
+    let mut other = good_file.clone();
+    other.header.profile = "v0.7".into();
+    assert!(
+        compare::same_profile(&[good_file, other])
+            .unwrap_err()
+            .contains("different spec profiles")
+    );
+    for d in [tmp("bad"), tmp("good")] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn bad_baselines_are_config_errors_naming_the_entry() {
+    let cases = [
+        ("no reason", "[[known-failure]]\ncase = \"a/b\"\nreason = \" \"\n", "`reason`"),
+        (
+            "bad date",
+            "[[known-failure]]\ncase = \"a/b\"\nreason = \"r\"\nexpires = \"soon\"\n",
+            "`expires`",
+        ),
+        (
+            "twice",
+            "[[known-failure]]\ncase = \"a/b\"\nreason = \"r\"\n[[known-failure]]\ncase = \"a/b\"\nreason = \"r\"\n",
+            "twice",
+        ),
+        ("unknown key", "[[known-failure]]\ncase = \"a/b\"\nreason = \"r\"\nwhy = 1\n", "why"),
+    ];
+    for (name, text, needle) in cases {
+        let file = tmp(&format!("bad-{}.toml", name.replace(' ', "-")));
+        std::fs::write(&file, text).expect("write");
+        let error = Baseline::load(&file).expect_err(name).to_string();
+        assert!(
+            error.contains(needle) && error.contains(&file.display().to_string()),
+            "{name}: {error}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[test]
+fn files_that_are_not_whole_reports_are_refused_by_name() {
+    let cases = [
+        ("not-json", "hello", "not a JSON report"),
+        ("not-ours", "{\"a\": 1}", "no header.schema_version"),
+        ("future", "{\"header\": {\"schema_version\": 2}}", "schema version 2"),
+        ("no-footer", "{\"header\": {\"schema_version\": 1}, \"cases\": []}", "no footer"),
+    ];
+    for (name, text, needle) in cases {
+        let file = tmp(&format!("{name}.json"));
+        std::fs::write(&file, text).expect("write");
+        let error = ReportFile::read(&file).expect_err(name).to_string();
+        assert!(
+            error.contains(needle) && error.contains(&file.display().to_string()),
+            "{name}: {error}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// Validates `value` against the subset of JSON Schema that `reports/schema/report-v1.json`
+/// uses: `type`, `enum`, `required`, `properties`, `additionalProperties: false`, `items`.
+fn validate(schema: &serde_json::Value, value: &serde_json::Value, at: &str, errors: &mut Vec<String>) {
+    use serde_json::Value;
+    if let Some(types) = schema.get("type") {
+        let names: Vec<&str> = match types {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        if !names.iter().any(|n| *n == actual || (*n == "number" && actual == "integer")) {
+            errors.push(format!("{at}: expected {names:?}, found {actual}"));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{at}: {value} not in {allowed:?}"));
+    }
+    if let Value::Object(map) = value {
+        for key in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !map.contains_key(key) {
+                errors.push(format!("{at}: missing `{key}`"));
+            }
+        }
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (k, v) in map {
+            match props.and_then(|p| p.get(k)) {
+                Some(sub) => validate(sub, v, &format!("{at}/{k}"), errors),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => errors.push(format!("{at}: unexpected `{k}`")),
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(item_schema, item, &format!("{at}/{i}"), errors);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_conform_to_the_published_schema() {
+    let (_, path) = run(&[Defect::SkipReplayCheck], &tmp("schema")).await;
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/schema/report-v1.json")).expect("schema"),
+    )
+    .expect("json");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("report")).expect("json");
+    assert!(
+        report["footer"]["counts"]["FAIL"].as_u64().unwrap_or(0) > 0,
+        "the sample run has failures with findings"
+    );
+    let mut errors = Vec::new();
+    validate(&schema, &report, "", &mut errors);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // The validator is not vacuous: a broken report is caught.
+    let mut broken = report.clone();
+    broken["cases"][0]["verdict"] = serde_json::json!("MAYBE");
+    broken["footer"].as_object_mut().expect("footer").remove("total");
+    let mut errors = Vec::new();
+    validate(&schema, &broken, "", &mut errors);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let _ = std::fs::remove_dir_all(tmp("schema"));
+}
