@@ -30,6 +30,7 @@ fn main() {
         report.write_all(&dir, &harness.secrets).expect("write reports");
         (report, harness.secrets.clone(), dir)
     });
+    let secrets_for_golden = secrets.clone();
 
     let mut trials = Vec::new();
     for result in report.cases.clone() {
@@ -116,5 +117,62 @@ fn main() {
         })
         .with_kind("redaction"),
     );
+    let golden_report = report.clone();
+    let golden_secrets = secrets_for_golden;
+    trials.push(
+        Trial::test("reports/golden-reports-are-current", move || {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/golden");
+            let files = [
+                ("summary.md", normalise(&golden_report.to_markdown(&golden_secrets))),
+                ("junit.xml", normalise(&golden_report.to_junit(&golden_secrets))),
+                ("verdicts.json", verdicts(&golden_report)),
+            ];
+            let mut stale = Vec::new();
+            for (name, text) in files {
+                let path = dir.join(name);
+                if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                    std::fs::create_dir_all(&dir).map_err(|e| Failed::from(e.to_string()))?;
+                    std::fs::write(&path, &text).map_err(|e| Failed::from(e.to_string()))?;
+                } else if std::fs::read_to_string(&path).unwrap_or_default() != text {
+                    stale.push(name);
+                }
+            }
+            if stale.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "reports/golden/{} differ; review, then bless with UPDATE_GOLDEN=1",
+                    stale.join(", ")
+                )
+                .into())
+            }
+        })
+        .with_kind("golden"),
+    );
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Removes what differs between runs: ports, times, durations.
+fn normalise(text: &str) -> String {
+    let port = regex::Regex::new(r"127\.0\.0\.1:\d+").expect("regex");
+    let secs = regex::Regex::new(r"in \d+(\.\d+)?s").expect("regex");
+    let time = regex::Regex::new(r#"time="[0-9.]+""#).expect("regex");
+    let text = port.replace_all(text, "127.0.0.1:PORT");
+    let text = secs.replace_all(&text, "in Ns");
+    time.replace_all(&text, r#"time="T""#).into_owned()
+}
+
+/// Each case's verdict and finding kinds: the stable core of the JSON report.
+fn verdicts(report: &authmd_conformance::report::Report) -> String {
+    let map: std::collections::BTreeMap<&str, serde_json::Value> = report
+        .cases
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                serde_json::json!({ "verdict": c.verdict.label(), "findings": c.findings.iter().map(|f| f.kind).collect::<Vec<_>>() }),
+            )
+        })
+        .collect();
+    serde_json::to_string_pretty(&map).unwrap_or_default() + "\n"
 }

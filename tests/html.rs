@@ -1,0 +1,95 @@
+//! The HTML report, loaded in headless Chromium: it renders offline, lists every case, shows the
+//! failures, and holds no secret. CI installs Debian's chromium; elsewhere the test says why it
+//! did not run (and fails under CI=true, so a missing browser cannot pass silently).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use authmd_conformance::engine::Harness;
+use authmd_conformance::{bundled, default_catalogue};
+use authmd_reference_server::{Defect, Defects};
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn headless(browser: &Path, profile: &Path) -> Command {
+    let mut c = Command::new(browser);
+    // The flags the machine notes give: no sandbox as root, and no background networking on a
+    // closed network.
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=2000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_html_report_renders_every_case_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let catalogue = default_catalogue().expect("catalogue");
+    let stack = bundled::start([Defect::AcceptMissingExp].into_iter().collect::<Defects>())
+        .await
+        .expect("stack");
+    let harness = Arc::new(
+        Harness::new(stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None)
+            .await
+            .expect("harness"),
+    );
+    let report = authmd_conformance::run(harness.clone(), catalogue.cases.clone(), &|_, _, _| {}).await;
+    let dir = std::env::temp_dir().join(format!("authmd-html-{}", std::process::id()));
+    report.write_all(&dir, &harness.secrets).expect("write");
+    let page = dir.join("report.html");
+    let profile = dir.join("profile");
+
+    let dom = headless(&browser, &profile)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    // Rendered rows, not the template literal in the script that makes them.
+    let rows = dom
+        .match_indices("<tr class=\"case\" data-name=\"")
+        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
+        .count();
+    assert_eq!(rows, catalogue.cases.len(), "every case is a row once the script ran");
+    assert!(
+        dom.contains("idjag/idjag-22-exp-missing") && dom.contains("class=\"FAIL\""),
+        "the failure is shown"
+    );
+    for secret in harness.secrets.all().iter().filter(|s| s.len() > 6) {
+        assert!(!dom.contains(secret.as_str()), "a secret reached the rendered page");
+    }
+
+    // A screenshot for people (kept when AUTHMD_SCREENSHOT names a path).
+    let shot = std::env::var("AUTHMD_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| dir.join("report.png"));
+    let status = headless(&browser, &profile)
+        .arg("--window-size=1280,900")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .status()
+        .expect("chromium runs");
+    assert!(status.success() && shot.exists(), "screenshot written");
+    if std::env::var("AUTHMD_SCREENSHOT").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
