@@ -39,6 +39,8 @@ pub struct Exchange {
     /// Decoded JWTs sent in this request (header and claims, unverified).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<Value>,
+    /// A curl line that sends the same request again (secrets redacted in reports).
+    pub reproduce: String,
 }
 
 impl Exchange {
@@ -582,7 +584,7 @@ async fn send(
         .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')))
         .filter_map(decode_jwt)
         .collect();
-    Ok(Exchange {
+    let mut exchange = Exchange {
         step: step.to_string(),
         method: method.to_string(),
         url: url.to_string(),
@@ -593,7 +595,10 @@ async fn send(
         response_body,
         elapsed_ms,
         tokens,
-    })
+        reproduce: String::new(),
+    };
+    exchange.reproduce = exchange.curl();
+    Ok(exchange)
 }
 
 fn without_url(e: &reqwest::Error) -> String {

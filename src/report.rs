@@ -230,7 +230,7 @@ function detail(c) {{
   for (const e of c.exchanges) {{
     s += `<details><summary>${{esc(e.step)}}: ${{esc(e.method)}} ${{esc(e.url)}} → ${{esc(e.status)}} (${{e.elapsed_ms}} ms)</summary><pre>${{esc(e.request_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.request_body ?? "")}}</pre>`;
     if (e.tokens) s += `<pre>${{esc(JSON.stringify(e.tokens, null, 2))}}</pre>`;
-    s += `<pre>${{esc(e.response_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.response_body)}}</pre></details>`;
+    s += `<pre>${{esc(e.response_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.response_body)}}</pre><pre>${{esc(e.reproduce)}}</pre></details>`;
   }}
   for (const m of c.mail) s += `<details><summary>mail to ${{esc(m.to.join(", "))}}: ${{esc(m.subject)}}</summary><pre>${{esc(m.text)}}</pre></details>`;
   return s;
