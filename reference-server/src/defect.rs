@@ -59,7 +59,7 @@ defects! {
     ForgetClaimedStatus = "forget-claimed-status",
     /// REG-ANON-10: gives unclaimed anonymous keys the post-claim scopes.
     FullScopesBeforeClaim = "full-scopes-before-claim",
-    /// RFC 7515 §4.1.11: ignores a `crit` header naming an unknown extension.
+    /// IDJAG-12: ignores a `crit` header naming an unknown extension (RFC 7515 §4.1.11).
     IgnoreCrit = "ignore-crit",
     /// CLAIM-03: the plain GET of the claim link mints (and so rotates) the OTP.
     MintOtpOnView = "mint-otp-on-view",

@@ -1,0 +1,79 @@
+//! `authmd-reference-server`: the reference auth.md v0.1 service on its own.
+//!
+//! Configuration: a TOML file (`--config`), then `AUTHMD_REF_*` environment variables, then flags.
+//! Prints its URL on the first line of stdout once it listens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
+
+const USAGE: &str =
+    "usage: authmd-reference-server [--config FILE] [--listen ADDR] [--database FILE] [--smtp HOST:PORT] [--defect ID]... [--list-defects]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, String> {
+    let mut args = std::env::args().skip(1);
+    let (mut config_path, mut listen, mut database, mut smtp, mut defects) = (
+        None::<PathBuf>,
+        None::<SocketAddr>,
+        None::<PathBuf>,
+        None::<String>,
+        Defects::none(),
+    );
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--config" => config_path = Some(value("--config")?.into()),
+            "--listen" => listen = Some(value("--listen")?.parse().map_err(|e| format!("--listen: {e}"))?),
+            "--database" => database = Some(value("--database")?.into()),
+            "--smtp" => smtp = Some(value("--smtp")?),
+            "--defect" => defects.insert(value("--defect")?.parse::<Defect>().map_err(|e| e.to_string())?),
+            "--list-defects" => {
+                for d in Defect::ALL {
+                    println!("{:<40} {}", d.id(), d.describe());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    let mut config = match &config_path {
+        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    config.apply_env().map_err(|e| e.to_string())?;
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    if let Some(d) = database {
+        config.database = d;
+    }
+    if smtp.is_some() {
+        config.smtp = smtp;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let server = ReferenceServer::start(config, defects).await.map_err(|e| e.to_string())?;
+        println!("{}", server.base_url());
+        let _ = tokio::signal::ctrl_c().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,325 @@
+//! Handler tests in-process (`oneshot`), configuration errors, and durability across a kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use authmd_reference_server::{Config, Defect, Defects, app, state};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn db_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("authmd-ref-{}-{name}.sqlite", std::process::id()))
+}
+
+fn router(name: &str, mut config: Config) -> axum::Router {
+    config.database = db_path(name);
+    let _ = std::fs::remove_file(&config.database);
+    app(state(config, Defects::none(), "http://127.0.0.1:8000".into()).expect("state"))
+}
+
+async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn discovery_documents_are_public_and_consistent() {
+    let r = router("discovery", Config::default());
+    let (status, headers, prm) = call(
+        &r,
+        Request::get("/.well-known/oauth-protected-resource")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(headers["cache-control"].to_str().unwrap_or_default().contains("max-age"));
+    assert_eq!(prm["resource"], "http://127.0.0.1:8000/api");
+    let (_, _, at_resource) = call(
+        &r,
+        Request::get("/.well-known/oauth-protected-resource/api")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(at_resource, prm, "DISC-08: the same document at the RFC 9728 URL");
+    let (status, _, meta) = call(
+        &r,
+        Request::get("/.well-known/oauth-authorization-server")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["issuer"], "http://127.0.0.1:8000");
+    assert_eq!(
+        meta["agent_auth"]["identity_types_supported"],
+        json!(["anonymous", "identity_assertion"])
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_invalid_request_never_5xx() {
+    let r = router("malformed", Config::default());
+    for (content_type, body) in [
+        ("application/json", "{bad json"),
+        ("application/json", "[1,2]"),
+        ("text/plain", "{\"type\":\"anonymous\"}"),
+        ("application/json", ""),
+    ] {
+        let request = Request::post("/agent/auth")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .expect("req");
+        let (status, _, body) = call(&r, request).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{content_type} {body}"
+        );
+    }
+    for uri in [
+        "/agent/auth/claim",
+        "/agent/auth/claim/attempt/challenge",
+        "/agent/auth/claim/complete",
+    ] {
+        let (status, _, body) = call(&r, post_json(uri, "{\"claim_token\": 5}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+    }
+    let (status, _, _) = call(
+        &r,
+        Request::post("/agent/auth/revoke")
+            .header("content-type", "application/logout+jwt")
+            .body(Body::from("x.y"))
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_anonymous_key_works_at_once_and_acts_as_no_user() {
+    let r = router("anonymous", Config::default());
+    let (status, headers, reg) = call(
+        &r,
+        post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "no-store");
+    let credential = reg["credential"].as_str().expect("credential");
+    let request = Request::get("/api/resource")
+        .header("authorization", format!("Bearer {credential}"))
+        .body(Body::empty())
+        .expect("req");
+    let (status, _, echo) = call(&r, request).await;
+    assert_eq!(status, 200);
+    assert_eq!(echo["user"], Value::Null);
+    assert_eq!(echo["credential"]["scope"], json!(["api.read"]));
+    let write = Request::post("/api/write")
+        .header("authorization", format!("Bearer {credential}"))
+        .body(Body::empty())
+        .expect("req");
+    let (status, headers, _) = call(&r, write).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap_or_default()
+            .contains("insufficient_scope")
+    );
+}
+
+#[tokio::test]
+async fn every_401_carries_a_challenge() {
+    let r = router("challenge", Config::default());
+    let requests = [
+        Request::get("/api/resource").body(Body::empty()).expect("req"),
+        Request::get("/api/resource")
+            .header("authorization", "Bearer nope")
+            .body(Body::empty())
+            .expect("req"),
+        post_json("/agent/auth/claim", r#"{"claim_token":"clm_x","email":"a@b.example"}"#),
+        post_json("/agent/auth/claim/complete", r#"{"claim_token":"clm_x","otp":"123456"}"#),
+    ];
+    for request in requests {
+        let (status, headers, _) = call(&r, request).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap_or_default()
+                .contains("resource_metadata=\"http://127.0.0.1:8000/")
+        );
+    }
+}
+
+#[tokio::test]
+async fn disabled_flows_answer_not_enabled_and_vanish_from_metadata() {
+    let r = router(
+        "disabled",
+        Config {
+            anonymous: false,
+            verified_email: false,
+            ..Config::default()
+        },
+    );
+    let (status, _, body) = call(
+        &r,
+        post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status.is_client_error(), body["error"].as_str()),
+        (true, Some("anonymous_not_enabled"))
+    );
+    let email = r#"{"type":"identity_assertion","assertion_type":"verified_email","assertion":"a@b.example","requested_credential_type":"api_key"}"#;
+    let (status, _, body) = call(&r, post_json("/agent/auth", email)).await;
+    assert_eq!(
+        (status.is_client_error(), body["error"].as_str()),
+        (true, Some("verified_email_not_enabled"))
+    );
+    let (_, _, meta) = call(
+        &r,
+        Request::get("/.well-known/oauth-authorization-server")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(meta["agent_auth"]["identity_types_supported"], json!(["identity_assertion"]));
+    assert_eq!(
+        meta["agent_auth"]["identity_assertion"]["assertion_types_supported"],
+        json!(["urn:ietf:params:oauth:token-type:id-jag"])
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_loopback_peers_only() {
+    let r = router("admin", Config::default());
+    // No peer address at all (in-process): not served.
+    let (status, _, _) = call(&r, Request::get("/_admin/audit").body(Body::empty()).expect("req")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let bad = [
+        (
+            Config {
+                ttl: authmd_reference_server::config::Ttls {
+                    otp: 601,
+                    ..Default::default()
+                },
+                ..Config::default()
+            },
+            "ttl.otp",
+        ),
+        (
+            Config {
+                pre_claim_scopes: vec!["admin".into()],
+                ..Config::default()
+            },
+            "pre_claim_scopes",
+        ),
+        (
+            Config {
+                identity_credential_types: vec!["refresh_token".into()],
+                ..Config::default()
+            },
+            "identity_credential_types",
+        ),
+        (
+            Config {
+                base_url: Some("not a url".into()),
+                ..Config::default()
+            },
+            "base_url",
+        ),
+    ];
+    for (config, key) in bad {
+        let error = config.validate().expect_err(key).to_string();
+        assert!(error.contains(key), "{error}");
+    }
+}
+
+#[test]
+fn defect_ids_are_unique_kebab_case_and_round_trip() {
+    let mut seen = std::collections::BTreeSet::new();
+    for d in Defect::ALL {
+        assert!(seen.insert(d.id()), "duplicate {}", d.id());
+        assert!(d.id().chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{}", d.id());
+        assert_eq!(d.id().parse::<Defect>().expect("parses"), *d);
+        assert!(
+            d.describe().split(':').next().is_some_and(|r| r.contains('-')),
+            "{} names its requirement",
+            d.id()
+        );
+    }
+    assert!("no-such-defect".parse::<Defect>().is_err());
+}
+
+/// Starts the binary on a random port over `db`; returns the child and its URL.
+fn spawn(db: &PathBuf) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authmd-reference-server"))
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("url line");
+    (child, line.trim().to_string())
+}
+
+#[tokio::test]
+async fn registrations_and_claims_survive_a_kill_9() {
+    let db = db_path("durable");
+    let _ = std::fs::remove_file(&db);
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let (mut first, url) = spawn(&db);
+    let reg: Value = http
+        .post(format!("{url}/agent/auth"))
+        .json(&json!({ "type": "anonymous", "requested_credential_type": "api_key" }))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let credential = reg["credential"].as_str().expect("credential").to_string();
+    // SIGKILL: no shutdown hook runs. The answer above was only sent after its commit.
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let (mut second, url) = spawn(&db);
+    let status = http
+        .get(format!("{url}/api/resource"))
+        .bearer_auth(&credential)
+        .send()
+        .await
+        .expect("api")
+        .status();
+    assert_eq!(status, 200, "the credential survived the crash");
+    let audit = authmd_reference_server::audit_events(&db).await.expect("audit");
+    assert!(audit.iter().any(|e| e["event"] == "registration.created"), "AUDIT-01 stored");
+    second.kill().expect("kill");
+    let _ = second.wait();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
