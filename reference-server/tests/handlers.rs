@@ -260,7 +260,11 @@ fn defect_ids_are_unique_kebab_case_and_round_trip() {
     let mut seen = std::collections::BTreeSet::new();
     for d in Defect::ALL {
         assert!(seen.insert(d.id()), "duplicate {}", d.id());
-        assert!(d.id().chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{}", d.id());
+        assert!(
+            d.id().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{}",
+            d.id()
+        );
         assert_eq!(d.id().parse::<Defect>().expect("parses"), *d);
         assert!(
             d.describe().split(':').next().is_some_and(|r| r.contains('-')),
