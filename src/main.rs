@@ -11,7 +11,7 @@ use authmd_conformance::catalogue::{Catalogue, Level};
 use authmd_conformance::engine::{Harness, Verdict};
 use authmd_conformance::target::{MailConfig, TargetConfig};
 use authmd_conformance::{Filter, bundled, exit_code};
-use authmd_mock_idp::{IdpConfig, KeyAlg, MockIdp};
+use authmd_mock_idp::{IdpConfig, MockIdp, ServeArgs};
 use authmd_mock_mailbox::{MailSource, Mailbox};
 use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
 use clap::{Args, Parser, Subcommand};
@@ -129,29 +129,7 @@ struct RunArgs {
 #[derive(Subcommand)]
 enum IdpCommand {
     /// Serve the mock IdP with its HTTP control API.
-    Serve {
-        /// Listen address.
-        #[arg(long, default_value = "127.0.0.1:4000")]
-        listen: SocketAddr,
-        /// Issuer URL (defaults to the listen URL).
-        #[arg(long)]
-        issuer: Option<String>,
-        /// Serve https with an rcgen certificate.
-        #[arg(long)]
-        https: bool,
-        /// Write the CA certificate (PEM) here.
-        #[arg(long)]
-        ca_out: Option<PathBuf>,
-        /// Keep keys in this directory across restarts.
-        #[arg(long)]
-        key_dir: Option<PathBuf>,
-        /// First key's algorithm: ES256, RS256 or EdDSA.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
-        /// Default `aud` of minted tokens.
-        #[arg(long, default_value = "http://localhost:8000")]
-        audience: String,
-    },
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -347,30 +325,11 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             Ok(exit_code::SUCCESS)
         }
         Command::Idp {
-            command:
-                IdpCommand::Serve {
-                    listen,
-                    issuer,
-                    https,
-                    ca_out,
-                    key_dir,
-                    alg,
-                    audience,
-                },
+            command: IdpCommand::Serve(args),
         } => {
-            let alg = KeyAlg::parse(&alg).ok_or_else(|| Failure::Usage(format!("--alg `{alg}`: expected ES256, RS256 or EdDSA")))?;
-            let idp = MockIdp::start(IdpConfig {
-                listen,
-                issuer,
-                https,
-                ca_out,
-                key_dir,
-                alg,
-                audience,
-                ..IdpConfig::default()
-            })
-            .await
-            .map_err(|e| Failure::Usage(e.to_string()))?;
+            let idp = MockIdp::start(args.into_config().map_err(Failure::Usage)?)
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             println!(
                 "mock IdP listening on {} (issuer {}, JWKS {})",
                 idp.base_url(),

@@ -118,6 +118,50 @@ impl Default for IdpConfig {
     }
 }
 
+/// Command-line options of a standalone IdP, shared by `authmd-mock-idp` and
+/// `authmd-conformance idp serve` so both accept the same flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    pub listen: SocketAddr,
+    /// Issuer URL (defaults to the listen URL).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Serve https with an rcgen certificate.
+    #[arg(long)]
+    pub https: bool,
+    /// Write the CA certificate (PEM) here.
+    #[arg(long)]
+    pub ca_out: Option<PathBuf>,
+    /// Keep keys in this directory across restarts.
+    #[arg(long)]
+    pub key_dir: Option<PathBuf>,
+    /// First key's algorithm: ES256, RS256 or EdDSA.
+    #[arg(long, default_value = "ES256")]
+    pub alg: String,
+    /// Default `aud` of minted tokens.
+    #[arg(long, default_value = "http://localhost:8000")]
+    pub audience: String,
+}
+
+impl ServeArgs {
+    /// The configuration these options describe; an unknown `--alg` is the error message.
+    pub fn into_config(self) -> Result<IdpConfig, String> {
+        let alg = KeyAlg::parse(&self.alg).ok_or_else(|| format!("--alg `{}`: expected ES256, RS256 or EdDSA", self.alg))?;
+        Ok(IdpConfig {
+            listen: self.listen,
+            issuer: self.issuer,
+            https: self.https,
+            ca_out: self.ca_out,
+            key_dir: self.key_dir,
+            alg,
+            audience: self.audience,
+            ..IdpConfig::default()
+        })
+    }
+}
+
 /// One request the IdP received.
 #[derive(Clone, Debug, Serialize)]
 pub struct RecordedRequest {
