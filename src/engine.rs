@@ -601,30 +601,21 @@ async fn send(
     Ok(exchange)
 }
 
+/// What went wrong, without the URL (the exchange already names it), with its causes.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.without_url_ref().to_string();
+    let mut text = String::from(if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    });
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text += &format!(": {s}");
         source = s.source();
     }
     text
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_connect() {
-            "connection failed".into()
-        } else {
-            "request failed".into()
-        }
-    }
 }
 
 /// Decodes a compact JWS without verifying it, for reports.
@@ -997,7 +988,7 @@ impl<'h> CaseCtx<'h> {
                 let uri = need!(self.register_uri());
                 let headers = vec![("content-type".to_string(), "application/json".to_string())];
                 let sends = (0..count).map(|_| send(&self.client, label, "POST", &uri, &headers, Some(body.clone()), &self.h.secrets));
-                let results = futures_join_all(sends).await;
+                let results = join_vec(sends.map(Box::pin).collect()).await;
                 let mut statuses = Vec::new();
                 for r in results {
                     let exchange = r?;
@@ -1303,7 +1294,7 @@ impl<'h> CaseCtx<'h> {
             }
         }
         for pointer in &expect.present {
-            if body.pointer(pointer).is_none_or(Value::is_null) && !pointer.ends_with("?") {
+            if body.pointer(pointer).is_none_or(Value::is_null) {
                 self.finding(label, FindingKind::MissingMember, format!("`{pointer}` present"), "absent or null");
             }
         }
@@ -1548,10 +1539,6 @@ fn apparent_entropy(values: &[String]) -> f64 {
             rest.len() as f64 * f64::log2(alphabet)
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    join_vec(futures.into_iter().map(Box::pin).collect()).await
 }
 
 /// Polls every future concurrently on the current task (all of them are I/O-bound requests).

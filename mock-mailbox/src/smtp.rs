@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::{Shared, SmtpFault};
@@ -156,5 +156,3 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         write.write_all(reply).await?;
     }
 }
-
-use tokio::io::AsyncReadExt as _;

@@ -103,11 +103,9 @@ impl MailSource {
     }
 
     async fn poll(&self, http: &reqwest::Client, recipient: &str, registration_id: &str) -> Result<Option<Message>, MailError> {
-        let lock = |m: &Mutex<HashSet<_>>| -> Result<(), MailError> { m.lock().map(|_| ()).map_err(|e| MailError::Source(e.to_string())) };
         match self {
             Self::Smtp(_) => Ok(None),
             Self::Directory { dir, seen } => {
-                lock(seen)?;
                 let entries = std::fs::read_dir(dir).map_err(|e| MailError::Source(format!("{}: {e}", dir.display())))?;
                 let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 paths.sort();

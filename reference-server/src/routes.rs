@@ -1399,20 +1399,16 @@ pub async fn admin_audit(State(state): State<AppState>, request: Request) -> Res
 }
 
 /// Every audit event, oldest first.
-pub async fn read_audit(db: &crate::store::Db) -> Result<Vec<Value>, ApiError> {
-    db.call(|conn| {
-        let mut stmt = conn.prepare("SELECT seq, at, event, data FROM audit ORDER BY seq").map_err(db_err)?;
+pub async fn read_audit(store: &crate::store::Db) -> Result<Vec<Value>, ApiError> {
+    store.call(|conn| {
+        let mut stmt = conn.prepare("SELECT seq, at, event, data FROM audit ORDER BY seq").map_err(db)?;
         let rows = stmt
             .query_map([], |r| {
                 let data: String = r.get(3)?;
                 Ok(json!({ "seq": r.get::<_, i64>(0)?, "at": iso(r.get(1)?), "event": r.get::<_, String>(2)?, "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null) }))
             })
-            .map_err(db_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
     })
     .await
-}
-
-fn db_err(e: rusqlite::Error) -> ApiError {
-    db(e)
 }
