@@ -9,6 +9,7 @@ use authmd_mock_idp::{IdpConfig, MockIdp};
 use authmd_mock_mailbox::{MailSource, Mailbox};
 use authmd_reference_server::{Config, Defects, ReferenceServer, TrustedIssuer};
 
+use crate::catalogue::{Case, Need};
 use crate::target::{ClockConfig, DeclaredTtls, Oracle, Probe, TargetConfig};
 
 /// The running stack. Dropping it stops everything and removes the database directory.
@@ -42,8 +43,40 @@ pub struct BundledError {
     pub reason: String,
 }
 
-/// Starts the stack with `defects` switched on in the server.
+/// How the bundled server is configured. Some rows can only be checked against a deployment
+/// configured another way (a flow off: REG-ANON-07, REG-EMAIL-04; an `amr` policy: IDJAG-45),
+/// so those cases get a second server of their own.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Shape {
+    /// Every flow on.
+    Full,
+    /// Anonymous and verified-email registration off; ID-JAG on, with the mock IdP's tokens
+    /// required to list `mfa` in `amr`.
+    Restricted,
+}
+
+impl Shape {
+    /// The shape `case` needs.
+    pub fn for_case(case: &Case) -> Self {
+        if case
+            .needs
+            .iter()
+            .any(|n| matches!(n, Need::AnonymousOff | Need::VerifiedEmailOff | Need::AmrPolicy))
+        {
+            Self::Restricted
+        } else {
+            Self::Full
+        }
+    }
+}
+
+/// Starts the full stack with `defects` switched on in the server.
 pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
+    start_shaped(defects, Shape::Full).await
+}
+
+/// Starts the stack in `shape` with `defects` switched on in the server.
+pub async fn start_shaped(defects: Defects, shape: Shape) -> Result<Bundled, BundledError> {
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mailbox = Mailbox::start(any).await.map_err(|e| BundledError {
         part: "mailbox",
@@ -64,11 +97,17 @@ pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
         part: "database directory",
         reason: e.to_string(),
     })?;
+    let required_amr: Vec<String> = match shape {
+        Shape::Full => Vec::new(),
+        Shape::Restricted => vec!["mfa".into()],
+    };
     let mut config = Config {
         listen: any,
         database: dir.join("reference.sqlite"),
         smtp: Some(smtp),
         test_clock: true,
+        anonymous: shape == Shape::Full,
+        verified_email: shape == Shape::Full,
         ..Config::default()
     };
     config.trusted_issuers.push(TrustedIssuer {
@@ -76,6 +115,7 @@ pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
         jwks_uri: None,
         client_ids: Vec::new(),
         ca_pem: None,
+        required_amr: required_amr.clone(),
     });
     // Each case has its own source address; these limits leave room for the sampling cases
     // while the rate-limit case still sees a 429 within its burst.
@@ -121,6 +161,7 @@ pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
     target.ttl = ttl;
     target.rate_burst = Some(40);
     target.readings.insert("C-01".into(), "B".into());
+    target.idp.required_amr = required_amr;
     Ok(Bundled {
         server,
         idp: Arc::new(idp),

@@ -88,6 +88,10 @@ pub enum Need {
     VerifiedEmailOff,
     /// A rate-limit burst size is configured.
     RateBurst,
+    /// The target resolves URL-form `client_id`s under the IdP's issuer (IDJAG-37).
+    Cimd,
+    /// The target requires `amr` values of the IdP's tokens (`idp.required_amr`, IDJAG-45).
+    AmrPolicy,
 }
 
 /// The harness action a step performs. Flows are code; a case only picks and parameterises them.
@@ -142,7 +146,8 @@ pub struct Step {
     /// What to do.
     #[serde(rename = "do")]
     pub action: Action,
-    /// Seconds added to the target's clock from this step on, as `"<ttl>+N"` or a number.
+    /// Where the target's clock is moved from this step on: a declared TTL name (`"otp+5"`),
+    /// seconds, or a reference to an instant the target returned (`"{{reg.claim_token_expires}}-30"`).
     #[serde(default)]
     pub advance: Option<String>,
     /// Action parameters (validated per action when the step runs; unknown keys are refused at load).
@@ -187,6 +192,13 @@ pub struct Expect {
     /// JSON pointers holding absolute URLs.
     #[serde(default)]
     pub absolute_url: Vec<String>,
+    /// URLs on the mock IdP (references allowed) the target must have fetched by the end of
+    /// this step.
+    #[serde(default)]
+    pub idp_fetched: Vec<String>,
+    /// Every URL in the JSON body is https, or plain http to a loopback host (DISC-21).
+    #[serde(default)]
+    pub secure_urls: bool,
     /// Header → substring it must contain (case-insensitive).
     #[serde(default)]
     pub header: BTreeMap<String, String>,
@@ -449,6 +461,19 @@ impl Catalogue {
             {
                 return Err(err(path, format!("field `step[{i}].name`: duplicate step name `{name}`")));
             }
+            if let Some(advance) = &step.advance {
+                let known = split_advance(advance).is_some_and(|(base, _)| {
+                    base.starts_with("{{") && base.ends_with("}}")
+                        || ["registration", "claim_attempt", "otp", "access_token"].contains(&base)
+                        || base.parse::<i64>().is_ok()
+                });
+                if !known {
+                    return Err(err(
+                        path,
+                        format!("field `step[{i}].advance`: `{advance}` is not `<ttl name, seconds or {{{{ref}}}}>[+N|-N]`"),
+                    ));
+                }
+            }
             if let Some(m) = step.expect.as_ref().and_then(|e| e.matches.as_ref())
                 && regex::Regex::new(m).is_err()
             {
@@ -506,5 +531,21 @@ impl Catalogue {
             out += &format!("- **{}**: {}\n", r.id, r.not_testable.as_deref().unwrap_or_default());
         }
         out
+    }
+}
+
+/// Splits `base+N` / `base-N` (or a bare `base`) into the base and the signed seconds.
+pub fn split_advance(advance: &str) -> Option<(&str, i64)> {
+    let advance = advance.trim();
+    // References come first and hold no sign; TTL names hold none either.
+    let after_ref = advance.rfind("}}").map(|i| i + 2).unwrap_or(0);
+    match advance[after_ref..].rfind(['+', '-']) {
+        Some(i) => {
+            let at = after_ref + i;
+            let n: i64 = advance[at + 1..].trim().parse().ok()?;
+            let base = advance[..at].trim();
+            Some((base, if &advance[at..at + 1] == "-" { -n } else { n }))
+        }
+        None => Some((advance, 0)),
     }
 }

@@ -11,7 +11,7 @@ use authmd_mock_mailbox::MailSource;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::catalogue::{Action, Case, ChallengeExpect, Expect, Level, Need, Step};
+use crate::catalogue::{Action, Case, ChallengeExpect, Expect, Level, Need, Step, split_advance};
 use crate::redact::Secrets;
 use crate::target::TargetConfig;
 
@@ -44,6 +44,14 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// `404 {"error":…}`: the status and the start of the body, for a finding's "found".
+    fn status_and_body(&self) -> String {
+        match self.status {
+            Some(status) => format!("{status} {}", truncate(&self.response_body)),
+            None => "no response".into(),
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.response_headers
             .iter()
@@ -88,6 +96,10 @@ pub enum FindingKind {
     NotFuture,
     /// Not an absolute URL.
     NotAbsoluteUrl,
+    /// A plain-http URL to a host other than loopback.
+    InsecureUrl,
+    /// The target never fetched a URL it should have resolved.
+    NotFetched,
     /// A header is missing or lacks the expected content.
     MissingHeader,
     /// A header that must be absent is present.
@@ -255,6 +267,14 @@ pub enum HarnessError {
     /// The IdP or mailbox failed.
     #[error("{0}")]
     Tooling(String),
+    /// Without a clock header the case would have to wait longer than the configured budget.
+    #[error("needs to wait {needed}s for the target's clock, beyond clock.wait_budget_secs = {budget}")]
+    BeyondWaitBudget {
+        /// Seconds the case would wait.
+        needed: i64,
+        /// The budget.
+        budget: u64,
+    },
 }
 
 /// Everything a run shares.
@@ -399,8 +419,23 @@ impl Harness {
             return Some(format!("blocked: discovery failed ({e})"));
         }
         let clock = case.steps.iter().any(|s| s.advance.is_some()) || case.needs.contains(&Need::Clock);
-        if clock && self.target.clock.offset_header.is_none() && self.target.clock.wait_budget_secs == 0 {
-            return Some("needs clock control: set clock.offset_header or clock.wait_budget_secs".into());
+        if clock && self.target.clock.offset_header.is_none() {
+            let budget = self.target.clock.wait_budget_secs;
+            if budget == 0 {
+                return Some("needs clock control: set clock.offset_header or clock.wait_budget_secs".into());
+            }
+            // Named TTLs are known before the case starts; instants the target returns are
+            // checked when the step comes.
+            let longest = case
+                .steps
+                .iter()
+                .filter_map(|s| s.advance.as_deref())
+                .filter_map(|a| split_advance(a).and_then(|(base, extra)| Some(self.target.ttl.named(base)? + extra)))
+                .max()
+                .unwrap_or(0);
+            if longest > budget as i64 {
+                return Some(HarnessError::BeyondWaitBudget { needed: longest, budget }.to_string());
+            }
         }
         for need in &case.needs {
             let reason = match need {
@@ -415,6 +450,10 @@ impl Harness {
                 Need::Oracle if self.target.oracle.is_none() => "no identity/scope oracle configured (oracle)",
                 Need::ScopeProbes if self.target.probes.is_empty() => "no scope probes configured (probes)",
                 Need::RateBurst if self.target.rate_burst.is_none() => "no rate_burst configured",
+                Need::Cimd if !self.target.idp.cimd => "the target pins its client_ids (idp.cimd = false)",
+                Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
+                    "no authentication-context policy declared (idp.required_amr)"
+                }
                 _ => continue,
             };
             return Some(reason.into());
@@ -468,6 +507,7 @@ impl Harness {
         result.duration_ms = started.elapsed().as_millis() as u64;
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
+            Ok(Err(e @ HarnessError::BeyondWaitBudget { .. })) => Verdict::Skip(e.to_string()),
             Ok(Err(e)) => Verdict::Inconclusive(e.to_string()),
             Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
             Ok(Ok(())) => {
@@ -484,6 +524,36 @@ impl Harness {
             }
         };
         result
+    }
+}
+
+/// Every string under `value` that is a plain-http URL to a non-loopback host, with its pointer.
+fn collect_insecure_urls(value: &Value, pointer: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(s) => {
+            if let Ok(u) = url::Url::parse(s)
+                && u.scheme() == "http"
+            {
+                let loopback = match u.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+                    None => false,
+                };
+                if !loopback {
+                    out.push((pointer.to_string(), s.clone()));
+                }
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| collect_insecure_urls(v, &format!("{pointer}/{i}"), out)),
+        Value::Object(m) => m.iter().for_each(|(k, v)| {
+            let k = k.replace('~', "~0").replace('/', "~1");
+            collect_insecure_urls(v, &format!("{pointer}/{k}"), out)
+        }),
+        _ => {}
     }
 }
 
@@ -676,6 +746,7 @@ impl<'h> CaseCtx<'h> {
                 "resource": h.discovery.prm["resource"],
                 "issuer": h.idp.issuer(),
                 "rate_burst": h.target.rate_burst,
+                "required_amr": h.target.idp.required_amr,
                 "register_uri": h.discovery.register_uri,
                 "claim_uri": h.discovery.claim_uri,
                 "revocation_uri": h.discovery.revocation_uri,
@@ -749,15 +820,20 @@ impl<'h> CaseCtx<'h> {
             .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
     }
 
-    fn ttl(&self, name: &str) -> Option<i64> {
-        let t = &self.h.target.ttl;
-        Some(match name {
-            "registration" => t.registration,
-            "claim_attempt" => t.claim_attempt,
-            "otp" => t.otp,
-            "access_token" => t.access_token,
-            _ => name.parse().ok()?,
-        })
+    /// Seconds after the case's start that a step's `advance` puts the target's clock at.
+    fn advance_to(&self, advance: &str) -> Result<i64, String> {
+        let (base, extra) = split_advance(advance).ok_or_else(|| format!("`{advance}` is not `<ttl or {{{{ref}}}}>[+-N]`"))?;
+        if base.starts_with("{{") {
+            // An instant the target returned (e.g. `claim_token_expires`), in the target's time.
+            let value = self.resolve(&Value::String(base.to_string()))?;
+            let text = value.as_str().unwrap_or_default();
+            let instant = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| format!("`{base}` is `{value}`, not an RFC 3339 instant"))?;
+            let from_now = (instant - time::OffsetDateTime::now_utc()).whole_seconds();
+            return Ok(from_now + self.started.elapsed().as_secs() as i64 + extra);
+        }
+        let seconds = self.h.target.ttl.named(base).ok_or_else(|| format!("unknown TTL `{base}`"))?;
+        Ok(seconds + extra)
     }
 
     fn finding(&mut self, step: &str, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) {
@@ -802,11 +878,27 @@ impl<'h> CaseCtx<'h> {
         for (i, step) in case.steps.iter().enumerate() {
             let label = step.name.clone().unwrap_or_else(|| format!("step {}", i + 1));
             if let Some(advance) = &step.advance {
-                let (base, extra) = advance.split_once('+').unwrap_or((advance, "0"));
-                let seconds = self.ttl(base.trim()).unwrap_or(0) + extra.trim().parse::<i64>().unwrap_or(0);
+                let seconds = match self.advance_to(advance) {
+                    Ok(s) => s,
+                    Err(missing) => {
+                        self.finding(
+                            &label,
+                            FindingKind::MissingInput,
+                            format!("a time to advance to ({advance})"),
+                            missing,
+                        );
+                        return Ok(());
+                    }
+                };
                 self.offset = self.offset.max(seconds);
                 if self.h.target.clock.offset_header.is_none() {
-                    // Only with a declared wait budget (checked before the case started).
+                    let budget = self.h.target.clock.wait_budget_secs;
+                    if self.offset > budget as i64 {
+                        return Err(HarnessError::BeyondWaitBudget {
+                            needed: self.offset,
+                            budget,
+                        });
+                    }
                     let target = Duration::from_secs(self.offset.max(0) as u64);
                     if let Some(left) = target.checked_sub(self.started.elapsed()) {
                         tokio::time::sleep(left).await;
@@ -1104,7 +1196,7 @@ impl<'h> CaseCtx<'h> {
                             label,
                             FindingKind::UnexpectedStatus,
                             "200 with a `challenge` OTP",
-                            format!("{:?} {}", exchange.status, truncate(&exchange.response_body)),
+                            exchange.status_and_body(),
                         );
                         return Ok(Err("no OTP".into()));
                     }
@@ -1231,15 +1323,7 @@ impl<'h> CaseCtx<'h> {
         if let Some(status) = &expect.status {
             let found = exchange.and_then(|e| e.status);
             if !status_matches(status, found) {
-                let found_text = exchange
-                    .map(|e| {
-                        format!(
-                            "{} {}",
-                            e.status.map(|s| s.to_string()).unwrap_or_default(),
-                            truncate(&e.response_body)
-                        )
-                    })
-                    .unwrap_or_default();
+                let found_text = exchange.map(Exchange::status_and_body).unwrap_or_default();
                 self.finding(label, FindingKind::UnexpectedStatus, format!("status {}", show(status)), found_text);
             }
         }
@@ -1250,7 +1334,7 @@ impl<'h> CaseCtx<'h> {
                     label,
                     FindingKind::UnexpectedStatus,
                     format!("any status but {}", show(status)),
-                    format!("{found:?}"),
+                    exchange.map(Exchange::status_and_body).unwrap_or_default(),
                 );
             }
         }
@@ -1343,6 +1427,36 @@ impl<'h> CaseCtx<'h> {
                     FindingKind::NotAbsoluteUrl,
                     format!("`{pointer}` an absolute URL"),
                     format!("`{v}`"),
+                );
+            }
+        }
+        if !expect.idp_fetched.is_empty() {
+            let paths: BTreeSet<String> = self.h.idp.requests().into_iter().map(|r| r.path).collect();
+            for wanted in &expect.idp_fetched {
+                let wanted = resolve(self, &json!(wanted));
+                let wanted = wanted.as_str().unwrap_or_default();
+                let path = url::Url::parse(wanted)
+                    .map(|u| u.path().to_string())
+                    .unwrap_or_else(|_| wanted.to_string());
+                if !paths.contains(&path) {
+                    self.finding(
+                        label,
+                        FindingKind::NotFetched,
+                        format!("the target fetched `{wanted}` from the IdP"),
+                        "no request for it in the IdP's log",
+                    );
+                }
+            }
+        }
+        if expect.secure_urls {
+            let mut insecure = Vec::new();
+            collect_insecure_urls(&body, "", &mut insecure);
+            for (pointer, url) in insecure {
+                self.finding(
+                    label,
+                    FindingKind::InsecureUrl,
+                    format!("`{pointer}` an https URL (plain http only on loopback)"),
+                    format!("`{url}`"),
                 );
             }
         }

@@ -69,9 +69,74 @@ pub type Progress<'a> = dyn Fn(&CaseResult, usize, usize) + Send + Sync + 'a;
 /// Runs `cases` against the harness's target, `jobs` at a time, and builds the report.
 pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Report {
     let started = Instant::now();
-    let started_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let started_at = now_rfc3339();
+    let total = cases.len();
+    let results = run_cases(harness.clone(), cases, &|r, done, _| progress(r, done, total)).await;
+    Report::new(header(&harness, started_at), results, started.elapsed().as_millis() as u64)
+}
+
+/// A finished run against the bundled stack.
+pub struct BundledRun {
+    /// The report (its header describes the full server).
+    pub report: Report,
+    /// Every secret either harness saw, for redacting the outputs.
+    pub secrets: redact::Secrets,
+    /// Why discovery failed, if it did.
+    pub discovery_error: Option<String>,
+}
+
+/// Runs `cases` against the bundled stack with `defects` on. Cases that need a flow to be off
+/// run against a second server configured that way ([`bundled::Shape`]); the rest against the
+/// full one. Both servers run at once; the result is one report.
+pub async fn run_bundled(
+    defects: authmd_reference_server::Defects,
+    cases: Vec<Case>,
+    jobs: Option<usize>,
+    progress: &Progress<'_>,
+) -> Result<BundledRun, bundled::BundledError> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let total = cases.len();
+    let (full_cases, shaped): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| bundled::Shape::for_case(c) == bundled::Shape::Full);
+    let secrets = redact::Secrets::default();
+    let harness_for = |shape| {
+        let secrets = secrets.clone();
+        let defects = defects.clone();
+        async move {
+            let stack = bundled::start_shaped(defects, shape).await?;
+            let mut target = stack.target.clone();
+            if let Some(jobs) = jobs {
+                target.jobs = jobs.max(1);
+            }
+            let mut harness = Harness::new(target, stack.idp.clone(), Some(stack.mail.clone()), None)
+                .await
+                .map_err(|e| bundled::BundledError {
+                    part: "harness",
+                    reason: e.to_string(),
+                })?;
+            harness.secrets = secrets;
+            Ok::<_, bundled::BundledError>((Arc::new(harness), stack))
+        }
+    };
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+    let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;
+    let results = if shaped.is_empty() {
+        run_cases(full.clone(), full_cases, &step).await
+    } else {
+        let (other, _other_stack) = harness_for(bundled::Shape::Restricted).await?;
+        let (mut a, b) = tokio::join!(run_cases(full.clone(), full_cases, &step), run_cases(other, shaped, &step));
+        a.extend(b);
+        a
+    };
+    Ok(BundledRun {
+        report: Report::new(header(&full, started_at), results, started.elapsed().as_millis() as u64),
+        secrets,
+        discovery_error: full.discovery.error.clone(),
+    })
+}
+
+async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Vec<CaseResult> {
     let total = cases.len();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -91,8 +156,18 @@ pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_
             results.push(result);
         }
     }
+    results
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn header(harness: &Harness, started_at: String) -> Header {
     let config_text = format!("{:?}", harness.target);
-    let header = Header {
+    Header {
         schema_version: report::SCHEMA_VERSION,
         suite_version: env!("CARGO_PKG_VERSION").to_string(),
         profile: PROFILE.to_string(),
@@ -103,8 +178,7 @@ pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_
         discovery_error: harness.discovery.error.clone(),
         readings: harness.target.readings.clone(),
         config_hash: redact::short_hash(&config_text),
-    };
-    Report::new(header, results, started.elapsed().as_millis() as u64)
+    }
 }
 
 /// Loads the catalogue from the crate's `cases/` directory.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use authmd_conformance::catalogue::{Catalogue, Level};
 use authmd_conformance::engine::{Harness, Verdict};
 use authmd_conformance::target::{MailConfig, TargetConfig};
-use authmd_conformance::{Filter, bundled, exit_code};
+use authmd_conformance::{Filter, exit_code};
 use authmd_mock_idp::{IdpConfig, MockIdp, ServeArgs};
 use authmd_mock_mailbox::{MailSource, Mailbox};
 use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
@@ -432,17 +432,29 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         eprintln!("no case selected");
         return Ok(exit_code::NOTHING_SELECTED);
     }
-    // Keep the stack alive for the whole run.
-    let mut _bundled = None;
-    let (mut target, idp, mail, ca) = match (&args.target, &args.config) {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = indicatif::ProgressBar::new(cases.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
+        Some(bar) => {
+            bar.set_position(done as u64);
+            bar.set_message(result.name.clone());
+        }
+        None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
+    };
+    let (report, secrets) = match (&args.target, &args.config) {
         (None, None) => {
-            let stack = bundled::start(defects(&args.defects)?)
+            eprintln!("running against the bundled reference server, mock IdP and mailbox");
+            let done = authmd_conformance::run_bundled(defects(&args.defects)?, cases, args.jobs, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
-            eprintln!("bundled reference server on {}", stack.server.base_url());
-            let parts = (stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None);
-            _bundled = Some(stack);
-            parts
+            (done.report, done.secrets)
         }
         (target_url, config) => {
             if !args.defects.is_empty() {
@@ -458,6 +470,9 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
                 target.base_url = url.trim_end_matches('/').to_string();
             }
             target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
+            if let Some(jobs) = args.jobs {
+                target.jobs = jobs.max(1);
+            }
             let idp = MockIdp::start(IdpConfig {
                 listen: target.idp.listen,
                 issuer: target.idp.issuer.clone(),
@@ -476,38 +491,21 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
                 Some(MailConfig::UrlTemplate { template }) => Some(MailSource::url_template(target.url(template))),
                 Some(MailConfig::Mailpit { base }) => Some(MailSource::mailpit(base.clone())),
             };
-            (target, Arc::new(idp), mail.map(Arc::new), None)
+            let harness = Harness::new(target, Arc::new(idp), mail.map(Arc::new), None)
+                .await
+                .map_err(|e| Failure::Harness(format!("target unreachable: {e}")))?;
+            let harness = Arc::new(harness);
+            (
+                authmd_conformance::run(harness.clone(), cases, &progress).await,
+                harness.secrets.clone(),
+            )
         }
     };
-    if let Some(jobs) = args.jobs {
-        target.jobs = jobs.max(1);
-    }
-    let harness = Harness::new(target, idp, mail, ca)
-        .await
-        .map_err(|e| Failure::Harness(format!("target unreachable: {e}")))?;
-    if let Some(e) = &harness.discovery.error {
-        eprintln!("warning: discovery failed: {e}; dependent cases are skipped as blocked");
-    }
-    let harness = Arc::new(harness);
-    let terminal = std::io::stderr().is_terminal();
-    let bar = terminal.then(|| {
-        let bar = indicatif::ProgressBar::new(cases.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
-        Some(bar) => {
-            bar.set_position(done as u64);
-            bar.set_message(result.name.clone());
-        }
-        None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
-    };
-    let report = authmd_conformance::run(harness.clone(), cases, &progress).await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if let Some(e) = &report.header.discovery_error {
+        eprintln!("warning: discovery failed: {e}; dependent cases were skipped as blocked");
     }
     let out = args.out.unwrap_or_else(|| {
         let stamp = time::OffsetDateTime::now_utc()
@@ -516,7 +514,7 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         PathBuf::from("reports/runs").join(stamp)
     });
     report
-        .write_all(&out, &harness.secrets)
+        .write_all(&out, &secrets)
         .map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
     // The summary table.
     println!("{:<48} {:<13} {:<13} first finding / reason", "case", "level", "verdict");
@@ -537,7 +535,7 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
             c.name,
             c.level.as_str(),
             c.verdict.label(),
-            harness.secrets.redact(&why).chars().take(160).collect::<String>()
+            secrets.redact(&why).chars().take(160).collect::<String>()
         );
     }
     let counts = report

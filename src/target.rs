@@ -94,6 +94,20 @@ pub struct DeclaredTtls {
     pub access_token: i64,
 }
 
+impl DeclaredTtls {
+    /// The lifetime a case names in `advance` (`registration`, `claim_attempt`, `otp`,
+    /// `access_token`), or plain seconds.
+    pub fn named(&self, name: &str) -> Option<i64> {
+        Some(match name {
+            "registration" => self.registration,
+            "claim_attempt" => self.claim_attempt,
+            "otp" => self.otp,
+            "access_token" => self.access_token,
+            _ => name.parse().ok()?,
+        })
+    }
+}
+
 impl Default for DeclaredTtls {
     fn default() -> Self {
         Self {
@@ -119,6 +133,15 @@ pub struct IdpSettings {
     /// Whether the target trusts this IdP at all. Defaults to true.
     #[serde(default = "yes")]
     pub trusted: bool,
+    /// Whether the target takes any `client_id` under the issuer (`<issuer>/clients/<name>`)
+    /// as a client metadata document to resolve (IDJAG-37). Set false when your trust entry
+    /// pins an explicit `client_id` list. Defaults to true.
+    #[serde(default = "yes")]
+    pub cimd: bool,
+    /// The `amr` values your trust entry requires of this IdP's tokens, if you have such a
+    /// policy (IDJAG-45). Empty skips the policy case.
+    #[serde(default)]
+    pub required_amr: Vec<String>,
 }
 
 fn any_port() -> SocketAddr {
@@ -135,6 +158,8 @@ impl Default for IdpSettings {
             listen: any_port(),
             audience: None,
             trusted: true,
+            cimd: true,
+            required_amr: Vec::new(),
         }
     }
 }

@@ -2,10 +2,8 @@
 //! holds; `cases/INDEX.md` is current; no secret seen during the run reaches any report file.
 //! One libtest-mimic trial per case, so `cargo test --test conformance -- idjag/` filters.
 
-use std::sync::Arc;
-
-use authmd_conformance::engine::{Harness, Verdict};
-use authmd_conformance::{bundled, default_catalogue};
+use authmd_conformance::default_catalogue;
+use authmd_conformance::engine::Verdict;
 use authmd_reference_server::Defects;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -20,15 +18,13 @@ fn main() {
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let (report, secrets, out_dir) = runtime.block_on(async {
-        let stack = bundled::start(Defects::none()).await.expect("bundled stack");
-        let harness = Harness::new(stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None)
+        let done = authmd_conformance::run_bundled(Defects::none(), catalogue.cases.clone(), None, &|_, _, _| {})
             .await
-            .expect("discovery");
-        let harness = Arc::new(harness);
-        let report = authmd_conformance::run(harness.clone(), catalogue.cases.clone(), &|_, _, _| {}).await;
+            .expect("bundled stack");
         let dir = std::env::temp_dir().join(format!("authmd-selftest-{}", std::process::id()));
-        report.write_all(&dir, &harness.secrets).expect("write reports");
-        (report, harness.secrets.clone(), dir)
+        done.report.write_all(&dir, &done.secrets).expect("write reports");
+        let report = done.report;
+        (report, done.secrets, dir)
     });
     let secrets_for_golden = secrets.clone();
 

@@ -6,20 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authmd_conformance::catalogue::Case;
-use authmd_conformance::engine::{CaseResult, Harness};
-use authmd_conformance::{bundled, default_catalogue};
+use authmd_conformance::default_catalogue;
+use authmd_conformance::engine::CaseResult;
 use authmd_reference_server::{Defect, Defects};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 async fn run_with(defect: Defect, cases: Vec<Case>) -> Result<Vec<CaseResult>, String> {
-    let stack = bundled::start([defect].into_iter().collect::<Defects>())
+    let done = authmd_conformance::run_bundled([defect].into_iter().collect::<Defects>(), cases, None, &|_, _, _| {})
         .await
         .map_err(|e| e.to_string())?;
-    let harness = Harness::new(stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let report = authmd_conformance::run(Arc::new(harness), cases, &|_, _, _| {}).await;
-    Ok(report.cases)
+    Ok(done.report.cases)
 }
 
 fn main() {

@@ -21,6 +21,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/agent-auth.json", get(client_metadata))
+        .route("/clients/{name}", get(client_document))
+        .route("/clients/foreign-jwks/{name}", get(foreign_jwks_client_document))
         .route("/_control/mint", post(control_mint))
         .route("/_control/rotate", post(control_rotate))
         .route("/_control/retire", post(control_retire))
@@ -91,6 +93,30 @@ async fn client_metadata(AxState(state): AxState<Arc<State>>) -> Response {
         })
     });
     Json(document).into_response()
+}
+
+/// A client metadata document for any `/clients/<name>` URL, so each case can use a
+/// `client_id` no target has cached yet (IDJAG-37).
+async fn client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
+    let client_id = format!("{}{}", state.issuer, request.uri().path());
+    cimd(client_id, format!("{}/.well-known/jwks.json", state.issuer))
+}
+
+/// A client metadata document whose `jwks_uri` is not the JWKS the IdP signs with: a target
+/// that resolves CIMD must refuse tokens naming it (IDJAG-37).
+async fn foreign_jwks_client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
+    let client_id = format!("{}{}", state.issuer, request.uri().path());
+    cimd(client_id, format!("{}/foreign/.well-known/jwks.json", state.issuer))
+}
+
+fn cimd(client_id: String, jwks_uri: String) -> Response {
+    Json(json!({
+        "client_id": client_id,
+        "client_name": "authmd mock agent client",
+        "jwks_uri": jwks_uri,
+        "token_endpoint_auth_method": "private_key_jwt",
+    }))
+    .into_response()
 }
 
 pub(crate) fn mint_locked(state: &State, inner: &Inner, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {

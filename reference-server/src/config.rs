@@ -26,12 +26,16 @@ pub struct TrustedIssuer {
     pub issuer: String,
     /// Where its JWKS is. Defaults to `<issuer>/.well-known/jwks.json` (IDJAG-43).
     pub jwks_uri: Option<String>,
-    /// The `client_id` values that resolve to this provider. Defaults to the issuer and
-    /// `<issuer>/agent-auth.json`.
+    /// The `client_id` values that resolve to this provider. Defaults to the issuer and any
+    /// URL under it (a client metadata document the provider hosts).
     #[serde(default)]
     pub client_ids: Vec<String>,
     /// Extra PEM CA to trust when fetching the JWKS over https.
     pub ca_pem: Option<String>,
+    /// Authentication methods every ID-JAG from this provider must list in `amr` (e.g.
+    /// `["mfa"]`); fewer is `insufficient_user_authentication` (IDJAG-45). Defaults to none.
+    #[serde(default)]
+    pub required_amr: Vec<String>,
 }
 
 impl TrustedIssuer {
@@ -45,7 +49,8 @@ impl TrustedIssuer {
     /// Does `client_id` resolve to this provider?
     pub fn knows_client(&self, client_id: &str) -> bool {
         if self.client_ids.is_empty() {
-            client_id == self.issuer || client_id == format!("{}/agent-auth.json", self.issuer.trim_end_matches('/'))
+            // The issuer itself, or a client metadata document the provider hosts (IDJAG-37).
+            client_id == self.issuer || client_id.starts_with(&format!("{}/", self.issuer.trim_end_matches('/')))
         } else {
             self.client_ids.iter().any(|c| c == client_id)
         }

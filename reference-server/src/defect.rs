@@ -37,88 +37,34 @@ macro_rules! defects {
 }
 
 defects! {
-    /// API-05: accepts a credential under any authorization scheme, `Basic` included.
-    AcceptAnyScheme = "accept-any-scheme",
-    /// REG-EMAIL-03: accepts a verified_email assertion that is not an address.
-    AcceptAnyEmail = "accept-any-email",
-    /// REVOKE-12: accepts logout tokens without `jti`.
-    AcceptLogoutWithoutJti = "accept-logout-without-jti",
-    /// IDJAG-31: accepts ID-JAGs without `sub`.
-    AcceptMissingSub = "accept-missing-sub",
-    /// REG-GEN-04: parses registration bodies whatever their content type.
-    AcceptNonJsonContentType = "accept-non-json-content-type",
-    /// IDJAG-05: verifies a token whose `kid` is unknown with the issuer's first key.
-    AcceptUnknownKid = "accept-unknown-kid",
-    /// DISC-15: lists `refresh_token` among the identity credential types.
-    AdvertiseRefreshTokenType = "advertise-refresh-token-type",
-    /// IDJAG-46: records the `jti` of a token rejected for missing verified email.
-    BurnJtiOfRejectedTokens = "burn-jti-of-rejected-tokens",
-    /// REG-ANON-06: defaults a missing `requested_credential_type` to `api_key`.
-    DefaultCredentialType = "default-credential-type",
-    /// CLAIM-08, CLAIM-21: does not check whether a registration was already claimed.
-    ForgetClaimedStatus = "forget-claimed-status",
-    /// REG-ANON-10: gives unclaimed anonymous keys the post-claim scopes.
-    FullScopesBeforeClaim = "full-scopes-before-claim",
-    /// IDJAG-12: ignores a `crit` header naming an unknown extension (RFC 7515 §4.1.11).
-    IgnoreCrit = "ignore-crit",
-    /// CLAIM-03: the plain GET of the claim link mints (and so rotates) the OTP.
-    MintOtpOnView = "mint-otp-on-view",
-    /// CLAIM-06: a repeated claim with the same email starts a new attempt and mails again.
-    NewAttemptOnRepeatClaim = "new-attempt-on-repeat-claim",
-    /// IDJAG-21, IDJAG-24: allows no clock skew on `exp` and `iat`.
-    NoClockSkew = "no-clock-skew",
-    /// IDJAG-44: fetches the issuer's JWKS for every token.
-    NoJwksCache = "no-jwks-cache",
-    /// REVOKE-21: omits `Cache-Control: no-store` on revocation answers.
-    NoRevokeCacheControl = "no-revoke-cache-control",
-    /// DISC-11: omits `bearer_methods_supported` from the PRM.
-    OmitBearerMethods = "omit-bearer-methods",
-    /// DISC-16: omits `events_supported` although a revocation URI is advertised.
-    OmitEventsSupported = "omit-events-supported",
-    /// DISC-20: omits `issuer` from the AS metadata.
-    OmitIssuer = "omit-issuer",
-    /// CLAIM-26: accepts an OTP minted for another registration.
-    OtpNotBoundToRegistration = "otp-not-bound-to-registration",
-    /// IDJAG-33: refuses ID-JAGs whose only verified contact is a phone number.
-    RejectPhoneOnly = "reject-phone-only",
-    /// REG-GEN-06: refuses registration bodies with unknown members.
-    RejectUnknownMembers = "reject-unknown-members",
-    /// DISC-19: returns a relative `claim_url`.
-    RelativeClaimUrl = "relative-claim-url",
-    /// REVOKE-20: keeps logout-token and ID-JAG `jti`s in one replay namespace.
-    SharedJtiNamespace = "shared-jti-namespace",
-    /// CLAIM-14: mints five-digit OTPs.
-    ShortOtp = "short-otp",
-    /// REG-GEN-02: registers an unknown `type` as anonymous.
-    TreatUnknownTypeAsAnonymous = "treat-unknown-type-as-anonymous",
-    /// CLAIM-31, CLAIM-19: trims whitespace from the OTP before comparing.
-    TrimOtp = "trim-otp",
-    /// REG-ANON-08: mints claim tokens with 48 bits of entropy.
-    WeakClaimToken = "weak-claim-token",
-    /// CRED-10, REG-ANON-01: spells `registration_type` with underscores.
-    WrongRegistrationType = "wrong-registration-type",
     /// IDJAG-07: accepts `alg: none` tokens without a signature.
     AcceptAlgNone = "accept-alg-none",
+    /// REG-EMAIL-03: accepts a verified_email assertion that is not an address.
+    AcceptAnyEmail = "accept-any-email",
+    /// API-05: accepts a credential under any authorization scheme, `Basic` included.
+    AcceptAnyScheme = "accept-any-scheme",
     /// IDJAG-19: accepts an `aud` array with members besides the expected audience.
     AcceptAudienceArrayWithExtras = "accept-audience-array-with-extras",
     /// API-03, CRED-04: keeps honouring access tokens after `credential_expires`.
     AcceptExpiredAccessToken = "accept-expired-access-token",
     /// IDJAG-20: accepts ID-JAGs whose `exp` is in the past.
     AcceptExpiredIdJag = "accept-expired-id-jag",
+    /// REVOKE-13: accepts logout tokens whose `exp` is in the past.
+    AcceptExpiredLogout = "accept-expired-logout",
     /// REVOKE-15: accepts logout tokens sent as a BCL form POST or with another content type.
     AcceptFormLogout = "accept-form-logout",
     /// IDJAG-23: accepts an `iat` far in the future.
     AcceptFutureIat = "accept-future-iat",
-    /// IDJAG-26: accepts an `nbf` in the future.
-    AcceptFutureNbf = "accept-future-nbf",
-    /// REVOKE-13: accepts logout tokens whose `exp` is in the past.
-    AcceptExpiredLogout = "accept-expired-logout",
     /// REVOKE-14: accepts logout tokens with an `iat` far in the future.
     AcceptFutureLogoutIat = "accept-future-logout-iat",
+    /// IDJAG-26: accepts an `nbf` in the future.
+    AcceptFutureNbf = "accept-future-nbf",
     /// REVOKE-09: accepts logout tokens that carry a `nonce`.
     AcceptLogoutWithNonce = "accept-logout-with-nonce",
     /// REVOKE-08: accepts logout tokens without the revocation event.
     AcceptLogoutWithoutEvents = "accept-logout-without-events",
+    /// REVOKE-12: accepts logout tokens without `jti`.
+    AcceptLogoutWithoutJti = "accept-logout-without-jti",
     /// REVOKE-10: accepts logout tokens without `sub`.
     AcceptLogoutWithoutSub = "accept-logout-without-sub",
     /// IDJAG-35: accepts ID-JAGs without `client_id`.
@@ -129,28 +75,52 @@ defects! {
     AcceptMissingIat = "accept-missing-iat",
     /// IDJAG-27: accepts ID-JAGs without `jti`.
     AcceptMissingJti = "accept-missing-jti",
+    /// IDJAG-31: accepts ID-JAGs without `sub`.
+    AcceptMissingSub = "accept-missing-sub",
+    /// REG-GEN-04: parses registration bodies whatever their content type.
+    AcceptNonJsonContentType = "accept-non-json-content-type",
     /// API-07: accepts a bearer token in the `access_token` query parameter.
     AcceptQueryToken = "accept-query-token",
     /// IDJAG-34: treats the string `"true"` as a verified email.
     AcceptStringEmailVerified = "accept-string-email-verified",
     /// IDJAG-36: accepts any `client_id`, resolvable or not.
     AcceptUnknownClientId = "accept-unknown-client-id",
+    /// IDJAG-05: verifies a token whose `kid` is unknown with the issuer's first key.
+    AcceptUnknownKid = "accept-unknown-kid",
     /// REVOKE-07: accepts logout tokens addressed to another audience.
     AcceptWrongLogoutAudience = "accept-wrong-logout-audience",
+    /// DISC-15: lists `refresh_token` among the identity credential types.
+    AdvertiseRefreshTokenType = "advertise-refresh-token-type",
+    /// REG-ANON-07: registers anonymous agents although anonymous registration is not offered.
+    AnonymousWhenDisabled = "anonymous-when-disabled",
+    /// IDJAG-46: records the `jti` of a token rejected for missing verified email.
+    BurnJtiOfRejectedTokens = "burn-jti-of-rejected-tokens",
     /// API-06: matches the `Bearer` scheme name case-sensitively.
     CaseSensitiveScheme = "case-sensitive-scheme",
     /// REG-GEN-03: answers malformed JSON with 500.
     CrashOnMalformedJson = "crash-on-malformed-json",
+    /// REG-ANON-06: defaults a missing `requested_credential_type` to `api_key`.
+    DefaultCredentialType = "default-credential-type",
+    /// EXP-03: says an email-verification claim lives for the registration TTL while the emailed link dies with its attempt.
+    EmailClaimWindowOverstated = "email-claim-window-overstated",
     /// EXP-02: expires anonymous registrations at their TTL even after they were claimed.
     ExpireClaimedRegistrations = "expire-claimed-registrations",
     /// CLAIM-28: echoes the OTP in agent-facing claim responses.
     ExposeOtpInClaimResponse = "expose-otp-in-claim-response",
-    /// REG-EMAIL-01: issues a credential at verified-email registration, before the claim.
-    IssueCredentialBeforeEmailClaim = "issue-credential-before-email-claim",
+    /// CLAIM-08, CLAIM-21: does not check whether a registration was already claimed.
+    ForgetClaimedStatus = "forget-claimed-status",
+    /// REG-ANON-10: gives unclaimed anonymous keys the post-claim scopes.
+    FullScopesBeforeClaim = "full-scopes-before-claim",
+    /// IDJAG-45: accepts ID-JAGs whose amr falls short of the trust entry's required_amr.
+    IgnoreAmrPolicy = "ignore-amr-policy",
+    /// IDJAG-12: ignores a `crit` header naming an unknown extension (RFC 7515 §4.1.11).
+    IgnoreCrit = "ignore-crit",
     /// REVOKE-02: answers logout tokens with 200 but revokes nothing.
     IgnoreLogoutTokens = "ignore-logout-tokens",
     /// CLAIM-20: completes claims with an OTP past its lifetime.
     IgnoreOtpExpiry = "ignore-otp-expiry",
+    /// REG-EMAIL-01: issues a credential at verified-email registration, before the claim.
+    IssueCredentialBeforeEmailClaim = "issue-credential-before-email-claim",
     /// CLAIM-17: keeps the pre-claim scopes on an anonymous key after the claim.
     KeepPreClaimScopes = "keep-pre-claim-scopes",
     /// CLAIM-12: keeps the previous OTP valid when a new one is minted.
@@ -161,38 +131,70 @@ defects! {
     LinkUnverifiedEmail = "link-unverified-email",
     /// IDJAG-42: answers 502 when the issuer's JWKS cannot be fetched.
     MapJwksFailureTo5xx = "map-jwks-failure-to-5xx",
-    /// MATCH-01: creates a new user for every ID-JAG instead of matching `(iss, sub)`.
-    NewUserPerAssertion = "new-user-per-assertion",
-    /// REG-GEN-07: omits `Cache-Control: no-store` on responses carrying secrets.
-    OmitCacheControl = "omit-cache-control",
-    /// DISC-01, DISC-04: omits the `WWW-Authenticate` challenge on 401.
-    OmitChallenge = "omit-challenge",
-    /// DISC-03: omits `error="invalid_token"` when a presented token is refused.
-    OmitInvalidTokenError = "omit-invalid-token-error",
-    /// DISC-08: serves the PRM only at the host root, not at its `resource` path.
-    PrmOnlyAtRoot = "prm-only-at-root",
+    /// CLAIM-03: the plain GET of the claim link mints (and so rotates) the OTP.
+    MintOtpOnView = "mint-otp-on-view",
     /// EXP-01: never expires unclaimed anonymous registrations.
     NeverExpireAnonymous = "never-expire-anonymous",
+    /// CLAIM-06: a repeated claim with the same email starts a new attempt and mails again.
+    NewAttemptOnRepeatClaim = "new-attempt-on-repeat-claim",
+    /// MATCH-01: creates a new user for every ID-JAG instead of matching `(iss, sub)`.
+    NewUserPerAssertion = "new-user-per-assertion",
+    /// IDJAG-21, IDJAG-24: allows no clock skew on `exp` and `iat`.
+    NoClockSkew = "no-clock-skew",
+    /// IDJAG-44: fetches the issuer's JWKS for every token.
+    NoJwksCache = "no-jwks-cache",
     /// CLAIM-25: no bound on wrong OTP attempts.
     NoOtpAttemptLimit = "no-otp-attempt-limit",
     /// RATE-01: no rate limiting.
     NoRateLimit = "no-rate-limit",
+    /// REVOKE-21: omits `Cache-Control: no-store` on revocation answers.
+    NoRevokeCacheControl = "no-revoke-cache-control",
+    /// DISC-11: omits `bearer_methods_supported` from the PRM.
+    OmitBearerMethods = "omit-bearer-methods",
+    /// REG-GEN-07: omits `Cache-Control: no-store` on responses carrying secrets.
+    OmitCacheControl = "omit-cache-control",
+    /// DISC-01, DISC-04: omits the `WWW-Authenticate` challenge on 401.
+    OmitChallenge = "omit-challenge",
+    /// DISC-16: omits `events_supported` although a revocation URI is advertised.
+    OmitEventsSupported = "omit-events-supported",
+    /// DISC-03: omits `error="invalid_token"` when a presented token is refused.
+    OmitInvalidTokenError = "omit-invalid-token-error",
+    /// DISC-20: omits `issuer` from the AS metadata.
+    OmitIssuer = "omit-issuer",
+    /// CLAIM-26: accepts an OTP minted for another registration.
+    OtpNotBoundToRegistration = "otp-not-bound-to-registration",
+    /// DISC-21: advertises its resource documentation at a plain-http, non-loopback URL.
+    PlainHttpResourceDocumentation = "plain-http-resource-documentation",
+    /// DISC-08: serves the PRM only at the host root, not at its `resource` path.
+    PrmOnlyAtRoot = "prm-only-at-root",
     /// CLAIM-04: reports the registration id as `claim_attempt_id`.
     RegistrationIdAsAttemptId = "registration-id-as-attempt-id",
-    /// REG-EMAIL-02, CLAIM-02: sends no claim email.
-    SendNoClaimEmail = "send-no-claim-email",
+    /// IDJAG-33: refuses ID-JAGs whose only verified contact is a phone number.
+    RejectPhoneOnly = "reject-phone-only",
+    /// REG-GEN-06: refuses registration bodies with unknown members.
+    RejectUnknownMembers = "reject-unknown-members",
+    /// DISC-19: returns a relative `claim_url`.
+    RelativeClaimUrl = "relative-claim-url",
     /// CRED-02: includes a `refresh_token` in ID-JAG registration responses.
     ReturnRefreshToken = "return-refresh-token",
     /// REVOKE-18: revokes only credentials whose ID-JAG `aud` was a plain string.
     RevokeOnlyStringAudience = "revoke-only-string-audience",
+    /// REVOKE-22: a logout token revokes every credential of the matched user, anonymous and verified-email ones included.
+    RevokeWholeUser = "revoke-whole-user",
     /// CLAIM-17: rotates the anonymous API key at claim instead of upgrading it in place.
     RotateKeyOnClaim = "rotate-key-on-claim",
-    /// IDJAG-14: accepts issuers that are not on the trust list.
-    TrustUnknownIssuers = "trust-unknown-issuers",
+    /// REG-EMAIL-02, CLAIM-02: sends no claim email.
+    SendNoClaimEmail = "send-no-claim-email",
+    /// REVOKE-20: keeps logout-token and ID-JAG `jti`s in one replay namespace.
+    SharedJtiNamespace = "shared-jti-namespace",
+    /// CLAIM-14: mints five-digit OTPs.
+    ShortOtp = "short-otp",
+    /// IDJAG-16: does not check `aud`.
+    SkipAudienceCheck = "skip-audience-check",
+    /// IDJAG-37: never fetches a URL-form client_id's metadata document, so a foreign jwks_uri goes unnoticed.
+    SkipCimdResolution = "skip-cimd-resolution",
     /// MATCH-02: never links a new subject to an existing account by verified email.
     SkipEmailLinking = "skip-email-linking",
-    /// IDJAG-13: compares `typ` byte for byte, refusing valid media-type spellings.
-    StrictTypComparison = "strict-typ-comparison",
     /// IDJAG-06: never refetches the JWKS on an unknown `kid`.
     SkipKidRefetch = "skip-kid-refetch",
     /// REVOKE-11: accepts a replayed logout token.
@@ -203,10 +205,22 @@ defects! {
     SkipSignatureCheck = "skip-signature-check",
     /// IDJAG-11, IDJAG-12, IDJAG-41: does not check the `typ` header.
     SkipTypCheck = "skip-typ-check",
-    /// IDJAG-16: does not check `aud`.
-    SkipAudienceCheck = "skip-audience-check",
     /// IDJAG-32: accepts ID-JAGs with neither a verified email nor phone.
     SkipVerifiedEmailCheck = "skip-verified-email-check",
+    /// IDJAG-13: compares `typ` byte for byte, refusing valid media-type spellings.
+    StrictTypComparison = "strict-typ-comparison",
+    /// REG-GEN-02: registers an unknown `type` as anonymous.
+    TreatUnknownTypeAsAnonymous = "treat-unknown-type-as-anonymous",
+    /// CLAIM-31, CLAIM-19: trims whitespace from the OTP before comparing.
+    TrimOtp = "trim-otp",
+    /// IDJAG-14: accepts issuers that are not on the trust list.
+    TrustUnknownIssuers = "trust-unknown-issuers",
+    /// REG-EMAIL-04: registers verified_email agents although verified_email is not offered.
+    VerifiedEmailWhenDisabled = "verified-email-when-disabled",
+    /// REG-ANON-08: mints claim tokens with 48 bits of entropy.
+    WeakClaimToken = "weak-claim-token",
+    /// CRED-10, REG-ANON-01: spells `registration_type` with underscores.
+    WrongRegistrationType = "wrong-registration-type",
     /// REG-ANON-05, IDJAG-38: answers an unsupported credential type with `invalid_request`.
     WrongUnsupportedCredentialCode = "wrong-unsupported-credential-code",
 }

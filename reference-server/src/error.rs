@@ -24,6 +24,8 @@ pub enum ApiError {
     InvalidClientId,
     /// Neither `email_verified` nor `phone_number_verified` is `true`.
     MissingVerifiedEmail,
+    /// The provider's authentication context (`amr`) is below the trust entry's policy (RFC 9470).
+    InsufficientUserAuthentication,
     /// The requested credential type is not offered for this method.
     UnsupportedCredentialType,
     /// Anonymous registration is off.
@@ -78,6 +80,7 @@ impl ApiError {
             Self::InvalidIssuer => "invalid_issuer",
             Self::InvalidClientId => "invalid_client_id",
             Self::MissingVerifiedEmail => "missing_verified_email",
+            Self::InsufficientUserAuthentication => "insufficient_user_authentication",
             Self::UnsupportedCredentialType => "unsupported_credential_type",
             Self::AnonymousNotEnabled => "anonymous_not_enabled",
             Self::VerifiedEmailNotEnabled => "verified_email_not_enabled",
@@ -124,6 +127,7 @@ impl ApiError {
             Self::InvalidIssuer => "the issuer is not on the trust list".into(),
             Self::InvalidClientId => "client_id does not resolve to a known provider identity".into(),
             Self::MissingVerifiedEmail => "the assertion carries no verified email or phone number".into(),
+            Self::InsufficientUserAuthentication => "the user's authentication does not meet this provider's policy".into(),
             Self::UnsupportedCredentialType => "that credential type is not offered for this registration type".into(),
             Self::AnonymousNotEnabled => "anonymous registration is not enabled".into(),
             Self::VerifiedEmailNotEnabled => "verified-email registration is not enabled".into(),

@@ -162,6 +162,12 @@ fn prm(state: &AppState) -> Value {
         "resource": state.resource(),
         "resource_name": "authmd reference service",
         "resource_logo_uri": format!("{}/logo.png", state.base_url),
+        // DISC-21: every advertised URL is on the service's own (https, or loopback) origin.
+        "resource_documentation": if state.defects.contains(Defect::PlainHttpResourceDocumentation) {
+            json!("http://docs.authmd.invalid/agent-auth")
+        } else {
+            json!(format!("{}/auth.md", state.base_url))
+        },
         "authorization_servers": [state.base_url],
         "scopes_supported": state.config.scopes,
         "bearer_methods_supported": if state.defects.contains(Defect::OmitBearerMethods) { json!(null) } else { json!(["header"]) },
@@ -299,7 +305,7 @@ fn unsupported_credential(state: &AppState) -> ApiError {
 
 async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body: &serde_json::Map<String, Value>) -> Outcome {
     // REG-ANON-07: refused with anonymous_not_enabled when not offered.
-    if !state.config.anonymous {
+    if !state.config.anonymous && !state.defects.contains(Defect::AnonymousWhenDisabled) {
         return Err(ApiError::AnonymousNotEnabled);
     }
     // REG-ANON-06: `requested_credential_type` is required in v0.1 (C-11).
@@ -399,7 +405,7 @@ async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body:
 
 async fn register_email(state: &AppState, now: i64, email: &str, requested: &str) -> Outcome {
     // REG-EMAIL-04
-    if !state.config.verified_email {
+    if !state.config.verified_email && !state.defects.contains(Defect::VerifiedEmailWhenDisabled) {
         return Err(ApiError::VerifiedEmailNotEnabled);
     }
     // REG-EMAIL-03
@@ -408,7 +414,15 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
     }
     let registration_id = secret("reg_", 16);
     let claim_token = secret("clm_", 24);
-    let expires = now + state.config.ttl.registration;
+    // EXP-03 (C-14): the emailed link is the only way to finish an email-verification claim
+    // and it lives as long as its attempt, so that is the registration's window too, and
+    // `claim_token_expires` says so rather than promising the anonymous registration TTL.
+    let window = if state.defects.contains(Defect::EmailClaimWindowOverstated) {
+        state.config.ttl.registration
+    } else {
+        state.config.ttl.registration.min(state.config.ttl.claim_attempt)
+    };
+    let expires = now + window;
     let (rid, claim_hash, email_owned, requested_owned) = (
         registration_id.clone(),
         hash(&claim_token),
@@ -1220,7 +1234,17 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
                 if st.defects.contains(Defect::IgnoreLogoutTokens) {
                     return Ok(0);
                 }
-                // REVOKE-02, REVOKE-03, REVOKE-18: every credential of exactly this triple.
+                if st.defects.contains(Defect::RevokeWholeUser) {
+                    conn.execute(
+                        "UPDATE credentials SET revoked = 1 WHERE revoked = 0 AND user_id IN
+                         (SELECT user_id FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3)",
+                        params![verified.iss, verified.sub, verified.aud],
+                    )
+                    .map_err(db)?;
+                }
+                // REVOKE-02, REVOKE-03, REVOKE-18, REVOKE-22: every credential of exactly this
+                // triple, and only those: keys from the anonymous and verified-email flows of the
+                // same person were not delegated by the provider and are not its to revoke.
                 let n = conn
                     .execute(
                         "UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0",

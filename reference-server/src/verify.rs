@@ -66,10 +66,12 @@ pub struct Verified {
     pub replay_until: i64,
 }
 
-/// The JWKS cache: per issuer, the keys, when they were fetched, and for how long they hold.
+/// The JWKS cache: per issuer, the keys, when they were fetched, and for how long they hold;
+/// and, per URL-form `client_id`, the `jwks_uri` of its client metadata document.
 #[derive(Default)]
 pub struct JwksCache {
     entries: Mutex<HashMap<String, CacheEntry>>,
+    clients: std::sync::Mutex<HashMap<String, (Instant, Duration, String)>>,
 }
 
 struct CacheEntry {
@@ -311,7 +313,31 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
             Some(c) if !trusted.knows_client(&c) && !defects.contains(Defect::AcceptUnknownClientId) => {
                 return Err(ApiError::InvalidClientId);
             }
+            // IDJAG-37: a URL-form client_id is a CIMD document whose jwks_uri must be the JWKS
+            // the signature was checked against. Only client_ids under a trusted issuer get
+            // here, so the server never fetches a URL a stranger chose.
+            Some(c)
+                if c != trusted.issuer
+                    && trusted.knows_client(&c)
+                    && url::Url::parse(&c).is_ok()
+                    && !defects.contains(Defect::SkipCimdResolution) =>
+            {
+                state.jwks.check_cimd(state, trusted, &c).await?;
+            }
             _ => {}
+        }
+        // IDJAG-45: the provider's authentication context meets the trust entry's policy.
+        if !trusted.required_amr.is_empty() && !defects.contains(Defect::IgnoreAmrPolicy) {
+            let amr: Vec<&str> = claims
+                .get("amr")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !trusted.required_amr.iter().all(|m| amr.contains(&m.as_str())) {
+                return Err(ApiError::InsufficientUserAuthentication);
+            }
         }
         // IDJAG-32..34: a verified email or phone, as JSON booleans (OIDC Core §5.1).
         let verified = |name: &str| match claims.get(name) {
@@ -416,6 +442,63 @@ impl JwksCache {
     }
 }
 
+impl JwksCache {
+    /// IDJAG-37: fetches (or recalls) the client metadata document at `client_id` and checks
+    /// that it names `client_id` and the issuer's JWKS. Any failure is `invalid_client_id`.
+    async fn check_cimd(&self, state: &AppState, issuer: &TrustedIssuer, client_id: &str) -> Result<(), ApiError> {
+        let cached = self.clients.lock().ok().and_then(|m| {
+            m.get(client_id)
+                .filter(|(at, ttl, _)| at.elapsed() < *ttl)
+                .map(|(_, _, jwks_uri)| jwks_uri.clone())
+        });
+        let jwks_uri = match cached {
+            Some(uri) => uri,
+            None => {
+                let response = state
+                    .http
+                    .get(client_id)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .map_err(|_| ApiError::InvalidClientId)?;
+                if !response.status().is_success() {
+                    return Err(ApiError::InvalidClientId);
+                }
+                let ttl = Duration::from_secs(
+                    max_age(response.headers())
+                        .unwrap_or(state.config.ttl.jwks_cache_floor)
+                        .clamp(state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling),
+                );
+                let document: Value = response.json().await.map_err(|_| ApiError::InvalidClientId)?;
+                // The CIMD draft: the document's client_id is the URL it was fetched from.
+                if document.get("client_id").and_then(Value::as_str) != Some(client_id) {
+                    return Err(ApiError::InvalidClientId);
+                }
+                let uri = document.get("jwks_uri").and_then(Value::as_str).unwrap_or_default().to_string();
+                if let Ok(mut m) = self.clients.lock() {
+                    m.insert(client_id.to_string(), (Instant::now(), ttl, uri.clone()));
+                }
+                uri
+            }
+        };
+        if jwks_uri == issuer.jwks_uri() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidClientId)
+        }
+    }
+}
+
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok()))
+        })
+}
+
 async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64, u64)) -> Result<CacheEntry, ApiError> {
     let uri = issuer.jwks_uri();
     // IDJAG-42: an unavailable JWKS is a signature failure for the client, never a 5xx.
@@ -437,15 +520,7 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64,
         return Err(unavailable(format!("status {}", response.status().as_u16())));
     }
     // IDJAG-44: honour Cache-Control max-age within the floor and ceiling.
-    let max_age = response
-        .headers()
-        .get(reqwest::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok()))
-        })
-        .unwrap_or(floor);
+    let max_age = max_age(response.headers()).unwrap_or(floor);
     let body = response.text().await.map_err(|e| unavailable(e.to_string()))?;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).map_err(|_| unavailable("the JWKS is not valid JSON".into()))?;
     Ok(CacheEntry {
