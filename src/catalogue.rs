@@ -192,6 +192,10 @@ pub struct Expect {
     /// JSON pointers holding absolute URLs.
     #[serde(default)]
     pub absolute_url: Vec<String>,
+    /// An earlier step whose answer this one must match in status and top-level member names
+    /// (REG-EMAIL-08: no difference between known and unknown addresses).
+    #[serde(default)]
+    pub same_shape_as: Option<String>,
     /// URLs on the mock IdP (references allowed) the target must have fetched by the end of
     /// this step.
     #[serde(default)]

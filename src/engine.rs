@@ -100,6 +100,8 @@ pub enum FindingKind {
     InsecureUrl,
     /// The target never fetched a URL it should have resolved.
     NotFetched,
+    /// Two answers that must look alike differ in status or members.
+    ShapeDiffers,
     /// A header is missing or lacks the expected content.
     MissingHeader,
     /// A header that must be absent is present.
@@ -1427,6 +1429,26 @@ impl<'h> CaseCtx<'h> {
                     FindingKind::NotAbsoluteUrl,
                     format!("`{pointer}` an absolute URL"),
                     format!("`{v}`"),
+                );
+            }
+        }
+        if let Some(other) = &expect.same_shape_as {
+            let shape = |v: &Value| -> (Value, Vec<String>) {
+                let keys = v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                (v.get("http_status").cloned().unwrap_or(Value::Null), keys)
+            };
+            let theirs = self.vars.get(other).map(shape);
+            let ours = shape(&body);
+            if theirs.as_ref() != Some(&ours) {
+                let show = |(status, keys): &(Value, Vec<String>)| format!("{status} with {{{}}}", keys.join(", "));
+                self.finding(
+                    label,
+                    FindingKind::ShapeDiffers,
+                    format!(
+                        "the same status and members as `{other}`: {}",
+                        theirs.as_ref().map(show).unwrap_or_else(|| "(no such step)".into())
+                    ),
+                    show(&ours),
                 );
             }
         }

@@ -206,6 +206,8 @@ pub(crate) struct Inner {
     pub(crate) fault: JwksFault,
     pub(crate) requests: Vec<RecordedRequest>,
     pub(crate) cimd: Option<Value>,
+    /// Public keys of `jku` tampers by kid, served under `/attacker/<kid>/jwks.json`.
+    pub(crate) attacker_keys: std::collections::HashMap<String, Value>,
     key_dir: Option<PathBuf>,
     next_kid: u32,
 }
@@ -272,6 +274,7 @@ impl MockIdp {
                 fault: JwksFault::None,
                 requests: Vec::new(),
                 cimd: None,
+                attacker_keys: std::collections::HashMap::new(),
                 key_dir: config.key_dir.clone(),
                 next_kid,
             }),
@@ -349,8 +352,8 @@ impl MockIdp {
 
     /// Mints a token for `subject` with the given edits.
     pub fn mint(&self, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {
-        let inner = self.state.lock();
-        server::mint_locked(&self.state, &inner, request, subject)
+        let mut inner = self.state.lock();
+        server::mint_locked(&self.state, &mut inner, request, subject)
     }
 
     /// Publishes a new key and makes it the active signer; returns its kid.

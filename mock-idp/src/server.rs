@@ -22,6 +22,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/agent-auth.json", get(client_metadata))
         .route("/clients/{name}", get(client_document))
+        .route("/attacker/{kid}/jwks.json", get(attacker_jwks))
         .route("/clients/foreign-jwks/{name}", get(foreign_jwks_client_document))
         .route("/_control/mint", post(control_mint))
         .route("/_control/rotate", post(control_rotate))
@@ -109,6 +110,14 @@ async fn foreign_jwks_client_document(AxState(state): AxState<Arc<State>>, reque
     cimd(client_id, format!("{}/foreign/.well-known/jwks.json", state.issuer))
 }
 
+/// The key set a `jku` tamper points at: the attacker's key, which the issuer never published.
+async fn attacker_jwks(AxState(state): AxState<Arc<State>>, axum::extract::Path(kid): axum::extract::Path<String>) -> Response {
+    match state.lock().attacker_keys.get(&kid) {
+        Some(jwk) => Json(json!({ "keys": [jwk] })).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 fn cimd(client_id: String, jwks_uri: String) -> Response {
     Json(json!({
         "client_id": client_id,
@@ -119,7 +128,7 @@ fn cimd(client_id: String, jwks_uri: String) -> Response {
     .into_response()
 }
 
-pub(crate) fn mint_locked(state: &State, inner: &Inner, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {
+pub(crate) fn mint_locked(state: &State, inner: &mut Inner, request: &TokenRequest, subject: &Subject) -> Result<Minted, IdpError> {
     let signer = match &request.kid {
         Some(kid) => inner
             .published
@@ -129,7 +138,11 @@ pub(crate) fn mint_locked(state: &State, inner: &Inner, request: &TokenRequest, 
         None => &inner.published[inner.active],
     };
     let claims = token::default_claims(request.kind, &state.issuer, &state.audience, subject);
-    token::mint(request, claims, signer)
+    let minted = token::mint(request, claims, signer, &state.issuer)?;
+    if let Some((kid, jwk)) = &minted.attacker_key {
+        inner.attacker_keys.insert(kid.clone(), jwk.clone());
+    }
+    Ok(minted)
 }
 
 pub(crate) fn rotate_locked(inner: &mut Inner, alg: KeyAlg) -> Result<String, IdpError> {
@@ -209,8 +222,8 @@ async fn control_mint(
     };
     let sub = body.sub.unwrap_or_else(|| format!("user-{}", uuid::Uuid::new_v4()));
     let email = body.email.unwrap_or_else(|| format!("{sub}@example.com"));
-    let inner = state.lock();
-    match mint_locked(&state, &inner, &body.request, &Subject { sub, email }) {
+    let mut inner = state.lock();
+    match mint_locked(&state, &mut inner, &body.request, &Subject { sub, email }) {
         Ok(minted) => Json(minted).into_response(),
         Err(e) => control_error(StatusCode::BAD_REQUEST, e),
     }

@@ -52,7 +52,8 @@ pub enum Tamper {
     ForeignKeySameKid,
     /// Signed by a fresh key whose public JWK is embedded in the `jwk` header.
     EmbeddedJwk,
-    /// Signed by a fresh key and pointing `jku` at a JWKS the IdP does not own.
+    /// Signed by a fresh key and pointing `jku` at a key set holding it, served by the IdP but
+    /// never published as its JWKS.
     Jku,
     /// Signed by a fresh key and pointing `x5u` at a certificate the IdP does not own.
     X5u,
@@ -114,6 +115,9 @@ pub struct Minted {
     pub header: Value,
     /// The claims as minted.
     pub claims: Value,
+    /// A `jku` tamper's key (kid, public JWK), for the IdP to serve where `jku` points.
+    #[serde(skip)]
+    pub(crate) attacker_key: Option<(String, Value)>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -182,7 +186,7 @@ fn b64_json(value: &Value) -> String {
 }
 
 /// Assembles and signs a token. `signer` is the key chosen by the request (or the active one).
-pub(crate) fn mint(request: &TokenRequest, mut claims: Map<String, Value>, signer: &SigningKey) -> Result<Minted, IdpError> {
+pub(crate) fn mint(request: &TokenRequest, mut claims: Map<String, Value>, signer: &SigningKey, issuer: &str) -> Result<Minted, IdpError> {
     let now = now();
     for (name, value) in &request.set {
         let value = if matches!(name.as_str(), "exp" | "iat" | "nbf" | "auth_time") {
@@ -227,8 +231,9 @@ pub(crate) fn mint(request: &TokenRequest, mut claims: Map<String, Value>, signe
             key = fresh(KeyAlg::Es256)?;
             header.insert("alg".into(), json!("ES256"));
             header.insert("kid".into(), json!(key.kid()));
-            // Port 9 (discard) on loopback: nothing answers, and nothing leaves the machine.
-            header.insert("jku".into(), json!("http://127.0.0.1:9/attacker/jwks.json"));
+            // On the IdP's own origin (so nothing leaves the machine) but not its published
+            // JWKS: a target that follows `jku` finds the attacker's key there and accepts.
+            header.insert("jku".into(), json!(format!("{issuer}/attacker/{}/jwks.json", key.kid())));
         }
         Some(Tamper::X5u) => {
             key = fresh(KeyAlg::Es256)?;
@@ -303,7 +308,13 @@ pub(crate) fn mint(request: &TokenRequest, mut claims: Map<String, Value>, signe
         }
         _ => format!("{signing_input}.{signature}"),
     };
-    Ok(Minted { token, header, claims })
+    let attacker_key = matches!(request.tamper, Some(Tamper::Jku)).then(|| (key.kid().to_string(), key.public_jwk().clone()));
+    Ok(Minted {
+        token,
+        header,
+        claims,
+        attacker_key,
+    })
 }
 
 #[cfg(test)]

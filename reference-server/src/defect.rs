@@ -59,6 +59,8 @@ defects! {
     AcceptFutureLogoutIat = "accept-future-logout-iat",
     /// IDJAG-26: accepts an `nbf` in the future.
     AcceptFutureNbf = "accept-future-nbf",
+    /// IDJAG-08: verifies `HS256` tokens with the issuer's public key (PEM) as the HMAC secret.
+    AcceptHs256PublicKey = "accept-hs256-public-key",
     /// REVOKE-09: accepts logout tokens that carry a `nonce`.
     AcceptLogoutWithNonce = "accept-logout-with-nonce",
     /// REVOKE-08: accepts logout tokens without the revocation event.
@@ -91,22 +93,40 @@ defects! {
     AcceptWrongLogoutAudience = "accept-wrong-logout-audience",
     /// DISC-15: lists `refresh_token` among the identity credential types.
     AdvertiseRefreshTokenType = "advertise-refresh-token-type",
+    /// IDJAG-09: verifies with the key's own algorithm and ignores a header `alg` that disagrees.
+    AlgFromKey = "alg-from-key",
     /// REG-ANON-07: registers anonymous agents although anonymous registration is not offered.
     AnonymousWhenDisabled = "anonymous-when-disabled",
+    /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
+    AudienceResourceOnly = "audience-resource-only",
+    /// REG-ANON-11: creates a user for an anonymous registration at once, before any claim.
+    BindAnonymousToUser = "bind-anonymous-to-user",
     /// IDJAG-46: records the `jti` of a token rejected for missing verified email.
     BurnJtiOfRejectedTokens = "burn-jti-of-rejected-tokens",
     /// API-06: matches the `Bearer` scheme name case-sensitively.
     CaseSensitiveScheme = "case-sensitive-scheme",
+    /// REG-EMAIL-07: lets `/claim` start a second ceremony for an email-verification registration.
+    ClaimEmailRegistrations = "claim-email-registrations",
+    /// CLAIM-24: completes a claim whose attempt has no OTP minted yet, whatever code is sent.
+    CompleteWithoutOtp = "complete-without-otp",
     /// REG-GEN-03: answers malformed JSON with 500.
     CrashOnMalformedJson = "crash-on-malformed-json",
+    /// IDJAG-39: answers an assertion that is not a compact JWS with JSON segments with a 500.
+    CrashOnMalformedToken = "crash-on-malformed-token",
+    /// IDJAG-10: answers an ID-JAG without `kid` with a 500.
+    CrashOnMissingKid = "crash-on-missing-kid",
     /// REG-ANON-06: defaults a missing `requested_credential_type` to `api_key`.
     DefaultCredentialType = "default-credential-type",
+    /// REG-EMAIL-08: tells a verified-email registration whether the address already has an account.
+    DiscloseExistingAccount = "disclose-existing-account",
     /// EXP-03: says an email-verification claim lives for the registration TTL while the emailed link dies with its attempt.
     EmailClaimWindowOverstated = "email-claim-window-overstated",
     /// EXP-02: expires anonymous registrations at their TTL even after they were claimed.
     ExpireClaimedRegistrations = "expire-claimed-registrations",
     /// CLAIM-28: echoes the OTP in agent-facing claim responses.
     ExposeOtpInClaimResponse = "expose-otp-in-claim-response",
+    /// IDJAG-04: fetches the verification key from the token's `jku` header (RFC 8725 §3.10).
+    FollowJku = "follow-jku",
     /// CLAIM-08, CLAIM-21: does not check whether a registration was already claimed.
     ForgetClaimedStatus = "forget-claimed-status",
     /// REG-ANON-10: gives unclaimed anonymous keys the post-claim scopes.
@@ -133,6 +153,8 @@ defects! {
     MapJwksFailureTo5xx = "map-jwks-failure-to-5xx",
     /// CLAIM-03: the plain GET of the claim link mints (and so rotates) the OTP.
     MintOtpOnView = "mint-otp-on-view",
+    /// CLAIM-10: answers a claim without `claim_token` with 401 `invalid_claim_token` instead of 400 `invalid_request`.
+    MissingClaimTokenUnauthorized = "missing-claim-token-unauthorized",
     /// EXP-01: never expires unclaimed anonymous registrations.
     NeverExpireAnonymous = "never-expire-anonymous",
     /// CLAIM-06: a repeated claim with the same email starts a new attempt and mails again.
@@ -167,8 +189,12 @@ defects! {
     PlainHttpResourceDocumentation = "plain-http-resource-documentation",
     /// DISC-08: serves the PRM only at the host root, not at its `resource` path.
     PrmOnlyAtRoot = "prm-only-at-root",
+    /// REVOKE-19: refuses new ID-JAGs for a subject whose credentials a logout token revoked.
+    RefuseRevokedSubject = "refuse-revoked-subject",
     /// CLAIM-04: reports the registration id as `claim_attempt_id`.
     RegistrationIdAsAttemptId = "registration-id-as-attempt-id",
+    /// CRED-09: gives every ID-JAG registration a new `registration_id`, even for the same (iss, sub, aud).
+    RegistrationIdPerAssertion = "registration-id-per-assertion",
     /// IDJAG-33: refuses ID-JAGs whose only verified contact is a phone number.
     RejectPhoneOnly = "reject-phone-only",
     /// REG-GEN-06: refuses registration bodies with unknown members.
@@ -215,6 +241,8 @@ defects! {
     TrimOtp = "trim-otp",
     /// IDJAG-14: accepts issuers that are not on the trust list.
     TrustUnknownIssuers = "trust-unknown-issuers",
+    /// IDJAG-40: answers an unknown `assertion_type` with `unsupported_credential_type`.
+    UnknownAssertionTypeUnsupportedCredential = "unknown-assertion-type-unsupported-credential",
     /// REG-EMAIL-04: registers verified_email agents although verified_email is not offered.
     VerifiedEmailWhenDisabled = "verified-email-when-disabled",
     /// REG-ANON-08: mints claim tokens with 48 bits of entropy.

@@ -336,6 +336,7 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
     };
     let post = state.config.scopes.clone();
     {
+        let bind_at_once = state.defects.contains(Defect::BindAnonymousToUser);
         let (rid, cred_hash, claim_hash, pre, post) = (
             registration_id.clone(),
             hash(&credential),
@@ -352,9 +353,11 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
                     params![rid, now, expires, claim_hash, pre, post],
                 )
                 .map_err(db)?;
+                // REG-ANON-11: the key acts as no user until a claim binds one.
+                let user = if bind_at_once { Some(create_user(conn, None, false, None, now)?) } else { None };
                 conn.execute(
-                    "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, source, created_at) VALUES (?1, ?2, 'api_key', ?3, NULL, 'anonymous', ?4)",
-                    params![cred_hash, rid, pre, now],
+                    "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, created_at) VALUES (?1, ?2, 'api_key', ?3, NULL, ?4, 'anonymous', ?5)",
+                    params![cred_hash, rid, pre, user, now],
                 )
                 .map_err(db)?;
                 // AUDIT-01
@@ -385,6 +388,9 @@ async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body:
     let assertion_type = str_member(body, "assertion_type")?;
     // IDJAG-40: unknown assertion types are invalid_request.
     if assertion_type != ID_JAG_URN && assertion_type != "verified_email" {
+        if state.defects.contains(Defect::UnknownAssertionTypeUnsupportedCredential) {
+            return Err(ApiError::UnsupportedCredentialType);
+        }
         return Err(ApiError::InvalidRequest(format!("unknown assertion_type `{assertion_type}`")));
     }
     let assertion = str_member(body, "assertion")?;
@@ -444,6 +450,13 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
         .await?;
     // REG-EMAIL-02: the service emails the address at once.
     start_attempt(state, now, &registration_id, email).await?;
+    // REG-EMAIL-08: the answer is the same whether or not the address has an account.
+    let known = if state.defects.contains(Defect::DiscloseExistingAccount) {
+        let e = email.to_string();
+        state.db.call(move |conn| user_by_verified_email(conn, &e)).await?.is_some()
+    } else {
+        false
+    };
     let mut response = json!({
         "registration_id": registration_id,
         "registration_type": "email-verification",
@@ -452,6 +465,9 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
         "claim_token_expires": iso(expires),
         "post_claim_scopes": state.config.scopes,
     });
+    if known {
+        response["existing_account"] = json!(true);
+    }
     // REG-EMAIL-01: no credential before the claim completes.
     if state.defects.contains(Defect::IssueCredentialBeforeEmailClaim) {
         let credential = issue_credential(state, now, &registration_id, requested, &state.config.scopes, None, None).await?;
@@ -622,10 +638,14 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
     };
     state.rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now)?;
     // CRED-09: one registration id per (iss, sub, aud).
-    let registration_id = format!(
-        "reg_{}",
-        &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
-    );
+    let registration_id = if state.defects.contains(Defect::RegistrationIdPerAssertion) {
+        secret("reg_", 16)
+    } else {
+        format!(
+            "reg_{}",
+            &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
+        )
+    };
     let credential = if requested == "access_token" {
         secret("at_", 24)
     } else {
@@ -656,6 +676,20 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
                 )?;
                 if !fresh && !state2.defects.contains(Defect::SkipReplayCheck) {
                     return Err(ApiError::ReplayDetected);
+                }
+                // REVOKE-19: a revocation ends the delegations it names, not the person's right
+                // to delegate again.
+                if state2.defects.contains(Defect::RefuseRevokedSubject) {
+                    let revoked: i64 = conn
+                        .query_row(
+                            "SELECT COUNT(*) FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 1",
+                            params![verified.iss, verified.sub, verified.aud],
+                            |r| r.get(0),
+                        )
+                        .map_err(db)?;
+                    if revoked > 0 {
+                        return Err(ApiError::InvalidRequest("this identity's delegation was revoked".into()));
+                    }
                 }
                 let user = match_user(conn, &state2.defects, now, &verified)?;
                 conn.execute(
@@ -820,8 +854,11 @@ fn expired(state: &AppState, reg: &Registration, now: i64) -> bool {
 pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
         let body = json_body(&state, request).await?;
-        // CLAIM-10
-        let claim_token = str_member(&body, "claim_token")?.to_string();
+        // CLAIM-10: a missing member is a malformed request, not an unknown token.
+        let claim_token = match str_member(&body, "claim_token") {
+            Err(_) if state.defects.contains(Defect::MissingClaimTokenUnauthorized) => return Err(ApiError::InvalidClaimToken),
+            other => other?.to_string(),
+        };
         let email = str_member(&body, "email")?.to_string();
         if !plausible_email(&email) {
             return Err(invalid("email is not an email address"));
@@ -831,7 +868,7 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
         // CLAIM-07
         let reg = reg.ok_or(ApiError::InvalidClaimToken)?;
         // REG-EMAIL-07: email-verification registrations need no explicit claim call.
-        if reg.kind != "anonymous" {
+        if reg.kind != "anonymous" && !state.defects.contains(Defect::ClaimEmailRegistrations) {
             return Err(ApiError::ClaimedOrInFlight);
         }
         // CLAIM-09, EXP-01: expiry is checked before the claimed status so that an expired
@@ -1044,11 +1081,10 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     )
                     .optional()
                     .map_err(db)?;
-                // CLAIM-24 (C-18): no OTP minted yet.
                 let Some(CurrentAttempt {
                     id: attempt_id,
                     email,
-                    otp_hash: Some(otp_hash),
+                    otp_hash,
                     otp_expires,
                     previous,
                     failures,
@@ -1056,6 +1092,13 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 }) = current
                 else {
                     return Ok(Err((ApiError::OtpNotGenerated, None)));
+                };
+                // CLAIM-24 (C-18): no OTP minted yet for the current attempt.
+                let otp_hash = match otp_hash {
+                    Some(h) => h,
+                    // The defect: a missing stored code is skipped instead of refused.
+                    None if st.defects.contains(Defect::CompleteWithoutOtp) => hash(&given),
+                    None => return Ok(Err((ApiError::OtpNotGenerated, None))),
                 };
                 // CLAIM-25: a bounded number of wrong guesses burns the code.
                 let limit_reached = failures >= st.config.max_otp_failures && !st.defects.contains(Defect::NoOtpAttemptLimit);

@@ -62,6 +62,9 @@ impl Inner {
 
     /// The audiences an ID-JAG or logout token may carry (C-01 reading).
     pub fn expected_audiences(&self) -> Vec<String> {
+        if self.defects.contains(crate::defect::Defect::AudienceResourceOnly) {
+            return vec![self.resource()];
+        }
         match self.config.audience {
             AudienceReading::AsIssuer => vec![self.base_url.clone()],
             AudienceReading::Resource => vec![self.resource()],

@@ -132,11 +132,18 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     let defects = &state.defects;
     let parts: Vec<&str> = token.trim().split('.').collect();
     // IDJAG-39: the assertion must be a compact JWS.
+    let crash = |e: ApiError| {
+        if defects.contains(Defect::CrashOnMalformedToken) {
+            ApiError::Internal(format!("unparsed token: {e:?}"))
+        } else {
+            e
+        }
+    };
     if parts.len() != 3 {
-        return Err(ApiError::InvalidRequest("the assertion is not a compact JWS".into()));
+        return Err(crash(ApiError::InvalidRequest("the assertion is not a compact JWS".into())));
     }
-    let header = segment(parts[0])?;
-    let claims = segment(parts[1])?;
+    let header = segment(parts[0]).map_err(crash)?;
+    let claims = segment(parts[1]).map_err(crash)?;
 
     // IDJAG-11, IDJAG-12, IDJAG-41, REVOKE-06, REVOKE-17: explicit typing (RFC 8725 §3.11).
     if !defects.contains(Defect::SkipTypCheck) {
@@ -159,6 +166,8 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     let alg = ALLOWED_ALGS.iter().find(|(n, _)| *n == alg_name).map(|(_, a)| *a);
     if alg_name == "none" && defects.contains(Defect::AcceptAlgNone) {
         // The defect: trust the unsigned token and go on with its claims.
+    } else if alg_name == "HS256" && defects.contains(Defect::AcceptHs256PublicKey) {
+        // The defect: checked below with the public key as the HMAC secret.
     } else if alg.is_none() {
         return Err(ApiError::InvalidSignature(format!("algorithm `{alg_name}` is not allowed")));
     }
@@ -173,13 +182,33 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         None => return Err(ApiError::InvalidIssuer),
     };
 
-    if let Some(alg) = alg {
+    let kid = header.get("kid").and_then(Value::as_str);
+    if kid.is_none() && defects.contains(Defect::CrashOnMissingKid) {
+        return Err(ApiError::Internal("no kid".into()));
+    }
+    if alg_name == "HS256" && defects.contains(Defect::AcceptHs256PublicKey) {
+        let jwk = state.jwks.key_for(state, trusted, kid, Algorithm::ES256).await?;
+        let secret = spki_pem(&jwk).ok_or_else(|| ApiError::InvalidSignature("no PEM form for this key".into()))?;
+        let message = format!("{}.{}", parts[0], parts[1]);
+        let key = DecodingKey::from_secret(secret.as_bytes());
+        if !jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &key, Algorithm::HS256).unwrap_or(false) {
+            return Err(ApiError::InvalidSignature("signature verification failed".into()));
+        }
+    }
+    if let Some(mut alg) = alg {
         // IDJAG-03..06, IDJAG-09, IDJAG-43: the key comes from the issuer's JWKS by `kid`; an
         // embedded `jwk`, `jku` or `x5u` header is never followed (RFC 8725 §3.10).
-        let kid = header.get("kid").and_then(Value::as_str);
-        let jwk = state.jwks.key_for(state, trusted, kid, alg).await?;
+        let jwk = match header.get("jku").and_then(Value::as_str) {
+            Some(jku) if defects.contains(Defect::FollowJku) => key_at(state, jku, kid).await?,
+            _ => state.jwks.key_for(state, trusted, kid, alg).await?,
+        };
         // IDJAG-09: the header's alg must be the key's.
-        if jwk.common.key_algorithm.is_some_and(|ka| ka.to_string() != alg_name) {
+        let key_alg = jwk.common.key_algorithm.map(|ka| ka.to_string());
+        if defects.contains(Defect::AlgFromKey) {
+            if let Some(a) = key_alg.and_then(|k| ALLOWED_ALGS.iter().find(|(n, _)| *n == k)) {
+                alg = a.1;
+            }
+        } else if key_alg.is_some_and(|ka| ka != alg_name) {
             return Err(ApiError::InvalidSignature("the alg does not match the key".into()));
         }
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| ApiError::InvalidSignature(format!("unusable key: {}", jwt_kind(&e))))?;
@@ -487,6 +516,48 @@ impl JwksCache {
             Err(ApiError::InvalidClientId)
         }
     }
+}
+
+/// The `follow-jku` defect: the key from whatever key set the token points at.
+async fn key_at(state: &AppState, jku: &str, kid: Option<&str>) -> Result<Jwk, ApiError> {
+    let unusable = |_| ApiError::InvalidSignature("the jku key set is unusable".into());
+    let body = state
+        .http
+        .get(jku)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(unusable)?
+        .text()
+        .await
+        .map_err(unusable)?;
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&body).map_err(|_| ApiError::InvalidSignature("the jku key set is not JSON".into()))?;
+    set.keys
+        .into_iter()
+        .find(|k| kid.is_none() || k.common.key_id.as_deref() == kid)
+        .ok_or_else(|| ApiError::InvalidSignature("no key in the jku key set".into()))
+}
+
+/// The `accept-hs256-public-key` defect: an EC P-256 key in the SPKI PEM form an attacker would
+/// use as the HMAC secret (what `openssl ec -pubout` and most libraries print).
+fn spki_pem(jwk: &Jwk) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD;
+    let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm else {
+        return None;
+    };
+    let (x, y) = (URL_SAFE_NO_PAD.decode(&ec.x).ok()?, URL_SAFE_NO_PAD.decode(&ec.y).ok()?);
+    const P256_SPKI_PREFIX: &[u8] = &[
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01,
+        0x07, 0x03, 0x42, 0x00, 0x04,
+    ];
+    let der = [P256_SPKI_PREFIX, &x, &y].concat();
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    Some(format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    ))
 }
 
 fn max_age(headers: &reqwest::header::HeaderMap) -> Option<u64> {
