@@ -278,13 +278,14 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             let cat = catalogue()?;
             let filter = parse_filter(&args, &cat)?;
             let selected: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).collect();
+            let width = selected.iter().map(|c| c.full_name().len()).max().unwrap_or(0);
             for c in &selected {
                 println!(
-                    "{:<48} {:<14} {:<13} {}",
+                    "{:<width$}  {:<13} {}  [{}]",
                     c.full_name(),
-                    c.requirements.join(","),
                     c.level.as_str(),
-                    c.summary
+                    c.summary,
+                    c.requirements.join(", ")
                 );
             }
             Ok(if selected.is_empty() {
@@ -309,17 +310,34 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                     println!("\n{r} ({})\n  {}\n  source: {}", req.level.as_str(), req.text, req.source);
                 }
             }
-            println!("\nneeds: {:?}\ncaught by defects: {}\n\nsteps:", c.needs, c.caught_by.join(", "));
+            let names = |v: serde_json::Value| match v {
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.as_str().unwrap_or_default().to_string(),
+            };
+            println!(
+                "\nneeds: {}\ncaught by defects: {}\n\nsteps:",
+                names(serde_json::to_value(&c.needs).unwrap_or_default()),
+                c.caught_by.join(", ")
+            );
             for (i, s) in c.steps.iter().enumerate() {
                 println!(
-                    "  {}. {:?}{} {}",
+                    "  {}. {}{}{} {}",
                     i + 1,
-                    s.action,
+                    names(serde_json::to_value(s.action).unwrap_or_default()),
                     s.name.as_ref().map(|n| format!(" as `{n}`")).unwrap_or_default(),
-                    serde_json::to_string(&s.params).unwrap_or_default()
+                    s.advance.as_ref().map(|a| format!(" at {a}")).unwrap_or_default(),
+                    if s.params.is_empty() {
+                        String::new()
+                    } else {
+                        serde_json::to_string(&s.params).unwrap_or_default()
+                    }
                 );
                 if let Some(e) = &s.expect {
-                    println!("     expect {}", serde_json::to_string(e).unwrap_or_default());
+                    println!("     expect {}", without_defaults(serde_json::to_value(e).unwrap_or_default()));
                 }
             }
             Ok(exit_code::SUCCESS)
@@ -581,4 +599,21 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     } else {
         exit_code::SUCCESS
     })
+}
+
+/// An expectation as written: members left at their defaults (null, false, empty) are dropped.
+fn without_defaults(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| match v {
+                    serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+                    serde_json::Value::Array(a) => !a.is_empty(),
+                    serde_json::Value::Object(o) => !o.is_empty(),
+                    _ => true,
+                })
+                .collect(),
+        ),
+        other => other,
+    }
 }

@@ -1,0 +1,202 @@
+//! The expectation and verdict logic against fake targets served by wiremock: a target that
+//! answers 500, the wrong content type, a body that is not JSON, or a 401 without its header.
+//! Each answer is evidence (a FAIL with a finding), never a harness error; only a target that
+//! does not answer at all is one.
+
+use std::sync::Arc;
+
+use authmd_conformance::catalogue::Case;
+use authmd_conformance::default_catalogue;
+use authmd_conformance::engine::{CaseResult, FindingKind, Harness, HarnessError, Verdict};
+use authmd_conformance::target::{Oracle, TargetConfig};
+use authmd_mock_idp::{IdpConfig, MockIdp};
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn cases(ids: &[&str]) -> Vec<Case> {
+    let catalogue = default_catalogue().expect("catalogue");
+    ids.iter()
+        .map(|id| {
+            catalogue
+                .cases
+                .iter()
+                .find(|c| c.id == *id)
+                .cloned()
+                .unwrap_or_else(|| panic!("no case {id}"))
+        })
+        .collect()
+}
+
+fn target(base: &str) -> TargetConfig {
+    let mut target = TargetConfig::new(base);
+    target.oracle = Some(Oracle {
+        path: "/api/resource".into(),
+        user_pointer: "/user/id".into(),
+        scopes_pointer: "/credential/scope".into(),
+    });
+    target
+}
+
+async fn harness(base: &str) -> Result<Arc<Harness>, HarnessError> {
+    let idp = MockIdp::start(IdpConfig::default()).await.expect("mock IdP");
+    Harness::new(target(base), Arc::new(idp), None, None).await.map(Arc::new)
+}
+
+async fn run(server: &MockServer, ids: &[&str]) -> Vec<CaseResult> {
+    let harness = harness(&server.uri()).await.expect("the fake target answers");
+    authmd_conformance::run(harness, cases(ids), &|_, _, _| {}).await.cases
+}
+
+fn result<'a>(results: &'a [CaseResult], id: &str) -> &'a CaseResult {
+    results.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no result for {id}"))
+}
+
+/// Serves discovery documents that are valid, so later failures are the endpoint's own.
+async fn with_discovery(server: &MockServer) {
+    let base = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-protected-resource"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "resource": format!("{base}/api"),
+            "authorization_servers": [base],
+            "scopes_supported": ["api.read", "api.write"],
+            "bearer_methods_supported": ["header"],
+        })))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": base,
+            "resource": format!("{base}/api"),
+            "authorization_servers": [base],
+            "scopes_supported": ["api.read", "api.write"],
+            "bearer_methods_supported": ["header"],
+            "agent_auth": {
+                "skill": format!("{base}/auth.md"),
+                "register_uri": format!("{base}/agent/auth"),
+                "claim_uri": format!("{base}/agent/auth/claim"),
+                "identity_types_supported": ["anonymous"],
+                "anonymous": { "credential_types_supported": ["api_key"] },
+            },
+        })))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_target_answering_500_fails_discovery_cases_and_blocks_the_rest() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .mount(&server)
+        .await;
+    let results = run(&server, &["disc-05-prm-document", "reg-anon-01-response-shape"]).await;
+
+    let prm = result(&results, "disc-05-prm-document");
+    assert_eq!(prm.verdict, Verdict::Fail);
+    assert_eq!(prm.findings[0].kind, FindingKind::UnexpectedStatus);
+    assert!(prm.findings[0].found.starts_with("500"), "{}", prm.findings[0].found);
+    // Discovery failed, so a registration case is blocked, not failed and not inconclusive.
+    match &result(&results, "reg-anon-01-response-shape").verdict {
+        Verdict::Skip(reason) => assert!(reason.starts_with("blocked: discovery failed"), "{reason}"),
+        other => panic!("expected a blocked skip, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn metadata_served_as_html_is_a_finding_about_the_target() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-protected-resource"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("<html>PRM</html>", "text/html"))
+        .mount(&server)
+        .await;
+    let results = run(&server, &["disc-05-prm-document"]).await;
+    let prm = result(&results, "disc-05-prm-document");
+    assert_eq!(prm.verdict, Verdict::Fail);
+    assert!(
+        prm.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::NotAbsoluteUrl || f.kind == FindingKind::MissingMember),
+        "{:?}",
+        prm.findings
+    );
+    // The exchange is recorded as evidence, body included.
+    assert!(prm.exchanges.iter().any(|e| e.response_body.contains("<html>PRM</html>")));
+}
+
+#[tokio::test]
+async fn a_401_without_www_authenticate_fails_the_challenge_case() {
+    let server = MockServer::start().await;
+    with_discovery(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api/resource"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "error": "unauthorized" })))
+        .mount(&server)
+        .await;
+    let results = run(&server, &["disc-01-challenge-without-credentials"]).await;
+    let challenge = result(&results, "disc-01-challenge-without-credentials");
+    assert_eq!(challenge.verdict, Verdict::Fail);
+    assert!(
+        challenge.findings.iter().all(|f| f.kind == FindingKind::BadChallenge),
+        "{:?}",
+        challenge.findings
+    );
+    assert!(!challenge.findings.is_empty());
+}
+
+#[tokio::test]
+async fn a_registration_answering_plain_text_fails_with_missing_members() {
+    let server = MockServer::start().await;
+    with_discovery(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/agent/auth"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("registered!", "text/plain"))
+        .mount(&server)
+        .await;
+    let results = run(&server, &["reg-anon-01-response-shape"]).await;
+    let reg = result(&results, "reg-anon-01-response-shape");
+    assert_eq!(reg.verdict, Verdict::Fail);
+    let kinds: Vec<FindingKind> = reg.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&FindingKind::MissingMember), "{kinds:?}");
+    // Status 200 was right; only the body is wrong.
+    assert!(!kinds.contains(&FindingKind::UnexpectedStatus), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn an_error_with_the_wrong_code_names_both_codes() {
+    let server = MockServer::start().await;
+    with_discovery(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/agent/auth"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "error": "bad_request" })))
+        .mount(&server)
+        .await;
+    let results = run(&server, &["reg-anon-05-unsupported-credential-type"]).await;
+    let case = result(&results, "reg-anon-05-unsupported-credential-type");
+    assert_eq!(case.verdict, Verdict::Fail);
+    let finding = case
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::UnexpectedErrorCode)
+        .expect("an error-code finding");
+    assert!(finding.expected.contains("unsupported_credential_type"), "{}", finding.expected);
+    assert!(finding.found.contains("bad_request"), "{}", finding.found);
+}
+
+#[tokio::test]
+async fn a_target_that_does_not_answer_is_a_harness_error() {
+    // Bind and drop a listener: the port is closed, so nothing answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    match harness(&format!("http://127.0.0.1:{port}")).await {
+        Err(HarnessError::NoResponse { url, .. }) => assert!(url.contains(&port.to_string())),
+        Err(other) => panic!("expected NoResponse, got {other}"),
+        Ok(_) => panic!("a closed port answered"),
+    }
+}
