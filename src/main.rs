@@ -149,12 +149,18 @@ enum ReferenceCommand {
         /// Configuration file (TOML).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Listen address (overrides the config).
+        /// Any configuration key, `key=value` (repeatable; overrides the file and AUTHMD_REF_*).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Listen address (shorthand for `--set listen=ADDR`).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// SQLite file (overrides the config).
+        /// SQLite file (shorthand for `--set database=FILE`).
         #[arg(long)]
         database: Option<PathBuf>,
+        /// SMTP relay for claim mail (shorthand for `--set smtp=HOST:PORT`).
+        #[arg(long)]
+        smtp: Option<String>,
         /// Switch on a defect (repeatable).
         #[arg(long = "defect")]
         defects: Vec<String>,
@@ -384,8 +390,10 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             command:
                 ReferenceCommand::Serve {
                     config,
+                    mut sets,
                     listen,
                     database,
+                    smtp,
                     defects: ids,
                     list_defects,
                 },
@@ -396,17 +404,10 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 }
                 return Ok(exit_code::SUCCESS);
             }
-            let mut cfg = match &config {
-                Some(path) => Config::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?,
-                None => Config::default(),
-            };
-            cfg.apply_env().map_err(|e| Failure::Usage(e.to_string()))?;
-            if let Some(l) = listen {
-                cfg.listen = l;
-            }
-            if let Some(d) = database {
-                cfg.database = d;
-            }
+            sets.extend(listen.map(|l| format!("listen={l}")));
+            sets.extend(database.map(|d| format!("database={}", d.display())));
+            sets.extend(smtp.map(|s| format!("smtp={s}")));
+            let cfg = Config::layered(config.as_deref(), &sets).map_err(|e| Failure::Usage(e.to_string()))?;
             let server = ReferenceServer::start(cfg, defects(&ids)?)
                 .await
                 .map_err(|e| Failure::Usage(e.to_string()))?;

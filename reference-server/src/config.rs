@@ -212,7 +212,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// The TOML is invalid or has an unknown key or a wrong type.
-    #[error("invalid config file {path}: {reason}")]
+    #[error("invalid configuration {path}: {reason}")]
     Parse {
         /// The file.
         path: String,
@@ -229,37 +229,111 @@ pub enum ConfigError {
     },
 }
 
+/// The environment prefix of [`Config::layered`].
+pub const ENV_PREFIX: &str = "AUTHMD_REF_";
+
+/// `ttl.otp: invalid type: …`: the dotted key at `span` of `text` (from the nearest `[table]`
+/// header above it) and toml's message, on one line.
+fn describe(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some(start) = span.map(|s| s.start.min(text.len())) else {
+        return message;
+    };
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or_default().trim();
+    let key = line.split('=').next().unwrap_or_default().trim().trim_matches('"');
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix('[')
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+    });
+    match (table, key.is_empty() || line.starts_with('[')) {
+        (_, true) => format!("{line}: {message}"),
+        (Some(t), false) => format!("`{t}.{key}`: {message}"),
+        (None, false) => format!("`{key}`: {message}"),
+    }
+}
+
+/// Sets the dotted `key` in `table` to `raw`, read as a TOML value or else as a string.
+fn overlay(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|l| !l.is_empty()).ok_or("empty key")?;
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| format!("`{part}` is not a table"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
 impl Config {
-    /// Reads a TOML file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            reason: e.to_string().replace('\n', " "),
-        })
+    /// The configuration from three layers, each overriding the one before: the TOML file (if
+    /// any), then every `AUTHMD_REF_<KEY>` environment variable, then `sets` (`key=value`, from
+    /// `--set` and the shorthand flags). Any key of the file can be set in the other two layers:
+    /// nested keys join with `__` in the environment (`AUTHMD_REF_TTL__OTP=60`) and with `.`
+    /// in `sets` (`ttl.otp=60`). Values are TOML (`true`, `60`, `["a"]`, `[{issuer = "…"}]`);
+    /// anything that does not parse as TOML is a string. The result is validated.
+    pub fn layered(path: Option<&std::path::Path>, sets: &[String]) -> Result<Self, ConfigError> {
+        Self::layered_with(path, std::env::vars(), sets)
     }
 
-    /// Applies `AUTHMD_REF_LISTEN`, `AUTHMD_REF_BASE_URL`, `AUTHMD_REF_DATABASE`, `AUTHMD_REF_SMTP`.
-    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
-        if let Ok(v) = std::env::var("AUTHMD_REF_LISTEN") {
-            self.listen = v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Value {
-                key: "AUTHMD_REF_LISTEN".into(),
-                reason: e.to_string(),
+    /// [`Config::layered`] with the environment given (the process environment is global).
+    pub fn layered_with(
+        path: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    reason: describe(&text, e.span(), e.message()),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        env.sort();
+        for (name, value) in env {
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+            overlay(&mut table, &key, &value).map_err(|reason| ConfigError::Value { key: name.clone(), reason })?;
+        }
+        for set in sets {
+            let (key, value) = set.split_once('=').ok_or_else(|| ConfigError::Value {
+                key: set.clone(),
+                reason: "expected key=value".into(),
+            })?;
+            overlay(&mut table, key.trim(), value).map_err(|reason| ConfigError::Value {
+                key: key.trim().to_string(),
+                reason,
             })?;
         }
-        if let Ok(v) = std::env::var("AUTHMD_REF_BASE_URL") {
-            self.base_url = Some(v);
-        }
-        if let Ok(v) = std::env::var("AUTHMD_REF_DATABASE") {
-            self.database = v.into();
-        }
-        if let Ok(v) = std::env::var("AUTHMD_REF_SMTP") {
-            self.smtp = Some(v);
-        }
-        Ok(())
+        // Round-trip through text so that toml's error names the offending key and value.
+        let text = toml::to_string(&table).map_err(|e| ConfigError::Value {
+            key: "configuration".into(),
+            reason: e.to_string(),
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: match path {
+                Some(p) => format!("{} (with AUTHMD_REF_* and --set)", p.display()),
+                None => "(from AUTHMD_REF_* and --set)".into(),
+            },
+            reason: describe(&text, e.span(), e.message()),
+        })?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Checks values that parse but make no sense.
@@ -301,5 +375,39 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order_and_errors_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("authmd-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("ref.toml");
+        std::fs::write(&file, "anonymous = false\n[ttl]\notp = 300\nregistration = 100\n").expect("write");
+        let env = || {
+            [
+                ("AUTHMD_REF_TTL__REGISTRATION".to_string(), "200".to_string()),
+                ("HOME".into(), "/".into()),
+            ]
+        };
+        let sets = [
+            "ttl.otp=60".to_string(),
+            "trusted_issuers=[{issuer = \"http://127.0.0.1:4000\"}]".to_string(),
+        ];
+        let config = Config::layered_with(Some(&file), env(), &sets).expect("valid layers");
+        assert!(!config.anonymous, "the file's value stays when nothing overrides it");
+        assert_eq!(config.ttl.registration, 200, "the environment overrides the file");
+        assert_eq!(config.ttl.otp, 60, "--set overrides the file");
+        assert_eq!(config.trusted_issuers[0].issuer, "http://127.0.0.1:4000");
+
+        let bad = Config::layered_with(Some(&file), env(), &["rate.window=soon".to_string()]).expect_err("a string for a number");
+        assert!(bad.to_string().contains("`rate.window`: invalid type"), "{bad}");
+        let unknown = Config::layered_with(None, env(), &["ttl.forever=1".to_string()]).expect_err("an unknown key");
+        assert!(unknown.to_string().contains("`ttl.forever`: unknown field"), "{unknown}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,16 +1,15 @@
 //! `authmd-reference-server`: the reference auth.md v0.1 service on its own.
 //!
-//! Configuration: a TOML file (`--config`), then `AUTHMD_REF_*` environment variables, then flags.
+//! Configuration: a TOML file (`--config`), then `AUTHMD_REF_*` environment variables, then flags
+//! (`--set key=value` for any key; `--listen`, `--database`, `--smtp` as shorthands).
 //! Prints its URL on the first line of stdout once it listens.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
 
-const USAGE: &str =
-    "usage: authmd-reference-server [--config FILE] [--listen ADDR] [--database FILE] [--smtp HOST:PORT] [--defect ID]... [--list-defects]";
+const USAGE: &str = "usage: authmd-reference-server [--config FILE] [--set KEY=VALUE]... [--listen ADDR] [--database FILE] [--smtp HOST:PORT] [--defect ID]... [--list-defects]";
 
 fn main() -> ExitCode {
     match run() {
@@ -24,20 +23,15 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode, String> {
     let mut args = std::env::args().skip(1);
-    let (mut config_path, mut listen, mut database, mut smtp, mut defects) = (
-        None::<PathBuf>,
-        None::<SocketAddr>,
-        None::<PathBuf>,
-        None::<String>,
-        Defects::none(),
-    );
+    let (mut config_path, mut sets, mut defects) = (None::<PathBuf>, Vec::<String>::new(), Defects::none());
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match arg.as_str() {
             "--config" => config_path = Some(value("--config")?.into()),
-            "--listen" => listen = Some(value("--listen")?.parse().map_err(|e| format!("--listen: {e}"))?),
-            "--database" => database = Some(value("--database")?.into()),
-            "--smtp" => smtp = Some(value("--smtp")?),
+            "--set" => sets.push(value("--set")?),
+            "--listen" => sets.push(format!("listen={}", value("--listen")?)),
+            "--database" => sets.push(format!("database={}", value("--database")?)),
+            "--smtp" => sets.push(format!("smtp={}", value("--smtp")?)),
             "--defect" => defects.insert(value("--defect")?.parse::<Defect>().map_err(|e| e.to_string())?),
             "--list-defects" => {
                 for d in Defect::ALL {
@@ -52,20 +46,7 @@ fn run() -> Result<ExitCode, String> {
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
-    let mut config = match &config_path {
-        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    config.apply_env().map_err(|e| e.to_string())?;
-    if let Some(l) = listen {
-        config.listen = l;
-    }
-    if let Some(d) = database {
-        config.database = d;
-    }
-    if smtp.is_some() {
-        config.smtp = smtp;
-    }
+    let config = Config::layered(config_path.as_deref(), &sets).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
