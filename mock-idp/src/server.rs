@@ -25,6 +25,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/attacker/{kid}/jwks.json", get(attacker_jwks))
         .route("/clients/foreign-jwks/{name}", get(foreign_jwks_client_document))
         .route("/_control/mint", post(control_mint))
+        .route("/_control/mint-batch", post(control_mint_batch))
         .route("/_control/rotate", post(control_rotate))
         .route("/_control/retire", post(control_retire))
         .route("/_control/fault", post(control_fault))
@@ -227,6 +228,43 @@ async fn control_mint(
         Ok(minted) => Json(minted).into_response(),
         Err(e) => control_error(StatusCode::BAD_REQUEST, e),
     }
+}
+
+#[derive(Deserialize)]
+struct MintBatchBody {
+    #[serde(flatten)]
+    request: TokenRequest,
+    count: usize,
+}
+
+/// Up to 200,000 tokens, one per line, each for its own fresh subject (for load generators,
+/// which cannot mint: every ID-JAG must carry a new `jti`).
+async fn control_mint_batch(
+    AxState(state): AxState<Arc<State>>,
+    body: Result<Json<MintBatchBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if body.count > 200_000 {
+        return control_error(StatusCode::BAD_REQUEST, "count: at most 200000");
+    }
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut out = String::with_capacity(body.count * 700);
+    let mut inner = state.lock();
+    for i in 0..body.count {
+        let sub = format!("batch-{}-{i}", &run[..8]);
+        let email = format!("{sub}@example.com");
+        match mint_locked(&state, &mut inner, &body.request, &Subject { sub, email }) {
+            Ok(minted) => {
+                out.push_str(&minted.token);
+                out.push('\n');
+            }
+            Err(e) => return control_error(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
 }
 
 #[derive(Deserialize)]

@@ -170,6 +170,10 @@ pub struct Config {
     pub https: bool,
     /// Where to write the CA when `https` is on.
     pub tls_ca_out: Option<PathBuf>,
+    /// Wait for fsync on every commit (SQLite `synchronous = FULL`), so an answer survives an OS
+    /// crash or power loss too. Defaults to false: WAL with `synchronous = NORMAL`, which
+    /// survives a crash or kill of the server itself.
+    pub power_safe: bool,
 }
 
 impl Default for Config {
@@ -196,6 +200,7 @@ impl Default for Config {
             admin_api: true,
             https: false,
             tls_ca_out: None,
+            power_safe: false,
         }
     }
 }

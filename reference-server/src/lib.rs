@@ -51,7 +51,7 @@ pub enum StartError {
 /// Builds the shared state: opens the database, the mailer and the JWKS client.
 pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppState, StartError> {
     config.validate()?;
-    let db = store::Db::open(&config.database)?;
+    let db = store::Db::open(&config.database, config.power_safe)?;
     let mailer = mail::Mailer::new(config.smtp.as_deref(), &config.mail_from).map_err(StartError::Setup)?;
     let mut http = reqwest::Client::builder()
         .no_proxy()
@@ -100,7 +100,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Reads the audit events of a database file (for `reference audit`).
 pub async fn audit_events(database: &std::path::Path) -> Result<Vec<serde_json::Value>, StartError> {
-    let db = store::Db::open(database)?;
+    let db = store::Db::open(database, false)?;
     routes::read_audit(&db).await.map_err(|e| StartError::Setup(e.code().to_string()))
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Loopback benchmark of the reference server (a benchmark, not a test: nothing here asserts).
+#
+#   bash bench/run.sh            # DURATION=10 CONNECTIONS=64 THREADS=2 TOKENS=100000 by default
+#
+# Starts the release mock IdP and reference server on random loopback ports (a real SQLite file
+# in WAL mode, replies only after commit), then drives them with wrk: anonymous registration,
+# ID-JAG registration (ES256, cached JWKS, one pre-minted token per request) and an
+# authenticated API call. Prints requests/s, p50/p99 latency, non-2xx answers and the server's
+# RSS, and writes the table to reports/runs/bench-<time>.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+TOKENS=${TOKENS:-100000}
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y -qq wrk >/dev/null || { echo "error: wrk is needed: apt-get install wrk" >&2; exit 2; }
+fi
+cargo build --release --locked -q -p authmd-reference-server -p authmd-mock-idp
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Waits for a process's first stdout line and prints the URL in it.
+first_url() {
+  for _ in $(seq 100); do
+    if [ -s "$1" ]; then grep -o 'http://[0-9.:]*' "$1" | head -1; return; fi
+    sleep 0.1
+  done
+  echo "error: $1 printed nothing" >&2; exit 3
+}
+
+target/release/authmd-mock-idp --listen 127.0.0.1:0 >"$work/idp.out" 2>"$work/idp.err" &
+pids+=($!)
+idp=$(first_url "$work/idp.out")
+
+# Starts a reference server with extra `--set` flags; sets $base and $server_pid.
+start_server() {
+  local name=$1; shift
+  target/release/authmd-reference-server --listen 127.0.0.1:0 --database "$work/$name.sqlite" \
+    --set "trusted_issuers=[{issuer = \"$idp\"}]" \
+    --set rate.anonymous_per_ip=1000000000 --set rate.identity_per_ip=1000000000 --set rate.per_issuer=1000000000 \
+    "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  server_pid=$!
+  pids+=($server_pid)
+  base=$(first_url "$work/$name.out")
+  echo "minting $TOKENS ID-JAGs for $base ($name)" >&2
+  curl -sf -X POST "$idp/_control/mint-batch" -H 'content-type: application/json' \
+    -d "{\"count\": $TOKENS, \"set\": {\"aud\": \"$base\"}}" >"$work/$name.tokens"
+  export AUTHMD_BENCH_TOKENS=$work/$name.tokens
+}
+
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$server_pid/status"; }
+
+results="| scenario | durability | requests/s | p50 | p99 | non-2xx |\n| --- | --- | ---: | ---: | ---: | ---: |\n"
+run() { # name, durability, lua script, path
+  local name=$1 durability=$2 script=$3 path=$4 out
+  AUTHMD_BENCH_OFFSET=0 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "bench/$script" "$base$path" >/dev/null
+  # The measured run starts past every token the warm-up could have used.
+  out=$(AUTHMD_BENCH_OFFSET=$((TOKENS / 5)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "bench/$script" "$base$path")
+  local rps p50 p99 bad
+  rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  results+="| $name | $durability | $rps | $p50 | $p99 | ${bad:-0} |\n"
+  echo "$name ($durability): $rps req/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}" >&2
+}
+export AUTHMD_BENCH_THREADS=$THREADS
+
+start_server default
+key=$(curl -sf -X POST "$base/agent/auth" -H 'content-type: application/json' \
+  -d '{"type":"anonymous","requested_credential_type":"api_key"}' | sed -E 's/.*"credential":"([^"]+)".*/\1/')
+export AUTHMD_BENCH_KEY=$key
+run "anonymous registration" "crash-safe" anon.lua /agent/auth
+rss_warm=$(rss)
+run "ID-JAG registration (ES256)" "crash-safe" idjag.lua /agent/auth
+run "API call (api_key)" "-" api.lua /api/resource
+rss_end=$(rss)
+kill "$server_pid"
+
+start_server power --set power_safe=true
+run "anonymous registration" "power-safe" anon.lua /agent/auth
+run "ID-JAG registration (ES256)" "power-safe" idjag.lua /agent/auth
+
+stamp=$(date -u +%Y%m%d-%H%M%S)
+mkdir -p reports/runs
+{
+  echo "# Reference server benchmark ($stamp UTC)"
+  echo
+  echo "$(nproc) cores, wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s after ${WARMUP}s warm-up, loopback, same machine."
+  echo
+  printf "%b" "$results"
+  echo
+  echo "Crash-safe: WAL, synchronous=NORMAL (an answer survives a crash or kill -9 of the server)."
+  echo "Power-safe: power_safe = true, synchronous=FULL (it also survives an OS crash or power loss)."
+  echo "Server RSS: $rss_warm after the anonymous run, $rss_end after all three (crash-safe server)."
+} | tee "reports/runs/bench-$stamp.md"
