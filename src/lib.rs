@@ -22,8 +22,11 @@ use catalogue::{Case, Catalogue, Level};
 use engine::{CaseResult, Harness};
 use report::{Header, Report};
 
-/// The spec profile this build tests.
+/// The default spec profile.
 pub const PROFILE: &str = "v0.1";
+
+/// Every profile this build can test.
+pub const PROFILES: &[&str] = &[PROFILE];
 
 /// Which cases to run.
 #[derive(Clone, Debug, Default)]
@@ -170,7 +173,7 @@ fn header(harness: &Harness, started_at: String) -> Header {
     Header {
         schema_version: report::SCHEMA_VERSION,
         suite_version: env!("CARGO_PKG_VERSION").to_string(),
-        profile: PROFILE.to_string(),
+        profile: harness.target.profile.clone(),
         target: harness.target.base_url.clone(),
         started_at,
         prm: harness.discovery.prm.clone(),

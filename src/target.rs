@@ -215,6 +215,14 @@ pub struct TargetConfig {
     /// Cases run at once. Defaults to 16.
     #[serde(default = "jobs")]
     pub jobs: usize,
+    /// The spec profile the target implements. This build knows `v0.1` only (the default);
+    /// later versions come as profiles of the same catalogue.
+    #[serde(default = "profile")]
+    pub profile: String,
+}
+
+fn profile() -> String {
+    crate::PROFILE.to_string()
 }
 
 fn case_timeout() -> u64 {
@@ -254,6 +262,7 @@ impl TargetConfig {
             challenge_url: None,
             case_timeout_secs: case_timeout(),
             jobs: jobs(),
+            profile: profile(),
         }
     }
 
@@ -286,6 +295,13 @@ impl TargetConfig {
         }
         if self.jobs == 0 {
             return Err("jobs: at least 1".into());
+        }
+        if !crate::PROFILES.contains(&self.profile.as_str()) {
+            return Err(format!(
+                "profile `{}` is not in this build (known: {})",
+                self.profile,
+                crate::PROFILES.join(", ")
+            ));
         }
         Ok(())
     }
