@@ -85,6 +85,19 @@ async fn with_discovery(server: &MockServer) {
         .await;
 }
 
+/// A target with valid discovery whose `verb path` answers `response`.
+async fn target_answering(verb: &str, at: &str, response: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    with_discovery(&server).await;
+    Mock::given(method(verb)).and(path(at)).respond_with(response).mount(&server).await;
+    server
+}
+
+/// Runs one case against `server`.
+async fn run_one(server: &MockServer, id: &str) -> CaseResult {
+    run(server, &[id]).await.remove(0)
+}
+
 #[tokio::test]
 async fn a_target_answering_500_fails_discovery_cases_and_blocks_the_rest() {
     let server = MockServer::start().await;
@@ -113,8 +126,7 @@ async fn metadata_served_as_html_is_a_finding_about_the_target() {
         .respond_with(ResponseTemplate::new(200).set_body_raw("<html>PRM</html>", "text/html"))
         .mount(&server)
         .await;
-    let results = run(&server, &["disc-05-prm-document"]).await;
-    let prm = result(&results, "disc-05-prm-document");
+    let prm = run_one(&server, "disc-05-prm-document").await;
     assert_eq!(prm.verdict, Verdict::Fail);
     assert!(
         prm.findings
@@ -129,15 +141,9 @@ async fn metadata_served_as_html_is_a_finding_about_the_target() {
 
 #[tokio::test]
 async fn a_401_without_www_authenticate_fails_the_challenge_case() {
-    let server = MockServer::start().await;
-    with_discovery(&server).await;
-    Mock::given(method("GET"))
-        .and(path("/api/resource"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "error": "unauthorized" })))
-        .mount(&server)
-        .await;
-    let results = run(&server, &["disc-01-challenge-without-credentials"]).await;
-    let challenge = result(&results, "disc-01-challenge-without-credentials");
+    let response = ResponseTemplate::new(401).set_body_json(json!({ "error": "unauthorized" }));
+    let server = target_answering("GET", "/api/resource", response).await;
+    let challenge = run_one(&server, "disc-01-challenge-without-credentials").await;
     assert_eq!(challenge.verdict, Verdict::Fail);
     assert!(
         challenge.findings.iter().all(|f| f.kind == FindingKind::BadChallenge),
@@ -149,15 +155,9 @@ async fn a_401_without_www_authenticate_fails_the_challenge_case() {
 
 #[tokio::test]
 async fn a_registration_answering_plain_text_fails_with_missing_members() {
-    let server = MockServer::start().await;
-    with_discovery(&server).await;
-    Mock::given(method("POST"))
-        .and(path("/agent/auth"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw("registered!", "text/plain"))
-        .mount(&server)
-        .await;
-    let results = run(&server, &["reg-anon-01-response-shape"]).await;
-    let reg = result(&results, "reg-anon-01-response-shape");
+    let response = ResponseTemplate::new(200).set_body_raw("registered!", "text/plain");
+    let server = target_answering("POST", "/agent/auth", response).await;
+    let reg = run_one(&server, "reg-anon-01-response-shape").await;
     assert_eq!(reg.verdict, Verdict::Fail);
     let kinds: Vec<FindingKind> = reg.findings.iter().map(|f| f.kind).collect();
     assert!(kinds.contains(&FindingKind::MissingMember), "{kinds:?}");
@@ -167,15 +167,9 @@ async fn a_registration_answering_plain_text_fails_with_missing_members() {
 
 #[tokio::test]
 async fn an_error_with_the_wrong_code_names_both_codes() {
-    let server = MockServer::start().await;
-    with_discovery(&server).await;
-    Mock::given(method("POST"))
-        .and(path("/agent/auth"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "error": "bad_request" })))
-        .mount(&server)
-        .await;
-    let results = run(&server, &["reg-anon-05-unsupported-credential-type"]).await;
-    let case = result(&results, "reg-anon-05-unsupported-credential-type");
+    let response = ResponseTemplate::new(400).set_body_json(json!({ "error": "bad_request" }));
+    let server = target_answering("POST", "/agent/auth", response).await;
+    let case = run_one(&server, "reg-anon-05-unsupported-credential-type").await;
     assert_eq!(case.verdict, Verdict::Fail);
     let finding = case
         .findings

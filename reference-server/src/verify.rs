@@ -483,13 +483,7 @@ impl JwksCache {
         let jwks_uri = match cached {
             Some(uri) => uri,
             None => {
-                let response = state
-                    .http
-                    .get(client_id)
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await
-                    .map_err(|_| ApiError::InvalidClientId)?;
+                let response = get(state, client_id).await.map_err(|_| ApiError::InvalidClientId)?;
                 if !response.status().is_success() {
                     return Err(ApiError::InvalidClientId);
                 }
@@ -518,19 +512,16 @@ impl JwksCache {
     }
 }
 
+/// A GET to a provider (JWKS, client metadata) that gives up after five seconds, so a slow
+/// provider costs the client an error, never a hung request.
+async fn get(state: &AppState, url: &str) -> Result<reqwest::Response, reqwest::Error> {
+    state.http.get(url).timeout(Duration::from_secs(5)).send().await
+}
+
 /// The `follow-jku` defect: the key from whatever key set the token points at.
 async fn key_at(state: &AppState, jku: &str, kid: Option<&str>) -> Result<Jwk, ApiError> {
     let unusable = |_| ApiError::InvalidSignature("the jku key set is unusable".into());
-    let body = state
-        .http
-        .get(jku)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(unusable)?
-        .text()
-        .await
-        .map_err(unusable)?;
+    let body = get(state, jku).await.map_err(unusable)?.text().await.map_err(unusable)?;
     let set: jsonwebtoken::jwk::JwkSet =
         serde_json::from_str(&body).map_err(|_| ApiError::InvalidSignature("the jku key set is not JSON".into()))?;
     set.keys
@@ -580,13 +571,7 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64,
             ApiError::InvalidSignature(format!("the issuer's JWKS could not be fetched: {why}"))
         }
     };
-    let response = state
-        .http
-        .get(&uri)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let response = get(state, &uri).await.map_err(|e| unavailable(e.to_string()))?;
     if !response.status().is_success() {
         return Err(unavailable(format!("status {}", response.status().as_u16())));
     }
