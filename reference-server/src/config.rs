@@ -170,6 +170,10 @@ pub struct Config {
     pub https: bool,
     /// Where to write the CA when `https` is on.
     pub tls_ca_out: Option<PathBuf>,
+    /// Serve https with this certificate chain (PEM) instead of an rcgen one; needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Wait for fsync on every commit (SQLite `synchronous = FULL`), so an answer survives an OS
     /// crash or power loss too. Defaults to false: WAL with `synchronous = NORMAL`, which
     /// survives a crash or kill of the server itself.
@@ -200,6 +204,8 @@ impl Default for Config {
             admin_api: true,
             https: false,
             tls_ca_out: None,
+            tls_cert: None,
+            tls_key: None,
             power_safe: false,
         }
     }
@@ -360,6 +366,12 @@ impl Config {
             if v <= 0 {
                 return bad(key, "must be positive");
             }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad(
+                if self.tls_cert.is_some() { "tls_key" } else { "tls_cert" },
+                "tls_cert and tls_key go together",
+            );
         }
         if self.scopes.is_empty() || !self.pre_claim_scopes.iter().all(|s| self.scopes.contains(s)) {
             return bad("pre_claim_scopes", "must be a subset of a non-empty `scopes`");

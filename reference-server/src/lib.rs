@@ -123,24 +123,32 @@ impl ReferenceServer {
         let listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
-        let scheme = if config.https { "https" } else { "http" };
+        let given_cert = config.tls_cert.clone().zip(config.tls_key.clone());
+        let https = config.https || given_cert.is_some();
+        let scheme = if https { "https" } else { "http" };
         let base_url = config.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
-        let https = config.https;
         let ca_out = config.tls_ca_out.clone();
         let state = state(config, defects, base_url.clone())?;
         let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut ca_pem = None;
         if https {
-            let material = tls_material(&addr)?;
-            if let Some(path) = ca_out {
-                std::fs::write(&path, &material.0)
-                    .map_err(|e| StartError::Setup(format!("cannot write tls_ca_out {}: {e}", path.display())))?;
-            }
-            ca_pem = Some(material.0.clone());
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem(material.1.into_bytes(), material.2.into_bytes())
-                .await
-                .map_err(|e| StartError::Setup(format!("tls: {e}")))?;
+            let tls = match given_cert {
+                Some((cert, key)) => axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .map_err(|e| StartError::Setup(format!("tls_cert {} / tls_key {}: {e}", cert.display(), key.display())))?,
+                None => {
+                    let material = tls_material(&addr)?;
+                    if let Some(path) = ca_out {
+                        std::fs::write(&path, &material.0)
+                            .map_err(|e| StartError::Setup(format!("cannot write tls_ca_out {}: {e}", path.display())))?;
+                    }
+                    ca_pem = Some(material.0.clone());
+                    axum_server::tls_rustls::RustlsConfig::from_pem(material.1.into_bytes(), material.2.into_bytes())
+                        .await
+                        .map_err(|e| StartError::Setup(format!("tls: {e}")))?
+                }
+            };
             let handle = axum_server::Handle::new();
             let server = axum_server::from_tcp_rustls(listener, tls)
                 .map_err(bind_err)?

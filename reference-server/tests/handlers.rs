@@ -327,3 +327,50 @@ async fn registrations_and_claims_survive_a_kill_9() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 }
+
+#[tokio::test]
+async fn serves_https_with_a_given_certificate_over_a_real_socket() {
+    let dir = std::env::temp_dir().join(format!("authmd-ref-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: dir.join("tls.sqlite"),
+        tls_cert: Some(cert_path),
+        tls_key: Some(key_path),
+        ..Config::default()
+    };
+    let server = authmd_reference_server::ReferenceServer::start(config, Defects::none())
+        .await
+        .expect("start");
+    assert!(server.base_url().starts_with("https://127.0.0.1:"), "{}", server.base_url());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("cert"))
+        .build()
+        .expect("client");
+    let prm: Value = client
+        .get(format!("{}/.well-known/oauth-protected-resource", server.base_url()))
+        .send()
+        .await
+        .expect("TLS handshake with the given certificate")
+        .json()
+        .await
+        .expect("json");
+    assert!(prm["resource"].as_str().is_some_and(|r| r.starts_with("https://")), "{prm}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_certificate_without_its_key_is_refused_naming_the_key() {
+    let error = Config::layered_with(None, [], &["tls_cert=/tmp/cert.pem".to_string()]).expect_err("half a TLS config");
+    assert!(error.to_string().contains("tls_key"), "{error}");
+}
