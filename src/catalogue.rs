@@ -467,9 +467,7 @@ impl Catalogue {
             }
             if let Some(advance) = &step.advance {
                 let known = split_advance(advance).is_some_and(|(base, _)| {
-                    base.starts_with("{{") && base.ends_with("}}")
-                        || ["registration", "claim_attempt", "otp", "access_token"].contains(&base)
-                        || base.parse::<i64>().is_ok()
+                    base.starts_with("{{") && base.ends_with("}}") || crate::target::DeclaredTtls::default().named(base).is_some()
                 });
                 if !known {
                     return Err(err(

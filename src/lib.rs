@@ -84,8 +84,6 @@ pub struct BundledRun {
     pub report: Report,
     /// Every secret either harness saw, for redacting the outputs.
     pub secrets: redact::Secrets,
-    /// Why discovery failed, if it did.
-    pub discovery_error: Option<String>,
 }
 
 /// Runs `cases` against the bundled stack with `defects` on. Cases that need a flow to be off
@@ -135,7 +133,6 @@ pub async fn run_bundled(
     Ok(BundledRun {
         report: Report::new(header(&full, started_at), results, started.elapsed().as_millis() as u64),
         secrets,
-        discovery_error: full.discovery.error.clone(),
     })
 }
 

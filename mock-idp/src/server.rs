@@ -100,15 +100,13 @@ async fn client_metadata(AxState(state): AxState<Arc<State>>) -> Response {
 /// A client metadata document for any `/clients/<name>` URL, so each case can use a
 /// `client_id` no target has cached yet (IDJAG-37).
 async fn client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
-    let client_id = format!("{}{}", state.issuer, request.uri().path());
-    cimd(client_id, format!("{}/.well-known/jwks.json", state.issuer))
+    cimd(&state, request.uri().path(), "/.well-known/jwks.json")
 }
 
 /// A client metadata document whose `jwks_uri` is not the JWKS the IdP signs with: a target
 /// that resolves CIMD must refuse tokens naming it (IDJAG-37).
 async fn foreign_jwks_client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
-    let client_id = format!("{}{}", state.issuer, request.uri().path());
-    cimd(client_id, format!("{}/foreign/.well-known/jwks.json", state.issuer))
+    cimd(&state, request.uri().path(), "/foreign/.well-known/jwks.json")
 }
 
 /// The key set a `jku` tamper points at: the attacker's key, which the issuer never published.
@@ -119,11 +117,13 @@ async fn attacker_jwks(AxState(state): AxState<Arc<State>>, axum::extract::Path(
     }
 }
 
-fn cimd(client_id: String, jwks_uri: String) -> Response {
+/// The document served at `path`: its `client_id` is its own URL (as the CIMD draft requires)
+/// and its `jwks_uri` is `jwks_path` under the issuer.
+fn cimd(state: &State, path: &str, jwks_path: &str) -> Response {
     Json(json!({
-        "client_id": client_id,
+        "client_id": format!("{}{path}", state.issuer),
         "client_name": "authmd mock agent client",
-        "jwks_uri": jwks_uri,
+        "jwks_uri": format!("{}{jwks_path}", state.issuer),
         "token_endpoint_auth_method": "private_key_jwt",
     }))
     .into_response()

@@ -426,13 +426,12 @@ impl JwksCache {
     /// The key to verify with: by `kid` from the cached JWKS, refetching once on a miss
     /// (rate-limited per issuer); without a `kid`, the only key of the right algorithm.
     async fn key_for(&self, state: &AppState, issuer: &TrustedIssuer, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, ApiError> {
-        let ttl_bounds = (state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling);
         let cooldown = Duration::from_secs(state.config.ttl.jwks_refetch_cooldown);
         let mut entries = self.entries.lock().await;
         let fresh =
             entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < e.ttl) && !state.defects.contains(Defect::NoJwksCache);
         if !fresh {
-            let entry = fetch(state, issuer, ttl_bounds).await?;
+            let entry = fetch(state, issuer).await?;
             entries.insert(issuer.issuer.clone(), entry);
         }
         let pick = |keys: &[Jwk]| -> Option<Jwk> {
@@ -455,7 +454,7 @@ impl JwksCache {
         // was filled within the cool-down (so a stream of junk kids cannot hammer the IdP).
         let recently = entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < cooldown);
         if kid.is_some() && !recently && !state.defects.contains(Defect::SkipKidRefetch) {
-            let entry = fetch(state, issuer, ttl_bounds).await?;
+            let entry = fetch(state, issuer).await?;
             let found = pick(&entry.keys);
             entries.insert(issuer.issuer.clone(), entry);
             if let Some(key) = found {
@@ -469,9 +468,7 @@ impl JwksCache {
         }
         Err(ApiError::InvalidSignature("no key in the issuer's JWKS matches the token".into()))
     }
-}
 
-impl JwksCache {
     /// IDJAG-37: fetches (or recalls) the client metadata document at `client_id` and checks
     /// that it names `client_id` and the issuer's JWKS. Any failure is `invalid_client_id`.
     async fn check_cimd(&self, state: &AppState, issuer: &TrustedIssuer, client_id: &str) -> Result<(), ApiError> {
@@ -487,11 +484,7 @@ impl JwksCache {
                 if !response.status().is_success() {
                     return Err(ApiError::InvalidClientId);
                 }
-                let ttl = Duration::from_secs(
-                    max_age(response.headers())
-                        .unwrap_or(state.config.ttl.jwks_cache_floor)
-                        .clamp(state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling),
-                );
+                let ttl = cache_ttl(state, response.headers());
                 let document: Value = response.json().await.map_err(|_| ApiError::InvalidClientId)?;
                 // The CIMD draft: the document's client_id is the URL it was fetched from.
                 if document.get("client_id").and_then(Value::as_str) != Some(client_id) {
@@ -551,17 +544,21 @@ fn spki_pem(jwk: &Jwk) -> Option<String> {
     ))
 }
 
-fn max_age(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
+/// IDJAG-44: how long a provider document (JWKS, client metadata) is kept: its
+/// `Cache-Control` max-age within the configured floor and ceiling, else the floor.
+fn cache_ttl(state: &AppState, headers: &reqwest::header::HeaderMap) -> Duration {
+    let (floor, ceiling) = (state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling);
+    let max_age = headers
         .get(reqwest::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.split(',')
                 .find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<u64>().ok()))
-        })
+        });
+    Duration::from_secs(max_age.unwrap_or(floor).clamp(floor, ceiling))
 }
 
-async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64, u64)) -> Result<CacheEntry, ApiError> {
+async fn fetch(state: &AppState, issuer: &TrustedIssuer) -> Result<CacheEntry, ApiError> {
     let uri = issuer.jwks_uri();
     // IDJAG-42: an unavailable JWKS is a signature failure for the client, never a 5xx.
     let unavailable = |why: String| {
@@ -575,14 +572,13 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, (floor, ceiling): (u64,
     if !response.status().is_success() {
         return Err(unavailable(format!("status {}", response.status().as_u16())));
     }
-    // IDJAG-44: honour Cache-Control max-age within the floor and ceiling.
-    let max_age = max_age(response.headers()).unwrap_or(floor);
+    let ttl = cache_ttl(state, response.headers());
     let body = response.text().await.map_err(|e| unavailable(e.to_string()))?;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).map_err(|_| unavailable("the JWKS is not valid JSON".into()))?;
     Ok(CacheEntry {
         keys: set.keys,
         fetched: Instant::now(),
-        ttl: Duration::from_secs(max_age.clamp(floor, ceiling)),
+        ttl,
     })
 }
 
