@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::report::{Footer, Header, SCHEMA_VERSION};
 
+/// The largest file `read` accepts (reports are capped well below it).
+pub const MAX_REPORT_BYTES: u64 = 256 << 20;
+
 /// A case as read back from a report.
 #[derive(Clone, Debug, Deserialize)]
 pub struct CaseRecord {
@@ -75,12 +78,29 @@ impl ReportFile {
     /// Reads a report, refusing files that are not reports, of another schema version, or
     /// truncated (no footer).
     pub fn read(path: &Path) -> Result<Self, ReadError> {
+        let label = path.display().to_string();
         let e = |m: String| ReadError {
-            path: path.display().to_string(),
+            path: label.clone(),
             message: m,
         };
-        let text = std::fs::read_to_string(path).map_err(|x| e(format!("cannot read: {x}")))?;
-        let value: Value = serde_json::from_str(&text).map_err(|_| e("not a JSON report (not JSON, or cut off mid-way)".into()))?;
+        // Reports are bounded when written (README, "Limits"); a far larger file is not one.
+        let size = std::fs::metadata(path).map_err(|x| e(format!("cannot read: {x}")))?.len();
+        if size > MAX_REPORT_BYTES {
+            return Err(e(format!("{size} bytes: larger than any report this suite writes")));
+        }
+        let bytes = std::fs::read(path).map_err(|x| e(format!("cannot read: {x}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| e("not a JSON report (not UTF-8)".into()))?;
+        Self::parse(&label, &text)
+    }
+
+    /// Parses a report's text; `label` names it in errors.
+    pub fn parse(label: &str, text: &str) -> Result<Self, ReadError> {
+        let path = label;
+        let e = |m: String| ReadError {
+            path: label.to_string(),
+            message: m,
+        };
+        let value: Value = serde_json::from_str(text).map_err(|_| e("not a JSON report (not JSON, or cut off mid-way)".into()))?;
         let version = value
             .pointer("/header/schema_version")
             .and_then(Value::as_u64)
@@ -104,7 +124,7 @@ impl ReportFile {
             )));
         }
         Ok(Self {
-            path: path.display().to_string(),
+            path: path.to_string(),
             header,
             cases,
             footer,

@@ -12,216 +12,13 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::catalogue::{Action, Case, ChallengeExpect, Expect, Level, Need, Step, split_advance};
+use crate::outcome::truncate;
+pub use crate::outcome::{CaseResult, Exchange, Finding, FindingKind, MailRecord, Verdict};
 use crate::redact::Secrets;
 use crate::target::TargetConfig;
-
-/// One HTTP request and the target's answer (or none).
-#[derive(Clone, Debug, Serialize)]
-pub struct Exchange {
-    /// Which step sent it.
-    pub step: String,
-    /// Method.
-    pub method: String,
-    /// URL.
-    pub url: String,
-    /// Request headers.
-    pub request_headers: Vec<(String, String)>,
-    /// Request body.
-    pub request_body: Option<String>,
-    /// Status, if an answer came.
-    pub status: Option<u16>,
-    /// Response headers.
-    pub response_headers: Vec<(String, String)>,
-    /// Response body.
-    pub response_body: String,
-    /// Round trip in milliseconds.
-    pub elapsed_ms: u64,
-    /// Decoded JWTs sent in this request (header and claims, unverified).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tokens: Vec<Value>,
-    /// A curl line that sends the same request again (secrets redacted in reports).
-    pub reproduce: String,
-}
-
-impl Exchange {
-    /// `404 {"error":…}`: the status and the start of the body, for a finding's "found".
-    fn status_and_body(&self) -> String {
-        match self.status {
-            Some(status) => format!("{status} {}", truncate(&self.response_body)),
-            None => "no response".into(),
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.response_headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Option<Value> {
-        serde_json::from_str(&self.response_body).ok()
-    }
-
-    /// A curl line reproducing the request.
-    pub fn curl(&self) -> String {
-        let mut line = format!("curl -i -X {} '{}'", self.method, self.url);
-        for (k, v) in &self.request_headers {
-            line += &format!(" -H '{k}: {}'", v.replace('\'', "'\\''"));
-        }
-        if let Some(body) = &self.request_body {
-            line += &format!(" --data-raw '{}'", body.replace('\'', "'\\''"));
-        }
-        line
-    }
-}
-
-/// The kinds of finding; the kebab-case ids are stable and appear in reports.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FindingKind {
-    /// The status was not an accepted one.
-    UnexpectedStatus,
-    /// The `error` member was not an accepted code.
-    UnexpectedErrorCode,
-    /// A required JSON member is missing.
-    MissingMember,
-    /// A JSON member that must be absent is present.
-    UnexpectedMember,
-    /// A JSON value differs from the expected one.
-    UnexpectedValue,
-    /// An array is not a subset of the allowed values.
-    NotSubset,
-    /// An instant is not in the future, or not ISO-8601.
-    NotFuture,
-    /// Not an absolute URL.
-    NotAbsoluteUrl,
-    /// A plain-http URL to a host other than loopback.
-    InsecureUrl,
-    /// The target never fetched a URL it should have resolved.
-    NotFetched,
-    /// Two answers that must look alike differ in status or members.
-    ShapeDiffers,
-    /// A header is missing or lacks the expected content.
-    MissingHeader,
-    /// A header that must be absent is present.
-    UnexpectedHeader,
-    /// The `WWW-Authenticate` challenge is missing or malformed.
-    BadChallenge,
-    /// A secret appears in a body where it must not.
-    SecretDisclosed,
-    /// Parallel outcomes do not have the expected counts.
-    WrongCount,
-    /// Sampled values repeat.
-    NotUnique,
-    /// Sampled values are too short or predictable.
-    LowEntropy,
-    /// A value does not match its pattern.
-    PatternMismatch,
-    /// The target fetched the JWKS more or fewer times than expected.
-    JwksFetches,
-    /// The expected claim mail did not arrive, or had no claim link.
-    NoMail,
-    /// A mail arrived that must not.
-    UnexpectedMail,
-    /// A step could not run because the target's earlier answers lacked what it needs.
-    MissingInput,
-}
-
-/// One way the target departed from an expectation.
-#[derive(Clone, Debug, Serialize)]
-pub struct Finding {
-    /// The step (name or number).
-    pub step: String,
-    /// What kind.
-    pub kind: FindingKind,
-    /// What was expected.
-    pub expected: String,
-    /// What was found.
-    pub found: String,
-}
-
-/// A case's outcome.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
-#[serde(tag = "verdict", content = "reason", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Verdict {
-    /// Every expectation held.
-    Pass,
-    /// A MUST expectation failed.
-    Fail,
-    /// A SHOULD expectation failed.
-    Warn,
-    /// Recorded only: an informational or MAY case, or a reading the target config does not gate on.
-    Info,
-    /// Not run, with the reason.
-    Skip(String),
-    /// The harness could not decide (no answer, timeout).
-    Inconclusive(String),
-}
-
-impl Verdict {
-    /// The short label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Pass => "PASS",
-            Self::Fail => "FAIL",
-            Self::Warn => "WARN",
-            Self::Info => "INFO",
-            Self::Skip(_) => "SKIP",
-            Self::Inconclusive(_) => "INCONCLUSIVE",
-        }
-    }
-}
-
-/// A captured claim mail, for the report.
-#[derive(Clone, Debug, Serialize)]
-pub struct MailRecord {
-    /// The step.
-    pub step: String,
-    /// Recipients.
-    pub to: Vec<String>,
-    /// Subject.
-    pub subject: String,
-    /// Text body.
-    pub text: String,
-}
-
-/// Everything known about one case after it ran.
-#[derive(Clone, Debug, Serialize)]
-pub struct CaseResult {
-    /// `area/id`.
-    pub name: String,
-    /// Case id.
-    pub id: String,
-    /// Area.
-    pub area: String,
-    /// Requirement ids.
-    pub requirements: Vec<String>,
-    /// Level.
-    pub level: Level,
-    /// Ambiguity reading tested.
-    pub reading: Option<String>,
-    /// Summary.
-    pub summary: String,
-    /// Verdict.
-    #[serde(flatten)]
-    pub verdict: Verdict,
-    /// Findings.
-    pub findings: Vec<Finding>,
-    /// Every exchange.
-    pub exchanges: Vec<Exchange>,
-    /// Mail captured.
-    pub mail: Vec<MailRecord>,
-    /// Wall time.
-    pub duration_ms: u64,
-}
-
-impl CaseResult {
-    /// Did any expectation fail (whatever the level)? Self-validation uses this.
-    pub fn has_findings(&self) -> bool {
-        !self.findings.is_empty()
-    }
-}
+use crate::template;
+pub use crate::transport::decode_jwt;
+use crate::transport::{HostPolicy, Limits, Transport};
 
 /// What the harness learned from discovery.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -238,6 +35,10 @@ pub struct Discovery {
     pub revocation_uri: Option<String>,
     /// Why discovery failed, if it did.
     pub error: Option<String>,
+    /// Discovery failed for want of an answer (a transport error), not because of what the
+    /// target answered: dependent cases are INCONCLUSIVE rather than SKIP.
+    #[serde(skip)]
+    pub no_answer: bool,
 }
 
 impl Discovery {
@@ -269,6 +70,10 @@ pub enum HarnessError {
     /// The IdP or mailbox failed.
     #[error("{0}")]
     Tooling(String),
+    /// The target named a URL outside the host policy; the finding is already recorded and
+    /// the case stops there with a verdict from its findings.
+    #[error("{0}")]
+    Refused(String),
     /// Without a clock header the case would have to wait longer than the configured budget.
     #[error("needs to wait {needed}s for the target's clock, beyond clock.wait_budget_secs = {budget}")]
     BeyondWaitBudget {
@@ -294,27 +99,38 @@ pub struct Harness {
     /// Secrets seen during the run (redacted in every output).
     pub secrets: Secrets,
     idp_lock: tokio::sync::RwLock<()>,
-    plain: reqwest::Client,
+    plain: Transport,
+    policy: Arc<HostPolicy>,
+    limits: Limits,
     ca_pem: Option<String>,
 }
 
 const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
 
-fn client(source: Option<IpAddr>, ca_pem: Option<&str>) -> Result<reqwest::Client, HarnessError> {
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(4);
-    if let Some(ip) = source {
-        builder = builder.local_address(ip);
+/// The host policy for a target: its own origin and every absolute URL its config names, the
+/// mock IdP, and `allowed_hosts`.
+fn host_policy(target: &TargetConfig, idp: &MockIdp) -> HostPolicy {
+    let mut policy = HostPolicy::default();
+    policy.allow_origin_of(&target.base_url);
+    policy.allow_origin_of(idp.base_url());
+    if let Some(issuer) = &target.idp.issuer {
+        policy.allow_origin_of(issuer);
     }
-    if let Some(pem) = ca_pem
-        && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())
-    {
-        builder = builder.add_root_certificate(cert);
+    let configured = target
+        .oracle
+        .iter()
+        .map(|o| o.path.as_str())
+        .chain(target.probes.values().map(|p| p.path.as_str()))
+        .chain(target.complete_url.as_deref())
+        .chain(target.challenge_url.as_deref())
+        .chain(target.protected_path.as_deref());
+    for url in configured {
+        policy.allow_origin_of(url);
     }
-    builder.build().map_err(|e| HarnessError::Tooling(format!("http client: {e}")))
+    for host in &target.allowed_hosts {
+        policy.allow_host(host);
+    }
+    policy
 }
 
 impl Harness {
@@ -325,27 +141,66 @@ impl Harness {
         mail: Option<Arc<MailSource>>,
         ca_pem: Option<String>,
     ) -> Result<Self, HarnessError> {
-        let plain = client(None, ca_pem.as_deref())?;
+        let secrets = Secrets::default();
+        let policy = Arc::new(host_policy(&target, &idp));
+        let limits = target.limits();
+        let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
             idp,
             mail,
             discovery: Discovery::default(),
             discovery_exchanges: Vec::new(),
-            secrets: Secrets::default(),
+            secrets,
             idp_lock: tokio::sync::RwLock::new(()),
             plain,
+            policy,
+            limits,
             ca_pem,
         };
         harness.discover().await?;
         Ok(harness)
     }
 
+    /// Shares `secrets` with another harness of the same run (the bundled run has two).
+    pub fn share_secrets(&mut self, secrets: Secrets) -> Result<(), HarnessError> {
+        for s in self.secrets.all() {
+            secrets.add(&s);
+        }
+        self.plain = Transport::new(None, self.ca_pem.as_deref(), self.limits, self.policy.clone(), secrets.clone())
+            .map_err(HarnessError::Tooling)?;
+        self.secrets = secrets;
+        Ok(())
+    }
+
+    /// GETs a discovery document. A refused URL or no answer is recorded (the exchange and
+    /// `discovery.error`); only a 200 with JSON yields a document.
     async fn get_json(&mut self, url: &str) -> Result<(Exchange, Option<Value>), HarnessError> {
-        let exchange = send(&self.plain, "discovery", "GET", url, &[], None, &self.secrets).await?;
-        let json = if exchange.status == Some(200) { exchange.json() } else { None };
+        let exchange = self.plain.send("discovery", "GET", url, &[], None).await;
+        let json = if exchange.status == Some(200) && exchange.error.is_none() {
+            exchange.json()
+        } else {
+            None
+        };
         self.discovery_exchanges.push(exchange.clone());
         Ok((exchange, json))
+    }
+
+    /// Records why discovery stopped; a transport failure on any hop is remembered, so
+    /// dependent cases are INCONCLUSIVE (no answer) rather than SKIP (a wrong answer).
+    fn discovery_failed(&mut self, why: String) {
+        let transport = self
+            .discovery_exchanges
+            .iter()
+            .filter(|e| !e.blocked)
+            .find_map(|e| e.error.as_ref().map(|err| format!("{} {}: {err}", e.method, e.url)));
+        let blocked = self.discovery_exchanges.iter().filter(|e| e.blocked).find_map(|e| e.error.clone());
+        self.discovery.no_answer = transport.is_some();
+        self.discovery.error = Some(match (transport, blocked) {
+            (Some(t), _) => format!("{why} (no answer: {t})"),
+            (None, Some(b)) => format!("{why} ({b}; list the host in allowed_hosts to let the harness fetch it)"),
+            (None, None) => why,
+        });
     }
 
     async fn discover(&mut self) -> Result<(), HarnessError> {
@@ -369,12 +224,12 @@ impl Harness {
             prm = self.get_json(&self.target.url("/.well-known/oauth-protected-resource")).await?.1;
         }
         let Some(prm) = prm else {
-            self.discovery.error = Some("no Protected Resource Metadata at the challenge URL or the conventional path".into());
+            self.discovery_failed("no Protected Resource Metadata at the challenge URL or the conventional path".into());
             return Ok(());
         };
         let Some(as_url) = prm["authorization_servers"].get(0).and_then(Value::as_str).map(str::to_string) else {
             self.discovery.prm = prm;
-            self.discovery.error = Some("the PRM lists no authorization_servers".into());
+            self.discovery_failed("the PRM lists no authorization_servers".into());
             return Ok(());
         };
         // RFC 8414 §3.1: insert the well-known segment after the host (C-02).
@@ -389,7 +244,7 @@ impl Harness {
         };
         self.discovery.prm = prm;
         let Some(metadata) = metadata else {
-            self.discovery.error = Some(format!("no authorization-server metadata for `{as_url}`"));
+            self.discovery_failed(format!("no authorization-server metadata for `{as_url}`"));
             return Ok(());
         };
         let agent = &metadata["agent_auth"];
@@ -398,6 +253,10 @@ impl Harness {
         self.discovery.revocation_uri = agent["revocation_uri"].as_str().map(str::to_string);
         if self.discovery.register_uri.is_none() {
             self.discovery.error = Some("the metadata has no agent_auth.register_uri".into());
+        } else if let Some(Err(why)) = self.discovery.register_uri.as_deref().map(|u| self.policy.check(u)) {
+            self.discovery.error = Some(format!(
+                "agent_auth.register_uri: {why}; list the host in allowed_hosts to let the harness use it"
+            ));
         }
         self.discovery.metadata = metadata;
         Ok(())
@@ -414,12 +273,31 @@ impl Harness {
         })
     }
 
-    fn unmet(&self, case: &Case) -> Option<String> {
+    /// Why `case` cannot run here: INCONCLUSIVE when discovery got no answer, SKIP otherwise.
+    fn unmet(&self, case: &Case) -> Option<Verdict> {
         let d = &self.discovery;
-        let needs_discovery = case.area != "discovery" || case.steps.iter().any(|s| s.action != Action::Http);
+        // Discovery cases that only GET fixed paths run whatever discovery found; any step that
+        // refers to a discovered document needs it.
+        let needs_discovery = case.area != "discovery"
+            || case.steps.iter().any(|s| {
+                s.action != Action::Http || {
+                    let params = serde_json::to_string(&s.params).unwrap_or_default();
+                    ["{{prm", "{{meta", "{{target"].iter().any(|r| params.contains(r))
+                }
+            });
         if needs_discovery && let Some(e) = &d.error {
-            return Some(format!("blocked: discovery failed ({e})"));
+            let reason = format!("blocked: discovery failed ({e})");
+            return Some(if d.no_answer {
+                Verdict::Inconclusive(reason)
+            } else {
+                Verdict::Skip(reason)
+            });
         }
+        self.unmet_need(case).map(Verdict::Skip)
+    }
+
+    fn unmet_need(&self, case: &Case) -> Option<String> {
+        let d = &self.discovery;
         let clock = case.steps.iter().any(|s| s.advance.is_some()) || case.needs.contains(&Need::Clock);
         if clock && self.target.clock.offset_header.is_none() {
             let budget = self.target.clock.wait_budget_secs;
@@ -466,22 +344,9 @@ impl Harness {
     /// Runs one case. `index` picks its source address.
     pub async fn run_case(&self, case: &Case, index: usize) -> CaseResult {
         let started = Instant::now();
-        let mut result = CaseResult {
-            name: case.full_name(),
-            id: case.id.clone(),
-            area: case.area.clone(),
-            requirements: case.requirements.clone(),
-            level: case.level,
-            reading: case.reading.clone(),
-            summary: case.summary.clone(),
-            verdict: Verdict::Pass,
-            findings: Vec::new(),
-            exchanges: Vec::new(),
-            mail: Vec::new(),
-            duration_ms: 0,
-        };
-        if let Some(reason) = self.unmet(case) {
-            result.verdict = Verdict::Skip(reason);
+        let mut result = CaseResult::unrun(case, Verdict::Pass);
+        if let Some(verdict) = self.unmet(case) {
+            result.verdict = verdict;
             return result;
         }
         let _shared;
@@ -504,15 +369,16 @@ impl Harness {
         let timeout = Duration::from_secs(self.target.case_timeout_secs);
         let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;
         result.exchanges = std::mem::take(&mut ctx.exchanges);
+        result.exchanges.iter_mut().for_each(Exchange::cap_for_report);
         result.mail = std::mem::take(&mut ctx.mail);
+        result.mail.iter_mut().for_each(MailRecord::cap_for_report);
         result.findings = std::mem::take(&mut ctx.findings);
         result.duration_ms = started.elapsed().as_millis() as u64;
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
             Ok(Err(e @ HarnessError::BeyondWaitBudget { .. })) => Verdict::Skip(e.to_string()),
-            Ok(Err(e)) => Verdict::Inconclusive(e.to_string()),
-            Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
-            Ok(Ok(())) => {
+            Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
+            Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => {
                 let gated_reading = case.reading.as_ref().is_none_or(|r| {
                     let (amb, letter) = r.split_once('/').unwrap_or((r, ""));
                     self.target.readings.get(amb).is_none_or(|chosen| chosen == letter)
@@ -524,6 +390,7 @@ impl Harness {
                     Level::May | Level::Informational => Verdict::Info,
                 }
             }
+            Ok(Err(e)) => Verdict::Inconclusive(e.to_string()),
         };
         result
     }
@@ -611,106 +478,9 @@ pub fn parse_challenge(header: &str) -> (String, BTreeMap<String, String>) {
     (scheme.to_string(), params)
 }
 
-async fn send(
-    client: &reqwest::Client,
-    step: &str,
-    method: &str,
-    url: &str,
-    headers: &[(String, String)],
-    body: Option<String>,
-    secrets: &Secrets,
-) -> Result<Exchange, HarnessError> {
-    let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| HarnessError::Tooling(format!("bad method `{method}`")))?;
-    let mut request = client.request(m, url);
-    for (k, v) in headers {
-        request = request.header(k, v);
-    }
-    if let Some(b) = &body {
-        request = request.body(b.clone());
-    }
-    let started = Instant::now();
-    let response = request.send().await.map_err(|e| HarnessError::NoResponse {
-        url: url.to_string(),
-        reason: without_url(&e),
-    })?;
-    let status = response.status().as_u16();
-    let response_headers: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
-        .collect();
-    let response_body = response.text().await.unwrap_or_default();
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    // Every secret the target hands out is registered before anything can print it.
-    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&response_body) {
-        for key in ["credential", "claim_token", "refresh_token", "challenge", "access_token"] {
-            if let Some(Value::String(s)) = map.get(key) {
-                secrets.add(s);
-            }
-        }
-    }
-    let tokens = headers
-        .iter()
-        .map(|(_, v)| v.as_str())
-        .chain(body.as_deref())
-        .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')))
-        .filter_map(decode_jwt)
-        .collect();
-    let mut exchange = Exchange {
-        step: step.to_string(),
-        method: method.to_string(),
-        url: url.to_string(),
-        request_headers: headers.to_vec(),
-        request_body: body,
-        status: Some(status),
-        response_headers,
-        response_body,
-        elapsed_ms,
-        tokens,
-        reproduce: String::new(),
-    };
-    exchange.reproduce = exchange.curl();
-    Ok(exchange)
-}
-
-/// What went wrong, without the URL (the exchange already names it), with its causes.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = String::from(if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    });
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text += &format!(": {s}");
-        source = s.source();
-    }
-    text
-}
-
-/// Decodes a compact JWS without verifying it, for reports.
-pub fn decode_jwt(text: &str) -> Option<Value> {
-    use base64::Engine;
-    let parts: Vec<&str> = text.split('.').collect();
-    if parts.len() != 3 || parts[0].len() < 10 {
-        return None;
-    }
-    let dec = |p: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(p)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-    };
-    let header = dec(parts[0])?;
-    header.get("alg")?;
-    Some(json!({ "header": header, "claims": dec(parts[1]).unwrap_or(Value::Null) }))
-}
-
 struct CaseCtx<'h> {
     h: &'h Harness,
-    client: reqwest::Client,
+    net: Transport,
     vars: Map<String, Value>,
     offset: i64,
     started: Instant,
@@ -724,7 +494,8 @@ type StepVars = Map<String, Value>;
 
 impl<'h> CaseCtx<'h> {
     fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>) -> Result<Self, HarnessError> {
-        let client = client(source, h.ca_pem.as_deref())?;
+        let net =
+            Transport::new(source, h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?;
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let short = &tag[..12];
         let mut vars = Map::new();
@@ -757,7 +528,7 @@ impl<'h> CaseCtx<'h> {
         );
         Ok(Self {
             h,
-            client,
+            net,
             vars,
             offset: 0,
             started: Instant::now(),
@@ -767,49 +538,9 @@ impl<'h> CaseCtx<'h> {
         })
     }
 
-    fn lookup(&self, path: &str) -> Option<Value> {
-        let mut parts = path.split('.');
-        let mut current = self.vars.get(parts.next()?)?.clone();
-        for part in parts {
-            current = match &current {
-                Value::Object(m) => m.get(part)?.clone(),
-                Value::Array(a) => a.get(part.parse::<usize>().ok()?)?.clone(),
-                _ => return None,
-            };
-        }
-        Some(current)
-    }
-
-    /// Replaces `{{ref}}` in strings; a string that is only a reference takes the value's type.
+    /// Replaces `{{ref}}` in strings ([`template::resolve`]) against this case's values.
     fn resolve(&self, value: &Value) -> Result<Value, String> {
-        Ok(match value {
-            Value::String(s) => {
-                if let Some(inner) = s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}"))
-                    && !inner.contains("{{")
-                {
-                    return self.lookup(inner.trim()).ok_or_else(|| format!("`{{{{{inner}}}}}` has no value"));
-                }
-                let mut out = String::new();
-                let mut rest = s.as_str();
-                while let Some(start) = rest.find("{{") {
-                    out += &rest[..start];
-                    let end = rest[start..].find("}}").ok_or_else(|| format!("unclosed reference in `{s}`"))? + start;
-                    let key = rest[start + 2..end].trim();
-                    let v = self.lookup(key).ok_or_else(|| format!("`{{{{{key}}}}}` has no value"))?;
-                    out += &v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-                    rest = &rest[end + 2..];
-                }
-                out += rest;
-                Value::String(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(|v| self.resolve(v)).collect::<Result<_, _>>()?),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.resolve(v)?)))
-                    .collect::<Result<_, String>>()?,
-            ),
-            other => other.clone(),
-        })
+        template::resolve(&self.vars, value)
     }
 
     fn param(&self, step: &Step, name: &str) -> Result<Option<Value>, String> {
@@ -860,9 +591,31 @@ impl<'h> CaseCtx<'h> {
         {
             headers.push((name.clone(), self.offset.to_string()));
         }
-        let exchange = send(&self.client, step, method, url, &headers, body, &self.h.secrets).await?;
+        let exchange = self.net.send(step, method, url, &headers, body).await;
         self.exchanges.push(exchange.clone());
+        self.settle(&exchange)?;
         Ok(exchange)
+    }
+
+    /// An exchange with no (complete) answer cannot be judged: a refused URL is a finding about
+    /// the target that ends the case; a transport error makes it INCONCLUSIVE.
+    fn settle(&mut self, exchange: &Exchange) -> Result<(), HarnessError> {
+        match &exchange.error {
+            None => Ok(()),
+            Some(why) if exchange.blocked => {
+                self.finding(
+                    &exchange.step,
+                    FindingKind::DisallowedHost,
+                    "URLs on the target's origins, the mock IdP or allowed_hosts",
+                    format!("`{}`: {why}", truncate(&exchange.url)),
+                );
+                Err(HarnessError::Refused(why.clone()))
+            }
+            Some(why) => Err(HarnessError::NoResponse {
+                url: exchange.url.clone(),
+                reason: why.clone(),
+            }),
+        }
     }
 
     async fn post_json(&mut self, step: &str, url: &str, body: &Value) -> Result<Exchange, HarnessError> {
@@ -1081,13 +834,14 @@ impl<'h> CaseCtx<'h> {
                 let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": token, "requested_credential_type": credential }).to_string();
                 let uri = need!(self.register_uri());
                 let headers = vec![("content-type".to_string(), "application/json".to_string())];
-                let sends = (0..count).map(|_| send(&self.client, label, "POST", &uri, &headers, Some(body.clone()), &self.h.secrets));
+                let net = self.net.clone();
+                let sends = (0..count).map(|_| net.send(label, "POST", &uri, &headers, Some(body.clone())));
                 let results = join_vec(sends.map(Box::pin).collect()).await;
                 let mut statuses = Vec::new();
-                for r in results {
-                    let exchange = r?;
+                for exchange in results {
                     statuses.push(json!(exchange.status));
-                    self.exchanges.push(exchange);
+                    self.exchanges.push(exchange.clone());
+                    self.settle(&exchange)?;
                 }
                 let mut vars = Map::new();
                 vars.insert("statuses".into(), Value::Array(statuses));
@@ -1146,7 +900,7 @@ impl<'h> CaseCtx<'h> {
                     return Ok(Err("no mail source".into()));
                 };
                 let message = match source
-                    .next_message(&self.h.plain, &email, &registration_id, Duration::from_secs(5))
+                    .next_message(self.h.plain.client(), &email, &registration_id, Duration::from_secs(5))
                     .await
                 {
                     Ok(m) => m,
@@ -1212,7 +966,10 @@ impl<'h> CaseCtx<'h> {
                 let Some(source) = self.h.mail.clone() else {
                     return Ok(Err("no mail source".into()));
                 };
-                if let Ok(m) = source.next_message(&self.h.plain, &email, "", Duration::from_millis(within)).await {
+                if let Ok(m) = source
+                    .next_message(self.h.plain.client(), &email, "", Duration::from_millis(within))
+                    .await
+                {
                     self.finding(
                         label,
                         FindingKind::UnexpectedMail,
@@ -1632,14 +1389,6 @@ fn show(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
-fn truncate(s: &str) -> String {
-    if s.chars().count() > 200 {
-        format!("{}…", s.chars().take(200).collect::<String>())
-    } else {
-        s.to_string()
-    }
-}
-
 fn status_matches(spec: &Value, found: Option<u16>) -> bool {
     let Some(found) = found else { return false };
     match spec {
@@ -1662,12 +1411,14 @@ fn apparent_entropy(values: &[String]) -> f64 {
     values
         .iter()
         .map(|v| {
-            let rest = &v[prefix.min(v.len())..];
-            let alphabet = if rest.bytes().all(|b| b.is_ascii_digit()) {
+            // Bytes, not `str` slicing: a target's value may put a multi-byte character across
+            // the prefix boundary.
+            let rest = &v.as_bytes()[prefix.min(v.len())..];
+            let alphabet = if rest.iter().all(|b| b.is_ascii_digit()) {
                 10.0
-            } else if rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            } else if rest.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
                 16.0
-            } else if rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            } else if rest.iter().all(|b| b.is_ascii_alphanumeric()) {
                 62.0
             } else {
                 64.0
@@ -1724,6 +1475,14 @@ mod tests {
         assert!(apparent_entropy(&v) > 140.0);
         let digits = vec!["000123".to_string(), "998877".to_string()];
         assert!(apparent_entropy(&digits) < 20.0);
+    }
+
+    #[test]
+    fn entropy_survives_non_ascii_values() {
+        let v = vec!["é🔑ab".to_string(), "é🔒cd".to_string(), "\u{0}".to_string(), String::new()];
+        let _ = apparent_entropy(&v);
+        let v = vec!["aé".to_string(), "aè".to_string()];
+        assert!(apparent_entropy(&v) > 0.0);
     }
 
     #[test]

@@ -11,9 +11,12 @@ pub mod catalogue;
 pub mod compare;
 pub mod engine;
 pub mod exit_code;
+pub mod outcome;
 pub mod redact;
 pub mod report;
 pub mod target;
+pub mod template;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,7 +78,7 @@ pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_
     let started_at = now_rfc3339();
     let total = cases.len();
     let results = run_cases(harness.clone(), cases, &|r, done, _| progress(r, done, total)).await;
-    Report::new(header(&harness, started_at), results, started.elapsed().as_millis() as u64)
+    Report::new(header(&harness, started_at), results, total, started.elapsed().as_millis() as u64)
 }
 
 /// A finished run against the bundled stack.
@@ -115,7 +118,10 @@ pub async fn run_bundled(
                     part: "harness",
                     reason: e.to_string(),
                 })?;
-            harness.secrets = secrets;
+            harness.share_secrets(secrets).map_err(|e| bundled::BundledError {
+                part: "harness",
+                reason: e.to_string(),
+            })?;
             Ok::<_, bundled::BundledError>((Arc::new(harness), stack))
         }
     };
@@ -131,7 +137,7 @@ pub async fn run_bundled(
         a
     };
     Ok(BundledRun {
-        report: Report::new(header(&full, started_at), results, started.elapsed().as_millis() as u64),
+        report: Report::new(header(&full, started_at), results, total, started.elapsed().as_millis() as u64),
         secrets,
     })
 }
@@ -140,21 +146,44 @@ async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<
     let total = cases.len();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
+    let mut pending = std::collections::HashMap::new();
     for (index, case) in cases.into_iter().enumerate() {
         let harness = harness.clone();
         let semaphore = semaphore.clone();
-        set.spawn(async move {
+        let meta = case.clone();
+        let handle = set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             harness.run_case(&case, index).await
         });
+        pending.insert(handle.id(), meta);
     }
     let mut results = Vec::with_capacity(total);
-    while let Some(joined) = set.join_next().await {
-        // A panicking case is a harness bug; it must not take the whole run down with it.
-        if let Ok(result) = joined {
-            progress(&result, results.len() + 1, total);
-            results.push(result);
-        }
+    while let Some(joined) = set.join_next_with_id().await {
+        let result = match joined {
+            Ok((id, result)) => {
+                pending.remove(&id);
+                result
+            }
+            // A panic inside a case is a harness bug, and the target may have provoked it: the
+            // case is still reported, as INCONCLUSIVE with the message, never dropped.
+            Err(e) => {
+                let Some(case) = pending.remove(&e.id()) else { continue };
+                let why = if e.is_panic() {
+                    let payload = e.into_panic();
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    format!("harness error: panic: {message}")
+                } else {
+                    "harness error: the case's task was cancelled".into()
+                };
+                outcome::CaseResult::unrun(&case, outcome::Verdict::Inconclusive(why))
+            }
+        };
+        progress(&result, results.len() + 1, total);
+        results.push(result);
     }
     results
 }
@@ -173,11 +202,31 @@ fn header(harness: &Harness, started_at: String) -> Header {
         profile: harness.target.profile.clone(),
         target: harness.target.base_url.clone(),
         started_at,
-        prm: harness.discovery.prm.clone(),
-        metadata: harness.discovery.metadata.clone(),
+        prm: capped(&harness.discovery.prm),
+        metadata: capped(&harness.discovery.metadata),
         discovery_error: harness.discovery.error.clone(),
         readings: harness.target.readings.clone(),
         config_hash: redact::short_hash(&config_text),
+        discovery_exchanges: harness
+            .discovery_exchanges
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.cap_for_report();
+                e
+            })
+            .collect(),
+    }
+}
+
+/// A discovery document as the report keeps it: whole up to 64 KiB, else a note of its size
+/// (the discovery exchanges keep its first bytes).
+fn capped(document: &serde_json::Value) -> serde_json::Value {
+    let size = document.to_string().len();
+    if size <= 64 * 1024 {
+        document.clone()
+    } else {
+        serde_json::Value::String(format!("<{size} bytes, cut from the report header>"))
     }
 }
 

@@ -510,9 +510,11 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
                 Some(MailConfig::UrlTemplate { template }) => Some(MailSource::url_template(target.url(template))),
                 Some(MailConfig::Mailpit { base }) => Some(MailSource::mailpit(base.clone())),
             };
+            // Discovery never aborts the run: an unreachable or broken target still gets a
+            // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
             let harness = Harness::new(target, Arc::new(idp), mail.map(Arc::new), None)
                 .await
-                .map_err(|e| Failure::Harness(format!("target unreachable: {e}")))?;
+                .map_err(|e| Failure::Harness(e.to_string()))?;
             let harness = Arc::new(harness);
             (
                 authmd_conformance::run(harness.clone(), cases, &progress).await,
@@ -523,8 +525,14 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    // Everything printed passes the redactor and is made inert (target text may carry escape
+    // sequences); the whole text is scanned again before it is printed, failing closed.
+    let clean = |s: &str| authmd_conformance::redact::inert(&secrets.redact(s), false);
     if let Some(e) = &report.header.discovery_error {
-        eprintln!("warning: discovery failed: {e}; dependent cases were skipped as blocked");
+        eprintln!(
+            "warning: discovery failed: {}; dependent cases were not run",
+            clean(e).chars().take(400).collect::<String>()
+        );
     }
     let out = args.out.unwrap_or_else(|| {
         let stamp = time::OffsetDateTime::now_utc()
@@ -532,11 +540,8 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
             .unwrap_or_default();
         PathBuf::from("reports/runs").join(stamp)
     });
-    report
-        .write_all(&out, &secrets)
-        .map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
-    // The summary table.
-    println!("{:<48} {:<13} {:<13} first finding / reason", "case", "level", "verdict");
+    let written = report.write_all(&out, &secrets);
+    let mut summary = format!("{:<48} {:<13} {:<13} first finding / reason\n", "case", "level", "verdict");
     for c in &report.cases {
         if matches!(c.verdict, Verdict::Pass) {
             continue;
@@ -549,12 +554,12 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
                 Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
                 _ => String::new(),
             });
-        println!(
-            "{:<48} {:<13} {:<13} {}",
+        summary += &format!(
+            "{:<48} {:<13} {:<13} {}\n",
             c.name,
             c.level.as_str(),
             c.verdict.label(),
-            secrets.redact(&why).chars().take(160).collect::<String>()
+            clean(&why).chars().take(160).collect::<String>()
         );
     }
     let counts = report
@@ -564,12 +569,38 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ");
-    println!(
+    summary += &format!(
         "\n{} cases in {:.2}s: {counts}\nreports: {}",
         report.footer.total,
         report.footer.duration_ms as f64 / 1000.0,
         out.display()
     );
+    let leaks = secrets.leaks(&summary);
+    if leaks.is_empty() {
+        println!("{summary}");
+    } else {
+        eprintln!(
+            "error: the summary would have printed a secret (hashes {}); see the reports",
+            leaks.join(", ")
+        );
+        return Ok(exit_code::HARNESS);
+    }
+    match written {
+        Ok(()) => {}
+        Err(e @ authmd_conformance::report::WriteError::Leak(_)) => {
+            eprintln!("error: reports in {}: {e}", out.display());
+            return Ok(exit_code::HARNESS);
+        }
+        Err(e) => return Err(Failure::Usage(format!("--out {}: {e}", out.display()))),
+    }
+    if report.lost() > 0 {
+        eprintln!(
+            "error: {} of {} selected cases are missing from the report (a harness bug)",
+            report.lost(),
+            report.footer.selected
+        );
+        return Ok(exit_code::HARNESS);
+    }
     let gating = match &baseline {
         Some(b) => {
             let names = cat.cases.iter().map(|c| c.full_name()).collect();

@@ -1,8 +1,17 @@
-//! Secrets never leak: every credential, claim token, claim attempt token and OTP the harness
-//! sees is registered here, and every output passes through [`Secrets::redact`].
+//! Secrets never leak. Every credential, claim token, claim-attempt token, OTP, cookie and
+//! token the harness sees or mints is registered here *by value*, wherever it appeared (any
+//! JSON depth, any member name that carries a secret, credential-bearing headers). Outputs are
+//! redacted before they are escaped for their format, and [`Secrets::leaks`] scans the final
+//! text for every escaped form of every secret, so a writer can fail closed.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// Secrets shorter than this are redacted only where they stand whole (a JSON string equal to
+/// them, or their quoted form), so a one-character "credential" cannot shred a report.
+pub const MIN_SUBSTRING_LEN: usize = 4;
 
 /// The secrets seen during a run. Cheap to clone (shared).
 #[derive(Clone, Default)]
@@ -14,13 +23,154 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
+/// Member names that describe a secret or the service rather than hold one:
+/// `claim_token_expires`, `token_type`, `*_uri`, `*_supported`.
+fn describes_a_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    let about = [
+        "_expires",
+        "_at",
+        "_in",
+        "_type",
+        "_types",
+        "_uri",
+        "_url",
+        "_endpoint",
+        "_supported",
+        "_methods",
+    ];
+    about.iter().any(|s| k.ends_with(s))
+        || matches!(
+            k.as_str(),
+            "type" | "scope" | "scopes" | "kind" | "format" | "alg" | "expires" | "status" | "error" | "error_description"
+        )
+}
+
+/// Member names whose string values are secrets wherever they appear.
+fn names_a_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    if describes_a_secret(&k) {
+        return false;
+    }
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+        "api_key",
+        "apikey",
+        "otp",
+        "challenge",
+        "cookie",
+        "session",
+        "private",
+    ]
+    .iter()
+    .any(|n| k.contains(n))
+}
+
+/// What a JSON position holds, as far as the member names tell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Holds {
+    Nothing,
+    Secret,
+    Maybe,
+}
+
+/// A string that looks machine-generated rather than a word of vocabulary: long, no spaces,
+/// with a digit or a capital letter, and neither a URL nor a timestamp.
+fn looks_generated(s: &str) -> bool {
+    s.len() >= 12
+        && !s.contains(char::is_whitespace)
+        && !s.contains("://")
+        && s.chars().any(|c| c.is_ascii_digit() || c.is_uppercase())
+        && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_err()
+}
+
+/// Header names whose values carry credentials.
+fn header_carries_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n == "www-authenticate" || n == "proxy-authenticate" {
+        return false;
+    }
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "set-cookie"
+        || n == "cookie"
+        || ["token", "secret", "api-key", "apikey", "session", "credential", "auth"]
+            .iter()
+            .any(|s| n.contains(s))
+}
+
 impl Secrets {
-    /// Registers a secret (ignored when empty).
+    /// Registers a secret (ignored when empty or only white space).
     pub fn add(&self, secret: &str) {
-        if !secret.is_empty()
+        if !secret.trim().is_empty()
             && let Ok(mut set) = self.0.lock()
         {
             set.insert(secret.to_string());
+        }
+    }
+
+    /// Registers every secret-looking value in a JSON answer: strings under members that name
+    /// a secret, at any depth, and every string inside such a member's object or array (a
+    /// `credential: {"value": …}`), except members that only describe it (`type`, `scope`, …).
+    pub fn harvest_json(&self, value: &Value) {
+        self.harvest(value, Holds::Nothing);
+    }
+
+    fn harvest(&self, value: &Value, secret: Holds) {
+        match value {
+            Value::String(s) => match secret {
+                Holds::Secret => self.add(s),
+                // Inside a secret's object (`credential: {"value": …, "issued_via": …}`), the
+                // members that are not named as secrets count when they look generated.
+                Holds::Maybe if looks_generated(s) => self.add(s),
+                _ => {}
+            },
+            Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret)),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let holds = if describes_a_secret(k) {
+                        Holds::Nothing
+                    } else if names_a_secret(k) || (secret != Holds::Nothing && matches!(k.as_str(), "value" | "key" | "raw")) {
+                        Holds::Secret
+                    } else if secret != Holds::Nothing {
+                        Holds::Maybe
+                    } else {
+                        Holds::Nothing
+                    };
+                    self.harvest(v, holds);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Registers credential-bearing header values: the whole value, a `Bearer`/`Basic`
+    /// parameter, and each cookie value of `Set-Cookie`/`Cookie`.
+    pub fn harvest_headers(&self, headers: &[(String, String)]) {
+        for (name, value) in headers {
+            if !header_carries_secret(name) {
+                continue;
+            }
+            self.add(value);
+            let cookie = name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("cookie");
+            if !cookie {
+                // `Bearer xyz`, `Basic xyz`: the credential without its scheme.
+                if let Some((_, param)) = value.split_once(' ') {
+                    self.add(param.trim());
+                }
+                continue;
+            }
+            // Set-Cookie carries one cookie and then its attributes; Cookie carries many.
+            let pairs = if name.eq_ignore_ascii_case("set-cookie") { 1 } else { usize::MAX };
+            for pair in value.split(';').take(pairs) {
+                if let Some((_, v)) = pair.split_once('=') {
+                    self.add(v.trim().trim_matches('"'));
+                }
+            }
         }
     }
 
@@ -39,19 +189,108 @@ impl Secrets {
         self.0.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// Replaces every known secret in `text` by `<redacted:hash8>`, longest first so a secret
-    /// that contains another is replaced whole.
-    pub fn redact(&self, text: &str) -> String {
+    fn longest_first(&self) -> Vec<String> {
         let mut secrets = self.all();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let mut out = text.to_string();
-        for s in secrets {
-            if out.contains(&s) {
-                out = out.replace(&s, &format!("<redacted:{}>", short_hash(&s)));
+        secrets
+    }
+
+    /// Replaces every known secret in `text` by `<redacted:hash8>`, longest first so a secret
+    /// that contains another is replaced whole. Short secrets are replaced only when they are
+    /// the whole text or stand quoted.
+    pub fn redact(&self, text: &str) -> String {
+        redact_with(&self.longest_first(), text)
+    }
+
+    /// Redacts every string (and member name) in a JSON tree, before it is serialised, so the
+    /// serialiser's escaping cannot hide a secret from the redactor.
+    pub fn redact_value(&self, value: &mut Value) {
+        let secrets = self.longest_first();
+        walk(&secrets, value);
+    }
+
+    /// Every known secret (or an escaped form of one) that still appears in `text`, by hash.
+    /// Writers call this on their final output and refuse to write when it is not empty.
+    pub fn leaks(&self, text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        // Short secrets are redacted where they stand whole but not scanned for: a target that
+        // hands out `":"` as a credential would otherwise match every report's own syntax and
+        // suppress it.
+        for s in self.all().into_iter().filter(|s| s.chars().count() >= MIN_SUBSTRING_LEN) {
+            if forms(&s).iter().any(|f| text.contains(f.as_str())) {
+                found.push(short_hash(&s));
             }
         }
-        out
+        found
     }
+}
+
+fn walk(secrets: &[String], value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains(|c: char| !c.is_ascii_whitespace()) => *s = redact_with(secrets, s),
+        Value::Array(items) => items.iter_mut().for_each(|v| walk(secrets, v)),
+        Value::Object(map) => {
+            let taken = std::mem::take(map);
+            for (k, mut v) in taken {
+                walk(secrets, &mut v);
+                map.insert(redact_with(secrets, &k), v);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn redact_with(secrets: &[String], text: &str) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        let marker = format!("<redacted:{}>", short_hash(s));
+        if out == *s {
+            return marker;
+        }
+        if s.chars().count() < MIN_SUBSTRING_LEN {
+            let quoted = format!("\"{s}\"");
+            if out.contains(&quoted) {
+                out = out.replace(&quoted, &format!("\"{marker}\""));
+            }
+            continue;
+        }
+        for form in forms(s) {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), &marker);
+            }
+        }
+    }
+    out
+}
+
+/// The ways a secret can be written in an output: raw, JSON-escaped, XML/HTML-escaped,
+/// Markdown-table-escaped and percent-encoded.
+fn forms(secret: &str) -> Vec<String> {
+    let mut forms = vec![secret.to_string()];
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    forms.push(json[1..json.len().saturating_sub(1).max(1)].to_string());
+    forms.push(
+        secret
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;"),
+    );
+    forms.push(
+        secret
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;"),
+    );
+    forms.push(secret.replace('|', "\\|"));
+    forms.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+    forms.push(json[1..json.len().saturating_sub(1).max(1)].replace("</", "<\\/"));
+    forms.sort();
+    forms.dedup();
+    forms.retain(|f| !f.is_empty());
+    forms
 }
 
 /// First 8 hex digits of SHA-256: lets a reader see that two redacted values are the same.
@@ -60,18 +299,121 @@ pub fn short_hash(secret: &str) -> String {
     digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Target text made inert for a terminal, Markdown or XML: control characters (ESC and every
+/// other C0/C1 control, DEL) and bidirectional overrides become visible `\u{..}` escapes, so a
+/// target cannot retitle the terminal, clear the screen or forge a line. Newlines and tabs
+/// survive only when `multiline`.
+pub fn inert(text: &str, multiline: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+        match c {
+            '\n' | '\t' if multiline => out.push(c),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() || bidi => out += &format!("\\u{{{:x}}}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn redacts_longest_first_and_keeps_the_rest() {
         let s = Secrets::default();
-        s.add("abc");
+        s.add("abcd");
         s.add("abcdef");
-        let out = s.redact("x abcdef y abc z");
-        assert!(!out.contains("abc"));
+        let out = s.redact("x abcdef y abcd z");
+        assert!(!out.contains("abcd"));
         assert!(out.starts_with("x <redacted:"));
         assert!(out.ends_with(" z"));
+    }
+
+    #[test]
+    fn harvests_nested_members_and_skips_descriptions() {
+        let s = Secrets::default();
+        s.harvest_json(&json!({
+            "credential": {"type": "api_key", "value": "sk_live_nested"},
+            "api_key": "ak_top",
+            "data": [{"session_token": "st_deep"}],
+            "claim_token_expires": "2026-01-01T00:00:00Z",
+            "registration_id": "reg_1",
+            "session": {"method": "email-verification", "issued_via": "anonymous", "handle": "Xy7pQ2rT9sLm"},
+        }));
+        let all = s.all();
+        for secret in ["sk_live_nested", "ak_top", "st_deep", "Xy7pQ2rT9sLm"] {
+            assert!(all.contains(&secret.to_string()), "{secret} not harvested: {all:?}");
+        }
+        for not in ["api_key", "2026-01-01T00:00:00Z", "reg_1", "email-verification", "anonymous"] {
+            assert!(!all.contains(&not.to_string()), "{not} harvested");
+        }
+    }
+
+    #[test]
+    fn metadata_vocabulary_is_not_a_secret() {
+        let s = Secrets::default();
+        s.harvest_json(&json!({
+            "agent_auth": {
+                "identity_types_supported": ["anonymous", "identity_assertion"],
+                "identity_assertion": {"assertion_types_supported": ["verified_email"]},
+                "credential_types_supported": ["api_key", "access_token"],
+                "register_uri": "http://x/agent/register"
+            },
+            "error": "invalid_token",
+            "token_endpoint_auth_methods_supported": ["none"]
+        }));
+        assert!(s.is_empty(), "{:?}", s.all());
+    }
+
+    #[test]
+    fn harvests_credential_headers_and_cookies() {
+        let s = Secrets::default();
+        s.harvest_headers(&[
+            ("Set-Cookie".into(), "sid=cookie-secret-1; Path=/; HttpOnly".into()),
+            ("X-Api-Key".into(), "hdr-secret-2".into()),
+            ("WWW-Authenticate".into(), "Bearer realm=\"x\"".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ]);
+        let all = s.all();
+        assert!(all.contains(&"cookie-secret-1".to_string()));
+        assert!(all.contains(&"hdr-secret-2".to_string()));
+        assert!(!all.iter().any(|a| a.contains("realm")));
+    }
+
+    #[test]
+    fn escaped_forms_are_redacted_and_scanned() {
+        let s = Secrets::default();
+        s.add(r#"back\slash"quote&amp|pipe"#);
+        let mut v = json!({ "body": r#"{"credential":"back\slash"quote&amp|pipe"}"# });
+        s.redact_value(&mut v);
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(s.leaks(&text).is_empty(), "{text}");
+        // The JSON-escaped form in an unredacted serialisation is found by the scan.
+        let raw = serde_json::to_string(&json!({ "x": r#"back\slash"quote&amp|pipe"# })).unwrap();
+        assert_eq!(s.leaks(&raw).len(), 1);
+        assert!(!s.redact(&raw).contains("slash"));
+    }
+
+    #[test]
+    fn short_secrets_only_where_they_stand_whole() {
+        let s = Secrets::default();
+        s.add("ab");
+        assert_eq!(s.redact("ab").len(), "<redacted:12345678>".len());
+        assert_eq!(s.redact("label about"), "label about");
+        assert!(!s.redact(r#"{"credential":"ab"}"#).contains("\"ab\""));
+    }
+
+    #[test]
+    fn inert_escapes_terminal_controls() {
+        let evil = "ok\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}\r\nPASS";
+        let out = inert(evil, false);
+        assert!(!out.chars().any(|c| c.is_control()));
+        assert!(out.contains("\\u{1b}"));
+        assert!(!out.contains('\n'));
+        assert!(inert("a\nb", true).contains('\n'));
     }
 }

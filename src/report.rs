@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{CaseResult, Verdict};
-use crate::redact::Secrets;
+use crate::outcome::{CaseResult, Verdict};
+use crate::redact::{Secrets, inert};
 
 /// Version of the JSON report format (`reports/schema/report-v1.json`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,6 +36,9 @@ pub struct Header {
     pub readings: BTreeMap<String, String>,
     /// SHA-256 prefix of the target configuration.
     pub config_hash: String,
+    /// The discovery hops made before any case (the evidence when discovery failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovery_exchanges: Vec<crate::outcome::Exchange>,
 }
 
 /// Counts by verdict and the run time.
@@ -43,6 +46,9 @@ pub struct Header {
 pub struct Footer {
     /// Cases run or skipped.
     pub total: usize,
+    /// Cases the filters selected; a report whose `total` differs has lost a case.
+    #[serde(default)]
+    pub selected: usize,
     /// Verdict label → count.
     pub counts: BTreeMap<String, usize>,
     /// Wall time in milliseconds.
@@ -61,8 +67,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// Builds the footer from the cases.
-    pub fn new(header: Header, mut cases: Vec<CaseResult>, duration_ms: u64) -> Self {
+    /// Builds the footer from the cases; `selected` is how many the filters chose.
+    pub fn new(header: Header, mut cases: Vec<CaseResult>, selected: usize, duration_ms: u64) -> Self {
         cases.sort_by(|a, b| a.name.cmp(&b.name));
         let mut counts = BTreeMap::new();
         for c in &cases {
@@ -70,6 +76,7 @@ impl Report {
         }
         let footer = Footer {
             total: cases.len(),
+            selected,
             counts,
             duration_ms,
         };
@@ -86,13 +93,22 @@ impl Report {
         self.cases.iter().filter(|c| matches!(c.verdict, Verdict::Inconclusive(_))).count()
     }
 
-    /// The JSON report, redacted.
+    /// Selected cases missing from the report (a harness bug; the run exits 3).
+    pub fn lost(&self) -> usize {
+        self.footer.selected.saturating_sub(self.footer.total)
+    }
+
+    /// The JSON report, redacted value by value before serialisation, so JSON escaping cannot
+    /// hide a secret from the redactor.
     pub fn to_json(&self, secrets: &Secrets) -> String {
-        secrets.redact(&serde_json::to_string_pretty(self).unwrap_or_default())
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        secrets.redact_value(&mut value);
+        serde_json::to_string_pretty(&value).unwrap_or_default()
     }
 
     /// JUnit XML: one testsuite per area; requirement and level as properties.
     pub fn to_junit(&self, secrets: &Secrets) -> String {
+        let clean = |s: &str| inert(&secrets.redact(s), false);
         let mut junit = quick_junit::Report::new("authmd-conformance");
         let mut suites: BTreeMap<&str, quick_junit::TestSuite> = BTreeMap::new();
         for c in &self.cases {
@@ -103,23 +119,23 @@ impl Report {
                 Verdict::Pass | Verdict::Info | Verdict::Warn => quick_junit::TestCaseStatus::success(),
                 Verdict::Fail => {
                     let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
-                    s.set_message(
-                        c.findings
+                    s.set_message(clean(
+                        &c.findings
                             .iter()
                             .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
                             .collect::<Vec<_>>()
                             .join("; "),
-                    );
+                    ));
                     s
                 }
                 Verdict::Inconclusive(r) => {
                     let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Error);
-                    s.set_message(r.clone());
+                    s.set_message(clean(r));
                     s
                 }
                 Verdict::Skip(r) => {
                     let mut s = quick_junit::TestCaseStatus::skipped();
-                    s.set_message(r.clone());
+                    s.set_message(clean(r));
                     s
                 }
             };
@@ -132,14 +148,17 @@ impl Report {
             suite.add_test_case(tc);
         }
         junit.add_test_suites(suites.into_values());
-        secrets.redact(&junit.to_string().unwrap_or_default())
+        junit.to_string().unwrap_or_default()
     }
 
     /// A Markdown summary fit for a pull-request comment.
     pub fn to_markdown(&self, secrets: &Secrets) -> String {
+        // Target text is redacted first, then made inert (no escape sequences, no line breaks
+        // that could forge a row), then escaped for a table cell.
+        let cell = |s: &str| inert(&secrets.redact(s), false).replace('|', "\\|");
         let mut out = format!(
             "# auth.md conformance: {}\n\nProfile {} · suite {} · {} cases in {:.1}s\n\n",
-            self.header.target,
+            cell(&self.header.target),
             self.header.profile,
             self.header.suite_version,
             self.footer.total,
@@ -171,7 +190,7 @@ impl Report {
                     c.requirements.join(", "),
                     c.level.as_str(),
                     c.verdict.label(),
-                    first.replace('|', "\\|").replace('\n', " ")
+                    cell(&first)
                 );
             }
         }
@@ -191,7 +210,7 @@ impl Report {
                 );
             }
         }
-        secrets.redact(&out)
+        out
     }
 
     /// A self-contained HTML report: no network, filters by verdict, area and level, and a
@@ -246,13 +265,42 @@ render();
         )
     }
 
-    /// Writes `report.json`, `junit.xml`, `summary.md` and `report.html` into `dir`.
-    pub fn write_all(&self, dir: &Path, secrets: &Secrets) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("report.json"), self.to_json(secrets))?;
-        std::fs::write(dir.join("junit.xml"), self.to_junit(secrets))?;
-        std::fs::write(dir.join("summary.md"), self.to_markdown(secrets))?;
-        std::fs::write(dir.join("report.html"), self.to_html(secrets))?;
-        Ok(())
+    /// Writes `report.json`, `junit.xml`, `summary.md` and `report.html` into `dir`. Each is
+    /// scanned for every known secret in every escaped form first; a file that would leak one
+    /// is not written (fail closed) and the error names it.
+    pub fn write_all(&self, dir: &Path, secrets: &Secrets) -> Result<(), WriteError> {
+        std::fs::create_dir_all(dir).map_err(WriteError::Io)?;
+        let outputs = [
+            ("report.json", self.to_json(secrets)),
+            ("junit.xml", self.to_junit(secrets)),
+            ("summary.md", self.to_markdown(secrets)),
+            ("report.html", self.to_html(secrets)),
+        ];
+        let mut leaked = Vec::new();
+        for (name, text) in outputs {
+            let leaks = secrets.leaks(&text);
+            if leaks.is_empty() {
+                std::fs::write(dir.join(name), text).map_err(WriteError::Io)?;
+            } else {
+                let _ = std::fs::remove_file(dir.join(name));
+                leaked.push(format!("{name} (secrets {})", leaks.join(", ")));
+            }
+        }
+        if leaked.is_empty() {
+            Ok(())
+        } else {
+            Err(WriteError::Leak(leaked.join("; ")))
+        }
     }
+}
+
+/// Writing the reports failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The file system refused.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// A rendered report still held a secret, so it was not written.
+    #[error("not written, it would have leaked a secret: {0}")]
+    Leak(String),
 }

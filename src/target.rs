@@ -215,6 +215,18 @@ pub struct TargetConfig {
     /// Cases run at once. Defaults to 16.
     #[serde(default = "jobs")]
     pub jobs: usize,
+    /// Response body bytes the harness reads per answer; the rest is dropped and the exchange
+    /// marked truncated. Defaults to 1 MiB.
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Seconds one request may take, body included. Defaults to 10.
+    #[serde(default = "request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Hosts besides the target's own origin and the mock IdP that the harness may fetch
+    /// (`auth.example.com` for any port, or `host:port`). A URL the target names elsewhere is
+    /// reported as a finding and never fetched.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// The spec profile the target implements. This build knows `v0.1` only (the default);
     /// later versions come as profiles of the same catalogue.
     #[serde(default = "profile")]
@@ -223,6 +235,13 @@ pub struct TargetConfig {
 
 fn profile() -> String {
     crate::PROFILE.to_string()
+}
+
+fn max_body_bytes() -> usize {
+    crate::transport::DEFAULT_MAX_BODY_BYTES
+}
+fn request_timeout() -> u64 {
+    crate::transport::DEFAULT_REQUEST_TIMEOUT_SECS
 }
 
 fn case_timeout() -> u64 {
@@ -262,7 +281,18 @@ impl TargetConfig {
             challenge_url: None,
             case_timeout_secs: case_timeout(),
             jobs: jobs(),
+            max_body_bytes: max_body_bytes(),
+            request_timeout_secs: request_timeout(),
+            allowed_hosts: Vec::new(),
             profile: profile(),
+        }
+    }
+
+    /// What the harness reads of each answer, and for how long.
+    pub fn limits(&self) -> crate::transport::Limits {
+        crate::transport::Limits {
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
         }
     }
 
@@ -295,6 +325,17 @@ impl TargetConfig {
         }
         if self.jobs == 0 {
             return Err("jobs: at least 1".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes: at least 1024".into());
+        }
+        if self.request_timeout_secs == 0 {
+            return Err("request_timeout_secs: at least 1".into());
+        }
+        for host in &self.allowed_hosts {
+            if host.trim().is_empty() || host.contains(['/', ' ']) && !host.starts_with("http") {
+                return Err(format!("allowed_hosts: `{host}` is not a host, host:port or origin"));
+            }
         }
         if !crate::PROFILES.contains(&self.profile.as_str()) {
             return Err(format!(

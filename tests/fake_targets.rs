@@ -181,16 +181,25 @@ async fn an_error_with_the_wrong_code_names_both_codes() {
 }
 
 #[tokio::test]
-async fn a_target_that_does_not_answer_is_a_harness_error() {
-    // Bind and drop a listener: the port is closed, so nothing answers.
+async fn a_target_that_does_not_answer_is_inconclusive_with_a_report() {
+    // Bind and drop a listener: the port is closed, so nothing answers. Discovery records the
+    // failed hop and every case that needs it is INCONCLUSIVE (exit 3), never a FAIL.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    match harness(&format!("http://127.0.0.1:{port}")).await {
-        Err(HarnessError::NoResponse { url, .. }) => assert!(url.contains(&port.to_string())),
-        Err(other) => panic!("expected NoResponse, got {other}"),
-        Ok(_) => panic!("a closed port answered"),
-    }
+    let harness = harness(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a harness, even without a target");
+    let error = harness.discovery.error.clone().unwrap_or_default();
+    assert!(error.contains("no answer") && error.contains(&port.to_string()), "{error}");
+    assert!(harness.discovery_exchanges.iter().all(|e| e.status.is_none() && e.error.is_some()));
+    let report = authmd_conformance::run(harness, cases(&["reg-anon-01-response-shape"]), &|_, _, _| {}).await;
+    assert!(
+        matches!(report.cases[0].verdict, Verdict::Inconclusive(_)),
+        "{:?}",
+        report.cases[0].verdict
+    );
+    assert_eq!(report.inconclusive(), 1);
 }

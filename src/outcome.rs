@@ -1,0 +1,294 @@
+//! The run's vocabulary: exchanges, findings, verdicts and case results. Report, baseline,
+//! compare and the CLI speak it; the interpreter ([`crate::engine`]) produces it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalogue::Level;
+
+/// One HTTP request and the target's answer (or none).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Exchange {
+    /// Which step sent it.
+    pub step: String,
+    /// Method.
+    pub method: String,
+    /// URL.
+    pub url: String,
+    /// Request headers.
+    pub request_headers: Vec<(String, String)>,
+    /// Request body.
+    pub request_body: Option<String>,
+    /// Status, if an answer came.
+    pub status: Option<u16>,
+    /// Response headers.
+    pub response_headers: Vec<(String, String)>,
+    /// Response body.
+    pub response_body: String,
+    /// Bytes of response body received (at most the target config's `max_body_bytes` are kept).
+    #[serde(default)]
+    pub body_bytes: u64,
+    /// The body was longer than the limit (or the report's cap) and is cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Why no (complete) answer came: a transport error, or a URL the host policy refused to
+    /// fetch. With an error the status is absent and the case cannot be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The host policy refused the URL: nothing was sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+    /// Round trip in milliseconds.
+    pub elapsed_ms: u64,
+    /// Decoded JWTs sent in this request (header and claims, unverified).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<Value>,
+    /// A curl line that sends the same request again (secrets redacted in reports).
+    pub reproduce: String,
+}
+
+impl Exchange {
+    /// `404 {"error":…}`: the status and the start of the body, for a finding's "found".
+    pub fn status_and_body(&self) -> String {
+        match self.status {
+            Some(status) => format!("{status} {}", truncate(&self.response_body)),
+            None => match &self.error {
+                Some(e) => format!("no response ({e})"),
+                None => "no response".into(),
+            },
+        }
+    }
+
+    /// The first response header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The response body as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.response_body).ok()
+    }
+
+    /// Cuts the stored bodies and headers to what a report keeps ([`REPORT_BODY_BYTES`]), so a
+    /// report's size is bounded whatever the target sent. `body_bytes` keeps the real size.
+    pub fn cap_for_report(&mut self) {
+        if self.response_body.len() > REPORT_BODY_BYTES {
+            self.response_body = crate::transport::cap(&self.response_body, REPORT_BODY_BYTES);
+            self.truncated = true;
+        }
+        if let Some(body) = &mut self.request_body {
+            *body = crate::transport::cap(body, REPORT_BODY_BYTES);
+        }
+        self.reproduce = crate::transport::cap(&self.reproduce, REPORT_BODY_BYTES);
+        for (_, v) in &mut self.response_headers {
+            *v = crate::transport::cap(v, 1024);
+        }
+        if let Some(e) = &mut self.error {
+            *e = crate::transport::cap(e, 1024);
+        }
+    }
+
+    /// A curl line reproducing the request.
+    pub fn curl(&self) -> String {
+        let mut line = format!("curl -i -X {} '{}'", self.method, self.url);
+        for (k, v) in &self.request_headers {
+            line += &format!(" -H '{k}: {}'", v.replace('\'', "'\\''"));
+        }
+        if let Some(body) = &self.request_body {
+            line += &format!(" --data-raw '{}'", body.replace('\'', "'\\''"));
+        }
+        line
+    }
+}
+
+/// The kinds of finding; the kebab-case ids are stable and appear in reports.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// The status was not an accepted one.
+    UnexpectedStatus,
+    /// The `error` member was not an accepted code.
+    UnexpectedErrorCode,
+    /// A required JSON member is missing.
+    MissingMember,
+    /// A JSON member that must be absent is present.
+    UnexpectedMember,
+    /// A JSON value differs from the expected one.
+    UnexpectedValue,
+    /// An array is not a subset of the allowed values.
+    NotSubset,
+    /// An instant is not in the future, or not ISO-8601.
+    NotFuture,
+    /// Not an absolute URL.
+    NotAbsoluteUrl,
+    /// A plain-http URL to a host other than loopback.
+    InsecureUrl,
+    /// The target never fetched a URL it should have resolved.
+    NotFetched,
+    /// Two answers that must look alike differ in status or members.
+    ShapeDiffers,
+    /// A header is missing or lacks the expected content.
+    MissingHeader,
+    /// A header that must be absent is present.
+    UnexpectedHeader,
+    /// The `WWW-Authenticate` challenge is missing or malformed.
+    BadChallenge,
+    /// A secret appears in a body where it must not.
+    SecretDisclosed,
+    /// Parallel outcomes do not have the expected counts.
+    WrongCount,
+    /// Sampled values repeat.
+    NotUnique,
+    /// Sampled values are too short or predictable.
+    LowEntropy,
+    /// A value does not match its pattern.
+    PatternMismatch,
+    /// The target fetched the JWKS more or fewer times than expected.
+    JwksFetches,
+    /// The expected claim mail did not arrive, or had no claim link.
+    NoMail,
+    /// A mail arrived that must not.
+    UnexpectedMail,
+    /// A step could not run because the target's earlier answers lacked what it needs.
+    MissingInput,
+    /// The target named a URL outside the host policy (the target's origins, the mock IdP and
+    /// `allowed_hosts`); the harness did not fetch it.
+    DisallowedHost,
+}
+
+/// One way the target departed from an expectation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// The step (name or number).
+    pub step: String,
+    /// What kind.
+    pub kind: FindingKind,
+    /// What was expected.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+}
+
+/// A case's outcome.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// A MUST expectation failed.
+    Fail,
+    /// A SHOULD expectation failed.
+    Warn,
+    /// Recorded only: an informational or MAY case, or a reading the target config does not gate on.
+    Info,
+    /// Not run, with the reason.
+    Skip(String),
+    /// The harness could not decide (no answer, timeout).
+    Inconclusive(String),
+}
+
+impl Verdict {
+    /// The short label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Warn => "WARN",
+            Self::Info => "INFO",
+            Self::Skip(_) => "SKIP",
+            Self::Inconclusive(_) => "INCONCLUSIVE",
+        }
+    }
+}
+
+/// Bytes of one body (or mail text) a report keeps.
+pub const REPORT_BODY_BYTES: usize = 16 * 1024;
+
+/// A captured claim mail, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct MailRecord {
+    /// The step.
+    pub step: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Text body.
+    pub text: String,
+}
+
+/// Everything known about one case after it ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    /// `area/id`.
+    pub name: String,
+    /// Case id.
+    pub id: String,
+    /// Area.
+    pub area: String,
+    /// Requirement ids.
+    pub requirements: Vec<String>,
+    /// Level.
+    pub level: Level,
+    /// Ambiguity reading tested.
+    pub reading: Option<String>,
+    /// Summary.
+    pub summary: String,
+    /// Verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Findings.
+    pub findings: Vec<Finding>,
+    /// Every exchange.
+    pub exchanges: Vec<Exchange>,
+    /// Mail captured.
+    pub mail: Vec<MailRecord>,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+impl MailRecord {
+    /// Cuts the text and subject to what a report keeps.
+    pub fn cap_for_report(&mut self) {
+        self.text = crate::transport::cap(&self.text, REPORT_BODY_BYTES);
+        self.subject = crate::transport::cap(&self.subject, 1024);
+        self.to.truncate(16);
+    }
+}
+
+impl CaseResult {
+    /// A result for a case that did not run (skipped, blocked, or lost to a harness error).
+    pub fn unrun(case: &crate::catalogue::Case, verdict: Verdict) -> Self {
+        Self {
+            name: case.full_name(),
+            id: case.id.clone(),
+            area: case.area.clone(),
+            requirements: case.requirements.clone(),
+            level: case.level,
+            reading: case.reading.clone(),
+            summary: case.summary.clone(),
+            verdict,
+            findings: Vec::new(),
+            exchanges: Vec::new(),
+            mail: Vec::new(),
+            duration_ms: 0,
+        }
+    }
+
+    /// Did any expectation fail (whatever the level)? Self-validation uses this.
+    pub fn has_findings(&self) -> bool {
+        !self.findings.is_empty()
+    }
+}
+
+/// Cuts `s` to at most 200 characters, marking the cut.
+pub fn truncate(s: &str) -> String {
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}

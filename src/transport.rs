@@ -1,0 +1,318 @@
+//! HTTP to the target: one bounded, policy-checked `send` that always ends in an [`Exchange`].
+//!
+//! Whatever the target does (a huge body, a reset mid-body, a stall, a flood of headers, a URL
+//! on some other host), `send` returns an exchange that says what happened: a status and a
+//! body of at most [`Limits::max_body_bytes`], or an `error` saying why there is no (complete)
+//! answer. Every secret the answer carries is registered before anything can print it.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::outcome::Exchange;
+use crate::redact::Secrets;
+
+/// The default cap on a response body the harness reads (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// The default time one request may take, body included.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// Response headers kept per exchange; hyper already refuses heads over about 400 KiB.
+const MAX_HEADERS_KEPT: usize = 100;
+/// Bytes kept of one header value.
+const MAX_HEADER_VALUE: usize = 4096;
+
+/// How much of the target's answer the harness reads, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Response body bytes read; the rest is dropped and the exchange marked truncated.
+    pub max_body_bytes: usize,
+    /// The whole request, connection to last body byte.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+        }
+    }
+}
+
+/// Which URLs the harness may fetch: the target's own origins, the mock IdP and the hosts the
+/// user allowed. Anything else a target names is evidence, never a request.
+#[derive(Clone, Debug, Default)]
+pub struct HostPolicy {
+    origins: Vec<url::Origin>,
+    hosts: Vec<String>,
+}
+
+impl HostPolicy {
+    /// Allows every URL of the origin of `url` (ignored when `url` is not absolute).
+    pub fn allow_origin_of(&mut self, url: &str) {
+        if let Ok(u) = url::Url::parse(url) {
+            let origin = u.origin();
+            if origin.is_tuple() && !self.origins.contains(&origin) {
+                self.origins.push(origin);
+            }
+        }
+    }
+
+    /// Allows a host (`example.com`: any port) or a `host:port`, as written in `allowed_hosts`.
+    pub fn allow_host(&mut self, entry: &str) {
+        let entry = entry.trim().trim_end_matches('/');
+        let entry = entry
+            .strip_prefix("https://")
+            .or_else(|| entry.strip_prefix("http://"))
+            .unwrap_or(entry);
+        self.hosts.push(entry.to_ascii_lowercase());
+    }
+
+    /// `Ok` when `url` may be fetched; otherwise why not.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|_| format!("`{url}` is not an absolute URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("`{url}` is not http(s)"));
+        }
+        if self.origins.contains(&parsed.origin()) {
+            return Ok(());
+        }
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        let host_port = format!("{host}:{}", parsed.port_or_known_default().unwrap_or(0));
+        if self.hosts.iter().any(|h| *h == host || *h == host_port) {
+            return Ok(());
+        }
+        Err(format!(
+            "`{host_port}` is not the target's origin, the mock IdP or in allowed_hosts; not fetched"
+        ))
+    }
+}
+
+/// An HTTP client bound to one source address, with the run's limits, host policy and secrets.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    client: reqwest::Client,
+    limits: Limits,
+    policy: std::sync::Arc<HostPolicy>,
+    secrets: Secrets,
+}
+
+impl Transport {
+    /// A client that never follows redirects (a 3xx is evidence) and trusts `ca_pem` as well.
+    pub fn new(
+        source: Option<IpAddr>,
+        ca_pem: Option<&str>,
+        limits: Limits,
+        policy: std::sync::Arc<HostPolicy>,
+        secrets: Secrets,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(limits.request_timeout)
+            .pool_max_idle_per_host(4);
+        if let Some(ip) = source {
+            builder = builder.local_address(ip);
+        }
+        if let Some(pem) = ca_pem
+            && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| format!("http client: {e}"))?;
+        Ok(Self {
+            client,
+            limits,
+            policy,
+            secrets,
+        })
+    }
+
+    /// The underlying client, for tools the user configured (mail sources), not target URLs.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// May `url` be fetched?
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        self.policy.check(url)
+    }
+
+    /// Sends one request and reads at most `max_body_bytes` of the answer. Never fails: a
+    /// refused URL, no answer or a broken body is an exchange with `error` set.
+    pub async fn send(&self, step: &str, method: &str, url: &str, headers: &[(String, String)], body: Option<String>) -> Exchange {
+        let tokens = headers
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .chain(body.as_deref())
+            .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')))
+            .filter_map(decode_jwt)
+            .collect();
+        let mut exchange = Exchange {
+            step: step.to_string(),
+            method: method.to_string(),
+            url: url.to_string(),
+            request_headers: headers.to_vec(),
+            request_body: body.clone(),
+            status: None,
+            response_headers: Vec::new(),
+            response_body: String::new(),
+            body_bytes: 0,
+            truncated: false,
+            error: None,
+            blocked: false,
+            elapsed_ms: 0,
+            tokens,
+            reproduce: String::new(),
+        };
+        exchange.reproduce = exchange.curl();
+        if let Err(why) = self.policy.check(url) {
+            exchange.blocked = true;
+            exchange.error = Some(why);
+            return exchange;
+        }
+        let started = Instant::now();
+        self.exchange_into(&mut exchange, method, url, headers, body).await;
+        exchange.elapsed_ms = started.elapsed().as_millis() as u64;
+        exchange
+    }
+
+    async fn exchange_into(&self, exchange: &mut Exchange, method: &str, url: &str, headers: &[(String, String)], body: Option<String>) {
+        let Ok(m) = reqwest::Method::from_bytes(method.as_bytes()) else {
+            exchange.error = Some(format!("bad method `{method}`"));
+            return;
+        };
+        let mut request = self.client.request(m, url);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        if let Some(b) = body {
+            request = request.body(b);
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                exchange.error = Some(describe(&e));
+                return;
+            }
+        };
+        exchange.status = Some(response.status().as_u16());
+        exchange.response_headers = response
+            .headers()
+            .iter()
+            .take(MAX_HEADERS_KEPT)
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    cap(&String::from_utf8_lossy(v.as_bytes()), MAX_HEADER_VALUE),
+                )
+            })
+            .collect();
+        self.secrets.harvest_headers(&exchange.response_headers);
+        let mut bytes = Vec::new();
+        let mut received: u64 = 0;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    let room = self.limits.max_body_bytes.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if chunk.len() > room {
+                        // Past the limit: stop reading; dropping the response closes the connection.
+                        exchange.truncated = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    exchange.error = Some(format!("the body broke off after {received} bytes: {}", describe(&e)));
+                    break;
+                }
+            }
+        }
+        exchange.body_bytes = received;
+        exchange.response_body = String::from_utf8_lossy(&bytes).into_owned();
+        if let Ok(value) = serde_json::from_str::<Value>(&exchange.response_body) {
+            self.secrets.harvest_json(&value);
+        }
+    }
+}
+
+/// What went wrong, without the URL (the exchange already names it), with its causes.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = String::from(if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "bad body"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary, with the cut marked.
+pub fn cap(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{} bytes cut]", &s[..end], s.len() - end)
+}
+
+/// Decodes a compact JWS without verifying it, for reports.
+pub fn decode_jwt(text: &str) -> Option<Value> {
+    use base64::Engine;
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() != 3 || parts[0].len() < 10 {
+        return None;
+    }
+    let dec = |p: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    };
+    let header = dec(parts[0])?;
+    header.get("alg")?;
+    Some(json!({ "header": header, "claims": dec(parts[1]).unwrap_or(Value::Null) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_allows_origins_and_listed_hosts_only() {
+        let mut p = HostPolicy::default();
+        p.allow_origin_of("http://127.0.0.1:8000/x");
+        p.allow_host("auth.example:8443");
+        p.allow_host("https://idp.example/");
+        assert!(p.check("http://127.0.0.1:8000/a/b").is_ok());
+        assert!(p.check("http://127.0.0.1:8001/").is_err());
+        assert!(p.check("https://auth.example:8443/m").is_ok());
+        assert!(p.check("https://auth.example/m").is_err());
+        assert!(p.check("https://idp.example:9/any").is_ok());
+        assert!(p.check("file:///etc/passwd").is_err());
+        assert!(p.check("relative/path").is_err());
+    }
+
+    #[test]
+    fn cap_cuts_at_a_character_boundary() {
+        let s = "é".repeat(10);
+        let c = cap(&s, 5);
+        assert!(c.starts_with("éé"));
+        assert!(c.contains("bytes cut"));
+        assert_eq!(cap("short", 10), "short");
+    }
+}

@@ -1,0 +1,602 @@
+//! Hostile and broken targets. Each test serves one misbehaviour from a raw tokio socket
+//! server (no HTTP library on the target side, so the bytes are exactly the ones written),
+//! runs the real CLI against it as a user would, and asserts what a conformance harness owes
+//! its users: no panic, a report holding every selected case, bounded memory and report size,
+//! no planted secret in any output, inert terminal text, and the documented exit code.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted target does wrong.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Misbehaviour {
+    /// Discovery: reads the request and never answers.
+    Stall,
+    /// Discovery: a status line and headers, then one body byte per second.
+    Drip,
+    /// Discovery: a 200 MB body.
+    HugeBody,
+    /// Discovery: a body shorter than its Content-Length, then the connection is closed.
+    ShortBody,
+    /// Discovery: 200 headers of 8 KB each.
+    HeaderFlood,
+    /// Registration: JSON nested 100,000 deep.
+    DepthBomb,
+    /// Registration: invalid UTF-8 in the body and in a header value.
+    InvalidUtf8,
+    /// Registration: credentials made of non-ASCII characters.
+    NonAsciiTokens,
+    /// Registration: secrets in every position a redactor by name would miss.
+    LeakSecrets,
+    /// Registration and errors: terminal escape sequences and forged Markdown rows.
+    Escapes,
+    /// Metadata: the registration endpoint is on another host; registration redirects there.
+    Elsewhere,
+}
+
+/// Secrets the `LeakSecrets` target hands out; none may appear in any output.
+const PLANTED: &[&str] = &[
+    "planted-api-key-7f3a9c",
+    "planted-nested-value-51be",
+    r#"planted\back"slash</script>|pipe&amp-e0d1"#,
+    "planted-cookie-value-c9d8",
+    "planted-header-key-a4b2",
+    "planted-claim-token-33aa",
+];
+
+struct Target {
+    addr: SocketAddr,
+    /// Connections the "other host" received (must stay 0).
+    elsewhere_hits: Arc<AtomicUsize>,
+}
+
+async fn start(kind: Misbehaviour) -> Target {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+    let addr = listener.local_addr().expect("addr");
+    let other = TcpListener::bind("127.0.0.1:0").await.expect("bind other host");
+    let other_addr = other.local_addr().expect("addr");
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    let hits = elsewhere_hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = other.accept().await {
+            hits.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(serve(socket, kind, addr, other_addr));
+        }
+    });
+    Target { addr, elsewhere_hits }
+}
+
+/// Reads one request head and its body; `None` when the client went away.
+async fn read_request(socket: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 1 << 20 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let mut parts = head.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    Some((method, path))
+}
+
+async fn respond(socket: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut out = format!("HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len()).into_bytes();
+    for (k, v) in headers {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    let _ = socket.write_all(&out).await;
+    let _ = socket.shutdown().await;
+}
+
+fn json_type() -> (&'static str, String) {
+    ("content-type", "application/json".into())
+}
+
+async fn serve(mut socket: TcpStream, kind: Misbehaviour, addr: SocketAddr, other: SocketAddr) {
+    let Some((method, path)) = read_request(&mut socket).await else {
+        return;
+    };
+    let base = format!("http://{addr}");
+    let discovery = path.starts_with("/.well-known/") || path == "/api/resource";
+    use Misbehaviour::*;
+    if discovery {
+        match kind {
+            Stall => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            }
+            Drip => {
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n").await;
+                for _ in 0..100 {
+                    if socket.write_all(b"{").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                return;
+            }
+            HugeBody => {
+                let total: usize = 200 << 20;
+                let _ = socket
+                    .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n").as_bytes())
+                    .await;
+                let block = vec![b'['; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    if socket.write_all(&block).await.is_err() {
+                        return;
+                    }
+                    sent += block.len();
+                }
+                return;
+            }
+            ShortBody => {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"resource\":")
+                    .await;
+                return;
+            }
+            HeaderFlood => {
+                let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
+                let value = "x".repeat(8 * 1024);
+                for i in 0..200 {
+                    out.extend_from_slice(format!("x-flood-{i}: {value}\r\n").as_bytes());
+                }
+                out.extend_from_slice(b"content-length: 2\r\n\r\n{}");
+                let _ = socket.write_all(&out).await;
+                return;
+            }
+            _ => {}
+        }
+    }
+    let register = if kind == Elsewhere {
+        format!("http://{other}/agent/auth")
+    } else {
+        format!("{base}/agent/auth")
+    };
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/api/resource") => {
+            let challenge = format!("Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource\"");
+            respond(
+                &mut socket,
+                "401 Unauthorized",
+                &[("www-authenticate", challenge), json_type()],
+                b"{}",
+            )
+            .await;
+        }
+        ("GET", "/.well-known/oauth-protected-resource") => {
+            let prm = json!({ "resource": format!("{base}/api"), "authorization_servers": [base], "scopes_supported": ["api.read"], "bearer_methods_supported": ["header"] });
+            respond(&mut socket, "200 OK", &[json_type()], prm.to_string().as_bytes()).await;
+        }
+        ("GET", p) if p.starts_with("/.well-known/oauth-authorization-server") => {
+            let metadata = json!({
+                "issuer": base,
+                "agent_auth": {
+                    "register_uri": register,
+                    "claim_uri": format!("{base}/agent/auth/claim"),
+                    "identity_types_supported": ["anonymous"],
+                    "credential_types_supported": ["api_key"],
+                }
+            });
+            respond(&mut socket, "200 OK", &[json_type()], metadata.to_string().as_bytes()).await;
+        }
+        ("POST", "/agent/auth") => registration(&mut socket, kind, other).await,
+        _ => {
+            let body: &[u8] = if kind == Escapes {
+                b"\x1b]0;pwned\x07\x1b[2J\x1b[32mall cases PASS\x1b[0m\n| fake | row |"
+            } else {
+                b"{\"error\":\"not_found\"}"
+            };
+            respond(&mut socket, "404 Not Found", &[json_type()], body).await;
+        }
+    }
+}
+
+async fn registration(socket: &mut TcpStream, kind: Misbehaviour, other: SocketAddr) {
+    use Misbehaviour::*;
+    let n: u64 = rand_u64();
+    match kind {
+        DepthBomb => {
+            let depth = 100_000;
+            let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            respond(socket, "201 Created", &[json_type()], body.as_bytes()).await;
+        }
+        InvalidUtf8 => {
+            let mut body = br#"{"credential":"sk_"#.to_vec();
+            body.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28, 0x80]);
+            body.extend_from_slice(br#"","registration_id":"r"}"#);
+            // A raw header value with bytes past ASCII.
+            let mut out = b"HTTP/1.1 201 Created\r\nconnection: close\r\ncontent-type: application/json\r\nx-odd: \xff\xfe\r\n".to_vec();
+            out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+            out.extend_from_slice(&body);
+            let _ = socket.write_all(&out).await;
+            let _ = socket.shutdown().await;
+        }
+        NonAsciiTokens => {
+            let body = json!({
+                "registration_id": format!("reg-{n}"),
+                "credential": format!("é🔑{n}ключ"),
+                "credential_type": "api_key",
+                "claim_token": format!("ü{n}"),
+            });
+            respond(socket, "201 Created", &[json_type()], body.to_string().as_bytes()).await;
+        }
+        LeakSecrets => {
+            let body = json!({
+                "registration_id": format!("reg-{n}"),
+                "api_key": PLANTED[0],
+                "credential": { "type": "api_key", "value": PLANTED[1] },
+                "meta": [{ "deep": { "secret": PLANTED[2] } }],
+                "claim_token": PLANTED[5],
+            });
+            let headers = [
+                json_type(),
+                ("set-cookie", format!("sid={}; Path=/; HttpOnly", PLANTED[3])),
+                ("x-api-key", PLANTED[4].to_string()),
+            ];
+            respond(socket, "201 Created", &headers, body.to_string().as_bytes()).await;
+        }
+        Escapes => {
+            let body = json!({ "error": "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[32mall cases PASS\u{1b}[0m", "error_description": "line\n| forged | row |" });
+            respond(socket, "400 Bad Request", &[json_type()], body.to_string().as_bytes()).await;
+        }
+        Elsewhere => {
+            respond(socket, "302 Found", &[("location", format!("http://{other}/steal"))], b"").await;
+        }
+        _ => {
+            respond(socket, "500 Internal Server Error", &[json_type()], b"{}").await;
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    static COUNTER: AtomicUsize = AtomicUsize::new(1);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (COUNTER.fetch_add(1, Ordering::Relaxed) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    peak_rss_kib: u64,
+    out: PathBuf,
+    elapsed: Duration,
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("authmd-hostile-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs the CLI against `addr` and watches its peak RSS (VmHWM) until it exits.
+fn run_cli(name: &str, addr: SocketAddr) -> Outcome {
+    let dir = scratch(name);
+    let config = dir.join("target.toml");
+    std::fs::write(
+        &config,
+        format!("base_url = \"http://{addr}\"\nrequest_timeout_secs = 2\ncase_timeout_secs = 20\n[oracle]\npath = \"/api/resource\"\n"),
+    )
+    .expect("config");
+    let out = dir.join("out");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authmd-conformance"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the CLI");
+    let pid = child.id();
+    let mut stdout_pipe = child.stdout.take().expect("stdout");
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let stdout_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut s);
+        s
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut s);
+        s
+    });
+    let mut peak = 0;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(240), "the run did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout_reader.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr_reader.join().unwrap_or_default()).into_owned(),
+        peak_rss_kib: peak,
+        out,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn catalogue_size() -> usize {
+    authmd_conformance::default_catalogue().expect("catalogue").cases.len()
+}
+
+/// What every hostile run owes: no panic, every case in a report that is written and small,
+/// bounded memory. Returns the JSON report.
+fn assert_owed(o: &Outcome) -> Value {
+    let context = format!("exit {}\nstderr:\n{}\nstdout:\n{}", o.code, tail(&o.stderr), tail(&o.stdout));
+    assert!(!o.stderr.contains("panicked"), "a panic:\n{context}");
+    assert!(o.peak_rss_kib > 0, "peak RSS was never read");
+    assert!(o.peak_rss_kib < 512 * 1024, "peak RSS {} KiB\n{context}", o.peak_rss_kib);
+    for file in ["report.json", "junit.xml", "summary.md", "report.html"] {
+        let path = o.out.join(file);
+        let size = std::fs::metadata(&path).unwrap_or_else(|_| panic!("no {file}\n{context}")).len();
+        assert!(size < 64 << 20, "{file} is {size} bytes");
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(o.out.join("report.json")).expect("read")).expect("json");
+    let cases = report["cases"].as_array().expect("cases").len();
+    assert_eq!(cases, catalogue_size(), "cases lost\n{context}");
+    assert_eq!(report["footer"]["selected"], json!(catalogue_size()));
+    report
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn verdicts(report: &Value) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for c in report["cases"].as_array().into_iter().flatten() {
+        *counts.entry(c["verdict"].as_str().unwrap_or_default().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn every_output(o: &Outcome) -> Vec<(String, Vec<u8>)> {
+    let mut all = vec![
+        ("stdout".to_string(), o.stdout.clone().into_bytes()),
+        ("stderr".to_string(), o.stderr.clone().into_bytes()),
+    ];
+    for file in ["report.json", "junit.xml", "summary.md", "report.html"] {
+        all.push((file.to_string(), std::fs::read(o.out.join(file)).unwrap_or_default()));
+    }
+    all
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+}
+
+/// Starts the target on its own runtime (kept alive by the caller) and runs the CLI.
+fn hostile(name: &str, kind: Misbehaviour) -> (Outcome, Target, tokio::runtime::Runtime) {
+    let rt = runtime();
+    let target = rt.block_on(start(kind));
+    let outcome = run_cli(name, target.addr);
+    (outcome, target, rt)
+}
+
+fn assert_undecided_discovery(o: &Outcome, report: &Value) {
+    assert_eq!(o.code, 3, "exit code\n{}", tail(&o.stderr));
+    let v = verdicts(report);
+    assert!(v.get("INCONCLUSIVE").copied().unwrap_or(0) > 0, "{v:?}");
+    assert!(
+        report["header"]["discovery_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer")),
+        "{}",
+        report["header"]
+    );
+}
+
+#[test]
+fn a_stalled_discovery_is_inconclusive_with_a_report() {
+    let (o, _t, _rt) = hostile("stall", Misbehaviour::Stall);
+    let report = assert_owed(&o);
+    assert_undecided_discovery(&o, &report);
+    assert!(o.elapsed < Duration::from_secs(60), "took {:?}", o.elapsed);
+}
+
+#[test]
+fn a_dripping_discovery_times_out_inconclusive() {
+    let (o, _t, _rt) = hostile("drip", Misbehaviour::Drip);
+    let report = assert_owed(&o);
+    assert_undecided_discovery(&o, &report);
+}
+
+#[test]
+fn a_short_body_is_a_transport_error_not_an_empty_200() {
+    let (o, _t, _rt) = hostile("short", Misbehaviour::ShortBody);
+    let report = assert_owed(&o);
+    assert_undecided_discovery(&o, &report);
+    let hops = report["header"]["discovery_exchanges"].as_array().expect("discovery exchanges");
+    assert!(
+        hops.iter().any(|e| e["error"].as_str().is_some_and(|x| x.contains("broke off"))),
+        "{hops:?}"
+    );
+}
+
+#[test]
+fn a_header_flood_is_inconclusive_with_a_report() {
+    let (o, _t, _rt) = hostile("flood", Misbehaviour::HeaderFlood);
+    let report = assert_owed(&o);
+    assert_undecided_discovery(&o, &report);
+}
+
+#[test]
+fn a_huge_body_is_read_up_to_the_limit_only() {
+    let (o, _t, _rt) = hostile("huge", Misbehaviour::HugeBody);
+    let report = assert_owed(&o);
+    // The cut body is evidence (not JSON, so discovery fails as the target's fault).
+    assert_eq!(o.code, 1, "{}", tail(&o.stderr));
+    let hops = report["header"]["discovery_exchanges"].as_array().expect("discovery exchanges");
+    assert!(hops.iter().any(|e| e["truncated"] == json!(true)), "no truncated hop");
+    assert!(o.elapsed < Duration::from_secs(60), "took {:?}", o.elapsed);
+}
+
+#[test]
+fn a_json_depth_bomb_is_a_verdict() {
+    let (o, _t, _rt) = hostile("depth", Misbehaviour::DepthBomb);
+    let report = assert_owed(&o);
+    assert_eq!(o.code, 1, "{}", tail(&o.stderr));
+    assert!(verdicts(&report).get("FAIL").copied().unwrap_or(0) > 0);
+}
+
+#[test]
+fn invalid_utf8_is_a_verdict() {
+    let (o, _t, _rt) = hostile("utf8", Misbehaviour::InvalidUtf8);
+    let report = assert_owed(&o);
+    assert_eq!(o.code, 1, "{}", tail(&o.stderr));
+    assert!(verdicts(&report).get("FAIL").copied().unwrap_or(0) > 0);
+}
+
+#[test]
+fn non_ascii_credentials_lose_no_case() {
+    let (o, _t, _rt) = hostile("nonascii", Misbehaviour::NonAsciiTokens);
+    let report = assert_owed(&o);
+    let case = report["cases"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "reg-anon-04-fresh-registrations"))
+        .expect("reg-anon-04 is reported");
+    assert!(!case["reason"].as_str().unwrap_or_default().contains("panic"), "{case}");
+    assert!(matches!(o.code, 0 | 1), "exit {}: {}", o.code, tail(&o.stderr));
+}
+
+#[test]
+fn planted_secrets_never_reach_any_output() {
+    let (o, _t, _rt) = hostile("leak", Misbehaviour::LeakSecrets);
+    let report = assert_owed(&o);
+    assert_ne!(o.code, 3, "{}", tail(&o.stderr));
+    // The registration answers were recorded (so the scan below looks at real exchanges).
+    let recorded = report["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["exchanges"].as_array().into_iter().flatten())
+        .any(|e| e["url"].as_str().is_some_and(|u| u.ends_with("/agent/auth")) && e["status"] == json!(201));
+    assert!(recorded, "no registration exchange in the report");
+    for (name, bytes) in every_output(&o) {
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in PLANTED {
+            let escaped = serde_json::to_string(secret).unwrap_or_default();
+            let forms = [
+                secret.to_string(),
+                escaped[1..escaped.len() - 1].to_string(),
+                secret.replace('&', "&amp;").replace('<', "&lt;"),
+            ];
+            for form in forms {
+                assert!(!text.contains(&form), "{name} holds a planted secret: {form}");
+            }
+        }
+    }
+}
+
+#[test]
+fn escape_sequences_stay_inert() {
+    let (o, _t, _rt) = hostile("escapes", Misbehaviour::Escapes);
+    assert_owed(&o);
+    for (name, bytes) in every_output(&o) {
+        if name == "report.json" || name == "report.html" {
+            continue; // JSON escapes control characters itself; HTML escapes on display.
+        }
+        assert!(!bytes.contains(&0x1b), "{name} carries an ESC byte");
+        assert!(!bytes.contains(&0x07), "{name} carries a BEL byte");
+    }
+    let md = std::fs::read_to_string(o.out.join("summary.md")).expect("summary");
+    assert!(
+        !md.lines().any(|l| l.starts_with("| fake") || l.starts_with("| forged")),
+        "a forged Markdown row"
+    );
+}
+
+#[test]
+fn urls_elsewhere_are_findings_never_fetched() {
+    let (o, t, _rt) = hostile("elsewhere", Misbehaviour::Elsewhere);
+    let report = assert_owed(&o);
+    assert_eq!(t.elsewhere_hits.load(Ordering::SeqCst), 0, "the harness connected to another host");
+    let error = report["header"]["discovery_error"].as_str().unwrap_or_default();
+    assert!(error.contains("allowed_hosts"), "{error}");
+    assert_ne!(o.code, 3, "{}", tail(&o.stderr));
+}
+
+#[test]
+fn every_misbehaviour_has_a_test() {
+    // Keeps this module honest when a behaviour is added to the enum but not exercised.
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile.rs")).expect("source");
+    for kind in [
+        "Stall",
+        "Drip",
+        "HugeBody",
+        "ShortBody",
+        "HeaderFlood",
+        "DepthBomb",
+        "InvalidUtf8",
+        "NonAsciiTokens",
+        "LeakSecrets",
+        "Escapes",
+        "Elsewhere",
+    ] {
+        assert!(
+            source.matches(&format!("Misbehaviour::{kind})")).count() >= 1,
+            "{kind} is not exercised"
+        );
+    }
+}
