@@ -721,11 +721,24 @@ impl<'h> CaseCtx<'h> {
         }
         let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
         let minted = self.h.idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
+        // A minted token is a bearer credential; reports show its decoded header and claims.
+        self.h.secrets.add(&minted.token);
         let mut vars = Map::new();
         vars.insert("token".into(), json!(minted.token));
         vars.insert("jti".into(), minted.claims.get("jti").cloned().unwrap_or(Value::Null));
         vars.insert("claims".into(), minted.claims.clone());
         Ok((minted.token, vars))
+    }
+
+    /// The registration this case is about: the latest `registration_id` any step returned.
+    /// Mail sources that file mail by registration (a URL template, file names) need it.
+    fn registration_id(&self) -> String {
+        self.vars
+            .values()
+            .rev()
+            .find_map(|v| v.get("registration_id").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string()
     }
 
     fn register_uri(&self) -> Result<String, String> {
@@ -895,7 +908,7 @@ impl<'h> CaseCtx<'h> {
             Action::ReadMail | Action::Otp => {
                 let email = need!(self.param_str(step, "email"))
                     .unwrap_or_else(|| self.vars["identity"]["email"].as_str().unwrap_or_default().to_string());
-                let registration_id = need!(self.param_str(step, "registration_id")).unwrap_or_default();
+                let registration_id = need!(self.param_str(step, "registration_id")).unwrap_or_else(|| self.registration_id());
                 let Some(source) = self.h.mail.clone() else {
                     return Ok(Err("no mail source".into()));
                 };
@@ -967,7 +980,12 @@ impl<'h> CaseCtx<'h> {
                     return Ok(Err("no mail source".into()));
                 };
                 if let Ok(m) = source
-                    .next_message(self.h.plain.client(), &email, "", Duration::from_millis(within))
+                    .next_message(
+                        self.h.plain.client(),
+                        &email,
+                        &self.registration_id(),
+                        Duration::from_millis(within),
+                    )
                     .await
                 {
                     self.finding(

@@ -203,3 +203,54 @@ async fn a_target_that_does_not_answer_is_inconclusive_with_a_report() {
     );
     assert_eq!(report.inconclusive(), 1);
 }
+
+#[tokio::test]
+async fn a_url_template_mail_source_gets_the_cases_registration_id() {
+    // A target that files claim mail by registration, as `/mail/<registration_id>.html`
+    // (the v0.1 sample's outbox), with no recipient in it: the source must be asked for the
+    // registration the case made, never for `/mail/.html`.
+    let server = MockServer::start().await;
+    with_discovery(&server).await;
+    let base = server.uri();
+    Mock::given(method("POST"))
+        .and(path("/agent/auth"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "registration_id": "reg_u1",
+            "registration_type": "anonymous",
+            "credential": "sk_fake_0123456789abcdef",
+            "credential_type": "api_key",
+            "claim_token": "clm_fake_0123456789",
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/agent/auth/claim"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "registration_id": "reg_u1", "status": "initiated" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/mail/reg_u1.html"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(format!("<a href=\"{base}/claim/view?token=cvt_fake_1\">Claim</a>"), "text/html"),
+        )
+        .mount(&server)
+        .await;
+    let idp = MockIdp::start(IdpConfig::default()).await.expect("mock IdP");
+    let mail = authmd_mock_mailbox::MailSource::url_template(format!("{base}/mail/{{registration_id}}.html"));
+    let harness = Harness::new(target(&base), Arc::new(idp), Some(Arc::new(mail)), None)
+        .await
+        .expect("harness");
+    let report = authmd_conformance::run(Arc::new(harness), cases(&["claim-06-same-email-idempotent"]), &|_, _, _| {}).await;
+    let case = &report.cases[0];
+    assert_eq!(case.verdict, Verdict::Pass, "{:?}", case.findings);
+    assert_eq!(case.mail.len(), 1);
+    let asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .filter(|p| p.starts_with("/mail/"))
+        .collect();
+    assert!(asked.iter().all(|p| p == "/mail/reg_u1.html"), "{asked:?}");
+}

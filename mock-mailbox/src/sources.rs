@@ -1,9 +1,10 @@
 //! Where a target's mail can be read from, for targets that do not send SMTP to the sink.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -16,20 +17,26 @@ const POLL: Duration = Duration::from_millis(25);
 pub enum MailSource {
     /// The bundled SMTP sink.
     Smtp(Arc<Mailbox>),
-    /// A directory with one file per message (`.eml`, or `.html` bodies).
+    /// A directory with one file per message (`.eml`, or `.html` bodies). A file is about a
+    /// recipient when its `To` names them (`.eml`), its text names them (`.html`), or its name
+    /// holds the registration id as a whole token. A file is read only once it has stopped
+    /// changing, and again whenever its content changes (a new claim attempt may overwrite it).
     Directory {
         /// The directory.
         dir: PathBuf,
-        /// Files already handed out.
-        seen: Mutex<HashSet<PathBuf>>,
+        /// (file, content hash) pairs already handed out.
+        seen: Mutex<HashSet<(PathBuf, u64)>>,
+        /// Size and modification time of each file at the last poll, to tell a file still
+        /// being written from a finished one.
+        observed: Mutex<HashMap<PathBuf, (u64, SystemTime)>>,
     },
     /// An HTTP URL template with `{registration_id}` and/or `{recipient}` placeholders,
     /// e.g. `http://127.0.0.1:8000/mail/{registration_id}.html` (the v0.1 sample's outbox).
     UrlTemplate {
         /// The template.
         template: String,
-        /// Bodies already handed out, so a later call waits for a new message.
-        seen: Mutex<HashSet<String>>,
+        /// (URL, body hash) pairs already handed out, so a later call waits for a new message.
+        seen: Mutex<HashSet<(String, u64)>>,
     },
     /// A Mailpit-compatible HTTP API at this base URL.
     Mailpit {
@@ -57,6 +64,7 @@ impl MailSource {
         Self::Directory {
             dir: dir.into(),
             seen: Mutex::default(),
+            observed: Mutex::default(),
         }
     }
 
@@ -105,30 +113,53 @@ impl MailSource {
     async fn poll(&self, http: &reqwest::Client, recipient: &str, registration_id: &str) -> Result<Option<Message>, MailError> {
         match self {
             Self::Smtp(_) => Ok(None),
-            Self::Directory { dir, seen } => {
+            Self::Directory { dir, seen, observed } => {
                 let entries = std::fs::read_dir(dir).map_err(|e| MailError::Source(format!("{}: {e}", dir.display())))?;
                 let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 paths.sort();
                 for path in paths {
-                    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
-                    if !matches!(ext, "eml" | "html") || seen.lock().map(|s| s.contains(&path)).unwrap_or(true) {
+                    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+                    if !matches!(ext.as_str(), "eml" | "html" | "htm") {
                         continue;
                     }
-                    let Ok(bytes) = std::fs::read(&path) else {
+                    let Ok(meta) = std::fs::metadata(&path) else { continue };
+                    if meta.len() > MAX_FILE_BYTES {
                         continue;
+                    }
+                    let now = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+                    let before = observed.lock().ok().and_then(|mut o| o.insert(path.clone(), now));
+                    // Finished means untouched for SETTLED; a modification time in the future
+                    // (a skewed clock) counts once two polls see the file unchanged.
+                    let settled = match now.1.elapsed() {
+                        Ok(age) => age >= SETTLED,
+                        Err(_) => before == Some(now),
                     };
-                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                    let message = if ext == "eml" {
+                    if !settled {
+                        continue;
+                    }
+                    let Ok(bytes) = std::fs::read(&path) else { continue };
+                    let key = (path.clone(), content_hash(&bytes));
+                    if seen.lock().map(|s| s.contains(&key)).unwrap_or(true) {
+                        continue;
+                    }
+                    let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+                    let by_name = !registration_id.is_empty() && contains_token(stem, registration_id);
+                    let mut message = if ext == "eml" {
                         Message::parse(String::new(), Vec::new(), &bytes)
                     } else {
-                        html_message(recipient, String::from_utf8_lossy(&bytes).into_owned())
+                        html_message(String::from_utf8_lossy(&bytes).into_owned())
                     };
-                    let about_us = message.to.iter().any(|t| t.eq_ignore_ascii_case(recipient))
-                        || (!registration_id.is_empty() && name.contains(registration_id))
-                        || message.raw.contains(recipient);
-                    if about_us {
+                    let by_recipient = if ext == "eml" {
+                        message.to.iter().any(|t| t.eq_ignore_ascii_case(recipient))
+                    } else {
+                        !recipient.is_empty() && message.raw.to_ascii_lowercase().contains(&recipient.to_ascii_lowercase())
+                    };
+                    if by_name || by_recipient {
+                        if message.to.is_empty() {
+                            message.to = vec![recipient.to_string()];
+                        }
                         if let Ok(mut s) = seen.lock() {
-                            s.insert(path);
+                            s.insert(key);
                         }
                         return Ok(Some(message));
                     }
@@ -136,6 +167,11 @@ impl MailSource {
                 Ok(None)
             }
             Self::UrlTemplate { template, seen } => {
+                if template.contains("{registration_id}") && registration_id.is_empty() {
+                    return Err(MailError::Source(format!(
+                        "the mail URL template `{template}` needs a registration id, and the case has none yet"
+                    )));
+                }
                 let url = template
                     .replace("{registration_id}", registration_id)
                     .replace("{recipient}", recipient);
@@ -147,8 +183,13 @@ impl MailSource {
                     return Ok(None);
                 }
                 let body = response.text().await.unwrap_or_default();
-                let fresh = seen.lock().map(|mut s| s.insert(body.clone())).unwrap_or(false);
-                Ok(fresh.then(|| html_message(recipient, body)))
+                let key = (url, content_hash(body.as_bytes()));
+                let fresh = seen.lock().map(|mut s| s.insert(key)).unwrap_or(false);
+                Ok(fresh.then(|| {
+                    let mut message = html_message(body);
+                    message.to = vec![recipient.to_string()];
+                    message
+                }))
             }
             Self::Mailpit { base, seen } => {
                 let url = format!(
@@ -185,10 +226,31 @@ impl MailSource {
     }
 }
 
-fn html_message(recipient: &str, html: String) -> Message {
+/// A file older than this is finished; a younger one must keep its size and time for a poll.
+const SETTLED: Duration = Duration::from_millis(200);
+/// Mail files larger than this are not mail.
+const MAX_FILE_BYTES: u64 = 10 << 20;
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// `needle` occurs in `hay` with no letter or digit on either side (`reg_1` is in
+/// `mail-reg_1` but not in `reg_10`).
+fn contains_token(hay: &str, needle: &str) -> bool {
+    hay.match_indices(needle).any(|(i, _)| {
+        let before = hay[..i].chars().next_back();
+        let after = hay[i + needle.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+fn html_message(html: String) -> Message {
     Message {
         from: String::new(),
-        to: vec![recipient.to_string()],
+        to: Vec::new(),
         subject: String::new(),
         text: html.clone(),
         raw: html.clone(),

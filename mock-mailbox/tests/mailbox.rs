@@ -253,6 +253,124 @@ async fn a_directory_source_yields_each_file_once() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn maildir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("authmd-maildir-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+/// Writes a file and backdates nothing: the source waits until it has settled.
+fn eml(to: &str, token: &str) -> String {
+    format!(
+        "From: s@x\r\nTo: {to}\r\nSubject: claim\r\nContent-Type: text/html\r\n\r\n<a href=\"http://127.0.0.1:1/v?token={token}\">x</a>"
+    )
+}
+
+#[tokio::test]
+async fn a_directory_source_hands_each_recipient_only_its_own_mail() {
+    let dir = maildir("recipients");
+    std::fs::write(dir.join("a.eml"), eml("a@example.com", "cvt_a")).expect("write");
+    std::fs::write(dir.join("b.eml"), eml("b@example.com", "cvt_b")).expect("write");
+    std::fs::write(
+        dir.join("c.html"),
+        "<p>for c@example.com</p><a href=\"http://127.0.0.1:1/v?token=cvt_c\">x</a>",
+    )
+    .expect("write");
+    let source = MailSource::directory(&dir);
+    let http = reqwest::Client::new();
+    for (who, token) in [("b@example.com", "cvt_b"), ("c@example.com", "cvt_c"), ("a@example.com", "cvt_a")] {
+        let m = source.next_message(&http, who, "", Duration::from_secs(2)).await.expect("found");
+        assert_eq!(extract_claim_link(&m, None).expect("link").token, token, "{who}");
+    }
+    // Nothing is left for anyone, and a stranger never gets another's mail.
+    assert!(
+        source
+            .next_message(&http, "d@example.com", "", Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_directory_source_matches_registration_ids_as_whole_tokens() {
+    let dir = maildir("regid");
+    std::fs::write(dir.join("reg_10.html"), "<a href=\"http://127.0.0.1:1/v?token=cvt_10\">x</a>").expect("write");
+    std::fs::write(dir.join("reg_1.html"), "<a href=\"http://127.0.0.1:1/v?token=cvt_1\">x</a>").expect("write");
+    let source = MailSource::directory(&dir);
+    let http = reqwest::Client::new();
+    let m = source
+        .next_message(&http, "h@example.com", "reg_1", Duration::from_secs(2))
+        .await
+        .expect("found");
+    assert_eq!(extract_claim_link(&m, None).expect("link").token, "cvt_1");
+    assert!(
+        source
+            .next_message(&http, "h@example.com", "reg_1", Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_directory_source_waits_for_a_file_to_be_finished() {
+    let dir = maildir("partial");
+    let path = dir.join("reg_p.html");
+    // Half a message now, the rest 120 ms later: only the whole file may be read.
+    std::fs::write(&path, "<a href=\"http://127.0.0.1:1/v?tok").expect("write");
+    let writer = {
+        let path = path.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            std::fs::write(&path, "<a href=\"http://127.0.0.1:1/v?token=cvt_whole\">x</a>").expect("write");
+        })
+    };
+    let source = MailSource::directory(&dir);
+    let http = reqwest::Client::new();
+    let m = source
+        .next_message(&http, "h@example.com", "reg_p", Duration::from_secs(3))
+        .await
+        .expect("found");
+    assert_eq!(extract_claim_link(&m, None).expect("link").token, "cvt_whole");
+    writer.await.expect("writer");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_directory_source_rereads_a_rewritten_file() {
+    let dir = maildir("rewrite");
+    let path = dir.join("reg_r.html");
+    std::fs::write(&path, "<a href=\"http://127.0.0.1:1/v?token=cvt_first\">x</a>").expect("write");
+    let source = MailSource::directory(&dir);
+    let http = reqwest::Client::new();
+    let first = source
+        .next_message(&http, "h@example.com", "reg_r", Duration::from_secs(2))
+        .await
+        .expect("first");
+    assert_eq!(extract_claim_link(&first, None).expect("link").token, "cvt_first");
+    // A new claim attempt overwrites the registration's file.
+    std::fs::write(&path, "<a href=\"http://127.0.0.1:1/v?token=cvt_second\">x</a>").expect("rewrite");
+    let second = source
+        .next_message(&http, "h@example.com", "reg_r", Duration::from_secs(2))
+        .await
+        .expect("second");
+    assert_eq!(extract_claim_link(&second, None).expect("link").token, "cvt_second");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_url_template_without_a_registration_id_is_an_error_not_a_poll_of_an_empty_path() {
+    let source = MailSource::url_template("http://127.0.0.1:9/mail/{registration_id}.html");
+    let http = reqwest::Client::new();
+    let err = source
+        .next_message(&http, "h@example.com", "", Duration::from_millis(100))
+        .await
+        .expect_err("no id");
+    assert!(err.to_string().contains("registration id"), "{err}");
+}
+
 #[tokio::test]
 async fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind(any()).expect("bind");
