@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use authmd_mock_idp::{IdpConfig, MockIdp};
 use authmd_mock_mailbox::{MailSource, Mailbox};
-use authmd_reference_server::{Config, Defects, ReferenceServer, TrustedIssuer};
+use authmd_reference_server::{AudienceReading, Config, Defects, ErrorNames, OracleShape, ReferenceServer, TrustedIssuer};
 
 use crate::catalogue::{Case, Need};
 use crate::target::{ClockConfig, DeclaredTtls, Oracle, Probe, TargetConfig};
@@ -70,13 +70,57 @@ impl Shape {
     }
 }
 
-/// Starts the full stack with `defects` switched on in the server.
-pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
-    start_shaped(defects, Shape::Full).await
+/// A conforming deployment of the reference server that differs from the standard one in
+/// every way the catalogue allows. The suite must pass against each: the guard against cases
+/// tuned to one server's shapes.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum Variant {
+    /// Test clock header, guide error names, nested oracle, SMTP mail, `aud` = AS (C-01 B).
+    #[default]
+    Standard,
+    /// AUTH.md's error names (§B.6), a flat oracle with a space-delimited scope string, claim
+    /// mail only as per-registration HTML files served over HTTP and overwritten by each new
+    /// attempt, `aud` = the PRM resource (C-01 A), and a 2 s JWKS refetch cool-down.
+    Alternates,
+    /// No clock header: short TTLs and a wait budget, so TTL cases really wait (concurrently).
+    NoClock,
 }
 
-/// Starts the stack in `shape` with `defects` switched on in the server.
-pub async fn start_shaped(defects: Defects, shape: Shape) -> Result<Bundled, BundledError> {
+impl Variant {
+    /// Every variant.
+    pub const ALL: [Variant; 3] = [Variant::Standard, Variant::Alternates, Variant::NoClock];
+
+    /// The name used by `--variant` and in trial names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Alternates => "alternates",
+            Self::NoClock => "no-clock",
+        }
+    }
+
+    /// The variant of that name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
+/// Short TTLs of the no-clock variant: ordered like the real ones (an OTP dies before its
+/// attempt, an attempt before its registration), so every TTL case keeps its meaning.
+const SHORT_TTLS: DeclaredTtls = DeclaredTtls {
+    registration: 9,
+    claim_attempt: 8,
+    otp: 3,
+    access_token: 3,
+};
+
+/// Starts the full stack with `defects` switched on in the server.
+pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
+    start_shaped(defects, Shape::Full, Variant::Standard).await
+}
+
+/// Starts the stack in `shape` and `variant` with `defects` switched on in the server.
+pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> Result<Bundled, BundledError> {
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mailbox = Mailbox::start(any).await.map_err(|e| BundledError {
         part: "mailbox",
@@ -110,6 +154,23 @@ pub async fn start_shaped(defects: Defects, shape: Shape) -> Result<Bundled, Bun
         verified_email: shape == Shape::Full,
         ..Config::default()
     };
+    match variant {
+        Variant::Standard => {}
+        Variant::Alternates => {
+            config.error_names = ErrorNames::AuthMd;
+            config.oracle_shape = OracleShape::Flat;
+            config.smtp = None;
+            config.mail_outbox = Some(dir.join("outbox"));
+            config.audience = AudienceReading::Resource;
+        }
+        Variant::NoClock => {
+            config.test_clock = false;
+            config.ttl.registration = SHORT_TTLS.registration;
+            config.ttl.claim_attempt = SHORT_TTLS.claim_attempt;
+            config.ttl.otp = SHORT_TTLS.otp;
+            config.ttl.access_token = SHORT_TTLS.access_token;
+        }
+    }
     config.trusted_issuers.push(TrustedIssuer {
         issuer: idp.issuer().to_string(),
         jwks_uri: None,
@@ -121,9 +182,10 @@ pub async fn start_shaped(defects: Defects, shape: Shape) -> Result<Bundled, Bun
     // while the rate-limit case still sees a 429 within its burst.
     config.rate.anonymous_per_ip = 30;
     config.rate.identity_per_ip = 120;
-    // Cases rotate keys one after another; a cool-down would make the rotation case depend on
-    // what ran just before it.
-    config.ttl.jwks_refetch_cooldown = 0;
+    // Cases rotate keys one after another; without a declared cool-down the rotation case
+    // would depend on what ran just before it. The alternates variant declares one, and the
+    // harness waits it out.
+    config.ttl.jwks_refetch_cooldown = config_cooldown(variant);
     let ttl = DeclaredTtls {
         registration: config.ttl.registration,
         claim_attempt: config.ttl.claim_attempt,
@@ -162,11 +224,37 @@ pub async fn start_shaped(defects: Defects, shape: Shape) -> Result<Bundled, Bun
     target.rate_burst = Some(40);
     target.readings.insert("C-01".into(), "B".into());
     target.idp.required_amr = required_amr;
+    target.idp.jwks_refetch_cooldown_secs = config_cooldown(variant);
+    let mut mail = MailSource::Smtp(Arc::new(mailbox));
+    match variant {
+        Variant::Standard => {}
+        Variant::Alternates => {
+            target.oracle = Some(Oracle {
+                path: "/api/resource".into(),
+                user_pointer: "/who".into(),
+                scopes_pointer: "/scope".into(),
+            });
+            target.readings.insert("C-01".into(), "A".into());
+            target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
+            target.clock.wait_budget_secs = 5;
+            mail = MailSource::url_template(format!("{}/mail/{{registration_id}}.html", server.base_url().trim_end_matches('/')));
+        }
+        Variant::NoClock => {
+            target.clock = ClockConfig {
+                offset_header: None,
+                wait_budget_secs: 16,
+            };
+        }
+    }
     Ok(Bundled {
         server,
         idp: Arc::new(idp),
-        mail: Arc::new(MailSource::Smtp(Arc::new(mailbox))),
+        mail: Arc::new(mail),
         target,
         _dir: TempDir(dir),
     })
+}
+
+fn config_cooldown(variant: Variant) -> u64 {
+    if variant == Variant::Alternates { 2 } else { 0 }
 }

@@ -186,6 +186,10 @@ pub struct Expect {
     /// JSON pointer → array the value (an array) must be a subset of.
     #[serde(default)]
     pub subset: BTreeMap<String, Value>,
+    /// Pointer → the same members in any order (arrays, or space-delimited strings such as an
+    /// OAuth `scope`): what the catalogue means by "the same scopes".
+    #[serde(default)]
+    pub same_set: BTreeMap<String, Value>,
     /// JSON pointers holding ISO-8601 instants that must be in the future.
     #[serde(default)]
     pub future: Vec<String>,

@@ -75,10 +75,22 @@ pub enum HarnessError {
     #[error("{0}")]
     Refused(String),
     /// Without a clock header the case would have to wait longer than the configured budget.
-    #[error("needs to wait {needed}s for the target's clock, beyond clock.wait_budget_secs = {budget}")]
+    #[error(
+        "needs clock.offset_header, or clock.wait_budget_secs of at least {needed} (now {budget}) to let the target's clock pass a TTL"
+    )]
     BeyondWaitBudget {
         /// Seconds the case would wait.
         needed: i64,
+        /// The budget.
+        budget: u64,
+    },
+    /// The target's declared JWKS refetch cool-down is longer than the wait budget.
+    #[error(
+        "needs clock.wait_budget_secs of at least {needed} (now {budget}) to wait out idp.jwks_refetch_cooldown_secs after a key rotation"
+    )]
+    CooldownBeyondBudget {
+        /// Seconds the case would wait.
+        needed: u64,
         /// The budget.
         budget: u64,
     },
@@ -302,7 +314,7 @@ impl Harness {
         if clock && self.target.clock.offset_header.is_none() {
             let budget = self.target.clock.wait_budget_secs;
             if budget == 0 {
-                return Some("needs clock control: set clock.offset_header or clock.wait_budget_secs".into());
+                return Some("needs clock.offset_header, or clock.wait_budget_secs of at least the TTL it passes".into());
             }
             // Named TTLs are known before the case starts; instants the target returns are
             // checked when the step comes.
@@ -317,22 +329,38 @@ impl Harness {
                 return Some(HarnessError::BeyondWaitBudget { needed: longest, budget }.to_string());
             }
         }
+        let cooldown = self.target.idp.jwks_refetch_cooldown_secs;
+        if cooldown > self.target.clock.wait_budget_secs && case.steps.iter().any(|s| s.action == Action::RotateKey) {
+            return Some(
+                HarnessError::CooldownBeyondBudget {
+                    needed: cooldown,
+                    budget: self.target.clock.wait_budget_secs,
+                }
+                .to_string(),
+            );
+        }
         for need in &case.needs {
             let reason = match need {
-                Need::Anonymous if !d.offers("anonymous") => "the metadata does not offer anonymous registration",
+                Need::Anonymous if !d.offers("anonymous") => {
+                    "the metadata does not offer anonymous registration (agent_auth.identity_types_supported lacks `anonymous`)"
+                }
                 Need::AnonymousOff if d.offers("anonymous") => "the target offers anonymous registration",
                 Need::VerifiedEmail if !d.offers_assertion("verified_email") => "the metadata does not offer verified_email",
                 Need::VerifiedEmailOff if d.offers_assertion("verified_email") => "the target offers verified_email",
                 Need::IdJag if !d.offers_assertion(ID_JAG_URN) => "the metadata does not offer ID-JAG registration",
-                Need::IdJag if !self.target.idp.trusted => "the target does not trust the mock IdP (idp.trusted = false)",
+                Need::IdJag if !self.target.idp.trusted => {
+                    "the target does not trust the mock IdP (idp.trusted = false; put idp.issuer on your trust list)"
+                }
                 Need::Revocation if d.revocation_uri.is_none() => "the metadata advertises no revocation_uri",
-                Need::Mail if self.mail.is_none() => "no mail source configured (mail)",
-                Need::Oracle if self.target.oracle.is_none() => "no identity/scope oracle configured (oracle)",
-                Need::ScopeProbes if self.target.probes.is_empty() => "no scope probes configured (probes)",
-                Need::RateBurst if self.target.rate_burst.is_none() => "no rate_burst configured",
-                Need::Cimd if !self.target.idp.cimd => "the target pins its client_ids (idp.cimd = false)",
+                Need::Mail if self.mail.is_none() => "needs a mail source: set [mail] (smtp, directory, url_template or mailpit)",
+                Need::Oracle if self.target.oracle.is_none() => "needs an identity/scope oracle: set [oracle] path and pointers",
+                Need::ScopeProbes if self.target.probes.is_empty() => "needs scope probes: set [probes] (one endpoint per scope)",
+                Need::RateBurst if self.target.rate_burst.is_none() => "needs rate_burst: the number of requests your limit refuses within",
+                Need::Cimd if !self.target.idp.cimd => {
+                    "the target pins its client_ids (set idp.cimd = true if it resolves URL-form client_ids)"
+                }
                 Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
-                    "no authentication-context policy declared (idp.required_amr)"
+                    "needs idp.required_amr: the amr values your trust entry requires"
                 }
                 _ => continue,
             };
@@ -376,7 +404,9 @@ impl Harness {
         result.duration_ms = started.elapsed().as_millis() as u64;
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
-            Ok(Err(e @ HarnessError::BeyondWaitBudget { .. })) => Verdict::Skip(e.to_string()),
+            Ok(Err(e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. }))) => {
+                Verdict::Skip(e.to_string())
+            }
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => {
                 let gated_reading = case.reading.as_ref().is_none_or(|r| {
@@ -730,6 +760,35 @@ impl<'h> CaseCtx<'h> {
         Ok((minted.token, vars))
     }
 
+    /// A target may refuse to refetch its JWKS for a while after a fetch (a declared cool-down);
+    /// a token signed by a new key would then be refused for a reason the case is not about.
+    /// Waits, in real time, until the cool-down since the IdP last served its JWKS has passed.
+    async fn wait_out_refetch_cooldown(&self) -> Result<(), HarnessError> {
+        let cooldown = self.h.target.idp.jwks_refetch_cooldown_secs;
+        if cooldown == 0 {
+            return Ok(());
+        }
+        let budget = self.h.target.clock.wait_budget_secs;
+        if cooldown > budget {
+            return Err(HarnessError::CooldownBeyondBudget { needed: cooldown, budget });
+        }
+        let last = self
+            .h
+            .idp
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/.well-known/jwks.json"))
+            .map(|r| r.at)
+            .max();
+        if let Some(last) = last {
+            let until = last + Duration::from_secs(cooldown) + Duration::from_millis(100);
+            if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
+                tokio::time::sleep(left).await;
+            }
+        }
+        Ok(())
+    }
+
     /// The registration this case is about: the latest `registration_id` any step returned.
     /// Mail sources that file mail by registration (a URL template, file names) need it.
     fn registration_id(&self) -> String {
@@ -889,12 +948,16 @@ impl<'h> CaseCtx<'h> {
                 }
                 let exchange = self.http(label, &method, &url, headers, None).await?;
                 let mut vars = Self::response_vars(&exchange);
+                // Cases read the oracle only through the configured pointers, as `user_id` and
+                // `scopes`, whatever shape the target's echo has; absent or null stays absent.
+                vars.remove("user_id");
+                vars.remove("scopes");
                 if let (Some(oracle), Some(body)) = (&self.h.target.oracle, exchange.json()) {
-                    vars.insert("user_id".into(), body.pointer(&oracle.user_pointer).cloned().unwrap_or(Value::Null));
-                    vars.insert(
-                        "scopes".into(),
-                        body.pointer(&oracle.scopes_pointer).cloned().unwrap_or(Value::Null),
-                    );
+                    for (name, pointer) in [("user_id", &oracle.user_pointer), ("scopes", &oracle.scopes_pointer)] {
+                        if let Some(value) = body.pointer(pointer).filter(|v| !v.is_null()) {
+                            vars.insert(name.into(), value.clone());
+                        }
+                    }
                 }
                 return Ok(Ok((Some(exchange), vars)));
             }
@@ -1042,6 +1105,7 @@ impl<'h> CaseCtx<'h> {
                     .and_then(|a| KeyAlg::parse(&a))
                     .unwrap_or_default();
                 let kid = self.h.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
+                self.wait_out_refetch_cooldown().await?;
                 let mut vars = Map::new();
                 vars.insert("kid".into(), json!(kid));
                 return Ok(Ok((None, vars)));
@@ -1181,6 +1245,24 @@ impl<'h> CaseCtx<'h> {
                     json!(items).to_string(),
                 ),
                 None => self.finding(label, FindingKind::MissingMember, format!("`{pointer}` as an array"), "absent"),
+            }
+        }
+        for (pointer, want) in &expect.same_set {
+            let want = resolve(self, want);
+            match (body.pointer(pointer).and_then(as_set), as_set(&want)) {
+                (Some(found), Some(wanted)) if found == wanted => {}
+                (Some(_), _) => self.finding(
+                    label,
+                    FindingKind::UnexpectedValue,
+                    format!("`{pointer}` with the members of {want} in any order"),
+                    body.pointer(pointer).map(Value::to_string).unwrap_or_default(),
+                ),
+                (None, _) => self.finding(
+                    label,
+                    FindingKind::MissingMember,
+                    format!("`{pointer}` as a set equal to {want}"),
+                    body.pointer(pointer).map(Value::to_string).unwrap_or_else(|| "absent".into()),
+                ),
             }
         }
         let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(self.offset);
@@ -1403,6 +1485,19 @@ impl<'h> CaseCtx<'h> {
     }
 }
 
+/// An array's members, or a space-delimited string's words, as a set (`None` for other values).
+fn as_set(v: &Value) -> Option<BTreeSet<String>> {
+    match v {
+        Value::Array(a) => Some(
+            a.iter()
+                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .collect(),
+        ),
+        Value::String(s) => Some(s.split_whitespace().map(str::to_string).collect()),
+        _ => None,
+    }
+}
+
 fn show(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
@@ -1501,6 +1596,13 @@ mod tests {
         let _ = apparent_entropy(&v);
         let v = vec!["aé".to_string(), "aè".to_string()];
         assert!(apparent_entropy(&v) > 0.0);
+    }
+
+    #[test]
+    fn sets_ignore_order_and_accept_scope_strings() {
+        assert_eq!(as_set(&json!(["b", "a"])), as_set(&json!("a b")));
+        assert_ne!(as_set(&json!(["a"])), as_set(&json!(["a", "b"])));
+        assert_eq!(as_set(&json!(3)), None);
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub struct BundledRun {
 /// full one. Both servers run at once; the result is one report.
 pub async fn run_bundled(
     defects: authmd_reference_server::Defects,
+    variant: bundled::Variant,
     cases: Vec<Case>,
     jobs: Option<usize>,
     progress: &Progress<'_>,
@@ -107,7 +108,7 @@ pub async fn run_bundled(
         let secrets = secrets.clone();
         let defects = defects.clone();
         async move {
-            let stack = bundled::start_shaped(defects, shape).await?;
+            let stack = bundled::start_shaped(defects, shape, variant).await?;
             let mut target = stack.target.clone();
             if let Some(jobs) = jobs {
                 target.jobs = jobs.max(1);

@@ -119,6 +119,11 @@ struct RunArgs {
     /// Cases at once (overrides the config).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Which conforming deployment of the bundled reference server: standard, alternates
+    /// (other error names, oracle shape, HTML outbox mail, `aud` = resource, a JWKS cool-down)
+    /// or no-clock (short TTLs, no clock header).
+    #[arg(long, default_value = "standard")]
+    variant: String,
     /// Known-failure baseline (TOML): listed failures do not fail the run; stale entries do.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -470,7 +475,14 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     let (report, secrets) = match (&args.target, &args.config) {
         (None, None) => {
             eprintln!("running against the bundled reference server, mock IdP and mailbox");
-            let done = authmd_conformance::run_bundled(defects(&args.defects)?, cases, args.jobs, &progress)
+            let variant = authmd_conformance::bundled::Variant::parse(&args.variant).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--variant `{}`: expected one of {}",
+                    args.variant,
+                    authmd_conformance::bundled::Variant::ALL.map(|v| v.name()).join(", ")
+                ))
+            })?;
+            let done = authmd_conformance::run_bundled(defects(&args.defects)?, variant, cases, args.jobs, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             (done.report, done.secrets)

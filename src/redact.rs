@@ -15,7 +15,93 @@ pub const MIN_SUBSTRING_LEN: usize = 4;
 
 /// The secrets seen during a run. Cheap to clone (shared).
 #[derive(Clone, Default)]
-pub struct Secrets(Arc<Mutex<BTreeSet<String>>>);
+pub struct Secrets(Arc<Mutex<Known>>);
+
+#[derive(Default)]
+struct Known {
+    set: BTreeSet<String>,
+    /// The compiled redactor for the current set; rebuilt after an `add`.
+    compiled: Option<Arc<Redactor>>,
+}
+
+/// Every known secret compiled into one automaton over all its written forms, so redacting or
+/// scanning a large output is one pass, whatever the number of secrets.
+struct Redactor {
+    /// Secret forms (and quoted short secrets), longest match first.
+    replace: Option<aho_corasick::AhoCorasick>,
+    markers: Vec<String>,
+    /// Forms of secrets long enough to be scanned for.
+    scan: Option<aho_corasick::AhoCorasick>,
+    scan_hashes: Vec<String>,
+    /// Whole-string matches: secret → marker.
+    whole: std::collections::HashMap<String, String>,
+}
+
+impl Redactor {
+    fn new(secrets: &BTreeSet<String>) -> Self {
+        let mut patterns = Vec::new();
+        let mut markers = Vec::new();
+        let mut scan_patterns = Vec::new();
+        let mut scan_hashes = Vec::new();
+        let mut whole = std::collections::HashMap::new();
+        for s in secrets {
+            let hash = short_hash(s);
+            let marker = format!("<redacted:{hash}>");
+            whole.insert(s.clone(), marker.clone());
+            if s.chars().count() < MIN_SUBSTRING_LEN {
+                patterns.push(format!("\"{s}\""));
+                markers.push(format!("\"{marker}\""));
+                continue;
+            }
+            for form in forms(s) {
+                scan_patterns.push(form.clone());
+                scan_hashes.push(hash.clone());
+                patterns.push(form);
+                markers.push(marker.clone());
+            }
+        }
+        let build = |p: &[String]| {
+            (!p.is_empty())
+                .then(|| {
+                    aho_corasick::AhoCorasick::builder()
+                        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                        .build(p)
+                        .ok()
+                })
+                .flatten()
+        };
+        Self {
+            replace: build(&patterns),
+            markers,
+            scan: build(&scan_patterns),
+            scan_hashes,
+            whole,
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        if let Some(marker) = self.whole.get(text) {
+            return marker.clone();
+        }
+        match &self.replace {
+            Some(ac) => ac.replace_all(text, &self.markers),
+            None => text.to_string(),
+        }
+    }
+
+    fn leaks(&self, text: &str) -> Vec<String> {
+        let mut found: Vec<String> = match &self.scan {
+            Some(ac) => ac
+                .find_iter(text)
+                .map(|m| self.scan_hashes[m.pattern().as_usize()].clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        found.sort();
+        found.dedup();
+        found
+    }
+}
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,9 +193,23 @@ impl Secrets {
     /// Registers a secret (ignored when empty or only white space).
     pub fn add(&self, secret: &str) {
         if !secret.trim().is_empty()
-            && let Ok(mut set) = self.0.lock()
+            && let Ok(mut known) = self.0.lock()
+            && known.set.insert(secret.to_string())
         {
-            set.insert(secret.to_string());
+            known.compiled = None;
+        }
+    }
+
+    fn compiled(&self) -> Arc<Redactor> {
+        match self.0.lock() {
+            Ok(mut known) => {
+                if known.compiled.is_none() {
+                    known.compiled = Some(Arc::new(Redactor::new(&known.set)));
+                }
+                known.compiled.clone().unwrap_or_else(|| Arc::new(Redactor::new(&BTreeSet::new())))
+            }
+            // A poisoned lock still holds every secret registered before the panic.
+            Err(poisoned) => Arc::new(Redactor::new(&poisoned.into_inner().set)),
         }
     }
 
@@ -176,7 +276,7 @@ impl Secrets {
 
     /// How many secrets are known.
     pub fn len(&self) -> usize {
-        self.0.lock().map(|s| s.len()).unwrap_or(0)
+        self.0.lock().map(|s| s.set.len()).unwrap_or(0)
     }
 
     /// True when none are known.
@@ -186,81 +286,45 @@ impl Secrets {
 
     /// Every known secret (for the leak-scan test).
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.0.lock().map(|s| s.set.iter().cloned().collect()).unwrap_or_default()
     }
 
-    fn longest_first(&self) -> Vec<String> {
-        let mut secrets = self.all();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets
-    }
-
-    /// Replaces every known secret in `text` by `<redacted:hash8>`, longest first so a secret
-    /// that contains another is replaced whole. Short secrets are replaced only when they are
-    /// the whole text or stand quoted.
+    /// Replaces every known secret in `text` by `<redacted:hash8>` (the longest match wins, so
+    /// a secret that contains another is replaced whole). Short secrets are replaced only when
+    /// they are the whole text or stand quoted.
     pub fn redact(&self, text: &str) -> String {
-        redact_with(&self.longest_first(), text)
+        self.compiled().redact(text)
     }
 
     /// Redacts every string (and member name) in a JSON tree, before it is serialised, so the
     /// serialiser's escaping cannot hide a secret from the redactor.
     pub fn redact_value(&self, value: &mut Value) {
-        let secrets = self.longest_first();
-        walk(&secrets, value);
+        walk(&self.compiled(), value);
     }
 
     /// Every known secret (or an escaped form of one) that still appears in `text`, by hash.
     /// Writers call this on their final output and refuse to write when it is not empty.
+    /// Short secrets are redacted where they stand whole but not scanned for: a target that
+    /// hands out `":"` as a credential would otherwise match every report's own syntax and
+    /// suppress it.
     pub fn leaks(&self, text: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        // Short secrets are redacted where they stand whole but not scanned for: a target that
-        // hands out `":"` as a credential would otherwise match every report's own syntax and
-        // suppress it.
-        for s in self.all().into_iter().filter(|s| s.chars().count() >= MIN_SUBSTRING_LEN) {
-            if forms(&s).iter().any(|f| text.contains(f.as_str())) {
-                found.push(short_hash(&s));
-            }
-        }
-        found
+        self.compiled().leaks(text)
     }
 }
 
-fn walk(secrets: &[String], value: &mut Value) {
+fn walk(redactor: &Redactor, value: &mut Value) {
     match value {
-        Value::String(s) if s.contains(|c: char| !c.is_ascii_whitespace()) => *s = redact_with(secrets, s),
-        Value::Array(items) => items.iter_mut().for_each(|v| walk(secrets, v)),
+        Value::String(s) if s.contains(|c: char| !c.is_ascii_whitespace()) => *s = redactor.redact(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| walk(redactor, v)),
         Value::Object(map) => {
             let taken = std::mem::take(map);
             for (k, mut v) in taken {
-                walk(secrets, &mut v);
-                map.insert(redact_with(secrets, &k), v);
+                walk(redactor, &mut v);
+                map.insert(redactor.redact(&k), v);
             }
         }
         _ => {}
     }
-}
-
-fn redact_with(secrets: &[String], text: &str) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        let marker = format!("<redacted:{}>", short_hash(s));
-        if out == *s {
-            return marker;
-        }
-        if s.chars().count() < MIN_SUBSTRING_LEN {
-            let quoted = format!("\"{s}\"");
-            if out.contains(&quoted) {
-                out = out.replace(&quoted, &format!("\"{marker}\""));
-            }
-            continue;
-        }
-        for form in forms(s) {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), &marker);
-            }
-        }
-    }
-    out
 }
 
 /// The ways a secret can be written in an output: raw, JSON-escaped, XML/HTML-escaped,

@@ -142,6 +142,12 @@ pub struct IdpSettings {
     /// policy (IDJAG-45). Empty skips the policy case.
     #[serde(default)]
     pub required_amr: Vec<String>,
+    /// After a JWKS fetch, how long your server refuses to refetch on an unknown `kid`, in
+    /// seconds (jose's remote key set: 30). Key-rotation cases wait this long (real time,
+    /// within `clock.wait_budget_secs`) before presenting a token signed by a new key.
+    /// Defaults to 0.
+    #[serde(default)]
+    pub jwks_refetch_cooldown_secs: u64,
 }
 
 fn any_port() -> SocketAddr {
@@ -160,6 +166,7 @@ impl Default for IdpSettings {
             trusted: true,
             cimd: true,
             required_amr: Vec::new(),
+            jwks_refetch_cooldown_secs: 0,
         }
     }
 }

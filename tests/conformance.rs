@@ -1,9 +1,12 @@
-//! Self-validation: every case passes against the bundled reference server; the catalogue lint
-//! holds; `cases/INDEX.md` is current; no secret seen during the run reaches any report file.
-//! One libtest-mimic trial per case, so `cargo test --test conformance -- idjag/` filters.
+//! Self-validation: every case passes against the bundled reference server, and against each of
+//! its conforming variants (other error-name synonyms, oracle shape, mail source, `aud` reading,
+//! JWKS cool-down, no clock header): a case tuned to one server's shapes fails here. The
+//! catalogue lint holds; `cases/INDEX.md` is current; no secret seen during the run reaches any
+//! report file. One libtest-mimic trial per case and variant, so `-- idjag/` filters.
 
+use authmd_conformance::bundled::Variant;
 use authmd_conformance::default_catalogue;
-use authmd_conformance::engine::Verdict;
+use authmd_conformance::engine::{CaseResult, Verdict};
 use authmd_reference_server::Defects;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -17,38 +20,53 @@ fn main() {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let (report, secrets, out_dir) = runtime.block_on(async {
-        let done = authmd_conformance::run_bundled(Defects::none(), catalogue.cases.clone(), None, &|_, _, _| {})
-            .await
-            .expect("bundled stack");
+    let run = |variant: Variant| {
+        let cases = catalogue.cases.clone();
+        async move {
+            authmd_conformance::run_bundled(Defects::none(), variant, cases, None, &|_, _, _| {})
+                .await
+                .unwrap_or_else(|e| panic!("bundled stack ({}): {e}", variant.name()))
+        }
+    };
+    let (report, secrets, out_dir, variants) = runtime.block_on(async {
+        // The variants run at the same time as the standard stack: the no-clock one really
+        // waits for its short TTLs, and the others overlap that wait.
+        let (done, alternates, no_clock) = tokio::join!(run(Variant::Standard), run(Variant::Alternates), run(Variant::NoClock));
         let dir = std::env::temp_dir().join(format!("authmd-selftest-{}", std::process::id()));
         done.report.write_all(&dir, &done.secrets).expect("write reports");
         let report = done.report;
-        (report, done.secrets, dir)
+        let variants = vec![(Variant::Alternates, alternates.report), (Variant::NoClock, no_clock.report)];
+        (report, done.secrets, dir, variants)
     });
     let secrets_for_golden = secrets.clone();
 
     let mut trials = Vec::new();
+    let judge = |label: &'static str, result: CaseResult| {
+        move || match &result.verdict {
+            Verdict::Pass => Ok(()),
+            // A reading the bundled configuration does not gate on is reported, not failed.
+            Verdict::Info if result.reading.is_some() => Ok(()),
+            other => Err(Failed::from(format!(
+                "{} against the {label} reference server: {:?}\n{}",
+                other.label(),
+                other,
+                result
+                    .findings
+                    .iter()
+                    .map(|f| format!("  {}: expected {} (found {})", f.step, f.expected, f.found))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))),
+        }
+    };
     for result in report.cases.clone() {
-        trials.push(
-            Trial::test(result.name.clone(), move || match &result.verdict {
-                Verdict::Pass => Ok(()),
-                // A reading the bundled configuration does not gate on is reported, not failed.
-                Verdict::Info if result.reading.is_some() => Ok(()),
-                other => Err(Failed::from(format!(
-                    "{} against the reference server: {:?}\n{}",
-                    other.label(),
-                    other,
-                    result
-                        .findings
-                        .iter()
-                        .map(|f| format!("  {}: expected {} (found {})", f.step, f.expected, f.found))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ))),
-            })
-            .with_kind("case"),
-        );
+        trials.push(Trial::test(result.name.clone(), judge("standard", result)).with_kind("case"));
+    }
+    for (variant, report) in variants {
+        for result in report.cases {
+            let name = format!("variant/{}/{}", variant.name(), result.name);
+            trials.push(Trial::test(name, judge(variant.name(), result)).with_kind("variant"));
+        }
     }
     let index = catalogue.index_markdown();
     trials.push(

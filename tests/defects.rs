@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use authmd_conformance::bundled::Variant;
 use authmd_conformance::catalogue::Case;
 use authmd_conformance::default_catalogue;
 use authmd_conformance::engine::CaseResult;
@@ -12,9 +13,15 @@ use authmd_reference_server::{Defect, Defects};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 async fn run_with(defect: Defect, cases: Vec<Case>) -> Result<Vec<CaseResult>, String> {
-    let done = authmd_conformance::run_bundled([defect].into_iter().collect::<Defects>(), cases, None, &|_, _, _| {})
-        .await
-        .map_err(|e| e.to_string())?;
+    let done = authmd_conformance::run_bundled(
+        [defect].into_iter().collect::<Defects>(),
+        Variant::Standard,
+        cases,
+        None,
+        &|_, _, _| {},
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(done.report.cases)
 }
 
@@ -41,7 +48,7 @@ fn main() {
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let reading_results: BTreeMap<String, bool> = runtime.block_on(async {
-        authmd_conformance::run_bundled(Defects::none(), other_reading, None, &|_, _, _| {})
+        authmd_conformance::run_bundled(Defects::none(), Variant::Standard, other_reading, None, &|_, _, _| {})
             .await
             .map(|done| done.report.cases.into_iter().map(|c| (c.id.clone(), c.has_findings())).collect())
             .unwrap_or_default()

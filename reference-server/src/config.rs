@@ -18,6 +18,31 @@ pub enum AudienceReading {
     Both,
 }
 
+/// Which of the catalogue's synonym sets (§B.6) the server's error codes come from. Both are
+/// conforming; the suite must accept either.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorNames {
+    /// The service guide's names: `invalid_audience`, `expired`, `invalid_issuer`. The default.
+    #[default]
+    Guide,
+    /// AUTH.md's names: `audience_mismatch`, `credential_expired`, `issuer_not_enabled`.
+    AuthMd,
+}
+
+/// The shape of the identity/scope echo at `/api/resource`. Any shape is conforming (the
+/// protocol defines none); the target config points the harness at the members.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OracleShape {
+    /// `{"user": {"id": …}, "credential": {"scope": [..]}}`. The default.
+    #[default]
+    Nested,
+    /// `{"who": … | null, "scope": "api.read api.write"}`: a flat echo with an OAuth-style,
+    /// space-delimited scope string.
+    Flat,
+}
+
 /// A provider whose ID-JAGs and logout tokens are trusted.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +203,14 @@ pub struct Config {
     /// crash or power loss too. Defaults to false: WAL with `synchronous = NORMAL`, which
     /// survives a crash or kill of the server itself.
     pub power_safe: bool,
+    /// Error-code synonym set (catalogue §B.6). Defaults to `guide`.
+    pub error_names: ErrorNames,
+    /// Shape of the `/api/resource` echo. Defaults to `nested`.
+    pub oracle_shape: OracleShape,
+    /// Also write each claim mail as `<dir>/<registration_id>.html`, overwritten by every new
+    /// attempt, and serve the directory at `GET /mail/<registration_id>.html` (the v0.1 sample's
+    /// outbox). Defaults to none.
+    pub mail_outbox: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -207,6 +240,9 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             power_safe: false,
+            error_names: ErrorNames::Guide,
+            oracle_shape: OracleShape::Nested,
+            mail_outbox: None,
         }
     }
 }

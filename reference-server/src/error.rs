@@ -102,6 +102,16 @@ impl ApiError {
         }
     }
 
+    /// The wire code in the configured synonym set (catalogue §B.6).
+    pub fn code_in(&self, names: crate::config::ErrorNames) -> &'static str {
+        match (names, self) {
+            (crate::config::ErrorNames::AuthMd, Self::InvalidAudience) => "audience_mismatch",
+            (crate::config::ErrorNames::AuthMd, Self::Expired) => "credential_expired",
+            (crate::config::ErrorNames::AuthMd, Self::InvalidIssuer) => "issuer_not_enabled",
+            _ => self.code(),
+        }
+    }
+
     /// The HTTP status (catalogue §B; 400 where the documents are silent, C-05).
     pub fn status(&self) -> StatusCode {
         match self {
@@ -152,11 +162,21 @@ impl ApiError {
 
 /// A response for `error` with the `WWW-Authenticate` challenge where one is owed.
 /// `resource_metadata` is the PRM URL; `challenge` is false only under the `omit-challenge` defect.
-pub fn respond(error: &ApiError, resource_metadata: &str, challenge: bool, invalid_token_param: bool) -> Response {
+pub fn respond(
+    error: &ApiError,
+    names: crate::config::ErrorNames,
+    resource_metadata: &str,
+    challenge: bool,
+    invalid_token_param: bool,
+) -> Response {
     if let ApiError::Internal(detail) = error {
         tracing::error!(%detail, "internal error");
     }
-    let mut response = (error.status(), Json(json!({ "error": error.code(), "message": error.message() }))).into_response();
+    let mut response = (
+        error.status(),
+        Json(json!({ "error": error.code_in(names), "message": error.message() })),
+    )
+        .into_response();
     let headers = response.headers_mut();
     // DISC-04: every 401 carries a challenge (RFC 9110 §15.5.2), not only the API's.
     let value = match error {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use config::{AudienceReading, Config, ConfigError, TrustedIssuer};
+pub use config::{AudienceReading, Config, ConfigError, ErrorNames, OracleShape, TrustedIssuer};
 pub use defect::{Defect, Defects, UnknownDefect};
 pub use state::{AppState, CLOCK_OFFSET_HEADER};
 
@@ -52,7 +52,7 @@ pub enum StartError {
 pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppState, StartError> {
     config.validate()?;
     let db = store::Db::open(&config.database, config.power_safe)?;
-    let mailer = mail::Mailer::new(config.smtp.as_deref(), &config.mail_from).map_err(StartError::Setup)?;
+    let mailer = mail::Mailer::new(config.smtp.as_deref(), &config.mail_from, config.mail_outbox.clone()).map_err(StartError::Setup)?;
     let mut http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -95,6 +95,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/read", get(routes::api_read))
         .route("/api/write", post(routes::api_write))
         .route("/_admin/audit", get(routes::admin_audit))
+        .route("/mail/{file}", get(routes::mail_outbox))
         .with_state(state)
 }
 

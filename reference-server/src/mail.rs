@@ -7,11 +7,16 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 pub struct Mailer {
     from: String,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    outbox: Option<std::path::PathBuf>,
 }
 
 impl Mailer {
-    /// A mailer relaying to `smtp` (`host:port`, plaintext; a loopback sink needs no TLS).
-    pub fn new(smtp: Option<&str>, from: &str) -> Result<Self, String> {
+    /// A mailer relaying to `smtp` (`host:port`, plaintext; a loopback sink needs no TLS), and
+    /// writing each mail to `outbox/<registration_id>.html` when given.
+    pub fn new(smtp: Option<&str>, from: &str, outbox: Option<std::path::PathBuf>) -> Result<Self, String> {
+        if let Some(dir) = &outbox {
+            std::fs::create_dir_all(dir).map_err(|e| format!("mail_outbox {}: {e}", dir.display()))?;
+        }
         let transport = match smtp {
             Some(addr) => {
                 let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("smtp `{addr}` is not host:port"))?;
@@ -23,6 +28,7 @@ impl Mailer {
         Ok(Self {
             from: from.to_string(),
             transport,
+            outbox,
         })
     }
 
@@ -40,6 +46,20 @@ impl Mailer {
              <p><a href=\"{}\">View one-time code</a></p><p>Registration <code>{registration_id}</code>; the link expires at {expires}.</p>",
             link.replace('&', "&amp;")
         );
+        if let Some(dir) = &self.outbox {
+            // Written whole under a temporary name, then renamed, so a reader never sees half a
+            // mail; a new attempt overwrites the registration's file, as the v0.1 sample does.
+            let name: String = registration_id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+                .collect();
+            let page = format!("<!doctype html><html><body><p>To: {to}</p>{html}</body></html>");
+            let tmp = dir.join(format!(".{name}.{}.tmp", crate::state::secret("", 8)));
+            tokio::fs::write(&tmp, page).await.map_err(|e| format!("outbox: {e}"))?;
+            tokio::fs::rename(&tmp, dir.join(format!("{name}.html")))
+                .await
+                .map_err(|e| format!("outbox: {e}"))?;
+        }
         let Some(transport) = &self.transport else {
             tracing::info!(%to, %registration_id, "no SMTP relay configured; claim mail not sent");
             return Ok(());

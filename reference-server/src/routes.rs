@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
+use crate::config::OracleShape;
 use crate::defect::Defect;
 use crate::error::{ApiError, respond};
 use crate::state::{AppState, Now, hash, iso, otp, same_hash, secret};
@@ -26,6 +27,7 @@ impl AppState {
             Ok(response) => response,
             Err(error) => respond(
                 &error,
+                self.config.error_names,
                 &self.resource_metadata_url(),
                 !self.defects.contains(Defect::OmitChallenge),
                 !self.defects.contains(Defect::OmitInvalidTokenError),
@@ -1413,19 +1415,26 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>
 pub async fn api_resource(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let (headers, query) = (request.headers().clone(), request.uri().query().map(str::to_string));
     let outcome = authenticate(&state, &headers, query.as_deref(), now).await.map(|caller| {
-        Json(json!({
-            "message": "credential accepted",
-            "user": caller.user.map(|(id, email)| json!({ "id": id, "email": email })),
-            "credential": {
-                "type": caller.kind,
-                "scope": caller.scopes,
-                "source": caller.source,
-                "registration_id": caller.registration_id,
-                "iss": caller.iss,
-                "sub": caller.sub,
-            },
-        }))
-        .into_response()
+        let body = match state.config.oracle_shape {
+            OracleShape::Nested => json!({
+                "message": "credential accepted",
+                "user": caller.user.map(|(id, email)| json!({ "id": id, "email": email })),
+                "credential": {
+                    "type": caller.kind,
+                    "scope": caller.scopes,
+                    "source": caller.source,
+                    "registration_id": caller.registration_id,
+                    "iss": caller.iss,
+                    "sub": caller.sub,
+                },
+            }),
+            OracleShape::Flat => json!({
+                "who": caller.user.map(|(id, _)| id),
+                "scope": caller.scopes.join(" "),
+                "registration": caller.registration_id,
+            }),
+        };
+        Json(body).into_response()
     });
     state.reply(outcome)
 }
@@ -1452,6 +1461,23 @@ pub async fn api_read(State(state): State<AppState>, Now(now): Now, request: Req
 /// `POST /api/write`: needs `api.write`.
 pub async fn api_write(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     scoped(state, now, request, "api.write").await
+}
+
+/// `GET /mail/<registration_id>.html`: the claim-mail outbox, when `mail_outbox` is set.
+pub async fn mail_outbox(State(state): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let Some(dir) = &state.config.mail_outbox else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    // Only the outbox's own file names: no separators, no dot-dot.
+    let valid =
+        file.ends_with(".html") && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) && !file.contains("..");
+    if !valid {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match tokio::fs::read(dir.join(&file)).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `GET /_admin/audit`: the AUDIT events, to loopback peers only.
