@@ -394,8 +394,18 @@ impl Harness {
                 return result;
             }
         };
+        // A case that changes the IdP (rotation, faults) puts it back, so the keys a target has
+        // cached stay valid for every later case: the case runs alone, under the write lock.
+        let before = case.needs.contains(&Need::IdpExclusive).then(|| self.idp.snapshot());
         let timeout = Duration::from_secs(self.target.case_timeout_secs);
         let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;
+        if let Some(snapshot) = &before
+            && let Err(e) = self.idp.restore(snapshot)
+        {
+            ctx.findings.clear();
+            result.verdict = Verdict::Inconclusive(format!("harness error: the mock IdP could not be restored: {e}"));
+            return result;
+        }
         result.exchanges = std::mem::take(&mut ctx.exchanges);
         result.exchanges.iter_mut().for_each(Exchange::cap_for_report);
         result.mail = std::mem::take(&mut ctx.mail);

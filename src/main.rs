@@ -504,13 +504,18 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
             if let Some(jobs) = args.jobs {
                 target.jobs = jobs.max(1);
             }
+            // Keys persist across runs (idp.state_dir): a server that cached the last run's
+            // JWKS must not see a new key under an old kid.
+            let issuer_key = target.idp.issuer.clone().unwrap_or_else(|| target.idp.listen.to_string());
+            let key_dir = target.idp.key_dir(&issuer_key);
             let idp = MockIdp::start(IdpConfig {
                 listen: target.idp.listen,
                 issuer: target.idp.issuer.clone(),
+                key_dir: Some(key_dir.clone()),
                 ..IdpConfig::default()
             })
             .await
-            .map_err(|e| Failure::Usage(format!("idp.listen: {e}")))?;
+            .map_err(|e| Failure::Usage(format!("idp (listen {}, keys in {}): {e}", target.idp.listen, key_dir.display())))?;
             let mail = match &target.mail {
                 None => None,
                 Some(MailConfig::Smtp { listen }) => Some(MailSource::Smtp(Arc::new(

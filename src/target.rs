@@ -148,6 +148,26 @@ pub struct IdpSettings {
     /// Defaults to 0.
     #[serde(default)]
     pub jwks_refetch_cooldown_secs: u64,
+    /// Where the mock IdP keeps its signing keys between runs, so a re-run signs with the keys
+    /// your server has cached. Defaults to `$XDG_STATE_HOME/authmd-conformance/idp/<issuer
+    /// hash>` (or `~/.local/state/…`, or `.authmd-state/idp/…` without a home directory).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl IdpSettings {
+    /// The key directory for `issuer`: `state_dir`, or the default under the user's state home.
+    pub fn key_dir(&self, issuer: &str) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .map(|d| d.join("authmd-conformance"))
+            .unwrap_or_else(|| PathBuf::from(".authmd-state"));
+        base.join("idp").join(crate::redact::short_hash(issuer))
+    }
 }
 
 fn any_port() -> SocketAddr {
@@ -167,6 +187,7 @@ impl Default for IdpSettings {
             cimd: true,
             required_amr: Vec::new(),
             jwks_refetch_cooldown_secs: 0,
+            state_dir: None,
         }
     }
 }

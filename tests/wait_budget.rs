@@ -50,7 +50,10 @@ async fn ttl_cases_wait_within_the_budget_and_skip_beyond_it() {
     let (beyond, within) = tokio::join!(verdict_with_budget(3, &dir), verdict_with_budget(30, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     match beyond {
-        Verdict::Skip(reason) => assert!(reason.contains("clock.wait_budget_secs of at least") && reason.contains("(now 3)"), "{reason}"),
+        Verdict::Skip(reason) => assert!(
+            reason.contains("clock.wait_budget_secs of at least") && reason.contains("(now 3)"),
+            "{reason}"
+        ),
         other => panic!("expected a skip beyond the budget, got {other:?}"),
     }
     assert_eq!(within, Verdict::Pass);

@@ -182,6 +182,27 @@ mod unix_millis {
     }
 }
 
+/// The IdP's changeable state at one moment (see [`MockIdp::snapshot`]).
+#[derive(Clone)]
+pub struct IdpSnapshot {
+    published: Vec<SigningKey>,
+    active: usize,
+    fault: JwksFault,
+    cimd: Option<Value>,
+}
+
+impl std::fmt::Debug for IdpSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private keys.
+        let kids: Vec<&str> = self.published.iter().map(|k| k.kid()).collect();
+        write!(
+            f,
+            "IdpSnapshot {{ kids: {kids:?}, active: {}, fault: {:?} }}",
+            self.active, self.fault
+        )
+    }
+}
+
 /// The target's answer to a delivered logout token: data, not an error.
 #[derive(Clone, Debug, Serialize)]
 pub struct Delivery {
@@ -371,6 +392,42 @@ impl MockIdp {
     /// The currently published kids, oldest first.
     pub fn kids(&self) -> Vec<String> {
         self.state.lock().published.iter().map(|k| k.kid().to_string()).collect()
+    }
+
+    /// What a case may change: the published keys, the active signer, the fault mode and the
+    /// client metadata. A case that changes them restores this afterwards, so a target that
+    /// caches the JWKS sees the same keys in every later case (and in a re-run, with a key
+    /// directory).
+    pub fn snapshot(&self) -> IdpSnapshot {
+        let inner = self.state.lock();
+        IdpSnapshot {
+            published: inner.published.clone(),
+            active: inner.active,
+            fault: inner.fault,
+            cimd: inner.cimd.clone(),
+        }
+    }
+
+    /// Puts back what [`MockIdp::snapshot`] saw; keys added since are unpublished (and removed
+    /// from the key directory), keys removed since are published (and saved) again.
+    pub fn restore(&self, snapshot: &IdpSnapshot) -> Result<(), IdpError> {
+        let mut inner = self.state.lock();
+        if let Some(dir) = inner.key_dir.clone() {
+            let kept: Vec<&str> = snapshot.published.iter().map(|k| k.kid()).collect();
+            for key in inner.published.iter().filter(|k| !kept.contains(&k.kid())) {
+                key.forget(&dir);
+            }
+            for key in &snapshot.published {
+                if !inner.published.iter().any(|k| k.kid() == key.kid()) {
+                    key.save(&dir)?;
+                }
+            }
+        }
+        inner.published = snapshot.published.clone();
+        inner.active = snapshot.active.min(inner.published.len().saturating_sub(1));
+        inner.fault = snapshot.fault;
+        inner.cimd = snapshot.cimd.clone();
+        Ok(())
     }
 
     /// Switches the JWKS fault mode.
