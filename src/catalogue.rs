@@ -94,6 +94,14 @@ pub enum Need {
     AmrPolicy,
 }
 
+/// A fact of the target configuration a case's level can depend on.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// The config names the `client_id`s the target's trust entry accepts (`idp.client_ids`).
+    ClientIdList,
+}
+
 /// The harness action a step performs. Flows are code; a case only picks and parameterises them.
 #[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -260,6 +268,8 @@ struct RawCase {
     #[serde(default)]
     level: Option<Level>,
     #[serde(default)]
+    must_when: Option<Condition>,
+    #[serde(default)]
     needs: Vec<Need>,
     #[serde(default)]
     reading: Option<String>,
@@ -284,6 +294,9 @@ pub struct Case {
     pub summary: String,
     /// Level it gates at (the strictest of its requirements unless overridden).
     pub level: Level,
+    /// The target configuration under which the case gates as MUST instead of `level` (a
+    /// requirement whose level depends on the deployment, such as IDJAG-36).
+    pub must_when: Option<Condition>,
     /// Capabilities it needs.
     pub needs: BTreeSet<Need>,
     /// The ambiguity reading it tests, `C-NN/X`.
@@ -492,6 +505,7 @@ impl Catalogue {
             requirements: raw.requirements,
             summary: raw.summary,
             level: raw.level.unwrap_or(level),
+            must_when: raw.must_when,
             needs: raw.needs.into_iter().collect(),
             reading: raw.reading,
             caught_by: raw.caught_by,

@@ -11,7 +11,7 @@ use authmd_mock_mailbox::MailSource;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::catalogue::{Action, Case, ChallengeExpect, Expect, Level, Need, Step, split_advance};
+use crate::catalogue::{Action, Case, ChallengeExpect, Condition, Expect, Level, Need, Step, split_advance};
 use crate::outcome::truncate;
 pub use crate::outcome::{CaseResult, Exchange, Finding, FindingKind, MailRecord, Verdict};
 use crate::redact::Secrets;
@@ -369,10 +369,20 @@ impl Harness {
         None
     }
 
+    /// The level `case` gates at for this target.
+    pub fn level_of(&self, case: &Case) -> Level {
+        match case.must_when {
+            Some(Condition::ClientIdList) if !self.target.idp.client_ids.is_empty() => Level::Must,
+            _ => case.level,
+        }
+    }
+
     /// Runs one case. `index` picks its source address.
     pub async fn run_case(&self, case: &Case, index: usize) -> CaseResult {
         let started = Instant::now();
         let mut result = CaseResult::unrun(case, Verdict::Pass);
+        let level = self.level_of(case);
+        result.level = level;
         if let Some(verdict) = self.unmet(case) {
             result.verdict = verdict;
             return result;
@@ -423,7 +433,7 @@ impl Harness {
                     let (amb, letter) = r.split_once('/').unwrap_or((r, ""));
                     self.target.readings.get(amb).is_none_or(|chosen| chosen == letter)
                 });
-                match case.level {
+                match level {
                     _ if !gated_reading => Verdict::Info,
                     Level::Must => Verdict::Fail,
                     Level::Should => Verdict::Warn,

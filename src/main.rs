@@ -313,6 +313,9 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 .find(|c| c.id == case || c.full_name() == case)
                 .ok_or_else(|| Failure::Usage(format!("no case `{case}` (see `list`)")))?;
             println!("{}\n  {}\n  level: {}", c.full_name(), c.summary, c.level.as_str());
+            if let Some(authmd_conformance::catalogue::Condition::ClientIdList) = c.must_when {
+                println!("  level: MUST when the target config names idp.client_ids");
+            }
             if let Some(r) = &c.reading {
                 println!("  reading: {r}");
             }

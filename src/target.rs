@@ -153,6 +153,10 @@ pub struct IdpSettings {
     /// hash>` (or `~/.local/state/…`, or `.authmd-state/idp/…` without a home directory).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// The `client_id`s your trust entry for this issuer names, if it pins a list. With a list,
+    /// an unknown `client_id` is a MUST failure (IDJAG-36); without one, a SHOULD.
+    #[serde(default)]
+    pub client_ids: Vec<String>,
 }
 
 impl IdpSettings {
@@ -188,6 +192,7 @@ impl Default for IdpSettings {
             required_amr: Vec::new(),
             jwks_refetch_cooldown_secs: 0,
             state_dir: None,
+            client_ids: Vec::new(),
         }
     }
 }

@@ -147,6 +147,9 @@ defects! {
     KeepPreviousOtp = "keep-previous-otp",
     /// CLAIM-05: keeps OTPs of superseded claim attempts valid.
     KeepSupersededOtps = "keep-superseded-otps",
+    /// CLAIM-05: the OTP of a superseded attempt keeps working until the new attempt mints its
+    /// own (the bug an independent server had: only a new mint replaced the code).
+    SupersededOtpUntilRemint = "superseded-otp-until-remint",
     /// MATCH-03: links accounts on an email that is not asserted as verified.
     LinkUnverifiedEmail = "link-unverified-email",
     /// IDJAG-42: answers 502 when the issuer's JWKS cannot be fetched.

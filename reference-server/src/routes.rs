@@ -1100,6 +1100,19 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     Some(h) => h,
                     // The defect: a missing stored code is skipped instead of refused.
                     None if st.defects.contains(Defect::CompleteWithoutOtp) => hash(&given),
+                    // The CLAIM-05 defect: the superseded attempt's code stands in until a new one.
+                    None if st.defects.contains(Defect::SupersededOtpUntilRemint)
+                        && conn
+                            .query_row(
+                                "SELECT COUNT(*) FROM claim_attempts WHERE registration_id = ?1 AND superseded = 1 AND otp_hash = ?2",
+                                params![reg.id, hash(&given)],
+                                |r| r.get::<_, i64>(0),
+                            )
+                            .map_err(db)?
+                            > 0 =>
+                    {
+                        hash(&given)
+                    }
                     None => return Ok(Err((ApiError::OtpNotGenerated, None))),
                 };
                 // CLAIM-25: a bounded number of wrong guesses burns the code.
