@@ -225,6 +225,8 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     target.readings.insert("C-01".into(), "B".into());
     target.idp.required_amr = required_amr;
     target.idp.jwks_refetch_cooldown_secs = config_cooldown(variant);
+    // The reference server ages its JWKS cache by the request's clock.
+    target.idp.jwks_cache_follows_clock = true;
     let mut mail = MailSource::Smtp(Arc::new(mailbox));
     match variant {
         Variant::Standard => {}

@@ -92,6 +92,9 @@ pub enum Need {
     Cimd,
     /// The target requires `amr` values of the IdP's tokens (`idp.required_amr`, IDJAG-45).
     AmrPolicy,
+    /// The target's clock header also ages its JWKS cache (`idp.jwks_cache_follows_clock`), so
+    /// a `Cache-Control` lifetime can be observed without waiting it out (IDJAG-44).
+    JwksClock,
 }
 
 /// A fact of the target configuration a case's level can depend on.
@@ -140,6 +143,8 @@ pub enum Action {
     RotateKey,
     /// Sets the IdP's JWKS fault mode (`fault`).
     JwksFault,
+    /// Sets the `Cache-Control: max-age` the IdP's JWKS is served with (`seconds`).
+    JwksMaxAge,
     /// Repeats `of` `count` times, collecting `field` from each response.
     Sample,
 }
@@ -363,6 +368,7 @@ fn allowed_params(action: Action) -> &'static [&'static str] {
         Action::Revoke => &["token", "content_type", "body"],
         Action::RotateKey => &["alg"],
         Action::JwksFault => &["fault"],
+        Action::JwksMaxAge => &["seconds"],
         Action::Sample => &[
             "of",
             "count",

@@ -359,6 +359,9 @@ impl Harness {
                 Need::Cimd if !self.target.idp.cimd => {
                     "the target pins its client_ids (set idp.cimd = true if it resolves URL-form client_ids)"
                 }
+                Need::JwksClock if !self.target.idp.jwks_cache_follows_clock || self.target.clock.offset_header.is_none() => {
+                    "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)"
+                }
                 Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
                     "needs idp.required_amr: the amr values your trust entry requires"
                 }
@@ -769,6 +772,18 @@ impl<'h> CaseCtx<'h> {
             }
             spec["set"]["aud"] = json!(aud);
         }
+        // A case that moved the target's clock mints on that clock too, or every token would
+        // look expired (or issued in the past) to the target.
+        if self.offset != 0 {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
+            for (claim, value) in [("iat", now), ("exp", now + 300)] {
+                if spec.pointer(&format!("/set/{claim}")).is_none()
+                    && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == claim))
+                {
+                    spec["set"][claim] = json!(value);
+                }
+            }
+        }
         let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
         let minted = self.h.idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
         // A minted token is a bearer credential; reports show its decoded header and claims.
@@ -1144,6 +1159,13 @@ impl<'h> CaseCtx<'h> {
                     },
                 };
                 self.h.idp.set_fault(fault);
+                return Ok(Ok((None, Map::new())));
+            }
+            Action::JwksMaxAge => {
+                let seconds = need!(self.param(step, "seconds"))
+                    .and_then(|v| v.as_u64())
+                    .ok_or_else(|| HarnessError::Tooling("jwks-max-age needs `seconds`".into()))?;
+                self.h.idp.set_jwks_max_age(seconds);
                 return Ok(Ok((None, Map::new())));
             }
             Action::Sample => {

@@ -157,6 +157,11 @@ pub struct IdpSettings {
     /// an unknown `client_id` is a MUST failure (IDJAG-36); without one, a SHOULD.
     #[serde(default)]
     pub client_ids: Vec<String>,
+    /// Your clock offset header also ages your JWKS cache (a cache entry fetched "now" is
+    /// stale once the header moves "now" past its lifetime). Enables the `Cache-Control`
+    /// lifetime case (IDJAG-44). Defaults to false.
+    #[serde(default)]
+    pub jwks_cache_follows_clock: bool,
 }
 
 impl IdpSettings {
@@ -193,6 +198,7 @@ impl Default for IdpSettings {
             jwks_refetch_cooldown_secs: 0,
             state_dir: None,
             client_ids: Vec::new(),
+            jwks_cache_follows_clock: false,
         }
     }
 }

@@ -46,6 +46,9 @@ fn main() {
             Verdict::Pass => Ok(()),
             // A reading the bundled configuration does not gate on is reported, not failed.
             Verdict::Info if result.reading.is_some() => Ok(()),
+            // A variant may lack a capability by design (no clock header); the standard run,
+            // where every case must pass, exercises the case.
+            Verdict::Skip(reason) if label != "standard" && reason.starts_with("needs ") => Ok(()),
             other => Err(Failed::from(format!(
                 "{} against the {label} reference server: {:?}\n{}",
                 other.label(),

@@ -189,6 +189,7 @@ pub struct IdpSnapshot {
     active: usize,
     fault: JwksFault,
     cimd: Option<Value>,
+    jwks_max_age: u64,
 }
 
 impl std::fmt::Debug for IdpSnapshot {
@@ -217,11 +218,12 @@ pub struct Delivery {
 pub(crate) struct State {
     pub(crate) issuer: String,
     pub(crate) audience: String,
-    pub(crate) jwks_max_age: u64,
     pub(crate) inner: Mutex<Inner>,
 }
 
 pub(crate) struct Inner {
+    /// `Cache-Control: max-age` of the JWKS, switchable at run time (IDJAG-44).
+    pub(crate) jwks_max_age: u64,
     pub(crate) published: Vec<SigningKey>,
     pub(crate) active: usize,
     pub(crate) fault: JwksFault,
@@ -288,8 +290,8 @@ impl MockIdp {
         let state = Arc::new(State {
             issuer,
             audience: config.audience.clone(),
-            jwks_max_age: config.jwks_max_age,
             inner: Mutex::new(Inner {
+                jwks_max_age: config.jwks_max_age,
                 active: published.len() - 1,
                 published,
                 fault: JwksFault::None,
@@ -405,6 +407,7 @@ impl MockIdp {
             active: inner.active,
             fault: inner.fault,
             cimd: inner.cimd.clone(),
+            jwks_max_age: inner.jwks_max_age,
         }
     }
 
@@ -427,7 +430,13 @@ impl MockIdp {
         inner.active = snapshot.active.min(inner.published.len().saturating_sub(1));
         inner.fault = snapshot.fault;
         inner.cimd = snapshot.cimd.clone();
+        inner.jwks_max_age = snapshot.jwks_max_age;
         Ok(())
+    }
+
+    /// Sets the JWKS `Cache-Control: max-age` (seconds).
+    pub fn set_jwks_max_age(&self, seconds: u64) {
+        self.state.lock().jwks_max_age = seconds;
     }
 
     /// Switches the JWKS fault mode.

@@ -48,14 +48,15 @@ async fn record(AxState(state): AxState<Arc<State>>, request: Request, next: Nex
 }
 
 async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
-    let (fault, keys) = {
+    let (fault, keys, max_age) = {
         let inner = state.lock();
         (
             inner.fault,
             inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>(),
+            inner.jwks_max_age,
         )
     };
-    let cache = HeaderValue::from_str(&format!("public, max-age={}", state.jwks_max_age)).unwrap_or(HeaderValue::from_static("no-store"));
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-store"));
     let body = json!({ "keys": keys }).to_string();
     match fault {
         JwksFault::None => (

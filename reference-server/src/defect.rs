@@ -145,6 +145,8 @@ defects! {
     KeepPreClaimScopes = "keep-pre-claim-scopes",
     /// CLAIM-12: keeps the previous OTP valid when a new one is minted.
     KeepPreviousOtp = "keep-previous-otp",
+    /// IDJAG-44: caches every JWKS for the floor, whatever its `Cache-Control` says.
+    IgnoreJwksCacheControl = "ignore-jwks-cache-control",
     /// CLAIM-05: keeps OTPs of superseded claim attempts valid.
     KeepSupersededOtps = "keep-superseded-otps",
     /// CLAIM-05: the OTP of a superseded attempt keeps working until the new attempt mints its

@@ -76,7 +76,11 @@ pub struct JwksCache {
 
 struct CacheEntry {
     keys: Vec<Jwk>,
+    /// Wall time of the fetch: the refetch cool-down protects the IdP in real time.
     fetched: Instant,
+    /// The request's "now" at the fetch (test clock aware): the cache's age, so a conformance
+    /// run can observe the `Cache-Control` lifetime (IDJAG-44) without waiting ten minutes.
+    fetched_at: i64,
     ttl: Duration,
 }
 
@@ -187,7 +191,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         return Err(ApiError::Internal("no kid".into()));
     }
     if alg_name == "HS256" && defects.contains(Defect::AcceptHs256PublicKey) {
-        let jwk = state.jwks.key_for(state, trusted, kid, Algorithm::ES256).await?;
+        let jwk = state.jwks.key_for(state, trusted, kid, Algorithm::ES256, now).await?;
         let secret = spki_pem(&jwk).ok_or_else(|| ApiError::InvalidSignature("no PEM form for this key".into()))?;
         let message = format!("{}.{}", parts[0], parts[1]);
         let key = DecodingKey::from_secret(secret.as_bytes());
@@ -200,7 +204,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         // embedded `jwk`, `jku` or `x5u` header is never followed (RFC 8725 §3.10).
         let jwk = match header.get("jku").and_then(Value::as_str) {
             Some(jku) if defects.contains(Defect::FollowJku) => key_at(state, jku, kid).await?,
-            _ => state.jwks.key_for(state, trusted, kid, alg).await?,
+            _ => state.jwks.key_for(state, trusted, kid, alg, now).await?,
         };
         // IDJAG-09: the header's alg must be the key's.
         let key_alg = jwk.common.key_algorithm.map(|ka| ka.to_string());
@@ -425,13 +429,22 @@ fn jwt_kind(e: &jsonwebtoken::errors::Error) -> &'static str {
 impl JwksCache {
     /// The key to verify with: by `kid` from the cached JWKS, refetching once on a miss
     /// (rate-limited per issuer); without a `kid`, the only key of the right algorithm.
-    async fn key_for(&self, state: &AppState, issuer: &TrustedIssuer, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, ApiError> {
+    async fn key_for(
+        &self,
+        state: &AppState,
+        issuer: &TrustedIssuer,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: i64,
+    ) -> Result<Jwk, ApiError> {
         let cooldown = Duration::from_secs(state.config.ttl.jwks_refetch_cooldown);
         let mut entries = self.entries.lock().await;
-        let fresh =
-            entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < e.ttl) && !state.defects.contains(Defect::NoJwksCache);
+        let fresh = entries
+            .get(&issuer.issuer)
+            .is_some_and(|e| now >= e.fetched_at && now - e.fetched_at < e.ttl.as_secs() as i64)
+            && !state.defects.contains(Defect::NoJwksCache);
         if !fresh {
-            let entry = fetch(state, issuer).await?;
+            let entry = fetch(state, issuer, now).await?;
             entries.insert(issuer.issuer.clone(), entry);
         }
         let pick = |keys: &[Jwk]| -> Option<Jwk> {
@@ -454,7 +467,7 @@ impl JwksCache {
         // was filled within the cool-down (so a stream of junk kids cannot hammer the IdP).
         let recently = entries.get(&issuer.issuer).is_some_and(|e| e.fetched.elapsed() < cooldown);
         if kid.is_some() && !recently && !state.defects.contains(Defect::SkipKidRefetch) {
-            let entry = fetch(state, issuer).await?;
+            let entry = fetch(state, issuer, now).await?;
             let found = pick(&entry.keys);
             entries.insert(issuer.issuer.clone(), entry);
             if let Some(key) = found {
@@ -548,6 +561,9 @@ fn spki_pem(jwk: &Jwk) -> Option<String> {
 /// `Cache-Control` max-age within the configured floor and ceiling, else the floor.
 fn cache_ttl(state: &AppState, headers: &reqwest::header::HeaderMap) -> Duration {
     let (floor, ceiling) = (state.config.ttl.jwks_cache_floor, state.config.ttl.jwks_cache_ceiling);
+    if state.defects.contains(Defect::IgnoreJwksCacheControl) {
+        return Duration::from_secs(floor);
+    }
     let max_age = headers
         .get(reqwest::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
@@ -558,7 +574,7 @@ fn cache_ttl(state: &AppState, headers: &reqwest::header::HeaderMap) -> Duration
     Duration::from_secs(max_age.unwrap_or(floor).clamp(floor, ceiling))
 }
 
-async fn fetch(state: &AppState, issuer: &TrustedIssuer) -> Result<CacheEntry, ApiError> {
+async fn fetch(state: &AppState, issuer: &TrustedIssuer, now: i64) -> Result<CacheEntry, ApiError> {
     let uri = issuer.jwks_uri();
     // IDJAG-42: an unavailable JWKS is a signature failure for the client, never a 5xx.
     let unavailable = |why: String| {
@@ -578,6 +594,7 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer) -> Result<CacheEntry, A
     Ok(CacheEntry {
         keys: set.keys,
         fetched: Instant::now(),
+        fetched_at: now,
         ttl,
     })
 }
