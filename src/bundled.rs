@@ -18,6 +18,10 @@ pub struct Bundled {
     pub server: ReferenceServer,
     /// The mock IdP.
     pub idp: Arc<MockIdp>,
+    /// A second IdP the server also trusts.
+    pub idp2: Arc<MockIdp>,
+    /// A live IdP the server does not trust.
+    pub stranger: Arc<MockIdp>,
     /// The SMTP sink the server relays to.
     pub mail: Arc<MailSource>,
     /// The target configuration describing the stack.
@@ -136,6 +140,18 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
         part: "mock IdP",
         reason: e.to_string(),
     })?;
+    let other = |prefix: &str| IdpConfig {
+        kid_prefix: prefix.to_string(),
+        ..IdpConfig::default()
+    };
+    let idp2 = MockIdp::start(other("B-")).await.map_err(|e| BundledError {
+        part: "second mock IdP",
+        reason: e.to_string(),
+    })?;
+    let stranger = MockIdp::start(other("C-")).await.map_err(|e| BundledError {
+        part: "untrusted mock IdP",
+        reason: e.to_string(),
+    })?;
     let dir = std::env::temp_dir().join(format!("authmd-run-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).map_err(|e| BundledError {
         part: "database directory",
@@ -173,6 +189,13 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     }
     config.trusted_issuers.push(TrustedIssuer {
         issuer: idp.issuer().to_string(),
+        jwks_uri: None,
+        client_ids: Vec::new(),
+        ca_pem: None,
+        required_amr: required_amr.clone(),
+    });
+    config.trusted_issuers.push(TrustedIssuer {
+        issuer: idp2.issuer().to_string(),
         jwks_uri: None,
         client_ids: Vec::new(),
         ca_pem: None,
@@ -248,9 +271,15 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             };
         }
     }
+    target.idp.second = Some(crate::target::SecondIssuer {
+        issuer: idp2.issuer().to_string(),
+        listen: idp2.addr(),
+    });
     Ok(Bundled {
         server,
         idp: Arc::new(idp),
+        idp2: Arc::new(idp2),
+        stranger: Arc::new(stranger),
         mail: Arc::new(mail),
         target,
         _dir: TempDir(dir),

@@ -92,6 +92,10 @@ pub enum Need {
     Cimd,
     /// The target requires `amr` values of the IdP's tokens (`idp.required_amr`, IDJAG-45).
     AmrPolicy,
+    /// A second issuer the target trusts (`idp.second`).
+    SecondIssuer,
+    /// A live issuer the target does not trust.
+    UntrustedIssuer,
     /// The target's clock header also ages its JWKS cache (`idp.jwks_cache_follows_clock`), so
     /// a `Cache-Control` lifetime can be observed without waiting it out (IDJAG-44).
     JwksClock,

@@ -102,6 +102,10 @@ pub struct Harness {
     pub target: TargetConfig,
     /// The mock IdP.
     pub idp: Arc<MockIdp>,
+    /// A second issuer the target trusts (`idp.second`), for two-issuer cases.
+    pub idp2: Option<Arc<MockIdp>>,
+    /// A live issuer the target does not trust: real keys, a real JWKS, never on the list.
+    pub stranger: Option<Arc<MockIdp>>,
     /// Mail source, if any.
     pub mail: Option<Arc<MailSource>>,
     /// Discovery results.
@@ -153,13 +157,31 @@ impl Harness {
         mail: Option<Arc<MailSource>>,
         ca_pem: Option<String>,
     ) -> Result<Self, HarnessError> {
+        Self::with_issuers(target, idp, None, None, mail, ca_pem).await
+    }
+
+    /// [`Harness::new`] with a second trusted issuer and a live untrusted one.
+    pub async fn with_issuers(
+        target: TargetConfig,
+        idp: Arc<MockIdp>,
+        idp2: Option<Arc<MockIdp>>,
+        stranger: Option<Arc<MockIdp>>,
+        mail: Option<Arc<MailSource>>,
+        ca_pem: Option<String>,
+    ) -> Result<Self, HarnessError> {
         let secrets = Secrets::default();
-        let policy = Arc::new(host_policy(&target, &idp));
+        let mut policy = host_policy(&target, &idp);
+        for other in idp2.iter().chain(stranger.iter()) {
+            policy.allow_origin_of(other.base_url());
+        }
+        let policy = Arc::new(policy);
         let limits = target.limits();
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
             idp,
+            idp2,
+            stranger,
             mail,
             discovery: Discovery::default(),
             discovery_exchanges: Vec::new(),
@@ -362,6 +384,8 @@ impl Harness {
                 Need::JwksClock if !self.target.idp.jwks_cache_follows_clock || self.target.clock.offset_header.is_none() => {
                     "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)"
                 }
+                Need::SecondIssuer if self.idp2.is_none() => "needs [idp.second]: a second issuer on your trust list",
+                Need::UntrustedIssuer if self.stranger.is_none() => "needs an untrusted live issuer (started by `run`)",
                 Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
                     "needs idp.required_amr: the amr values your trust entry requires"
                 }
@@ -571,6 +595,8 @@ impl<'h> CaseCtx<'h> {
                 "audience": h.audience(),
                 "resource": h.discovery.prm["resource"],
                 "issuer": h.idp.issuer(),
+                "issuer2": h.idp2.as_ref().map(|i| i.issuer()),
+                "untrusted_issuer": h.stranger.as_ref().map(|i| i.issuer()),
                 "rate_burst": h.target.rate_burst,
                 "required_amr": h.target.idp.required_amr,
                 "register_uri": h.discovery.register_uri,
@@ -784,8 +810,16 @@ impl<'h> CaseCtx<'h> {
                 }
             }
         }
+        // `by` picks the minting IdP: its keys sign, and its issuer is the default `iss`.
+        let by = spec.as_object_mut().and_then(|m| m.remove("by"));
+        let idp = match by.as_ref().and_then(Value::as_str) {
+            None | Some("primary") => &self.h.idp,
+            Some("second") => self.h.idp2.as_ref().ok_or("no second issuer (idp.second)")?,
+            Some("untrusted") => self.h.stranger.as_ref().ok_or("no untrusted issuer")?,
+            Some(other) => return Err(format!("token spec: `by = \"{other}\"` is not primary, second or untrusted")),
+        };
         let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
-        let minted = self.h.idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
+        let minted = idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
         // A minted token is a bearer credential; reports show its decoded header and claims.
         self.h.secrets.add(&minted.token);
         let mut vars = Map::new();

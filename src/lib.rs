@@ -113,12 +113,19 @@ pub async fn run_bundled(
             if let Some(jobs) = jobs {
                 target.jobs = jobs.max(1);
             }
-            let mut harness = Harness::new(target, stack.idp.clone(), Some(stack.mail.clone()), None)
-                .await
-                .map_err(|e| bundled::BundledError {
-                    part: "harness",
-                    reason: e.to_string(),
-                })?;
+            let mut harness = Harness::with_issuers(
+                target,
+                stack.idp.clone(),
+                Some(stack.idp2.clone()),
+                Some(stack.stranger.clone()),
+                Some(stack.mail.clone()),
+                None,
+            )
+            .await
+            .map_err(|e| bundled::BundledError {
+                part: "harness",
+                reason: e.to_string(),
+            })?;
             harness.share_secrets(secrets).map_err(|e| bundled::BundledError {
                 part: "harness",
                 reason: e.to_string(),

@@ -532,7 +532,28 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
             };
             // Discovery never aborts the run: an unreachable or broken target still gets a
             // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
-            let harness = Harness::new(target, Arc::new(idp), mail.map(Arc::new), None)
+            let idp2 = match &target.idp.second {
+                Some(second) => Some(Arc::new(
+                    MockIdp::start(IdpConfig {
+                        listen: second.listen,
+                        issuer: Some(second.issuer.clone()),
+                        key_dir: Some(target.idp.key_dir(&second.issuer)),
+                        kid_prefix: "B-".into(),
+                        ..IdpConfig::default()
+                    })
+                    .await
+                    .map_err(|e| Failure::Usage(format!("idp.second (listen {}): {e}", second.listen)))?,
+                )),
+                None => None,
+            };
+            // A live issuer nobody trusts: real keys and JWKS on a random loopback port.
+            let stranger = MockIdp::start(IdpConfig {
+                kid_prefix: "C-".into(),
+                ..IdpConfig::default()
+            })
+            .await
+            .map_err(|e| Failure::Harness(format!("untrusted mock IdP: {e}")))?;
+            let harness = Harness::with_issuers(target, Arc::new(idp), idp2, Some(Arc::new(stranger)), mail.map(Arc::new), None)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             let harness = Arc::new(harness);

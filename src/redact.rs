@@ -114,6 +114,8 @@ impl std::fmt::Debug for Secrets {
 fn describes_a_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace('-', "_");
     let about = [
+        "_id",
+        "_ids",
         "_expires",
         "_at",
         "_in",
@@ -128,7 +130,20 @@ fn describes_a_secret(key: &str) -> bool {
     about.iter().any(|s| k.ends_with(s))
         || matches!(
             k.as_str(),
-            "type" | "scope" | "scopes" | "kind" | "format" | "alg" | "expires" | "status" | "error" | "error_description"
+            "type"
+                | "scope"
+                | "scopes"
+                | "kind"
+                | "format"
+                | "alg"
+                | "expires"
+                | "status"
+                | "error"
+                | "error_description"
+                | "id"
+                | "sub"
+                | "iss"
+                | "aud"
         )
 }
 
@@ -161,17 +176,8 @@ fn names_a_secret(key: &str) -> bool {
 enum Holds {
     Nothing,
     Secret,
-    Maybe,
-}
-
-/// A string that looks machine-generated rather than a word of vocabulary: long, no spaces,
-/// with a digit or a capital letter, and neither a URL nor a timestamp.
-fn looks_generated(s: &str) -> bool {
-    s.len() >= 12
-        && !s.contains(char::is_whitespace)
-        && !s.contains("://")
-        && s.chars().any(|c| c.is_ascii_digit() || c.is_uppercase())
-        && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_err()
+    /// Inside a secret-named object, under a member that only describes it.
+    Inside,
 }
 
 /// Header names whose values carry credentials.
@@ -222,22 +228,19 @@ impl Secrets {
 
     fn harvest(&self, value: &Value, secret: Holds) {
         match value {
-            Value::String(s) => match secret {
-                Holds::Secret => self.add(s),
-                // Inside a secret's object (`credential: {"value": …, "issued_via": …}`), the
-                // members that are not named as secrets count when they look generated.
-                Holds::Maybe if looks_generated(s) => self.add(s),
-                _ => {}
-            },
+            Value::String(s) if secret == Holds::Secret => self.add(s),
             Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret)),
             Value::Object(map) => {
                 for (k, v) in map {
+                    // Inside a secret's object (`credential: {"value": …, "registration_id": …}`)
+                    // only the members that carry it count; the rest describe it.
+                    let carries = matches!(k.to_ascii_lowercase().as_str(), "value" | "key" | "raw" | "bearer" | "secret");
                     let holds = if describes_a_secret(k) {
                         Holds::Nothing
-                    } else if names_a_secret(k) || (secret != Holds::Nothing && matches!(k.as_str(), "value" | "key" | "raw")) {
+                    } else if names_a_secret(k) || (secret != Holds::Nothing && carries) {
                         Holds::Secret
                     } else if secret != Holds::Nothing {
-                        Holds::Maybe
+                        Holds::Inside
                     } else {
                         Holds::Nothing
                     };
@@ -406,13 +409,22 @@ mod tests {
             "data": [{"session_token": "st_deep"}],
             "claim_token_expires": "2026-01-01T00:00:00Z",
             "registration_id": "reg_1",
-            "session": {"method": "email-verification", "issued_via": "anonymous", "handle": "Xy7pQ2rT9sLm"},
+            "session": {"method": "email-verification", "issued_via": "anonymous", "bearer": "Xy7pQ2rT9sLm"},
+            "credential_info": {"registration_id": "reg_0123456789abcdef", "sub": "sub-0123456789ABC"},
         }));
         let all = s.all();
         for secret in ["sk_live_nested", "ak_top", "st_deep", "Xy7pQ2rT9sLm"] {
             assert!(all.contains(&secret.to_string()), "{secret} not harvested: {all:?}");
         }
-        for not in ["api_key", "2026-01-01T00:00:00Z", "reg_1", "email-verification", "anonymous"] {
+        for not in [
+            "api_key",
+            "2026-01-01T00:00:00Z",
+            "reg_1",
+            "email-verification",
+            "anonymous",
+            "reg_0123456789abcdef",
+            "sub-0123456789ABC",
+        ] {
             assert!(!all.contains(&not.to_string()), "{not} harvested");
         }
     }

@@ -119,6 +119,16 @@ impl Default for DeclaredTtls {
     }
 }
 
+/// A second issuer on the target's trust list, for the two-issuer cases.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondIssuer {
+    /// Its issuer URL as your trust list names it.
+    pub issuer: String,
+    /// Where its mock IdP listens (it must own the issuer's origin).
+    pub listen: SocketAddr,
+}
+
 /// The mock IdP as the target must see it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +172,11 @@ pub struct IdpSettings {
     /// lifetime case (IDJAG-44). Defaults to false.
     #[serde(default)]
     pub jwks_cache_follows_clock: bool,
+    /// A second issuer your server trusts. Without it the two-issuer cases (a key of one
+    /// trusted issuer in a token claiming the other, logout from the other, the same `sub`
+    /// at both) are skipped.
+    #[serde(default)]
+    pub second: Option<SecondIssuer>,
 }
 
 impl IdpSettings {
@@ -199,6 +214,7 @@ impl Default for IdpSettings {
             state_dir: None,
             client_ids: Vec::new(),
             jwks_cache_follows_clock: false,
+            second: None,
         }
     }
 }

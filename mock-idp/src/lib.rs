@@ -101,6 +101,9 @@ pub struct IdpConfig {
     pub audience: String,
     /// `Cache-Control: max-age` of the JWKS in seconds. Defaults to 300.
     pub jwks_max_age: u64,
+    /// Put before every generated kid (`B-K1`), so several IdPs of one run never publish the
+    /// same kid and a key of one cannot be found under another's name by accident.
+    pub kid_prefix: String,
 }
 
 impl Default for IdpConfig {
@@ -114,6 +117,7 @@ impl Default for IdpConfig {
             alg: KeyAlg::Es256,
             audience: "http://localhost:8000".into(),
             jwks_max_age: 300,
+            kid_prefix: String::new(),
         }
     }
 }
@@ -232,6 +236,7 @@ pub(crate) struct Inner {
     /// Public keys of `jku` tampers by kid, served under `/attacker/<kid>/jwks.json`.
     pub(crate) attacker_keys: std::collections::HashMap<String, Value>,
     key_dir: Option<PathBuf>,
+    pub(crate) kid_prefix: String,
     next_kid: u32,
 }
 
@@ -260,7 +265,7 @@ impl MockIdp {
             _ => Vec::new(),
         };
         if published.is_empty() {
-            let key = SigningKey::generate(config.alg, "K1")?;
+            let key = SigningKey::generate(config.alg, format!("{}K1", config.kid_prefix))?;
             if let Some(dir) = &config.key_dir {
                 key.save(dir)?;
             }
@@ -299,6 +304,7 @@ impl MockIdp {
                 cimd: None,
                 attacker_keys: std::collections::HashMap::new(),
                 key_dir: config.key_dir.clone(),
+                kid_prefix: config.kid_prefix.clone(),
                 next_kid,
             }),
         });

@@ -148,10 +148,10 @@ pub(crate) fn mint_locked(state: &State, inner: &mut Inner, request: &TokenReque
 }
 
 pub(crate) fn rotate_locked(inner: &mut Inner, alg: KeyAlg) -> Result<String, IdpError> {
-    let mut kid = format!("K{}", inner.next_kid);
+    let mut kid = format!("{}K{}", inner.kid_prefix, inner.next_kid);
     while inner.published.iter().any(|k| k.kid() == kid) {
         inner.next_kid += 1;
-        kid = format!("K{}", inner.next_kid);
+        kid = format!("{}K{}", inner.kid_prefix, inner.next_kid);
     }
     inner.next_kid += 1;
     let key = SigningKey::generate(alg, kid.clone())?;

@@ -246,6 +246,16 @@ defects! {
     TrimOtp = "trim-otp",
     /// IDJAG-14: accepts issuers that are not on the trust list.
     TrustUnknownIssuers = "trust-unknown-issuers",
+    /// IDJAG-14, REVOKE-05: trusts any issuer and verifies with the JWKS at its own
+    /// well-known path (so a live, untrusted IdP's tokens verify).
+    TrustAnyIssuerJwks = "trust-any-issuer-jwks",
+    /// IDJAG-04: on a kid miss, looks the kid up in every trusted issuer's keys (so a key of
+    /// issuer A verifies a token claiming issuer B).
+    KidLookupAcrossIssuers = "kid-lookup-across-issuers",
+    /// MATCH-01: matches users by `sub` alone (the same `sub` at two issuers is one user).
+    MatchBySubAlone = "match-by-sub-alone",
+    /// REVOKE-03: a logout token revokes by `sub` and `aud` alone, whatever issuer sent it.
+    RevokeBySubAlone = "revoke-by-sub-alone",
     /// IDJAG-40: answers an unknown `assertion_type` with `unsupported_credential_type`.
     UnknownAssertionTypeUnsupportedCredential = "unknown-assertion-type-unsupported-credential",
     /// REG-EMAIL-04: registers verified_email agents although verified_email is not offered.

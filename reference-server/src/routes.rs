@@ -545,14 +545,17 @@ fn create_user(conn: &Connection, email: Option<&str>, email_verified: bool, pho
 /// MATCH-01..06: `(iss, sub)` first, then a verified email, then a verified phone, else JIT.
 fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i64, v: &verify::Verified) -> Result<String, ApiError> {
     if !state_defects.contains(Defect::NewUserPerAssertion) {
-        let existing: Option<String> = conn
-            .query_row(
+        let existing: Option<String> = if state_defects.contains(Defect::MatchBySubAlone) {
+            conn.query_row("SELECT user_id FROM delegations WHERE sub = ?1", params![v.sub], |r| r.get(0))
+        } else {
+            conn.query_row(
                 "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
                 params![v.iss, v.sub],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(db)?;
+        }
+        .optional()
+        .map_err(db)?;
         if let Some(user) = existing {
             return Ok(user);
         }
@@ -1303,12 +1306,18 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
                 // REVOKE-02, REVOKE-03, REVOKE-18, REVOKE-22: every credential of exactly this
                 // triple, and only those: keys from the anonymous and verified-email flows of the
                 // same person were not delegated by the provider and are not its to revoke.
-                let n = conn
-                    .execute(
+                let n = if st.defects.contains(Defect::RevokeBySubAlone) {
+                    conn.execute(
+                        "UPDATE credentials SET revoked = 1 WHERE iss IS NOT NULL AND sub = ?1 AND aud = ?2 AND revoked = 0",
+                        params![verified.sub, verified.aud],
+                    )
+                } else {
+                    conn.execute(
                         "UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0",
                         params![verified.iss, verified.sub, verified.aud],
                     )
-                    .map_err(db)?;
+                }
+                .map_err(db)?;
                 // AUDIT-06
                 audit(
                     conn,
