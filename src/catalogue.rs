@@ -377,6 +377,7 @@ fn allowed_params(action: Action) -> &'static [&'static str] {
             "of",
             "count",
             "field",
+            "spread",
             "attempt_token",
             "claim_token",
             "otp",

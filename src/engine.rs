@@ -115,6 +115,10 @@ pub struct Harness {
     /// Secrets seen during the run (redacted in every output).
     pub secrets: Secrets,
     idp_lock: tokio::sync::RwLock<()>,
+    /// Which block of loopback source addresses this run's cases use.
+    source_block: u16,
+    /// Spare source addresses handed out so far (spread samples).
+    spare: std::sync::atomic::AtomicUsize,
     plain: Transport,
     policy: Arc<HostPolicy>,
     limits: Limits,
@@ -187,6 +191,8 @@ impl Harness {
             discovery_exchanges: Vec::new(),
             secrets,
             idp_lock: tokio::sync::RwLock::new(()),
+            source_block: rand::random::<u16>() % 15_000,
+            spare: std::sync::atomic::AtomicUsize::new(0),
             plain,
             policy,
             limits,
@@ -396,6 +402,17 @@ impl Harness {
         None
     }
 
+    /// A loopback source address no case of this run uses (`n` picks one of many).
+    fn spare_source(&self, n: usize) -> IpAddr {
+        let slot = (self.source_block as usize + 7_500) % 15_000 * 1000 + self.spare.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + n;
+        IpAddr::V4(Ipv4Addr::new(
+            127,
+            1 + (slot / 62_500 % 250) as u8,
+            (slot / 250 % 250) as u8,
+            2 + (slot % 250) as u8,
+        ))
+    }
+
     /// The level `case` gates at for this target.
     pub fn level_of(&self, case: &Case) -> Level {
         match case.must_when {
@@ -422,8 +439,17 @@ impl Harness {
             _shared = self.idp_lock.read().await;
         }
         let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
-        // 127.0.0.1 is left to everything else; cases get 127.0.1.2 upwards.
-        let source = isolate.then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (index / 250) as u8, 2 + (index % 250) as u8)));
+        // 127.0.0.1 is left to everything else; cases get 127.x.y.z from a block drawn per run,
+        // so a re-run within a target's rate-limit window does not inherit the last run's counts.
+        let slot = self.source_block as usize * 1000 + index;
+        let source = isolate.then(|| {
+            IpAddr::V4(Ipv4Addr::new(
+                127,
+                1 + (slot / 62_500 % 250) as u8,
+                (slot / 250 % 250) as u8,
+                2 + (slot % 250) as u8,
+            ))
+        });
         let mut ctx = match CaseCtx::new(self, case, source) {
             Ok(c) => c,
             Err(e) => {
@@ -558,6 +584,8 @@ pub fn parse_challenge(header: &str) -> (String, BTreeMap<String, String>) {
 struct CaseCtx<'h> {
     h: &'h Harness,
     net: Transport,
+    /// The case's own source address, when cases are isolated by address.
+    source: Option<IpAddr>,
     vars: Map<String, Value>,
     offset: i64,
     started: Instant,
@@ -608,6 +636,7 @@ impl<'h> CaseCtx<'h> {
         Ok(Self {
             h,
             net,
+            source,
             vars,
             offset: 0,
             started: Instant::now(),
@@ -1215,15 +1244,47 @@ impl<'h> CaseCtx<'h> {
                         .params
                         .clone()
                         .into_iter()
-                        .filter(|(k, _)| !["of", "count", "field"].contains(&k.as_str()))
+                        .filter(|(k, _)| !["of", "count", "field", "spread"].contains(&k.as_str()))
                         .collect(),
                     expect: None,
                 };
+                // `spread`: each request from its own loopback source address, so a per-address
+                // rate limit (conforming, RATE-01) does not cut the sample short.
+                let spread = need!(self.param(step, "spread")).is_some_and(|v| v == json!(true)) && self.source.is_some();
+                let home = self.net.clone();
                 let mut values = Vec::new();
-                for _ in 0..count {
-                    let (_, vars) = need!(Box::pin(self.step(&inner, label)).await?);
-                    let value = Value::Object(vars).pointer(&field).cloned().unwrap_or(Value::Null);
-                    values.push(value);
+                for i in 0..count {
+                    if spread {
+                        let ip = self.h.spare_source(i);
+                        self.net = Transport::new(
+                            Some(ip),
+                            self.h.ca_pem.as_deref(),
+                            self.h.limits,
+                            self.h.policy.clone(),
+                            self.h.secrets.clone(),
+                        )
+                        .map_err(HarnessError::Tooling)?;
+                    }
+                    let outcome = Box::pin(self.step(&inner, label)).await;
+                    self.net = home.clone();
+                    let (_, vars) = need!(outcome?);
+                    let rate_limited = vars.get("http_status") == Some(&json!(429));
+                    let value = Value::Object(vars).pointer(&field).cloned();
+                    // A rate limit is conforming (RATE-01): a sample of values the 429 does not
+                    // carry ends there and is judged on what it collected, never on the nulls.
+                    if rate_limited && value.is_none() {
+                        if values.len() < 2 {
+                            return Err(HarnessError::NoResponse {
+                                url: self.register_uri().unwrap_or_default(),
+                                reason: format!(
+                                    "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
+                                    values.len()
+                                ),
+                            });
+                        }
+                        break;
+                    }
+                    values.push(value.unwrap_or(Value::Null));
                 }
                 let mut vars = Map::new();
                 vars.insert("values".into(), Value::Array(values));

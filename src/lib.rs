@@ -14,6 +14,7 @@ pub mod exit_code;
 pub mod outcome;
 pub mod redact;
 pub mod report;
+pub mod setup;
 pub mod target;
 pub mod template;
 pub mod transport;

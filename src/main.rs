@@ -31,6 +31,21 @@ struct Cli {
 enum Command {
     /// Run the suite: against the bundled reference server, or `--target URL --config FILE`.
     Run(RunArgs),
+    /// Probe a live target and write a commented target.toml (discovery, oracle, TTLs).
+    Init {
+        /// The target's base URL.
+        #[arg(long)]
+        target: String,
+        /// Where to write the configuration (never overwritten).
+        #[arg(long, default_value = "target.toml")]
+        out: PathBuf,
+    },
+    /// Validate a target configuration against the live target before a run.
+    CheckConfig {
+        /// The target configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// List the cases the filters select.
     List(FilterArgs),
     /// Explain one case: requirement text, source, steps, expectations, defects.
@@ -250,6 +265,48 @@ fn defects(ids: &[String]) -> Result<Defects, Failure> {
 async fn dispatch(command: Command) -> Result<i32, Failure> {
     match command {
         Command::Run(args) => run(args).await,
+        Command::Init { target, out } => {
+            let probe = authmd_conformance::setup::probe(&target).await.map_err(Failure::Harness)?;
+            authmd_conformance::setup::write_new(&out, &authmd_conformance::setup::render(&probe)).map_err(Failure::Usage)?;
+            println!("wrote {}", out.display());
+            println!(
+                "  discovery: {}",
+                probe
+                    .discovery_error
+                    .as_deref()
+                    .unwrap_or("PRM and authorization-server metadata found")
+            );
+            println!(
+                "  oracle: {}",
+                probe
+                    .oracle
+                    .as_ref()
+                    .map(|(p, u, s)| format!("{p} (user {u}, scopes {s})"))
+                    .unwrap_or_else(|| "not found; see the comment in the file".into())
+            );
+            println!(
+                "next: edit [mail] and [idp] for your deployment, then `check-config --config {}`",
+                out.display()
+            );
+            Ok(exit_code::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let target = TargetConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+            let checks = authmd_conformance::setup::check(&target).await;
+            for c in &checks {
+                println!(
+                    "{} {:<12} {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.name,
+                    authmd_conformance::redact::inert(&c.detail, false)
+                );
+            }
+            Ok(if checks.iter().all(|c| c.ok) {
+                exit_code::SUCCESS
+            } else {
+                exit_code::USAGE
+            })
+        }
         Command::Baseline {
             command: BaselineCommand::Write { report, out },
         } => {

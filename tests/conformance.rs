@@ -38,7 +38,10 @@ fn main() {
             (run(Variant::Standard).await, Vec::new())
         } else {
             let (done, alternates, no_clock) = tokio::join!(run(Variant::Standard), run(Variant::Alternates), run(Variant::NoClock));
-            (done, vec![(Variant::Alternates, alternates.report), (Variant::NoClock, no_clock.report)])
+            (
+                done,
+                vec![(Variant::Alternates, alternates.report), (Variant::NoClock, no_clock.report)],
+            )
         };
         let dir = std::env::temp_dir().join(format!("authmd-selftest-{}", std::process::id()));
         done.report.write_all(&dir, &done.secrets).expect("write reports");
