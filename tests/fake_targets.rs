@@ -254,3 +254,32 @@ async fn a_url_template_mail_source_gets_the_cases_registration_id() {
         .collect();
     assert!(asked.iter().all(|p| p == "/mail/reg_u1.html"), "{asked:?}");
 }
+
+#[tokio::test]
+async fn a_relative_resource_metadata_is_never_fetched_and_discovery_falls_back() {
+    // RFC 9728 wants an absolute URL; a relative one is the target's fault (a DISC finding),
+    // never a harness error: the harness does not fetch it and tries the conventional path.
+    let server = MockServer::start().await;
+    with_discovery(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api/resource"))
+        .respond_with(ResponseTemplate::new(401).insert_header(
+            "www-authenticate",
+            r#"Bearer resource_metadata="/.well-known/oauth-protected-resource""#,
+        ))
+        .mount(&server)
+        .await;
+    let harness = harness(&server.uri()).await.expect("harness");
+    assert_eq!(harness.discovery.error, None, "discovery should fall back to the conventional path");
+    let refused = harness
+        .discovery_exchanges
+        .iter()
+        .find(|e| e.blocked)
+        .expect("the relative URL is recorded, not fetched");
+    assert!(
+        refused.error.as_deref().is_some_and(|e| e.contains("not an absolute URL")),
+        "{refused:?}"
+    );
+    let results = authmd_conformance::run(harness, cases(&["disc-01-challenge-without-credentials"]), &|_, _, _| {}).await;
+    assert_eq!(results.cases[0].verdict, Verdict::Fail, "{:?}", results.cases[0].findings);
+}
