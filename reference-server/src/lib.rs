@@ -10,6 +10,7 @@ pub mod config;
 pub mod defect;
 pub mod error;
 mod mail;
+mod rate;
 mod routes;
 mod state;
 pub mod store;

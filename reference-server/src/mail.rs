@@ -3,6 +3,29 @@
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+/// The one email grammar of the service: the same check at registration, at claim and at send
+/// time, built on the mailer's own address parser, so an address that passes can always be
+/// mailed (a 400 at the door, never a 500 at the mailer). Display names, comments, quoted local
+/// parts and lists are refused: an agent sends a bare `local@domain`.
+pub fn email_address(text: &str) -> Option<lettre::Address> {
+    let plain = !text.is_empty()
+        && text.len() <= 254
+        && !text.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '"' | ',' | '(' | ')' | '<' | '>' | ';' | ':' | '[' | ']' | '\\'));
+    let (local, domain) = text.rsplit_once('@')?;
+    let shaped = plain
+        && !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..");
+    if !shaped {
+        return None;
+    }
+    text.parse::<lettre::Address>().ok()
+}
+
 /// Sends claim emails.
 pub struct Mailer {
     from: String,
@@ -65,7 +88,7 @@ impl Mailer {
             return Ok(());
         };
         let from: Mailbox = self.from.parse().map_err(|e| format!("bad sender: {e}"))?;
-        let to_box: Mailbox = to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        let to_box = Mailbox::new(None, email_address(to).ok_or_else(|| format!("bad recipient `{to}`"))?);
         let message = Message::builder()
             .from(from)
             .to(to_box)

@@ -57,15 +57,7 @@ impl AppState {
         let Ok(mut counters) = self.rate.lock() else {
             return Ok(());
         };
-        let entry = counters.entry(key).or_insert((now, 0));
-        if now - entry.0 >= window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > limit {
-            return Err(ApiError::RateLimited((entry.0 + window - now).max(1) as u64));
-        }
-        Ok(())
+        counters.hit(key, limit, window, now).map_err(ApiError::RateLimited)
     }
 }
 
@@ -131,15 +123,7 @@ fn str_member<'a>(body: &'a serde_json::Map<String, Value>, name: &str) -> Resul
 }
 
 fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.contains(char::is_whitespace)
-        && !domain.contains('@')
+    crate::mail::email_address(email).is_some()
 }
 
 fn scopes_json(scopes: &[String]) -> String {

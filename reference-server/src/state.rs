@@ -1,6 +1,5 @@
 //! Shared state and small helpers: clock, secrets, hashing, time formatting.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
@@ -45,8 +44,8 @@ pub struct Inner {
     pub mailer: Mailer,
     /// Public base URL without a trailing slash.
     pub base_url: String,
-    /// Fixed-window rate counters: key → (window start, count).
-    pub rate: Mutex<HashMap<String, (i64, u32)>>,
+    /// Fixed-window rate counters that forget idle keys.
+    pub rate: Mutex<crate::rate::RateCounters>,
 }
 
 impl Inner {

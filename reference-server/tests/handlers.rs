@@ -374,3 +374,26 @@ fn a_certificate_without_its_key_is_refused_naming_the_key() {
     let error = Config::layered_with(None, [], &["tls_cert=/tmp/cert.pem".to_string()]).expect_err("half a TLS config");
     assert!(error.to_string().contains("tls_key"), "{error}");
 }
+
+#[tokio::test]
+async fn addresses_the_mailer_cannot_take_are_400_at_registration_and_claim() {
+    // Each passed the old "plausible" check and then broke the mailer: a 500 after the
+    // registration row was committed, so the agent never saw its claim token.
+    let r = router("bad-addresses", Config::default());
+    let (status, _, anon) = call(&r, post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#)).await;
+    assert_eq!(status, 200);
+    let claim_token = anon["claim_token"].as_str().expect("claim token").to_string();
+    for bad in ["a,b@example.com", "a\"b@example.com", "(x)@example.com", "a b@example.com", "<a@example.com>", "a@b@example.com", "a@example..com", "x@example.com;y@example.com"] {
+        let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": bad, "requested_credential_type": "access_token" });
+        let (status, _, answer) = call(&r, post_json("/agent/auth", &body.to_string())).await;
+        assert_eq!((status.as_u16(), answer["error"].as_str()), (400, Some("invalid_request")), "registration with {bad}: {answer}");
+        let body = json!({ "claim_token": claim_token, "email": bad });
+        let (status, _, answer) = call(&r, post_json("/agent/auth/claim", &body.to_string())).await;
+        assert_eq!((status.as_u16(), answer["error"].as_str()), (400, Some("invalid_request")), "claim with {bad}: {answer}");
+    }
+    for good in ["agent.user+tag@example.com", "o'brien@sub.example.co.uk"] {
+        let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": good, "requested_credential_type": "access_token" });
+        let (status, _, answer) = call(&r, post_json("/agent/auth", &body.to_string())).await;
+        assert_eq!(status, 200, "{good}: {answer}");
+    }
+}
