@@ -187,6 +187,9 @@ enum ReferenceCommand {
         /// List the defects and exit.
         #[arg(long)]
         list_defects: bool,
+        /// Request log format on stderr: human or json (filter with RUST_LOG).
+        #[arg(long, default_value = "human")]
+        log_format: String,
     },
     /// Print the audit events stored in a database.
     Audit {
@@ -461,6 +464,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                     smtp,
                     defects: ids,
                     list_defects,
+                    log_format,
                 },
         } => {
             if list_defects {
@@ -473,6 +477,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             sets.extend(database.map(|d| format!("database={}", d.display())));
             sets.extend(smtp.map(|s| format!("smtp={s}")));
             let cfg = Config::layered(config.as_deref(), &sets).map_err(|e| Failure::Usage(e.to_string()))?;
+            authmd_reference_server::init_logging(&log_format).map_err(Failure::Usage)?;
             let server = ReferenceServer::start(cfg, defects(&ids)?)
                 .await
                 .map_err(|e| Failure::Usage(e.to_string()))?;

@@ -97,7 +97,51 @@ pub fn app(state: AppState) -> Router {
         .route("/api/write", post(routes::api_write))
         .route("/_admin/audit", get(routes::admin_audit))
         .route("/mail/{file}", get(routes::mail_outbox))
+        .route("/healthz", get(routes::healthz))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Installs the process-wide log subscriber: `human` (one readable line per event) or `json`
+/// (one JSON object per line), filtered by `RUST_LOG` (default `info`). Call once, from a binary.
+pub fn init_logging(format: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        "human" => builder.with_ansi(false).try_init(),
+        "json" => builder.json().flatten_event(true).try_init(),
+        other => return Err(format!("--log-format `{other}`: expected human or json")),
+    };
+    result.map_err(|e| format!("logging: {e}"))
+}
+
+/// The registration a response is about, for the request log (handlers attach it).
+#[derive(Clone, Debug)]
+pub struct LoggedRegistration(pub String);
+
+/// One log line per request: method, path (never the query, which can carry a claim-attempt
+/// token), status, latency and the registration id when the handler named one. Headers and
+/// bodies are never logged: they carry credentials.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let registration = response
+        .extensions()
+        .get::<LoggedRegistration>()
+        .map(|r| r.0.as_str())
+        .unwrap_or("-");
+    tracing::info!(
+        target: "authmd_reference_server::request",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        registration_id = %registration,
+        "request"
+    );
+    response
 }
 
 /// Reads the audit events of a database file (for `reference audit`).

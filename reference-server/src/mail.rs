@@ -10,7 +10,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 pub fn email_address(text: &str) -> Option<lettre::Address> {
     let plain = !text.is_empty()
         && text.len() <= 254
-        && !text.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '"' | ',' | '(' | ')' | '<' | '>' | ';' | ':' | '[' | ']' | '\\'));
+        && !text.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | ',' | '(' | ')' | '<' | '>' | ';' | ':' | '[' | ']' | '\\')
+        });
     let (local, domain) = text.rsplit_once('@')?;
     let shaped = plain
         && !local.is_empty()

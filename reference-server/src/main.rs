@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
 
-const USAGE: &str = "usage: authmd-reference-server [--config FILE] [--set KEY=VALUE]... [--listen ADDR] [--database FILE] [--smtp HOST:PORT] [--defect ID]... [--list-defects]";
+const USAGE: &str = "usage: authmd-reference-server [--config FILE] [--set KEY=VALUE]... [--listen ADDR] [--database FILE] [--smtp HOST:PORT] [--defect ID]... [--log-format human|json] [--list-defects]";
 
 fn main() -> ExitCode {
     match run() {
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, String> {
     let mut args = std::env::args().skip(1);
     let (mut config_path, mut sets, mut defects) = (None::<PathBuf>, Vec::<String>::new(), Defects::none());
+    let mut log_format = "human".to_string();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match arg.as_str() {
@@ -32,6 +33,7 @@ fn run() -> Result<ExitCode, String> {
             "--listen" => sets.push(format!("listen={}", value("--listen")?)),
             "--database" => sets.push(format!("database={}", value("--database")?)),
             "--smtp" => sets.push(format!("smtp={}", value("--smtp")?)),
+            "--log-format" => log_format = value("--log-format")?,
             "--defect" => defects.insert(value("--defect")?.parse::<Defect>().map_err(|e| e.to_string())?),
             "--list-defects" => {
                 for d in Defect::ALL {
@@ -47,6 +49,7 @@ fn run() -> Result<ExitCode, String> {
         }
     }
     let config = Config::layered(config_path.as_deref(), &sets).map_err(|e| e.to_string())?;
+    authmd_reference_server::init_logging(&log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -37,7 +37,11 @@ impl AppState {
 
     /// A 200 JSON response carrying secrets: never cached (REG-GEN-07).
     fn secret_json(&self, body: Value) -> Response {
+        let registration = body["registration_id"].as_str().map(|r| crate::LoggedRegistration(r.to_string()));
         let mut response = Json(body).into_response();
+        if let Some(r) = registration {
+            response.extensions_mut().insert(r);
+        }
         if !self.defects.contains(Defect::OmitCacheControl) {
             response
                 .headers_mut()
@@ -1483,6 +1487,18 @@ pub async fn mail_outbox(State(state): State<AppState>, axum::extract::Path(file
     match tokio::fs::read(dir.join(&file)).await {
         Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
         Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /healthz`: 200 once the database answers, 503 otherwise.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state
+        .db
+        .call(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db))
+        .await
+    {
+        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable" }))).into_response(),
     }
 }
 

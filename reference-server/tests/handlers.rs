@@ -380,20 +380,104 @@ async fn addresses_the_mailer_cannot_take_are_400_at_registration_and_claim() {
     // Each passed the old "plausible" check and then broke the mailer: a 500 after the
     // registration row was committed, so the agent never saw its claim token.
     let r = router("bad-addresses", Config::default());
-    let (status, _, anon) = call(&r, post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#)).await;
+    let (status, _, anon) = call(
+        &r,
+        post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
+    )
+    .await;
     assert_eq!(status, 200);
     let claim_token = anon["claim_token"].as_str().expect("claim token").to_string();
-    for bad in ["a,b@example.com", "a\"b@example.com", "(x)@example.com", "a b@example.com", "<a@example.com>", "a@b@example.com", "a@example..com", "x@example.com;y@example.com"] {
+    for bad in [
+        "a,b@example.com",
+        "a\"b@example.com",
+        "(x)@example.com",
+        "a b@example.com",
+        "<a@example.com>",
+        "a@b@example.com",
+        "a@example..com",
+        "x@example.com;y@example.com",
+    ] {
         let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": bad, "requested_credential_type": "access_token" });
         let (status, _, answer) = call(&r, post_json("/agent/auth", &body.to_string())).await;
-        assert_eq!((status.as_u16(), answer["error"].as_str()), (400, Some("invalid_request")), "registration with {bad}: {answer}");
+        assert_eq!(
+            (status.as_u16(), answer["error"].as_str()),
+            (400, Some("invalid_request")),
+            "registration with {bad}: {answer}"
+        );
         let body = json!({ "claim_token": claim_token, "email": bad });
         let (status, _, answer) = call(&r, post_json("/agent/auth/claim", &body.to_string())).await;
-        assert_eq!((status.as_u16(), answer["error"].as_str()), (400, Some("invalid_request")), "claim with {bad}: {answer}");
+        assert_eq!(
+            (status.as_u16(), answer["error"].as_str()),
+            (400, Some("invalid_request")),
+            "claim with {bad}: {answer}"
+        );
     }
     for good in ["agent.user+tag@example.com", "o'brien@sub.example.co.uk"] {
         let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": good, "requested_credential_type": "access_token" });
         let (status, _, answer) = call(&r, post_json("/agent/auth", &body.to_string())).await;
         assert_eq!(status, 200, "{good}: {answer}");
+    }
+}
+
+/// A writer into a shared buffer, for capturing the request log.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_request_log_has_one_line_per_request_and_no_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (credential, claim_token, registration_id) = runtime.block_on(async {
+        let r = router("request-log", Config::default());
+        let (_, _, anon) = call(
+            &r,
+            post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
+        )
+        .await;
+        let credential = anon["credential"].as_str().expect("credential").to_string();
+        let request = Request::get("/api/resource?probe=1")
+            .header("authorization", format!("Bearer {credential}"))
+            .body(Body::empty())
+            .expect("request");
+        let (status, _, _) = call(&r, request).await;
+        assert_eq!(status, 200);
+        let (status, _, _) = call(&r, Request::get("/healthz").body(Body::empty()).expect("request")).await;
+        assert_eq!(status, 200);
+        (
+            credential,
+            anon["claim_token"].as_str().unwrap_or_default().to_string(),
+            anon["registration_id"].as_str().unwrap_or_default().to_string(),
+        )
+    });
+    let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("utf-8");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "authmd_reference_server::request")
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per request:\n{text}");
+    assert_eq!(lines[0]["fields"]["path"], "/agent/auth");
+    assert_eq!(lines[0]["fields"]["status"], 200);
+    assert_eq!(lines[0]["fields"]["registration_id"], registration_id.as_str());
+    assert_eq!(lines[1]["fields"]["path"], "/api/resource", "the query is never logged");
+    for secret in [credential.as_str(), claim_token.as_str()] {
+        assert!(!secret.is_empty() && !text.contains(secret), "a secret in the log");
     }
 }
