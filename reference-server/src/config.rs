@@ -122,6 +122,34 @@ impl Default for Ttls {
     }
 }
 
+/// Connection hygiene: what one client can hold of the server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// Seconds a connection may take to send a request head, and may sit idle between
+    /// keep-alive requests. Defaults to 5.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take to send its body. Defaults to 10.
+    pub body_timeout_secs: u64,
+    /// Requests handled at once; beyond it the answer is 503 with `Retry-After`. Defaults to 1024.
+    pub max_in_flight: usize,
+    /// Open connections; at the cap the oldest is closed to admit a new one, so a crowd of
+    /// half-open connections cannot lock others out. 0 (the default) derives it from the
+    /// process's open-file limit, less a reserve for the database and the listener.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 5,
+            body_timeout_secs: 10,
+            max_in_flight: 1024,
+            max_connections: 0,
+        }
+    }
+}
+
 /// Rate limits per client IP and per issuer, over a fixed window.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -179,6 +207,8 @@ pub struct Config {
     pub ttl: Ttls,
     /// Rate limits.
     pub rate: RateLimits,
+    /// Timeouts and caps on connections and requests.
+    pub connections: ConnectionLimits,
     /// Wrong OTPs allowed per attempt before the OTP is burned (CLAIM-25). Defaults to 5.
     pub max_otp_failures: u32,
     /// C-01 reading for `aud`.
@@ -230,6 +260,7 @@ impl Default for Config {
             scopes: vec!["api.read".into(), "api.write".into()],
             ttl: Ttls::default(),
             rate: RateLimits::default(),
+            connections: ConnectionLimits::default(),
             max_otp_failures: 5,
             audience: AudienceReading::AsIssuer,
             logout_requires_exp: false,

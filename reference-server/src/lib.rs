@@ -12,6 +12,7 @@ pub mod error;
 mod mail;
 mod rate;
 mod routes;
+mod serve;
 mod state;
 pub mod store;
 mod verify;
@@ -80,6 +81,7 @@ pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppSt
 
 /// The service's router.
 pub fn app(state: AppState) -> Router {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(state.config.connections.max_in_flight.max(1)));
     Router::new()
         .route("/.well-known/oauth-protected-resource", get(routes::prm_root))
         .route("/.well-known/oauth-protected-resource/api", get(routes::prm_resource))
@@ -98,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route("/_admin/audit", get(routes::admin_audit))
         .route("/mail/{file}", get(routes::mail_outbox))
         .route("/healthz", get(routes::healthz))
+        .layer(axum::middleware::from_fn_with_state(permits, serve::limit_in_flight))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -166,7 +169,17 @@ impl ReferenceServer {
             addr: listen.clone(),
             reason: e.to_string(),
         };
-        let listener = std::net::TcpListener::bind(config.listen).map_err(bind_err)?;
+        // A deep accept backlog: std's default of 128 drops SYNs under a burst of connections,
+        // and each dropped one costs its client a second.
+        let socket = if config.listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(bind_err)?;
+        socket.set_reuseaddr(true).map_err(bind_err)?;
+        socket.bind(config.listen).map_err(bind_err)?;
+        let listener = socket.listen(4096).map_err(bind_err)?.into_std().map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
         let given_cert = config.tls_cert.clone().zip(config.tls_key.clone());
@@ -174,8 +187,9 @@ impl ReferenceServer {
         let scheme = if https { "https" } else { "http" };
         let base_url = config.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         let ca_out = config.tls_ca_out.clone();
+        let limits = config.connections.clone();
         let state = state(config, defects, base_url.clone())?;
-        let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let router = app(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut ca_pem = None;
         if https {
@@ -196,9 +210,15 @@ impl ReferenceServer {
                 }
             };
             let handle = axum_server::Handle::new();
-            let server = axum_server::from_tcp_rustls(listener, tls)
+            let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .map_err(bind_err)?
                 .handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs.max(1)));
+            let router = router.into_make_service_with_connect_info::<SocketAddr>();
             tokio::spawn(async move {
                 let _ = rx.await;
                 handle.graceful_shutdown(Some(Duration::from_secs(1)));
@@ -208,13 +228,7 @@ impl ReferenceServer {
             });
         } else {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_err)?;
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
+            tokio::spawn(serve::serve(listener, router, limits, rx));
         }
         Ok(Self {
             base_url,

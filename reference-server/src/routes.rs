@@ -94,17 +94,20 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
-async fn body_bytes(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+async fn body_bytes(state: &AppState, request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
+    // A body that trickles in is cut off: one slow client must not hold a handler forever.
+    let limit = std::time::Duration::from_secs(state.config.connections.body_timeout_secs.max(1));
+    let bytes = tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY))
         .await
+        .map_err(|_| invalid("the body did not arrive in time"))?
         .map_err(|_| invalid("the body is too large or unreadable"))?;
     Ok((parts.headers, bytes))
 }
 
 /// REG-GEN-01, REG-GEN-03, REG-GEN-04: JSON bodies only; malformed JSON is a 400, never a 5xx.
 async fn json_body(state: &AppState, request: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let (headers, bytes) = body_bytes(request).await?;
+    let (headers, bytes) = body_bytes(state, request).await?;
     if !content_type_is(&headers, "application/json") && !state.defects.contains(Defect::AcceptNonJsonContentType) {
         return Err(invalid("Content-Type must be application/json"));
     }
@@ -1246,7 +1249,7 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
 /// `POST /agent/auth/revoke` (REVOKE-01..21): a provider's logout token.
 pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
-        let (headers, bytes) = body_bytes(request).await?;
+        let (headers, bytes) = body_bytes(&state, request).await?;
         let body = String::from_utf8(bytes.to_vec()).map_err(|_| invalid("the body is not UTF-8"))?;
         // REVOKE-01, REVOKE-15: the auth.md wire format, not BCL's form POST (C-20).
         let token = if content_type_is(&headers, "application/logout+jwt") {

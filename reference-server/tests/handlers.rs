@@ -481,3 +481,84 @@ fn the_request_log_has_one_line_per_request_and_no_secret() {
         assert!(!secret.is_empty() && !text.contains(secret), "a secret in the log");
     }
 }
+
+/// This process's open-file limit, from /proc (no unsafe getrlimit).
+fn fd_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+#[test]
+fn a_crowd_of_half_open_connections_does_not_lock_others_out() {
+    use std::io::{Read, Write};
+    // Held connections that never finish their request head: as many as this process may
+    // open (20,000 on the project's machines), with a header timeout long enough to hold
+    // them all for the test. The server must still answer a normal request within a second.
+    let db = db_path("crowd");
+    let _ = std::fs::remove_file(&db);
+    // The server gets a smaller descriptor budget than the crowd, so only closing idle
+    // connections (oldest first at the cap) can keep it reachable.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 4096 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_authmd-reference-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "connections.header_read_timeout_secs=60",
+            "--database",
+        ])
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("url line");
+    let addr = line.trim().trim_start_matches("http://").to_string();
+    let crowd_size = fd_limit().saturating_sub(300).min(20_000);
+    let mut crowd = Vec::with_capacity(crowd_size);
+    for _ in 0..crowd_size {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(mut s) => {
+                let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+                crowd.push(s);
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        crowd.len() >= crowd_size * 9 / 10,
+        "only {} of {crowd_size} connections opened",
+        crowd.len()
+    );
+    let started = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect(&addr).expect("a fresh connection");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let held = crowd.len();
+    drop(crowd);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "with {held} half-open connections held: {answer:?}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "answered after {elapsed:?} with {held} held"
+    );
+}
