@@ -187,20 +187,12 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             config.ttl.access_token = SHORT_TTLS.access_token;
         }
     }
-    config.trusted_issuers.push(TrustedIssuer {
-        issuer: idp.issuer().to_string(),
-        jwks_uri: None,
-        client_ids: Vec::new(),
-        ca_pem: None,
-        required_amr: required_amr.clone(),
-    });
-    config.trusted_issuers.push(TrustedIssuer {
-        issuer: idp2.issuer().to_string(),
-        jwks_uri: None,
-        client_ids: Vec::new(),
-        ca_pem: None,
-        required_amr: required_amr.clone(),
-    });
+    for trusted in [&idp, &idp2] {
+        config.trusted_issuers.push(TrustedIssuer {
+            required_amr: required_amr.clone(),
+            ..TrustedIssuer::named(trusted.issuer())
+        });
+    }
     // Each case has its own source address; these limits leave room for the sampling cases
     // while the rate-limit case still sees a 429 within its burst.
     config.rate.anonymous_per_ip = 30;

@@ -5,28 +5,15 @@
 
 use std::sync::Arc;
 
-use authmd_conformance::catalogue::Case;
-use authmd_conformance::default_catalogue;
+mod common;
+
 use authmd_conformance::engine::{CaseResult, FindingKind, Harness, HarnessError, Verdict};
 use authmd_conformance::target::{Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp};
+use common::cases;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn cases(ids: &[&str]) -> Vec<Case> {
-    let catalogue = default_catalogue().expect("catalogue");
-    ids.iter()
-        .map(|id| {
-            catalogue
-                .cases
-                .iter()
-                .find(|c| c.id == *id)
-                .cloned()
-                .unwrap_or_else(|| panic!("no case {id}"))
-        })
-        .collect()
-}
 
 fn target(base: &str) -> TargetConfig {
     let mut target = TargetConfig::new(base);

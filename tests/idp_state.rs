@@ -4,26 +4,13 @@
 
 use std::sync::Arc;
 
-use authmd_conformance::catalogue::Case;
-use authmd_conformance::default_catalogue;
+mod common;
+
 use authmd_conformance::engine::{Harness, Verdict};
 use authmd_conformance::target::{Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp, Subject, TokenKind, TokenRequest};
 use authmd_reference_server::{Config, Defects, ReferenceServer, TrustedIssuer};
-
-fn cases(ids: &[&str]) -> Vec<Case> {
-    let catalogue = default_catalogue().expect("catalogue");
-    ids.iter()
-        .map(|id| {
-            catalogue
-                .cases
-                .iter()
-                .find(|c| c.id == *id)
-                .cloned()
-                .unwrap_or_else(|| panic!("no case {id}"))
-        })
-        .collect()
-}
+use common::cases;
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("authmd-idp-state-{name}-{}", std::process::id()));
@@ -40,13 +27,7 @@ async fn server(issuer: &str, dir: &std::path::Path) -> ReferenceServer {
     };
     // No refetch cool-down: the rotation case needs the server to refetch right away.
     config.ttl.jwks_refetch_cooldown = 0;
-    config.trusted_issuers.push(TrustedIssuer {
-        issuer: issuer.to_string(),
-        jwks_uri: None,
-        client_ids: Vec::new(),
-        ca_pem: None,
-        required_amr: Vec::new(),
-    });
+    config.trusted_issuers.push(TrustedIssuer::named(issuer));
     ReferenceServer::start(config, Defects::none()).await.expect("reference server")
 }
 

@@ -64,6 +64,18 @@ pub struct TrustedIssuer {
 }
 
 impl TrustedIssuer {
+    /// An entry for `issuer` with the defaults: the JWKS at its well-known path, any client_id
+    /// it resolves (CIMD), no CA, no `amr` policy.
+    pub fn named(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            jwks_uri: None,
+            client_ids: Vec::new(),
+            ca_pem: None,
+            required_amr: Vec::new(),
+        }
+    }
+
     /// The JWKS URL.
     pub fn jwks_uri(&self) -> String {
         self.jwks_uri

@@ -28,6 +28,13 @@ async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, axu
     (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+const ANONYMOUS: &str = r#"{"type":"anonymous","requested_credential_type":"api_key"}"#;
+
+/// One anonymous registration: (status, headers, body).
+async fn register_anonymous(router: &axum::Router) -> (StatusCode, axum::http::HeaderMap, Value) {
+    call(router, post_json("/agent/auth", ANONYMOUS)).await
+}
+
 fn post_json(uri: &str, body: &str) -> Request<Body> {
     Request::post(uri)
         .header("content-type", "application/json")
@@ -113,11 +120,7 @@ async fn malformed_bodies_are_400_invalid_request_never_5xx() {
 #[tokio::test]
 async fn an_anonymous_key_works_at_once_and_acts_as_no_user() {
     let r = router("anonymous", Config::default());
-    let (status, headers, reg) = call(
-        &r,
-        post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
-    )
-    .await;
+    let (status, headers, reg) = register_anonymous(&r).await;
     assert_eq!(status, 200);
     assert_eq!(headers["cache-control"], "no-store");
     let credential = reg["credential"].as_str().expect("credential");
@@ -177,11 +180,7 @@ async fn disabled_flows_answer_not_enabled_and_vanish_from_metadata() {
             ..Config::default()
         },
     );
-    let (status, _, body) = call(
-        &r,
-        post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
-    )
-    .await;
+    let (status, _, body) = register_anonymous(&r).await;
     assert_eq!(
         (status.is_client_error(), body["error"].as_str()),
         (true, Some("anonymous_not_enabled"))
@@ -380,11 +379,7 @@ async fn addresses_the_mailer_cannot_take_are_400_at_registration_and_claim() {
     // Each passed the old "plausible" check and then broke the mailer: a 500 after the
     // registration row was committed, so the agent never saw its claim token.
     let r = router("bad-addresses", Config::default());
-    let (status, _, anon) = call(
-        &r,
-        post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
-    )
-    .await;
+    let (status, _, anon) = register_anonymous(&r).await;
     assert_eq!(status, 200);
     let claim_token = anon["claim_token"].as_str().expect("claim token").to_string();
     for bad in [
@@ -446,11 +441,7 @@ fn the_request_log_has_one_line_per_request_and_no_secret() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (credential, claim_token, registration_id) = runtime.block_on(async {
         let r = router("request-log", Config::default());
-        let (_, _, anon) = call(
-            &r,
-            post_json("/agent/auth", r#"{"type":"anonymous","requested_credential_type":"api_key"}"#),
-        )
-        .await;
+        let (_, _, anon) = call(&r, post_json("/agent/auth", ANONYMOUS)).await;
         let credential = anon["credential"].as_str().expect("credential").to_string();
         let request = Request::get("/api/resource?probe=1")
             .header("authorization", format!("Bearer {credential}"))
