@@ -244,3 +244,23 @@ async fn reports_conform_to_the_published_schema() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     let _ = std::fs::remove_dir_all(tmp("schema"));
 }
+
+#[test]
+fn the_harness_crate_cannot_reach_the_reference_server() {
+    // The rule "the engine never imports the reference server" is held by Cargo: the harness
+    // crate lists no dependency on it (CI also checks the whole tree with `cargo tree`).
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/Cargo.toml")).expect("manifest");
+    assert!(
+        !manifest.contains("reference-server"),
+        "harness/Cargo.toml names the reference server"
+    );
+    for source in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/src")).expect("sources") {
+        let path = source.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("source");
+        assert!(
+            !text.contains("authmd_reference_server"),
+            "{} names the reference server",
+            path.display()
+        );
+    }
+}

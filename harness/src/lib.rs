@@ -1,0 +1,179 @@
+//! authmd-harness: the harness of the auth.md conformance suite (v0.1 profile).
+//!
+//! The engine ([`engine`]) checks a target over the wire as an outside client would. This crate
+//! does not depend on the reference server, so Cargo, not discipline, keeps the engine from
+//! importing its types or rules (`cargo tree -p authmd-harness` shows it). Cases are data
+//! ([`catalogue`], `cases/`); flows are code. The CLI package starts the bundled stack.
+
+pub mod baseline;
+pub mod catalogue;
+pub mod compare;
+pub mod engine;
+pub mod exit_code;
+pub mod outcome;
+pub mod redact;
+pub mod report;
+pub mod setup;
+pub mod target;
+pub mod template;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use catalogue::{Case, Catalogue, Level};
+use engine::{CaseResult, Harness};
+use report::{Header, Report};
+
+/// The default spec profile.
+pub const PROFILE: &str = "v0.1";
+
+/// Every profile this build can test.
+pub const PROFILES: &[&str] = &[PROFILE];
+
+/// Which cases to run.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Globs over `area/id` (or `id`); any match selects. Empty selects all.
+    pub ids: Vec<String>,
+    /// Areas; empty selects all.
+    pub areas: Vec<String>,
+    /// Levels; empty selects all.
+    pub levels: Vec<Level>,
+}
+
+impl Filter {
+    /// Does `case` pass the filter?
+    pub fn selects(&self, case: &Case) -> bool {
+        (self.ids.is_empty()
+            || self
+                .ids
+                .iter()
+                .any(|g| glob(g, &case.full_name()) || glob(g, &case.id) || case.requirements.iter().any(|r| glob(g, r))))
+            && (self.areas.is_empty() || self.areas.contains(&case.area))
+            && (self.levels.is_empty() || self.levels.contains(&case.level))
+    }
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    fn rec(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => rec(&p[1..], t) || (!t.is_empty() && rec(p, &t[1..])),
+            (Some(b'?'), Some(_)) => rec(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), text.as_bytes())
+}
+
+/// Progress callback: called with each finished case and the (done, total) counts.
+pub type Progress<'a> = dyn Fn(&CaseResult, usize, usize) + Send + Sync + 'a;
+
+/// Runs `cases` against the harness's target, `jobs` at a time, and builds the report.
+pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Report {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let total = cases.len();
+    let results = run_cases(harness.clone(), cases, &|r, done, _| progress(r, done, total)).await;
+    Report::new(header(&harness, started_at), results, total, started.elapsed().as_millis() as u64)
+}
+
+/// Runs `cases` on `harness`, `jobs` at a time. A case whose task panics is reported as
+/// INCONCLUSIVE with the message, never dropped.
+pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Vec<CaseResult> {
+    let total = cases.len();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let mut pending = std::collections::HashMap::new();
+    for (index, case) in cases.into_iter().enumerate() {
+        let harness = harness.clone();
+        let semaphore = semaphore.clone();
+        let meta = case.clone();
+        let handle = set.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            harness.run_case(&case, index).await
+        });
+        pending.insert(handle.id(), meta);
+    }
+    let mut results = Vec::with_capacity(total);
+    while let Some(joined) = set.join_next_with_id().await {
+        let result = match joined {
+            Ok((id, result)) => {
+                pending.remove(&id);
+                result
+            }
+            // A panic inside a case is a harness bug, and the target may have provoked it: the
+            // case is still reported, as INCONCLUSIVE with the message, never dropped.
+            Err(e) => {
+                let Some(case) = pending.remove(&e.id()) else { continue };
+                let why = if e.is_panic() {
+                    let payload = e.into_panic();
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    format!("harness error: panic: {message}")
+                } else {
+                    "harness error: the case's task was cancelled".into()
+                };
+                outcome::CaseResult::unrun(&case, outcome::Verdict::Inconclusive(why))
+            }
+        };
+        progress(&result, results.len() + 1, total);
+        results.push(result);
+    }
+    results
+}
+
+/// Now, as RFC 3339.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The report header for a run on `harness` that started at `started_at`.
+pub fn header(harness: &Harness, started_at: String) -> Header {
+    let config_text = format!("{:?}", harness.target);
+    Header {
+        schema_version: report::SCHEMA_VERSION,
+        suite_version: env!("CARGO_PKG_VERSION").to_string(),
+        profile: harness.target.profile.clone(),
+        target: harness.target.base_url.clone(),
+        started_at,
+        prm: capped(&harness.discovery.prm),
+        metadata: capped(&harness.discovery.metadata),
+        discovery_error: harness.discovery.error.clone(),
+        readings: harness.target.readings.clone(),
+        config_hash: redact::short_hash(&config_text),
+        discovery_exchanges: harness
+            .discovery_exchanges
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.cap_for_report();
+                e
+            })
+            .collect(),
+    }
+}
+
+/// A discovery document as the report keeps it: whole up to 64 KiB, else a note of its size
+/// (the discovery exchanges keep its first bytes).
+fn capped(document: &serde_json::Value) -> serde_json::Value {
+    let size = document.to_string().len();
+    if size <= 64 * 1024 {
+        document.clone()
+    } else {
+        serde_json::Value::String(format!("<{size} bytes, cut from the report header>"))
+    }
+}
+
+/// Loads the catalogue from the crate's `cases/` directory.
+pub fn default_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
+    Catalogue::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases"))
+}
