@@ -312,7 +312,7 @@ impl MockIdp {
         let router = server::router(state.clone());
         let mut ca_pem = None;
         if config.https {
-            let material = tls::TlsMaterial::generate(&["localhost", "127.0.0.1"])?;
+            let material = tls::generate(&["localhost", "127.0.0.1"])?;
             if let Some(path) = &config.ca_out {
                 std::fs::write(path, &material.ca_pem)
                     .map_err(|e| IdpError::Tls(format!("failed to write the CA to {}: {e}", path.display())))?;

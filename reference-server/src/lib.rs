@@ -264,17 +264,7 @@ impl Drop for ReferenceServer {
 
 /// (CA PEM, leaf cert PEM, leaf key PEM) for loopback names, made by rcgen.
 fn tls_material(addr: &SocketAddr) -> Result<(String, String, String), StartError> {
-    let e = |e: rcgen::Error| StartError::Setup(format!("tls: {e}"));
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "authmd reference server test CA");
-    let ca_key = rcgen::KeyPair::generate().map_err(e)?;
-    let ca = ca_params.self_signed(&ca_key).map_err(e)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), addr.ip().to_string()]).map_err(e)?;
-    let leaf_key = rcgen::KeyPair::generate().map_err(e)?;
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(e)?;
-    Ok((ca.pem(), leaf.pem(), leaf_key.serialize_pem()))
+    let m = authmd_tls::TlsMaterial::generate("authmd reference server test CA", &["localhost".to_string(), addr.ip().to_string()])
+        .map_err(StartError::Setup)?;
+    Ok((m.ca_pem, m.cert_pem, m.key_pem))
 }

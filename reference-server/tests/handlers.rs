@@ -331,14 +331,10 @@ async fn registrations_and_claims_survive_a_kill_9() {
 async fn serves_https_with_a_given_certificate_over_a_real_socket() {
     let dir = std::env::temp_dir().join(format!("authmd-ref-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("self-signed");
+    let material = authmd_tls::TlsMaterial::generate("given CA", &["127.0.0.1".to_string()]).expect("material");
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    std::fs::write(&cert_path, &material.cert_pem).expect("write cert");
+    std::fs::write(&key_path, &material.key_pem).expect("write key");
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database: dir.join("tls.sqlite"),
@@ -352,7 +348,7 @@ async fn serves_https_with_a_given_certificate_over_a_real_socket() {
     assert!(server.base_url().starts_with("https://127.0.0.1:"), "{}", server.base_url());
     let client = reqwest::Client::builder()
         .no_proxy()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("cert"))
+        .add_root_certificate(reqwest::Certificate::from_pem(material.ca_pem.as_bytes()).expect("CA"))
         .build()
         .expect("client");
     let prm: Value = client
