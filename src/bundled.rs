@@ -50,7 +50,7 @@ pub struct BundledError {
 /// How the bundled server is configured. Some rows can only be checked against a deployment
 /// configured another way (a flow off: REG-ANON-07, REG-EMAIL-04; an `amr` policy: IDJAG-45),
 /// so those cases get a second server of their own.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 pub enum Shape {
     /// Every flow on.
     Full,
@@ -77,7 +77,7 @@ impl Shape {
 /// A conforming deployment of the reference server that differs from the standard one in
 /// every way the catalogue allows. The suite must pass against each: the guard against cases
 /// tuned to one server's shapes.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
 pub enum Variant {
     /// Test clock header, guide error names, nested oracle, SMTP mail, `aud` = AS (C-01 B).
     #[default]

@@ -24,6 +24,38 @@ pub struct BundledRun {
     pub secrets: redact::Secrets,
 }
 
+/// Starts the bundled stack in `shape` and `variant` with `defects` on, and a harness for it
+/// whose secrets go to `secrets`. Keep the stack alive as long as the harness is used.
+pub async fn bundled_harness(
+    defects: authmd_reference_server::Defects,
+    shape: bundled::Shape,
+    variant: bundled::Variant,
+    jobs: Option<usize>,
+    secrets: redact::Secrets,
+) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
+    let harness_error = |e: engine::HarnessError| bundled::BundledError {
+        part: "harness",
+        reason: e.to_string(),
+    };
+    let stack = bundled::start_shaped(defects, shape, variant).await?;
+    let mut target = stack.target.clone();
+    if let Some(jobs) = jobs {
+        target.jobs = jobs.max(1);
+    }
+    let mut harness = Harness::with_issuers(
+        target,
+        stack.idp.clone(),
+        Some(stack.idp2.clone()),
+        Some(stack.stranger.clone()),
+        Some(stack.mail.clone()),
+        None,
+    )
+    .await
+    .map_err(harness_error)?;
+    harness.share_secrets(secrets).map_err(harness_error)?;
+    Ok((Arc::new(harness), stack))
+}
+
 /// Runs `cases` against the bundled stack with `defects` on. Cases that need a flow to be off
 /// run against a second server configured that way ([`bundled::Shape`]); the rest against the
 /// full one. Both servers run at once; the result is one report.
@@ -39,35 +71,7 @@ pub async fn run_bundled(
     let total = cases.len();
     let (full_cases, shaped): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| bundled::Shape::for_case(c) == bundled::Shape::Full);
     let secrets = redact::Secrets::default();
-    let harness_for = |shape| {
-        let secrets = secrets.clone();
-        let defects = defects.clone();
-        async move {
-            let stack = bundled::start_shaped(defects, shape, variant).await?;
-            let mut target = stack.target.clone();
-            if let Some(jobs) = jobs {
-                target.jobs = jobs.max(1);
-            }
-            let mut harness = Harness::with_issuers(
-                target,
-                stack.idp.clone(),
-                Some(stack.idp2.clone()),
-                Some(stack.stranger.clone()),
-                Some(stack.mail.clone()),
-                None,
-            )
-            .await
-            .map_err(|e| bundled::BundledError {
-                part: "harness",
-                reason: e.to_string(),
-            })?;
-            harness.share_secrets(secrets).map_err(|e| bundled::BundledError {
-                part: "harness",
-                reason: e.to_string(),
-            })?;
-            Ok::<_, bundled::BundledError>((Arc::new(harness), stack))
-        }
-    };
+    let harness_for = |shape| bundled_harness(defects.clone(), shape, variant, jobs, secrets.clone());
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
     let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;

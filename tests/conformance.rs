@@ -2,16 +2,58 @@
 //! its conforming variants (other error-name synonyms, oracle shape, mail source, `aud` reading,
 //! JWKS cool-down, no clock header): a case tuned to one server's shapes fails here. The
 //! catalogue lint holds; `cases/INDEX.md` is current; no secret seen during the run reaches any
-//! report file. One libtest-mimic trial per case and variant, so `-- idjag/` filters.
+//! report file. Each case runs inside its own trial (`v0.1/idjag/idjag-28-…`, or
+//! `v0.1+alternates/…` on a variant), so `cargo test --test conformance -- v0.1/idjag/idjag-28`
+//! starts one stack and runs one case.
 
-use authmd_conformance::bundled::Variant;
-use authmd_conformance::default_catalogue;
-use authmd_conformance::engine::{CaseResult, Verdict};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use authmd_conformance::bundled::{Bundled, Shape, Variant};
+use authmd_conformance::catalogue::Case;
+use authmd_conformance::engine::{CaseResult, Harness, Verdict};
+use authmd_conformance::redact::Secrets;
+use authmd_conformance::{PROFILE, default_catalogue};
 use authmd_reference_server::Defects;
 use libtest_mimic::{Arguments, Failed, Trial};
 
+/// Stacks started on first use and shared by every trial that needs them, so a filtered run
+/// (`-- v0.1/idjag/idjag-28`) starts one stack and runs one case.
+struct Stacks {
+    runtime: tokio::runtime::Runtime,
+    started: Mutex<HashMap<(Variant, Shape), (Arc<Harness>, Bundled)>>,
+}
+
+impl Stacks {
+    fn harness(&self, variant: Variant, shape: Shape) -> Result<Arc<Harness>, Failed> {
+        let mut started = self.started.lock().map_err(|_| Failed::from("stacks lock poisoned"))?;
+        if let Some((harness, _)) = started.get(&(variant, shape)) {
+            return Ok(harness.clone());
+        }
+        let (harness, stack) = self
+            .runtime
+            .block_on(authmd_conformance::bundled_harness(
+                Defects::none(),
+                shape,
+                variant,
+                None,
+                Secrets::default(),
+            ))
+            .map_err(|e| Failed::from(format!("bundled stack ({}): {e}", variant.name())))?;
+        started.insert((variant, shape), (harness.clone(), stack));
+        Ok(harness)
+    }
+
+    fn run(&self, variant: Variant, case: &Case, index: usize) -> Result<CaseResult, Failed> {
+        let harness = self.harness(variant, Shape::for_case(case))?;
+        Ok(self.runtime.block_on(harness.run_case(case, index)))
+    }
+}
+
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // Each trial waits on the target, not the CPU: run many at once, as `run` does.
+    args.test_threads.get_or_insert(32);
     let catalogue = match default_catalogue() {
         Ok(c) => c,
         Err(e) => {
@@ -19,66 +61,30 @@ fn main() {
             std::process::exit(101);
         }
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let run = |variant: Variant| {
-        let cases = catalogue.cases.clone();
-        async move {
-            authmd_conformance::run_bundled(Defects::none(), variant, cases, None, &|_, _, _| {})
-                .await
-                .unwrap_or_else(|e| panic!("bundled stack ({}): {e}", variant.name()))
-        }
-    };
-    let (report, secrets, out_dir, variants) = runtime.block_on(async {
-        // The variants run at the same time as the standard stack: the no-clock one really
-        // waits for its short TTLs, and the others overlap that wait.
-        // AUTHMD_SELFTEST_STANDARD_ONLY=1 skips the variants (mutation testing runs the suite
-        // hundreds of times; the variants guard the cases, not the server).
-        let standard_only = std::env::var_os("AUTHMD_SELFTEST_STANDARD_ONLY").is_some();
-        let (done, variants) = if standard_only {
-            (run(Variant::Standard).await, Vec::new())
-        } else {
-            let (done, alternates, no_clock) = tokio::join!(run(Variant::Standard), run(Variant::Alternates), run(Variant::NoClock));
-            (
-                done,
-                vec![(Variant::Alternates, alternates.report), (Variant::NoClock, no_clock.report)],
-            )
-        };
-        let dir = std::env::temp_dir().join(format!("authmd-selftest-{}", std::process::id()));
-        done.report.write_all(&dir, &done.secrets).expect("write reports");
-        let report = done.report;
-        (report, done.secrets, dir, variants)
+    let stacks = Arc::new(Stacks {
+        runtime: tokio::runtime::Runtime::new().expect("tokio runtime"),
+        started: Mutex::new(HashMap::new()),
     });
-    let secrets_for_golden = secrets.clone();
-
-    let mut trials = Vec::new();
-    let judge = |label: &'static str, result: CaseResult| {
-        move || match &result.verdict {
-            Verdict::Pass => Ok(()),
-            // A reading the bundled configuration does not gate on is reported, not failed.
-            Verdict::Info if result.reading.is_some() => Ok(()),
-            // A variant may lack a capability by design (no clock header); the standard run,
-            // where every case must pass, exercises the case.
-            Verdict::Skip(reason) if label != "standard" && reason.starts_with("needs ") => Ok(()),
-            other => Err(Failed::from(format!(
-                "{} against the {label} reference server: {:?}\n{}",
-                other.label(),
-                other,
-                result
-                    .findings
-                    .iter()
-                    .map(|f| format!("  {}: expected {} (found {})", f.step, f.expected, f.found))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ))),
-        }
-    };
-    for result in report.cases.clone() {
-        trials.push(Trial::test(result.name.clone(), judge("standard", result)).with_kind("case"));
+    // AUTHMD_SELFTEST_STANDARD_ONLY=1 leaves the variants out (mutation testing runs the suite
+    // hundreds of times; the variants guard the cases, not the server).
+    let standard_only = std::env::var_os("AUTHMD_SELFTEST_STANDARD_ONLY").is_some();
+    // The variant that really waits for its TTLs starts first, so the others run inside its wait.
+    let mut variants = vec![Variant::NoClock, Variant::Alternates, Variant::Standard];
+    if standard_only {
+        variants.retain(|v| *v == Variant::Standard);
     }
-    for (variant, report) in variants {
-        for result in report.cases {
-            let name = format!("variant/{}/{}", variant.name(), result.name);
-            trials.push(Trial::test(name, judge(variant.name(), result)).with_kind("variant"));
+    let mut trials = Vec::new();
+    for variant in variants {
+        for (index, case) in catalogue.cases.iter().enumerate() {
+            // `v0.1/idjag/…` for the standard server, `v0.1+alternates/idjag/…` for a variant,
+            // so a filter on the standard name selects only the standard trial.
+            let name = match variant {
+                Variant::Standard => format!("{PROFILE}/{}", case.full_name()),
+                other => format!("{PROFILE}+{}/{}", other.name(), case.full_name()),
+            };
+            let (stacks, case) = (stacks.clone(), case.clone());
+            let kind = if variant == Variant::Standard { "case" } else { "variant" };
+            trials.push(Trial::test(name, move || judge(variant, &stacks.run(variant, &case, index)?)).with_kind(kind));
         }
     }
     let index = catalogue.index_markdown();
@@ -112,9 +118,15 @@ fn main() {
         })
         .with_kind("lint"),
     );
+    let whole = catalogue.clone();
     trials.push(
         Trial::test("redaction/no-secret-in-any-report-file", move || {
-            let all = secrets.all();
+            let done = full_run(&whole)?;
+            let out_dir = std::env::temp_dir().join(format!("authmd-selftest-{}", std::process::id()));
+            done.report
+                .write_all(&out_dir, &done.secrets)
+                .map_err(|e| Failed::from(e.to_string()))?;
+            let all = done.secrets.all();
             if all.len() < 50 {
                 return Err(format!("only {} secrets were collected; the scan would prove nothing", all.len()).into());
             }
@@ -144,10 +156,11 @@ fn main() {
         })
         .with_kind("redaction"),
     );
-    let golden_report = report.clone();
-    let golden_secrets = secrets_for_golden;
+    let whole = catalogue.clone();
     trials.push(
         Trial::test("reports/golden-reports-are-current", move || {
+            let done = full_run(&whole)?;
+            let (golden_report, golden_secrets) = (done.report, done.secrets);
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/golden");
             let files = [
                 ("summary.md", normalise(&golden_report.to_markdown(&golden_secrets))),
@@ -167,16 +180,48 @@ fn main() {
             if stale.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "reports/golden/{} differ; review, then bless with UPDATE_GOLDEN=1",
-                    stale.join(", ")
-                )
-                .into())
+                Err(format!("reports/golden/{} differ; review, then bless with scripts/bless", stale.join(", ")).into())
             }
         })
         .with_kind("golden"),
     );
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// A case passes on a conforming server: PASS, a reading the configuration does not gate on,
+/// or (on a variant) a SKIP for a capability the variant lacks by design.
+fn judge(variant: Variant, result: &CaseResult) -> Result<(), Failed> {
+    match &result.verdict {
+        Verdict::Pass => Ok(()),
+        Verdict::Info if result.reading.is_some() => Ok(()),
+        Verdict::Skip(reason) if variant != Variant::Standard && reason.starts_with("needs ") => Ok(()),
+        other => Err(Failed::from(format!(
+            "{} against the {} reference server: {:?}\n{}",
+            other.label(),
+            variant.name(),
+            other,
+            result
+                .findings
+                .iter()
+                .map(|f| format!("  {}: expected {} (found {})", f.step, f.expected, f.found))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
+    }
+}
+
+/// One full run of the standard stack, for the trials about a whole report.
+fn full_run(catalogue: &authmd_conformance::catalogue::Catalogue) -> Result<authmd_conformance::BundledRun, Failed> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failed::from(e.to_string()))?;
+    runtime
+        .block_on(authmd_conformance::run_bundled(
+            Defects::none(),
+            Variant::Standard,
+            catalogue.cases.clone(),
+            None,
+            &|_, _, _| {},
+        ))
+        .map_err(|e| Failed::from(format!("bundled stack: {e}")))
 }
 
 /// Removes what differs between runs: ports, times, durations.

@@ -1,32 +1,68 @@
 //! Self-validation: every case fails against each reference-server defect it lists in
 //! `caught_by`, and every defect is caught by at least one case. One trial per (case, defect)
-//! pair and one per defect.
+//! pair and one per defect. Trials run lazily: a filter (`-- under/no-jwks-cache`) starts only
+//! the stacks it needs.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
-use authmd_conformance::bundled::Variant;
+use authmd_conformance::bundled::{Bundled, Shape, Variant};
 use authmd_conformance::catalogue::Case;
 use authmd_conformance::default_catalogue;
-use authmd_conformance::engine::CaseResult;
+use authmd_conformance::engine::{CaseResult, Harness};
+use authmd_conformance::redact::Secrets;
 use authmd_reference_server::{Defect, Defects};
 use libtest_mimic::{Arguments, Failed, Trial};
 
-async fn run_with(defect: Defect, cases: Vec<Case>) -> Result<Vec<CaseResult>, String> {
-    let done = authmd_conformance::run_bundled(
-        [defect].into_iter().collect::<Defects>(),
-        Variant::Standard,
-        cases,
-        None,
-        &|_, _, _| {},
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(done.report.cases)
+/// Stacks keyed by (defect, shape), started on first use; results cached by (defect, case), so
+/// a filtered run starts only the stacks its trials need and runs each case once.
+struct Pool {
+    runtime: tokio::runtime::Runtime,
+    stacks: Mutex<HashMap<(Option<Defect>, Shape), (Arc<Harness>, Bundled)>>,
+    results: Mutex<HashMap<(Option<Defect>, String), CaseResult>>,
+}
+
+impl Pool {
+    fn run(&self, defect: Option<Defect>, case: &Case, index: usize) -> Result<CaseResult, Failed> {
+        let key = (defect, case.id.clone());
+        if let Some(done) = self.results.lock().map_err(|_| Failed::from("poisoned"))?.get(&key) {
+            return Ok(done.clone());
+        }
+        let shape = Shape::for_case(case);
+        let harness = {
+            let mut stacks = self.stacks.lock().map_err(|_| Failed::from("poisoned"))?;
+            match stacks.get(&(defect, shape)) {
+                Some((h, _)) => h.clone(),
+                None => {
+                    let defects: Defects = defect.into_iter().collect();
+                    let (h, stack) = self
+                        .runtime
+                        .block_on(authmd_conformance::bundled_harness(
+                            defects,
+                            shape,
+                            Variant::Standard,
+                            None,
+                            Secrets::default(),
+                        ))
+                        .map_err(|e| Failed::from(format!("the stack with {defect:?} does not start: {e}")))?;
+                    stacks.insert((defect, shape), (h.clone(), stack));
+                    h
+                }
+            }
+        };
+        let result = self.runtime.block_on(harness.run_case(case, index));
+        self.results
+            .lock()
+            .map_err(|_| Failed::from("poisoned"))?
+            .insert(key, result.clone());
+        Ok(result)
+    }
 }
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // Trials wait on servers, not the CPU.
+    args.test_threads.get_or_insert(16);
     let catalogue = default_catalogue().expect("catalogue");
     let mut by_defect: BTreeMap<Defect, Vec<Case>> = BTreeMap::new();
     let mut unknown = Vec::new();
@@ -46,41 +82,24 @@ fn main() {
         .filter(|c| c.caught_by.is_empty() && c.reading.is_some())
         .cloned()
         .collect();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let reading_results: BTreeMap<String, bool> = runtime.block_on(async {
-        authmd_conformance::run_bundled(Defects::none(), Variant::Standard, other_reading, None, &|_, _, _| {})
-            .await
-            .map(|done| done.report.cases.into_iter().map(|c| (c.id.clone(), c.has_findings())).collect())
-            .unwrap_or_default()
+    let pool = Arc::new(Pool {
+        runtime: tokio::runtime::Runtime::new().expect("tokio runtime"),
+        stacks: Mutex::new(HashMap::new()),
+        results: Mutex::new(HashMap::new()),
     });
-    // Defects run a few at a time: each has its own server, IdP and mailbox.
-    let results: BTreeMap<Defect, Result<Vec<CaseResult>, String>> = runtime.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(4));
-        for (defect, cases) in by_defect.clone() {
-            let semaphore = semaphore.clone();
-            set.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                (defect, run_with(defect, cases).await)
-            });
-        }
-        let mut out = BTreeMap::new();
-        while let Some(Ok((d, r))) = set.join_next().await {
-            out.insert(d, r);
-        }
-        out
-    });
-
+    let index_of: HashMap<String, usize> = catalogue.cases.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+    let other_reading: Vec<String> = other_reading.iter().map(|c| c.id.clone()).collect();
     let mut trials = Vec::new();
     // Every case must be shown able to fail: by a defect it lists, or (for a reading the bundled
     // server does not follow) by the conforming server itself.
     for case in &catalogue.cases {
         let name = case.full_name();
-        if let Some(&fails) = reading_results.get(&case.id) {
+        if other_reading.contains(&case.id) {
             let reading = case.reading.clone().unwrap_or_default();
+            let (pool, case, index) = (pool.clone(), case.clone(), index_of[&case.id]);
             trials.push(
                 Trial::test(format!("{name}/fails-under-the-bundled-reading"), move || {
-                    if fails {
+                    if pool.run(None, &case, index)?.has_findings() {
                         Ok(())
                     } else {
                         Err(Failed::from(format!(
@@ -112,52 +131,46 @@ fn main() {
         }
     }));
     for defect in Defect::ALL.iter().copied() {
-        let listed = by_defect.get(&defect).map(|c| c.len()).unwrap_or(0);
-        let caught = results
-            .get(&defect)
-            .and_then(|r| r.as_ref().ok())
-            .map(|r| r.iter().filter(|c| c.has_findings()).count())
-            .unwrap_or(0);
+        let listed = by_defect.get(&defect).cloned().unwrap_or_default();
+        let (pool, index_of) = (pool.clone(), index_of.clone());
         trials.push(
             Trial::test(format!("defect/{}/is-caught", defect.id()), move || {
-                if listed == 0 {
-                    Err(Failed::from(format!("no case lists `{}` in caught_by", defect.id())))
-                } else if caught == 0 {
-                    Err(Failed::from(format!(
-                        "none of the {listed} cases listing `{}` failed with it on",
-                        defect.id()
-                    )))
-                } else {
-                    Ok(())
+                if listed.is_empty() {
+                    return Err(Failed::from(format!("no case lists `{}` in caught_by", defect.id())));
                 }
+                for case in &listed {
+                    if pool.run(Some(defect), case, index_of[&case.id])?.has_findings() {
+                        return Ok(());
+                    }
+                }
+                Err(Failed::from(format!(
+                    "none of the {} cases listing `{}` failed with it on",
+                    listed.len(),
+                    defect.id()
+                )))
             })
             .with_kind("defect"),
         );
     }
-    for (defect, outcome) in results {
-        match outcome {
-            Err(e) => trials.push(Trial::test(format!("defect/{}/starts", defect.id()), move || {
-                Err(Failed::from(e.clone()))
-            })),
-            Ok(cases) => {
-                for result in cases {
-                    trials.push(
-                        Trial::test(format!("{}/under/{}", result.name, defect.id()), move || {
-                            if result.has_findings() {
-                                Ok(())
-                            } else {
-                                Err(Failed::from(format!(
-                                    "`{}` passed although `{}` is on ({})",
-                                    result.name,
-                                    defect.id(),
-                                    result.verdict.label()
-                                )))
-                            }
-                        })
-                        .with_kind("case×defect"),
-                    );
-                }
-            }
+    for (defect, cases) in by_defect {
+        for case in cases {
+            let (pool, index) = (pool.clone(), index_of[&case.id]);
+            trials.push(
+                Trial::test(format!("{}/under/{}", case.full_name(), defect.id()), move || {
+                    let result = pool.run(Some(defect), &case, index)?;
+                    if result.has_findings() {
+                        Ok(())
+                    } else {
+                        Err(Failed::from(format!(
+                            "`{}` passed although `{}` is on ({})",
+                            result.name,
+                            defect.id(),
+                            result.verdict.label()
+                        )))
+                    }
+                })
+                .with_kind("case×defect"),
+            );
         }
     }
     libtest_mimic::run(&args, trials).exit();
