@@ -17,11 +17,14 @@ use authmd_conformance::{PROFILE, default_catalogue};
 use authmd_reference_server::Defects;
 use libtest_mimic::{Arguments, Failed, Trial};
 
+/// A started stack and the harness that drives it.
+type Started = (Arc<Harness>, Bundled);
+
 /// Stacks started on first use and shared by every trial that needs them, so a filtered run
 /// (`-- v0.1/idjag/idjag-28`) starts one stack and runs one case.
 struct Stacks {
     runtime: tokio::runtime::Runtime,
-    started: Mutex<HashMap<(Variant, Shape), (Arc<Harness>, Bundled)>>,
+    started: Mutex<HashMap<(Variant, Shape), Started>>,
 }
 
 impl Stacks {

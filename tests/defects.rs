@@ -14,11 +14,14 @@ use authmd_conformance::redact::Secrets;
 use authmd_reference_server::{Defect, Defects};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+/// A started stack and the harness that drives it.
+type Started = (Arc<Harness>, Bundled);
+
 /// Stacks keyed by (defect, shape), started on first use; results cached by (defect, case), so
 /// a filtered run starts only the stacks its trials need and runs each case once.
 struct Pool {
     runtime: tokio::runtime::Runtime,
-    stacks: Mutex<HashMap<(Option<Defect>, Shape), (Arc<Harness>, Bundled)>>,
+    stacks: Mutex<HashMap<(Option<Defect>, Shape), Started>>,
     results: Mutex<HashMap<(Option<Defect>, String), CaseResult>>,
 }
 
