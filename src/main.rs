@@ -139,6 +139,9 @@ struct RunArgs {
     /// or no-clock (short TTLs, no clock header).
     #[arg(long, default_value = "standard")]
     variant: String,
+    /// The spec profile to test (overrides the config's `profile`); see `profiles/`.
+    #[arg(long)]
+    profile: Option<String>,
     /// Known-failure baseline (TOML): listed failures do not fail the run; stale entries do.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -539,6 +542,13 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     let (report, secrets) = match (&args.target, &args.config) {
         (None, None) => {
+            if let Some(profile) = args.profile.as_ref().filter(|p| p.as_str() != authmd_conformance::PROFILE) {
+                return Err(Failure::Usage(format!(
+                    "--profile {profile}: the bundled reference server speaks {} (profiles in this build: {})",
+                    authmd_conformance::PROFILE,
+                    authmd_conformance::profiles().join(", ")
+                )));
+            }
             eprintln!("running against the bundled reference server, mock IdP and mailbox");
             let variant = authmd_conformance::bundled::Variant::parse(&args.variant).ok_or_else(|| {
                 Failure::Usage(format!(
@@ -564,6 +574,9 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
             };
             if let Some(url) = target_url {
                 target.base_url = url.trim_end_matches('/').to_string();
+            }
+            if let Some(profile) = &args.profile {
+                target.profile = profile.clone();
             }
             target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
             if let Some(jobs) = args.jobs {
@@ -631,6 +644,14 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     // Everything printed passes the redactor and is made inert (target text may carry escape
     // sequences); the whole text is scanned again before it is printed, failing closed.
     let clean = |s: &str| authmd_conformance::redact::inert(&secrets.redact(s), false);
+    if let Some(spoken) = report.header.spoken.as_ref().filter(|s| s.speaks == "mixed") {
+        eprintln!(
+            "warning: the metadata mixes {} names ({}) with a later version's ({})",
+            report.header.profile,
+            clean(&spoken.own.join(", ")),
+            clean(&spoken.later.join(", "))
+        );
+    }
     if let Some(e) = &report.header.discovery_error {
         eprintln!(
             "warning: discovery failed: {}; dependent cases were not run",

@@ -270,3 +270,57 @@ async fn a_relative_resource_metadata_is_never_fetched_and_discovery_falls_back(
     let results = authmd_conformance::run(harness, cases(&["disc-01-challenge-without-credentials"]), &|_, _, _| {}).await;
     assert_eq!(results.cases[0].verdict, Verdict::Fail, "{:?}", results.cases[0].findings);
 }
+
+/// A target whose AS metadata is `metadata` (and a PRM pointing at it).
+async fn target_with_metadata(metadata: serde_json::Value) -> MockServer {
+    let server = MockServer::start().await;
+    let base = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-protected-resource"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "resource": format!("{base}/api"), "authorization_servers": [base] })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(metadata))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_later_auth_md_is_never_judged_as_v01() {
+    // v0.6 metadata (identity_endpoint, token_endpoint): the v0.1 cases skip saying so, rather
+    // than fail the target for not being v0.1, or pass it by accident.
+    let server = target_with_metadata(json!({
+        "issuer": "x",
+        "token_endpoint": "http://127.0.0.1:1/oauth2/token",
+        "agent_auth": { "identity_endpoint": "http://127.0.0.1:1/agent/identity", "events_endpoint": "http://127.0.0.1:1/agent/event/notify", "identity_types_supported": ["anonymous"] }
+    }))
+    .await;
+    let harness = harness(&server.uri()).await.expect("harness");
+    assert_eq!(harness.discovery.spoken.as_ref().map(|s| s.speaks.as_str()), Some("later"));
+    let report = authmd_conformance::run(harness, cases(&["reg-anon-01-response-shape"]), &|_, _, _| {}).await;
+    match &report.cases[0].verdict {
+        Verdict::Skip(reason) => assert!(reason.contains("later auth.md"), "{reason}"),
+        other => panic!("expected a skip naming the later version, got {other:?}"),
+    }
+    assert_eq!(report.header.spoken.map(|s| s.speaks), Some("later".to_string()));
+}
+
+#[tokio::test]
+async fn metadata_mixing_versions_is_reported() {
+    let server = target_with_metadata(json!({
+        "issuer": "x",
+        "token_endpoint": "http://127.0.0.1:1/oauth2/token",
+        "agent_auth": { "register_uri": "http://127.0.0.1:1/agent/auth", "identity_endpoint": "http://127.0.0.1:1/agent/identity" }
+    }))
+    .await;
+    let harness = harness(&server.uri()).await.expect("harness");
+    let spoken = harness.discovery.spoken.clone().expect("judged");
+    assert_eq!(spoken.speaks, "mixed");
+    assert_eq!(spoken.own, vec!["agent_auth.register_uri"]);
+    assert!(spoken.later.contains(&"token_endpoint".to_string()));
+}

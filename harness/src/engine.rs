@@ -39,6 +39,8 @@ pub struct Discovery {
     /// target answered: dependent cases are INCONCLUSIVE rather than SKIP.
     #[serde(skip)]
     pub no_answer: bool,
+    /// Which profile the AS metadata speaks, by the manifests' markers.
+    pub spoken: Option<crate::profile::Spoken>,
 }
 
 impl Discovery {
@@ -297,6 +299,21 @@ impl Harness {
             self.discovery.error = Some(format!(
                 "agent_auth.register_uri: {why}; list the host in allowed_hosts to let the harness use it"
             ));
+        }
+        // Which auth.md the metadata speaks: a target of a later version is not silently
+        // judged by this profile, and a document mixing versions is reported.
+        if let Ok(manifest) = crate::profile::Manifest::load(&crate::repo_root(), &self.target.profile) {
+            let spoken = manifest.judge(&metadata);
+            // The clearer reason wins over "no register_uri".
+            if spoken.speaks == "later" {
+                self.discovery.error = Some(format!(
+                    "the metadata speaks a later auth.md ({}), not {}: run the profile it speaks (known: {})",
+                    spoken.later.join(", "),
+                    manifest.name,
+                    crate::profiles().join(", ")
+                ));
+            }
+            self.discovery.spoken = Some(spoken);
         }
         self.discovery.metadata = metadata;
         Ok(())

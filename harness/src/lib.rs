@@ -11,6 +11,7 @@ pub mod compare;
 pub mod engine;
 pub mod exit_code;
 pub mod outcome;
+pub mod profile;
 pub mod redact;
 pub mod report;
 pub mod setup;
@@ -28,8 +29,10 @@ use report::{Header, Report};
 /// The default spec profile.
 pub const PROFILE: &str = "v0.1";
 
-/// Every profile this build can test.
-pub const PROFILES: &[&str] = &[PROFILE];
+/// Every profile this build can test: one manifest each under `profiles/`.
+pub fn profiles() -> Vec<String> {
+    profile::known(&repo_root())
+}
 
 /// Which cases to run.
 #[derive(Clone, Debug, Default)]
@@ -150,6 +153,10 @@ pub fn header(harness: &Harness, started_at: String) -> Header {
         discovery_error: harness.discovery.error.clone(),
         readings: harness.target.readings.clone(),
         config_hash: redact::short_hash(&config_text),
+        spoken: harness.discovery.spoken.clone(),
+        profile_source: profile::Manifest::load(&repo_root(), &harness.target.profile)
+            .ok()
+            .map(|m| m.source),
         discovery_exchanges: harness
             .discovery_exchanges
             .iter()
@@ -173,7 +180,15 @@ fn capped(document: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Loads the catalogue from the crate's `cases/` directory.
+/// The repository this build came from: `cases/`, `profiles/` and `reports/` live there.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Loads the default profile's catalogue (its manifest names the case directory).
 pub fn default_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
-    Catalogue::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases"))
+    let cases = profile::Manifest::load(&repo_root(), PROFILE)
+        .map(|m| m.cases)
+        .unwrap_or_else(|_| "cases".into());
+    Catalogue::load(&repo_root().join(cases))
 }

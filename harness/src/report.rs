@@ -36,6 +36,13 @@ pub struct Header {
     pub readings: BTreeMap<String, String>,
     /// SHA-256 prefix of the target configuration.
     pub config_hash: String,
+    /// Which profile the target's metadata speaks (`v0.1`, `later`, `mixed`, `unknown`) and the
+    /// names that show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spoken: Option<crate::profile::Spoken>,
+    /// What the profile under test was written against (its manifest's `source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_source: Option<String>,
     /// The discovery hops made before any case (the evidence when discovery failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discovery_exchanges: Vec<crate::outcome::Exchange>,
@@ -156,8 +163,14 @@ impl Report {
         // Target text is redacted first, then made inert (no escape sequences, no line breaks
         // that could forge a row), then escaped for a table cell.
         let cell = |s: &str| inert(&secrets.redact(s), false).replace('|', "\\|");
+        let spoken = self
+            .header
+            .spoken
+            .as_ref()
+            .map(|s| format!(" (the target speaks: {})", cell(&s.speaks)))
+            .unwrap_or_default();
         let mut out = format!(
-            "# auth.md conformance: {}\n\nProfile {} · suite {} · {} cases in {:.1}s\n\n",
+            "# auth.md conformance: {}\n\nProfile {}{spoken} · suite {} · {} cases in {:.1}s\n\n",
             cell(&self.header.target),
             self.header.profile,
             self.header.suite_version,

@@ -392,11 +392,12 @@ impl TargetConfig {
                 return Err(format!("allowed_hosts: `{host}` is not a host, host:port or origin"));
             }
         }
-        if !crate::PROFILES.contains(&self.profile.as_str()) {
+        let known = crate::profiles();
+        if !known.contains(&self.profile) {
             return Err(format!(
                 "profile `{}` is not in this build (known: {})",
                 self.profile,
-                crate::PROFILES.join(", ")
+                known.join(", ")
             ));
         }
         Ok(())
