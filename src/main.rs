@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check the catalogue without any server: every case parses with typed parameters, names
+    /// real requirements and real reference-server defects, and cases/INDEX.md is current.
+    Lint,
     /// List the cases the filters select.
     List(FilterArgs),
     /// Explain one case: requirement text, source, steps, expectations, defects.
@@ -271,6 +274,37 @@ fn defects(ids: &[String]) -> Result<Defects, Failure> {
 async fn dispatch(command: Command) -> Result<i32, Failure> {
     match command {
         Command::Run(args) => run(args).await,
+        Command::Lint => {
+            let cat = catalogue()?;
+            let mut problems = Vec::new();
+            for case in &cat.cases {
+                for id in &case.caught_by {
+                    if id.parse::<Defect>().is_err() {
+                        problems.push(format!(
+                            "{}: caught_by names `{id}`, which is no reference-server defect",
+                            case.full_name()
+                        ));
+                    }
+                }
+            }
+            let index = authmd_conformance::repo_root().join("cases/INDEX.md");
+            if std::fs::read_to_string(&index).unwrap_or_default() != cat.index_markdown() {
+                problems.push("cases/INDEX.md is stale: run scripts/bless".into());
+            }
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            if problems.is_empty() {
+                println!(
+                    "{} cases over {} requirements: the catalogue loads, its parameters are typed, its defects exist, its index is current",
+                    cat.cases.len(),
+                    cat.requirements.len()
+                );
+                Ok(exit_code::SUCCESS)
+            } else {
+                Ok(exit_code::USAGE)
+            }
+        }
         Command::Init { target, out } => {
             let probe = authmd_conformance::setup::probe(&target).await.map_err(Failure::Harness)?;
             authmd_conformance::setup::write_new(&out, &authmd_conformance::setup::render(&probe)).map_err(Failure::Usage)?;

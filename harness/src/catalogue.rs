@@ -354,6 +354,94 @@ fn err(path: &Path, message: impl Into<String>) -> CatalogueError {
 }
 
 /// Parameters each action accepts; anything else is a typo caught at load time.
+/// The kind of value a step parameter takes. A `{{reference}}` stands for any kind (it is
+/// resolved when the step runs); everything else is checked when the catalogue loads, so a typo
+/// is a catalogue error, never a finding against the target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Text,
+    Number,
+    Flag,
+    Object,
+    Any,
+    OneOf(&'static [&'static str]),
+}
+
+fn param_kind(action: Action, key: &str) -> Kind {
+    match (action, key) {
+        (Action::JwksFault, "fault") => Kind::OneOf(&[
+            "none",
+            "server-error",
+            "invalid-json",
+            "empty-key-set",
+            "wrong-content-type",
+            "slow:*",
+        ]),
+        (Action::RotateKey, "alg") => Kind::OneOf(&["ES256", "RS256", "EdDSA"]),
+        (Action::Api, "scheme") | (Action::Api, "endpoint") => Kind::Text,
+        (Action::Api, "query_token") | (Action::Sample, "spread") => Kind::Flag,
+        (Action::Sample, "of") => Kind::OneOf(&[
+            "register-anonymous",
+            "register-email",
+            "register-id-jag",
+            "claim",
+            "challenge",
+            "complete",
+            "api",
+            "http",
+        ]),
+        (_, "count" | "within_ms" | "seconds") => Kind::Number,
+        (_, "token" | "headers" | "json") => Kind::Object,
+        (_, "body") => Kind::Any,
+        (_, "credential")
+            if matches!(
+                action,
+                Action::RegisterAnonymous | Action::RegisterEmail | Action::RegisterIdJag | Action::ParallelRegisterIdJag
+            ) =>
+        {
+            Kind::OneOf(&["api_key", "access_token", "refresh_token", "unsupported"])
+        }
+        _ => Kind::Text,
+    }
+}
+
+fn check_param(action: Action, key: &str, value: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    if let Value::String(s) = value
+        && s.contains("{{")
+    {
+        return Ok(());
+    }
+    let kind = param_kind(action, key);
+    let ok = match (kind, value) {
+        (Kind::Any, _) => true,
+        (Kind::Text, Value::String(_)) => true,
+        (Kind::Number, Value::Number(n)) => n.is_u64(),
+        (Kind::Flag, Value::Bool(_)) => true,
+        (Kind::Object, Value::Object(_)) => true,
+        (Kind::Object, Value::String(_)) if key == "token" => false,
+        (Kind::OneOf(names), Value::String(s)) => names
+            .iter()
+            .any(|n| n.strip_suffix('*').map_or(*n == s.as_str(), |prefix| s.starts_with(prefix))),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match kind {
+        Kind::OneOf(names) => format!("`{value}` is not one of {}", names.join(", ")),
+        other => format!(
+            "`{value}` is not {}",
+            match other {
+                Kind::Number => "a whole number",
+                Kind::Flag => "true or false",
+                Kind::Object => "a table",
+                _ => "a string",
+            }
+        ),
+    })
+}
+
 fn allowed_params(action: Action) -> &'static [&'static str] {
     match action {
         Action::Http => &["method", "url", "headers", "json", "body", "credential"],
@@ -480,13 +568,14 @@ impl Catalogue {
         }
         let mut names = BTreeSet::new();
         for (i, step) in raw.steps.iter().enumerate() {
-            for key in step.params.keys() {
+            for (key, value) in &step.params {
                 if !allowed_params(step.action).contains(&key.as_str()) {
                     return Err(err(
                         path,
                         format!("field `step[{i}].{key}`: not a parameter of `{:?}`", step.action),
                     ));
                 }
+                check_param(step.action, key, value).map_err(|why| err(path, format!("field `step[{i}].{key}`: {why}")))?;
             }
             if let Some(name) = &step.name
                 && !names.insert(name.clone())
@@ -578,5 +667,41 @@ pub fn split_advance(advance: &str) -> Option<(&str, i64)> {
             Some((base, if &advance[at..at + 1] == "-" { -n } else { n }))
         }
         None => Some((advance, 0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_typo_in_a_step_parameter_is_a_load_error() {
+        assert!(check_param(Action::JwksFault, "fault", &json!("server-eror")).is_err());
+        assert!(check_param(Action::JwksFault, "fault", &json!("slow:250")).is_ok());
+        assert!(check_param(Action::RotateKey, "alg", &json!("ES265")).is_err());
+        assert!(check_param(Action::Sample, "count", &json!("12")).is_err());
+        assert!(check_param(Action::Sample, "count", &json!("{{target.rate_burst}}")).is_ok());
+        assert!(check_param(Action::Sample, "spread", &json!("yes")).is_err());
+        assert!(check_param(Action::RegisterAnonymous, "credential", &json!("api-key")).is_err());
+        assert!(check_param(Action::RegisterIdJag, "token", &json!({ "set": {} })).is_ok());
+        let message = check_param(Action::JwksFault, "fault", &json!("server-eror")).expect_err("typo");
+        assert!(message.contains("server-error"), "{message}");
+    }
+
+    #[test]
+    fn the_loader_names_the_file_step_and_key() {
+        let dir = std::env::temp_dir().join(format!("authmd-cat-{}", std::process::id()));
+        let area = dir.join("idjag");
+        std::fs::create_dir_all(&area).expect("dir");
+        std::fs::copy(crate::repo_root().join("cases/requirements.toml"), dir.join("requirements.toml")).expect("requirements");
+        std::fs::write(
+            area.join("idjag-42-typo.toml"),
+            "id = \"idjag-42-typo\"\nrequirements = [\"IDJAG-42\"]\nsummary = \"a typo\"\n\n[[step]]\ndo = \"jwks-fault\"\nfault = \"server-eror\"\n",
+        )
+        .expect("case");
+        let error = Catalogue::load(&dir).expect_err("a typo must not load").to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(error.contains("idjag-42-typo.toml") && error.contains("step[0].fault"), "{error}");
     }
 }
