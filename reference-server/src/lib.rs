@@ -159,6 +159,7 @@ pub struct ReferenceServer {
     addr: SocketAddr,
     ca_pem: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl ReferenceServer {
@@ -189,6 +190,16 @@ impl ReferenceServer {
         let ca_out = config.tls_ca_out.clone();
         let limits = config.connections.clone();
         let state = state(config, defects, base_url.clone())?;
+        // Retries queued claim mail (a failed relay, a restart with mail still queued).
+        let sweeper = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    routes::drain_outbox(state.clone()).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
         let router = app(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut ca_pem = None;
@@ -235,6 +246,7 @@ impl ReferenceServer {
             addr,
             ca_pem,
             shutdown: Some(tx),
+            sweeper,
         })
     }
 
@@ -259,6 +271,7 @@ impl Drop for ReferenceServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.sweeper.abort();
     }
 }
 

@@ -752,6 +752,7 @@ struct Attempt {
 async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email: &str) -> Result<Attempt, ApiError> {
     let (rid, email_owned, ttl) = (registration_id.to_string(), email.to_string(), state.config.ttl.claim_attempt);
     let repeat_defect = state.defects.contains(Defect::NewAttemptOnRepeatClaim);
+    let (base_url, send) = (state.base_url.clone(), !state.defects.contains(Defect::SendNoClaimEmail));
     let attempt = state
         .db
         .call(move |conn| {
@@ -777,35 +778,91 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
                 params![id, rid, email_owned, hash(&token), now, expires_at],
             )
             .map_err(db)?;
+            // CLAIM-02: the link leads to a service page and carries the claim_attempt_token.
+            // The mail is queued in this transaction: the attempt and its mail exist together.
+            if send {
+                let link = format!("{base_url}/agent/auth/claim/view?token={token}");
+                conn.execute(
+                    "INSERT INTO outbox (recipient, registration_id, link, expires, next_try_at) VALUES (?1, ?2, ?3, ?4, 0)",
+                    params![email_owned, rid, link, iso(expires_at)],
+                )
+                .map_err(db)?;
+            }
             // AUDIT-02
             audit(conn, now, "claim.requested", json!({ "registration_id": rid, "email": email_owned }))?;
             Ok(Attempt { id, token: Some(token), expires_at })
         })
         .await?;
-    if let Some(token) = &attempt.token
-        && !state.defects.contains(Defect::SendNoClaimEmail)
-    {
-        // CLAIM-02: the link leads to a service page and carries the claim_attempt_token.
-        let link = format!("{}/agent/auth/claim/view?token={token}", state.base_url);
-        if let Err(e) = state
-            .mailer
-            .send_claim(email, registration_id, &link, &iso(attempt.expires_at))
-            .await
-        {
-            // A mail that did not go out must not leave a live attempt that a same-email retry
-            // would silently reuse: retire it and report a retryable error.
-            let id = attempt.id.clone();
-            let _ = state
-                .db
-                .call(move |conn| {
-                    conn.execute("UPDATE claim_attempts SET superseded = 1 WHERE id = ?1", params![id])
-                        .map_err(db)
-                })
-                .await;
-            return Err(ApiError::Internal(format!("claim mail failed: {e}")));
-        }
+    if attempt.token.is_some() {
+        tokio::spawn(drain_outbox(state.clone()));
     }
     Ok(attempt)
+}
+
+/// A queued claim mail.
+struct Queued {
+    id: i64,
+    recipient: String,
+    registration_id: String,
+    link: String,
+    expires: String,
+}
+
+/// Delivers every due claim mail. Each row is leased before it is sent (so two drains never
+/// send it twice), deleted once delivered, and on failure retried with a doubling backoff
+/// (1 s up to 5 min). Wall time, not the test clock: delivery is about the relay, not TTLs.
+pub async fn drain_outbox(state: AppState) {
+    loop {
+        let wall = time::OffsetDateTime::now_utc().unix_timestamp();
+        let leased = state
+            .db
+            .call(move |conn| {
+                let row = conn
+                    .query_row(
+                        "SELECT id, recipient, registration_id, link, expires FROM outbox WHERE next_try_at <= ?1 ORDER BY id LIMIT 1",
+                        params![wall],
+                        |r| {
+                            Ok(Queued {
+                                id: r.get(0)?,
+                                recipient: r.get(1)?,
+                                registration_id: r.get(2)?,
+                                link: r.get(3)?,
+                                expires: r.get(4)?,
+                            })
+                        },
+                    )
+                    .optional()
+                    .map_err(db)?;
+                if let Some(q) = &row {
+                    conn.execute("UPDATE outbox SET next_try_at = ?1 WHERE id = ?2", params![wall + 60, q.id])
+                        .map_err(db)?;
+                }
+                Ok(row)
+            })
+            .await;
+        let Ok(Some(mail)) = leased else { return };
+        let sent = state
+            .mailer
+            .send_claim(&mail.recipient, &mail.registration_id, &mail.link, &mail.expires)
+            .await;
+        let (id, outcome) = (mail.id, sent.clone());
+        let _ = state
+            .db
+            .call(move |conn| {
+                match &outcome {
+                    Ok(()) => conn.execute("DELETE FROM outbox WHERE id = ?1", params![id]),
+                    Err(e) => conn.execute(
+                        "UPDATE outbox SET tries = tries + 1, last_error = ?2, next_try_at = ?3 + MIN(300, 1 << MIN(tries, 9)) WHERE id = ?1",
+                        params![id, e, wall],
+                    ),
+                }
+                .map_err(db)
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(registration_id = %mail.registration_id, error = %e, "claim mail not delivered; will retry");
+        }
+    }
 }
 
 struct Registration {

@@ -96,6 +96,22 @@ CREATE TABLE audit (
 "#,
     // The replay-cache sweep runs on every ID-JAG; without this index it scanned the table.
     "CREATE INDEX jtis_expiry ON jtis(expires_at);",
+    // Claim mail is written in the transaction that creates its attempt and delivered from
+    // here with retries, so a failed send never loses a claim (the row holds the link until
+    // it is delivered, then it is deleted).
+    r#"
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    recipient TEXT NOT NULL,
+    registration_id TEXT NOT NULL,
+    link TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_try_at INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox(next_try_at);
+"#,
 ];
 
 /// Handle to the storage thread. Cheap to clone.

@@ -549,3 +549,53 @@ fn a_crowd_of_half_open_connections_does_not_lock_others_out() {
         "answered after {elapsed:?} with {held} held"
     );
 }
+
+#[tokio::test]
+async fn a_claim_mail_the_relay_refuses_is_retried_until_delivered() {
+    // The relay refuses (451) when the claim starts: the claim still answers 200 (its attempt and
+    // its mail were stored together), and the mail arrives once the relay recovers.
+    use authmd_mock_mailbox::{Mailbox, SmtpFault};
+    let mailbox = Mailbox::start("127.0.0.1:0".parse().expect("addr")).await.expect("sink");
+    mailbox.set_fault(SmtpFault::Refuse4xx);
+    let db = db_path("outbox");
+    let _ = std::fs::remove_file(&db);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: db,
+        smtp: Some(mailbox.addr().to_string()),
+        ..Config::default()
+    };
+    let server = authmd_reference_server::ReferenceServer::start(config, Defects::none())
+        .await
+        .expect("start");
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let reg: Value = http
+        .post(format!("{}/agent/auth", server.base_url()))
+        .json(&json!({ "type": "anonymous", "requested_credential_type": "api_key" }))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let claim = http
+        .post(format!("{}/agent/auth/claim", server.base_url()))
+        .json(&json!({ "claim_token": reg["claim_token"], "email": "retry@example.com" }))
+        .send()
+        .await
+        .expect("claim");
+    assert_eq!(claim.status(), 200, "the claim must not fail because the relay did");
+    assert!(
+        mailbox
+            .next_message("retry@example.com", std::time::Duration::from_millis(500))
+            .await
+            .is_err(),
+        "the relay refused, so nothing arrived yet"
+    );
+    mailbox.set_fault(SmtpFault::None);
+    let message = mailbox
+        .next_message("retry@example.com", std::time::Duration::from_secs(10))
+        .await
+        .expect("the queued mail is delivered once the relay recovers");
+    assert!(message.raw.contains("/agent/auth/claim/view?token="));
+}
