@@ -1429,9 +1429,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>
     };
     let h = hash(&token);
     let st = state.clone();
+    // A pure read: off the writer thread (API calls are the hot path).
     state
         .db
-        .call(move |conn| {
+        .read(move |conn| {
             let row = conn
                 .query_row(
                     "SELECT c.kind, c.scopes, c.expires_at, c.revoked, c.source, c.registration_id, c.iss, c.sub, r.kind, r.status, r.expires_at, u.id, u.email

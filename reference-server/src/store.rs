@@ -1,9 +1,11 @@
-//! SQLite storage behind one writer thread.
+//! SQLite storage behind one writer thread, with a pool of read-only connections beside it.
 //!
-//! Every read and write is a job run on the thread that owns the only connection, so SQLite
-//! never sees two writers and a check-then-insert (a `jti`, an OTP attempt) is atomic. Jobs
-//! queued together share one transaction, each inside its own savepoint; replies are sent only
-//! after the commit, so an answer never describes data a crash could lose.
+//! Every write (and every read that decides a write) is a job run on the thread that owns the
+//! only writing connection, so SQLite never sees two writers and a check-then-insert (a `jti`,
+//! an OTP attempt) is atomic. Jobs queued together share one transaction, each inside its own
+//! savepoint; replies are sent only after the commit, so an answer never describes data a crash
+//! could lose. Pure reads (authenticating an API call) go to read-only connections instead: WAL
+//! lets them run beside the writer, and they see every commit answered before they started.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -114,10 +116,39 @@ CREATE INDEX outbox_due ON outbox(next_try_at);
 "#,
 ];
 
-/// Handle to the storage thread. Cheap to clone.
+/// Handle to the storage thread and the read pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     tx: mpsc::Sender<Job>,
+    readers: std::sync::Arc<Readers>,
+}
+
+/// Idle read-only connections; more are opened on demand, at most `MAX_IDLE_READERS` kept.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+const MAX_IDLE_READERS: usize = 8;
+
+impl Readers {
+    fn take(&self) -> Result<Connection, rusqlite::Error> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(conn);
+        }
+    }
 }
 
 /// Opening the database failed.
@@ -161,7 +192,29 @@ impl Db {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { tx })
+        let readers = std::sync::Arc::new(Readers {
+            path: path.to_path_buf(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        });
+        Ok(Self { tx, readers })
+    }
+
+    /// Runs the read-only `f` on a pooled read connection, off the writer thread. Never for a
+    /// read that decides a write: that belongs in [`Db::call`], where it is atomic.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take().map_err(|e| ApiError::Internal(format!("read connection: {e}")))?;
+            let outcome = f(&conn);
+            readers.put(conn);
+            outcome
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("read task: {e}")))?
     }
 
     /// Runs `f` on the storage thread inside a savepoint; an `Err` rolls back `f`'s writes only.
@@ -224,5 +277,44 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         for reply in replies {
             reply(committed);
         }
+    }
+}
+
+#[cfg(test)]
+mod read_pool_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_for_the_writer() {
+        let path = std::env::temp_dir().join(format!("authmd-readpool-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let db = Db::open(&path, false).expect("open");
+        // The writer is held inside a job until the read has finished; if reads went through
+        // the writer thread, the read would wait for the release and this would deadlock.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+        let writer = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.call(move |_conn| {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+            })
+        };
+        entered_rx.await.expect("the writer job started");
+        let one: i64 = db
+            .read(|conn| {
+                conn.query_row("SELECT 1", [], |r| r.get(0))
+                    .map_err(|e| ApiError::Internal(e.to_string()))
+            })
+            .await
+            .expect("read while the writer is busy");
+        assert_eq!(one, 1);
+        release_tx.send(()).expect("release");
+        writer.await.expect("join").expect("writer job");
+        let _ = std::fs::remove_file(&path);
     }
 }
