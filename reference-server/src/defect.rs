@@ -55,6 +55,8 @@ defects! {
     AcceptFormLogout = "accept-form-logout",
     /// IDJAG-23: accepts an `iat` far in the future.
     AcceptFutureIat = "accept-future-iat",
+    /// REVOKE-14: accepts a logout token without `iat`.
+    AcceptLogoutWithoutIat = "accept-logout-without-iat",
     /// REVOKE-14: accepts logout tokens with an `iat` far in the future.
     AcceptFutureLogoutIat = "accept-future-logout-iat",
     /// IDJAG-26: accepts an `nbf` in the future.

@@ -306,7 +306,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
             }
             // REVOKE-14: `iat` present and not far in the future (BCL §2.6).
             match iat {
-                None => return Err(ApiError::InvalidRequest("missing iat".into())),
+                None if !defects.contains(Defect::AcceptLogoutWithoutIat) => {
+                    return Err(ApiError::InvalidRequest("missing iat".into()));
+                }
                 Some(iat) if iat > now + max_future_iat && !defects.contains(Defect::AcceptFutureLogoutIat) => {
                     return Err(ApiError::InvalidRequest("iat is too far in the future".into()));
                 }
