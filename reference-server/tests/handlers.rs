@@ -485,9 +485,10 @@ fn fd_limit() -> usize {
 #[test]
 fn a_crowd_of_half_open_connections_does_not_lock_others_out() {
     use std::io::{Read, Write};
-    // Held connections that never finish their request head: as many as this process may
-    // open (20,000 on the project's machines), with a header timeout long enough to hold
-    // them all for the test. The server must still answer a normal request within a second.
+    // Held connections that never finish their request head: about as many as this process may
+    // open (19,000 of the 20,000 on the project's machines), with a header timeout long enough
+    // to hold them all for the test. The server must still answer a normal request within a
+    // second.
     let db = db_path("crowd");
     let _ = std::fs::remove_file(&db);
     // The server gets a smaller descriptor budget than the crowd, so only closing idle
@@ -512,7 +513,8 @@ fn a_crowd_of_half_open_connections_does_not_lock_others_out() {
         .read_line(&mut line)
         .expect("url line");
     let addr = line.trim().trim_start_matches("http://").to_string();
-    let crowd_size = fd_limit().saturating_sub(300).min(20_000);
+    // Headroom for the other handler tests running beside this one in the same process.
+    let crowd_size = fd_limit().saturating_sub(1000).min(20_000);
     let mut crowd = Vec::with_capacity(crowd_size);
     for _ in 0..crowd_size {
         match std::net::TcpStream::connect(&addr) {
