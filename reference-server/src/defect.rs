@@ -149,6 +149,11 @@ defects! {
     KeepPreviousOtp = "keep-previous-otp",
     /// IDJAG-44: caches every JWKS for the floor, whatever its `Cache-Control` says.
     IgnoreJwksCacheControl = "ignore-jwks-cache-control",
+    /// IDJAG-32: a phone number counts as verified whether or not `phone_number_verified` is.
+    PhonePresenceCountsAsVerified = "phone-presence-counts-as-verified",
+    /// IDJAG-30: the replay cache forgets a `jti` at `exp`, though the token is accepted up to
+    /// `exp` plus the clock skew.
+    ReplayWindowWithoutSkew = "replay-window-without-skew",
     /// CLAIM-05: keeps OTPs of superseded claim attempts valid.
     KeepSupersededOtps = "keep-superseded-otps",
     /// CLAIM-05: the OTP of a superseded attempt keeps working until the new attempt mints its

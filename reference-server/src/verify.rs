@@ -386,8 +386,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
             _ => false,
         };
         let email_ok = verified("email_verified") && claims.get("email").is_some_and(Value::is_string);
-        let phone_ok = verified("phone_number_verified")
-            && claims.get("phone_number").is_some_and(Value::is_string)
+        let has_phone = claims.get("phone_number").is_some_and(Value::is_string);
+        let phone_ok = (verified("phone_number_verified") || (has_phone && defects.contains(Defect::PhonePresenceCountsAsVerified)))
+            && has_phone
             && !defects.contains(Defect::RejectPhoneOnly);
         if !email_ok && !phone_ok && !defects.contains(Defect::SkipVerifiedEmailCheck) {
             return Err(ApiError::MissingVerifiedEmail);
@@ -395,7 +396,12 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     }
 
     // The replay entry must outlive every instant at which the token would still be accepted.
-    let replay_until = exp.unwrap_or(now + 300).max(now) + skew;
+    let window = if defects.contains(Defect::ReplayWindowWithoutSkew) {
+        0
+    } else {
+        skew
+    };
+    let replay_until = exp.unwrap_or(now + 300).max(now) + window;
     Ok(Verified {
         claims,
         iss,
