@@ -387,9 +387,9 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
         };
         let email_ok = verified("email_verified") && claims.get("email").is_some_and(Value::is_string);
         let has_phone = claims.get("phone_number").is_some_and(Value::is_string);
-        let phone_ok = (verified("phone_number_verified") || (has_phone && defects.contains(Defect::PhonePresenceCountsAsVerified)))
-            && has_phone
-            && !defects.contains(Defect::RejectPhoneOnly);
+        // The defect: a phone number counts as verified by its mere presence.
+        let phone_verified = verified("phone_number_verified") || defects.contains(Defect::PhonePresenceCountsAsVerified);
+        let phone_ok = phone_verified && has_phone && !defects.contains(Defect::RejectPhoneOnly);
         if !email_ok && !phone_ok && !defects.contains(Defect::SkipVerifiedEmailCheck) {
             return Err(ApiError::MissingVerifiedEmail);
         }
