@@ -276,13 +276,14 @@ fn defect_ids_are_unique_kebab_case_and_round_trip() {
 
 /// Starts the binary on a random port over `db`; returns the child and its URL.
 fn spawn(db: &PathBuf) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authmd-reference-server"))
-        .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authmd-reference-server"));
+    command.args(["--listen", "127.0.0.1:0", "--database"]).arg(db);
+    start_and_read_url(command)
+}
+
+/// Starts `command` (the server binary, perhaps wrapped) and reads the URL it prints first.
+fn start_and_read_url(mut command: Command) -> (std::process::Child, String) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -493,7 +494,8 @@ fn a_crowd_of_half_open_connections_does_not_lock_others_out() {
     let _ = std::fs::remove_file(&db);
     // The server gets a smaller descriptor budget than the crowd, so only closing idle
     // connections (oldest first at the cap) can keep it reachable.
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .args(["-c", "ulimit -n 4096 && exec \"$0\" \"$@\""])
         .arg(env!("CARGO_BIN_EXE_authmd-reference-server"))
         .args([
@@ -503,16 +505,9 @@ fn a_crowd_of_half_open_connections_does_not_lock_others_out() {
             "connections.header_read_timeout_secs=60",
             "--database",
         ])
-        .arg(&db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("url line");
-    let addr = line.trim().trim_start_matches("http://").to_string();
+        .arg(&db);
+    let (mut child, url) = start_and_read_url(command);
+    let addr = url.trim_start_matches("http://").to_string();
     // Headroom for the other handler tests running beside this one in the same process.
     let crowd_size = fd_limit().saturating_sub(1000).min(20_000);
     let mut crowd = Vec::with_capacity(crowd_size);
