@@ -123,31 +123,47 @@ pub struct Db {
     readers: std::sync::Arc<Readers>,
 }
 
-/// Idle read-only connections; more are opened on demand, at most `MAX_IDLE_READERS` kept.
+/// Read-only connections, one per reader thread, fed by one queue like the writer: no
+/// thread-pool hop and no checkout per read (a `spawn_blocking` pool measured 22.8k API calls/s
+/// against 41.6k on the writer thread).
 struct Readers {
-    path: std::path::PathBuf,
-    idle: std::sync::Mutex<Vec<Connection>>,
+    tx: mpsc::Sender<ReadJob>,
 }
 
-const MAX_IDLE_READERS: usize = 8;
+type ReadJob = Box<dyn FnOnce(Option<&Connection>) + Send>;
+
+/// Reader threads: one per core is enough, they share the cores with the writer.
+const READERS: usize = 2;
 
 impl Readers {
-    fn take(&self) -> Result<Connection, rusqlite::Error> {
-        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(conn);
+    fn start(path: &Path) -> Result<Self, String> {
+        let (tx, rx) = mpsc::channel::<ReadJob>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..READERS {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
+            // A small page cache each: the readers must not cost the server its memory.
+            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;")
+                .map_err(|e| e.to_string())?;
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("authmd-db-read-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Hold the lock only to take one job.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(Some(&conn)),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| e.to_string())?;
         }
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        Ok(conn)
-    }
-
-    fn put(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE_READERS
-        {
-            idle.push(conn);
-        }
+        Ok(Self { tx })
     }
 }
 
@@ -192,29 +208,35 @@ impl Db {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let readers = std::sync::Arc::new(Readers {
-            path: path.to_path_buf(),
-            idle: std::sync::Mutex::new(Vec::new()),
-        });
+        let readers = std::sync::Arc::new(Readers::start(path).map_err(|reason| OpenError {
+            path: path.display().to_string(),
+            reason,
+        })?);
         Ok(Self { tx, readers })
     }
 
-    /// Runs the read-only `f` on a pooled read connection, off the writer thread. Never for a
-    /// read that decides a write: that belongs in [`Db::call`], where it is atomic.
+    /// Runs the read-only `f` on a reader thread's connection, off the writer thread. Never for
+    /// a read that decides a write: that belongs in [`Db::call`], where it is atomic.
     pub async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.take().map_err(|e| ApiError::Internal(format!("read connection: {e}")))?;
-            let outcome = f(&conn);
-            readers.put(conn);
-            outcome
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("read task: {e}")))?
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => f(conn),
+                None => Err(ApiError::Internal("no read connection".into())),
+            };
+            let _ = reply_tx.send(outcome);
+        });
+        self.readers
+            .tx
+            .send(job)
+            .map_err(|_| ApiError::Internal("the reader threads stopped".into()))?;
+        reply_rx
+            .await
+            .map_err(|_| ApiError::Internal("a reader thread dropped a job".into()))?
     }
 
     /// Runs `f` on the storage thread inside a savepoint; an `Err` rolls back `f`'s writes only.
