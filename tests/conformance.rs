@@ -163,12 +163,12 @@ fn main() {
     trials.push(
         Trial::test("reports/golden-reports-are-current", move || {
             let done = full_run(&whole)?;
-            let (golden_report, golden_secrets) = (done.report, done.secrets);
+            let (golden_report, golden_secrets) = (&done.report, &done.secrets);
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/golden");
             let files = [
-                ("summary.md", normalise(&golden_report.to_markdown(&golden_secrets))),
-                ("junit.xml", normalise(&golden_report.to_junit(&golden_secrets))),
-                ("verdicts.json", verdicts(&golden_report)),
+                ("summary.md", normalise(&golden_report.to_markdown(golden_secrets))),
+                ("junit.xml", normalise(&golden_report.to_junit(golden_secrets))),
+                ("verdicts.json", verdicts(golden_report)),
             ];
             let mut stale = Vec::new();
             for (name, text) in files {
@@ -213,18 +213,24 @@ fn judge(variant: Variant, result: &CaseResult) -> Result<(), Failed> {
     }
 }
 
-/// One full run of the standard stack, for the trials about a whole report.
-fn full_run(catalogue: &authmd_conformance::catalogue::Catalogue) -> Result<authmd_conformance::BundledRun, Failed> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failed::from(e.to_string()))?;
-    runtime
-        .block_on(authmd_conformance::run_bundled(
-            Defects::none(),
-            Variant::Standard,
-            catalogue.cases.clone(),
-            None,
-            &|_, _, _| {},
-        ))
-        .map_err(|e| Failed::from(format!("bundled stack: {e}")))
+/// One full run of the standard stack, made once and shared by the trials about a whole report
+/// (redaction, golden files).
+fn full_run(catalogue: &authmd_conformance::catalogue::Catalogue) -> Result<&'static authmd_conformance::BundledRun, Failed> {
+    static RUN: std::sync::OnceLock<Result<authmd_conformance::BundledRun, String>> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        runtime
+            .block_on(authmd_conformance::run_bundled(
+                Defects::none(),
+                Variant::Standard,
+                catalogue.cases.clone(),
+                None,
+                &|_, _, _| {},
+            ))
+            .map_err(|e| format!("bundled stack: {e}"))
+    })
+    .as_ref()
+    .map_err(|e| Failed::from(e.clone()))
 }
 
 /// Removes what differs between runs: ports, times, durations.

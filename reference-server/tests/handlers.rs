@@ -35,6 +35,19 @@ async fn register_anonymous(router: &axum::Router) -> (StatusCode, axum::http::H
     call(router, post_json("/agent/auth", ANONYMOUS)).await
 }
 
+/// One anonymous registration over a real socket; the answer's JSON.
+async fn register_over_http(http: &reqwest::Client, base: &str) -> Value {
+    http.post(format!("{base}/agent/auth"))
+        .header("content-type", "application/json")
+        .body(ANONYMOUS)
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn post_json(uri: &str, body: &str) -> Request<Body> {
     Request::post(uri)
         .header("content-type", "application/json")
@@ -297,15 +310,7 @@ async fn registrations_and_claims_survive_a_kill_9() {
     let _ = std::fs::remove_file(&db);
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
     let (mut first, url) = spawn(&db);
-    let reg: Value = http
-        .post(format!("{url}/agent/auth"))
-        .json(&json!({ "type": "anonymous", "requested_credential_type": "api_key" }))
-        .send()
-        .await
-        .expect("register")
-        .json()
-        .await
-        .expect("json");
+    let reg = register_over_http(&http, &url).await;
     let credential = reg["credential"].as_str().expect("credential").to_string();
     // SIGKILL: no shutdown hook runs. The answer above was only sent after its commit.
     first.kill().expect("kill -9");
@@ -566,15 +571,7 @@ async fn a_claim_mail_the_relay_refuses_is_retried_until_delivered() {
         .await
         .expect("start");
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    let reg: Value = http
-        .post(format!("{}/agent/auth", server.base_url()))
-        .json(&json!({ "type": "anonymous", "requested_credential_type": "api_key" }))
-        .send()
-        .await
-        .expect("register")
-        .json()
-        .await
-        .expect("json");
+    let reg = register_over_http(&http, server.base_url()).await;
     let claim = http
         .post(format!("{}/agent/auth/claim", server.base_url()))
         .json(&json!({ "claim_token": reg["claim_token"], "email": "retry@example.com" }))
