@@ -84,7 +84,8 @@ pub enum Variant {
     Standard,
     /// AUTH.md's error names (§B.6), a flat oracle with a space-delimited scope string, claim
     /// mail only as per-registration HTML files served over HTTP and overwritten by each new
-    /// attempt, `aud` = the PRM resource (C-01 A), and a 2 s JWKS refetch cool-down.
+    /// attempt, `aud` = the PRM resource (C-01 A), logout tokens must carry `exp` (C-20 B), a
+    /// pinned non-URL `client_id`, and a 2 s JWKS refetch cool-down.
     Alternates,
     /// No clock header: short TTLs and a wait budget, so TTL cases really wait (concurrently).
     NoClock,
@@ -178,6 +179,8 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             config.smtp = None;
             config.mail_outbox = Some(dir.join("outbox"));
             config.audience = AudienceReading::Resource;
+            // C-20 reading B: a logout token must carry `exp`, as BCL 1.0 requires.
+            config.logout_requires_exp = true;
         }
         Variant::NoClock => {
             config.test_clock = false;
@@ -192,6 +195,11 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             required_amr: required_amr.clone(),
             ..TrustedIssuer::named(trusted.issuer())
         });
+    }
+    // The alternates deployment pins the primary issuer's client_ids to a name that is not a
+    // URL, so nothing is resolved as client metadata there (IDJAG-36 becomes a MUST).
+    if variant == Variant::Alternates {
+        config.trusted_issuers[0].client_ids = vec![PINNED_CLIENT_ID.into()];
     }
     // Each case has its own source address; these limits leave room for the sampling cases
     // while the rate-limit case still sees a 429 within its burst.
@@ -238,6 +246,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     target.ttl = ttl;
     target.rate_burst = Some(40);
     target.readings.insert("C-01".into(), "B".into());
+    target.readings.insert("C-20".into(), "A".into());
     target.idp.required_amr = required_amr;
     target.idp.jwks_refetch_cooldown_secs = config_cooldown(variant);
     // The reference server ages its JWKS cache by the request's clock.
@@ -252,6 +261,9 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
                 scopes_pointer: "/scope".into(),
             });
             target.readings.insert("C-01".into(), "A".into());
+            target.readings.insert("C-20".into(), "B".into());
+            target.idp.client_ids = vec![PINNED_CLIENT_ID.into()];
+            target.idp.cimd = false;
             target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
             target.clock.wait_budget_secs = 5;
             mail = MailSource::url_template(format!("{}/mail/{{registration_id}}.html", server.base_url().trim_end_matches('/')));
@@ -277,6 +289,9 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
         _dir: TempDir(dir),
     })
 }
+
+/// The client_id the alternates deployment pins for the primary issuer.
+const PINNED_CLIENT_ID: &str = "authmd-conformance-agent";
 
 fn config_cooldown(variant: Variant) -> u64 {
     if variant == Variant::Alternates { 2 } else { 0 }

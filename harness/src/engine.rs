@@ -402,7 +402,7 @@ impl Harness {
                 Need::ScopeProbes if self.target.probes.is_empty() => "needs scope probes: set [probes] (one endpoint per scope)",
                 Need::RateBurst if self.target.rate_burst.is_none() => "needs rate_burst: the number of requests your limit refuses within",
                 Need::Cimd if !self.target.idp.cimd => {
-                    "the target pins its client_ids (set idp.cimd = true if it resolves URL-form client_ids)"
+                    "needs idp.cimd = true: the target pins its client_ids and resolves no URL-form client_id as client metadata"
                 }
                 Need::JwksClock if !self.target.idp.jwks_cache_follows_clock || self.target.clock.offset_header.is_none() => {
                     "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)"
@@ -844,6 +844,17 @@ impl<'h> CaseCtx<'h> {
             }
             spec["set"]["aud"] = json!(aud);
         }
+        // A target that follows C-20 reading B (BCL: `exp` required) gets logout tokens with an
+        // `exp`; the auth.md examples omit it, and reading A is the default.
+        let exp_required = self.h.target.readings.get("C-20").is_some_and(|r| r == "B");
+        if exp_required
+            && spec["kind"] == json!(TokenKind::Logout)
+            && spec.pointer("/set/exp").is_none()
+            && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "exp"))
+        {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
+            spec["set"]["exp"] = json!(now + 300);
+        }
         // A case that moved the target's clock mints on that clock too, or every token would
         // look expired (or issued in the past) to the target.
         if self.offset != 0 {
@@ -864,6 +875,16 @@ impl<'h> CaseCtx<'h> {
             Some("untrusted") => self.h.stranger.as_ref().ok_or("no untrusted issuer")?,
             Some(other) => return Err(format!("token spec: `by = \"{other}\"` is not primary, second or untrusted")),
         };
+        // A target that pins its client_ids gets the first of them unless the case says otherwise.
+        let primary = matches!(by.as_ref().and_then(Value::as_str), None | Some("primary"));
+        if let Some(pinned) = self.h.target.idp.client_ids.first()
+            && primary
+            && spec["kind"] == json!(TokenKind::IdJag)
+            && spec.pointer("/set/client_id").is_none()
+            && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "client_id"))
+        {
+            spec["set"]["client_id"] = json!(pinned);
+        }
         let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
         let minted = idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
         // A minted token is a bearer credential; reports show its decoded header and claims.

@@ -163,8 +163,9 @@ pub struct IdpSettings {
     /// hash>` (or `~/.local/state/…`, or `.authmd-state/idp/…` without a home directory).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
-    /// The `client_id`s your trust entry for this issuer names, if it pins a list. With a list,
-    /// an unknown `client_id` is a MUST failure (IDJAG-36); without one, a SHOULD.
+    /// The `client_id`s your trust entry for this issuer names, if it pins a list. The first is
+    /// put in every ID-JAG the harness mints (unless a case sets its own). With a list, an
+    /// unknown `client_id` is a MUST failure (IDJAG-36); without one, a SHOULD.
     #[serde(default)]
     pub client_ids: Vec<String>,
     /// Your clock offset header also ages your JWKS cache (a cache entry fetched "now" is

@@ -235,6 +235,8 @@ pub(crate) struct Inner {
     pub(crate) cimd: Option<Value>,
     /// Public keys of `jku` tampers by kid, served under `/attacker/<kid>/jwks.json`.
     pub(crate) attacker_keys: std::collections::HashMap<String, Value>,
+    /// `/clients/once/<name>` paths already served: each is withdrawn (404) after its first GET.
+    pub(crate) served_once: std::collections::HashSet<String>,
     key_dir: Option<PathBuf>,
     pub(crate) kid_prefix: String,
     next_kid: u32,
@@ -303,6 +305,7 @@ impl MockIdp {
                 requests: Vec::new(),
                 cimd: None,
                 attacker_keys: std::collections::HashMap::new(),
+                served_once: std::collections::HashSet::new(),
                 key_dir: config.key_dir.clone(),
                 kid_prefix: config.kid_prefix.clone(),
                 next_kid,

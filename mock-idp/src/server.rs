@@ -24,6 +24,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/clients/{name}", get(client_document))
         .route("/attacker/{kid}/jwks.json", get(attacker_jwks))
         .route("/clients/foreign-jwks/{name}", get(foreign_jwks_client_document))
+        .route("/clients/once/{name}", get(withdrawn_client_document))
         .route("/_control/mint", post(control_mint))
         .route("/_control/mint-batch", post(control_mint_batch))
         .route("/_control/rotate", post(control_rotate))
@@ -108,6 +109,20 @@ async fn client_document(AxState(state): AxState<Arc<State>>, request: Request) 
 /// that resolves CIMD must refuse tokens naming it (IDJAG-37).
 async fn foreign_jwks_client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
     cimd(&state, request.uri().path(), "/foreign/.well-known/jwks.json")
+}
+
+/// A client metadata document served once, with a 10-minute lifetime, and withdrawn (404)
+/// after: a target must stop accepting the client once its cached copy has expired.
+async fn withdrawn_client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    if !state.lock().served_once.insert(path.clone()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut response = cimd(&state, &path, "/.well-known/jwks.json");
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=600"));
+    response
 }
 
 /// The key set a `jku` tamper points at: the attacker's key, which the issuer never published.

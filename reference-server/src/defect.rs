@@ -154,6 +154,20 @@ defects! {
     /// IDJAG-30: the replay cache forgets a `jti` at `exp`, though the token is accepted up to
     /// `exp` plus the clock skew.
     ReplayWindowWithoutSkew = "replay-window-without-skew",
+    /// API-01: the `api.read` probe answers 200 to a request without any credential.
+    OpenReadProbe = "open-read-probe",
+    /// API-03: an access token issued when a verified-email claim completes never expires.
+    ClaimAccessTokenNeverExpires = "claim-access-token-never-expires",
+    /// CLAIM-13: a claim attempt's token still mints codes after the attempt's window closed.
+    IgnoreAttemptWindow = "ignore-attempt-window",
+    /// CLAIM-29: the claim page answers 200 with an empty body and no HTML.
+    BlankClaimPage = "blank-claim-page",
+    /// REVOKE-11: the `jti` of a logout token without `exp` is remembered only for the clock
+    /// skew, so the same token revokes again a minute later.
+    ForgetExplessLogoutJti = "forget-expless-logout-jti",
+    /// IDJAG-37: a client metadata document is cached forever, so a withdrawn client keeps
+    /// registering after the document's `Cache-Control` lifetime.
+    CacheClientMetadataForever = "cache-client-metadata-forever",
     /// CLAIM-05: keeps OTPs of superseded claim attempts valid.
     KeepSupersededOtps = "keep-superseded-otps",
     /// CLAIM-05: the OTP of a superseded attempt keeps working until the new attempt mints its

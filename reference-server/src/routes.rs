@@ -481,7 +481,8 @@ async fn issue_credential(
     } else {
         secret("sk_", 24)
     };
-    let expires = (kind == "access_token").then_some(now + state.config.ttl.access_token);
+    let never = triple.is_none() && state.defects.contains(Defect::ClaimAccessTokenNeverExpires);
+    let expires = (kind == "access_token" && !never).then_some(now + state.config.ttl.access_token);
     let (h, rid, kind, scopes) = (
         hash(&credential),
         registration_id.to_string(),
@@ -955,7 +956,8 @@ enum AttemptState {
     Live { id: String, registration_id: String },
 }
 
-fn attempt_by_token(conn: &Connection, token: &str, now: i64) -> Result<AttemptState, ApiError> {
+/// `window` is false only under the `ignore-attempt-window` defect.
+fn attempt_by_token(conn: &Connection, token: &str, now: i64, window: bool) -> Result<AttemptState, ApiError> {
     let row: Option<(String, String, i64, i64, String)> = conn
         .query_row(
             "SELECT a.id, a.registration_id, a.superseded, a.expires_at, r.status FROM claim_attempts a JOIN registrations r ON r.id = a.registration_id WHERE a.token_hash = ?1",
@@ -968,7 +970,7 @@ fn attempt_by_token(conn: &Connection, token: &str, now: i64) -> Result<AttemptS
         None => AttemptState::Unknown,
         Some((_, _, _, _, status)) if status == "claimed" => AttemptState::Claimed,
         Some((_, _, superseded, _, _)) if superseded != 0 => AttemptState::Unknown,
-        Some((_, _, _, expires_at, _)) if now >= expires_at => AttemptState::Expired,
+        Some((_, _, _, expires_at, _)) if window && now >= expires_at => AttemptState::Expired,
         Some((id, registration_id, _, _, _)) => AttemptState::Live { id, registration_id },
     })
 }
@@ -984,8 +986,8 @@ pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(quer
     let Some(token) = query.token.filter(|t| !t.is_empty()) else {
         return (StatusCode::BAD_REQUEST, Html("<h1>Missing token</h1>")).into_response();
     };
-    let t = token.clone();
-    let found = state.db.call(move |conn| attempt_by_token(conn, &t, now)).await;
+    let (t, window) = (token.clone(), !state.defects.contains(Defect::IgnoreAttemptWindow));
+    let found = state.db.call(move |conn| attempt_by_token(conn, &t, now, window)).await;
     match found {
         Ok(AttemptState::Live { .. }) => {}
         Ok(AttemptState::Expired) => {
@@ -1006,6 +1008,9 @@ pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(quer
                 .map_err(db)
             })
             .await;
+    }
+    if state.defects.contains(Defect::BlankClaimPage) {
+        return StatusCode::OK.into_response();
     }
     let token_json = serde_json::to_string(&token).unwrap_or_default().replace('<', "\\u003c");
     let page = format!(
@@ -1041,9 +1046,10 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
         let otp_ttl = state.config.ttl.otp;
         // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 defect.
         let leak = state.defects.contains(Defect::ExposeOtpInClaimResponse).then(|| code.clone());
+        let window = !state.defects.contains(Defect::IgnoreAttemptWindow);
         let expires_at = state
             .db
-            .call(move |conn| match attempt_by_token(conn, &token, now)? {
+            .call(move |conn| match attempt_by_token(conn, &token, now, window)? {
                 // CLAIM-13: unknown or superseded → 410 claim_superseded; claimed → 409
                 // claim_completed; window closed → 410 claim_expired.
                 AttemptState::Unknown => Err(ApiError::ClaimSuperseded),
@@ -1509,6 +1515,9 @@ pub async fn api_resource(State(state): State<AppState>, Now(now): Now, request:
 async fn scoped(state: AppState, now: i64, request: Request, scope: &'static str) -> Response {
     let (headers, query) = (request.headers().clone(), request.uri().query().map(str::to_string));
     let outcome = async {
+        if scope == "api.read" && state.defects.contains(Defect::OpenReadProbe) && !headers.contains_key(header::AUTHORIZATION) {
+            return Ok(Json(json!({ "ok": true, "scope": scope })).into_response());
+        }
         let caller = authenticate(&state, &headers, query.as_deref(), now).await?;
         // REG-ANON-10, API-08: 403 insufficient_scope with the RFC 6750 challenge.
         if !caller.scopes.iter().any(|s| s == scope) {

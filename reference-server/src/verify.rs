@@ -71,7 +71,7 @@ pub struct Verified {
 #[derive(Default)]
 pub struct JwksCache {
     entries: Mutex<HashMap<String, CacheEntry>>,
-    clients: std::sync::Mutex<HashMap<String, (Instant, Duration, String)>>,
+    clients: std::sync::Mutex<HashMap<String, (i64, Duration, String)>>,
 }
 
 struct CacheEntry {
@@ -362,7 +362,7 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
                     && url::Url::parse(&c).is_ok()
                     && !defects.contains(Defect::SkipCimdResolution) =>
             {
-                state.jwks.check_cimd(state, trusted, &c).await?;
+                state.jwks.check_cimd(state, trusted, &c, now).await?;
             }
             _ => {}
         }
@@ -401,7 +401,13 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     } else {
         skew
     };
-    let replay_until = exp.unwrap_or(now + 300).max(now) + window;
+    // A token without `exp` (C-20 reading A) is remembered for five minutes past its arrival.
+    let expless = if defects.contains(Defect::ForgetExplessLogoutJti) {
+        now
+    } else {
+        now + 300
+    };
+    let replay_until = exp.unwrap_or(expless).max(now) + window;
     Ok(Verified {
         claims,
         iss,
@@ -502,10 +508,12 @@ impl JwksCache {
 
     /// IDJAG-37: fetches (or recalls) the client metadata document at `client_id` and checks
     /// that it names `client_id` and the issuer's JWKS. Any failure is `invalid_client_id`.
-    async fn check_cimd(&self, state: &AppState, issuer: &TrustedIssuer, client_id: &str) -> Result<(), ApiError> {
+    /// Like the JWKS cache, it ages by the request's clock, so a test clock can outlive it.
+    async fn check_cimd(&self, state: &AppState, issuer: &TrustedIssuer, client_id: &str, now: i64) -> Result<(), ApiError> {
+        let forever = state.defects.contains(Defect::CacheClientMetadataForever);
         let cached = self.clients.lock().ok().and_then(|m| {
             m.get(client_id)
-                .filter(|(at, ttl, _)| at.elapsed() < *ttl)
+                .filter(|(at, ttl, _)| forever || (now >= *at && now - *at < ttl.as_secs() as i64))
                 .map(|(_, _, jwks_uri)| jwks_uri.clone())
         });
         let jwks_uri = match cached {
@@ -523,7 +531,7 @@ impl JwksCache {
                 }
                 let uri = document.get("jwks_uri").and_then(Value::as_str).unwrap_or_default().to_string();
                 if let Ok(mut m) = self.clients.lock() {
-                    m.insert(client_id.to_string(), (Instant::now(), ttl, uri.clone()));
+                    m.insert(client_id.to_string(), (now, ttl, uri.clone()));
                 }
                 uri
             }
