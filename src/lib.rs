@@ -38,21 +38,15 @@ pub async fn bundled_harness(
         reason: e.to_string(),
     };
     let stack = bundled::start_shaped(defects, shape, variant).await?;
-    let mut target = stack.target.clone();
-    if let Some(jobs) = jobs {
-        target.jobs = jobs.max(1);
-    }
-    let mut harness = Harness::with_issuers(
-        target,
-        stack.idp.clone(),
-        Some(stack.idp2.clone()),
-        Some(stack.stranger.clone()),
-        Some(stack.mail.clone()),
-        None,
-    )
-    .await
-    .map_err(harness_error)?;
-    harness.share_secrets(secrets).map_err(harness_error)?;
+    let parts = engine::Parts {
+        idp2: Some(stack.idp2.clone()),
+        stranger: Some(stack.stranger.clone()),
+        mail: Some(stack.mail.clone()),
+        secrets,
+        jobs,
+        ..engine::Parts::new(stack.target.clone(), stack.idp.clone())
+    };
+    let harness = Harness::build(parts).await.map_err(harness_error)?;
     Ok((Arc::new(harness), stack))
 }
 

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use authmd_conformance::Filter;
 use authmd_conformance::catalogue::{Catalogue, Level};
 use authmd_conformance::engine::{Harness, Verdict};
-use authmd_conformance::target::{MailConfig, TargetConfig};
-use authmd_conformance::{Filter, exit_code};
-use authmd_mock_idp::{IdpConfig, MockIdp, ServeArgs};
-use authmd_mock_mailbox::{MailSource, Mailbox};
+use authmd_conformance::exit_code::Ending;
+use authmd_conformance::target::TargetConfig;
+use authmd_mock_idp::{MockIdp, ServeArgs};
+use authmd_mock_mailbox::Mailbox;
 use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
 use clap::{Args, Parser, Subcommand};
 
@@ -206,10 +207,8 @@ enum ReferenceCommand {
 }
 
 /// A failure at the CLI edge, mapped to an exit code.
-enum Failure {
-    Usage(String),
-    Harness(String),
-}
+/// A command's failure: an [`Ending`] that carries its message.
+type Failure = Ending;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -217,20 +216,14 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit_code::HARNESS as u8);
+            return ExitCode::from(Ending::Harness(String::new()).code() as u8);
         }
     };
-    let code = match runtime.block_on(dispatch(cli.command)) {
-        Ok(code) => code,
-        Err(Failure::Usage(m)) => {
-            eprintln!("error: {m}");
-            exit_code::USAGE
-        }
-        Err(Failure::Harness(m)) => {
-            eprintln!("error: {m}");
-            exit_code::HARNESS
-        }
-    };
+    let ending = runtime.block_on(dispatch(cli.command)).unwrap_or_else(|failure| failure);
+    if let Some(message) = ending.message() {
+        eprintln!("error: {message}");
+    }
+    let code = ending.code();
     ExitCode::from(code as u8)
 }
 
@@ -271,7 +264,7 @@ fn defects(ids: &[String]) -> Result<Defects, Failure> {
         .collect()
 }
 
-async fn dispatch(command: Command) -> Result<i32, Failure> {
+async fn dispatch(command: Command) -> Result<Ending, Failure> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Lint => {
@@ -291,18 +284,23 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             if std::fs::read_to_string(&index).unwrap_or_default() != cat.index_markdown() {
                 problems.push("cases/INDEX.md is stale: run scripts/bless".into());
             }
+            for (file, text) in authmd_conformance::language::generated_files() {
+                if std::fs::read_to_string(authmd_conformance::repo_root().join(file)).unwrap_or_default() != text {
+                    problems.push(format!("{file} is stale: run scripts/bless"));
+                }
+            }
             for p in &problems {
                 eprintln!("error: {p}");
             }
             if problems.is_empty() {
                 println!(
-                    "{} cases over {} requirements: the catalogue loads, its parameters are typed, its defects exist, its index is current",
+                    "{} cases over {} requirements: the catalogue loads, its parameters are typed, its defects exist, its index, schema and vocabulary are current",
                     cat.cases.len(),
                     cat.requirements.len()
                 );
-                Ok(exit_code::SUCCESS)
+                Ok(Ending::Success)
             } else {
-                Ok(exit_code::USAGE)
+                Err(Ending::Usage(format!("{} catalogue problem(s)", problems.len())))
             }
         }
         Command::Init { target, out } => {
@@ -328,7 +326,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 "next: edit [mail] and [idp] for your deployment, then `check-config --config {}`",
                 out.display()
             );
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::CheckConfig { config } => {
             let target = TargetConfig::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -341,11 +339,15 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                     authmd_conformance::redact::inert(&c.detail, false)
                 );
             }
-            Ok(if checks.iter().all(|c| c.ok) {
-                exit_code::SUCCESS
+            if checks.iter().all(|c| c.ok) {
+                Ok(Ending::Success)
             } else {
-                exit_code::USAGE
-            })
+                Err(Ending::Usage(format!(
+                    "{} of {} checks failed",
+                    checks.iter().filter(|c| !c.ok).count(),
+                    checks.len()
+                )))
+            }
         }
         Command::Baseline {
             command: BaselineCommand::Write { report, out },
@@ -354,7 +356,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             let baseline = authmd_conformance::baseline::Baseline::from_report(&report);
             std::fs::write(&out, baseline.to_toml()).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
             println!("{} known failures written to {}", baseline.known_failures.len(), out.display());
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::Compare { reports, out } => {
             let files = reports
@@ -368,7 +370,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             std::fs::write(out.join("comparison.md"), &md).map_err(|e| Failure::Usage(e.to_string()))?;
             std::fs::write(out.join("comparison.html"), html).map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{md}");
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::Diff { before, after } => {
             let a = authmd_conformance::compare::ReportFile::read(&before).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -377,9 +379,9 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             let d = authmd_conformance::compare::diff(&a, &b);
             print!("{}", d.render());
             Ok(if d.new_failures.is_empty() {
-                exit_code::SUCCESS
+                Ending::Success
             } else {
-                exit_code::CONFORMANCE
+                Ending::Conformance
             })
         }
         Command::List(args) => {
@@ -397,9 +399,9 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 );
             }
             Ok(if selected.is_empty() {
-                exit_code::NOTHING_SELECTED
+                Ending::NothingSelected
             } else {
-                exit_code::SUCCESS
+                Ending::Success
             })
         }
         Command::Explain { case } => {
@@ -438,20 +440,23 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 println!(
                     "  {}. {}{}{} {}",
                     i + 1,
-                    names(serde_json::to_value(s.action).unwrap_or_default()),
+                    s.action.name(),
                     s.name.as_ref().map(|n| format!(" as `{n}`")).unwrap_or_default(),
                     s.advance.as_ref().map(|a| format!(" at {a}")).unwrap_or_default(),
-                    if s.params.is_empty() {
-                        String::new()
-                    } else {
-                        serde_json::to_string(&s.params).unwrap_or_default()
+                    {
+                        let params = s.action.params();
+                        if params.is_empty() {
+                            String::new()
+                        } else {
+                            serde_json::to_string(&params).unwrap_or_default()
+                        }
                     }
                 );
                 if let Some(e) = &s.expect {
                     println!("     expect {}", without_defaults(serde_json::to_value(e).unwrap_or_default()));
                 }
             }
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::Idp {
             command: IdpCommand::Serve(args),
@@ -469,7 +474,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 "control API: POST /_control/mint | /_control/rotate | /_control/retire | /_control/fault | /_control/deliver-logout; GET /_control/requests"
             );
             wait_for_ctrl_c().await;
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::Mailbox {
             command: MailboxCommand::Serve { listen },
@@ -489,7 +494,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                     }
                 }
             }
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::Reference {
             command:
@@ -508,7 +513,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 for d in Defect::ALL {
                     println!("{:<40} {}", d.id(), d.describe());
                 }
-                return Ok(exit_code::SUCCESS);
+                return Ok(Ending::Success);
             }
             sets.extend(listen.map(|l| format!("listen={l}")));
             sets.extend(database.map(|d| format!("database={}", d.display())));
@@ -520,7 +525,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             println!("reference server listening on {}", server.base_url());
             wait_for_ctrl_c().await;
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
         Command::Reference {
             command: ReferenceCommand::Audit { database },
@@ -534,7 +539,7 @@ async fn dispatch(command: Command) -> Result<i32, Failure> {
             for e in events {
                 println!("{e}");
             }
-            Ok(exit_code::SUCCESS)
+            Ok(Ending::Success)
         }
     }
 }
@@ -543,7 +548,7 @@ async fn wait_for_ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn run(args: RunArgs) -> Result<i32, Failure> {
+async fn run(args: RunArgs) -> Result<Ending, Failure> {
     let cat = catalogue()?;
     // Read the baseline first: a bad one is a usage error before anything runs.
     let baseline = args
@@ -556,7 +561,7 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     let cases: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).cloned().collect();
     if cases.is_empty() {
         eprintln!("no case selected");
-        return Ok(exit_code::NOTHING_SELECTED);
+        return Ok(Ending::NothingSelected);
     }
     let terminal = std::io::stderr().is_terminal();
     let bar = terminal.then(|| {
@@ -613,58 +618,11 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
                 target.profile = profile.clone();
             }
             target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
-            if let Some(jobs) = args.jobs {
-                target.jobs = jobs.max(1);
-            }
-            // Keys persist across runs (idp.state_dir): a server that cached the last run's
-            // JWKS must not see a new key under an old kid.
-            let issuer_key = target.idp.issuer.clone().unwrap_or_else(|| target.idp.listen.to_string());
-            let key_dir = target.idp.key_dir(&issuer_key);
-            let idp = MockIdp::start(IdpConfig {
-                listen: target.idp.listen,
-                issuer: target.idp.issuer.clone(),
-                key_dir: Some(key_dir.clone()),
-                ..IdpConfig::default()
-            })
-            .await
-            .map_err(|e| Failure::Usage(format!("idp (listen {}, keys in {}): {e}", target.idp.listen, key_dir.display())))?;
-            let mail = match &target.mail {
-                None => None,
-                Some(MailConfig::Smtp { listen }) => Some(MailSource::Smtp(Arc::new(
-                    Mailbox::start(*listen)
-                        .await
-                        .map_err(|e| Failure::Usage(format!("mail.smtp: {e}")))?,
-                ))),
-                Some(MailConfig::Directory { path }) => Some(MailSource::directory(path.clone())),
-                Some(MailConfig::UrlTemplate { template }) => Some(MailSource::url_template(target.url(template))),
-                Some(MailConfig::Mailpit { base }) => Some(MailSource::mailpit(base.clone())),
-            };
+            let mut parts = authmd_conformance::start::external_parts(target).await?;
+            parts.jobs = args.jobs;
             // Discovery never aborts the run: an unreachable or broken target still gets a
             // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
-            let idp2 = match &target.idp.second {
-                Some(second) => Some(Arc::new(
-                    MockIdp::start(IdpConfig {
-                        listen: second.listen,
-                        issuer: Some(second.issuer.clone()),
-                        key_dir: Some(target.idp.key_dir(&second.issuer)),
-                        kid_prefix: "B-".into(),
-                        ..IdpConfig::default()
-                    })
-                    .await
-                    .map_err(|e| Failure::Usage(format!("idp.second (listen {}): {e}", second.listen)))?,
-                )),
-                None => None,
-            };
-            // A live issuer nobody trusts: real keys and JWKS on a random loopback port.
-            let stranger = MockIdp::start(IdpConfig {
-                kid_prefix: "C-".into(),
-                ..IdpConfig::default()
-            })
-            .await
-            .map_err(|e| Failure::Harness(format!("untrusted mock IdP: {e}")))?;
-            let harness = Harness::with_issuers(target, Arc::new(idp), idp2, Some(Arc::new(stranger)), mail.map(Arc::new), None)
-                .await
-                .map_err(|e| Failure::Harness(e.to_string()))?;
+            let harness = Harness::build(parts).await.map_err(|e| Failure::Harness(e.to_string()))?;
             let harness = Arc::new(harness);
             (
                 authmd_conformance::run(harness.clone(), cases, &progress).await,
@@ -737,27 +695,24 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
     if leaks.is_empty() {
         println!("{summary}");
     } else {
-        eprintln!(
-            "error: the summary would have printed a secret (hashes {}); see the reports",
+        return Err(Ending::Harness(format!(
+            "the summary would have printed a secret (hashes {}); see the reports",
             leaks.join(", ")
-        );
-        return Ok(exit_code::HARNESS);
+        )));
     }
     match written {
         Ok(()) => {}
         Err(e @ authmd_conformance::report::WriteError::Leak(_)) => {
-            eprintln!("error: reports in {}: {e}", out.display());
-            return Ok(exit_code::HARNESS);
+            return Err(Ending::Harness(format!("reports in {}: {e}", out.display())));
         }
         Err(e) => return Err(Failure::Usage(format!("--out {}: {e}", out.display()))),
     }
     if report.lost() > 0 {
-        eprintln!(
-            "error: {} of {} selected cases are missing from the report (a harness bug)",
+        return Err(Ending::Harness(format!(
+            "{} of {} selected cases are missing from the report (a harness bug)",
             report.lost(),
             report.footer.selected
-        );
-        return Ok(exit_code::HARNESS);
+        )));
     }
     let gating = match &baseline {
         Some(b) => {
@@ -782,13 +737,7 @@ async fn run(args: RunArgs) -> Result<i32, Failure> {
         }
         None => report.gating_failures(),
     };
-    Ok(if gating > 0 {
-        exit_code::CONFORMANCE
-    } else if report.inconclusive() > 0 {
-        exit_code::HARNESS
-    } else {
-        exit_code::SUCCESS
-    })
+    Ok(Ending::of_run(gating, report.inconclusive()))
 }
 
 /// An expectation as written: members left at their defaults (null, false, empty) are dropped.

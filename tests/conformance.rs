@@ -106,6 +106,27 @@ fn main() {
         })
         .with_kind("lint"),
     );
+    trials.push(
+        Trial::test("catalogue/vocabulary-is-current", move || {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            let mut stale = Vec::new();
+            for (file, text) in authmd_conformance::language::generated_files() {
+                let path = root.join(file);
+                if std::env::var_os("UPDATE_INDEX").is_some() {
+                    std::fs::write(&path, &text).map_err(|e| Failed::from(e.to_string()))?;
+                }
+                if std::fs::read_to_string(&path).unwrap_or_default() != text {
+                    stale.push(file);
+                }
+            }
+            if stale.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} stale; regenerate with scripts/bless", stale.join(", ")).into())
+            }
+        })
+        .with_kind("lint"),
+    );
     let cases = catalogue.cases.clone();
     let requirements = catalogue.requirements.clone();
     trials.push(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 mod common;
 
-use authmd_conformance::engine::{CaseResult, FindingKind, Harness, HarnessError, Verdict};
+use authmd_conformance::engine::{CaseResult, FindingKind, Harness, HarnessError, Parts, Verdict};
 use authmd_conformance::target::{Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp};
 use common::cases;
@@ -27,7 +27,7 @@ fn target(base: &str) -> TargetConfig {
 
 async fn harness(base: &str) -> Result<Arc<Harness>, HarnessError> {
     let idp = MockIdp::start(IdpConfig::default()).await.expect("mock IdP");
-    Harness::new(target(base), Arc::new(idp), None, None).await.map(Arc::new)
+    Harness::build(Parts::new(target(base), Arc::new(idp))).await.map(Arc::new)
 }
 
 async fn run(server: &MockServer, ids: &[&str]) -> Vec<CaseResult> {
@@ -224,7 +224,7 @@ async fn a_url_template_mail_source_gets_the_cases_registration_id() {
         .await;
     let idp = MockIdp::start(IdpConfig::default()).await.expect("mock IdP");
     let mail = authmd_mock_mailbox::MailSource::url_template(format!("{base}/mail/{{registration_id}}.html"));
-    let harness = Harness::new(target(&base), Arc::new(idp), Some(Arc::new(mail)), None)
+    let harness = Harness::build(Parts::new(target(&base), Arc::new(idp)).mail(Arc::new(mail)))
         .await
         .expect("harness");
     let report = authmd_conformance::run(Arc::new(harness), cases(&["claim-06-same-email-idempotent"]), &|_, _, _| {}).await;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use authmd_conformance::engine::Harness;
+use authmd_conformance::engine::{Harness, Parts};
 use authmd_conformance::{bundled, default_catalogue};
 use authmd_reference_server::{Defect, Defects};
 
@@ -48,7 +48,7 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
         .await
         .expect("stack");
     let harness = Arc::new(
-        Harness::new(stack.target.clone(), stack.idp.clone(), Some(stack.mail.clone()), None)
+        Harness::build(Parts::new(stack.target.clone(), stack.idp.clone()).mail(stack.mail.clone()))
             .await
             .expect("harness"),
     );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 mod common;
 
-use authmd_conformance::engine::{Harness, Verdict};
+use authmd_conformance::engine::{Harness, Parts, Verdict};
 use authmd_conformance::target::{Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp, Subject, TokenKind, TokenRequest};
 use authmd_reference_server::{Config, Defects, ReferenceServer, TrustedIssuer};
@@ -63,7 +63,7 @@ async fn run_once(base: &str, issuer: &str, port: u16, keys: Option<std::path::P
             Err(e) => panic!("mock IdP: {e}"),
         }
     };
-    let harness = Harness::new(target(base, issuer), Arc::new(idp), None, None)
+    let harness = Harness::build(Parts::new(target(base, issuer), Arc::new(idp)))
         .await
         .expect("harness");
     let report = authmd_conformance::run(Arc::new(harness), cases(ids), &|_, _, _| {}).await;
@@ -128,7 +128,7 @@ async fn a_rotation_case_restores_the_published_keys() {
     let stack = authmd_conformance::bundled::start(Defects::none()).await.expect("stack");
     let idp = stack.idp.clone();
     let before = idp.kids();
-    let harness = Harness::new(stack.target.clone(), idp.clone(), Some(stack.mail.clone()), None)
+    let harness = Harness::build(Parts::new(stack.target.clone(), idp.clone()).mail(stack.mail.clone()))
         .await
         .expect("harness");
     let report = authmd_conformance::run(

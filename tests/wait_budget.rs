@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use authmd_conformance::default_catalogue;
-use authmd_conformance::engine::{Harness, Verdict};
+use authmd_conformance::engine::{Harness, Parts, Verdict};
 use authmd_conformance::target::{ClockConfig, Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp};
 use authmd_reference_server::{Config, Defects, ReferenceServer};
@@ -32,7 +32,7 @@ async fn verdict_with_budget(budget: u64, dir: &std::path::Path) -> Verdict {
         wait_budget_secs: budget,
     };
     let idp = MockIdp::start(IdpConfig::default()).await.expect("mock IdP");
-    let harness = Harness::new(target, Arc::new(idp), None, None).await.expect("discovery");
+    let harness = Harness::build(Parts::new(target, Arc::new(idp))).await.expect("discovery");
     let case = default_catalogue()
         .expect("catalogue")
         .cases

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+pub use crate::language::{Action, ChallengeExpect, Expect, Step};
 
 /// Requirement level (catalogue §0.2). Ordered from strictest.
 #[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
@@ -109,165 +110,6 @@ pub enum Condition {
     ClientIdList,
 }
 
-/// The harness action a step performs. Flows are code; a case only picks and parameterises them.
-#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Any HTTP request (`method`, `url`, `headers`, `json` or `body`).
-    Http,
-    /// `ANON()`; `body` replaces the JSON body.
-    RegisterAnonymous,
-    /// `EMAILREG(email, credential)`.
-    RegisterEmail,
-    /// Mints a token (`token`) without sending it.
-    Mint,
-    /// `IDREG(J(token), credential)`, or with `assertion`.
-    RegisterIdJag,
-    /// `count` parallel `IDREG` of one token.
-    ParallelRegisterIdJag,
-    /// Calls the API: `endpoint` = oracle (default), or a scope from the probes; `credential`.
-    Api,
-    /// `POST CLAIM {claim_token, email}`.
-    Claim,
-    /// Waits for the next claim mail to `email` and extracts the link.
-    ReadMail,
-    /// Asserts that no mail reaches `email` within `within_ms`.
-    NoMail,
-    /// `GET` the claim link from an earlier `read-mail` step (`link`).
-    OpenLink,
-    /// `POST CHALLENGE {claim_attempt_token}` (`attempt_token`).
-    Challenge,
-    /// `OTP(reg)`: read mail, open the link, POST the challenge.
-    Otp,
-    /// `POST COMPLETE {claim_token, otp}`.
-    Complete,
-    /// Mints `L(token)` and POSTs it to the revocation URI (`content_type` overridable).
-    Revoke,
-    /// Publishes a new IdP key and makes it the signer.
-    RotateKey,
-    /// Sets the IdP's JWKS fault mode (`fault`).
-    JwksFault,
-    /// Sets the `Cache-Control: max-age` the IdP's JWKS is served with (`seconds`).
-    JwksMaxAge,
-    /// Repeats `of` `count` times, collecting `field` from each response.
-    Sample,
-}
-
-/// One step of a case. Unknown keys land in `params` and are refused by the loader per action
-/// (serde cannot combine `flatten` with `deny_unknown_fields`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Step {
-    /// Name other steps use in `{{name.path}}` references.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// What to do.
-    #[serde(rename = "do")]
-    pub action: Action,
-    /// Where the target's clock is moved from this step on: a declared TTL name (`"otp+5"`),
-    /// seconds, or a reference to an instant the target returned (`"{{reg.claim_token_expires}}-30"`).
-    #[serde(default)]
-    pub advance: Option<String>,
-    /// Action parameters (validated per action when the step runs; unknown keys are refused at load).
-    #[serde(flatten)]
-    pub params: BTreeMap<String, Value>,
-    /// What must hold afterwards.
-    #[serde(default)]
-    pub expect: Option<Expect>,
-}
-
-/// Expectations on a step's exchange and values. Every present field is checked.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expect {
-    /// Status: a number, `"2xx"`/`"4xx"`, or a list of those.
-    #[serde(default)]
-    pub status: Option<Value>,
-    /// Status that must not occur.
-    #[serde(default)]
-    pub status_not: Option<Value>,
-    /// Acceptable `error` codes (synonyms per catalogue §B.6).
-    #[serde(default)]
-    pub error: Option<Value>,
-    /// JSON pointer → expected value (references allowed).
-    #[serde(default)]
-    pub json: BTreeMap<String, Value>,
-    /// JSON pointer → value it must differ from.
-    #[serde(default)]
-    pub json_not: BTreeMap<String, Value>,
-    /// JSON pointers that must be present.
-    #[serde(default)]
-    pub present: Vec<String>,
-    /// JSON pointers that must be absent.
-    #[serde(default)]
-    pub absent: Vec<String>,
-    /// JSON pointer → array the value (an array) must be a subset of.
-    #[serde(default)]
-    pub subset: BTreeMap<String, Value>,
-    /// Pointer → the same members in any order (arrays, or space-delimited strings such as an
-    /// OAuth `scope`): what the catalogue means by "the same scopes".
-    #[serde(default)]
-    pub same_set: BTreeMap<String, Value>,
-    /// JSON pointers holding ISO-8601 instants that must be in the future.
-    #[serde(default)]
-    pub future: Vec<String>,
-    /// JSON pointers holding absolute URLs.
-    #[serde(default)]
-    pub absolute_url: Vec<String>,
-    /// An earlier step whose answer this one must match in status and top-level member names
-    /// (REG-EMAIL-08: no difference between known and unknown addresses).
-    #[serde(default)]
-    pub same_shape_as: Option<String>,
-    /// URLs on the mock IdP (references allowed) the target must have fetched by the end of
-    /// this step.
-    #[serde(default)]
-    pub idp_fetched: Vec<String>,
-    /// Every URL in the JSON body is https, or plain http to a loopback host (DISC-21).
-    #[serde(default)]
-    pub secure_urls: bool,
-    /// Header → substring it must contain (case-insensitive).
-    #[serde(default)]
-    pub header: BTreeMap<String, String>,
-    /// Headers that must be absent.
-    #[serde(default)]
-    pub header_absent: Vec<String>,
-    /// The `WWW-Authenticate` challenge.
-    #[serde(default)]
-    pub challenge: Option<ChallengeExpect>,
-    /// Strings (references allowed) that must not appear in the response body.
-    #[serde(default)]
-    pub body_excludes: Vec<String>,
-    /// For parallel steps: status class or code → exact count.
-    #[serde(default)]
-    pub counts: BTreeMap<String, u32>,
-    /// For sample steps: every value distinct.
-    #[serde(default)]
-    pub unique: bool,
-    /// For sample steps: minimum apparent entropy of each value.
-    #[serde(default)]
-    pub min_entropy_bits: Option<u32>,
-    /// For sample steps: every value matches this regular expression.
-    #[serde(default)]
-    pub matches: Option<String>,
-    /// JWKS fetches the target made during this step, at least / at most.
-    #[serde(default)]
-    pub jwks_fetches_min: Option<usize>,
-    /// See `jwks_fetches_min`.
-    #[serde(default)]
-    pub jwks_fetches_max: Option<usize>,
-}
-
-/// Expectations on a `WWW-Authenticate: Bearer` challenge.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChallengeExpect {
-    /// `resource_metadata` must be an absolute URL.
-    #[serde(default)]
-    pub resource_metadata: bool,
-    /// `error` parameter: a value, or `"absent"`.
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCase {
@@ -353,130 +195,6 @@ fn err(path: &Path, message: impl Into<String>) -> CatalogueError {
     }
 }
 
-/// Parameters each action accepts; anything else is a typo caught at load time.
-/// The kind of value a step parameter takes. A `{{reference}}` stands for any kind (it is
-/// resolved when the step runs); everything else is checked when the catalogue loads, so a typo
-/// is a catalogue error, never a finding against the target.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Text,
-    Number,
-    Flag,
-    Object,
-    Any,
-    OneOf(&'static [&'static str]),
-}
-
-fn param_kind(action: Action, key: &str) -> Kind {
-    match (action, key) {
-        (Action::JwksFault, "fault") => Kind::OneOf(&[
-            "none",
-            "server-error",
-            "invalid-json",
-            "empty-key-set",
-            "wrong-content-type",
-            "slow:*",
-        ]),
-        (Action::RotateKey, "alg") => Kind::OneOf(&["ES256", "RS256", "EdDSA"]),
-        (Action::Api, "scheme") | (Action::Api, "endpoint") => Kind::Text,
-        (Action::Api, "query_token") | (Action::Sample, "spread") => Kind::Flag,
-        (Action::Sample, "of") => Kind::OneOf(&[
-            "register-anonymous",
-            "register-email",
-            "register-id-jag",
-            "claim",
-            "challenge",
-            "complete",
-            "api",
-            "http",
-        ]),
-        (_, "count" | "within_ms" | "seconds") => Kind::Number,
-        (_, "token" | "headers" | "json") => Kind::Object,
-        (_, "body") => Kind::Any,
-        (_, "credential")
-            if matches!(
-                action,
-                Action::RegisterAnonymous | Action::RegisterEmail | Action::RegisterIdJag | Action::ParallelRegisterIdJag
-            ) =>
-        {
-            Kind::OneOf(&["api_key", "access_token", "refresh_token", "unsupported"])
-        }
-        _ => Kind::Text,
-    }
-}
-
-fn check_param(action: Action, key: &str, value: &serde_json::Value) -> Result<(), String> {
-    use serde_json::Value;
-    if let Value::String(s) = value
-        && s.contains("{{")
-    {
-        return Ok(());
-    }
-    let kind = param_kind(action, key);
-    let ok = match (kind, value) {
-        (Kind::Any, _) => true,
-        (Kind::Text, Value::String(_)) => true,
-        (Kind::Number, Value::Number(n)) => n.is_u64(),
-        (Kind::Flag, Value::Bool(_)) => true,
-        (Kind::Object, Value::Object(_)) => true,
-        (Kind::Object, Value::String(_)) if key == "token" => false,
-        (Kind::OneOf(names), Value::String(s)) => names
-            .iter()
-            .any(|n| n.strip_suffix('*').map_or(*n == s.as_str(), |prefix| s.starts_with(prefix))),
-        _ => false,
-    };
-    if ok {
-        return Ok(());
-    }
-    Err(match kind {
-        Kind::OneOf(names) => format!("`{value}` is not one of {}", names.join(", ")),
-        other => format!(
-            "`{value}` is not {}",
-            match other {
-                Kind::Number => "a whole number",
-                Kind::Flag => "true or false",
-                Kind::Object => "a table",
-                _ => "a string",
-            }
-        ),
-    })
-}
-
-fn allowed_params(action: Action) -> &'static [&'static str] {
-    match action {
-        Action::Http => &["method", "url", "headers", "json", "body", "credential"],
-        Action::RegisterAnonymous => &["body", "credential"],
-        Action::RegisterEmail => &["email", "credential"],
-        Action::Mint => &["token"],
-        Action::RegisterIdJag => &["token", "assertion", "credential"],
-        Action::ParallelRegisterIdJag => &["token", "credential", "count"],
-        Action::Api => &["endpoint", "credential", "scheme", "query_token"],
-        Action::Claim => &["claim_token", "email"],
-        Action::ReadMail | Action::Otp => &["email", "registration_id"],
-        Action::NoMail => &["email", "within_ms"],
-        Action::OpenLink => &["link"],
-        Action::Challenge => &["attempt_token"],
-        Action::Complete => &["claim_token", "otp"],
-        Action::Revoke => &["token", "content_type", "body"],
-        Action::RotateKey => &["alg"],
-        Action::JwksFault => &["fault"],
-        Action::JwksMaxAge => &["seconds"],
-        Action::Sample => &[
-            "of",
-            "count",
-            "field",
-            "spread",
-            "attempt_token",
-            "claim_token",
-            "otp",
-            "credential",
-            "token",
-            "body",
-            "email",
-        ],
-    }
-}
-
 impl Catalogue {
     /// Loads `dir/requirements.toml` and every `dir/<area>/*.toml`.
     pub fn load(dir: &Path) -> Result<Self, CatalogueError> {
@@ -535,29 +253,7 @@ impl Catalogue {
                 .ok_or_else(|| err(path, format!("field `requirements`: unknown requirement `{id}`")))?;
             level = level.min(r.level);
         }
-        // Summary style (JSON-Schema-Test-Suite lint): present tense, short, no modal verbs.
-        let s = &raw.summary;
-        let first_word = s.split_whitespace().next().unwrap_or_default();
-        let acronym = first_word
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == 's');
-        if s.len() > 90 || (s.starts_with(char::is_uppercase) && !acronym) || s.ends_with('.') {
-            return Err(err(
-                path,
-                "field `summary`: at most 90 characters, lower-case start (or an acronym), no final period",
-            ));
-        }
-        for banned in ["should", "must", "test that"] {
-            if s.to_lowercase()
-                .split(|c: char| !c.is_alphanumeric() && c != ' ')
-                .any(|w| w.contains(banned))
-            {
-                return Err(err(
-                    path,
-                    format!("field `summary`: state the conformant behaviour as a fact, without `{banned}`"),
-                ));
-            }
-        }
+        lint_summary(&raw.summary).map_err(|why| err(path, why))?;
         if let Some(reading) = &raw.reading
             && !(reading.starts_with("C-") && reading.contains('/'))
         {
@@ -568,15 +264,6 @@ impl Catalogue {
         }
         let mut names = BTreeSet::new();
         for (i, step) in raw.steps.iter().enumerate() {
-            for (key, value) in &step.params {
-                if !allowed_params(step.action).contains(&key.as_str()) {
-                    return Err(err(
-                        path,
-                        format!("field `step[{i}].{key}`: not a parameter of `{:?}`", step.action),
-                    ));
-                }
-                check_param(step.action, key, value).map_err(|why| err(path, format!("field `step[{i}].{key}`: {why}")))?;
-            }
             if let Some(name) = &step.name
                 && !names.insert(name.clone())
             {
@@ -654,6 +341,28 @@ impl Catalogue {
     }
 }
 
+/// Summary style (JSON-Schema-Test-Suite lint): present tense, short, no modal verbs.
+fn lint_summary(s: &str) -> Result<(), String> {
+    let first_word = s.split_whitespace().next().unwrap_or_default();
+    let acronym = first_word
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == 's');
+    if s.len() > 90 || (s.starts_with(char::is_uppercase) && !acronym) || s.ends_with('.') {
+        return Err("field `summary`: at most 90 characters, lower-case start (or an acronym), no final period".into());
+    }
+    for banned in ["should", "must", "test that"] {
+        if s.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric() && c != ' ')
+            .any(|w| w.contains(banned))
+        {
+            return Err(format!(
+                "field `summary`: state the conformant behaviour as a fact, without `{banned}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Splits `base+N` / `base-N` (or a bare `base`) into the base and the signed seconds.
 pub fn split_advance(advance: &str) -> Option<(&str, i64)> {
     let advance = advance.trim();
@@ -673,21 +382,6 @@ pub fn split_advance(advance: &str) -> Option<(&str, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_typo_in_a_step_parameter_is_a_load_error() {
-        assert!(check_param(Action::JwksFault, "fault", &json!("server-eror")).is_err());
-        assert!(check_param(Action::JwksFault, "fault", &json!("slow:250")).is_ok());
-        assert!(check_param(Action::RotateKey, "alg", &json!("ES265")).is_err());
-        assert!(check_param(Action::Sample, "count", &json!("12")).is_err());
-        assert!(check_param(Action::Sample, "count", &json!("{{target.rate_burst}}")).is_ok());
-        assert!(check_param(Action::Sample, "spread", &json!("yes")).is_err());
-        assert!(check_param(Action::RegisterAnonymous, "credential", &json!("api-key")).is_err());
-        assert!(check_param(Action::RegisterIdJag, "token", &json!({ "set": {} })).is_ok());
-        let message = check_param(Action::JwksFault, "fault", &json!("server-eror")).expect_err("typo");
-        assert!(message.contains("server-error"), "{message}");
-    }
 
     #[test]
     fn the_loader_names_the_file_step_and_key() {
@@ -702,6 +396,6 @@ mod tests {
         .expect("case");
         let error = Catalogue::load(&dir).expect_err("a typo must not load").to_string();
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(error.contains("idjag-42-typo.toml") && error.contains("step[0].fault"), "{error}");
+        assert!(error.contains("idjag-42-typo.toml") && error.contains("server-eror"), "{error}");
     }
 }

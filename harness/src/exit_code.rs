@@ -1,4 +1,5 @@
-//! The documented exit codes (README "Exit codes").
+//! How a command ends, and the documented exit code of each ending (README "Exit codes").
+//! [`Ending::code`] is the one place that maps them.
 
 /// Every gating case passed (and the baseline matched).
 pub const SUCCESS: i32 = 0;
@@ -10,3 +11,65 @@ pub const USAGE: i32 = 2;
 pub const HARNESS: i32 = 3;
 /// The filters selected no case.
 pub const NOTHING_SELECTED: i32 = 4;
+
+/// Why a command ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    /// Done, and nothing gating failed.
+    Success,
+    /// Gating failures: MUST cases, unlisted or stale baseline entries, new failures in a diff.
+    Conformance,
+    /// A bad argument, configuration or catalogue (the message says which).
+    Usage(String),
+    /// The harness could not decide: no answer, a harness fault, or an output that would leak.
+    Harness(String),
+    /// Some cases were INCONCLUSIVE, so the run cannot vouch for the target.
+    Inconclusive,
+    /// The filters selected no case.
+    NothingSelected,
+}
+
+impl Ending {
+    /// The exit code.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Success => SUCCESS,
+            Self::Conformance => CONFORMANCE,
+            Self::Usage(_) => USAGE,
+            Self::Harness(_) | Self::Inconclusive => HARNESS,
+            Self::NothingSelected => NOTHING_SELECTED,
+        }
+    }
+
+    /// The message to print on stderr, if the ending carries one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Self::Usage(m) | Self::Harness(m) => Some(m),
+            Self::Success | Self::Conformance | Self::Inconclusive | Self::NothingSelected => None,
+        }
+    }
+
+    /// The ending of a finished run: gating failures first, then undecided cases.
+    pub fn of_run(gating_failures: usize, inconclusive: usize) -> Self {
+        if gating_failures > 0 {
+            Self::Conformance
+        } else if inconclusive > 0 {
+            Self::Inconclusive
+        } else {
+            Self::Success
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_outrank_undecided_cases() {
+        assert_eq!(Ending::of_run(1, 3).code(), CONFORMANCE);
+        assert_eq!(Ending::of_run(0, 3).code(), HARNESS);
+        assert_eq!(Ending::of_run(0, 0).code(), SUCCESS);
+        assert_eq!(Ending::Usage("x".into()).message(), Some("x"));
+    }
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::catalogue::Level;
 
 /// One HTTP request and the target's answer (or none).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Exchange {
     /// Which step sent it.
     pub step: String,

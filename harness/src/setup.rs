@@ -141,17 +141,24 @@ pub async fn probe(base_url: &str) -> Result<Probe, String> {
     let (Some(register), true) = (register, probe.anonymous) else {
         return Ok(probe);
     };
+    probe_registration(&net, &target, &register, &mut probe).await;
+    Ok(probe)
+}
+
+/// Registers anonymously once: the claim token's expiry gives the registration TTL, and the
+/// credential finds the identity/scope oracle among the usual paths.
+async fn probe_registration(net: &Transport, target: &TargetConfig, register: &str, probe: &mut Probe) {
     let body = json!({ "type": "anonymous", "requested_credential_type": "api_key" }).to_string();
     let reg = net
         .send(
             "probe",
             "POST",
-            &register,
+            register,
             &[("content-type".into(), "application/json".into())],
             Some(body),
         )
         .await;
-    let Some(reg) = reg.json() else { return Ok(probe) };
+    let Some(reg) = reg.json() else { return };
     if let Some(expires) = reg["claim_token_expires"]
         .as_str()
         .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
@@ -159,13 +166,13 @@ pub async fn probe(base_url: &str) -> Result<Probe, String> {
         probe.registration_ttl = Some((expires - time::OffsetDateTime::now_utc()).whole_seconds().max(0) + 1);
     }
     let Some(credential) = reg["credential"].as_str() else {
-        return Ok(probe);
+        return;
     };
     let auth = [("authorization".to_string(), format!("Bearer {credential}"))];
     let mut candidates = vec![probe.protected_path.clone()];
     candidates.extend(["/api/resource", "/api/me", "/me", "/whoami", "/userinfo"].map(str::to_string));
     for path in candidates {
-        let (status, body, _) = get_json(&net, &target.url(&path), &auth).await;
+        let (status, body, _) = get_json(net, &target.url(&path), &auth).await;
         let Some(body) = body.filter(|_| status == Some(200)) else {
             continue;
         };
@@ -177,7 +184,6 @@ pub async fn probe(base_url: &str) -> Result<Probe, String> {
             break;
         }
     }
-    Ok(probe)
 }
 
 /// A commented `target.toml` for what `probe` found.
@@ -250,7 +256,34 @@ pub async fn check(config: &TargetConfig) -> Vec<Check> {
     // The mock IdP's issuer must reach the listener the harness will start.
     checks.push(check_issuer(config).await);
     // Mail.
-    checks.push(match &config.mail {
+    checks.push(check_mail(config, &net).await);
+    // The oracle must challenge without a credential (it is also discovery's starting point).
+    checks.push(match &config.oracle {
+        None => Check::fail("oracle", "no [oracle]: the matching and scope cases will be skipped"),
+        Some(oracle) => {
+            let e = net.send("check", "GET", &config.url(&oracle.path), &[], None).await;
+            match (e.status, e.error) {
+                (_, Some(why)) => Check::fail("oracle", format!("{}: {why}", oracle.path)),
+                (Some(401), None) => Check::pass("oracle", format!("{} challenges a request without a credential", oracle.path)),
+                (Some(status), None) => Check::fail(
+                    "oracle",
+                    format!("{} answered {status} without a credential; expected 401", oracle.path),
+                ),
+                (None, None) => Check::fail("oracle", "no status"),
+            }
+        }
+    });
+    if let Some(second) = &config.idp.second
+        && second.listen == config.idp.listen
+    {
+        checks.push(Check::fail("idp.second", "listens on the same address as [idp]"));
+    }
+    checks
+}
+
+/// Is the mail source readable (or, for SMTP, can the sink listen)?
+async fn check_mail(config: &TargetConfig, net: &Transport) -> Check {
+    match &config.mail {
         None => Check::fail("mail", "no [mail]: the claim cases will be skipped"),
         Some(MailConfig::Smtp { listen }) => match std::net::TcpListener::bind(listen) {
             Ok(_) => Check::pass("mail", format!("the SMTP sink can listen on {listen}; relay your claim mail there")),
@@ -293,29 +326,7 @@ pub async fn check(config: &TargetConfig) -> Vec<Check> {
                 Err(e) => Check::fail("mail", e.to_string()),
             }
         }
-    });
-    // The oracle must challenge without a credential (it is also discovery's starting point).
-    checks.push(match &config.oracle {
-        None => Check::fail("oracle", "no [oracle]: the matching and scope cases will be skipped"),
-        Some(oracle) => {
-            let e = net.send("check", "GET", &config.url(&oracle.path), &[], None).await;
-            match (e.status, e.error) {
-                (_, Some(why)) => Check::fail("oracle", format!("{}: {why}", oracle.path)),
-                (Some(401), None) => Check::pass("oracle", format!("{} challenges a request without a credential", oracle.path)),
-                (Some(status), None) => Check::fail(
-                    "oracle",
-                    format!("{} answered {status} without a credential; expected 401", oracle.path),
-                ),
-                (None, None) => Check::fail("oracle", "no status"),
-            }
-        }
-    });
-    if let Some(second) = &config.idp.second
-        && second.listen == config.idp.listen
-    {
-        checks.push(Check::fail("idp.second", "listens on the same address as [idp]"));
     }
-    checks
 }
 
 async fn check_issuer(config: &TargetConfig) -> Check {

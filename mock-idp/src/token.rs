@@ -22,7 +22,7 @@ pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
 pub const LOGOUT_TYP: &str = "logout+jwt";
 
 /// Which token to mint.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, schemars::JsonSchema, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenKind {
     /// An identity assertion JWT authorization grant (`typ: oauth-id-jag+jwt`).
@@ -33,7 +33,7 @@ pub enum TokenKind {
 }
 
 /// A deliberate defect applied to a token after its claims are decided.
-#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, Eq, schemars::JsonSchema, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tamper {
     /// Header `alg: none` and an empty signature.

@@ -1,0 +1,423 @@
+//! One case's running state: its values, its clock offset, its exchanges and findings, and the
+//! plumbing every step uses (HTTP through the bounded transport, minting, URIs).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use authmd_mock_idp::{Subject, TokenKind, TokenRequest};
+use serde_json::{Map, Value, json};
+
+use super::{Harness, HarnessError};
+use crate::catalogue::{Case, split_advance};
+use crate::expect::{self, Observed};
+use crate::language::TokenSpec;
+use crate::outcome::{Exchange, Finding, FindingKind, MailRecord, truncate};
+use crate::template;
+use crate::transport::Transport;
+
+pub(super) struct CaseCtx<'h> {
+    pub(super) h: &'h Harness,
+    pub(super) net: Transport,
+    /// The case's own source address, when cases are isolated by address.
+    pub(super) source: Option<IpAddr>,
+    pub(super) vars: Map<String, Value>,
+    pub(super) offset: i64,
+    pub(super) started: Instant,
+    pub(super) exchanges: Vec<Exchange>,
+    pub(super) findings: Vec<Finding>,
+    pub(super) mail: Vec<MailRecord>,
+}
+
+/// The values a step produced: the response JSON members plus harness-side ones.
+pub(super) type StepVars = Map<String, Value>;
+
+impl<'h> CaseCtx<'h> {
+    pub(super) fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>) -> Result<Self, HarnessError> {
+        let net =
+            Transport::new(source, h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let short = &tag[..12];
+        let mut vars = Map::new();
+        vars.insert(
+            "identity".into(),
+            json!({
+                "sub": format!("sub-{}-{short}", case.id),
+                "sub2": format!("sub2-{}-{short}", case.id),
+                "email": format!("{}-{short}@example.com", case.id),
+                "email2": format!("{}-{short}-2@example.com", case.id),
+                "email_upper": format!("{}-{short}@EXAMPLE.COM", case.id.to_uppercase()),
+            }),
+        );
+        vars.insert("meta".into(), h.discovery.metadata.clone());
+        vars.insert("prm".into(), h.discovery.prm.clone());
+        vars.insert(
+            "target".into(),
+            json!({
+                "base_url": h.target.base_url,
+                "audience": h.audience(),
+                "resource": h.discovery.prm["resource"],
+                "issuer": h.idp.issuer(),
+                "issuer2": h.idp2.as_ref().map(|i| i.issuer()),
+                "untrusted_issuer": h.stranger.as_ref().map(|i| i.issuer()),
+                "rate_burst": h.target.rate_burst,
+                "required_amr": h.target.idp.required_amr,
+                "register_uri": h.discovery.register_uri,
+                "claim_uri": h.discovery.claim_uri,
+                "revocation_uri": h.discovery.revocation_uri,
+                "oracle": h.target.oracle.as_ref().map(|o| h.target.url(&o.path)),
+            }),
+        );
+        Ok(Self {
+            h,
+            net,
+            source,
+            vars,
+            offset: 0,
+            started: Instant::now(),
+            exchanges: Vec::new(),
+            findings: Vec::new(),
+            mail: Vec::new(),
+        })
+    }
+
+    /// Replaces `{{ref}}` in strings ([`template::resolve`]) against this case's values.
+    pub(super) fn resolve(&self, value: &Value) -> Result<Value, String> {
+        template::resolve(&self.vars, value)
+    }
+
+    /// A parameter with its references resolved (`Err`: a reference the case cannot fill).
+    pub(super) fn value(&self, value: &Option<Value>) -> Result<Option<Value>, String> {
+        value.as_ref().map(|v| self.resolve(v)).transpose()
+    }
+
+    /// A text parameter with its references resolved.
+    pub(super) fn text(&self, text: &Option<String>) -> Result<Option<String>, String> {
+        text.as_ref()
+            .map(|t| {
+                self.resolve(&Value::String(t.clone()))
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            })
+            .transpose()
+    }
+
+    /// The case's fresh address (`{{identity.email}}`).
+    pub(super) fn identity_email(&self) -> String {
+        self.vars["identity"]["email"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Seconds after the case's start that a step's `advance` puts the target's clock at.
+    pub(super) fn advance_to(&self, advance: &str) -> Result<i64, String> {
+        let (base, extra) = split_advance(advance).ok_or_else(|| format!("`{advance}` is not `<ttl or {{{{ref}}}}>[+-N]`"))?;
+        if base.starts_with("{{") {
+            // An instant the target returned (e.g. `claim_token_expires`), in the target's time.
+            let value = self.resolve(&Value::String(base.to_string()))?;
+            let text = value.as_str().unwrap_or_default();
+            let instant = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| format!("`{base}` is `{value}`, not an RFC 3339 instant"))?;
+            let from_now = (instant - time::OffsetDateTime::now_utc()).whole_seconds();
+            return Ok(from_now + self.started.elapsed().as_secs() as i64 + extra);
+        }
+        let seconds = self.h.target.ttl.named(base).ok_or_else(|| format!("unknown TTL `{base}`"))?;
+        Ok(seconds + extra)
+    }
+
+    pub(super) fn finding(&mut self, step: &str, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) {
+        self.findings.push(Finding {
+            step: step.to_string(),
+            kind,
+            expected: expected.into(),
+            found: found.into(),
+        });
+    }
+
+    pub(super) async fn http(
+        &mut self,
+        step: &str,
+        method: &str,
+        url: &str,
+        mut headers: Vec<(String, String)>,
+        body: Option<String>,
+    ) -> Result<Exchange, HarnessError> {
+        if self.offset != 0
+            && let Some(name) = &self.h.target.clock.offset_header
+        {
+            headers.push((name.clone(), self.offset.to_string()));
+        }
+        let exchange = self.net.send(step, method, url, &headers, body).await;
+        self.exchanges.push(exchange.clone());
+        self.settle(&exchange)?;
+        Ok(exchange)
+    }
+
+    /// An exchange with no (complete) answer cannot be judged: a refused URL is a finding about
+    /// the target that ends the case; a transport error makes it INCONCLUSIVE.
+    pub(super) fn settle(&mut self, exchange: &Exchange) -> Result<(), HarnessError> {
+        match &exchange.error {
+            None => Ok(()),
+            Some(why) if exchange.blocked => {
+                self.finding(
+                    &exchange.step,
+                    FindingKind::DisallowedHost,
+                    "URLs on the target's origins, the mock IdP or allowed_hosts",
+                    format!("`{}`: {why}", truncate(&exchange.url)),
+                );
+                Err(HarnessError::Refused(why.clone()))
+            }
+            Some(why) => Err(HarnessError::NoResponse {
+                url: exchange.url.clone(),
+                reason: why.clone(),
+            }),
+        }
+    }
+
+    pub(super) async fn post_json(&mut self, step: &str, url: &str, body: &Value) -> Result<Exchange, HarnessError> {
+        self.http(
+            step,
+            "POST",
+            url,
+            vec![("content-type".into(), "application/json".into())],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    pub(super) async fn run(&mut self, case: &Case) -> Result<(), HarnessError> {
+        for (i, step) in case.steps.iter().enumerate() {
+            let label = step.name.clone().unwrap_or_else(|| format!("step {}", i + 1));
+            if let Some(advance) = &step.advance {
+                let seconds = match self.advance_to(advance) {
+                    Ok(s) => s,
+                    Err(missing) => {
+                        self.finding(
+                            &label,
+                            FindingKind::MissingInput,
+                            format!("a time to advance to ({advance})"),
+                            missing,
+                        );
+                        return Ok(());
+                    }
+                };
+                self.offset = self.offset.max(seconds);
+                if self.h.target.clock.offset_header.is_none() {
+                    let budget = self.h.target.clock.wait_budget_secs;
+                    if self.offset > budget as i64 {
+                        return Err(HarnessError::BeyondWaitBudget {
+                            needed: self.offset,
+                            budget,
+                        });
+                    }
+                    let target = Duration::from_secs(self.offset.max(0) as u64);
+                    if let Some(left) = target.checked_sub(self.started.elapsed()) {
+                        tokio::time::sleep(left).await;
+                    }
+                }
+            }
+            let fetches_before = self.h.idp.jwks_fetches();
+            let outcome = self.step(&step.action, &label).await?;
+            match outcome {
+                Ok((exchange, vars)) => {
+                    // Named first, so an expectation may refer to its own step's values.
+                    if let Some(name) = &step.name {
+                        self.vars.insert(name.clone(), Value::Object(vars.clone()));
+                    }
+                    if let Some(expect) = &step.expect {
+                        let fetched = self.h.idp.jwks_fetches() - fetches_before;
+                        self.check(&label, expect, exchange.as_ref(), &vars, fetched);
+                    }
+                }
+                Err(missing) => {
+                    // The target's earlier answers lacked something this step needs: that is a
+                    // finding about the target, and later steps cannot run meaningfully.
+                    self.finding(&label, FindingKind::MissingInput, "the inputs this step needs", missing);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn response_vars(exchange: &Exchange) -> StepVars {
+        let mut vars = match exchange.json() {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        vars.insert("http_status".into(), json!(exchange.status));
+        vars
+    }
+
+    pub(super) fn subject(&self, spec: &Value) -> Subject {
+        let identity = &self.vars["identity"];
+        Subject {
+            sub: spec
+                .pointer("/set/sub")
+                .and_then(Value::as_str)
+                .or(identity["sub"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            email: identity["email"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    pub(super) fn mint(&self, spec: &Option<TokenSpec>, default_kind: TokenKind) -> Result<(String, StepVars), String> {
+        let written = serde_json::to_value(spec.clone().unwrap_or_default()).map_err(|e| e.to_string())?;
+        let mut spec = self.resolve(&written)?;
+        if spec.get("kind").is_none() {
+            spec["kind"] = serde_json::to_value(default_kind).map_err(|e| e.to_string())?;
+        }
+        // The audience the target expects unless the case says otherwise.
+        let aud = self.h.audience();
+        if spec.pointer("/set/aud").is_none() && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "aud")) {
+            if spec.get("set").is_none() {
+                spec["set"] = json!({});
+            }
+            spec["set"]["aud"] = json!(aud);
+        }
+        // A target that follows C-20 reading B (BCL: `exp` required) gets logout tokens with an
+        // `exp`; the auth.md examples omit it, and reading A is the default.
+        let exp_required = self.h.target.readings.get("C-20").is_some_and(|r| r == "B");
+        if exp_required
+            && spec["kind"] == json!(TokenKind::Logout)
+            && spec.pointer("/set/exp").is_none()
+            && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "exp"))
+        {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
+            spec["set"]["exp"] = json!(now + 300);
+        }
+        // A case that moved the target's clock mints on that clock too, or every token would
+        // look expired (or issued in the past) to the target.
+        if self.offset != 0 {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
+            for (claim, value) in [("iat", now), ("exp", now + 300)] {
+                if spec.pointer(&format!("/set/{claim}")).is_none()
+                    && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == claim))
+                {
+                    spec["set"][claim] = json!(value);
+                }
+            }
+        }
+        // `by` picks the minting IdP: its keys sign, and its issuer is the default `iss`.
+        let by = spec.as_object_mut().and_then(|m| m.remove("by"));
+        let idp = match by.as_ref().and_then(Value::as_str) {
+            None | Some("primary") => &self.h.idp,
+            Some("second") => self.h.idp2.as_ref().ok_or("no second issuer (idp.second)")?,
+            Some("untrusted") => self.h.stranger.as_ref().ok_or("no untrusted issuer")?,
+            Some(other) => return Err(format!("token spec: `by = \"{other}\"` is not primary, second or untrusted")),
+        };
+        // A target that pins its client_ids gets the first of them unless the case says otherwise.
+        let primary = matches!(by.as_ref().and_then(Value::as_str), None | Some("primary"));
+        if let Some(pinned) = self.h.target.idp.client_ids.first()
+            && primary
+            && spec["kind"] == json!(TokenKind::IdJag)
+            && spec.pointer("/set/client_id").is_none()
+            && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "client_id"))
+        {
+            spec["set"]["client_id"] = json!(pinned);
+        }
+        let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
+        let minted = idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
+        // A minted token is a bearer credential; reports show its decoded header and claims.
+        self.h.secrets.add(&minted.token);
+        let mut vars = Map::new();
+        vars.insert("token".into(), json!(minted.token));
+        vars.insert("jti".into(), minted.claims.get("jti").cloned().unwrap_or(Value::Null));
+        vars.insert("claims".into(), minted.claims.clone());
+        Ok((minted.token, vars))
+    }
+
+    /// A target may refuse to refetch its JWKS for a while after a fetch (a declared cool-down);
+    /// a token signed by a new key would then be refused for a reason the case is not about.
+    /// Waits, in real time, until the cool-down since the IdP last served its JWKS has passed.
+    pub(super) async fn wait_out_refetch_cooldown(&self) -> Result<(), HarnessError> {
+        let cooldown = self.h.target.idp.jwks_refetch_cooldown_secs;
+        if cooldown == 0 {
+            return Ok(());
+        }
+        let budget = self.h.target.clock.wait_budget_secs;
+        if cooldown > budget {
+            return Err(HarnessError::CooldownBeyondBudget { needed: cooldown, budget });
+        }
+        let last = self
+            .h
+            .idp
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/.well-known/jwks.json"))
+            .map(|r| r.at)
+            .max();
+        if let Some(last) = last {
+            let until = last + Duration::from_secs(cooldown) + Duration::from_millis(100);
+            if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
+                tokio::time::sleep(left).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The registration this case is about: the latest `registration_id` any step returned.
+    /// Mail sources that file mail by registration (a URL template, file names) need it.
+    pub(super) fn registration_id(&self) -> String {
+        self.vars
+            .values()
+            .rev()
+            .find_map(|v| v.get("registration_id").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub(super) fn register_uri(&self) -> Result<String, String> {
+        self.h.discovery.register_uri.clone().ok_or_else(|| "no register_uri".into())
+    }
+
+    pub(super) fn claim_uri(&self) -> Result<String, String> {
+        self.h
+            .discovery
+            .claim_uri
+            .clone()
+            .ok_or_else(|| "no claim_uri in the metadata".into())
+    }
+
+    pub(super) fn complete_uri(&self) -> Result<String, String> {
+        Ok(self
+            .h
+            .target
+            .complete_url
+            .clone()
+            .unwrap_or(format!("{}/complete", self.claim_uri()?)))
+    }
+
+    pub(super) fn challenge_uri(&self) -> Result<String, String> {
+        Ok(self
+            .h
+            .target
+            .challenge_url
+            .clone()
+            .unwrap_or(format!("{}/attempt/challenge", self.claim_uri()?)))
+    }
+
+    /// Judges a step's expectations ([`crate::expect`]) and records the findings.
+    pub(super) fn check(
+        &mut self,
+        label: &str,
+        expect: &crate::language::Expect,
+        exchange: Option<&Exchange>,
+        vars: &StepVars,
+        jwks_fetched: usize,
+    ) {
+        let idp_paths = if expect.idp_fetched.is_empty() {
+            Default::default()
+        } else {
+            self.h.idp.requests().into_iter().map(|r| r.path).collect()
+        };
+        let seen = Observed {
+            exchange,
+            vars,
+            earlier: &self.vars,
+            now: time::OffsetDateTime::now_utc() + time::Duration::seconds(self.offset),
+            idp_paths: &idp_paths,
+            jwks_fetched,
+        };
+        let resolve = |v: &Value| self.resolve(v).unwrap_or_else(|e| json!(format!("<unresolved: {e}>")));
+        let found = expect::check(label, expect, &seen, &resolve);
+        self.findings.extend(found);
+    }
+}

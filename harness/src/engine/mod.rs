@@ -1,0 +1,409 @@
+//! The interpreter: discovers the target, runs cases in parallel, turns the target's answers
+//! into findings and verdicts. The target's answer is data; only "no response" is a harness
+//! error. Rooms: [`discovery`], the case context (`context`: HTTP, clock, minting), the step
+//! families (`steps`), and the expectation families in [`crate::expect`].
+
+mod context;
+mod discovery;
+mod steps;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authmd_mock_idp::MockIdp;
+use authmd_mock_mailbox::MailSource;
+use serde_json::Value;
+
+use crate::catalogue::{Action, Case, Condition, Level, Need, split_advance};
+pub use crate::expect::parse_challenge;
+pub use crate::outcome::{CaseResult, Exchange, Finding, FindingKind, MailRecord, Verdict};
+use crate::redact::Secrets;
+use crate::target::TargetConfig;
+pub use crate::transport::decode_jwt;
+use crate::transport::{HostPolicy, Limits, Transport};
+use context::CaseCtx;
+pub use discovery::Discovery;
+
+/// A harness-side failure: the suite could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// No HTTP response.
+    #[error("no response from {url}: {reason}")]
+    NoResponse {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The IdP or mailbox failed.
+    #[error("{0}")]
+    Tooling(String),
+    /// The target named a URL outside the host policy; the finding is already recorded and
+    /// the case stops there with a verdict from its findings.
+    #[error("{0}")]
+    Refused(String),
+    /// Without a clock header the case would have to wait longer than the configured budget.
+    #[error(
+        "needs clock.offset_header, or clock.wait_budget_secs of at least {needed} (now {budget}) to let the target's clock pass a TTL"
+    )]
+    BeyondWaitBudget {
+        /// Seconds the case would wait.
+        needed: i64,
+        /// The budget.
+        budget: u64,
+    },
+    /// The target's declared JWKS refetch cool-down is longer than the wait budget.
+    #[error(
+        "needs clock.wait_budget_secs of at least {needed} (now {budget}) to wait out idp.jwks_refetch_cooldown_secs after a key rotation"
+    )]
+    CooldownBeyondBudget {
+        /// Seconds the case would wait.
+        needed: u64,
+        /// The budget.
+        budget: u64,
+    },
+}
+
+/// What a harness is made of: the target and the mocks that play its identity providers and
+/// its mail. [`Harness::build`] takes it whether the target is the bundled stack or a server
+/// of the user's.
+pub struct Parts {
+    /// Target configuration.
+    pub target: TargetConfig,
+    /// The mock IdP the target trusts.
+    pub idp: Arc<MockIdp>,
+    /// A second trusted issuer (`idp.second`).
+    pub idp2: Option<Arc<MockIdp>>,
+    /// A live issuer the target does not trust.
+    pub stranger: Option<Arc<MockIdp>>,
+    /// Where claim mail is read.
+    pub mail: Option<Arc<MailSource>>,
+    /// A CA certificate (PEM) to trust besides the system roots.
+    pub ca_pem: Option<String>,
+    /// The run's secrets; share one set between the harnesses of one run.
+    pub secrets: Secrets,
+    /// Overrides `target.jobs`.
+    pub jobs: Option<usize>,
+}
+
+impl Parts {
+    /// The target and its trusted IdP; nothing else.
+    pub fn new(target: TargetConfig, idp: Arc<MockIdp>) -> Self {
+        Self {
+            target,
+            idp,
+            idp2: None,
+            stranger: None,
+            mail: None,
+            ca_pem: None,
+            secrets: Secrets::default(),
+            jobs: None,
+        }
+    }
+
+    /// With a mail source.
+    pub fn mail(mut self, mail: Arc<MailSource>) -> Self {
+        self.mail = Some(mail);
+        self
+    }
+}
+
+/// Everything a run shares.
+pub struct Harness {
+    /// Target configuration.
+    pub target: TargetConfig,
+    /// The mock IdP.
+    pub idp: Arc<MockIdp>,
+    /// A second issuer the target trusts (`idp.second`), for two-issuer cases.
+    pub idp2: Option<Arc<MockIdp>>,
+    /// A live issuer the target does not trust: real keys, a real JWKS, never on the list.
+    pub stranger: Option<Arc<MockIdp>>,
+    /// Mail source, if any.
+    pub mail: Option<Arc<MailSource>>,
+    /// Discovery results.
+    pub discovery: Discovery,
+    /// Exchanges made during discovery.
+    pub discovery_exchanges: Vec<Exchange>,
+    /// Secrets seen during the run (redacted in every output).
+    pub secrets: Secrets,
+    idp_lock: tokio::sync::RwLock<()>,
+    /// Which block of loopback source addresses this run's cases use.
+    source_block: u16,
+    /// Spare source addresses handed out so far (spread samples).
+    spare: std::sync::atomic::AtomicUsize,
+    plain: Transport,
+    policy: Arc<HostPolicy>,
+    limits: Limits,
+    ca_pem: Option<String>,
+}
+
+pub(super) const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
+
+/// The host policy for a target: its own origin and every absolute URL its config names, the
+/// mock IdP, and `allowed_hosts`.
+fn host_policy(target: &TargetConfig, idp: &MockIdp) -> HostPolicy {
+    let mut policy = HostPolicy::default();
+    policy.allow_origin_of(&target.base_url);
+    policy.allow_origin_of(idp.base_url());
+    if let Some(issuer) = &target.idp.issuer {
+        policy.allow_origin_of(issuer);
+    }
+    let configured = target
+        .oracle
+        .iter()
+        .map(|o| o.path.as_str())
+        .chain(target.probes.values().map(|p| p.path.as_str()))
+        .chain(target.complete_url.as_deref())
+        .chain(target.challenge_url.as_deref())
+        .chain(target.protected_path.as_deref());
+    for url in configured {
+        policy.allow_origin_of(url);
+    }
+    for host in &target.allowed_hosts {
+        policy.allow_host(host);
+    }
+    policy
+}
+
+impl Harness {
+    /// Builds the run context from `parts` and discovers the target. Bundled and external
+    /// runs both come through here.
+    pub async fn build(parts: Parts) -> Result<Self, HarnessError> {
+        let Parts {
+            mut target,
+            idp,
+            idp2,
+            stranger,
+            mail,
+            ca_pem,
+            secrets,
+            jobs,
+        } = parts;
+        if let Some(jobs) = jobs {
+            target.jobs = jobs.max(1);
+        }
+        let mut policy = host_policy(&target, &idp);
+        for other in idp2.iter().chain(stranger.iter()) {
+            policy.allow_origin_of(other.base_url());
+        }
+        let policy = Arc::new(policy);
+        let limits = target.limits();
+        let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
+        let mut harness = Self {
+            target,
+            idp,
+            idp2,
+            stranger,
+            mail,
+            discovery: Discovery::default(),
+            discovery_exchanges: Vec::new(),
+            secrets,
+            idp_lock: tokio::sync::RwLock::new(()),
+            source_block: rand::random::<u16>() % 15_000,
+            spare: std::sync::atomic::AtomicUsize::new(0),
+            plain,
+            policy,
+            limits,
+            ca_pem,
+        };
+        harness.discover().await?;
+        Ok(harness)
+    }
+
+    /// The audience put in minted tokens.
+    pub fn audience(&self) -> String {
+        self.target.idp.audience.clone().unwrap_or_else(|| {
+            self.discovery.prm["authorization_servers"]
+                .get(0)
+                .and_then(Value::as_str)
+                .map(|s| s.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| self.target.base_url.clone())
+        })
+    }
+
+    /// Why `case` cannot run here: INCONCLUSIVE when discovery got no answer, SKIP otherwise.
+    fn unmet(&self, case: &Case) -> Option<Verdict> {
+        let d = &self.discovery;
+        // Discovery cases that only GET fixed paths run whatever discovery found; any step that
+        // refers to a discovered document needs it.
+        let needs_discovery = case.area != "discovery"
+            || case.steps.iter().any(|s| {
+                !matches!(s.action, Action::Http { .. }) || {
+                    let params = serde_json::to_string(&s.action).unwrap_or_default();
+                    ["{{prm", "{{meta", "{{target"].iter().any(|r| params.contains(r))
+                }
+            });
+        if needs_discovery && let Some(e) = &d.error {
+            let reason = format!("blocked: discovery failed ({e})");
+            return Some(if d.no_answer {
+                Verdict::Inconclusive(reason)
+            } else {
+                Verdict::Skip(reason)
+            });
+        }
+        self.unmet_need(case).map(Verdict::Skip)
+    }
+
+    fn unmet_need(&self, case: &Case) -> Option<String> {
+        let d = &self.discovery;
+        let clock = case.steps.iter().any(|s| s.advance.is_some()) || case.needs.contains(&Need::Clock);
+        if clock && self.target.clock.offset_header.is_none() {
+            let budget = self.target.clock.wait_budget_secs;
+            if budget == 0 {
+                return Some("needs clock.offset_header, or clock.wait_budget_secs of at least the TTL it passes".into());
+            }
+            // Named TTLs are known before the case starts; instants the target returns are
+            // checked when the step comes.
+            let longest = case
+                .steps
+                .iter()
+                .filter_map(|s| s.advance.as_deref())
+                .filter_map(|a| split_advance(a).and_then(|(base, extra)| Some(self.target.ttl.named(base)? + extra)))
+                .max()
+                .unwrap_or(0);
+            if longest > budget as i64 {
+                return Some(HarnessError::BeyondWaitBudget { needed: longest, budget }.to_string());
+            }
+        }
+        let cooldown = self.target.idp.jwks_refetch_cooldown_secs;
+        if cooldown > self.target.clock.wait_budget_secs && case.steps.iter().any(|s| matches!(s.action, Action::RotateKey { .. })) {
+            return Some(
+                HarnessError::CooldownBeyondBudget {
+                    needed: cooldown,
+                    budget: self.target.clock.wait_budget_secs,
+                }
+                .to_string(),
+            );
+        }
+        for need in &case.needs {
+            let reason = match need {
+                Need::Anonymous if !d.offers("anonymous") => {
+                    "the metadata does not offer anonymous registration (agent_auth.identity_types_supported lacks `anonymous`)"
+                }
+                Need::AnonymousOff if d.offers("anonymous") => "the target offers anonymous registration",
+                Need::VerifiedEmail if !d.offers_assertion("verified_email") => "the metadata does not offer verified_email",
+                Need::VerifiedEmailOff if d.offers_assertion("verified_email") => "the target offers verified_email",
+                Need::IdJag if !d.offers_assertion(ID_JAG_URN) => "the metadata does not offer ID-JAG registration",
+                Need::IdJag if !self.target.idp.trusted => {
+                    "the target does not trust the mock IdP (idp.trusted = false; put idp.issuer on your trust list)"
+                }
+                Need::Revocation if d.revocation_uri.is_none() => "the metadata advertises no revocation_uri",
+                Need::Mail if self.mail.is_none() => "needs a mail source: set [mail] (smtp, directory, url_template or mailpit)",
+                Need::Oracle if self.target.oracle.is_none() => "needs an identity/scope oracle: set [oracle] path and pointers",
+                Need::ScopeProbes if self.target.probes.is_empty() => "needs scope probes: set [probes] (one endpoint per scope)",
+                Need::RateBurst if self.target.rate_burst.is_none() => "needs rate_burst: the number of requests your limit refuses within",
+                Need::Cimd if !self.target.idp.cimd => {
+                    "needs idp.cimd = true: the target pins its client_ids and resolves no URL-form client_id as client metadata"
+                }
+                Need::JwksClock if !self.target.idp.jwks_cache_follows_clock || self.target.clock.offset_header.is_none() => {
+                    "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)"
+                }
+                Need::SecondIssuer if self.idp2.is_none() => "needs [idp.second]: a second issuer on your trust list",
+                Need::UntrustedIssuer if self.stranger.is_none() => "needs an untrusted live issuer (started by `run`)",
+                Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
+                    "needs idp.required_amr: the amr values your trust entry requires"
+                }
+                _ => continue,
+            };
+            return Some(reason.into());
+        }
+        None
+    }
+
+    /// A loopback source address no case of this run uses (`n` picks one of many).
+    fn spare_source(&self, n: usize) -> IpAddr {
+        let slot = (self.source_block as usize + 7_500) % 15_000 * 1000 + self.spare.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + n;
+        IpAddr::V4(Ipv4Addr::new(
+            127,
+            1 + (slot / 62_500 % 250) as u8,
+            (slot / 250 % 250) as u8,
+            2 + (slot % 250) as u8,
+        ))
+    }
+
+    /// The level `case` gates at for this target.
+    pub fn level_of(&self, case: &Case) -> Level {
+        match case.must_when {
+            Some(Condition::ClientIdList) if !self.target.idp.client_ids.is_empty() => Level::Must,
+            _ => case.level,
+        }
+    }
+
+    /// Runs one case. `index` picks its source address.
+    pub async fn run_case(&self, case: &Case, index: usize) -> CaseResult {
+        let started = Instant::now();
+        let mut result = CaseResult::unrun(case, Verdict::Pass);
+        let level = self.level_of(case);
+        result.level = level;
+        if let Some(verdict) = self.unmet(case) {
+            result.verdict = verdict;
+            return result;
+        }
+        let _shared;
+        let _exclusive;
+        if case.needs.contains(&Need::IdpExclusive) {
+            _exclusive = self.idp_lock.write().await;
+        } else {
+            _shared = self.idp_lock.read().await;
+        }
+        let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
+        // 127.0.0.1 is left to everything else; cases get 127.x.y.z from a block drawn per run,
+        // so a re-run within a target's rate-limit window does not inherit the last run's counts.
+        let slot = self.source_block as usize * 1000 + index;
+        let source = isolate.then(|| {
+            IpAddr::V4(Ipv4Addr::new(
+                127,
+                1 + (slot / 62_500 % 250) as u8,
+                (slot / 250 % 250) as u8,
+                2 + (slot % 250) as u8,
+            ))
+        });
+        let mut ctx = match CaseCtx::new(self, case, source) {
+            Ok(c) => c,
+            Err(e) => {
+                result.verdict = Verdict::Inconclusive(e.to_string());
+                return result;
+            }
+        };
+        // A case that changes the IdP (rotation, faults) puts it back, so the keys a target has
+        // cached stay valid for every later case: the case runs alone, under the write lock.
+        let before = case.needs.contains(&Need::IdpExclusive).then(|| self.idp.snapshot());
+        let timeout = Duration::from_secs(self.target.case_timeout_secs);
+        let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;
+        if let Some(snapshot) = &before
+            && let Err(e) = self.idp.restore(snapshot)
+        {
+            ctx.findings.clear();
+            result.verdict = Verdict::Inconclusive(format!("harness error: the mock IdP could not be restored: {e}"));
+            return result;
+        }
+        result.exchanges = std::mem::take(&mut ctx.exchanges);
+        result.exchanges.iter_mut().for_each(Exchange::cap_for_report);
+        result.mail = std::mem::take(&mut ctx.mail);
+        result.mail.iter_mut().for_each(MailRecord::cap_for_report);
+        result.findings = std::mem::take(&mut ctx.findings);
+        result.duration_ms = started.elapsed().as_millis() as u64;
+        result.verdict = match outcome {
+            Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
+            Ok(Err(e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. }))) => {
+                Verdict::Skip(e.to_string())
+            }
+            Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
+            Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => {
+                let gated_reading = case.reading.as_ref().is_none_or(|r| {
+                    let (amb, letter) = r.split_once('/').unwrap_or((r, ""));
+                    self.target.readings.get(amb).is_none_or(|chosen| chosen == letter)
+                });
+                match level {
+                    _ if !gated_reading => Verdict::Info,
+                    Level::Must => Verdict::Fail,
+                    Level::Should => Verdict::Warn,
+                    Level::May | Level::Informational => Verdict::Info,
+                }
+            }
+            Ok(Err(e)) => Verdict::Inconclusive(e.to_string()),
+        };
+        result
+    }
+}

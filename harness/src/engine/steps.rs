@@ -1,0 +1,430 @@
+//! The step families: registration, API, claim and mail, revocation, IdP control, sampling.
+//! Each action is one function; `step` only dispatches on the typed action.
+
+use std::time::Duration;
+
+use authmd_mock_idp::TokenKind;
+use serde_json::{Map, Value, json};
+
+use super::context::{CaseCtx, StepVars};
+use super::{HarnessError, ID_JAG_URN};
+use crate::language::{Action, Count, CredentialType, TokenSpec};
+use crate::outcome::{Exchange, FindingKind, MailRecord};
+use crate::transport::Transport;
+
+/// What a step produced. Outer `Err`: a harness error. Inner `Err`: an input the target's
+/// earlier answers did not provide (a finding, and the case stops).
+pub(super) type StepOutcome = Result<Result<(Option<Exchange>, StepVars), String>, HarnessError>;
+
+/// Returns the inner error of a missing input from the enclosing step function.
+macro_rules! need {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+impl CaseCtx<'_> {
+    /// Runs one step.
+    pub(super) async fn step(&mut self, action: &Action, label: &str) -> StepOutcome {
+        match action {
+            Action::Http { .. } => self.http_step(action, label).await,
+            Action::RegisterAnonymous { body, credential } => {
+                let credential = credential.unwrap_or(CredentialType::ApiKey).as_str();
+                let body =
+                    need!(self.value(body)).unwrap_or_else(|| json!({ "type": "anonymous", "requested_credential_type": credential }));
+                let uri = need!(self.register_uri());
+                self.answered(label, &uri, &body).await
+            }
+            Action::RegisterEmail { email, credential } => {
+                let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+                let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
+                let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": email, "requested_credential_type": credential });
+                let uri = need!(self.register_uri());
+                self.answered(label, &uri, &body).await
+            }
+            Action::Mint { token } => {
+                let (_, vars) = need!(self.mint(token, TokenKind::IdJag));
+                Ok(Ok((None, vars)))
+            }
+            Action::RegisterIdJag {
+                token,
+                assertion,
+                credential,
+            } => self.register_id_jag(label, token, assertion, *credential).await,
+            Action::ParallelRegisterIdJag { token, credential, count } => self.parallel_register(label, token, *credential, count).await,
+            Action::Api { .. } => self.api(action, label).await,
+            Action::Claim { claim_token, email } => {
+                let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
+                let email = need!(self.value(email)).unwrap_or_else(|| json!(self.identity_email()));
+                let uri = need!(self.claim_uri());
+                self.answered(label, &uri, &json!({ "claim_token": claim_token, "email": email }))
+                    .await
+            }
+            Action::ReadMail { email, registration_id } => self.read_mail(label, email, registration_id, false).await,
+            Action::Otp { email, registration_id } => self.read_mail(label, email, registration_id, true).await,
+            Action::NoMail { email, within_ms } => self.no_mail(label, email, within_ms.unwrap_or(300)).await,
+            Action::OpenLink { link } => {
+                let link = need!(self.text(&Some(link.clone()))).unwrap_or_default();
+                let exchange = self.http(label, "GET", &link, Vec::new(), None).await?;
+                let vars = Self::response_vars(&exchange);
+                Ok(Ok((Some(exchange), vars)))
+            }
+            Action::Challenge { attempt_token } => self.challenge(label, attempt_token).await,
+            Action::Complete { claim_token, otp } => {
+                let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
+                let otp = need!(self.value(otp)).unwrap_or(Value::Null);
+                let uri = need!(self.complete_uri());
+                self.answered(label, &uri, &json!({ "claim_token": claim_token, "otp": otp })).await
+            }
+            Action::Revoke { token, content_type, body } => self.revoke(label, token, content_type, body).await,
+            Action::RotateKey { alg } => {
+                let alg = alg.map(|a| a.key_alg()).unwrap_or_default();
+                let kid = self.h.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
+                self.wait_out_refetch_cooldown().await?;
+                let mut vars = Map::new();
+                vars.insert("kid".into(), json!(kid));
+                Ok(Ok((None, vars)))
+            }
+            Action::JwksFault { fault } => {
+                self.h.idp.set_fault(fault.0);
+                Ok(Ok((None, Map::new())))
+            }
+            Action::JwksMaxAge { seconds } => {
+                self.h.idp.set_jwks_max_age(*seconds);
+                Ok(Ok((None, Map::new())))
+            }
+            Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
+        }
+    }
+
+    /// POSTs `body` as JSON and returns the answer with its JSON members as the step's values.
+    async fn answered(&mut self, label: &str, uri: &str, body: &Value) -> StepOutcome {
+        let exchange = self.post_json(label, uri, body).await?;
+        let vars = Self::response_vars(&exchange);
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    fn count(&self, count: &Option<Count>, default: u64) -> Result<usize, String> {
+        let n = match count {
+            None => default,
+            Some(Count::Literal(n)) => *n,
+            Some(Count::Reference(r)) => {
+                let v = self.resolve(&json!(r))?;
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| format!("`{r}` is `{v}`, not a whole number"))?
+            }
+        };
+        Ok(n as usize)
+    }
+
+    async fn http_step(&mut self, action: &Action, label: &str) -> StepOutcome {
+        let Action::Http {
+            method,
+            url,
+            headers,
+            json,
+            body,
+            credential,
+        } = action
+        else {
+            return Ok(Err("not an http step".into()));
+        };
+        let method = need!(self.text(method)).unwrap_or_else(|| "GET".into());
+        let url = need!(self.text(&Some(url.clone()))).unwrap_or_default();
+        let url = self.h.target.url(&url);
+        let mut sent: Vec<(String, String)> = Vec::new();
+        for (name, value) in headers {
+            sent.push((name.clone(), need!(self.text(&Some(value.clone()))).unwrap_or_default()));
+        }
+        if let Some(credential) = need!(self.text(credential)) {
+            sent.push(("authorization".into(), format!("Bearer {credential}")));
+        }
+        let body = match (need!(self.value(json)), need!(self.text(body))) {
+            (Some(json), _) => {
+                if !sent.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                    sent.push(("content-type".into(), "application/json".into()));
+                }
+                Some(json.to_string())
+            }
+            (None, body) => body,
+        };
+        let exchange = self.http(label, &method, &url, sent, body).await?;
+        let vars = Self::response_vars(&exchange);
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    async fn register_id_jag(
+        &mut self,
+        label: &str,
+        token: &Option<TokenSpec>,
+        assertion: &Option<String>,
+        credential: Option<CredentialType>,
+    ) -> StepOutcome {
+        let (assertion, mut minted) = match need!(self.text(assertion)) {
+            Some(a) => (a, Map::new()),
+            None => need!(self.mint(token, TokenKind::IdJag)),
+        };
+        let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
+        let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": assertion, "requested_credential_type": credential });
+        let uri = need!(self.register_uri());
+        let exchange = self.post_json(label, &uri, &body).await?;
+        let mut vars = Self::response_vars(&exchange);
+        vars.append(&mut minted);
+        vars.insert("assertion".into(), json!(assertion));
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    async fn parallel_register(
+        &mut self,
+        label: &str,
+        token: &Option<TokenSpec>,
+        credential: Option<CredentialType>,
+        count: &Option<Count>,
+    ) -> StepOutcome {
+        let count = need!(self.count(count, 10));
+        let (token, _) = need!(self.mint(token, TokenKind::IdJag));
+        let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
+        let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": token, "requested_credential_type": credential }).to_string();
+        let uri = need!(self.register_uri());
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let net = self.net.clone();
+        let sends = (0..count).map(|_| net.send(label, "POST", &uri, &headers, Some(body.clone())));
+        let results = join_vec(sends.map(Box::pin).collect()).await;
+        let mut statuses = Vec::new();
+        for exchange in results {
+            statuses.push(json!(exchange.status));
+            self.exchanges.push(exchange.clone());
+            self.settle(&exchange)?;
+        }
+        let mut vars = Map::new();
+        vars.insert("statuses".into(), Value::Array(statuses));
+        Ok(Ok((None, vars)))
+    }
+
+    async fn api(&mut self, action: &Action, label: &str) -> StepOutcome {
+        let Action::Api {
+            endpoint,
+            credential,
+            scheme,
+            query_token,
+        } = action
+        else {
+            return Ok(Err("not an api step".into()));
+        };
+        let endpoint = need!(self.text(endpoint)).unwrap_or_else(|| "oracle".into());
+        let (method, mut url) = if endpoint == "oracle" {
+            let oracle = need!(self.h.target.oracle.as_ref().ok_or_else(|| "no oracle configured".to_string()));
+            ("GET".to_string(), self.h.target.url(&oracle.path))
+        } else {
+            let probe = need!(
+                self.h
+                    .target
+                    .probes
+                    .get(&endpoint)
+                    .ok_or_else(|| format!("no probe for scope `{endpoint}`"))
+            );
+            (probe.method.clone(), self.h.target.url(&probe.path))
+        };
+        let credential = need!(self.text(credential));
+        let scheme = need!(self.text(scheme)).unwrap_or_else(|| "Bearer".into());
+        let mut headers = Vec::new();
+        if let Some(c) = &credential {
+            if *query_token {
+                url = format!("{url}{}access_token={c}", if url.contains('?') { '&' } else { '?' });
+            } else {
+                headers.push(("authorization".to_string(), format!("{scheme} {c}")));
+            }
+        }
+        let exchange = self.http(label, &method, &url, headers, None).await?;
+        let mut vars = Self::response_vars(&exchange);
+        // Cases read the oracle only through the configured pointers, as `user_id` and
+        // `scopes`, whatever shape the target's echo has; absent or null stays absent.
+        vars.remove("user_id");
+        vars.remove("scopes");
+        if let (Some(oracle), Some(body)) = (&self.h.target.oracle, exchange.json()) {
+            for (name, pointer) in [("user_id", &oracle.user_pointer), ("scopes", &oracle.scopes_pointer)] {
+                if let Some(value) = body.pointer(pointer).filter(|v| !v.is_null()) {
+                    vars.insert(name.into(), value.clone());
+                }
+            }
+        }
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    /// `read-mail`, and with `otp` the rest of `OTP(reg)`: open the page as a person would,
+    /// then press its button.
+    async fn read_mail(&mut self, label: &str, email: &Option<String>, registration_id: &Option<String>, otp: bool) -> StepOutcome {
+        let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+        let registration_id = need!(self.text(registration_id)).unwrap_or_else(|| self.registration_id());
+        let Some(source) = self.h.mail.clone() else {
+            return Ok(Err("no mail source".into()));
+        };
+        let message = match source
+            .next_message(self.h.plain.client(), &email, &registration_id, Duration::from_secs(5))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.finding(label, FindingKind::NoMail, format!("a claim mail to `{email}`"), e.to_string());
+                return Ok(Err("no claim mail".into()));
+            }
+        };
+        self.mail.push(MailRecord {
+            step: label.to_string(),
+            to: message.to.clone(),
+            subject: message.subject.clone(),
+            text: message.text.clone(),
+        });
+        let link = match authmd_mock_mailbox::extract_claim_link(&message, self.h.target.link_pattern.as_deref()) {
+            Ok(l) => l,
+            Err(e) => {
+                let expected = "a claim link carrying a claim_attempt_token";
+                self.finding(label, FindingKind::NoMail, expected, e.to_string());
+                return Ok(Err("no claim link".into()));
+            }
+        };
+        self.h.secrets.add(&link.token);
+        let mut vars = Map::new();
+        vars.insert("link".into(), json!(link.url));
+        vars.insert("attempt_token".into(), json!(link.token));
+        vars.insert("to".into(), json!(message.to));
+        if !otp {
+            return Ok(Ok((None, vars)));
+        }
+        self.http(label, "GET", &link.url, Vec::new(), None).await?;
+        let uri = need!(self.challenge_uri());
+        let exchange = self.post_json(label, &uri, &json!({ "claim_attempt_token": link.token })).await?;
+        let mut out = Self::response_vars(&exchange);
+        out.append(&mut vars);
+        match exchange.json().and_then(|b| b["challenge"].as_str().map(str::to_string)) {
+            Some(code) if exchange.status == Some(200) => {
+                self.h.secrets.add(&code);
+                out.insert("otp".into(), json!(code));
+            }
+            _ => {
+                let found = exchange.status_and_body();
+                self.finding(label, FindingKind::UnexpectedStatus, "200 with a `challenge` OTP", found);
+                return Ok(Err("no OTP".into()));
+            }
+        }
+        Ok(Ok((Some(exchange), out)))
+    }
+
+    async fn no_mail(&mut self, label: &str, email: &Option<String>, within_ms: u64) -> StepOutcome {
+        let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+        let Some(source) = self.h.mail.clone() else {
+            return Ok(Err("no mail source".into()));
+        };
+        let within = Duration::from_millis(within_ms);
+        if let Ok(m) = source
+            .next_message(self.h.plain.client(), &email, &self.registration_id(), within)
+            .await
+        {
+            let found = format!("a message: {}", m.subject);
+            self.finding(label, FindingKind::UnexpectedMail, format!("no new mail to `{email}`"), found);
+        }
+        Ok(Ok((None, Map::new())))
+    }
+
+    async fn challenge(&mut self, label: &str, attempt_token: &Option<Value>) -> StepOutcome {
+        let token = need!(self.value(attempt_token)).unwrap_or(Value::Null);
+        let uri = need!(self.challenge_uri());
+        let exchange = self.post_json(label, &uri, &json!({ "claim_attempt_token": token })).await?;
+        let mut vars = Self::response_vars(&exchange);
+        if let Some(otp) = vars.get("challenge").and_then(Value::as_str).map(str::to_string) {
+            self.h.secrets.add(&otp);
+            vars.insert("otp".into(), json!(otp));
+        }
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    async fn revoke(
+        &mut self,
+        label: &str,
+        token: &Option<TokenSpec>,
+        content_type: &Option<String>,
+        body: &Option<String>,
+    ) -> StepOutcome {
+        let (token, mut minted) = need!(self.mint(token, TokenKind::Logout));
+        let content_type = need!(self.text(content_type)).unwrap_or_else(|| "application/logout+jwt".into());
+        let body = need!(self.text(body)).unwrap_or(token);
+        let uri = need!(
+            self.h
+                .discovery
+                .revocation_uri
+                .clone()
+                .ok_or_else(|| "no revocation_uri".to_string())
+        );
+        let exchange = self
+            .http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body))
+            .await?;
+        let mut vars = Self::response_vars(&exchange);
+        vars.append(&mut minted);
+        Ok(Ok((Some(exchange), vars)))
+    }
+
+    async fn sample(&mut self, label: &str, of: &Action, count: &Option<Count>, field: &Option<String>, spread: bool) -> StepOutcome {
+        let count = need!(self.count(count, 20));
+        let field = need!(self.text(field)).unwrap_or_else(|| "/credential".into());
+        // `spread`: each request from its own loopback source address, so a per-address rate
+        // limit (conforming, RATE-01) does not cut the sample short.
+        let spread = spread && self.source.is_some();
+        let home = self.net.clone();
+        let mut values = Vec::new();
+        for i in 0..count {
+            if spread {
+                let ip = self.h.spare_source(i);
+                let h = self.h;
+                self.net = Transport::new(Some(ip), h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone())
+                    .map_err(HarnessError::Tooling)?;
+            }
+            let outcome = Box::pin(self.step(of, label)).await;
+            self.net = home.clone();
+            let (_, vars) = need!(outcome?);
+            let rate_limited = vars.get("http_status") == Some(&json!(429));
+            let value = Value::Object(vars).pointer(&field).cloned();
+            // A rate limit is conforming (RATE-01): a sample of values the 429 does not carry
+            // ends there and is judged on what it collected, never on the nulls.
+            if rate_limited && value.is_none() {
+                if values.len() < 2 {
+                    return Err(HarnessError::NoResponse {
+                        url: self.register_uri().unwrap_or_default(),
+                        reason: format!(
+                            "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
+                            values.len()
+                        ),
+                    });
+                }
+                break;
+            }
+            values.push(value.unwrap_or(Value::Null));
+        }
+        let mut vars = Map::new();
+        vars.insert("values".into(), Value::Array(values));
+        Ok(Ok((None, vars)))
+    }
+}
+
+/// Polls every future concurrently on the current task (all of them are I/O-bound requests).
+async fn join_vec<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futures.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    Poll::Ready(v) => outputs[i] = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

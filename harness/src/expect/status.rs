@@ -1,0 +1,122 @@
+//! Status, `error` code and the status counts of parallel requests.
+
+use serde_json::{Value, json};
+
+use super::{Findings, Observed, show};
+use crate::language::Expect;
+use crate::outcome::{Exchange, FindingKind};
+
+pub(super) fn check(expect: &Expect, seen: &Observed, findings: &mut Findings) {
+    let found = seen.exchange.and_then(|e| e.status);
+    let answer = || seen.exchange.map(Exchange::status_and_body).unwrap_or_default();
+    if let Some(status) = &expect.status
+        && !status_matches(status, found)
+    {
+        findings.add(FindingKind::UnexpectedStatus, format!("status {}", show(status)), answer());
+    }
+    if let Some(status) = &expect.status_not
+        && status_matches(status, found)
+    {
+        findings.add(FindingKind::UnexpectedStatus, format!("any status but {}", show(status)), answer());
+    }
+    if let Some(codes) = &expect.error {
+        error_code(codes, seen, findings);
+    }
+    if !expect.counts.is_empty() {
+        counts(expect, seen, findings);
+    }
+}
+
+fn error_code(codes: &Value, seen: &Observed, findings: &mut Findings) {
+    let accepted: Vec<String> = match codes {
+        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        v => vec![v.as_str().unwrap_or_default().to_string()],
+    };
+    let found = seen.vars.get("error").and_then(Value::as_str);
+    if !found.is_some_and(|f| accepted.iter().any(|a| a == f)) {
+        let wanted = accepted.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" or ");
+        findings.add(
+            FindingKind::UnexpectedErrorCode,
+            format!("`error` to be {wanted}"),
+            found.map(|f| format!("`{f}`")).unwrap_or_else(|| "no `error` member".into()),
+        );
+    }
+}
+
+fn counts(expect: &Expect, seen: &Observed, findings: &mut Findings) {
+    let statuses: Vec<u16> = seen
+        .vars
+        .get("statuses")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_u64().map(|s| s as u16)).collect())
+        .unwrap_or_default();
+    for (class, want) in &expect.counts {
+        let n = statuses.iter().filter(|s| status_matches(&json!(class), Some(**s))).count() as u32;
+        if n != *want {
+            findings.add(
+                FindingKind::WrongCount,
+                format!("{want} answers with status {class}"),
+                format!("{n} (all: {statuses:?})"),
+            );
+        }
+    }
+}
+
+/// Does `found` match a status spec: a number, `"4xx"`, a numeric string, or a list of those?
+pub fn status_matches(spec: &Value, found: Option<u16>) -> bool {
+    let Some(found) = found else { return false };
+    match spec {
+        Value::Number(n) => n.as_u64() == Some(u64::from(found)),
+        Value::String(s) if s.len() == 3 && s.ends_with("xx") => s.as_bytes()[0] == b'0' + (found / 100) as u8,
+        Value::String(s) => s.parse::<u16>().ok() == Some(found),
+        Value::Array(a) => a.iter().any(|v| status_matches(v, Some(found))),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::canned::{exchange, judge, kinds};
+    use super::*;
+    use serde_json::Map;
+
+    #[test]
+    fn status_classes_match() {
+        assert!(status_matches(&json!("4xx"), Some(410)));
+        assert!(!status_matches(&json!("4xx"), Some(500)));
+        assert!(status_matches(&json!([200, 204]), Some(204)));
+        assert!(!status_matches(&json!(200), None));
+    }
+
+    #[test]
+    fn a_wrong_status_is_a_finding_with_the_answer() {
+        let e = exchange(500, &[], r#"{"error":"server_error"}"#);
+        let found = judge("status = 400", &e, Map::new());
+        assert_eq!(kinds(&found), [FindingKind::UnexpectedStatus]);
+        assert!(found[0].found.contains("500"), "{:?}", found[0]);
+        assert!(judge("status = \"5xx\"", &e, Map::new()).is_empty());
+        assert_eq!(kinds(&judge("status_not = 500", &e, Map::new())), [FindingKind::UnexpectedStatus]);
+    }
+
+    #[test]
+    fn any_listed_error_code_is_accepted() {
+        let e = exchange(401, &[], r#"{"error":"otp_invalid"}"#);
+        assert!(judge(r#"error = ["otp_not_generated", "otp_invalid"]"#, &e, Map::new()).is_empty());
+        assert_eq!(
+            kinds(&judge(r#"error = "invalid_request""#, &e, Map::new())),
+            [FindingKind::UnexpectedErrorCode]
+        );
+        let bare = exchange(401, &[], "not json");
+        let found = judge(r#"error = "otp_invalid""#, &bare, Map::new());
+        assert_eq!(found[0].found, "no `error` member");
+    }
+
+    #[test]
+    fn counts_are_exact() {
+        let e = exchange(200, &[], "");
+        let mut vars = Map::new();
+        vars.insert("statuses".into(), json!([200, 400, 400]));
+        assert!(judge(r#"counts = { "2xx" = 1, "400" = 2 }"#, &e, vars.clone()).is_empty());
+        assert_eq!(kinds(&judge(r#"counts = { "2xx" = 2 }"#, &e, vars)), [FindingKind::WrongCount]);
+    }
+}

@@ -1,0 +1,413 @@
+//! The case language: what a step may do and what it may expect, as types. Each action is a
+//! variant with typed parameters (unknown keys refused), so a typo is a catalogue error when the
+//! catalogue loads, never a finding against the target. The JSON Schema and the vocabulary
+//! reference (`cases/VOCABULARY.md`) are generated from these types and their doc comments.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+mod types;
+mod vocabulary;
+
+pub use types::{Alg, Count, CredentialType, Fault, Issuer, TokenSpec};
+pub use vocabulary::{generated_files, step_schema, vocabulary_markdown};
+
+/// One step of a case: an action, with an optional name, clock move and expectations.
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
+pub struct Step {
+    /// Name other steps use in `{{name.path}}` references.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the target's clock is moved from this step on: a declared TTL name (`"otp+5"`),
+    /// seconds, or a reference to an instant the target returned (`"{{reg.claim_token_expires}}-30"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advance: Option<String>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+    /// What to do (`do = "…"`) and its parameters.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// The harness action a step performs (`do = "…"`). Flows are code; a case only picks and
+/// parameterises them. Strings may hold `{{references}}`, resolved when the step runs.
+#[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Any HTTP request. `url` is absolute or a path on the target.
+    Http {
+        /// Method; GET when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        method: Option<String>,
+        /// Absolute URL, or a path on the target's base URL.
+        url: String,
+        /// Request headers.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        /// A JSON body (sets `Content-Type: application/json` unless `headers` has one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        json: Option<Value>,
+        /// A raw body.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        /// Sent as `Authorization: Bearer <credential>`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+    },
+    /// `ANON()`: anonymous registration.
+    RegisterAnonymous {
+        /// Replaces the whole JSON body (any JSON value, for malformed-request cases).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<Value>,
+        /// `requested_credential_type`; `api_key` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<CredentialType>,
+    },
+    /// `EMAILREG(email, credential)`: verified-email registration.
+    RegisterEmail {
+        /// The address; the case's fresh `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        /// `requested_credential_type`; `access_token` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<CredentialType>,
+    },
+    /// Mints a token without sending it (its `token`, `jti` and `claims` become step values).
+    Mint {
+        /// What to mint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<TokenSpec>,
+    },
+    /// `IDREG(J(token), credential)`: ID-JAG registration with a minted token or a given `assertion`.
+    RegisterIdJag {
+        /// What to mint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<TokenSpec>,
+        /// Send this assertion instead of minting one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assertion: Option<String>,
+        /// `requested_credential_type`; `access_token` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<CredentialType>,
+    },
+    /// `count` concurrent `IDREG` of one token (replay races).
+    ParallelRegisterIdJag {
+        /// What to mint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<TokenSpec>,
+        /// `requested_credential_type`; `access_token` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<CredentialType>,
+        /// How many requests; 10 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<Count>,
+    },
+    /// Calls the protected API: the oracle, or the probe of a scope.
+    Api {
+        /// `oracle` (default) or a scope named in the target's `[probes]`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// The credential; none sends no `Authorization`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+        /// The authorization scheme; `Bearer` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheme: Option<String>,
+        /// Put the credential in the `access_token` query parameter instead of a header.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        query_token: bool,
+    },
+    /// `POST CLAIM {claim_token, email}`.
+    Claim {
+        /// Any JSON value (malformed-request cases send other types).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claim_token: Option<Value>,
+        /// Any JSON value; the case's `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<Value>,
+    },
+    /// Waits for the next claim mail and extracts its link and `claim_attempt_token`.
+    ReadMail {
+        /// The recipient; the case's `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        /// The registration the mail belongs to; the last one registered when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registration_id: Option<String>,
+    },
+    /// `OTP(reg)`: reads the claim mail, opens its link, and POSTs the challenge as a person would.
+    Otp {
+        /// The recipient; the case's `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        /// The registration the mail belongs to; the last one registered when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registration_id: Option<String>,
+    },
+    /// Asserts that no new mail reaches `email` within `within_ms`.
+    NoMail {
+        /// The recipient; the case's `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        /// How long to watch; 300 ms when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within_ms: Option<u64>,
+    },
+    /// `GET` a claim link from an earlier mail step.
+    OpenLink {
+        /// The link.
+        link: String,
+    },
+    /// `POST CHALLENGE {claim_attempt_token}`.
+    Challenge {
+        /// Any JSON value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt_token: Option<Value>,
+    },
+    /// `POST COMPLETE {claim_token, otp}`.
+    Complete {
+        /// Any JSON value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claim_token: Option<Value>,
+        /// Any JSON value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        otp: Option<Value>,
+    },
+    /// Mints `L(token)` and POSTs it to the revocation URI.
+    Revoke {
+        /// What to mint (a logout token unless `kind` says otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<TokenSpec>,
+        /// `application/logout+jwt` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
+        /// Send this body instead of the token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// Publishes a new IdP key and makes it the signer (the case runs alone and the IdP is
+    /// restored afterwards).
+    RotateKey {
+        /// The new key's algorithm; ES256 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alg: Option<Alg>,
+    },
+    /// Sets the IdP's JWKS fault mode.
+    JwksFault {
+        /// The fault.
+        fault: Fault,
+    },
+    /// Sets the `Cache-Control: max-age` the IdP's JWKS is served with.
+    JwksMaxAge {
+        /// Seconds.
+        seconds: u64,
+    },
+    /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`.
+    Sample {
+        /// The action to repeat, as an inline table (`of = { do = "challenge", … }`).
+        of: Box<Action>,
+        /// How many times; 20 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<Count>,
+        /// JSON pointer into each answer; `/credential` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        /// Each request from its own loopback source address (so a per-address rate limit,
+        /// which is conforming, does not cut the sample short).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spread: bool,
+    },
+}
+
+impl Action {
+    /// The `do` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Http { .. } => "http",
+            Self::RegisterAnonymous { .. } => "register-anonymous",
+            Self::RegisterEmail { .. } => "register-email",
+            Self::Mint { .. } => "mint",
+            Self::RegisterIdJag { .. } => "register-id-jag",
+            Self::ParallelRegisterIdJag { .. } => "parallel-register-id-jag",
+            Self::Api { .. } => "api",
+            Self::Claim { .. } => "claim",
+            Self::ReadMail { .. } => "read-mail",
+            Self::Otp { .. } => "otp",
+            Self::NoMail { .. } => "no-mail",
+            Self::OpenLink { .. } => "open-link",
+            Self::Challenge { .. } => "challenge",
+            Self::Complete { .. } => "complete",
+            Self::Revoke { .. } => "revoke",
+            Self::RotateKey { .. } => "rotate-key",
+            Self::JwksFault { .. } => "jwks-fault",
+            Self::JwksMaxAge { .. } => "jwks-max-age",
+            Self::Sample { .. } => "sample",
+        }
+    }
+
+    /// The parameters as written (without `do`), for `explain` and reports.
+    pub fn params(&self) -> serde_json::Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut m)) => {
+                m.shift_remove("do");
+                m
+            }
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+/// Expectations on a step's exchange and values. Every present field is checked; strings and
+/// values may hold `{{references}}`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Status: a number, `"2xx"`/`"4xx"`, or a list of those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+    /// Status that must not occur.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_not: Option<Value>,
+    /// Acceptable `error` codes (synonyms per catalogue §B.6): one, or a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// JSON pointer → expected value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub json: BTreeMap<String, Value>,
+    /// JSON pointer → value it must differ from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub json_not: BTreeMap<String, Value>,
+    /// JSON pointers that must be present (and not null).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub present: Vec<String>,
+    /// JSON pointers that must be absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
+    /// JSON pointer → array the value (an array) must be a subset of.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subset: BTreeMap<String, Value>,
+    /// Pointer → the same members in any order (arrays, or space-delimited strings such as an
+    /// OAuth `scope`): what the catalogue means by "the same scopes".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub same_set: BTreeMap<String, Value>,
+    /// JSON pointers holding ISO-8601 instants that must be in the future (on the target's clock).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub future: Vec<String>,
+    /// JSON pointers holding absolute http(s) URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absolute_url: Vec<String>,
+    /// An earlier step whose answer this one must match in status and top-level member names
+    /// (REG-EMAIL-08: no difference between known and unknown addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_shape_as: Option<String>,
+    /// URLs on the mock IdP the target must have fetched by the end of this step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idp_fetched: Vec<String>,
+    /// Every URL in the JSON body is https, or plain http to a loopback host (DISC-21).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure_urls: bool,
+    /// Header → substring it must contain (case-insensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub header: BTreeMap<String, String>,
+    /// Headers that must be absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_absent: Vec<String>,
+    /// The `WWW-Authenticate` challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<ChallengeExpect>,
+    /// Strings that must not appear in the response body (secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub body_excludes: Vec<String>,
+    /// For `parallel-register-id-jag`: status class or code → exact count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, u32>,
+    /// For `sample`: every value distinct.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
+    /// For `sample`: minimum apparent entropy of each value, in bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_entropy_bits: Option<u32>,
+    /// For `sample`: every value matches this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// JWKS fetches the target made during this step, at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_fetches_min: Option<usize>,
+    /// JWKS fetches the target made during this step, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_fetches_max: Option<usize>,
+}
+
+/// Expectations on a `WWW-Authenticate: Bearer` challenge.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeExpect {
+    /// `resource_metadata` must be an absolute URL.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resource_metadata: bool,
+    /// `error` parameter: a value, or `"absent"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authmd_mock_idp::JwksFault;
+
+    fn step(text: &str) -> Result<Step, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_typo_in_a_step_parameter_is_a_load_error() {
+        let error = step("do = \"register-id-jag\"\ntokn = {}\n").expect_err("unknown key");
+        assert!(error.contains("tokn") && error.contains("token"), "{error}");
+        let error = step("do = \"jwks-fault\"\nfault = \"server-eror\"\n").expect_err("bad fault");
+        assert!(error.contains("server-error"), "{error}");
+        assert!(step("do = \"rotate-key\"\nalg = \"ES265\"\n").is_err());
+        assert!(step("do = \"register-anonymous\"\ncredential = \"api-key\"\n").is_err());
+        assert!(step("do = \"sample\"\nof = { do = \"challenge\" }\ncount = \"12\"\n").is_err());
+        assert!(step("do = \"sample\"\nof = { do = \"challenge\" }\nspread = \"yes\"\n").is_err());
+        assert!(step("do = \"register-id-jag\"\ntoken = { sett = {} }\n").is_err());
+        assert!(step("do = \"teleport\"\n").is_err());
+        assert!(step("do = \"api\"\nexpect = { stauts = 200 }\n").is_err());
+    }
+
+    #[test]
+    fn well_typed_steps_load() {
+        let s = step("name = \"r\"\ndo = \"sample\"\nof = { do = \"challenge\", attempt_token = \"{{otp.attempt_token}}\" }\ncount = \"{{target.rate_burst}}\"\nexpect = { unique = true }\n")
+            .expect("sample");
+        assert!(matches!(
+            s.action,
+            Action::Sample {
+                count: Some(Count::Reference(_)),
+                ..
+            }
+        ));
+        let s = step("do = \"jwks-fault\"\nfault = \"slow:250\"\n").expect("fault");
+        assert!(matches!(
+            s.action,
+            Action::JwksFault {
+                fault: Fault(JwksFault::Slow(250))
+            }
+        ));
+        let s =
+            step("do = \"register-id-jag\"\ntoken = { by = \"second\", set = { aud = \"x\" }, tamper = \"alg-none\" }\n").expect("token");
+        assert_eq!(s.action.name(), "register-id-jag");
+        assert_eq!(s.action.params()["token"]["by"], "second");
+    }
+
+    #[test]
+    fn the_vocabulary_names_every_action() {
+        let text = vocabulary_markdown();
+        for name in ["http", "register-id-jag", "sample", "jwks-max-age", "no-mail"] {
+            assert!(text.contains(&format!("### `{name}`")), "{name} missing");
+        }
+        assert!(text.contains("| `same_set` |"), "expectations missing");
+    }
+}
