@@ -549,7 +549,22 @@ async fn wait_for_ctrl_c() {
 }
 
 async fn run(args: RunArgs) -> Result<Ending, Failure> {
-    let cat = catalogue()?;
+    // The profile picks the catalogue: `--profile`, else the target config's, else the default.
+    // A config that does not load is reported below, where it is read for the run.
+    let profile = match (&args.profile, &args.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(path)) => TargetConfig::load(path)
+            .map(|t| t.profile)
+            .unwrap_or_else(|_| authmd_conformance::PROFILE.into()),
+        (None, None) => authmd_conformance::PROFILE.into(),
+    };
+    if !authmd_conformance::profiles().contains(&profile) {
+        return Err(Failure::Usage(format!(
+            "profile `{profile}`: this build has {}",
+            authmd_conformance::profiles().join(", ")
+        )));
+    }
+    let cat = authmd_conformance::profile_catalogue(&profile).map_err(|e| Failure::Usage(format!("catalogue: {e}")))?;
     // Read the baseline first: a bad one is a usage error before anything runs.
     let baseline = args
         .baseline

@@ -125,6 +125,8 @@ struct RawCase {
     #[serde(default)]
     reading: Option<String>,
     #[serde(default)]
+    profiles: Vec<String>,
+    #[serde(default)]
     caught_by: Vec<String>,
     #[serde(default)]
     note: Option<String>,
@@ -152,6 +154,8 @@ pub struct Case {
     pub needs: BTreeSet<Need>,
     /// The ambiguity reading it tests, `C-NN/X`.
     pub reading: Option<String>,
+    /// The profiles it holds for; empty means every profile whose manifest names its directory.
+    pub profiles: Vec<String>,
     /// Reference-server defect ids that must make it fail.
     pub caught_by: Vec<String>,
     /// Free text for reports.
@@ -198,7 +202,22 @@ fn err(path: &Path, message: impl Into<String>) -> CatalogueError {
 impl Catalogue {
     /// Loads `dir/requirements.toml` and every `dir/<area>/*.toml`.
     pub fn load(dir: &Path) -> Result<Self, CatalogueError> {
-        let req_path = dir.join("requirements.toml");
+        Self::load_from(&dir.join("requirements.toml"), dir)
+    }
+
+    /// The catalogue of a spec profile: its manifest's requirements file and case directory,
+    /// keeping the cases that hold for it (those naming no profile hold for every profile).
+    pub fn for_profile(root: &Path, manifest: &crate::profile::Manifest) -> Result<Self, CatalogueError> {
+        let mut catalogue = Self::load_from(&root.join(&manifest.requirements), &root.join(&manifest.cases))?;
+        catalogue
+            .cases
+            .retain(|c| c.profiles.is_empty() || c.profiles.iter().any(|p| *p == manifest.name));
+        Ok(catalogue)
+    }
+
+    /// Loads `req_path` and every `dir/<area>/*.toml`.
+    pub fn load_from(req_path: &Path, dir: &Path) -> Result<Self, CatalogueError> {
+        let req_path = req_path.to_path_buf();
         let text = std::fs::read_to_string(&req_path).map_err(|e| err(&req_path, e.to_string()))?;
         let file: RequirementsFile = toml::from_str(&text).map_err(|e| err(&req_path, e.to_string().replace('\n', " ")))?;
         let mut requirements = BTreeMap::new();
@@ -295,6 +314,7 @@ impl Catalogue {
             must_when: raw.must_when,
             needs: raw.needs.into_iter().collect(),
             reading: raw.reading,
+            profiles: raw.profiles,
             caught_by: raw.caught_by,
             note: raw.note,
             steps: raw.steps,

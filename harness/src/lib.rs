@@ -188,10 +188,18 @@ pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Loads the default profile's catalogue (its manifest names the case directory).
+/// Loads the default profile's catalogue.
 pub fn default_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
-    let cases = profile::Manifest::load(&repo_root(), PROFILE)
-        .map(|m| m.cases)
-        .unwrap_or_else(|_| "cases".into());
-    Catalogue::load(&repo_root().join(cases))
+    profile_catalogue(PROFILE)
+}
+
+/// Loads the catalogue of the profile `name`: its manifest names the requirements file and
+/// the case directory, and cases may name the profiles they hold for.
+pub fn profile_catalogue(name: &str) -> Result<Catalogue, catalogue::CatalogueError> {
+    let root = repo_root();
+    let manifest = profile::Manifest::load(&root, name).map_err(|message| catalogue::CatalogueError {
+        path: format!("profiles/{name}.toml"),
+        message,
+    })?;
+    Catalogue::for_profile(&root, &manifest)
 }

@@ -2,6 +2,7 @@
 //! cases and the metadata names that show a target speaks it. Discovery reads the manifests to
 //! say which profile a target speaks, and whether its documents mix versions.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,51 @@ pub struct Manifest {
     pub markers: Markers,
     /// Metadata names of later versions.
     pub later_markers: Markers,
+    /// Where the flows are.
+    pub endpoints: Endpoints,
+    /// What a target offers.
+    pub offers: Offers,
+    /// Wire names of the members the flows send, by the harness's own name.
+    pub fields: BTreeMap<String, String>,
+    /// Error names that mean the same.
+    #[serde(default)]
+    pub errors: Errors,
+}
+
+/// Where a profile's flows are: JSON pointers into the AS metadata, and the derived endpoints
+/// as templates over `{claim}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    /// Registration.
+    pub register: String,
+    /// The claim ceremony.
+    pub claim: String,
+    /// Provider revocation.
+    pub revocation: String,
+    /// The OTP challenge, built from `{claim}`.
+    pub challenge: String,
+    /// Claim completion, built from `{claim}`.
+    pub complete: String,
+}
+
+/// What a target offers: JSON pointers into the AS metadata.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offers {
+    /// The registration types offered.
+    pub identity_types: String,
+    /// The assertion types offered.
+    pub assertion_types: String,
+}
+
+/// Error names that mean the same (catalogue §B.6).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Errors {
+    /// Sets of names; a case expecting one name of a set accepts all of them.
+    #[serde(default)]
+    pub synonyms: Vec<Vec<String>>,
 }
 
 /// Which profile a target's metadata speaks.
@@ -69,6 +115,20 @@ impl Manifest {
         let path = root.join("profiles").join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().replace('\n', " ")))
+    }
+
+    /// The wire name of the member the harness calls `name` (the name itself if unmapped).
+    pub fn field<'a>(&'a self, name: &'a str) -> &'a str {
+        self.fields.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// The strings at a metadata pointer (an absent or malformed member is empty).
+    pub fn strings_at(metadata: &Value, pointer: &str) -> Vec<String> {
+        metadata
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// What `metadata` speaks, judged by this manifest's markers.
@@ -120,5 +180,15 @@ mod tests {
         assert_eq!(spoken.speaks, "mixed");
         assert_eq!(spoken.later, vec!["agent_auth.identity_endpoint", "token_endpoint"]);
         assert_eq!(m.judge(&json!({})).speaks, "unknown");
+    }
+
+    #[test]
+    fn maps_names_and_pointers() {
+        let m = v01();
+        assert_eq!(m.field("attempt_token"), "claim_attempt_token");
+        assert_eq!(m.field("unmapped"), "unmapped");
+        let meta = json!({ "agent_auth": { "identity_types_supported": ["anonymous", 3] } });
+        assert_eq!(Manifest::strings_at(&meta, &m.offers.identity_types), ["anonymous"]);
+        assert!(m.errors.synonyms.iter().any(|s| s.contains(&"expired".to_string())));
     }
 }

@@ -377,21 +377,26 @@ impl<'h> CaseCtx<'h> {
     }
 
     pub(super) fn complete_uri(&self) -> Result<String, String> {
-        Ok(self
-            .h
-            .target
-            .complete_url
-            .clone()
-            .unwrap_or(format!("{}/complete", self.claim_uri()?)))
+        match &self.h.target.complete_url {
+            Some(url) => Ok(url.clone()),
+            None => Ok(self.h.profile.endpoints.complete.replace("{claim}", &self.claim_uri()?)),
+        }
     }
 
     pub(super) fn challenge_uri(&self) -> Result<String, String> {
-        Ok(self
-            .h
-            .target
-            .challenge_url
-            .clone()
-            .unwrap_or(format!("{}/attempt/challenge", self.claim_uri()?)))
+        match &self.h.target.challenge_url {
+            Some(url) => Ok(url.clone()),
+            None => Ok(self.h.profile.endpoints.challenge.replace("{claim}", &self.claim_uri()?)),
+        }
+    }
+
+    /// A JSON object of `(harness name, value)` members under the profile's wire names.
+    pub(super) fn body(&self, members: &[(&str, Value)]) -> Value {
+        let map: Map<String, Value> = members
+            .iter()
+            .map(|(name, value)| (self.h.profile.field(name).to_string(), value.clone()))
+            .collect();
+        Value::Object(map)
     }
 
     /// Judges a step's expectations ([`crate::expect`]) and records the findings.
@@ -415,6 +420,7 @@ impl<'h> CaseCtx<'h> {
             now: time::OffsetDateTime::now_utc() + time::Duration::seconds(self.offset),
             idp_paths: &idp_paths,
             jwks_fetched,
+            synonyms: &self.h.profile.errors.synonyms,
         };
         let resolve = |v: &Value| self.resolve(v).unwrap_or_else(|e| json!(format!("<unresolved: {e}>")));
         let found = expect::check(label, expect, &seen, &resolve);

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{Harness, HarnessError};
 use crate::expect::parse_challenge;
 use crate::outcome::Exchange;
+use crate::profile::Manifest;
 
 /// What the harness learned from discovery.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -30,20 +31,19 @@ pub struct Discovery {
     pub no_answer: bool,
     /// Which profile the AS metadata speaks, by the manifests' markers.
     pub spoken: Option<crate::profile::Spoken>,
+    /// The registration types the metadata offers (where the profile's manifest points).
+    pub identity_types: Vec<String>,
+    /// The assertion types the metadata offers.
+    pub assertion_types: Vec<String>,
 }
 
 impl Discovery {
     pub(super) fn offers(&self, identity_type: &str) -> bool {
-        self.metadata["agent_auth"]["identity_types_supported"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|v| v == identity_type))
+        self.identity_types.iter().any(|t| t == identity_type)
     }
 
     pub(super) fn offers_assertion(&self, assertion_type: &str) -> bool {
-        self.offers("identity_assertion")
-            && self.metadata["agent_auth"]["identity_assertion"]["assertion_types_supported"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|v| v == assertion_type))
+        self.offers("identity_assertion") && self.assertion_types.iter().any(|t| t == assertion_type)
     }
 }
 
@@ -122,32 +122,34 @@ impl Harness {
             self.discovery_failed(format!("no authorization-server metadata for `{as_url}`"));
             return Ok(());
         };
-        let agent = &metadata["agent_auth"];
-        self.discovery.register_uri = agent["register_uri"].as_str().map(str::to_string);
-        self.discovery.claim_uri = agent["claim_uri"].as_str().map(str::to_string);
-        self.discovery.revocation_uri = agent["revocation_uri"].as_str().map(str::to_string);
+        let profile = &self.profile;
+        let at = |pointer: &str| metadata.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+        self.discovery.register_uri = at(&profile.endpoints.register);
+        self.discovery.claim_uri = at(&profile.endpoints.claim);
+        self.discovery.revocation_uri = at(&profile.endpoints.revocation);
+        self.discovery.identity_types = Manifest::strings_at(&metadata, &profile.offers.identity_types);
+        self.discovery.assertion_types = Manifest::strings_at(&metadata, &profile.offers.assertion_types);
+        let register = profile.endpoints.register.trim_start_matches('/').replace('/', ".");
         if self.discovery.register_uri.is_none() {
-            self.discovery.error = Some("the metadata has no agent_auth.register_uri".into());
+            self.discovery.error = Some(format!("the metadata has no {register}"));
         } else if let Some(Err(why)) = self.discovery.register_uri.as_deref().map(|u| self.policy.check(u)) {
             self.discovery.error = Some(format!(
-                "agent_auth.register_uri: {why}; list the host in allowed_hosts to let the harness use it"
+                "{register}: {why}; list the host in allowed_hosts to let the harness use it"
             ));
         }
         // Which auth.md the metadata speaks: a target of a later version is not silently
         // judged by this profile, and a document mixing versions is reported.
-        if let Ok(manifest) = crate::profile::Manifest::load(&crate::repo_root(), &self.target.profile) {
-            let spoken = manifest.judge(&metadata);
-            // The clearer reason wins over "no register_uri".
-            if spoken.speaks == "later" {
-                self.discovery.error = Some(format!(
-                    "the metadata speaks a later auth.md ({}), not {}: run the profile it speaks (known: {})",
-                    spoken.later.join(", "),
-                    manifest.name,
-                    crate::profiles().join(", ")
-                ));
-            }
-            self.discovery.spoken = Some(spoken);
+        let spoken = profile.judge(&metadata);
+        // The clearer reason wins over "no register_uri".
+        if spoken.speaks == "later" {
+            self.discovery.error = Some(format!(
+                "the metadata speaks a later auth.md ({}), not {}: run the profile it speaks (known: {})",
+                spoken.later.join(", "),
+                profile.name,
+                crate::profiles().join(", ")
+            ));
         }
+        self.discovery.spoken = Some(spoken);
         self.discovery.metadata = metadata;
         Ok(())
     }

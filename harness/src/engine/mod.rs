@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::catalogue::{Action, Case, Condition, Level, Need, split_advance};
 pub use crate::expect::parse_challenge;
 pub use crate::outcome::{CaseResult, Exchange, Finding, FindingKind, MailRecord, Verdict};
+use crate::profile::Manifest;
 use crate::redact::Secrets;
 use crate::target::TargetConfig;
 pub use crate::transport::decode_jwt;
@@ -121,6 +122,8 @@ pub struct Harness {
     pub stranger: Option<Arc<MockIdp>>,
     /// Mail source, if any.
     pub mail: Option<Arc<MailSource>>,
+    /// The spec profile under test: where its flows are, its wire names, its error synonyms.
+    pub profile: Manifest,
     /// Discovery results.
     pub discovery: Discovery,
     /// Exchanges made during discovery.
@@ -188,6 +191,7 @@ impl Harness {
             policy.allow_origin_of(other.base_url());
         }
         let policy = Arc::new(policy);
+        let profile = Manifest::load(&crate::repo_root(), &target.profile).map_err(HarnessError::Tooling)?;
         let limits = target.limits();
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
@@ -196,6 +200,7 @@ impl Harness {
             idp2,
             stranger,
             mail,
+            profile,
             discovery: Discovery::default(),
             discovery_exchanges: Vec::new(),
             secrets,

@@ -33,15 +33,22 @@ impl CaseCtx<'_> {
             Action::Http { .. } => self.http_step(action, label).await,
             Action::RegisterAnonymous { body, credential } => {
                 let credential = credential.unwrap_or(CredentialType::ApiKey).as_str();
-                let body =
-                    need!(self.value(body)).unwrap_or_else(|| json!({ "type": "anonymous", "requested_credential_type": credential }));
+                let body = match need!(self.value(body)) {
+                    Some(body) => body,
+                    None => self.body(&[("type", json!("anonymous")), ("credential_type", json!(credential))]),
+                };
                 let uri = need!(self.register_uri());
                 self.answered(label, &uri, &body).await
             }
             Action::RegisterEmail { email, credential } => {
                 let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
                 let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-                let body = json!({ "type": "identity_assertion", "assertion_type": "verified_email", "assertion": email, "requested_credential_type": credential });
+                let body = self.body(&[
+                    ("type", json!("identity_assertion")),
+                    ("assertion_type", json!("verified_email")),
+                    ("assertion", json!(email)),
+                    ("credential_type", json!(credential)),
+                ]);
                 let uri = need!(self.register_uri());
                 self.answered(label, &uri, &body).await
             }
@@ -60,8 +67,8 @@ impl CaseCtx<'_> {
                 let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
                 let email = need!(self.value(email)).unwrap_or_else(|| json!(self.identity_email()));
                 let uri = need!(self.claim_uri());
-                self.answered(label, &uri, &json!({ "claim_token": claim_token, "email": email }))
-                    .await
+                let body = self.body(&[("claim_token", claim_token), ("email", email)]);
+                self.answered(label, &uri, &body).await
             }
             Action::ReadMail { email, registration_id } => self.read_mail(label, email, registration_id, false).await,
             Action::Otp { email, registration_id } => self.read_mail(label, email, registration_id, true).await,
@@ -77,7 +84,8 @@ impl CaseCtx<'_> {
                 let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
                 let otp = need!(self.value(otp)).unwrap_or(Value::Null);
                 let uri = need!(self.complete_uri());
-                self.answered(label, &uri, &json!({ "claim_token": claim_token, "otp": otp })).await
+                let body = self.body(&[("claim_token", claim_token), ("otp", otp)]);
+                self.answered(label, &uri, &body).await
             }
             Action::Revoke { token, content_type, body } => self.revoke(label, token, content_type, body).await,
             Action::RotateKey { alg } => {
@@ -98,6 +106,15 @@ impl CaseCtx<'_> {
             }
             Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
         }
+    }
+
+    fn id_jag_body(&self, assertion: &str, credential: &str) -> Value {
+        self.body(&[
+            ("type", json!("identity_assertion")),
+            ("assertion_type", json!(ID_JAG_URN)),
+            ("assertion", json!(assertion)),
+            ("credential_type", json!(credential)),
+        ])
     }
 
     /// POSTs `body` as JSON and returns the answer with its JSON members as the step's values.
@@ -169,7 +186,7 @@ impl CaseCtx<'_> {
             None => need!(self.mint(token, TokenKind::IdJag)),
         };
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-        let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": assertion, "requested_credential_type": credential });
+        let body = self.id_jag_body(&assertion, credential);
         let uri = need!(self.register_uri());
         let exchange = self.post_json(label, &uri, &body).await?;
         let mut vars = Self::response_vars(&exchange);
@@ -188,7 +205,7 @@ impl CaseCtx<'_> {
         let count = need!(self.count(count, 10));
         let (token, _) = need!(self.mint(token, TokenKind::IdJag));
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-        let body = json!({ "type": "identity_assertion", "assertion_type": ID_JAG_URN, "assertion": token, "requested_credential_type": credential }).to_string();
+        let body = self.id_jag_body(&token, credential).to_string();
         let uri = need!(self.register_uri());
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
         let net = self.net.clone();
@@ -297,7 +314,8 @@ impl CaseCtx<'_> {
         }
         self.http(label, "GET", &link.url, Vec::new(), None).await?;
         let uri = need!(self.challenge_uri());
-        let exchange = self.post_json(label, &uri, &json!({ "claim_attempt_token": link.token })).await?;
+        let body = self.body(&[("attempt_token", json!(link.token))]);
+        let exchange = self.post_json(label, &uri, &body).await?;
         let mut out = Self::response_vars(&exchange);
         out.append(&mut vars);
         match exchange.json().and_then(|b| b["challenge"].as_str().map(str::to_string)) {
@@ -333,7 +351,8 @@ impl CaseCtx<'_> {
     async fn challenge(&mut self, label: &str, attempt_token: &Option<Value>) -> StepOutcome {
         let token = need!(self.value(attempt_token)).unwrap_or(Value::Null);
         let uri = need!(self.challenge_uri());
-        let exchange = self.post_json(label, &uri, &json!({ "claim_attempt_token": token })).await?;
+        let body = self.body(&[("attempt_token", token)]);
+        let exchange = self.post_json(label, &uri, &body).await?;
         let mut vars = Self::response_vars(&exchange);
         if let Some(otp) = vars.get("challenge").and_then(Value::as_str).map(str::to_string) {
             self.h.secrets.add(&otp);

@@ -31,6 +31,8 @@ pub struct Observed<'a> {
     pub idp_paths: &'a BTreeSet<String>,
     /// JWKS fetches the target made during the step.
     pub jwks_fetched: usize,
+    /// Error names that mean the same (the profile's §B.6 table).
+    pub synonyms: &'a [Vec<String>],
 }
 
 /// Findings of one step, under its label.
@@ -103,6 +105,7 @@ pub(crate) mod canned {
             now: time::OffsetDateTime::now_utc(),
             idp_paths: &paths,
             jwks_fetched: 0,
+            synonyms: &[],
         };
         check("s", &expect, &seen, &|v| v.clone())
     }

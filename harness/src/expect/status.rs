@@ -28,10 +28,23 @@ pub(super) fn check(expect: &Expect, seen: &Observed, findings: &mut Findings) {
 }
 
 fn error_code(codes: &Value, seen: &Observed, findings: &mut Findings) {
-    let accepted: Vec<String> = match codes {
+    let mut accepted: Vec<String> = match codes {
         Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         v => vec![v.as_str().unwrap_or_default().to_string()],
     };
+    // Any name of a synonym set stands for the whole set.
+    let sets: Vec<&Vec<String>> = seen
+        .synonyms
+        .iter()
+        .filter(|set| set.iter().any(|n| accepted.contains(n)))
+        .collect();
+    for set in sets {
+        for name in set {
+            if !accepted.contains(name) {
+                accepted.push(name.clone());
+            }
+        }
+    }
     let found = seen.vars.get("error").and_then(Value::as_str);
     if !found.is_some_and(|f| accepted.iter().any(|a| a == f)) {
         let wanted = accepted.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" or ");
