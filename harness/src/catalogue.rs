@@ -211,7 +211,7 @@ impl Catalogue {
         let mut catalogue = Self::load_from(&root.join(&manifest.requirements), &root.join(&manifest.cases))?;
         catalogue
             .cases
-            .retain(|c| c.profiles.is_empty() || c.profiles.iter().any(|p| *p == manifest.name));
+            .retain(|c| c.profiles.is_empty() || c.profiles.contains(&manifest.name));
         Ok(catalogue)
     }
 
