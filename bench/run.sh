@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loopback benchmark of the reference server (a benchmark, not a test: nothing here asserts).
 #
-#   bash bench/run.sh            # DURATION=10 CONNECTIONS=64 THREADS=2 TOKENS=100000 by default
+#   bash bench/run.sh            # DURATION=10 CONNECTIONS=64 THREADS=2 TOKENS=200000 by default (the mock IdP mints at most 200000 per batch)
 #
 # Starts the release mock IdP and reference server on random loopback ports (a real SQLite file
 # in WAL mode, replies only after commit), then drives them with wrk: anonymous registration,
@@ -15,7 +15,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-TOKENS=${TOKENS:-100000}
+TOKENS=${TOKENS:-200000}
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2

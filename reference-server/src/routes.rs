@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::config::OracleShape;
 use crate::defect::Defect;
 use crate::error::{ApiError, respond};
-use crate::state::{AppState, Now, hash, iso, otp, same_hash, secret};
+use crate::state::{AppState, Now, hash, iso, ordered_id, otp, same_hash, secret};
 use crate::verify::{self, TokenKind};
 
 const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
@@ -70,12 +70,29 @@ fn invalid(message: &str) -> ApiError {
 }
 
 fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)",
         params![now, event, data.to_string()],
     )
     .map_err(db)?;
     Ok(())
+}
+
+/// `execute` through the connection's statement cache: the hot paths run the same statements
+/// thousands of times a second, and parsing them each time was a measurable share of a write.
+fn exec<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the statement cache (see [`exec`]).
+fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: F,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 fn db(e: rusqlite::Error) -> ApiError {
@@ -310,7 +327,7 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
         state.rate_check(format!("anon:{ip}"), state.config.rate.anonymous_per_ip, now)?;
     }
     // REG-ANON-01, REG-ANON-04, REG-ANON-08, CRED-06: fresh high-entropy identifiers.
-    let registration_id = secret("reg_", 16);
+    let registration_id = ordered_id("reg_");
     let credential = secret("sk_", 24);
     let claim_token = if state.defects.contains(Defect::WeakClaimToken) {
         secret("clm_", 6)
@@ -336,7 +353,7 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
         state
             .db
             .call(move |conn| {
-                conn.execute(
+                exec(conn,
                     "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
                      VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', 'api_key', ?5, ?6)",
                     params![rid, now, expires, claim_hash, pre, post],
@@ -344,7 +361,7 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
                 .map_err(db)?;
                 // REG-ANON-11: the key acts as no user until a claim binds one.
                 let user = if bind_at_once { Some(create_user(conn, None, false, None, now)?) } else { None };
-                conn.execute(
+                exec(conn,
                     "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, created_at) VALUES (?1, ?2, 'api_key', ?3, NULL, ?4, 'anonymous', ?5)",
                     params![cred_hash, rid, pre, user, now],
                 )
@@ -407,7 +424,7 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
     if crate::mail::email_address(email).is_none() && !state.defects.contains(Defect::AcceptAnyEmail) {
         return Err(invalid("assertion is not an email address"));
     }
-    let registration_id = secret("reg_", 16);
+    let registration_id = ordered_id("reg_");
     let claim_token = secret("clm_", 24);
     // EXP-03 (C-14): the emailed link is the only way to finish an email-verification claim
     // and it lives as long as its attempt, so that is the registration's window too, and
@@ -428,7 +445,7 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
     state
         .db
         .call(move |conn| {
-            conn.execute(
+            exec(conn,
                 "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
                  VALUES (?1, 'email-verification', ?2, ?3, ?4, 'unclaimed', ?5, ?6, ?7, ?8)",
                 params![rid, now, expires, claim_hash, requested_owned, email_owned, pre, post],
@@ -496,7 +513,8 @@ async fn issue_credential(
     state
         .db
         .call(move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![h, rid, kind, scopes, expires, user_id, source, iss, sub, aud, now],
@@ -510,7 +528,8 @@ async fn issue_credential(
 
 /// The account that owns `email` as a verified address (case-insensitive: the column is NOCASE).
 fn user_by_verified_email(conn: &Connection, email: &str) -> Result<Option<String>, ApiError> {
-    conn.query_row(
+    row(
+        conn,
         "SELECT id FROM users WHERE email = ?1 AND email_verified = 1",
         params![email],
         |r| r.get(0),
@@ -521,8 +540,9 @@ fn user_by_verified_email(conn: &Connection, email: &str) -> Result<Option<Strin
 
 /// Creates a user (just-in-time provisioning) and returns its id.
 fn create_user(conn: &Connection, email: Option<&str>, email_verified: bool, phone: Option<&str>, now: i64) -> Result<String, ApiError> {
-    let id = secret("user_", 12);
-    conn.execute(
+    let id = ordered_id("user_");
+    exec(
+        conn,
         "INSERT INTO users (id, email, email_verified, phone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, email, email_verified, phone, now],
     )
@@ -534,9 +554,10 @@ fn create_user(conn: &Connection, email: Option<&str>, email_verified: bool, pho
 fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i64, v: &verify::Verified) -> Result<String, ApiError> {
     if !state_defects.contains(Defect::NewUserPerAssertion) {
         let existing: Option<String> = if state_defects.contains(Defect::MatchBySubAlone) {
-            conn.query_row("SELECT user_id FROM delegations WHERE sub = ?1", params![v.sub], |r| r.get(0))
+            row(conn, "SELECT user_id FROM delegations WHERE sub = ?1", params![v.sub], |r| r.get(0))
         } else {
-            conn.query_row(
+            row(
+                conn,
                 "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
                 params![v.iss, v.sub],
                 |r| r.get(0),
@@ -564,8 +585,7 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
         && let Some(phone) = phone.filter(|_| phone_verified)
     {
         // MATCH-04
-        user = conn
-            .query_row("SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0))
+        user = row(conn, "SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0))
             .optional()
             .map_err(db)?;
     }
@@ -580,7 +600,8 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
             now,
         )?,
     };
-    conn.execute(
+    exec(
+        conn,
         "INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
         params![v.iss, v.sub, user],
     )
@@ -598,17 +619,18 @@ fn remember_jti(
     until: i64,
     now: i64,
 ) -> Result<bool, ApiError> {
-    conn.execute(
+    exec(
+        conn,
         "DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)",
         params![now],
     )
     .map_err(db)?;
-    let inserted = conn
-        .execute(
-            "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![iss, kind.replay_namespace(defects), jti, until],
-        )
-        .map_err(db)?;
+    let inserted = exec(
+        conn,
+        "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![iss, kind.replay_namespace(defects), jti, until],
+    )
+    .map_err(db)?;
     Ok(inserted == 1)
 }
 
@@ -632,7 +654,7 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
     state.rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now)?;
     // CRED-09: one registration id per (iss, sub, aud).
     let registration_id = if state.defects.contains(Defect::RegistrationIdPerAssertion) {
-        secret("reg_", 16)
+        ordered_id("reg_")
     } else {
         format!(
             "reg_{}",
@@ -673,26 +695,27 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
                 // REVOKE-19: a revocation ends the delegations it names, not the person's right
                 // to delegate again.
                 if state2.defects.contains(Defect::RefuseRevokedSubject) {
-                    let revoked: i64 = conn
-                        .query_row(
-                            "SELECT COUNT(*) FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 1",
-                            params![verified.iss, verified.sub, verified.aud],
-                            |r| r.get(0),
-                        )
-                        .map_err(db)?;
+                    let revoked: i64 = row(
+                        conn,
+                        "SELECT COUNT(*) FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 1",
+                        params![verified.iss, verified.sub, verified.aud],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
                     if revoked > 0 {
                         return Err(ApiError::InvalidRequest("this identity's delegation was revoked".into()));
                     }
                 }
                 let user = match_user(conn, &state2.defects, now, &verified)?;
-                conn.execute(
+                exec(conn,
                     "INSERT INTO registrations (id, kind, created_at, expires_at, status, user_id, credential_type, pre_scopes, post_scopes)
                      VALUES (?1, 'agent-provider', ?2, ?2, 'claimed', ?3, ?4, ?5, ?5)
                      ON CONFLICT(id) DO UPDATE SET user_id = excluded.user_id",
                     params![rid, now, user, kind, scopes_j],
                 )
                 .map_err(db)?;
-                conn.execute(
+                exec(
+                    conn,
                     "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'identity_assertion', ?7, ?8, ?9, ?10)",
                     params![
@@ -754,8 +777,7 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
         .db
         .call(move |conn| {
             // CLAIM-06 (informational): the same email while the attempt is live is idempotent.
-            let live: Option<(String, i64)> = conn
-                .query_row(
+            let live: Option<(String, i64)> = row(conn,
                     "SELECT id, expires_at FROM claim_attempts WHERE registration_id = ?1 AND superseded = 0 AND expires_at > ?2 AND email = ?3 COLLATE NOCASE",
                     params![rid, now, email_owned],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -766,11 +788,11 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
                 return Ok(Attempt { id, token: None, expires_at });
             }
             // CLAIM-05: a new attempt supersedes every earlier one, token and OTP alike.
-            conn.execute("UPDATE claim_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid]).map_err(db)?;
-            let id = secret("cla_", 16);
+            exec(conn, "UPDATE claim_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid]).map_err(db)?;
+            let id = ordered_id("cla_");
             let token = secret("cvt_", 24);
             let expires_at = now + ttl;
-            conn.execute(
+            exec(conn,
                 "INSERT INTO claim_attempts (id, registration_id, email, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, rid, email_owned, hash(&token), now, expires_at],
             )
@@ -779,7 +801,7 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
             // The mail is queued in this transaction: the attempt and its mail exist together.
             if send {
                 let link = format!("{base_url}/agent/auth/claim/view?token={token}");
-                conn.execute(
+                exec(conn,
                     "INSERT INTO outbox (recipient, registration_id, link, expires, next_try_at) VALUES (?1, ?2, ?3, ?4, 0)",
                     params![email_owned, rid, link, iso(expires_at)],
                 )
@@ -831,8 +853,7 @@ pub async fn drain_outbox(state: AppState) {
                     .optional()
                     .map_err(db)?;
                 if let Some(q) = &row {
-                    conn.execute("UPDATE outbox SET next_try_at = ?1 WHERE id = ?2", params![wall + 60, q.id])
-                        .map_err(db)?;
+                    exec(conn, "UPDATE outbox SET next_try_at = ?1 WHERE id = ?2", params![wall + 60, q.id]).map_err(db)?;
                 }
                 Ok(row)
             })
@@ -847,8 +868,8 @@ pub async fn drain_outbox(state: AppState) {
             .db
             .call(move |conn| {
                 match &outcome {
-                    Ok(()) => conn.execute("DELETE FROM outbox WHERE id = ?1", params![id]),
-                    Err(e) => conn.execute(
+                    Ok(()) => exec(conn, "DELETE FROM outbox WHERE id = ?1", params![id]),
+                    Err(e) => exec(conn,
                         "UPDATE outbox SET tries = tries + 1, last_error = ?2, next_try_at = ?3 + MIN(300, 1 << MIN(tries, 9)) WHERE id = ?1",
                         params![id, e, wall],
                     ),
@@ -872,7 +893,8 @@ struct Registration {
 }
 
 fn registration_by_claim_token(conn: &Connection, claim_token: &str) -> Result<Option<Registration>, ApiError> {
-    conn.query_row(
+    row(
+        conn,
         "SELECT id, kind, status, expires_at, credential_type, post_scopes FROM registrations WHERE claim_token_hash = ?1",
         params![hash(claim_token)],
         |r| {
@@ -958,8 +980,7 @@ enum AttemptState {
 
 /// `window` is false only under the `ignore-attempt-window` defect.
 fn attempt_by_token(conn: &Connection, token: &str, now: i64, window: bool) -> Result<AttemptState, ApiError> {
-    let row: Option<(String, String, i64, i64, String)> = conn
-        .query_row(
+    let row: Option<(String, String, i64, i64, String)> = row(conn,
             "SELECT a.id, a.registration_id, a.superseded, a.expires_at, r.status FROM claim_attempts a JOIN registrations r ON r.id = a.registration_id WHERE a.token_hash = ?1",
             params![hash(token)],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -1001,7 +1022,8 @@ pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(quer
         let _ = state
             .db
             .call(move |conn| {
-                conn.execute(
+                exec(
+                    conn,
                     "UPDATE claim_attempts SET otp_hash = ?1 WHERE token_hash = ?2",
                     params![fresh, hash(&t)],
                 )
@@ -1059,7 +1081,7 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
                     // CLAIM-12: each mint replaces the previous OTP (kept aside only for the
                     // keep-previous-otp defect); the failure count restarts with the new code.
                     let expires_at = now + otp_ttl;
-                    conn.execute(
+                    exec(conn,
                         "UPDATE claim_attempts SET previous_otp_hash = otp_hash, otp_hash = ?1, otp_expires_at = ?2, failures = 0, otp_plain = ?4 WHERE id = ?3",
                         params![code_hash, expires_at, id, leak],
                     )
@@ -1117,25 +1139,25 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 if reg.status == "claimed" && !st.defects.contains(Defect::ForgetClaimedStatus) {
                     return Ok(Err((ApiError::PreviouslyClaimed, None)));
                 }
-                let current: Option<CurrentAttempt> = conn
-                    .query_row(
-                        "SELECT id, email, otp_hash, otp_expires_at, previous_otp_hash, failures, otp_plain FROM claim_attempts
+                let current: Option<CurrentAttempt> = row(
+                    conn,
+                    "SELECT id, email, otp_hash, otp_expires_at, previous_otp_hash, failures, otp_plain FROM claim_attempts
                          WHERE registration_id = ?1 AND superseded = 0 ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                        params![reg.id],
-                        |r| {
-                            Ok(CurrentAttempt {
-                                id: r.get(0)?,
-                                email: r.get(1)?,
-                                otp_hash: r.get(2)?,
-                                otp_expires: r.get(3)?,
-                                previous: r.get(4)?,
-                                failures: r.get(5)?,
-                                plain: r.get(6)?,
-                            })
-                        },
-                    )
-                    .optional()
-                    .map_err(db)?;
+                    params![reg.id],
+                    |r| {
+                        Ok(CurrentAttempt {
+                            id: r.get(0)?,
+                            email: r.get(1)?,
+                            otp_hash: r.get(2)?,
+                            otp_expires: r.get(3)?,
+                            previous: r.get(4)?,
+                            failures: r.get(5)?,
+                            plain: r.get(6)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(db)?;
                 let Some(CurrentAttempt {
                     id: attempt_id,
                     email,
@@ -1155,13 +1177,13 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     None if st.defects.contains(Defect::CompleteWithoutOtp) => hash(&given),
                     // The CLAIM-05 defect: the superseded attempt's code stands in until a new one.
                     None if st.defects.contains(Defect::SupersededOtpUntilRemint)
-                        && conn
-                            .query_row(
-                                "SELECT COUNT(*) FROM claim_attempts WHERE registration_id = ?1 AND superseded = 1 AND otp_hash = ?2",
-                                params![reg.id, hash(&given)],
-                                |r| r.get::<_, i64>(0),
-                            )
-                            .map_err(db)?
+                        && row(
+                            conn,
+                            "SELECT COUNT(*) FROM claim_attempts WHERE registration_id = ?1 AND superseded = 1 AND otp_hash = ?2",
+                            params![reg.id, hash(&given)],
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .map_err(db)?
                             > 0 =>
                     {
                         hash(&given)
@@ -1183,28 +1205,29 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 }
                 // CLAIM-26 defect: an OTP of any registration works.
                 if !accepted && st.defects.contains(Defect::OtpNotBoundToRegistration) {
-                    let n: i64 = conn
-                        .query_row(
-                            "SELECT COUNT(*) FROM claim_attempts WHERE otp_hash = ?1",
-                            params![given_hash],
-                            |r| r.get(0),
-                        )
-                        .map_err(db)?;
+                    let n: i64 = row(
+                        conn,
+                        "SELECT COUNT(*) FROM claim_attempts WHERE otp_hash = ?1",
+                        params![given_hash],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
                     accepted = n > 0;
                 }
                 // CLAIM-05 defect: OTPs of superseded attempts still work (C-16).
                 if !accepted && st.defects.contains(Defect::KeepSupersededOtps) {
-                    let n: i64 = conn
-                        .query_row(
-                            "SELECT COUNT(*) FROM claim_attempts WHERE registration_id = ?1 AND superseded = 1 AND otp_hash = ?2",
-                            params![reg.id, given_hash],
-                            |r| r.get(0),
-                        )
-                        .map_err(db)?;
+                    let n: i64 = row(
+                        conn,
+                        "SELECT COUNT(*) FROM claim_attempts WHERE registration_id = ?1 AND superseded = 1 AND otp_hash = ?2",
+                        params![reg.id, given_hash],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
                     accepted = n > 0;
                 }
                 if !accepted || limit_reached {
-                    conn.execute(
+                    exec(
+                        conn,
                         "UPDATE claim_attempts SET failures = failures + 1 WHERE id = ?1",
                         params![attempt_id],
                     )
@@ -1222,12 +1245,14 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     Some(u) => u,
                     None => create_user(conn, Some(&email), true, None, now)?,
                 };
-                conn.execute(
+                exec(
+                    conn,
                     "UPDATE registrations SET status = 'claimed', user_id = ?1 WHERE id = ?2",
                     params![user_id, reg.id],
                 )
                 .map_err(db)?;
-                conn.execute(
+                exec(
+                    conn,
                     "UPDATE claim_attempts SET otp_hash = NULL, superseded = 1 WHERE registration_id = ?1",
                     params![reg.id],
                 )
@@ -1239,14 +1264,19 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     } else {
                         scopes_json(&reg.post_scopes)
                     };
-                    conn.execute(
+                    exec(
+                        conn,
                         "UPDATE credentials SET scopes = ?1, user_id = ?2 WHERE registration_id = ?3",
                         params![scopes, user_id, reg.id],
                     )
                     .map_err(db)?;
                     if st.defects.contains(Defect::RotateKeyOnClaim) {
-                        conn.execute("UPDATE credentials SET revoked = 1 WHERE registration_id = ?1", params![reg.id])
-                            .map_err(db)?;
+                        exec(
+                            conn,
+                            "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1",
+                            params![reg.id],
+                        )
+                        .map_err(db)?;
                     }
                 }
                 // AUDIT-04
@@ -1346,7 +1376,8 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
                     return Ok(0);
                 }
                 if st.defects.contains(Defect::RevokeWholeUser) {
-                    conn.execute(
+                    exec(
+                        conn,
                         "UPDATE credentials SET revoked = 1 WHERE revoked = 0 AND user_id IN
                          (SELECT user_id FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3)",
                         params![verified.iss, verified.sub, verified.aud],
@@ -1357,12 +1388,14 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
                 // triple, and only those: keys from the anonymous and verified-email flows of the
                 // same person were not delegated by the provider and are not its to revoke.
                 let n = if st.defects.contains(Defect::RevokeBySubAlone) {
-                    conn.execute(
+                    exec(
+                        conn,
                         "UPDATE credentials SET revoked = 1 WHERE iss IS NOT NULL AND sub = ?1 AND aud = ?2 AND revoked = 0",
                         params![verified.sub, verified.aud],
                     )
                 } else {
-                    conn.execute(
+                    exec(
+                        conn,
                         "UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0",
                         params![verified.iss, verified.sub, verified.aud],
                     )
@@ -1435,8 +1468,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>
     state
         .db
         .read(move |conn| {
-            let row = conn
-                .query_row(
+            let row = conn.query_row(
                     "SELECT c.kind, c.scopes, c.expires_at, c.revoked, c.source, c.registration_id, c.iss, c.sub, r.kind, r.status, r.expires_at, u.id, u.email
                      FROM credentials c JOIN registrations r ON r.id = c.registration_id
                      LEFT JOIN users u ON u.id = COALESCE(c.user_id, r.user_id)
@@ -1560,7 +1592,7 @@ pub async fn mail_outbox(State(state): State<AppState>, axum::extract::Path(file
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state
         .db
-        .call(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db))
+        .call(|conn| row(conn, "SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db))
         .await
     {
         Ok(_) => Json(json!({ "status": "ok" })).into_response(),
