@@ -1,0 +1,160 @@
+//! The probes the reference server passed by hand, kept as tests: concurrent replays of one
+//! ID-JAG yield exactly one success, and no acknowledged registration is lost to a kill -9
+//! in the middle of a stream of writes.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use authmd_mock_idp::{IdpConfig, MockIdp, Subject, TokenRequest};
+use authmd_reference_server::{Config, Defect, Defects, ReferenceServer, TrustedIssuer};
+use serde_json::json;
+
+fn db_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("authmd-load-{}-{name}.sqlite", std::process::id()))
+}
+
+fn remove_db(db: &PathBuf) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// For each of `rounds` fresh tokens, 200 concurrent registrations: the successes per round.
+async fn race(defects: Defects, rounds: usize, name: &str) -> Vec<usize> {
+    let idp = MockIdp::start(IdpConfig::default()).await.expect("idp");
+    let db = db_path(name);
+    remove_db(&db);
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: db.clone(),
+        ..Config::default()
+    };
+    config.trusted_issuers.push(TrustedIssuer::named(idp.issuer()));
+    config.rate.identity_per_ip = 1_000_000;
+    config.rate.per_issuer = 1_000_000;
+    let server = ReferenceServer::start(config, defects).await.expect("server");
+    let base = server.base_url().trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let mut successes = Vec::new();
+    for round in 0..rounds {
+        let mut request = TokenRequest::default();
+        request.set.insert("aud".into(), json!(base));
+        let sub = format!("race-{round}");
+        let token = idp
+            .mint(
+                &request,
+                &Subject {
+                    email: format!("{sub}@example.com"),
+                    sub,
+                },
+            )
+            .expect("mint")
+            .token;
+        let body = Arc::new(
+            json!({ "type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": token, "requested_credential_type": "access_token" })
+                .to_string(),
+        );
+        let posts = (0..200).map(|_| {
+            let (http, url, body) = (http.clone(), format!("{base}/agent/auth"), body.clone());
+            tokio::spawn(async move {
+                http.post(url)
+                    .header("content-type", "application/json")
+                    .body(body.as_str().to_string())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        });
+        let mut statuses = Vec::new();
+        for post in posts.collect::<Vec<_>>() {
+            statuses.push(post.await.expect("join").expect("an answer"));
+        }
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        let refused = statuses.iter().filter(|s| (400..500).contains(*s)).count();
+        assert_eq!(ok + refused, 200, "round {round}: only 200s and 4xx expected, got {statuses:?}");
+        successes.push(ok);
+    }
+    drop(server);
+    remove_db(&db);
+    successes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_of_five_tokens_posted_200_times_at_once_succeeds_exactly_once() {
+    assert_eq!(race(Defects::none(), 5, "race").await, [1, 1, 1, 1, 1]);
+    // The check can fail: without the replay check, one token registers many times.
+    let broken = race([Defect::SkipReplayCheck].into_iter().collect(), 1, "race-broken").await;
+    assert!(broken[0] > 1, "skip-replay-check still allowed only {} success", broken[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_registration_is_lost_to_a_kill_9_under_load() {
+    let db = db_path("crash");
+    remove_db(&db);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authmd-reference-server"))
+        .args(["--listen", "127.0.0.1:0", "--set", "rate.anonymous_per_ip=1000000000", "--database"])
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("url line");
+    let base = line.trim().trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    // Eight writers register as fast as they can; each remembers the ids it got an answer for.
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{base}/agent/auth"));
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                loop {
+                    let sent = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"type":"anonymous","requested_credential_type":"api_key"}"#)
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { break };
+                    let Ok(body) = response.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    if let Some(id) = body["registration_id"].as_str() {
+                        acknowledged.push(id.to_string());
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    // Kill once a few hundred have been answered, while the writers are mid-stream.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.expect("join"));
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "only {} registrations before the kill",
+        acknowledged.len()
+    );
+    let conn = rusqlite::Connection::open(&db).expect("reopen after the crash");
+    let mut lost = 0;
+    for id in &acknowledged {
+        let found: i64 = conn
+            .query_row("SELECT COUNT(*) FROM registrations WHERE id = ?1", [id], |r| r.get(0))
+            .expect("query");
+        if found == 0 {
+            lost += 1;
+        }
+    }
+    assert_eq!(lost, 0, "{lost} of {} acknowledged registrations lost", acknowledged.len());
+    drop(conn);
+    remove_db(&db);
+}
