@@ -89,11 +89,30 @@ pub enum Variant {
     Alternates,
     /// No clock header: short TTLs and a wait budget, so TTL cases really wait (concurrently).
     NoClock,
+    /// The v0.6 profile (upstream b53c9ed): `/agent/identity`, the token endpoint, RFC 7009.
+    V06,
 }
 
 impl Variant {
-    /// Every variant.
+    /// Every deployment of the v0.1 profile.
     pub const ALL: [Variant; 3] = [Variant::Standard, Variant::Alternates, Variant::NoClock];
+
+    /// The deployment that speaks `profile` (its standard one), if the bundled server speaks it.
+    pub fn for_profile(profile: &str) -> Option<Self> {
+        match profile {
+            "v0.1" => Some(Self::Standard),
+            "v0.6" => Some(Self::V06),
+            _ => None,
+        }
+    }
+
+    /// The spec profile the deployment speaks.
+    pub fn profile(self) -> &'static str {
+        match self {
+            Self::V06 => "v0.6",
+            _ => "v0.1",
+        }
+    }
 
     /// The name used by `--variant` and in trial names.
     pub fn name(self) -> &'static str {
@@ -101,6 +120,7 @@ impl Variant {
             Self::Standard => "standard",
             Self::Alternates => "alternates",
             Self::NoClock => "no-clock",
+            Self::V06 => "v0.6",
         }
     }
 
@@ -182,6 +202,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             // C-20 reading B: a logout token must carry `exp`, as BCL 1.0 requires.
             config.logout_requires_exp = true;
         }
+        Variant::V06 => config.profile = "v0.6".into(),
         Variant::NoClock => {
             config.test_clock = false;
             config.ttl.registration = SHORT_TTLS.registration;
@@ -220,6 +241,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
         reason: e.to_string(),
     })?;
     let mut target = TargetConfig::new(server.base_url());
+    target.profile = variant.profile().to_string();
     target.oracle = Some(Oracle {
         path: "/api/resource".into(),
         user_pointer: "/user/id".into(),
@@ -253,7 +275,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     target.idp.jwks_cache_follows_clock = true;
     let mut mail = MailSource::Smtp(Arc::new(mailbox));
     match variant {
-        Variant::Standard => {}
+        Variant::Standard | Variant::V06 => {}
         Variant::Alternates => {
             target.oracle = Some(Oracle {
                 path: "/api/resource".into(),

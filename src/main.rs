@@ -47,15 +47,25 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check the catalogue without any server: every case parses with typed parameters, names
-    /// real requirements and real reference-server defects, and cases/INDEX.md is current.
+    /// Check every profile's catalogue without any server: every case parses with typed
+    /// parameters, names real requirements and real reference-server defects, and the generated
+    /// indexes, schema and vocabulary are current.
     Lint,
     /// List the cases the filters select.
-    List(FilterArgs),
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// The spec profile whose catalogue to list (default v0.1).
+        #[arg(long)]
+        profile: Option<String>,
+    },
     /// Explain one case: requirement text, source, steps, expectations, defects.
     Explain {
         /// Case id or `area/id`.
         case: String,
+        /// The spec profile whose catalogue holds the case (default v0.1).
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// The mock identity provider.
     Idp {
@@ -258,6 +268,18 @@ fn catalogue() -> Result<Catalogue, Failure> {
     authmd_conformance::default_catalogue().map_err(|e| Failure::Usage(format!("catalogue: {e}")))
 }
 
+/// The catalogue of `profile` (the default profile when none is named).
+fn catalogue_of(profile: Option<&str>) -> Result<Catalogue, Failure> {
+    match profile {
+        None => catalogue(),
+        Some(p) if !authmd_conformance::profiles().iter().any(|k| k == p) => Err(Failure::Usage(format!(
+            "--profile {p}: this build has {}",
+            authmd_conformance::profiles().join(", ")
+        ))),
+        Some(p) => authmd_conformance::profile_catalogue(p).map_err(|e| Failure::Usage(format!("catalogue: {e}"))),
+    }
+}
+
 fn defects(ids: &[String]) -> Result<Defects, Failure> {
     ids.iter()
         .map(|d| d.parse::<Defect>().map_err(|e| Failure::Usage(e.to_string())))
@@ -268,21 +290,38 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Lint => {
-            let cat = catalogue()?;
             let mut problems = Vec::new();
-            for case in &cat.cases {
-                for id in &case.caught_by {
-                    if id.parse::<Defect>().is_err() {
-                        problems.push(format!(
-                            "{}: caught_by names `{id}`, which is no reference-server defect",
-                            case.full_name()
-                        ));
+            let mut totals = Vec::new();
+            // Every profile's catalogue: it loads, its defects exist, its index is current.
+            for name in authmd_conformance::profiles() {
+                let cat = match authmd_conformance::profile_catalogue(&name) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problems.push(format!("{name}: {e}"));
+                        continue;
+                    }
+                };
+                for case in &cat.cases {
+                    for id in &case.caught_by {
+                        if id.parse::<Defect>().is_err() {
+                            problems.push(format!(
+                                "{name} {}: caught_by names `{id}`, which is no reference-server defect",
+                                case.full_name()
+                            ));
+                        }
                     }
                 }
-            }
-            let index = authmd_conformance::repo_root().join("cases/INDEX.md");
-            if std::fs::read_to_string(&index).unwrap_or_default() != cat.index_markdown() {
-                problems.push("cases/INDEX.md is stale: run scripts/bless".into());
+                let manifest =
+                    authmd_conformance::profile::Manifest::load(&authmd_conformance::repo_root(), &name).map_err(Failure::Usage)?;
+                let index = authmd_conformance::repo_root().join(&manifest.cases).join("INDEX.md");
+                if std::fs::read_to_string(&index).unwrap_or_default() != cat.index_markdown() {
+                    problems.push(format!("{}/INDEX.md is stale: run scripts/bless", manifest.cases.display()));
+                }
+                totals.push(format!(
+                    "{name}: {} cases over {} requirements",
+                    cat.cases.len(),
+                    cat.requirements.len()
+                ));
             }
             for (file, text) in authmd_conformance::language::generated_files() {
                 if std::fs::read_to_string(authmd_conformance::repo_root().join(file)).unwrap_or_default() != text {
@@ -294,9 +333,8 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
             }
             if problems.is_empty() {
                 println!(
-                    "{} cases over {} requirements: the catalogue loads, its parameters are typed, its defects exist, its index, schema and vocabulary are current",
-                    cat.cases.len(),
-                    cat.requirements.len()
+                    "{}: the catalogues load, their parameters are typed, their defects exist, their indexes, the schema and the vocabulary are current",
+                    totals.join("; ")
                 );
                 Ok(Ending::Success)
             } else {
@@ -384,8 +422,8 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                 Ending::Conformance
             })
         }
-        Command::List(args) => {
-            let cat = catalogue()?;
+        Command::List { filter: args, profile } => {
+            let cat = catalogue_of(profile.as_deref())?;
             let filter = parse_filter(&args, &cat)?;
             let selected: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).collect();
             let width = selected.iter().map(|c| c.full_name().len()).max().unwrap_or(0);
@@ -404,8 +442,8 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                 Ending::Success
             })
         }
-        Command::Explain { case } => {
-            let cat = catalogue()?;
+        Command::Explain { case, profile } => {
+            let cat = catalogue_of(profile.as_deref())?;
             let c = cat
                 .cases
                 .iter()
@@ -596,21 +634,30 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
     };
     let (report, secrets) = match (&args.target, &args.config) {
         (None, None) => {
-            if let Some(profile) = args.profile.as_ref().filter(|p| p.as_str() != authmd_conformance::PROFILE) {
+            let Some(deployment) = authmd_conformance::bundled::Variant::for_profile(&profile) else {
                 return Err(Failure::Usage(format!(
-                    "--profile {profile}: the bundled reference server speaks {} (profiles in this build: {})",
-                    authmd_conformance::PROFILE,
+                    "profile {profile}: the bundled reference server speaks v0.1 and v0.6 (profiles in this build: {})",
                     authmd_conformance::profiles().join(", ")
                 )));
-            }
-            eprintln!("running against the bundled reference server, mock IdP and mailbox");
-            let variant = authmd_conformance::bundled::Variant::parse(&args.variant).ok_or_else(|| {
-                Failure::Usage(format!(
-                    "--variant `{}`: expected one of {}",
-                    args.variant,
-                    authmd_conformance::bundled::Variant::ALL.map(|v| v.name()).join(", ")
-                ))
-            })?;
+            };
+            eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
+            let variant = match authmd_conformance::bundled::Variant::parse(&args.variant) {
+                Some(authmd_conformance::bundled::Variant::Standard) => deployment,
+                Some(v) if deployment == authmd_conformance::bundled::Variant::Standard => v,
+                Some(v) => {
+                    return Err(Failure::Usage(format!(
+                        "--variant {}: the variants are deployments of v0.1; {profile} has only its standard one",
+                        v.name()
+                    )));
+                }
+                None => {
+                    return Err(Failure::Usage(format!(
+                        "--variant `{}`: expected one of {}",
+                        args.variant,
+                        authmd_conformance::bundled::Variant::ALL.map(|v| v.name()).join(", ")
+                    )));
+                }
+            };
             let done = authmd_conformance::run_bundled(defects(&args.defects)?, variant, cases, args.jobs, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;

@@ -90,6 +90,39 @@ fn main() {
             trials.push(Trial::test(name, move || judge(variant, &stacks.run(variant, &case, index)?)).with_kind(kind));
         }
     }
+    // The v0.6 profile: its own catalogue against its own deployment (`v0.6/token/…`), and its
+    // own generated index.
+    let v06 = match authmd_conformance::profile_catalogue("v0.6") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("v0.6 catalogue: {e}");
+            std::process::exit(101);
+        }
+    };
+    for (index, case) in v06.cases.iter().enumerate() {
+        let (stacks, case) = (stacks.clone(), case.clone());
+        trials.push(
+            Trial::test(format!("v0.6/{}", case.full_name()), move || {
+                judge(Variant::V06, &stacks.run(Variant::V06, &case, index)?)
+            })
+            .with_kind("case"),
+        );
+    }
+    let v06_index = v06.index_markdown();
+    trials.push(
+        Trial::test("catalogue/v0.6-index-is-current", move || {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases-v0.6/INDEX.md");
+            if std::env::var_os("UPDATE_INDEX").is_some() {
+                std::fs::write(&path, &v06_index).map_err(|e| Failed::from(e.to_string()))?;
+            }
+            if std::fs::read_to_string(&path).unwrap_or_default() == v06_index {
+                Ok(())
+            } else {
+                Err("cases-v0.6/INDEX.md is stale; regenerate with scripts/bless".into())
+            }
+        })
+        .with_kind("lint"),
+    );
     let index = catalogue.index_markdown();
     trials.push(
         Trial::test("catalogue/index-is-current", move || {

@@ -14,6 +14,9 @@ use authmd_conformance::redact::Secrets;
 use authmd_reference_server::{Defect, Defects};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+/// Which stack: the defect on, the deployment's shape, and the profile's deployment.
+type StackKey = (Option<Defect>, Shape, Variant);
+
 /// A started stack and the harness that drives it.
 type Started = (Arc<Harness>, Bundled);
 
@@ -21,7 +24,7 @@ type Started = (Arc<Harness>, Bundled);
 /// a filtered run starts only the stacks its trials need and runs each case once.
 struct Pool {
     runtime: tokio::runtime::Runtime,
-    stacks: Mutex<HashMap<(Option<Defect>, Shape), Started>>,
+    stacks: Mutex<HashMap<StackKey, Started>>,
     results: Mutex<HashMap<(Option<Defect>, String), CaseResult>>,
 }
 
@@ -32,9 +35,12 @@ impl Pool {
             return Ok(done.clone());
         }
         let shape = Shape::for_case(case);
+        // A case of the v0.6 catalogue runs against the v0.6 deployment.
+        let v06 = case.path.components().any(|c| c.as_os_str() == "cases-v0.6");
+        let variant = if v06 { Variant::V06 } else { Variant::Standard };
         let harness = {
             let mut stacks = self.stacks.lock().map_err(|_| Failed::from("poisoned"))?;
-            match stacks.get(&(defect, shape)) {
+            match stacks.get(&(defect, shape, variant)) {
                 Some((h, _)) => h.clone(),
                 None => {
                     let defects: Defects = defect.into_iter().collect();
@@ -43,12 +49,12 @@ impl Pool {
                         .block_on(authmd_conformance::bundled_harness(
                             defects,
                             shape,
-                            Variant::Standard,
+                            variant,
                             None,
                             Secrets::default(),
                         ))
                         .map_err(|e| Failed::from(format!("the stack with {defect:?} does not start: {e}")))?;
-                    stacks.insert((defect, shape), (h.clone(), stack));
+                    stacks.insert((defect, shape, variant), (h.clone(), stack));
                     h
                 }
             }
@@ -66,7 +72,10 @@ fn main() {
     let mut args = Arguments::from_args();
     // Trials wait on servers, not the CPU.
     args.test_threads.get_or_insert(16);
-    let catalogue = default_catalogue().expect("catalogue");
+    let mut catalogue = default_catalogue().expect("catalogue");
+    // Both profiles' cases: every defect, v0.1 or v0.6, must be caught by some case.
+    let v06 = authmd_conformance::profile_catalogue("v0.6").expect("v0.6 catalogue");
+    catalogue.cases.extend(v06.cases);
     let mut by_defect: BTreeMap<Defect, Vec<Case>> = BTreeMap::new();
     let mut unknown = Vec::new();
     for case in &catalogue.cases {

@@ -100,6 +100,10 @@ pub enum Need {
     /// The target's clock header also ages its JWKS cache (`idp.jwks_cache_follows_clock`), so
     /// a `Cache-Control` lifetime can be observed without waiting it out (IDJAG-44).
     JwksClock,
+    /// The metadata names an OAuth token endpoint (v0.6).
+    TokenEndpoint,
+    /// The metadata names an RFC 7009 revocation endpoint (v0.6).
+    TokenRevocation,
 }
 
 /// A fact of the target configuration a case's level can depend on.

@@ -50,8 +50,14 @@ pub struct Exchange {
 impl Exchange {
     /// `404 {"error":…}`: the status and the start of the body, for a finding's "found".
     pub fn status_and_body(&self) -> String {
+        self.status_and_redacted_body(&|s| s.to_string())
+    }
+
+    /// [`Exchange::status_and_body`] with the whole body passed through `redact` before it is
+    /// cut, so a secret the cut would split never survives as a prefix.
+    pub fn status_and_redacted_body(&self, redact: &dyn Fn(&str) -> String) -> String {
         match self.status {
-            Some(status) => format!("{status} {}", truncate(&self.response_body)),
+            Some(status) => format!("{status} {}", truncate(&redact(&self.response_body))),
             None => match &self.error {
                 Some(e) => format!("no response ({e})"),
                 None => "no response".into(),

@@ -51,6 +51,9 @@ pub struct Manifest {
     pub markers: Markers,
     /// Metadata names of later versions.
     pub later_markers: Markers,
+    /// Metadata names of earlier versions.
+    #[serde(default)]
+    pub earlier_markers: Markers,
     /// Where the flows are.
     pub endpoints: Endpoints,
     /// What a target offers.
@@ -74,9 +77,17 @@ pub struct Endpoints {
     /// Provider revocation.
     pub revocation: String,
     /// The OTP challenge, built from `{claim}`.
+    #[serde(default)]
     pub challenge: String,
     /// Claim completion, built from `{claim}`.
+    #[serde(default)]
     pub complete: String,
+    /// The OAuth token endpoint (RFC 6749), where the profile has one.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Agent-callable token revocation (RFC 7009), where the profile has it.
+    #[serde(default)]
+    pub token_revocation: Option<String>,
 }
 
 /// What a target offers: JSON pointers into the AS metadata.
@@ -101,12 +112,15 @@ pub struct Errors {
 /// Which profile a target's metadata speaks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Spoken {
-    /// `v0.1`, `later`, `mixed`, or `unknown` (no marker of either).
+    /// The profile's name, `later`, `earlier`, `mixed`, or `unknown` (no marker at all).
     pub speaks: String,
     /// The markers of the profile under test that were found.
     pub own: Vec<String>,
     /// The markers of later versions that were found.
     pub later: Vec<String>,
+    /// The markers of earlier versions that were found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<String>,
 }
 
 impl Manifest {
@@ -135,13 +149,21 @@ impl Manifest {
     pub fn judge(&self, metadata: &Value) -> Spoken {
         let own = self.markers.found_in(metadata);
         let later = self.later_markers.found_in(metadata);
-        let speaks = match (own.is_empty(), later.is_empty()) {
-            (false, true) => self.name.clone(),
-            (true, false) => "later".to_string(),
-            (false, false) => "mixed".to_string(),
-            (true, true) => "unknown".to_string(),
+        let earlier = self.earlier_markers.found_in(metadata);
+        let others = !later.is_empty() || !earlier.is_empty();
+        let speaks = match (own.is_empty(), others) {
+            (false, false) => self.name.clone(),
+            (false, true) => "mixed".to_string(),
+            (true, _) if !later.is_empty() => "later".to_string(),
+            (true, _) if !earlier.is_empty() => "earlier".to_string(),
+            (true, _) => "unknown".to_string(),
         };
-        Spoken { speaks, own, later }
+        Spoken {
+            speaks,
+            own,
+            later,
+            earlier,
+        }
     }
 }
 

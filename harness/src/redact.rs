@@ -166,6 +166,8 @@ fn names_a_secret(key: &str) -> bool {
         "cookie",
         "session",
         "private",
+        // A v0.6 `identity_assertion` mints access tokens: a bearer secret.
+        "assertion",
     ]
     .iter()
     .any(|n| k.contains(n))

@@ -228,6 +228,9 @@ pub struct Config {
     /// Require `exp` in logout tokens (BCL 1.0) rather than follow the auth.md examples
     /// that omit it (C-20). Defaults to false.
     pub logout_requires_exp: bool,
+    /// The auth.md version spoken: `v0.1` (default) or `v0.6` (upstream b53c9ed, first slice:
+    /// anonymous registration, the JWT-bearer token endpoint and RFC 7009 revocation).
+    pub profile: String,
     /// Honour the `Authmd-Test-Clock-Offset` request header (seconds added to "now" for that
     /// request only). For conformance runs; never in production. Defaults to false.
     pub test_clock: bool,
@@ -276,6 +279,7 @@ impl Default for Config {
             max_otp_failures: 5,
             audience: AudienceReading::AsIssuer,
             logout_requires_exp: false,
+            profile: "v0.1".into(),
             test_clock: false,
             admin_api: true,
             https: false,
@@ -434,6 +438,9 @@ impl Config {
                 reason: reason.into(),
             })
         };
+        if !["v0.1", "v0.6"].contains(&self.profile.as_str()) {
+            return bad("profile", "must be v0.1 or v0.6");
+        }
         if self.ttl.otp <= 0 || self.ttl.otp > 600 {
             return bad("ttl.otp", "must be between 1 and 600 seconds (CLAIM-15)");
         }

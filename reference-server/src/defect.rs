@@ -154,6 +154,28 @@ defects! {
     /// IDJAG-30: the replay cache forgets a `jti` at `exp`, though the token is accepted up to
     /// `exp` plus the clock skew.
     ReplayWindowWithoutSkew = "replay-window-without-skew",
+    /// V6-TOKEN-05: token-endpoint answers lack `Cache-Control: no-store` (v0.6).
+    V06TokenCacheable = "v06-token-cacheable",
+    /// V6-DISC-03: the AS metadata omits `token_endpoint` (v0.6).
+    V06OmitTokenEndpoint = "v06-omit-token-endpoint",
+    /// V6-REG-02: anonymous registration returns no `identity_assertion` (v0.6).
+    V06RegistrationWithoutAssertion = "v06-registration-without-assertion",
+    /// V6-TOKEN-07: an unknown `grant_type` is `invalid_request`, not `unsupported_grant_type` (v0.6).
+    V06UnsupportedGrantAsInvalidRequest = "v06-unsupported-grant-as-invalid-request",
+    /// V6-TOKEN-04: the token endpoint mints for any well-formed JWT, signed or not (v0.6).
+    V06AcceptAnyAssertion = "v06-accept-any-assertion",
+    /// V6-REVOKE-01: RFC 7009 revocation answers 200 and revokes nothing (v0.6).
+    V06RevokeIgnored = "v06-revoke-ignored",
+    /// V6-REVOKE-02: revoking an unknown token is 400 instead of 200 (v0.6).
+    V06RevokeUnknown400 = "v06-revoke-unknown-400",
+    /// V6-REG-04: an unknown registration `type` is handled as anonymous (v0.6).
+    V06UnknownTypeAsAnonymous = "v06-unknown-type-as-anonymous",
+    /// V6-TOKEN-02: an identity assertion mints one access token only (v0.6).
+    V06SingleUseAssertion = "v06-single-use-assertion",
+    /// V6-TOKEN-08: the token endpoint reads any content type as a form (v0.6).
+    V06TokenIgnoresContentType = "v06-token-ignores-content-type",
+    /// V6-API-03: access tokens of an unclaimed anonymous registration carry the post-claim scopes (v0.6).
+    V06FullScopesBeforeClaim = "v06-full-scopes-before-claim",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

@@ -32,6 +32,8 @@ pub enum ApiError {
     AnonymousNotEnabled,
     /// Verified-email registration is off.
     VerifiedEmailNotEnabled,
+    /// `service_auth` registration is off (v0.6).
+    ServiceAuthNotEnabled,
     /// ID-JAG registration is off (the catalogue has no code; `issuer_not_enabled` fits best).
     IssuerNotEnabled,
     /// Over a rate limit; the value is the `Retry-After` in seconds.
@@ -83,6 +85,7 @@ impl ApiError {
             Self::InsufficientUserAuthentication => "insufficient_user_authentication",
             Self::UnsupportedCredentialType => "unsupported_credential_type",
             Self::AnonymousNotEnabled => "anonymous_not_enabled",
+            Self::ServiceAuthNotEnabled => "service_auth_not_enabled",
             Self::VerifiedEmailNotEnabled => "verified_email_not_enabled",
             Self::IssuerNotEnabled => "issuer_not_enabled",
             Self::RateLimited(_) => "rate_limited",
@@ -117,9 +120,11 @@ impl ApiError {
         match self {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidClaimToken | Self::OtpInvalid | Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::AnonymousNotEnabled | Self::VerifiedEmailNotEnabled | Self::IssuerNotEnabled | Self::InsufficientScope(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::AnonymousNotEnabled
+            | Self::VerifiedEmailNotEnabled
+            | Self::ServiceAuthNotEnabled
+            | Self::IssuerNotEnabled
+            | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::ClaimedOrInFlight | Self::ClaimCompleted | Self::PreviouslyClaimed => StatusCode::CONFLICT,
             Self::ClaimExpired | Self::ClaimSuperseded | Self::OtpExpired => StatusCode::GONE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
@@ -141,6 +146,7 @@ impl ApiError {
             Self::UnsupportedCredentialType => "that credential type is not offered for this registration type".into(),
             Self::AnonymousNotEnabled => "anonymous registration is not enabled".into(),
             Self::VerifiedEmailNotEnabled => "verified-email registration is not enabled".into(),
+            Self::ServiceAuthNotEnabled => "service_auth registration is not enabled".into(),
             Self::IssuerNotEnabled => "identity-assertion registration is not enabled".into(),
             Self::RateLimited(_) => "too many requests; retry later".into(),
             Self::InvalidClaimToken => "the claim token is invalid".into(),

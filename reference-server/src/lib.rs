@@ -15,6 +15,7 @@ mod routes;
 mod serve;
 mod state;
 pub mod store;
+mod v06;
 mod verify;
 
 use std::net::SocketAddr;
@@ -67,11 +68,19 @@ pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppSt
         }
     }
     let http = http.build().map_err(|e| StartError::Setup(e.to_string()))?;
+    // v0.6 signs identity assertions; the key lives in the database so they outlive a restart.
+    let service_key = if config.profile == "v0.6" {
+        let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("service key: {e}")))?;
+        Some(v06::ServiceKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("service key: {e}")))?)
+    } else {
+        None
+    };
     Ok(AppState(Arc::new(state::Inner {
         config,
         defects,
         db,
         jwks: verify::JwksCache::default(),
+        service_key,
         http,
         mailer,
         base_url: base_url.trim_end_matches('/').to_string(),
@@ -82,18 +91,28 @@ pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppSt
 /// The service's router.
 pub fn app(state: AppState) -> Router {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(state.config.connections.max_in_flight.max(1)));
-    Router::new()
+    let router = if state.config.profile == "v0.6" {
+        Router::new()
+            .route("/.well-known/oauth-authorization-server", get(v06::as_metadata))
+            .route("/.well-known/jwks.json", get(v06::jwks))
+            .route("/agent/identity", post(v06::register))
+            .route("/oauth2/token", post(v06::token))
+            .route("/oauth2/revoke", post(v06::revoke))
+    } else {
+        Router::new()
+            .route("/.well-known/oauth-authorization-server", get(routes::as_metadata))
+            .route("/agent/auth", post(routes::register))
+            .route("/agent/auth/claim", post(routes::claim))
+            .route("/agent/auth/claim/view", get(routes::claim_view))
+            .route("/agent/auth/claim/attempt/challenge", post(routes::challenge))
+            .route("/agent/auth/claim/complete", post(routes::complete))
+            .route("/agent/auth/revoke", post(routes::revoke))
+    };
+    router
         .route("/.well-known/oauth-protected-resource", get(routes::prm_root))
         .route("/.well-known/oauth-protected-resource/api", get(routes::prm_resource))
-        .route("/.well-known/oauth-authorization-server", get(routes::as_metadata))
         .route("/auth.md", get(routes::skill))
         .route("/logo.png", get(routes::logo))
-        .route("/agent/auth", post(routes::register))
-        .route("/agent/auth/claim", post(routes::claim))
-        .route("/agent/auth/claim/view", get(routes::claim_view))
-        .route("/agent/auth/claim/attempt/challenge", post(routes::challenge))
-        .route("/agent/auth/claim/complete", post(routes::complete))
-        .route("/agent/auth/revoke", post(routes::revoke))
         .route("/api/resource", get(routes::api_resource))
         .route("/api/read", get(routes::api_read))
         .route("/api/write", post(routes::api_write))

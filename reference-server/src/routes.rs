@@ -22,7 +22,7 @@ const MAX_BODY: usize = 64 * 1024;
 type Outcome = Result<Response, ApiError>;
 
 impl AppState {
-    fn reply(&self, outcome: Outcome) -> Response {
+    pub(crate) fn reply(&self, outcome: Outcome) -> Response {
         match outcome {
             Ok(response) => response,
             Err(error) => respond(

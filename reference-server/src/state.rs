@@ -38,6 +38,8 @@ pub struct Inner {
     pub db: Db,
     /// JWKS cache.
     pub jwks: JwksCache,
+    /// The v0.6 profile's assertion-signing key (none under v0.1).
+    pub service_key: Option<crate::v06::ServiceKey>,
     /// Outbound HTTP (JWKS only; never to an address not on the trust list).
     pub http: reqwest::Client,
     /// Claim mail.

@@ -65,6 +65,7 @@ impl<'h> CaseCtx<'h> {
                 "claim_uri": h.discovery.claim_uri,
                 "revocation_uri": h.discovery.revocation_uri,
                 "oracle": h.target.oracle.as_ref().map(|o| h.target.url(&o.path)),
+                "protected": h.discovery.protected_url,
             }),
         );
         Ok(Self {
@@ -379,6 +380,9 @@ impl<'h> CaseCtx<'h> {
     pub(super) fn complete_uri(&self) -> Result<String, String> {
         match &self.h.target.complete_url {
             Some(url) => Ok(url.clone()),
+            None if self.h.profile.endpoints.complete.is_empty() => {
+                Err(format!("profile {} has no completion endpoint", self.h.profile.name))
+            }
             None => Ok(self.h.profile.endpoints.complete.replace("{claim}", &self.claim_uri()?)),
         }
     }
@@ -386,15 +390,20 @@ impl<'h> CaseCtx<'h> {
     pub(super) fn challenge_uri(&self) -> Result<String, String> {
         match &self.h.target.challenge_url {
             Some(url) => Ok(url.clone()),
+            None if self.h.profile.endpoints.challenge.is_empty() => {
+                Err(format!("profile {} has no challenge endpoint", self.h.profile.name))
+            }
             None => Ok(self.h.profile.endpoints.challenge.replace("{claim}", &self.claim_uri()?)),
         }
     }
 
     /// A JSON object of `(harness name, value)` members under the profile's wire names.
     pub(super) fn body(&self, members: &[(&str, Value)]) -> Value {
+        // A member the profile maps to no name (v0.6 has no `requested_credential_type`) is not sent.
         let map: Map<String, Value> = members
             .iter()
             .map(|(name, value)| (self.h.profile.field(name).to_string(), value.clone()))
+            .filter(|(wire, _)| !wire.is_empty())
             .collect();
         Value::Object(map)
     }
@@ -421,6 +430,7 @@ impl<'h> CaseCtx<'h> {
             idp_paths: &idp_paths,
             jwks_fetched,
             synonyms: &self.h.profile.errors.synonyms,
+            redact: &|s| self.h.secrets.redact(s),
         };
         let resolve = |v: &Value| self.resolve(v).unwrap_or_else(|e| json!(format!("<unresolved: {e}>")));
         let found = expect::check(label, expect, &seen, &resolve);

@@ -35,6 +35,13 @@ pub struct Discovery {
     pub identity_types: Vec<String>,
     /// The assertion types the metadata offers.
     pub assertion_types: Vec<String>,
+    /// The protected URL discovery started from (the oracle, `protected_path`, or
+    /// `/api/resource`): cases ask it for the challenge whether or not an oracle is configured.
+    pub protected_url: String,
+    /// The OAuth token endpoint, where the profile has one.
+    pub token_uri: Option<String>,
+    /// The RFC 7009 revocation endpoint, where the profile has one.
+    pub token_revocation_uri: Option<String>,
 }
 
 impl Discovery {
@@ -87,6 +94,7 @@ impl Harness {
             .map(|o| o.path.clone())
             .or_else(|| self.target.protected_path.clone())
             .unwrap_or_else(|| "/api/resource".into());
+        self.discovery.protected_url = self.target.url(&protected);
         let (first, _) = self.get_json(&self.target.url(&protected)).await?;
         let hinted = first
             .header("www-authenticate")
@@ -127,6 +135,8 @@ impl Harness {
         self.discovery.register_uri = at(&profile.endpoints.register);
         self.discovery.claim_uri = at(&profile.endpoints.claim);
         self.discovery.revocation_uri = at(&profile.endpoints.revocation);
+        self.discovery.token_uri = profile.endpoints.token.as_deref().and_then(at);
+        self.discovery.token_revocation_uri = profile.endpoints.token_revocation.as_deref().and_then(at);
         self.discovery.identity_types = Manifest::strings_at(&metadata, &profile.offers.identity_types);
         self.discovery.assertion_types = Manifest::strings_at(&metadata, &profile.offers.assertion_types);
         let register = profile.endpoints.register.trim_start_matches('/').replace('/', ".");
@@ -141,10 +151,15 @@ impl Harness {
         // judged by this profile, and a document mixing versions is reported.
         let spoken = profile.judge(&metadata);
         // The clearer reason wins over "no register_uri".
-        if spoken.speaks == "later" {
+        if spoken.speaks == "later" || spoken.speaks == "earlier" {
+            let (which, names) = if spoken.speaks == "later" {
+                ("a later", &spoken.later)
+            } else {
+                ("an earlier", &spoken.earlier)
+            };
             self.discovery.error = Some(format!(
-                "the metadata speaks a later auth.md ({}), not {}: run the profile it speaks (known: {})",
-                spoken.later.join(", "),
+                "the metadata speaks {which} auth.md ({}), not {}: run the profile it speaks (known: {})",
+                names.join(", "),
                 profile.name,
                 crate::profiles().join(", ")
             ));

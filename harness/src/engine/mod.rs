@@ -304,6 +304,8 @@ impl Harness {
                 Need::JwksClock if !self.target.idp.jwks_cache_follows_clock || self.target.clock.offset_header.is_none() => {
                     "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)"
                 }
+                Need::TokenEndpoint if d.token_uri.is_none() => "the metadata names no token endpoint",
+                Need::TokenRevocation if d.token_revocation_uri.is_none() => "the metadata names no token revocation endpoint",
                 Need::SecondIssuer if self.idp2.is_none() => "needs [idp.second]: a second issuer on your trust list",
                 Need::UntrustedIssuer if self.stranger.is_none() => "needs an untrusted live issuer (started by `run`)",
                 Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {

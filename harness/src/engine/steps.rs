@@ -1,6 +1,7 @@
 //! The step families: registration, API, claim and mail, revocation, IdP control, sampling.
 //! Each action is one function; `step` only dispatches on the typed action.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use authmd_mock_idp::TokenKind;
@@ -103,6 +104,27 @@ impl CaseCtx<'_> {
             Action::JwksMaxAge { seconds } => {
                 self.h.idp.set_jwks_max_age(*seconds);
                 Ok(Ok((None, Map::new())))
+            }
+            Action::Token {
+                grant_type,
+                form,
+                content_type,
+            } => self.token(label, grant_type, form, content_type).await,
+            Action::RevokeToken { token, token_type_hint } => {
+                let token = need!(self.text(&Some(token.clone()))).unwrap_or_default();
+                let hint = need!(self.text(token_type_hint)).unwrap_or_else(|| "access_token".into());
+                let uri = need!(
+                    self.h
+                        .discovery
+                        .token_revocation_uri
+                        .clone()
+                        .ok_or_else(|| "no token revocation endpoint".to_string())
+                );
+                let body = form_encode(&[("token", token.as_str()), ("token_type_hint", hint.as_str())]);
+                let headers = vec![("content-type".to_string(), FORM.to_string())];
+                let exchange = self.http(label, "POST", &uri, headers, Some(body)).await?;
+                let vars = Self::response_vars(&exchange);
+                Ok(Ok((Some(exchange), vars)))
             }
             Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
         }
@@ -324,7 +346,7 @@ impl CaseCtx<'_> {
                 out.insert("otp".into(), json!(code));
             }
             _ => {
-                let found = exchange.status_and_body();
+                let found = exchange.status_and_redacted_body(&|s| self.h.secrets.redact(s));
                 self.finding(label, FindingKind::UnexpectedStatus, "200 with a `challenge` OTP", found);
                 return Ok(Err("no OTP".into()));
             }
@@ -386,6 +408,34 @@ impl CaseCtx<'_> {
         Ok(Ok((Some(exchange), vars)))
     }
 
+    async fn token(
+        &mut self,
+        label: &str,
+        grant_type: &Option<String>,
+        form: &BTreeMap<String, String>,
+        content_type: &Option<String>,
+    ) -> StepOutcome {
+        let grant = need!(self.text(grant_type)).unwrap_or_else(|| JWT_BEARER.into());
+        let mut members = vec![("grant_type".to_string(), grant)];
+        for (name, value) in form {
+            members.push((name.clone(), need!(self.text(&Some(value.clone()))).unwrap_or_default()));
+        }
+        let pairs: Vec<(&str, &str)> = members.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let body = form_encode(&pairs);
+        let content_type = need!(self.text(content_type)).unwrap_or_else(|| FORM.into());
+        let uri = need!(self.h.discovery.token_uri.clone().ok_or_else(|| "no token endpoint".to_string()));
+        let exchange = self
+            .http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body))
+            .await?;
+        let mut vars = Self::response_vars(&exchange);
+        // An issued access token is a bearer credential: redact it everywhere.
+        if let Some(token) = vars.get("access_token").and_then(Value::as_str).map(str::to_string) {
+            self.h.secrets.add(&token);
+            vars.insert("credential".into(), json!(token));
+        }
+        Ok(Ok((Some(exchange), vars)))
+    }
+
     async fn sample(&mut self, label: &str, of: &Action, count: &Option<Count>, field: &Option<String>, spread: bool) -> StepOutcome {
         let count = need!(self.count(count, 20));
         let field = need!(self.text(field)).unwrap_or_else(|| "/credential".into());
@@ -426,6 +476,20 @@ impl CaseCtx<'_> {
         vars.insert("values".into(), Value::Array(values));
         Ok(Ok((None, vars)))
     }
+}
+
+/// The RFC 7523 JWT-bearer grant.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The form content type of OAuth endpoints.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `a=b&c=d`, percent-encoded (RFC 6749 Appendix B).
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
 }
 
 /// Polls every future concurrently on the current task (all of them are I/O-bound requests).

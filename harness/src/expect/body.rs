@@ -76,6 +76,23 @@ fn sets(expect: &Expect, body: &Value, resolve: &dyn Fn(&Value) -> Value, findin
             None => findings.add(FindingKind::MissingMember, format!("`{pointer}` as an array"), "absent"),
         }
     }
+    for (pointer, wanted) in &expect.contains {
+        let wanted = resolve(wanted);
+        let wanted: Vec<&Value> = wanted.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        match body.pointer(pointer).and_then(Value::as_array) {
+            Some(items) => {
+                let missing: Vec<&&Value> = wanted.iter().filter(|w| !items.contains(w)).collect();
+                if !missing.is_empty() {
+                    findings.add(
+                        FindingKind::UnexpectedValue,
+                        format!("`{pointer}` containing {}", json!(wanted)),
+                        json!(items).to_string(),
+                    );
+                }
+            }
+            None => findings.add(FindingKind::MissingMember, format!("`{pointer}` as an array"), "absent"),
+        }
+    }
     for (pointer, want) in &expect.same_set {
         let want = resolve(want);
         let found = body.pointer(pointer);
@@ -264,6 +281,20 @@ mod tests {
         let insecure = judge("secure_urls = true", &e, Map::new());
         assert_eq!(kinds(&insecure), [FindingKind::InsecureUrl]);
         assert!(insecure[0].expected.contains("/logo"), "{:?}", insecure[0]);
+    }
+
+    #[test]
+    fn arrays_contain_the_wanted_values_in_any_order() {
+        let e = exchange(200, &[], r#"{"grants":["b","a","c"]}"#);
+        assert!(judge(r#"contains = { "/grants" = ["a", "b"] }"#, &e, Map::new()).is_empty());
+        assert_eq!(
+            kinds(&judge(r#"contains = { "/grants" = ["d"] }"#, &e, Map::new())),
+            [FindingKind::UnexpectedValue]
+        );
+        assert_eq!(
+            kinds(&judge(r#"contains = { "/nope" = ["a"] }"#, &e, Map::new())),
+            [FindingKind::MissingMember]
+        );
     }
 
     #[test]

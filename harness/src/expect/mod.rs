@@ -33,6 +33,8 @@ pub struct Observed<'a> {
     pub jwks_fetched: usize,
     /// Error names that mean the same (the profile's §B.6 table).
     pub synonyms: &'a [Vec<String>],
+    /// Redacts the run's secrets from a text before it is cut for a finding.
+    pub redact: &'a dyn Fn(&str) -> String,
 }
 
 /// Findings of one step, under its label.
@@ -106,6 +108,7 @@ pub(crate) mod canned {
             idp_paths: &paths,
             jwks_fetched: 0,
             synonyms: &[],
+            redact: &|s| s.to_string(),
         };
         check("s", &expect, &seen, &|v| v.clone())
     }

@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 
 use super::{Findings, Observed, show};
 use crate::language::Expect;
-use crate::outcome::{Exchange, FindingKind};
+use crate::outcome::FindingKind;
 
 pub(super) fn check(expect: &Expect, seen: &Observed, findings: &mut Findings) {
     let found = seen.exchange.and_then(|e| e.status);
-    let answer = || seen.exchange.map(Exchange::status_and_body).unwrap_or_default();
+    let answer = || seen.exchange.map(|e| e.status_and_redacted_body(seen.redact)).unwrap_or_default();
     if let Some(status) = &expect.status
         && !status_matches(status, found)
     {
@@ -122,6 +122,31 @@ mod tests {
         let bare = exchange(401, &[], "not json");
         let found = judge(r#"error = "otp_invalid""#, &bare, Map::new());
         assert_eq!(found[0].found, "no `error` member");
+    }
+
+    #[test]
+    fn a_secret_the_cut_would_split_is_redacted_first() {
+        let secret = format!("sk_{}", "S".repeat(60));
+        let body = format!(r#"{{"pad":"{}","credential":"{secret}"}}"#, "p".repeat(170));
+        let e = exchange(200, &[], &body);
+        let expect: Expect = toml::from_str("status = 400").expect("expect");
+        let vars = e.json().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+        let (earlier, paths) = (Map::new(), std::collections::BTreeSet::new());
+        let redact = |t: &str| t.replace(&secret, "<redacted>");
+        let seen = Observed {
+            exchange: Some(&e),
+            vars: &vars,
+            earlier: &earlier,
+            now: time::OffsetDateTime::now_utc(),
+            idp_paths: &paths,
+            jwks_fetched: 0,
+            synonyms: &[],
+            redact: &redact,
+        };
+        let found = crate::expect::check("s", &expect, &seen, &|v| v.clone());
+        assert!(!found[0].found.contains("sk_SSS"), "{}", found[0].found);
+        // Without redaction first, the cut leaves a prefix of the secret behind.
+        assert!(e.status_and_body().contains("sk_SSS"));
     }
 
     #[test]

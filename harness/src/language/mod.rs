@@ -206,6 +206,27 @@ pub enum Action {
         /// Seconds.
         seconds: u64,
     },
+    /// `POST` to the profile's OAuth token endpoint, form-encoded (RFC 6749 §4.1.3): `grant_type`
+    /// plus the given members (`assertion`, `claim_token`, `resource`, …).
+    Token {
+        /// The grant type; the RFC 7523 JWT-bearer grant when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_type: Option<String>,
+        /// Further form members, by name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        form: BTreeMap<String, String>,
+        /// Send this content type instead of `application/x-www-form-urlencoded`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
+    },
+    /// `POST token=…` to the profile's agent-callable revocation endpoint (RFC 7009).
+    RevokeToken {
+        /// The token to revoke.
+        token: String,
+        /// `token_type_hint`; `access_token` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_type_hint: Option<String>,
+    },
     /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`.
     Sample {
         /// The action to repeat, as an inline table (`of = { do = "challenge", … }`).
@@ -245,6 +266,8 @@ impl Action {
             Self::RotateKey { .. } => "rotate-key",
             Self::JwksFault { .. } => "jwks-fault",
             Self::JwksMaxAge { .. } => "jwks-max-age",
+            Self::Token { .. } => "token",
+            Self::RevokeToken { .. } => "revoke-token",
             Self::Sample { .. } => "sample",
         }
     }
@@ -294,6 +317,9 @@ pub struct Expect {
     /// OAuth `scope`): what the catalogue means by "the same scopes".
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub same_set: BTreeMap<String, Value>,
+    /// JSON pointer → values the array there must contain (in any order, among others).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contains: BTreeMap<String, Value>,
     /// JSON pointers holding ISO-8601 instants that must be in the future (on the target's clock).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub future: Vec<String>,

@@ -1,0 +1,390 @@
+//! The v0.6 deployment (`profile = "v0.6"`, upstream AUTH.md at b53c9ed), first slice:
+//! RFC 8414 metadata with the `/agent/identity` surface, anonymous registration that returns a
+//! service-signed `identity_assertion` (ES256, its key in the database and served at
+//! `/.well-known/jwks.json`), the RFC 7523 JWT-bearer grant at `/oauth2/token` (RFC 6749 §5
+//! answers with `Cache-Control: no-store`), and RFC 7009 revocation at `/oauth2/revoke`. Access
+//! tokens are stored like v0.1 credentials, so the protected API is the same.
+//!
+//! Not yet here (the profile's INDEX lists them as not yet covered): `service_auth`, ID-JAG
+//! registration with `auth_time`, the user-code ceremony and its claim grant, SET push and the
+//! b53c9ed teardown.
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::defect::Defect;
+use crate::error::ApiError;
+use crate::state::{AppState, Now, hash, iso, ordered_id, secret};
+
+/// RFC 7523 JWT-bearer grant.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// How long an identity assertion lives.
+const ASSERTION_TTL: i64 = 3600;
+
+/// The service's signing key: PKCS#8 in the database, so assertions outlive a restart.
+pub struct ServiceKey {
+    pair: EcdsaKeyPair,
+    pkcs8: Vec<u8>,
+    /// The key id published in the JWKS.
+    pub kid: String,
+}
+
+impl ServiceKey {
+    /// Loads the key from `conn`, or makes and stores one.
+    pub fn load_or_create(conn: &rusqlite::Connection) -> Result<Self, String> {
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS service_keys (kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL)")
+            .map_err(|e| e.to_string())?;
+        let stored: Option<(String, Vec<u8>)> = conn
+            .query_row("SELECT kid, pkcs8 FROM service_keys LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| e.to_string())?;
+        let (kid, pkcs8) = match stored {
+            Some(found) => found,
+            None => {
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|e| e.to_string())?;
+                let kid = secret("svc-", 8);
+                conn.execute("INSERT INTO service_keys (kid, pkcs8) VALUES (?1, ?2)", params![kid, doc.as_ref()])
+                    .map_err(|e| e.to_string())?;
+                (kid, doc.as_ref().to_vec())
+            }
+        };
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(|e| e.to_string())?;
+        Ok(Self { pair, pkcs8, kid })
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> Value {
+        let point = self.pair.public_key().as_ref();
+        let (x, y) = (&point[1..33], &point[33..65]);
+        json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+        })
+    }
+
+    fn sign(&self, claims: &Value) -> Result<String, ApiError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.pkcs8)).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    fn decoding_key(&self) -> Result<DecodingKey, ApiError> {
+        let jwk = self.jwk();
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap_or_default(), jwk["y"].as_str().unwrap_or_default())
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// A JSON answer that must not be cached (RFC 6749 §5.1).
+fn no_store(state: &AppState, status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if !state.defects.contains(Defect::V06TokenCacheable) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    response
+}
+
+/// An RFC 6749 §5.2 error answer.
+fn oauth_error(state: &AppState, status: StatusCode, error: &str, description: &str) -> Response {
+    no_store(state, status, json!({ "error": error, "error_description": description }))
+}
+
+/// `GET /.well-known/oauth-authorization-server` (v0.6 Step 1b).
+pub async fn as_metadata(State(state): State<AppState>) -> Response {
+    let base = &state.base_url;
+    let mut metadata = json!({
+        "resource": state.resource(),
+        "authorization_servers": [base],
+        "scopes_supported": state.config.scopes,
+        "bearer_methods_supported": ["header"],
+        "issuer": base,
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "response_types_supported": [],
+        "grant_types_supported": [JWT_BEARER],
+        "agent_auth": {
+            "skill": format!("{base}/auth.md"),
+            "identity_endpoint": format!("{base}/agent/identity"),
+            "claim_endpoint": format!("{base}/agent/identity/claim"),
+            "identity_types_supported": ["anonymous"],
+        },
+    });
+    if state.defects.contains(Defect::V06OmitTokenEndpoint)
+        && let Some(m) = metadata.as_object_mut()
+    {
+        m.remove("token_endpoint");
+    }
+    let mut response = Json(metadata).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}
+
+/// `GET /.well-known/jwks.json`: the key identity assertions are signed with.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    match &state.service_key {
+        Some(key) => Json(json!({ "keys": [key.jwk()] })).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `POST /agent/identity` (v0.6 Step 3). Only `anonymous` is offered in this slice; the other
+/// types answer the not-enabled codes the text gives agents to fall back on.
+pub async fn register(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+            .await
+            .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))?;
+        match body.get("type").and_then(Value::as_str) {
+            Some("anonymous") => register_anonymous(&state, now).await,
+            Some(_) if state.defects.contains(Defect::V06UnknownTypeAsAnonymous) => register_anonymous(&state, now).await,
+            Some("service_auth") => Err(ApiError::ServiceAuthNotEnabled),
+            Some("identity_assertion") => Err(ApiError::IssuerNotEnabled),
+            _ => Err(ApiError::InvalidRequest(
+                "`type` must be anonymous, service_auth or identity_assertion".into(),
+            )),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(r) => r,
+        Err(e) => state.reply(Err(e)),
+    }
+}
+
+async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
+    let key = state
+        .service_key
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("no service key".into()))?;
+    let registration_id = ordered_id("reg_");
+    let claim_token = secret("clm_", 24);
+    let expires = now + state.config.ttl.registration;
+    let pre = state.config.pre_claim_scopes.clone();
+    let post = state.config.scopes.clone();
+    let (rid, claim_hash, pre_json, post_json) = (
+        registration_id.clone(),
+        hash(&claim_token),
+        serde_json::to_string(&pre).unwrap_or_default(),
+        serde_json::to_string(&post).unwrap_or_default(),
+    );
+    state
+        .db
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
+                 VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, ?6)",
+                params![rid, now, expires, claim_hash, pre_json, post_json],
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(())
+        })
+        .await?;
+    let assertion_expires = now + ASSERTION_TTL;
+    let assertion = key.sign(&json!({
+        "iss": state.base_url,
+        "sub": registration_id,
+        "aud": state.base_url,
+        "registration_id": registration_id,
+        "registration_type": "anonymous",
+        "scope": pre.join(" "),
+        "jti": secret("", 16),
+        "iat": now,
+        "exp": assertion_expires,
+    }))?;
+    let mut body = json!({
+        "registration_id": registration_id,
+        "registration_type": "anonymous",
+        "identity_assertion": assertion,
+        "assertion_expires": iso(assertion_expires),
+        "pre_claim_scopes": pre,
+        "claim_url": format!("{}/agent/identity/claim", state.base_url),
+        "claim_token": claim_token,
+        "claim_token_expires": iso(expires),
+        "post_claim_scopes": post,
+    });
+    if state.defects.contains(Defect::V06RegistrationWithoutAssertion)
+        && let Some(m) = body.as_object_mut()
+    {
+        m.remove("identity_assertion");
+    }
+    Ok(no_store(state, StatusCode::OK, body))
+}
+
+/// The form fields of an `application/x-www-form-urlencoded` body.
+async fn form(state: &AppState, request: Request) -> Result<Vec<(String, String)>, &'static str> {
+    let form_type = state.defects.contains(Defect::V06TokenIgnoresContentType)
+        || request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !form_type {
+        return Err("the body must be application/x-www-form-urlencoded");
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| "the body is too large")?;
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// `POST /oauth2/token` (v0.6 Step 5): the RFC 7523 JWT-bearer grant over this service's own
+/// identity assertions.
+pub async fn token(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let fields = match form(&state, request).await {
+        Ok(f) => f,
+        Err(why) => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    match field("grant_type") {
+        Some(JWT_BEARER) => {}
+        Some(_) if state.defects.contains(Defect::V06UnsupportedGrantAsInvalidRequest) => {
+            return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "unknown grant_type");
+        }
+        Some(_) => {
+            return oauth_error(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only the JWT-bearer grant",
+            );
+        }
+        None => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+    }
+    let Some(assertion) = field("assertion") else {
+        return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "assertion is required");
+    };
+    let claims = match verify_assertion(&state, assertion, now) {
+        Ok(c) => c,
+        Err(why) => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_grant", why),
+    };
+    let registration_id = claims["registration_id"].as_str().unwrap_or_default().to_string();
+    let access_token = secret("at_", 24);
+    let ttl = state.config.ttl.access_token;
+    let (h, rid) = (hash(&access_token), registration_id.clone());
+    let single_use = state.defects.contains(Defect::V06SingleUseAssertion);
+    let full_scopes = state
+        .defects
+        .contains(Defect::V06FullScopesBeforeClaim)
+        .then(|| serde_json::to_string(&state.config.scopes).unwrap_or_default());
+    let issued = state
+        .db
+        .call(move |conn| {
+            let row: Option<(String, i64, String)> = conn
+                .query_row(
+                    "SELECT status, expires_at, pre_scopes FROM registrations WHERE id = ?1",
+                    params![rid],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let Some((status, expires_at, scopes)) = row else {
+                return Ok(None);
+            };
+            if status == "revoked" || expires_at <= now {
+                return Ok(None);
+            }
+            if single_use {
+                let minted: i64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM credentials WHERE registration_id = ?1 AND source = 'token_endpoint'",
+                        params![rid],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                if minted > 0 {
+                    return Ok(None);
+                }
+            }
+            let scopes = full_scopes.unwrap_or(scopes);
+            conn.execute(
+                "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, source, created_at) VALUES (?1, ?2, 'access_token', ?3, ?4, 'token_endpoint', ?5)",
+                params![h, rid, scopes, now + ttl, now],
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(Some(scopes))
+        })
+        .await;
+    match issued {
+        Ok(Some(scopes)) => {
+            let scopes: Vec<String> = serde_json::from_str(&scopes).unwrap_or_default();
+            no_store(
+                &state,
+                StatusCode::OK,
+                json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.join(" ") }),
+            )
+        }
+        Ok(None) => oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_grant", "the registration is gone"),
+        Err(e) => state.reply(Err(e)),
+    }
+}
+
+/// Checks an identity assertion this service signed: signature, `iss`, `aud`, `exp`.
+fn verify_assertion(state: &AppState, assertion: &str, now: i64) -> Result<Value, &'static str> {
+    let key = state.service_key.as_ref().ok_or("no service key")?;
+    if state.defects.contains(Defect::V06AcceptAnyAssertion) {
+        let payload = assertion.split('.').nth(1).ok_or("not a JWT")?;
+        let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| "not a JWT")?;
+        return serde_json::from_slice(&bytes).map_err(|_| "not a JWT");
+    }
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[&state.base_url]);
+    validation.set_audience(&[&state.base_url]);
+    // `exp` is checked below against the request's clock (the test clock moves it).
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let decoding = key.decoding_key().map_err(|_| "no service key")?;
+    let data = jsonwebtoken::decode::<Value>(assertion, &decoding, &validation).map_err(|_| "the assertion does not verify")?;
+    if data.claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
+        return Err("the assertion expired");
+    }
+    Ok(data.claims)
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): revokes one access token; 200 whether or not it existed.
+pub async fn revoke(State(state): State<AppState>, request: Request) -> Response {
+    let fields = match form(&state, request).await {
+        Ok(f) => f,
+        Err(why) => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    let Some(token) = fields.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()) else {
+        return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "token is required");
+    };
+    if state.defects.contains(Defect::V06RevokeIgnored) {
+        return StatusCode::OK.into_response();
+    }
+    let h = hash(&token);
+    let changed = state
+        .db
+        .call(move |conn| {
+            conn.execute(
+                "UPDATE credentials SET revoked = 1 WHERE hash = ?1 AND kind = 'access_token'",
+                params![h],
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))
+        })
+        .await;
+    match changed {
+        Ok(0) if state.defects.contains(Defect::V06RevokeUnknown400) => {
+            oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "unknown token")
+        }
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => state.reply(Err(e)),
+    }
+}
