@@ -242,6 +242,16 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     })?;
     let mut target = TargetConfig::new(server.base_url());
     target.profile = variant.profile().to_string();
+    if variant == Variant::V06 {
+        // The human's steps on the server's own pages (v0.6 ceremony).
+        let fields = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        target.session = Some(crate::target::SessionRecipe {
+            login_url: "/login".into(),
+            login_fields: fields(&[("email", "{email}"), ("return_to", "{return_to}")]),
+            confirm_url: "/agent/identity/claim/complete".into(),
+            confirm_fields: fields(&[("claim_attempt_token", "{claim_attempt_token}"), ("user_code", "{user_code}")]),
+        });
+    }
     target.oracle = Some(Oracle {
         path: "/api/resource".into(),
         user_pointer: "/user/id".into(),

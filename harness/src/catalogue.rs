@@ -104,6 +104,10 @@ pub enum Need {
     TokenEndpoint,
     /// The metadata names an RFC 7009 revocation endpoint (v0.6).
     TokenRevocation,
+    /// A `[session]` recipe lets the harness act as the human at the service's pages (v0.6).
+    Session,
+    /// The metadata offers `service_auth` registration (v0.6).
+    ServiceAuth,
 }
 
 /// A fact of the target configuration a case's level can depend on.

@@ -220,6 +220,22 @@ impl Default for IdpSettings {
     }
 }
 
+/// The human's side of a v0.6 ceremony, as forms the harness fills in with its own cookie jar.
+/// Field values may use `{email}`, `{return_to}` (from the `verification_uri`),
+/// `{claim_attempt_token}` and `{user_code}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRecipe {
+    /// Where the sign-in form posts (absolute, or a path on the target).
+    pub login_url: String,
+    /// The sign-in form's fields.
+    pub login_fields: BTreeMap<String, String>,
+    /// Where the confirm form (the page the user types the code into) posts.
+    pub confirm_url: String,
+    /// The confirm form's fields.
+    pub confirm_fields: BTreeMap<String, String>,
+}
+
 /// A target configuration file (`--config target.toml`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +256,10 @@ pub struct TargetConfig {
     /// Claim-link pattern (group 1 = token); defaults to the mailbox's.
     #[serde(default)]
     pub link_pattern: Option<String>,
+    /// How the harness, acting as the human, signs in to your service and confirms a user code
+    /// (v0.6 ceremony). Without it, cases that need a human step are skipped.
+    #[serde(default)]
+    pub session: Option<SessionRecipe>,
     /// Clock control.
     #[serde(default)]
     pub clock: ClockConfig,
@@ -327,6 +347,7 @@ impl TargetConfig {
             probes: BTreeMap::new(),
             mail: None,
             link_pattern: None,
+            session: None,
             clock: ClockConfig::default(),
             ttl: DeclaredTtls::default(),
             idp: IdpSettings::default(),

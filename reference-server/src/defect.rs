@@ -176,6 +176,18 @@ defects! {
     V06TokenIgnoresContentType = "v06-token-ignores-content-type",
     /// V6-API-03: access tokens of an unclaimed anonymous registration carry the post-claim scopes (v0.6).
     V06FullScopesBeforeClaim = "v06-full-scopes-before-claim",
+    /// V6-TOKEN-09: polling faster than `interval` is never answered `slow_down` (v0.6).
+    V06NoSlowDown = "v06-no-slow-down",
+    /// V6-CLAIM-03: any signed-in account completes the ceremony, not only the one named (v0.6).
+    V06AnyAccountCompletes = "v06-any-account-completes",
+    /// V6-TOKEN-11: completing an anonymous claim leaves the pre-claim access tokens working (v0.6).
+    V06KeepPreClaimTokens = "v06-keep-pre-claim-tokens",
+    /// V6-TOKEN-11: the pre-claim identity assertion still mints after the claim (v0.6).
+    V06V1AssertionAfterClaim = "v06-v1-assertion-after-claim",
+    /// V6-CLAIM-02: the `user_code` has four digits, not six (v0.6).
+    V06ShortUserCode = "v06-short-user-code",
+    /// V6-SA-02: any `login_hint` is accepted, email or not (v0.6).
+    V06AnyLoginHint = "v06-any-login-hint",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

@@ -34,6 +34,8 @@ pub enum ApiError {
     VerifiedEmailNotEnabled,
     /// `service_auth` registration is off (v0.6).
     ServiceAuthNotEnabled,
+    /// A `login_hint` that is no recognizable identifier (v0.6).
+    InvalidLoginHint,
     /// ID-JAG registration is off (the catalogue has no code; `issuer_not_enabled` fits best).
     IssuerNotEnabled,
     /// Over a rate limit; the value is the `Retry-After` in seconds.
@@ -86,6 +88,7 @@ impl ApiError {
             Self::UnsupportedCredentialType => "unsupported_credential_type",
             Self::AnonymousNotEnabled => "anonymous_not_enabled",
             Self::ServiceAuthNotEnabled => "service_auth_not_enabled",
+            Self::InvalidLoginHint => "invalid_login_hint",
             Self::VerifiedEmailNotEnabled => "verified_email_not_enabled",
             Self::IssuerNotEnabled => "issuer_not_enabled",
             Self::RateLimited(_) => "rate_limited",
@@ -147,6 +150,7 @@ impl ApiError {
             Self::AnonymousNotEnabled => "anonymous registration is not enabled".into(),
             Self::VerifiedEmailNotEnabled => "verified-email registration is not enabled".into(),
             Self::ServiceAuthNotEnabled => "service_auth registration is not enabled".into(),
+            Self::InvalidLoginHint => "login_hint is not an email address".into(),
             Self::IssuerNotEnabled => "identity-assertion registration is not enabled".into(),
             Self::RateLimited(_) => "too many requests; retry later".into(),
             Self::InvalidClaimToken => "the claim token is invalid".into(),

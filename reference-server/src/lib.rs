@@ -16,6 +16,7 @@ mod serve;
 mod state;
 pub mod store;
 mod v06;
+mod v06_claim;
 mod verify;
 
 use std::net::SocketAddr;
@@ -98,6 +99,10 @@ pub fn app(state: AppState) -> Router {
             .route("/agent/identity", post(v06::register))
             .route("/oauth2/token", post(v06::token))
             .route("/oauth2/revoke", post(v06::revoke))
+            .route("/agent/identity/claim", post(v06_claim::claim))
+            .route("/agent/identity/claim/complete", post(v06_claim::complete))
+            .route("/login", get(v06_claim::login_page).post(v06_claim::login))
+            .route("/claim", get(v06_claim::claim_page))
     } else {
         Router::new()
             .route("/.well-known/oauth-authorization-server", get(routes::as_metadata))

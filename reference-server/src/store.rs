@@ -114,6 +114,29 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox(next_try_at);
 "#,
+    // v0.6: the user-code ceremony (an attempt per `claim_attempt_token`, its code hashed) and
+    // the service's own sign-in sessions (cookie tokens hashed).
+    r#"
+CREATE TABLE v06_attempts (
+    id TEXT PRIMARY KEY,
+    registration_id TEXT NOT NULL,
+    email TEXT NOT NULL COLLATE NOCASE,
+    token_hash TEXT NOT NULL UNIQUE,
+    code_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    superseded INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_poll_at INTEGER
+);
+CREATE INDEX v06_attempts_registration ON v06_attempts(registration_id);
+CREATE TABLE v06_sessions (
+    token_hash TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Handle to the storage thread and the read pool. Cheap to clone.

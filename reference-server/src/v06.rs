@@ -86,7 +86,7 @@ impl ServiceKey {
 }
 
 /// A JSON answer that must not be cached (RFC 6749 §5.1).
-fn no_store(state: &AppState, status: StatusCode, body: Value) -> Response {
+pub(crate) fn no_store(state: &AppState, status: StatusCode, body: Value) -> Response {
     let mut response = (status, Json(body)).into_response();
     if !state.defects.contains(Defect::V06TokenCacheable) {
         response
@@ -98,7 +98,7 @@ fn no_store(state: &AppState, status: StatusCode, body: Value) -> Response {
 }
 
 /// An RFC 6749 §5.2 error answer.
-fn oauth_error(state: &AppState, status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(state: &AppState, status: StatusCode, error: &str, description: &str) -> Response {
     no_store(state, status, json!({ "error": error, "error_description": description }))
 }
 
@@ -115,12 +115,12 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "response_types_supported": [],
-        "grant_types_supported": [JWT_BEARER],
+        "grant_types_supported": [JWT_BEARER, crate::v06_claim::CLAIM_GRANT],
         "agent_auth": {
             "skill": format!("{base}/auth.md"),
             "identity_endpoint": format!("{base}/agent/identity"),
             "claim_endpoint": format!("{base}/agent/identity/claim"),
-            "identity_types_supported": ["anonymous"],
+            "identity_types_supported": if state.config.verified_email { json!(["anonymous", "service_auth"]) } else { json!(["anonymous"]) },
         },
     });
     if state.defects.contains(Defect::V06OmitTokenEndpoint)
@@ -154,6 +154,7 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
         match body.get("type").and_then(Value::as_str) {
             Some("anonymous") => register_anonymous(&state, now).await,
             Some(_) if state.defects.contains(Defect::V06UnknownTypeAsAnonymous) => register_anonymous(&state, now).await,
+            Some("service_auth") if state.config.verified_email => crate::v06_claim::register_service_auth(&state, now, &body).await,
             Some("service_auth") => Err(ApiError::ServiceAuthNotEnabled),
             Some("identity_assertion") => Err(ApiError::IssuerNotEnabled),
             _ => Err(ApiError::InvalidRequest(
@@ -169,10 +170,6 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
 }
 
 async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
-    let key = state
-        .service_key
-        .as_ref()
-        .ok_or_else(|| ApiError::Internal("no service key".into()))?;
     let registration_id = ordered_id("reg_");
     let claim_token = secret("clm_", 24);
     let expires = now + state.config.ttl.registration;
@@ -196,18 +193,7 @@ async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiE
             Ok(())
         })
         .await?;
-    let assertion_expires = now + ASSERTION_TTL;
-    let assertion = key.sign(&json!({
-        "iss": state.base_url,
-        "sub": registration_id,
-        "aud": state.base_url,
-        "registration_id": registration_id,
-        "registration_type": "anonymous",
-        "scope": pre.join(" "),
-        "jti": secret("", 16),
-        "iat": now,
-        "exp": assertion_expires,
-    }))?;
+    let (assertion, assertion_expires) = assertion_for(state, now, &registration_id, &pre, false, None)?;
     let mut body = json!({
         "registration_id": registration_id,
         "registration_type": "anonymous",
@@ -225,6 +211,14 @@ async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiE
         m.remove("identity_assertion");
     }
     Ok(no_store(state, StatusCode::OK, body))
+}
+
+/// The form fields of a body, whatever its content type (the service's own HTML forms).
+pub(crate) async fn form_fields(request: Request) -> Vec<(String, String)> {
+    match axum::body::to_bytes(request.into_body(), 64 * 1024).await {
+        Ok(bytes) => url::form_urlencoded::parse(&bytes).into_owned().collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The form fields of an `application/x-www-form-urlencoded` body.
@@ -254,6 +248,12 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     match field("grant_type") {
         Some(JWT_BEARER) => {}
+        Some(crate::v06_claim::CLAIM_GRANT) => {
+            return match field("claim_token") {
+                Some(t) => crate::v06_claim::claim_grant(&state, now, t).await,
+                None => oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "claim_token is required"),
+            };
+        }
         Some(_) if state.defects.contains(Defect::V06UnsupportedGrantAsInvalidRequest) => {
             return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "unknown grant_type");
         }
@@ -262,7 +262,7 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
                 &state,
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "only the JWT-bearer grant",
+                "the JWT-bearer and claim grants only",
             );
         }
         None => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
@@ -274,30 +274,50 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
         Ok(c) => c,
         Err(why) => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_grant", why),
     };
+    // A pre-claim assertion is superseded once the registration is claimed (Step 4c).
+    let pre_claim = claims["claimed"] != json!(true) && !state.defects.contains(Defect::V06V1AssertionAfterClaim);
     let registration_id = claims["registration_id"].as_str().unwrap_or_default().to_string();
+    mint_access_checked(&state, now, &registration_id, pre_claim).await
+}
+
+/// An access token for `registration_id` (and, after a ceremony, a fresh assertion): 200 with
+/// the token response, or `invalid_grant` when the registration cannot mint. `from_claim` marks
+/// the claim grant's answer, which carries the post-claim assertion.
+pub(crate) async fn mint_access(state: &AppState, now: i64, registration_id: &str, from_claim: bool) -> Response {
+    mint(state, now, registration_id, false, from_claim).await
+}
+
+async fn mint_access_checked(state: &AppState, now: i64, registration_id: &str, pre_claim_assertion: bool) -> Response {
+    mint(state, now, registration_id, pre_claim_assertion, false).await
+}
+
+/// status, expires_at, pre_scopes, post_scopes, user_id, the user's email.
+type RegistrationRow = (String, i64, String, String, Option<String>, Option<String>);
+
+async fn mint(state: &AppState, now: i64, registration_id: &str, refuse_if_claimed: bool, from_claim: bool) -> Response {
     let access_token = secret("at_", 24);
     let ttl = state.config.ttl.access_token;
-    let (h, rid) = (hash(&access_token), registration_id.clone());
-    let single_use = state.defects.contains(Defect::V06SingleUseAssertion);
-    let full_scopes = state
-        .defects
-        .contains(Defect::V06FullScopesBeforeClaim)
-        .then(|| serde_json::to_string(&state.config.scopes).unwrap_or_default());
+    let (h, rid) = (hash(&access_token), registration_id.to_string());
+    let single_use = state.defects.contains(Defect::V06SingleUseAssertion) && !from_claim;
+    let full_scopes = state.defects.contains(Defect::V06FullScopesBeforeClaim);
+    let all_scopes = serde_json::to_string(&state.config.scopes).unwrap_or_default();
     let issued = state
         .db
         .call(move |conn| {
-            let row: Option<(String, i64, String)> = conn
+            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
+            let row: Option<RegistrationRow> = conn
                 .query_row(
-                    "SELECT status, expires_at, pre_scopes FROM registrations WHERE id = ?1",
+                    "SELECT r.status, r.expires_at, r.pre_scopes, r.post_scopes, r.user_id, u.email FROM registrations r LEFT JOIN users u ON u.id = r.user_id WHERE r.id = ?1",
                     params![rid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let Some((status, expires_at, scopes)) = row else {
+                .map_err(db)?;
+            let Some((status, expires_at, pre, post, user, email)) = row else {
                 return Ok(None);
             };
-            if status == "revoked" || expires_at <= now {
+            let claimed = status == "claimed";
+            if status == "revoked" || (!claimed && expires_at <= now) || (claimed && refuse_if_claimed) {
                 return Ok(None);
             }
             if single_use {
@@ -307,32 +327,70 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
                         params![rid],
                         |r| r.get(0),
                     )
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    .map_err(db)?;
                 if minted > 0 {
                     return Ok(None);
                 }
             }
-            let scopes = full_scopes.unwrap_or(scopes);
+            let scopes = if claimed { post } else if full_scopes { all_scopes } else { pre };
             conn.execute(
-                "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, source, created_at) VALUES (?1, ?2, 'access_token', ?3, ?4, 'token_endpoint', ?5)",
-                params![h, rid, scopes, now + ttl, now],
+                "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, created_at) VALUES (?1, ?2, 'access_token', ?3, ?4, ?5, 'token_endpoint', ?6)",
+                params![h, rid, scopes, now + ttl, user, now],
             )
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(Some(scopes))
+            .map_err(db)?;
+            Ok(Some((scopes, claimed, email)))
         })
         .await;
     match issued {
-        Ok(Some(scopes)) => {
+        Ok(Some((scopes, claimed, email))) => {
             let scopes: Vec<String> = serde_json::from_str(&scopes).unwrap_or_default();
-            no_store(
-                &state,
-                StatusCode::OK,
-                json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.join(" ") }),
-            )
+            let mut body = json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.join(" ") });
+            if from_claim {
+                let (assertion, expires) = match assertion_for(state, now, registration_id, &scopes, claimed, email.as_deref()) {
+                    Ok(a) => a,
+                    Err(e) => return state.reply(Err(e)),
+                };
+                body["identity_assertion"] = json!(assertion);
+                body["assertion_expires"] = json!(iso(expires));
+            }
+            no_store(state, StatusCode::OK, body)
         }
-        Ok(None) => oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_grant", "the registration is gone"),
+        Ok(None) => oauth_error(state, StatusCode::BAD_REQUEST, "invalid_grant", "the registration cannot mint"),
         Err(e) => state.reply(Err(e)),
     }
+}
+
+/// A service-signed identity assertion for `registration_id`; after a claim (`claimed`) it
+/// carries the user's verified email (the v2 assertion of Step 4c).
+fn assertion_for(
+    state: &AppState,
+    now: i64,
+    registration_id: &str,
+    scopes: &[String],
+    claimed: bool,
+    email: Option<&str>,
+) -> Result<(String, i64), ApiError> {
+    let key = state
+        .service_key
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("no service key".into()))?;
+    let expires = now + ASSERTION_TTL;
+    let mut claims = json!({
+        "iss": state.base_url,
+        "sub": registration_id,
+        "aud": state.base_url,
+        "registration_id": registration_id,
+        "scope": scopes.join(" "),
+        "claimed": claimed,
+        "jti": secret("", 16),
+        "iat": now,
+        "exp": expires,
+    });
+    if let Some(email) = email {
+        claims["email"] = json!(email);
+        claims["email_verified"] = json!(true);
+    }
+    Ok((key.sign(&claims)?, expires))
 }
 
 /// Checks an identity assertion this service signed: signature, `iss`, `aud`, `exp`.

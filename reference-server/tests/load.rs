@@ -3,7 +3,7 @@
 //! in the middle of a stream of writes.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ fn db_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("authmd-load-{}-{name}.sqlite", std::process::id()))
 }
 
-fn remove_db(db: &PathBuf) {
+fn remove_db(db: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }

@@ -126,6 +126,16 @@ impl CaseCtx<'_> {
                 let vars = Self::response_vars(&exchange);
                 Ok(Ok((Some(exchange), vars)))
             }
+            Action::ConfirmClaim {
+                verification_uri,
+                user_code,
+                email,
+            } => {
+                let uri = need!(self.text(&Some(verification_uri.clone()))).unwrap_or_default();
+                let code = need!(self.text(&Some(user_code.clone()))).unwrap_or_default();
+                let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+                self.confirm_claim(label, &uri, &code, &email).await
+            }
             Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
         }
     }
@@ -436,6 +446,47 @@ impl CaseCtx<'_> {
         Ok(Ok((Some(exchange), vars)))
     }
 
+    /// The human: opens the link, signs in by the recipe (keeping the cookies the service sets),
+    /// and submits the code on the confirm form.
+    async fn confirm_claim(&mut self, label: &str, uri: &str, code: &str, email: &str) -> StepOutcome {
+        let recipe = need!(self.h.target.session.clone().ok_or_else(|| "no [session] recipe".to_string()));
+        let opened = self.http(label, "GET", uri, Vec::new(), None).await?;
+        if opened.status.is_none_or(|s| s >= 400) {
+            let vars = Self::response_vars(&opened);
+            return Ok(Ok((Some(opened), vars)));
+        }
+        let (return_to, attempt_token) = link_parts(uri);
+        let fill = |template: &str| {
+            template
+                .replace("{email}", email)
+                .replace("{return_to}", &return_to)
+                .replace("{claim_attempt_token}", &attempt_token)
+                .replace("{user_code}", code)
+        };
+        let login: Vec<(String, String)> = recipe.login_fields.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
+        let login_body = form_encode(&login.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+        let login_url = self.h.target.url(&recipe.login_url);
+        let headers = vec![("content-type".to_string(), FORM.to_string())];
+        let signed_in = self.http(label, "POST", &login_url, headers.clone(), Some(login_body)).await?;
+        // The session is whatever cookies the sign-in set (name=value, attributes dropped).
+        let cookies: Vec<String> = signed_in
+            .response_headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next().map(|c| c.trim().to_string()))
+            .collect();
+        let confirm: Vec<(String, String)> = recipe.confirm_fields.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
+        let confirm_body = form_encode(&confirm.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+        let mut confirm_headers = headers;
+        if !cookies.is_empty() {
+            confirm_headers.push(("cookie".to_string(), cookies.join("; ")));
+        }
+        let confirm_url = self.h.target.url(&recipe.confirm_url);
+        let exchange = self.http(label, "POST", &confirm_url, confirm_headers, Some(confirm_body)).await?;
+        let vars = Self::response_vars(&exchange);
+        Ok(Ok((Some(exchange), vars)))
+    }
+
     async fn sample(&mut self, label: &str, of: &Action, count: &Option<Count>, field: &Option<String>, spread: bool) -> StepOutcome {
         let count = need!(self.count(count, 20));
         let field = need!(self.text(field)).unwrap_or_else(|| "/credential".into());
@@ -483,6 +534,22 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The form content type of OAuth endpoints.
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// From a `verification_uri`: its `return_to` (if any) and the `claim_attempt_token` in it or in
+/// the URI itself.
+fn link_parts(uri: &str) -> (String, String) {
+    let query = |u: &str| -> Vec<(String, String)> {
+        let q = u.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    };
+    let top = query(uri);
+    let find = |pairs: &[(String, String)], name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let return_to = find(&top, "return_to").unwrap_or_default();
+    let token = find(&top, "claim_attempt_token")
+        .or_else(|| find(&query(&return_to), "claim_attempt_token"))
+        .unwrap_or_default();
+    (return_to, token)
+}
+
 /// `a=b&c=d`, percent-encoded (RFC 6749 Appendix B).
 fn form_encode(pairs: &[(&str, &str)]) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
@@ -510,4 +577,17 @@ async fn join_vec<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
     })
     .await;
     outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attempt_token_is_found_inside_return_to() {
+        let (to, token) = link_parts("http://a/login?return_to=%2Fclaim%3Fclaim_attempt_token%3Dcat_x1");
+        assert_eq!((to.as_str(), token.as_str()), ("/claim?claim_attempt_token=cat_x1", "cat_x1"));
+        assert_eq!(link_parts("http://a/claim?claim_attempt_token=t").1, "t");
+        assert_eq!(link_parts("http://a/claim").1, "");
+    }
 }

@@ -227,6 +227,18 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token_type_hint: Option<String>,
     },
+    /// The human's side of a v0.6 ceremony, by the target's `[session]` recipe: open the
+    /// `verification_uri`, sign in as `email`, and type `user_code` on the confirm page. The
+    /// step's answer is the confirm form's.
+    ConfirmClaim {
+        /// The `verification_uri` the agent surfaced.
+        verification_uri: String,
+        /// The code the agent surfaced.
+        user_code: String,
+        /// Who signs in; the case's `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+    },
     /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`.
     Sample {
         /// The action to repeat, as an inline table (`of = { do = "challenge", … }`).
@@ -267,6 +279,7 @@ impl Action {
             Self::JwksFault { .. } => "jwks-fault",
             Self::JwksMaxAge { .. } => "jwks-max-age",
             Self::Token { .. } => "token",
+            Self::ConfirmClaim { .. } => "confirm-claim",
             Self::RevokeToken { .. } => "revoke-token",
             Self::Sample { .. } => "sample",
         }

@@ -1,0 +1,458 @@
+//! The v0.6 user-code ceremony (AUTH.md Step 4, CHANGELOG v0.4 and v0.6): `service_auth`
+//! registration, `POST /agent/identity/claim` for anonymous registrations, the service's own
+//! `/login` (a cookie-bound session: the service's stand-in for its real sign-in) and `/claim`
+//! pages, the form action that completes the ceremony, and the claim grant the agent polls.
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::defect::Defect;
+use crate::error::ApiError;
+use crate::state::{AppState, Now, hash, iso, ordered_id, otp, secret};
+use crate::v06::{form_fields, mint_access, no_store, oauth_error};
+
+/// The profile's claim-polling grant (Step 4c).
+pub const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
+/// Seconds between polls the agent must keep (RFC 8628 `interval`).
+pub const INTERVAL: i64 = 5;
+/// Wrong codes a ceremony tolerates before it is dead.
+const MAX_FAILURES: i64 = 5;
+const SESSION_COOKIE: &str = "authmd_session";
+
+/// A fresh attempt for `registration_id`, superseding earlier ones: the `claim` block.
+pub fn start_attempt(
+    conn: &rusqlite::Connection,
+    state: &AppState,
+    registration_id: &str,
+    email: &str,
+    now: i64,
+) -> Result<Value, ApiError> {
+    let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
+    conn.execute(
+        "UPDATE v06_attempts SET superseded = 1 WHERE registration_id = ?1",
+        params![registration_id],
+    )
+    .map_err(db)?;
+    let code = if state.defects.contains(Defect::V06ShortUserCode) {
+        otp()[2..].to_string()
+    } else {
+        otp()
+    };
+    let (id, token) = (ordered_id("cla_"), secret("cat_", 24));
+    let ttl = state.config.ttl.claim_attempt;
+    conn.execute(
+        "INSERT INTO v06_attempts (id, registration_id, email, token_hash, code_hash, created_at, expires_at, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+        params![id, registration_id, email, hash(&token), hash(&code), now, now + ttl],
+    )
+    .map_err(db)?;
+    let return_to = format!("/claim?claim_attempt_token={token}");
+    let verification_uri = format!(
+        "{}/login?return_to={}",
+        state.base_url,
+        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+    );
+    Ok(json!({
+        "id": id,
+        "expires_at": iso(now + ttl),
+        "block": { "user_code": code, "expires_in": ttl, "verification_uri": verification_uri, "interval": INTERVAL },
+    }))
+}
+
+/// The email shape `service_auth` accepts as a `login_hint` (CHANGELOG v0.6: today, an email).
+fn plausible_email(hint: &str) -> bool {
+    let Some((local, domain)) = hint.split_once('@') else {
+        return false;
+    };
+    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !hint.contains(char::is_whitespace)
+}
+
+/// `{"type":"service_auth","login_hint":…}` (v0.6 Step 3): a registration bound to the hinted
+/// address, with the ceremony started in the same answer.
+pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
+    let hint = body
+        .get("login_hint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::InvalidRequest("`login_hint` is required".into()))?
+        .to_string();
+    if !plausible_email(&hint) && !state.defects.contains(Defect::V06AnyLoginHint) {
+        return Err(ApiError::InvalidLoginHint);
+    }
+    let registration_id = ordered_id("reg_");
+    let claim_token = secret("clm_", 24);
+    let expires = now + state.config.ttl.registration;
+    let post = state.config.scopes.clone();
+    let (rid, claim_hash, post_json, st) = (
+        registration_id.clone(),
+        hash(&claim_token),
+        serde_json::to_string(&post).unwrap_or_default(),
+        state.clone(),
+    );
+    let attempt = state
+        .db
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
+                 VALUES (?1, 'service_auth', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, '[]', ?6)",
+                params![rid, now, expires, claim_hash, hint, post_json],
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            start_attempt(conn, &st, &rid, &hint, now)
+        })
+        .await?;
+    Ok(no_store(
+        state,
+        StatusCode::OK,
+        json!({
+            "registration_id": registration_id,
+            "registration_type": "service_auth",
+            "claim_url": format!("{}/agent/identity/claim", state.base_url),
+            "claim_token": claim_token,
+            "claim_token_expires": iso(expires),
+            "post_claim_scopes": post,
+            "claim": attempt["block"],
+        }),
+    ))
+}
+
+/// `POST /agent/identity/claim {claim_token, email}` (v0.6 Step 4a): a fresh ceremony.
+pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+            .await
+            .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))?;
+        let (Some(token), Some(email)) = (body["claim_token"].as_str(), body["email"].as_str()) else {
+            return Err(ApiError::InvalidRequest("`claim_token` and `email` are required".into()));
+        };
+        let (h, email, st) = (hash(token), email.to_string(), state.clone());
+        let started = state
+            .db
+            .call(move |conn| {
+                let row: Option<(String, String, i64, String, Option<String>)> = conn
+                    .query_row(
+                        "SELECT id, kind, expires_at, status, email FROM registrations WHERE claim_token_hash = ?1",
+                        params![h],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                    )
+                    .optional()
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let Some((rid, kind, expires_at, status, bound)) = row else {
+                    return Err(ApiError::InvalidClaimToken);
+                };
+                if status != "unclaimed" {
+                    return Err(ApiError::ClaimedOrInFlight);
+                }
+                if now >= expires_at {
+                    return Err(ApiError::ClaimExpired);
+                }
+                // service_auth re-initiation: the address must be the registration's (v0.4).
+                if kind == "service_auth" && !bound.is_some_and(|b| b.eq_ignore_ascii_case(&email)) {
+                    return Err(ApiError::InvalidRequest("the email is not this registration's".into()));
+                }
+                let attempt = start_attempt(conn, &st, &rid, &email, now)?;
+                Ok((rid, attempt))
+            })
+            .await?;
+        let (rid, attempt) = started;
+        Ok(no_store(
+            &state,
+            StatusCode::OK,
+            json!({
+                "registration_id": rid,
+                "claim_attempt_id": attempt["id"],
+                "status": "initiated",
+                "expires_at": attempt["expires_at"],
+                "claim_attempt": attempt["block"],
+            }),
+        ))
+    }
+    .await;
+    state.reply(outcome)
+}
+
+/// The claim grant (v0.6 Step 4c): pending, slow down, expired, or the post-claim tokens.
+pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Response {
+    let (h, slow_check) = (hash(claim_token), !state.defects.contains(Defect::V06NoSlowDown));
+    let found = state
+        .db
+        .call(move |conn| {
+            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
+            let reg: Option<(String, String)> = conn
+                .query_row("SELECT id, kind FROM registrations WHERE claim_token_hash = ?1", params![h], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(db)?;
+            let Some((rid, kind)) = reg else {
+                return Ok(Err("unknown claim_token"));
+            };
+            let attempt: Option<(String, String, i64, Option<i64>)> = conn
+                .query_row(
+                    "SELECT id, status, expires_at, last_poll_at FROM v06_attempts WHERE registration_id = ?1 AND superseded = 0",
+                    params![rid],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((aid, status, expires_at, last_poll)) = attempt else {
+                return Ok(Err("no ceremony in progress"));
+            };
+            match status.as_str() {
+                "completed" => {
+                    conn.execute("UPDATE v06_attempts SET status = 'redeemed' WHERE id = ?1", params![aid])
+                        .map_err(db)?;
+                    Ok(Ok(Some((rid, kind))))
+                }
+                "pending" => {
+                    conn.execute("UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, aid])
+                        .map_err(db)?;
+                    if now >= expires_at {
+                        Ok(Err("expired_token"))
+                    } else if slow_check && last_poll.is_some_and(|p| now - p < INTERVAL) {
+                        Ok(Err("slow_down"))
+                    } else {
+                        Ok(Err("authorization_pending"))
+                    }
+                }
+                _ => Ok(Err("the ceremony is over")),
+            }
+        })
+        .await;
+    match found {
+        Ok(Ok(Some((rid, _kind)))) => mint_access(state, now, &rid, true).await,
+        Ok(Ok(None)) => oauth_error(state, StatusCode::BAD_REQUEST, "invalid_grant", "no ceremony"),
+        Ok(Err(code @ ("authorization_pending" | "slow_down" | "expired_token"))) => {
+            oauth_error(state, StatusCode::BAD_REQUEST, code, "the user has not finished the ceremony")
+        }
+        Ok(Err(why)) => oauth_error(state, StatusCode::BAD_REQUEST, "invalid_grant", why),
+        Err(e) => state.reply(Err(e)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ReturnTo {
+    return_to: Option<String>,
+}
+
+/// A page of the service's own (no framework: a heading, a paragraph, a form).
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
+    );
+    (status, Html(html)).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Only a path on this service: `return_to` never sends the user elsewhere (open redirect).
+fn local_path(return_to: Option<&str>) -> String {
+    match return_to {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        _ => "/".into(),
+    }
+}
+
+/// `GET /login`: the service's sign-in (a stand-in for its real one: the user names an address).
+pub async fn login_page(Query(q): Query<ReturnTo>) -> Response {
+    let to = escape(&local_path(q.return_to.as_deref()));
+    page(
+        StatusCode::OK,
+        "Sign in",
+        &format!(
+            "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"return_to\" value=\"{to}\"><label>Email <input name=\"email\" type=\"email\" required></label><button>Sign in</button></form>"
+        ),
+    )
+}
+
+/// `POST /login`: starts a cookie-bound session and returns to where the user was going.
+pub async fn login(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let fields = form_fields(request).await;
+    let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let Some(email) = field("email").filter(|e| plausible_email(e)) else {
+        return page(StatusCode::BAD_REQUEST, "Sign in", "<p>Enter your email address.</p>");
+    };
+    let token = secret("ses_", 24);
+    let h = hash(&token);
+    let stored = state
+        .db
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO v06_sessions (token_hash, email, expires_at) VALUES (?1, ?2, ?3)",
+                params![h, email, now + 3600],
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))
+        })
+        .await;
+    if let Err(e) = stored {
+        return state.reply(Err(e));
+    }
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, local_path(field("return_to").as_deref()))],
+    )
+        .into_response();
+    let secure = if state.base_url.starts_with("https:") { "; Secure" } else { "" };
+    if let Ok(cookie) = HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/{secure}")) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The signed-in address, from the session cookie.
+async fn session_email(state: &AppState, headers: &HeaderMap, now: i64) -> Option<String> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_string))?;
+    let h = hash(&token);
+    state
+        .db
+        .read(move |conn| {
+            conn.query_row(
+                "SELECT email FROM v06_sessions WHERE token_hash = ?1 AND expires_at > ?2",
+                params![h, now],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(|e| ApiError::Internal(e.to_string()))
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
+#[derive(serde::Deserialize)]
+pub struct AttemptQuery {
+    claim_attempt_token: Option<String>,
+}
+
+/// `GET /claim?claim_attempt_token=…`: where the signed-in user types the code.
+pub async fn claim_page(State(state): State<AppState>, Now(now): Now, headers: HeaderMap, Query(q): Query<AttemptQuery>) -> Response {
+    let Some(token) = q.claim_attempt_token.filter(|t| !t.is_empty()) else {
+        return page(StatusCode::BAD_REQUEST, "Claim", "<p>This link is incomplete.</p>");
+    };
+    let here = format!("/claim?claim_attempt_token={token}");
+    let Some(email) = session_email(&state, &headers, now).await else {
+        let to = url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>();
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/login?return_to={to}"))]).into_response();
+    };
+    page(
+        StatusCode::OK,
+        "Connect an agent",
+        &format!(
+            "<p>You're signed in as {}. An agent asks to act for this account. If you started this, type the code it gave you.</p><form method=\"post\" action=\"/agent/identity/claim/complete\"><input type=\"hidden\" name=\"claim_attempt_token\" value=\"{}\"><label>Code <input name=\"user_code\" inputmode=\"numeric\" required></label><button>Confirm</button></form>",
+            escape(&email),
+            escape(&token)
+        ),
+    )
+}
+
+/// `POST /agent/identity/claim/complete`: the `/claim` form's action. Only the signed-in owner
+/// of the attempt's address, with the right code, completes it.
+pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let fields = form_fields(request).await;
+    let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (token, code) = (field("claim_attempt_token"), field("user_code"));
+    let Some(email) = session_email(&state, &headers, now).await else {
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in first",
+            "<p>Your session has ended. Open the link again.</p>",
+        );
+    };
+    let any_account = state.defects.contains(Defect::V06AnyAccountCompletes);
+    let keep_pre_claim = state.defects.contains(Defect::V06KeepPreClaimTokens);
+    let h = hash(&token);
+    let outcome = state
+        .db
+        .call(move |conn| {
+            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
+            let row: Option<(String, String, String, String, i64, i64, i64)> = conn
+                .query_row(
+                    "SELECT a.id, a.registration_id, a.email, a.code_hash, a.expires_at, a.failures, a.superseded FROM v06_attempts a WHERE a.token_hash = ?1 AND a.status = 'pending'",
+                    params![h],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((aid, rid, bound, code_hash, expires_at, failures, superseded)) = row else {
+                return Ok((StatusCode::NOT_FOUND, "This link is no longer valid."));
+            };
+            if superseded != 0 {
+                return Ok((StatusCode::NOT_FOUND, "This link is no longer valid."));
+            }
+            if now >= expires_at || failures >= MAX_FAILURES {
+                return Ok((StatusCode::GONE, "This code has expired. Ask the agent for a new one."));
+            }
+            // V6-CLAIM-03: the claim is for the address the agent named, and no other.
+            if !any_account && !bound.eq_ignore_ascii_case(&email) {
+                return Ok((StatusCode::FORBIDDEN, "This request is for another account."));
+            }
+            if hash(&code) != code_hash {
+                conn.execute("UPDATE v06_attempts SET failures = failures + 1 WHERE id = ?1", params![aid])
+                    .map_err(db)?;
+                return Ok((StatusCode::BAD_REQUEST, "That code is not right."));
+            }
+            conn.execute("UPDATE v06_attempts SET status = 'completed' WHERE id = ?1", params![aid]).map_err(db)?;
+            let user: Option<String> = conn
+                .query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![email], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            let user = match user {
+                Some(u) => u,
+                None => {
+                    let id = ordered_id("user_");
+                    conn.execute(
+                        "INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, 1, ?3)",
+                        params![id, email, now],
+                    )
+                    .map_err(db)?;
+                    id
+                }
+            };
+            conn.execute(
+                "UPDATE registrations SET status = 'claimed', user_id = ?1, email = ?2 WHERE id = ?3",
+                params![user, email, rid],
+            )
+            .map_err(db)?;
+            // V6-TOKEN-11: the pre-claim access tokens die with the anonymous stage.
+            if !keep_pre_claim {
+                conn.execute(
+                    "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1 AND source = 'token_endpoint'",
+                    params![rid],
+                )
+                .map_err(db)?;
+            }
+            Ok((StatusCode::OK, "Done. You can return to the agent."))
+        })
+        .await;
+    match outcome {
+        Ok((status, text)) => page(status, "Connect an agent", &format!("<p>{text}</p>")),
+        Err(e) => state.reply(Err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_stays_on_this_service() {
+        assert_eq!(local_path(Some("/claim?x=1")), "/claim?x=1");
+        assert_eq!(local_path(Some("//evil.example/")), "/");
+        assert_eq!(local_path(Some("https://evil.example/")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+}
