@@ -202,7 +202,11 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             // C-20 reading B: a logout token must carry `exp`, as BCL 1.0 requires.
             config.logout_requires_exp = true;
         }
-        Variant::V06 => config.profile = "v0.6".into(),
+        Variant::V06 => {
+            config.profile = "v0.6".into();
+            // v0.6 Step 3: `aud` is the PRM resource.
+            config.audience = AudienceReading::Resource;
+        }
         Variant::NoClock => {
             config.test_clock = false;
             config.ttl.registration = SHORT_TTLS.registration;
@@ -243,6 +247,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     let mut target = TargetConfig::new(server.base_url());
     target.profile = variant.profile().to_string();
     if variant == Variant::V06 {
+        target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
         // The human's steps on the server's own pages (v0.6 ceremony).
         let fields = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         target.session = Some(crate::target::SessionRecipe {

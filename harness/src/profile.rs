@@ -63,6 +63,25 @@ pub struct Manifest {
     /// Error names that mean the same.
     #[serde(default)]
     pub errors: Errors,
+    /// What the profile puts in every minted token unless a case says otherwise.
+    #[serde(default)]
+    pub tokens: TokenDefaults,
+}
+
+/// Token defaults of a profile: `set` and `header_set` members (TokenSpec-shaped tables) merged
+/// under what a case writes, and the content type provider revocation is posted with.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenDefaults {
+    /// For ID-JAGs (v0.5 and later need `auth_time`).
+    #[serde(default)]
+    pub id_jag: Option<Value>,
+    /// For provider revocation tokens (v0.3 and later: an RFC 8417 SET).
+    #[serde(default)]
+    pub logout: Option<Value>,
+    /// The content type a revocation token is posted with.
+    #[serde(default)]
+    pub logout_content_type: Option<String>,
 }
 
 /// Where a profile's flows are: JSON pointers into the AS metadata, and the derived endpoints

@@ -188,6 +188,16 @@ defects! {
     V06ShortUserCode = "v06-short-user-code",
     /// V6-SA-02: any `login_hint` is accepted, email or not (v0.6).
     V06AnyLoginHint = "v06-any-login-hint",
+    /// V6-IDJAG-02: an ID-JAG without `auth_time` is accepted (v0.6).
+    V06AuthTimeOptional = "v06-auth-time-optional",
+    /// V6-IDJAG-03: `auth_time` is never checked for age (v0.6).
+    V06IgnoreAuthTimeAge = "v06-ignore-auth-time-age",
+    /// V6-IDJAG-04: an ID-JAG matching an existing account by email is linked without the user (v0.6).
+    V06SilentLink = "v06-silent-link",
+    /// V6-SET-05: a revocation SET is answered 202 and changes nothing (v0.6).
+    V06SetIgnored = "v06-set-ignored",
+    /// V6-SET-06: the teardown leaves the registration's claim token working (v0.6).
+    V06TeardownKeepsClaim = "v06-teardown-keeps-claim",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

@@ -17,6 +17,7 @@ mod state;
 pub mod store;
 mod v06;
 mod v06_claim;
+mod v06_identity;
 mod verify;
 
 use std::net::SocketAddr;
@@ -103,6 +104,7 @@ pub fn app(state: AppState) -> Router {
             .route("/agent/identity/claim/complete", post(v06_claim::complete))
             .route("/login", get(v06_claim::login_page).post(v06_claim::login))
             .route("/claim", get(v06_claim::claim_page))
+            .route("/agent/event/notify", post(v06_identity::notify))
     } else {
         Router::new()
             .route("/.well-known/oauth-authorization-server", get(routes::as_metadata))

@@ -610,7 +610,7 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
 }
 
 /// Records a `jti` in the replay cache; false when it was already there.
-fn remember_jti(
+pub(crate) fn remember_jti(
     conn: &Connection,
     defects: &crate::defect::Defects,
     iss: &str,

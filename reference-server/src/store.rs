@@ -137,6 +137,16 @@ CREATE TABLE v06_sessions (
     expires_at INTEGER NOT NULL
 );
 "#,
+    // v0.6: which provider identity a registration belongs to, so a provider SET can tear it
+    // down and a confirmed step-up can record the delegation.
+    r#"
+CREATE TABLE v06_links (
+    registration_id TEXT PRIMARY KEY,
+    iss TEXT NOT NULL,
+    sub TEXT NOT NULL
+);
+CREATE INDEX v06_links_subject ON v06_links(iss, sub);
+"#,
 ];
 
 /// Handle to the storage thread and the read pool. Cheap to clone.

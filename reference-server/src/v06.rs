@@ -105,6 +105,13 @@ pub(crate) fn oauth_error(state: &AppState, status: StatusCode, error: &str, des
 /// `GET /.well-known/oauth-authorization-server` (v0.6 Step 1b).
 pub async fn as_metadata(State(state): State<AppState>) -> Response {
     let base = &state.base_url;
+    let mut identity_types = vec!["anonymous"];
+    if state.config.verified_email {
+        identity_types.push("service_auth");
+    }
+    if state.config.id_jag {
+        identity_types.push("identity_assertion");
+    }
     let mut metadata = json!({
         "resource": state.resource(),
         "authorization_servers": [base],
@@ -120,7 +127,10 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
             "skill": format!("{base}/auth.md"),
             "identity_endpoint": format!("{base}/agent/identity"),
             "claim_endpoint": format!("{base}/agent/identity/claim"),
-            "identity_types_supported": if state.config.verified_email { json!(["anonymous", "service_auth"]) } else { json!(["anonymous"]) },
+            "events_endpoint": format!("{base}/agent/event/notify"),
+            "identity_types_supported": identity_types,
+            "identity_assertion": { "assertion_types_supported": ["urn:ietf:params:oauth:token-type:id-jag"] },
+            "events_supported": [crate::verify::REVOKED_EVENT],
         },
     });
     if state.defects.contains(Defect::V06OmitTokenEndpoint)
@@ -156,7 +166,7 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             Some(_) if state.defects.contains(Defect::V06UnknownTypeAsAnonymous) => register_anonymous(&state, now).await,
             Some("service_auth") if state.config.verified_email => crate::v06_claim::register_service_auth(&state, now, &body).await,
             Some("service_auth") => Err(ApiError::ServiceAuthNotEnabled),
-            Some("identity_assertion") => Err(ApiError::IssuerNotEnabled),
+            Some("identity_assertion") => crate::v06_identity::register(&state, now, &body).await,
             _ => Err(ApiError::InvalidRequest(
                 "`type` must be anonymous, service_auth or identity_assertion".into(),
             )),
@@ -362,7 +372,7 @@ async fn mint(state: &AppState, now: i64, registration_id: &str, refuse_if_claim
 
 /// A service-signed identity assertion for `registration_id`; after a claim (`claimed`) it
 /// carries the user's verified email (the v2 assertion of Step 4c).
-fn assertion_for(
+pub(crate) fn assertion_for(
     state: &AppState,
     now: i64,
     registration_id: &str,

@@ -427,6 +427,13 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 params![user, email, rid],
             )
             .map_err(db)?;
+            // V6-IDJAG-05: a confirmed step-up records the provider identity's delegation, so
+            // its next ID-JAG registers directly.
+            conn.execute(
+                "INSERT OR IGNORE INTO delegations (iss, sub, user_id) SELECT iss, sub, ?1 FROM v06_links WHERE registration_id = ?2",
+                params![user, rid],
+            )
+            .map_err(db)?;
             // V6-TOKEN-11: the pre-claim access tokens die with the anonymous stage.
             if !keep_pre_claim {
                 conn.execute(

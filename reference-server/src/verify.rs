@@ -32,9 +32,11 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    fn typ(self) -> &'static str {
+    /// The `typ` this kind carries: v0.3 and later deliver revocation as an RFC 8417 SET.
+    fn typ(self, profile: &str) -> &'static str {
         match self {
             Self::IdJag => "oauth-id-jag+jwt",
+            Self::Logout if profile == "v0.6" => "secevent+jwt",
             Self::Logout => "logout+jwt",
         }
     }
@@ -152,12 +154,18 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     // IDJAG-11, IDJAG-12, IDJAG-41, REVOKE-06, REVOKE-17: explicit typing (RFC 8725 §3.11).
     if !defects.contains(Defect::SkipTypCheck) {
         match header.get("typ").and_then(Value::as_str) {
-            Some(typ) if typ_matches(typ, kind.typ(), defects.contains(Defect::StrictTypComparison)) => {}
+            Some(typ) if typ_matches(typ, kind.typ(&state.config.profile), defects.contains(Defect::StrictTypComparison)) => {}
             Some(typ) => {
-                return Err(ApiError::InvalidRequest(format!("unexpected typ `{typ}`; wanted `{}`", kind.typ())));
+                return Err(ApiError::InvalidRequest(format!(
+                    "unexpected typ `{typ}`; wanted `{}`",
+                    kind.typ(&state.config.profile)
+                )));
             }
             None => {
-                return Err(ApiError::InvalidRequest(format!("missing typ header; wanted `{}`", kind.typ())));
+                return Err(ApiError::InvalidRequest(format!(
+                    "missing typ header; wanted `{}`",
+                    kind.typ(&state.config.profile)
+                )));
             }
         }
     }

@@ -265,6 +265,25 @@ impl<'h> CaseCtx<'h> {
         if spec.get("kind").is_none() {
             spec["kind"] = serde_json::to_value(default_kind).map_err(|e| e.to_string())?;
         }
+        // The profile's defaults (v0.6: `auth_time`, the SET `typ`) under what the case wrote.
+        let defaults = match spec["kind"].as_str() {
+            Some("logout") => self.h.profile.tokens.logout.clone(),
+            _ => self.h.profile.tokens.id_jag.clone(),
+        };
+        if let Some(defaults) = defaults {
+            for (table, removed) in [("set", "remove"), ("header_set", "header_remove")] {
+                let Some(members) = defaults.get(table).and_then(Value::as_object) else {
+                    continue;
+                };
+                for (name, value) in members {
+                    let taken = spec.pointer(&format!("/{table}/{name}")).is_some()
+                        || spec[removed].as_array().is_some_and(|r| r.iter().any(|v| v == name.as_str()));
+                    if !taken {
+                        spec[table][name] = value.clone();
+                    }
+                }
+            }
+        }
         // The audience the target expects unless the case says otherwise.
         let aud = self.h.audience();
         if spec.pointer("/set/aud").is_none() && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "aud")) {

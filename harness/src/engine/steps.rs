@@ -401,7 +401,9 @@ impl CaseCtx<'_> {
         body: &Option<String>,
     ) -> StepOutcome {
         let (token, mut minted) = need!(self.mint(token, TokenKind::Logout));
-        let content_type = need!(self.text(content_type)).unwrap_or_else(|| "application/logout+jwt".into());
+        let default_type = self.h.profile.tokens.logout_content_type.clone();
+        let content_type =
+            need!(self.text(content_type)).unwrap_or_else(|| default_type.unwrap_or_else(|| "application/logout+jwt".into()));
         let body = need!(self.text(body)).unwrap_or(token);
         let uri = need!(
             self.h

@@ -1,0 +1,276 @@
+//! v0.6 ID-JAG registration (AUTH.md Step 3, CHANGELOG v0.5): the v0.1 verification rules,
+//! then `auth_time` freshness (401 `login_required`), then matching: a known `(iss, sub)` or a
+//! fresh user registers at once; an existing account found by verified email needs the user to
+//! confirm the link first (401 `interaction_required` with a ceremony). And the RFC 8935 SET
+//! receiver, whose revocation event tears down the registration, its claim handle and the
+//! delegation (upstream b53c9ed).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::defect::Defect;
+use crate::error::ApiError;
+use crate::routes::remember_jti;
+use crate::state::{AppState, Now, hash, iso, ordered_id, secret};
+use crate::v06::no_store;
+use crate::verify::{self, TokenKind};
+
+const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
+/// How old the user's authentication at the provider may be (`idJagMaxAuthAgeSeconds`).
+pub const MAX_AUTH_AGE: i64 = 3600;
+
+/// A 401 with an `AgentAuth` challenge (the registration step-up vocabulary of v0.5).
+fn agent_auth_401(body: Value, challenge: String) -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What matching decided, in the writer's transaction.
+enum Matched {
+    /// Registered: the registration id, its user's email (if any).
+    Registered(String, Option<String>),
+    /// Step-up needed: the registration, its claim token and the ceremony block.
+    StepUp(String, String, i64, Value),
+}
+
+/// `{"type":"identity_assertion","assertion_type":ID-JAG,"assertion":…}` under v0.6.
+pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
+    if !state.config.id_jag {
+        return Err(ApiError::IssuerNotEnabled);
+    }
+    // V6-SA-04: `verified_email` left the assertion types in v0.6.
+    if body.get("assertion_type").and_then(Value::as_str) != Some(ID_JAG_URN) {
+        return Err(ApiError::InvalidRequest("assertion_type must be the ID-JAG URN".into()));
+    }
+    let assertion = body
+        .get("assertion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::InvalidRequest("`assertion` is required".into()))?;
+    // AUTH.md Errors: ID-JAG signature, jti, aud and exp problems are `invalid_request` here;
+    // an issuer off the trust list is `issuer_not_enabled`.
+    let verified = verify::verify(state, assertion, TokenKind::IdJag, now).await.map_err(|e| match e {
+        ApiError::InvalidIssuer => ApiError::IssuerNotEnabled,
+        ApiError::Internal(m) => ApiError::Internal(m),
+        ApiError::BadGateway => ApiError::BadGateway,
+        other => ApiError::InvalidRequest(format!("the ID-JAG does not verify ({})", other.code())),
+    })?;
+    // V6-IDJAG-02, -03: a fresh authentication at the provider, checked on every ID-JAG.
+    let auth_time = verified.claims.get("auth_time").and_then(Value::as_i64);
+    let skew = state.config.ttl.skew;
+    let stale = match auth_time {
+        None => !state.defects.contains(Defect::V06AuthTimeOptional),
+        Some(t) => (now - t > MAX_AUTH_AGE && !state.defects.contains(Defect::V06IgnoreAuthTimeAge)) || t > now + skew,
+    };
+    if stale {
+        return Ok(agent_auth_401(
+            json!({ "error": "login_required", "error_description": "auth_time is missing or older than the service allows; re-authenticate at the provider and mint a fresh ID-JAG", "max_age": MAX_AUTH_AGE }),
+            format!(r#"AgentAuth error="login_required", max_age="{MAX_AUTH_AGE}", error_description="re-authenticate at the provider""#),
+        ));
+    }
+    let email = verified
+        .claims
+        .get("email")
+        .and_then(Value::as_str)
+        .filter(|_| verified.claims.get("email_verified") == Some(&json!(true)))
+        .map(str::to_string);
+    let registration_id = format!(
+        "reg_{}",
+        &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
+    );
+    let (st, rid, silent_link) = (
+        state.clone(),
+        registration_id.clone(),
+        state.defects.contains(Defect::V06SilentLink),
+    );
+    let matched = state
+        .db
+        .call(move |conn| {
+            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
+            let fresh = remember_jti(conn, &st.defects, &verified.iss, TokenKind::IdJag, &verified.jti, verified.replay_until, now)?;
+            if !fresh {
+                return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
+            }
+            let delegated: Option<String> = conn
+                .query_row(
+                    "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
+                    params![verified.iss, verified.sub],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let existing: Option<String> = match (&delegated, &email) {
+                (None, Some(e)) => conn
+                    .query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![e], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?,
+                _ => None,
+            };
+            conn.execute(
+                "INSERT OR REPLACE INTO v06_links (registration_id, iss, sub) VALUES (?1, ?2, ?3)",
+                params![rid, verified.iss, verified.sub],
+            )
+            .map_err(db)?;
+            let post = serde_json::to_string(&st.config.scopes).unwrap_or_default();
+            // V6-IDJAG-04: an account found by email alone is not bound without the user.
+            if let (None, Some(_), false) = (&delegated, &existing, silent_link) {
+                let claim_token = secret("clm_", 24);
+                let expires = now + st.config.ttl.registration;
+                let account_email = email.clone().unwrap_or_default();
+                conn.execute(
+                    "INSERT OR REPLACE INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
+                     VALUES (?1, 'identity_assertion', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, '[]', ?6)",
+                    params![rid, now, expires, hash(&claim_token), account_email, post],
+                )
+                .map_err(db)?;
+                let attempt = crate::v06_claim::start_attempt(conn, &st, &rid, &account_email, now)?;
+                return Ok(Matched::StepUp(rid, claim_token, expires, attempt["block"].clone()));
+            }
+            let user = match delegated.or(existing) {
+                Some(u) => u,
+                None => {
+                    let id = ordered_id("user_");
+                    conn.execute(
+                        "INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![id, email, email.is_some(), now],
+                    )
+                    .map_err(db)?;
+                    id
+                }
+            };
+            conn.execute(
+                "INSERT OR IGNORE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
+                params![verified.iss, verified.sub, user],
+            )
+            .map_err(db)?;
+            conn.execute(
+                "INSERT OR REPLACE INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
+                 VALUES (?1, 'identity_assertion', ?2, ?2, NULL, 'claimed', ?3, 'access_token', ?4, ?5, ?5)",
+                params![rid, now, user, email, post],
+            )
+            .map_err(db)?;
+            Ok(Matched::Registered(rid, email))
+        })
+        .await?;
+    match matched {
+        Matched::Registered(rid, email) => {
+            let (assertion, expires) = crate::v06::assertion_for(state, now, &rid, &state.config.scopes, true, email.as_deref())?;
+            Ok(no_store(
+                state,
+                StatusCode::OK,
+                json!({
+                    "registration_id": rid,
+                    "registration_type": "identity_assertion",
+                    "identity_assertion": assertion,
+                    "assertion_expires": iso(expires),
+                    "scopes": state.config.scopes,
+                }),
+            ))
+        }
+        Matched::StepUp(rid, claim_token, expires, block) => Ok(agent_auth_401(
+            json!({
+                "error": "interaction_required",
+                "error_description": "this identity matches an existing account; the user must confirm the link",
+                "registration_id": rid,
+                "registration_type": "identity_assertion",
+                "claim_url": format!("{}/agent/identity/claim", state.base_url),
+                "claim_token": claim_token,
+                "claim_token_expires": iso(expires),
+                "post_claim_scopes": state.config.scopes,
+                "claim": block,
+            }),
+            r#"AgentAuth error="interaction_required", error_description="confirm the account link""#.into(),
+        )),
+    }
+}
+
+/// An RFC 8935 §2.4 error.
+fn set_error(err: &str, description: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "err": err, "description": description }))).into_response()
+}
+
+/// `POST /agent/event/notify` (RFC 8935): a provider's SET. The revoked event tears down every
+/// registration of `(iss, sub)`, their claim handles, tokens and the delegation (b53c9ed).
+pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !content_type.starts_with("application/secevent+jwt") {
+        return set_error("invalid_request", "the body must be application/secevent+jwt");
+    }
+    let Ok(bytes) = axum::body::to_bytes(request.into_body(), 64 * 1024).await else {
+        return set_error("invalid_request", "the body is too large");
+    };
+    let token = String::from_utf8_lossy(&bytes).trim().to_string();
+    let verified = match verify::verify(&state, &token, TokenKind::Logout, now).await {
+        Ok(v) => v,
+        Err(ApiError::InvalidIssuer) => return set_error("invalid_issuer", "the issuer is not on the trust list"),
+        Err(ApiError::InvalidAudience) => return set_error("invalid_audience", "aud does not name this service"),
+        Err(ApiError::InvalidSignature(_)) => return set_error("invalid_key", "the signature does not verify"),
+        Err(e) => return set_error("invalid_request", &e.code().replace('_', " ")),
+    };
+    if state.defects.contains(Defect::V06SetIgnored) {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let keep_claim = state.defects.contains(Defect::V06TeardownKeepsClaim);
+    let defects = state.defects.clone();
+    let torn = state
+        .db
+        .call(move |conn| {
+            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
+            if !remember_jti(
+                conn,
+                &defects,
+                &verified.iss,
+                TokenKind::Logout,
+                &verified.jti,
+                verified.replay_until,
+                now,
+            )? {
+                return Ok(false);
+            }
+            let regs: Vec<String> = {
+                let mut stmt = conn
+                    .prepare("SELECT registration_id FROM v06_links WHERE iss = ?1 AND sub = ?2")
+                    .map_err(db)?;
+                let rows = stmt.query_map(params![verified.iss, verified.sub], |r| r.get(0)).map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)?
+            };
+            for rid in &regs {
+                let claim = if keep_claim { "claim_token_hash" } else { "NULL" };
+                conn.execute(
+                    &format!("UPDATE registrations SET status = 'revoked', claim_token_hash = {claim} WHERE id = ?1"),
+                    params![rid],
+                )
+                .map_err(db)?;
+                conn.execute("UPDATE credentials SET revoked = 1 WHERE registration_id = ?1", params![rid])
+                    .map_err(db)?;
+                conn.execute("UPDATE v06_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid])
+                    .map_err(db)?;
+            }
+            conn.execute(
+                "DELETE FROM delegations WHERE iss = ?1 AND sub = ?2",
+                params![verified.iss, verified.sub],
+            )
+            .map_err(db)?;
+            Ok(true)
+        })
+        .await;
+    match torn {
+        Ok(true) => StatusCode::ACCEPTED.into_response(),
+        Ok(false) => set_error("invalid_request", "the SET was delivered before (jti)"),
+        Err(e) => state.reply(Err(e)),
+    }
+}
