@@ -198,6 +198,14 @@ defects! {
     V06SetIgnored = "v06-set-ignored",
     /// V6-SET-06: the teardown leaves the registration's claim token working (v0.6).
     V06TeardownKeepsClaim = "v06-teardown-keeps-claim",
+    /// V6-SET-03: a SET naming an unknown event besides the revocation one is refused (v0.6).
+    V06RefuseUnknownEvents = "v06-refuse-unknown-events",
+    /// V6-DISC-07: the metadata still lists the removed `verified_email` assertion type (v0.6).
+    V06AdvertiseVerifiedEmail = "v06-advertise-verified-email",
+    /// V6-REVOKE-04: RFC 7009 revocation without `token` answers 200 (v0.6).
+    V06RevokeWithoutToken200 = "v06-revoke-without-token-200",
+    /// V6-CLAIM-06: an unknown claim token is `invalid_request`, not `invalid_claim_token` (v0.6).
+    V06UnknownClaimTokenInvalidRequest = "v06-unknown-claim-token-invalid-request",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

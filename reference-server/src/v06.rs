@@ -112,6 +112,10 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
     if state.config.id_jag {
         identity_types.push("identity_assertion");
     }
+    let mut assertion_types = vec!["urn:ietf:params:oauth:token-type:id-jag"];
+    if state.defects.contains(Defect::V06AdvertiseVerifiedEmail) {
+        assertion_types.push("verified_email");
+    }
     let mut metadata = json!({
         "resource": state.resource(),
         "authorization_servers": [base],
@@ -129,7 +133,7 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
             "claim_endpoint": format!("{base}/agent/identity/claim"),
             "events_endpoint": format!("{base}/agent/event/notify"),
             "identity_types_supported": identity_types,
-            "identity_assertion": { "assertion_types_supported": ["urn:ietf:params:oauth:token-type:id-jag"] },
+            "identity_assertion": { "assertion_types_supported": assertion_types },
             "events_supported": [crate::verify::REVOKED_EVENT],
         },
     });
@@ -181,7 +185,11 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
 
 async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
     let registration_id = ordered_id("reg_");
-    let claim_token = secret("clm_", 24);
+    let claim_token = if state.defects.contains(Defect::WeakClaimToken) {
+        secret("clm_", 6)
+    } else {
+        secret("clm_", 24)
+    };
     let expires = now + state.config.ttl.registration;
     let pre = state.config.pre_claim_scopes.clone();
     let post = state.config.scopes.clone();
@@ -432,6 +440,9 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
         Err(why) => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", why),
     };
     let Some(token) = fields.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()) else {
+        if state.defects.contains(Defect::V06RevokeWithoutToken200) {
+            return StatusCode::OK.into_response();
+        }
         return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "token is required");
     };
     if state.defects.contains(Defect::V06RevokeIgnored) {

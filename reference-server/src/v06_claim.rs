@@ -141,7 +141,11 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
                     .optional()
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
                 let Some((rid, kind, expires_at, status, bound)) = row else {
-                    return Err(ApiError::InvalidClaimToken);
+                    return Err(if st.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
+                        ApiError::InvalidRequest("no such claim".into())
+                    } else {
+                        ApiError::InvalidClaimToken
+                    });
                 };
                 if status != "unclaimed" {
                     return Err(ApiError::ClaimedOrInFlight);

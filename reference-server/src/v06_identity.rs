@@ -97,7 +97,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
         .call(move |conn| {
             let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
             let fresh = remember_jti(conn, &st.defects, &verified.iss, TokenKind::IdJag, &verified.jti, verified.replay_until, now)?;
-            if !fresh {
+            if !fresh && !st.defects.contains(Defect::SkipReplayCheck) {
                 return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
             }
             let delegated: Option<String> = conn
@@ -193,6 +193,21 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
     }
 }
 
+/// Whether a SET names an event other than the revocation one (read without verifying; only
+/// the defect asks).
+fn unknown_events(token: &str) -> bool {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    claims["events"]
+        .as_object()
+        .is_some_and(|e| e.keys().any(|k| k != verify::REVOKED_EVENT))
+}
+
 /// An RFC 8935 §2.4 error.
 fn set_error(err: &str, description: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "err": err, "description": description }))).into_response()
@@ -214,6 +229,11 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
         return set_error("invalid_request", "the body is too large");
     };
     let token = String::from_utf8_lossy(&bytes).trim().to_string();
+    // V6-SET-03: events this service does not know are ignored (RFC 8417 §2.2), unless the
+    // defect refuses the whole SET for them.
+    if state.defects.contains(Defect::V06RefuseUnknownEvents) && unknown_events(&token) {
+        return set_error("invalid_request", "unknown event");
+    }
     let verified = match verify::verify(&state, &token, TokenKind::Logout, now).await {
         Ok(v) => v,
         Err(ApiError::InvalidIssuer) => return set_error("invalid_issuer", "the issuer is not on the trust list"),
@@ -230,7 +250,7 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
         .db
         .call(move |conn| {
             let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            if !remember_jti(
+            let fresh = remember_jti(
                 conn,
                 &defects,
                 &verified.iss,
@@ -238,7 +258,8 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
                 &verified.jti,
                 verified.replay_until,
                 now,
-            )? {
+            )?;
+            if !fresh && !defects.contains(Defect::SkipLogoutReplayCheck) {
                 return Ok(false);
             }
             let regs: Vec<String> = {
