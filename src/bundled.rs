@@ -62,11 +62,12 @@ pub enum Shape {
 impl Shape {
     /// The shape `case` needs.
     pub fn for_case(case: &Case) -> Self {
-        if case
-            .needs
-            .iter()
-            .any(|n| matches!(n, Need::AnonymousOff | Need::VerifiedEmailOff | Need::AmrPolicy))
-        {
+        if case.needs.iter().any(|n| {
+            matches!(
+                n,
+                Need::AnonymousOff | Need::VerifiedEmailOff | Need::ServiceAuthOff | Need::AmrPolicy
+            )
+        }) {
             Self::Restricted
         } else {
             Self::Full

@@ -108,6 +108,8 @@ pub enum Need {
     Session,
     /// The metadata offers `service_auth` registration (v0.6).
     ServiceAuth,
+    /// The target offers no `service_auth` registration (v0.6).
+    ServiceAuthOff,
 }
 
 /// A fact of the target configuration a case's level can depend on.

@@ -206,6 +206,14 @@ defects! {
     V06RevokeWithoutToken200 = "v06-revoke-without-token-200",
     /// V6-CLAIM-06: an unknown claim token is `invalid_request`, not `invalid_claim_token` (v0.6).
     V06UnknownClaimTokenInvalidRequest = "v06-unknown-claim-token-invalid-request",
+    /// V6-CLAIM-04: a ceremony past its `user_code` window is never answered `expired_token` (v0.6).
+    V06AttemptNeverExpires = "v06-attempt-never-expires",
+    /// V6-CLAIM-05: the claim endpoint starts ceremonies on an expired registration (v0.6).
+    V06RegistrationNeverExpires = "v06-registration-never-expires",
+    /// V6-SA-04: the removed `verified_email` assertion type is still taken, as service_auth (v0.6).
+    V06AcceptVerifiedEmail = "v06-accept-verified-email",
+    /// V6-REG-05: anonymous registration works although the service turned it off (v0.6).
+    V06AnonymousDespiteOff = "v06-anonymous-despite-off",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

@@ -105,7 +105,10 @@ pub(crate) fn oauth_error(state: &AppState, status: StatusCode, error: &str, des
 /// `GET /.well-known/oauth-authorization-server` (v0.6 Step 1b).
 pub async fn as_metadata(State(state): State<AppState>) -> Response {
     let base = &state.base_url;
-    let mut identity_types = vec!["anonymous"];
+    let mut identity_types = Vec::new();
+    if state.config.anonymous {
+        identity_types.push("anonymous");
+    }
     if state.config.verified_email {
         identity_types.push("service_auth");
     }
@@ -166,10 +169,21 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
         let body: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))?;
         match body.get("type").and_then(Value::as_str) {
-            Some("anonymous") => register_anonymous(&state, now).await,
+            Some("anonymous") if state.config.anonymous || state.defects.contains(Defect::V06AnonymousDespiteOff) => {
+                register_anonymous(&state, now).await
+            }
+            Some("anonymous") => Err(ApiError::AnonymousNotEnabled),
             Some(_) if state.defects.contains(Defect::V06UnknownTypeAsAnonymous) => register_anonymous(&state, now).await,
             Some("service_auth") if state.config.verified_email => crate::v06_claim::register_service_auth(&state, now, &body).await,
             Some("service_auth") => Err(ApiError::ServiceAuthNotEnabled),
+            // v0.6 moved the email path to `service_auth`; the defect still takes the old body.
+            Some("identity_assertion")
+                if body.get("assertion_type").and_then(Value::as_str) == Some("verified_email")
+                    && state.defects.contains(Defect::V06AcceptVerifiedEmail) =>
+            {
+                let hint = json!({ "login_hint": body.get("assertion").cloned().unwrap_or(Value::Null) });
+                crate::v06_claim::register_service_auth(&state, now, &hint).await
+            }
             Some("identity_assertion") => crate::v06_identity::register(&state, now, &body).await,
             _ => Err(ApiError::InvalidRequest(
                 "`type` must be anonymous, service_auth or identity_assertion".into(),

@@ -150,7 +150,7 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
                 if status != "unclaimed" {
                     return Err(ApiError::ClaimedOrInFlight);
                 }
-                if now >= expires_at {
+                if now >= expires_at && !st.defects.contains(Defect::V06RegistrationNeverExpires) {
                     return Err(ApiError::ClaimExpired);
                 }
                 // service_auth re-initiation: the address must be the registration's (v0.4).
@@ -181,6 +181,7 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
 /// The claim grant (v0.6 Step 4c): pending, slow down, expired, or the post-claim tokens.
 pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Response {
     let (h, slow_check) = (hash(claim_token), !state.defects.contains(Defect::V06NoSlowDown));
+    let never_expires = state.defects.contains(Defect::V06AttemptNeverExpires);
     let found = state
         .db
         .call(move |conn| {
@@ -214,7 +215,7 @@ pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Respo
                 "pending" => {
                     conn.execute("UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, aid])
                         .map_err(db)?;
-                    if now >= expires_at {
+                    if now >= expires_at && !never_expires {
                         Ok(Err("expired_token"))
                     } else if slow_check && last_poll.is_some_and(|p| now - p < INTERVAL) {
                         Ok(Err("slow_down"))

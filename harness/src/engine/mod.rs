@@ -309,6 +309,7 @@ impl Harness {
                     "needs [session]: the sign-in and confirm forms a human fills in on your service's pages"
                 }
                 Need::ServiceAuth if !d.offers("service_auth") => "the metadata does not offer service_auth",
+                Need::ServiceAuthOff if d.offers("service_auth") => "the target offers service_auth",
                 Need::TokenRevocation if d.token_revocation_uri.is_none() => "the metadata names no token revocation endpoint",
                 Need::SecondIssuer if self.idp2.is_none() => "needs [idp.second]: a second issuer on your trust list",
                 Need::UntrustedIssuer if self.stranger.is_none() => "needs an untrusted live issuer (started by `run`)",
