@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::IdpError;
 
 /// The signature algorithms the mock IdP can sign with.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema, Eq, PartialEq, Serialize)]
 pub enum KeyAlg {
     /// ECDSA P-256 with SHA-256, the default of auth.md providers.
     #[default]

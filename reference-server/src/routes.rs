@@ -610,6 +610,20 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
 }
 
 /// Records a `jti` in the replay cache; false when it was already there.
+/// Remembers a logout token's (or SET's) `jti`: true when it is new, or when the replay check
+/// is switched off by its defect.
+pub(crate) fn logout_jti_is_fresh(
+    conn: &Connection,
+    defects: &crate::defect::Defects,
+    iss: &str,
+    jti: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let fresh = remember_jti(conn, defects, iss, TokenKind::Logout, jti, until, now)?;
+    Ok(fresh || defects.contains(Defect::SkipLogoutReplayCheck))
+}
+
 pub(crate) fn remember_jti(
     conn: &Connection,
     defects: &crate::defect::Defects,
@@ -1360,16 +1374,7 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
             .db
             .call(move |conn| {
                 // REVOKE-11: a logout token is processed once.
-                let fresh = remember_jti(
-                    conn,
-                    &st.defects,
-                    &verified.iss,
-                    TokenKind::Logout,
-                    &verified.jti,
-                    verified.replay_until,
-                    now,
-                )?;
-                if !fresh && !st.defects.contains(Defect::SkipLogoutReplayCheck) {
+                if !logout_jti_is_fresh(conn, &st.defects, &verified.iss, &verified.jti, verified.replay_until, now)? {
                     return Err(ApiError::ReplayDetected);
                 }
                 if st.defects.contains(Defect::IgnoreLogoutTokens) {

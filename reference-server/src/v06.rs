@@ -164,10 +164,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 /// types answer the not-enabled codes the text gives agents to fall back on.
 pub async fn register(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
-        let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
-            .await
-            .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
-        let body: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))?;
+        let body = json_body(request).await?;
         match body.get("type").and_then(Value::as_str) {
             Some("anonymous") if state.config.anonymous || state.defects.contains(Defect::V06AnonymousDespiteOff) => {
                 register_anonymous(&state, now).await
@@ -243,6 +240,14 @@ async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiE
         m.remove("identity_assertion");
     }
     Ok(no_store(state, StatusCode::OK, body))
+}
+
+/// A JSON request body (at most 64 KiB); anything else is `invalid_request`.
+pub(crate) async fn json_body(request: Request) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))
 }
 
 /// The form fields of a body, whatever its content type (the service's own HTML forms).

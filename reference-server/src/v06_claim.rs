@@ -121,10 +121,7 @@ pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> 
 /// `POST /agent/identity/claim {claim_token, email}` (v0.6 Step 4a): a fresh ceremony.
 pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
-        let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
-            .await
-            .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
-        let body: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))?;
+        let body = crate::v06::json_body(request).await?;
         let (Some(token), Some(email)) = (body["claim_token"].as_str(), body["email"].as_str()) else {
             return Err(ApiError::InvalidRequest("`claim_token` and `email` are required".into()));
         };

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::routes::remember_jti;
+use crate::routes::{logout_jti_is_fresh, remember_jti};
 use crate::state::{AppState, Now, hash, iso, ordered_id, secret};
 use crate::v06::no_store;
 use crate::verify::{self, TokenKind};
@@ -250,16 +250,7 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
         .db
         .call(move |conn| {
             let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            let fresh = remember_jti(
-                conn,
-                &defects,
-                &verified.iss,
-                TokenKind::Logout,
-                &verified.jti,
-                verified.replay_until,
-                now,
-            )?;
-            if !fresh && !defects.contains(Defect::SkipLogoutReplayCheck) {
+            if !logout_jti_is_fresh(conn, &defects, &verified.iss, &verified.jti, verified.replay_until, now)? {
                 return Ok(false);
             }
             let regs: Vec<String> = {

@@ -397,22 +397,19 @@ impl<'h> CaseCtx<'h> {
     }
 
     pub(super) fn complete_uri(&self) -> Result<String, String> {
-        match &self.h.target.complete_url {
-            Some(url) => Ok(url.clone()),
-            None if self.h.profile.endpoints.complete.is_empty() => {
-                Err(format!("profile {} has no completion endpoint", self.h.profile.name))
-            }
-            None => Ok(self.h.profile.endpoints.complete.replace("{claim}", &self.claim_uri()?)),
-        }
+        self.derived_uri(&self.h.target.complete_url, &self.h.profile.endpoints.complete, "completion")
     }
 
     pub(super) fn challenge_uri(&self) -> Result<String, String> {
-        match &self.h.target.challenge_url {
+        self.derived_uri(&self.h.target.challenge_url, &self.h.profile.endpoints.challenge, "challenge")
+    }
+
+    /// The configured URL, else the profile's template over the claim endpoint.
+    fn derived_uri(&self, configured: &Option<String>, template: &str, what: &str) -> Result<String, String> {
+        match configured {
             Some(url) => Ok(url.clone()),
-            None if self.h.profile.endpoints.challenge.is_empty() => {
-                Err(format!("profile {} has no challenge endpoint", self.h.profile.name))
-            }
-            None => Ok(self.h.profile.endpoints.challenge.replace("{claim}", &self.claim_uri()?)),
+            None if template.is_empty() => Err(format!("profile {} has no {what} endpoint", self.h.profile.name)),
+            None => Ok(template.replace("{claim}", &self.claim_uri()?)),
         }
     }
 

@@ -90,7 +90,7 @@ impl CaseCtx<'_> {
             }
             Action::Revoke { token, content_type, body } => self.revoke(label, token, content_type, body).await,
             Action::RotateKey { alg } => {
-                let alg = alg.map(|a| a.key_alg()).unwrap_or_default();
+                let alg = alg.unwrap_or_default();
                 let kid = self.h.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
                 self.wait_out_refetch_cooldown().await?;
                 let mut vars = Map::new();

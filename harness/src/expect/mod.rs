@@ -91,6 +91,16 @@ pub(crate) mod canned {
     /// Judges `expect` (TOML inline-table text) against an exchange whose JSON body is also
     /// the step's values, as the interpreter makes them.
     pub(crate) fn judge(expect: &str, exchange: &Exchange, extra: Map<String, Value>) -> Vec<Finding> {
+        judge_redacting(expect, exchange, extra, &|s| s.to_string())
+    }
+
+    /// [`judge`] with the run's redaction.
+    pub(crate) fn judge_redacting(
+        expect: &str,
+        exchange: &Exchange,
+        extra: Map<String, Value>,
+        redact: &dyn Fn(&str) -> String,
+    ) -> Vec<Finding> {
         let expect: Expect = toml::from_str(expect).expect("expectation");
         let mut vars = match exchange.json() {
             Some(Value::Object(m)) => m,
@@ -108,7 +118,7 @@ pub(crate) mod canned {
             idp_paths: &paths,
             jwks_fetched: 0,
             synonyms: &[],
-            redact: &|s| s.to_string(),
+            redact,
         };
         check("s", &expect, &seen, &|v| v.clone())
     }

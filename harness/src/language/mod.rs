@@ -12,7 +12,8 @@ use serde_json::Value;
 mod types;
 mod vocabulary;
 
-pub use types::{Alg, Count, CredentialType, Fault, Issuer, TokenSpec};
+pub use authmd_mock_idp::KeyAlg;
+pub use types::{Count, CredentialType, Fault, Issuer, TokenSpec};
 pub use vocabulary::{generated_files, step_schema, vocabulary_markdown};
 
 /// One step of a case: an action, with an optional name, clock move and expectations.
@@ -194,7 +195,7 @@ pub enum Action {
     RotateKey {
         /// The new key's algorithm; ES256 when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        alg: Option<Alg>,
+        alg: Option<KeyAlg>,
     },
     /// Sets the IdP's JWKS fault mode.
     JwksFault {

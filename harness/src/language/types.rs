@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use authmd_mock_idp::{JwksFault, KeyAlg, Tamper, TokenKind};
+use authmd_mock_idp::{JwksFault, Tamper, TokenKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -79,31 +79,6 @@ pub struct TokenSpec {
     /// A deliberate defect of the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tamper: Option<Tamper>,
-}
-
-/// A key algorithm of the mock IdP.
-#[derive(Clone, Copy, Debug, Deserialize, Eq, JsonSchema, PartialEq, Serialize)]
-pub enum Alg {
-    /// ECDSA P-256.
-    #[serde(rename = "ES256")]
-    Es256,
-    /// RSA PKCS#1 v1.5 with SHA-256.
-    #[serde(rename = "RS256")]
-    Rs256,
-    /// Ed25519.
-    #[serde(rename = "EdDSA")]
-    EdDsa,
-}
-
-impl Alg {
-    /// The mock IdP's key algorithm.
-    pub fn key_alg(self) -> KeyAlg {
-        match self {
-            Self::Es256 => KeyAlg::Es256,
-            Self::Rs256 => KeyAlg::Rs256,
-            Self::EdDsa => KeyAlg::EdDsa,
-        }
-    }
 }
 
 /// A JWKS fault mode: `none`, `server-error`, `invalid-json`, `empty-key-set`,

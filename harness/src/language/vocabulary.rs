@@ -62,7 +62,7 @@ pub fn vocabulary_markdown() -> String {
         "CredentialType",
         "Issuer",
         "TokenSpec",
-        "Alg",
+        "KeyAlg",
         "Fault",
         "Count",
         "TokenKind",
