@@ -208,6 +208,11 @@ impl std::fmt::Debug for IdpSnapshot {
     }
 }
 
+/// The content type of a v0.1 logout token delivery.
+pub const LOGOUT_CONTENT_TYPE: &str = "application/logout+jwt";
+/// The content type of an RFC 8935 SET delivery (auth.md v0.3 and later).
+pub const SET_CONTENT_TYPE: &str = "application/secevent+jwt";
+
 /// The target's answer to a delivered logout token: data, not an error.
 #[derive(Clone, Debug, Serialize)]
 pub struct Delivery {
@@ -477,7 +482,14 @@ impl MockIdp {
     /// POSTs `token` to `revocation_uri` with `Content-Type: application/logout+jwt`, the way a
     /// provider revokes a delegation. The target's status and body come back as data.
     pub async fn deliver_logout(&self, revocation_uri: &str, token: &str) -> Result<Delivery, IdpError> {
-        server::deliver(&self.http, revocation_uri, token).await
+        server::deliver(&self.http, revocation_uri, token, LOGOUT_CONTENT_TYPE).await
+    }
+
+    /// POSTs a Security Event Token to `events_endpoint` as RFC 8935 push delivery
+    /// (`Content-Type: application/secevent+jwt`; mint it with `header_set.typ = "secevent+jwt"`).
+    /// The receiver's status and body come back as data (202 on success, 400 with `err`).
+    pub async fn deliver_set(&self, events_endpoint: &str, token: &str) -> Result<Delivery, IdpError> {
+        server::deliver(&self.http, events_endpoint, token, SET_CONTENT_TYPE).await
     }
 }
 

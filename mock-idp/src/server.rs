@@ -195,11 +195,11 @@ pub(crate) fn retire_locked(inner: &mut Inner, kid: &str) -> Result<(), IdpError
     Ok(())
 }
 
-pub(crate) async fn deliver(http: &reqwest::Client, uri: &str, token: &str) -> Result<Delivery, IdpError> {
+pub(crate) async fn deliver(http: &reqwest::Client, uri: &str, token: &str, content_type: &str) -> Result<Delivery, IdpError> {
     let started = Instant::now();
     let response = http
         .post(uri)
-        .header(header::CONTENT_TYPE, "application/logout+jwt")
+        .header(header::CONTENT_TYPE, content_type)
         .body(token.to_string())
         .send()
         .await
@@ -329,6 +329,9 @@ async fn control_fault(
 struct DeliverBody {
     revocation_uri: String,
     token: String,
+    /// `application/logout+jwt` (v0.1) when absent; `application/secevent+jwt` for an RFC 8935 SET.
+    #[serde(default)]
+    content_type: Option<String>,
 }
 
 async fn control_deliver(Json(body): Json<DeliverBody>) -> Response {
@@ -336,7 +339,8 @@ async fn control_deliver(Json(body): Json<DeliverBody>) -> Response {
         Ok(c) => c,
         Err(e) => return control_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    match deliver(&client, &body.revocation_uri, &body.token).await {
+    let content_type = body.content_type.as_deref().unwrap_or(crate::LOGOUT_CONTENT_TYPE);
+    match deliver(&client, &body.revocation_uri, &body.token, content_type).await {
         Ok(d) => Json(json!({ "status": d.status, "body": d.body, "elapsed_ms": d.elapsed.as_millis() as u64 })).into_response(),
         Err(e) => control_error(StatusCode::BAD_GATEWAY, e),
     }

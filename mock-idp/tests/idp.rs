@@ -372,6 +372,39 @@ async fn logout_delivery_posts_the_token_and_returns_the_answer_as_data() {
 }
 
 #[tokio::test]
+async fn set_delivery_is_rfc_8935_push() {
+    use axum::http::HeaderMap;
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(|headers: HeaderMap, body: String| async move {
+            let typ_ok = body
+                .split('.')
+                .next()
+                .and_then(|h| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, h).ok())
+                .is_some_and(|h| String::from_utf8_lossy(&h).contains("secevent+jwt"));
+            if headers.get("content-type").is_some_and(|v| v == "application/secevent+jwt") && typ_ok {
+                (axum::http::StatusCode::ACCEPTED, String::new())
+            } else {
+                (axum::http::StatusCode::BAD_REQUEST, "{\"err\":\"invalid_request\"}".to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let idp = start(KeyAlg::Es256).await;
+    let mut request = TokenRequest {
+        kind: TokenKind::Logout,
+        ..TokenRequest::default()
+    };
+    request.header_set.insert("typ".into(), serde_json::json!("secevent+jwt"));
+    let set = idp.mint(&request, &subject()).expect("mint").token;
+    assert_eq!(idp.deliver_set(&url, &set).await.expect("answered").status, 202);
+    // The v0.1 delivery of the same token is refused by a v0.6 receiver.
+    assert_eq!(idp.deliver_logout(&url, &set).await.expect("answered").status, 400);
+}
+
+#[tokio::test]
 async fn the_control_api_mints_rotates_and_sets_faults() {
     let idp = start(KeyAlg::Es256).await;
     let client = http();
