@@ -99,11 +99,17 @@ async fn a_baseline_tolerates_listed_failures_and_fails_when_an_entry_goes_stale
     let back = compare::diff(&bad_file, &good_file);
     assert_eq!(back.fixes.len(), bad.gating_failures());
     let (md, html) = compare::matrix(&[good_file.clone(), bad_file.clone()]);
-    assert!(md.contains("| `idjag/idjag-22-exp-missing` | PASS | FAIL |"), "{md}");
+    assert!(md.contains("| `v0.1/idjag/idjag-22-exp-missing` | PASS | FAIL |"), "{md}");
     assert!(md.contains("C-01/A") && html.contains("<table>"));
 
+    // Reports of two profiles stand side by side: the same case name under another profile is
+    // another row, never merged into one.
     let mut other = good_file.clone();
     other.header.profile = "v0.7".into();
+    let (mixed, _) = compare::matrix(&[good_file.clone(), other.clone()]);
+    assert!(mixed.contains("| `v0.1/idjag/idjag-22-exp-missing` | PASS | — |"), "{mixed}");
+    assert!(mixed.contains("| `v0.7/idjag/idjag-22-exp-missing` | — | PASS |"), "{mixed}");
+    // A diff compares two runs of one profile only.
     assert!(
         compare::same_profile(&[good_file, other])
             .unwrap_err()

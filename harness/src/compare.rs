@@ -158,10 +158,13 @@ fn esc(s: &str) -> String {
 /// The comparison matrix as Markdown and HTML: one row per case, one column per report, and a
 /// table of which ambiguity reading each report follows.
 pub fn matrix(reports: &[ReportFile]) -> (String, String) {
-    let names: BTreeSet<&str> = reports.iter().flat_map(|r| r.cases.iter().map(|c| c.name.as_str())).collect();
-    let lookup: Vec<BTreeMap<&str, &CaseRecord>> = reports
+    // Rows are qualified by profile (`v0.6/token/…`): reports of different profiles stand side
+    // by side, and a case of one profile is `—` for a report of another, never confused.
+    let qualified = |r: &ReportFile, c: &CaseRecord| format!("{}/{}", r.header.profile, c.name);
+    let names: BTreeSet<String> = reports.iter().flat_map(|r| r.cases.iter().map(move |c| qualified(r, c))).collect();
+    let lookup: Vec<BTreeMap<String, &CaseRecord>> = reports
         .iter()
-        .map(|r| r.cases.iter().map(|c| (c.name.as_str(), c)).collect())
+        .map(|r| r.cases.iter().map(|c| (qualified(r, c), c)).collect())
         .collect();
     let mut md = String::from("# Conformance comparison\n\n| case |");
     let mut html = String::from(
@@ -179,7 +182,7 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
         md += &format!("| `{name}` |");
         html += &format!("<tr><td>{}</td>", esc(name));
         for l in &lookup {
-            let v = l.get(name).map(|c| c.verdict.as_str()).unwrap_or("—");
+            let v = l.get(name.as_str()).map(|c| c.verdict.as_str()).unwrap_or("—");
             md += &format!(" {v} |");
             html += &format!("<td class=\"{v}\">{v}</td>");
         }
@@ -196,19 +199,19 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
     md += &" --- |".repeat(reports.len());
     md += "\n";
     html += "</tr>";
-    let readings: BTreeMap<(&str, &str), ()> = reports
+    let readings: BTreeMap<(&str, String), ()> = reports
         .iter()
         .flat_map(|r| {
             r.cases
                 .iter()
-                .filter_map(|c| c.reading.as_deref().map(|rd| ((rd, c.name.as_str()), ())))
+                .filter_map(move |c| c.reading.as_deref().map(|rd| ((rd, qualified(r, c)), ())))
         })
         .collect();
     for (reading, name) in readings.keys() {
         md += &format!("| {reading} | `{name}` |");
         html += &format!("<tr><td>{}</td>", esc(reading));
         for l in &lookup {
-            let follows = match l.get(name) {
+            let follows = match l.get(name.as_str()) {
                 Some(c) if c.verdict == "SKIP" => "skipped",
                 Some(c) if c.findings.is_empty() => "yes",
                 Some(_) => "no",
@@ -223,8 +226,14 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
     html += "</table><h2>Reports</h2><ol>";
     md += "\n## Reports\n\n";
     for (i, r) in reports.iter().enumerate() {
-        md += &format!("{}. {} — {}\n", i + 1, r.label(), r.path);
-        html += &format!("<li>{} — {}</li>", esc(&r.label()), esc(&r.path));
+        let speaks = r.header.spoken.as_ref().map(|s| s.speaks.as_str()).unwrap_or("unknown");
+        let source = r.header.profile_source.as_deref().unwrap_or("");
+        let profile = format!(
+            "profile {} (the target speaks {speaks}; written against {source})",
+            r.header.profile
+        );
+        md += &format!("{}. {} — {} — {}\n", i + 1, r.label(), profile, r.path);
+        html += &format!("<li>{} — {} — {}</li>", esc(&r.label()), esc(&profile), esc(&r.path));
     }
     html += "</ol></body></html>";
     (md, html)
