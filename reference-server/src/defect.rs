@@ -214,6 +214,8 @@ defects! {
     V06AcceptVerifiedEmail = "v06-accept-verified-email",
     /// V6-REG-05: anonymous registration works although the service turned it off (v0.6).
     V06AnonymousDespiteOff = "v06-anonymous-despite-off",
+    /// V6-TOKEN-12: the token endpoint mints for any `resource`, not only this API's (v0.6).
+    V06IgnoreResource = "v06-ignore-resource",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

@@ -52,7 +52,7 @@ impl AppState {
     }
 
     /// RATE-01, RATE-02: a fixed window per key; over the limit → 429 with `Retry-After`.
-    fn rate_check(&self, key: String, limit: u32, now: i64) -> Result<(), ApiError> {
+    pub(crate) fn rate_check(&self, key: String, limit: u32, now: i64) -> Result<(), ApiError> {
         if self.defects.contains(Defect::NoRateLimit) {
             return Ok(());
         }
@@ -99,7 +99,7 @@ fn db(e: rusqlite::Error) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-fn peer_ip(request: &Request) -> Option<IpAddr> {
+pub(crate) fn peer_ip(request: &Request) -> Option<IpAddr> {
     request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 

@@ -163,8 +163,19 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 /// `POST /agent/identity` (v0.6 Step 3). Only `anonymous` is offered in this slice; the other
 /// types answer the not-enabled codes the text gives agents to fall back on.
 pub async fn register(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let ip = crate::routes::peer_ip(&request);
     let outcome = async {
         let body = json_body(request).await?;
+        // V6-ERR-02: per-address limits, as under v0.1 (anonymous tighter than the rest).
+        if let Some(ip) = ip {
+            let anonymous = body.get("type").and_then(Value::as_str) == Some("anonymous");
+            let (key, limit) = if anonymous {
+                (format!("anon:{ip}"), state.config.rate.anonymous_per_ip)
+            } else {
+                (format!("identity:{ip}"), state.config.rate.identity_per_ip)
+            };
+            state.rate_check(key, limit, now)?;
+        }
         match body.get("type").and_then(Value::as_str) {
             Some("anonymous") if state.config.anonymous || state.defects.contains(Defect::V06AnonymousDespiteOff) => {
                 register_anonymous(&state, now).await
@@ -303,6 +314,18 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
             );
         }
         None => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+    }
+    // V6-TOKEN-12 (RFC 8707): a `resource` pins the token to this API; another is refused.
+    if let Some(resource) = field("resource")
+        && resource.trim_end_matches('/') != state.resource().trim_end_matches('/')
+        && !state.defects.contains(Defect::V06IgnoreResource)
+    {
+        return oauth_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "the resource is not this service's API",
+        );
     }
     let Some(assertion) = field("assertion") else {
         return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "assertion is required");
