@@ -285,6 +285,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     target.rate_burst = Some(40);
     target.readings.insert("C-01".into(), "B".into());
     target.readings.insert("C-20".into(), "A".into());
+    target.readings.insert("C-04".into(), "guide".into());
     target.idp.required_amr = required_amr;
     target.idp.jwks_refetch_cooldown_secs = config_cooldown(variant);
     // The reference server ages its JWKS cache by the request's clock.
@@ -300,6 +301,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             });
             target.readings.insert("C-01".into(), "A".into());
             target.readings.insert("C-20".into(), "B".into());
+            target.readings.insert("C-04".into(), "authmd".into());
             target.idp.client_ids = vec![PINNED_CLIENT_ID.into()];
             target.idp.cimd = false;
             target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));

@@ -78,7 +78,11 @@ pub async fn run_bundled(
         a
     };
     Ok(BundledRun {
-        report: Report::new(header(&full, started_at), results, total, started.elapsed().as_millis() as u64),
+        report: {
+            let mut report = Report::new(header(&full, started_at), results, total, started.elapsed().as_millis() as u64);
+            report.ambiguities = ambiguities_of(&full.target.profile, &report.cases);
+            report
+        },
         secrets,
     })
 }

@@ -70,6 +70,14 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
         .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
         .count();
     assert_eq!(rows, catalogue.cases.len(), "every case is a row once the script ran");
+    // The ambiguity section: one rendered row per ambiguity, naming the reading followed.
+    let ambiguity_rows = dom
+        .match_indices("<tr class=\"ambiguity\" data-id=\"")
+        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
+        .count();
+    assert_eq!(ambiguity_rows, catalogue.ambiguities.len(), "every ambiguity is a row");
+    assert!(catalogue.ambiguities.len() == 43, "the 43 ambiguities of §C are mapped");
+    assert!(dom.contains("data-id=\"C-01\"><td>C-01"), "C-01 is rendered");
     assert!(
         dom.contains("idjag/idjag-22-exp-missing") && dom.contains("class=\"FAIL\""),
         "the failure is shown"

@@ -190,6 +190,46 @@ pub struct Catalogue {
     pub requirements: BTreeMap<String, Requirement>,
     /// Cases sorted by full name.
     pub cases: Vec<Case>,
+    /// The ambiguities of the spec as named readings (`ambiguities.toml`), where the profile
+    /// has the file.
+    pub ambiguities: Vec<Ambiguity>,
+}
+
+/// One ambiguity of the spec (catalogue §C) and its named readings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ambiguity {
+    /// `C-NN`.
+    pub id: String,
+    /// One line.
+    pub title: String,
+    /// Where the readings are stated.
+    pub source: String,
+    /// Why the wire cannot tell the readings apart, when it cannot.
+    #[serde(default)]
+    pub untestable: Option<String>,
+    /// The readings.
+    #[serde(rename = "reading")]
+    pub readings: Vec<Reading>,
+}
+
+/// One reading of an ambiguity.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reading {
+    /// The name cases use after the slash (`C-01/A`).
+    pub id: String,
+    /// The reading in one line.
+    pub says: String,
+    /// Why no case tests this reading, when none does.
+    #[serde(default)]
+    pub untested: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmbiguitiesFile {
+    ambiguity: Vec<Ambiguity>,
 }
 
 /// A catalogue file is wrong.
@@ -262,7 +302,54 @@ impl Catalogue {
             }
         }
         cases.sort_by_key(Case::full_name);
-        Ok(Self { requirements, cases })
+        let ambiguities = Self::load_ambiguities(dir, &cases)?;
+        Ok(Self {
+            requirements,
+            cases,
+            ambiguities,
+        })
+    }
+
+    /// `dir/ambiguities.toml`, checked against the cases: every tag names a real reading, and
+    /// every reading is tested by a case or says why not (or its ambiguity says why none can be).
+    fn load_ambiguities(dir: &Path, cases: &[Case]) -> Result<Vec<Ambiguity>, CatalogueError> {
+        let path = dir.join("ambiguities.toml");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
+        let file: AmbiguitiesFile = toml::from_str(&text).map_err(|e| err(&path, e.to_string().replace('\n', " ")))?;
+        for case in cases {
+            let Some(tag) = &case.reading else { continue };
+            let (amb, reading) = tag.split_once('/').unwrap_or((tag, ""));
+            let known = file
+                .ambiguity
+                .iter()
+                .find(|a| a.id == amb)
+                .is_some_and(|a| a.readings.iter().any(|r| r.id == reading));
+            if !known {
+                return Err(err(
+                    &case.path,
+                    format!("field `reading`: `{tag}` is no reading in ambiguities.toml"),
+                ));
+            }
+        }
+        for a in &file.ambiguity {
+            if a.untestable.is_some() {
+                continue;
+            }
+            for r in &a.readings {
+                let tag = format!("{}/{}", a.id, r.id);
+                let tested = cases.iter().any(|c| c.reading.as_deref() == Some(tag.as_str()));
+                if !tested && r.untested.is_none() {
+                    return Err(err(
+                        &path,
+                        format!("{tag}: no case tests it; tag one (`reading = \"{tag}\"`) or say why (`untested`)"),
+                    ));
+                }
+            }
+        }
+        Ok(file.ambiguity)
     }
 
     fn load_case(path: &Path, area: &str, requirements: &BTreeMap<String, Requirement>) -> Result<Case, CatalogueError> {

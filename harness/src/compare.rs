@@ -62,6 +62,8 @@ pub struct ReportFile {
     pub cases: Vec<CaseRecord>,
     /// Footer.
     pub footer: Footer,
+    /// Which reading of each ambiguity the target followed.
+    pub ambiguities: Vec<crate::ambiguity::AmbiguityOutcome>,
 }
 
 /// A file that is not a usable report.
@@ -116,6 +118,10 @@ impl ReportFile {
         let header: Header = serde_json::from_value(value["header"].clone()).map_err(|x| e(format!("bad header: {x}")))?;
         let cases: Vec<CaseRecord> = serde_json::from_value(value["cases"].clone()).map_err(|x| e(format!("bad cases: {x}")))?;
         let footer: Footer = serde_json::from_value(value["footer"].clone()).map_err(|x| e(format!("bad footer: {x}")))?;
+        let ambiguities = match value.get("ambiguities") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(a) => serde_json::from_value(a.clone()).map_err(|x| e(format!("bad ambiguities: {x}")))?,
+        };
         if footer.total != cases.len() {
             return Err(e(format!(
                 "truncated report: the footer counts {} cases, the file holds {}",
@@ -128,6 +134,7 @@ impl ReportFile {
             header,
             cases,
             footer,
+            ambiguities,
         })
     }
 
@@ -168,7 +175,7 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
         .collect();
     let mut md = String::from("# Conformance comparison\n\n| case |");
     let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conformance comparison</title><style>body{font-family:system-ui,sans-serif}td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left}.FAIL{color:#b00020;font-weight:bold}.PASS{color:#176f2c}.WARN{color:#a15c00}</style></head><body><h1>Conformance comparison</h1><table><tr><th>case</th>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conformance comparison</title><style>body{font-family:system-ui,sans-serif}td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left}.FAIL{color:#b00020;font-weight:bold}.PASS{color:#176f2c}.WARN{color:#a15c00}.split td{background:#fff3cd}</style></head><body><h1>Conformance comparison</h1><table><tr><th>case</th>",
     );
     for (i, r) in reports.iter().enumerate() {
         md += &format!(" {} |", i + 1);
@@ -189,36 +196,47 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
         md += "\n";
         html += "</tr>";
     }
-    html += "</table><h2>Ambiguity readings</h2><table><tr><th>reading</th>";
-    md += "\n## Ambiguity readings (does the target follow it?)\n\n| reading | case |";
+    // Ambiguity × report → the reading(s) followed; a row where the reports that observed the
+    // ambiguity disagree is marked, so a spec author sees where implementations split.
+    html += "</table><h2>Ambiguities: which reading each target follows</h2><table><tr><th>ambiguity</th>";
+    md += "\n## Ambiguities: which reading each target follows\n\n| ambiguity |";
     for (i, _) in reports.iter().enumerate() {
         md += &format!(" {} |", i + 1);
         html += &format!("<th>{}</th>", i + 1);
     }
-    md += "\n| --- | --- |";
+    md += "\n| --- |";
     md += &" --- |".repeat(reports.len());
     md += "\n";
     html += "</tr>";
-    let readings: BTreeMap<(&str, String), ()> = reports
+    let ids: BTreeSet<(&str, &str)> = reports
         .iter()
-        .flat_map(|r| {
-            r.cases
-                .iter()
-                .filter_map(move |c| c.reading.as_deref().map(|rd| ((rd, qualified(r, c)), ())))
-        })
+        .flat_map(|r| r.ambiguities.iter().map(|o| (o.id.as_str(), o.title.as_str())))
         .collect();
-    for (reading, name) in readings.keys() {
-        md += &format!("| {reading} | `{name}` |");
-        html += &format!("<tr><td>{}</td>", esc(reading));
-        for l in &lookup {
-            let follows = match l.get(name.as_str()) {
-                Some(c) if c.verdict == "SKIP" => "skipped",
-                Some(c) if c.findings.is_empty() => "yes",
-                Some(_) => "no",
-                None => "—",
-            };
-            md += &format!(" {follows} |");
-            html += &format!("<td>{follows}</td>");
+    for (id, title) in ids {
+        let cells: Vec<Option<&crate::ambiguity::AmbiguityOutcome>> =
+            reports.iter().map(|r| r.ambiguities.iter().find(|o| o.id == id)).collect();
+        // Split: some reading matches in one report and differs in another (a reading one run
+        // could not observe is no disagreement).
+        let split = cells.iter().flatten().flat_map(|o| o.readings.iter()).any(|r| {
+            r.observed == "matches"
+                && cells
+                    .iter()
+                    .flatten()
+                    .flat_map(|o| o.readings.iter())
+                    .any(|other| other.id == r.id && other.observed == "differs")
+        });
+        let mark = if split { "**" } else { "" };
+        md += &format!("| {mark}{id}{mark} {} |", title.replace('|', "\\|"));
+        html += &format!(
+            "<tr{}><td>{} {}</td>",
+            if split { " class=\"split\"" } else { "" },
+            esc(id),
+            esc(title)
+        );
+        for c in &cells {
+            let text = c.map(crate::ambiguity::cell).unwrap_or_else(|| "—".into());
+            md += &format!(" {mark}{}{mark} |", text.replace('|', "\\|"));
+            html += &format!("<td>{}</td>", esc(&text));
         }
         md += "\n";
         html += "</tr>";

@@ -5,6 +5,7 @@
 //! importing its types or rules (`cargo tree -p authmd-harness` shows it). Cases are data
 //! ([`catalogue`], `cases/`); flows are code. The CLI package starts the bundled stack.
 
+pub mod ambiguity;
 pub mod baseline;
 pub mod catalogue;
 pub mod compare;
@@ -84,7 +85,17 @@ pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_
     let started_at = now_rfc3339();
     let total = cases.len();
     let results = run_cases(harness.clone(), cases, &|r, done, _| progress(r, done, total)).await;
-    Report::new(header(&harness, started_at), results, total, started.elapsed().as_millis() as u64)
+    let mut report = Report::new(header(&harness, started_at), results, total, started.elapsed().as_millis() as u64);
+    report.ambiguities = ambiguities_of(&harness.target.profile, &report.cases);
+    report
+}
+
+/// Which reading of each of the profile's ambiguities the results follow (none without an
+/// `ambiguities.toml`).
+pub fn ambiguities_of(profile: &str, results: &[CaseResult]) -> Vec<ambiguity::AmbiguityOutcome> {
+    profile_catalogue(profile)
+        .map(|c| ambiguity::outcomes(&c.ambiguities, results))
+        .unwrap_or_default()
 }
 
 /// Runs `cases` on `harness`, `jobs` at a time. A case whose task panics is reported as

@@ -69,6 +69,9 @@ pub struct Report {
     pub header: Header,
     /// Cases, sorted by name.
     pub cases: Vec<CaseResult>,
+    /// Which reading of each ambiguity the target's answers follow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ambiguities: Vec<crate::ambiguity::AmbiguityOutcome>,
     /// Footer (always written; a report without one is truncated).
     pub footer: Footer,
 }
@@ -87,7 +90,12 @@ impl Report {
             counts,
             duration_ms,
         };
-        Self { header, cases, footer }
+        Self {
+            header,
+            cases,
+            ambiguities: Vec::new(),
+            footer,
+        }
     }
 
     /// Does any case gate the run (FAIL, or INCONCLUSIVE)?
@@ -207,19 +215,30 @@ impl Report {
                 );
             }
         }
-        let readings: Vec<&CaseResult> = self.cases.iter().filter(|c| c.reading.is_some()).collect();
-        if !readings.is_empty() {
-            out += "\n## Ambiguity readings\n\n| reading | case | follows it |\n| --- | --- | --- |\n";
-            for c in readings {
+        if !self.ambiguities.is_empty() {
+            out += "\n## Ambiguities: which reading the target follows\n\n";
+            out += "Readings of `../shared/spec/catalogue.md` §C (`cases/ambiguities.toml`), as the answers show them; only a reading the target config declares can fail a run.\n\n";
+            out += "| ambiguity | the target follows | readings | deciding evidence |\n| --- | --- | --- | --- |\n";
+            for o in &self.ambiguities {
+                let readings = o
+                    .readings
+                    .iter()
+                    .map(|r| format!("{}: {}", r.id, r.observed))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let evidence = o
+                    .readings
+                    .iter()
+                    .find_map(|r| r.evidence.clone())
+                    .or_else(|| o.note.clone())
+                    .unwrap_or_default();
                 out += &format!(
-                    "| {} | `{}` | {} |\n",
-                    c.reading.as_deref().unwrap_or_default(),
-                    c.name,
-                    if c.findings.is_empty() && !matches!(c.verdict, Verdict::Skip(_)) {
-                        "yes"
-                    } else {
-                        "no"
-                    }
+                    "| catalogue §C {} {} | {} | {} | {} |\n",
+                    o.id,
+                    cell(&o.title),
+                    cell(&crate::ambiguity::cell(o)),
+                    cell(&readings),
+                    cell(&evidence)
                 );
             }
         }
@@ -245,6 +264,8 @@ Area <select id="fa"><option value="">all</option></select>
 Level <select id="fl"><option value="">all</option></select>
 Search <input id="fq" placeholder="id or requirement"></div>
 <table><thead><tr><th>case</th><th>requirements</th><th>level</th><th>verdict</th><th>summary</th></tr></thead><tbody id="rows"></tbody></table>
+<h2 id="ambiguities-title" hidden>Ambiguities: which reading the target follows</h2>
+<table id="ambiguities" hidden><thead><tr><th>ambiguity</th><th>the target follows</th><th>readings</th><th>deciding evidence</th></tr></thead><tbody id="amb-rows"></tbody></table>
 <script id="report-data" type="application/json">{data}</script>
 <script>
 const report = JSON.parse(document.getElementById("report-data").textContent);
@@ -274,6 +295,13 @@ function render() {{
 }}
 for (const id of ["fv","fa","fl","fq"]) document.getElementById(id).addEventListener("input", render);
 render();
+const ambs = report.ambiguities || [];
+if (ambs.length) {{
+  document.getElementById("ambiguities").hidden = false;
+  document.getElementById("ambiguities-title").hidden = false;
+  const follows = o => o.verdict === "follows" ? o.follows.join(" + ") : ({{"none": "none of the named readings", "not-observed": "not observable with this config"}})[o.verdict] || "untestable";
+  document.getElementById("amb-rows").innerHTML = ambs.map(o => `<tr class="ambiguity" data-id="${{esc(o.id)}}"><td>${{esc(o.id)}} ${{esc(o.title)}}</td><td>${{esc(follows(o))}}</td><td>${{o.readings.map(r => `<span title="${{esc(r.says)}}">${{esc(r.id)}}: ${{esc(r.observed)}}</span>`).join("<br>")}}</td><td>${{esc((o.readings.find(r => r.evidence) || {{}}).evidence || o.note || "")}}</td></tr>`).join("");
+}}
 </script></body></html>"#
         )
     }

@@ -26,6 +26,9 @@ pub(super) struct CaseCtx<'h> {
     pub(super) exchanges: Vec<Exchange>,
     pub(super) findings: Vec<Finding>,
     pub(super) mail: Vec<MailRecord>,
+    /// The case tests an ambiguity's reading: error names are taken as written, since telling
+    /// synonyms apart is the point (C-04).
+    pub(super) exact_errors: bool,
 }
 
 /// The values a step produced: the response JSON members plus harness-side ones.
@@ -78,6 +81,7 @@ impl<'h> CaseCtx<'h> {
             exchanges: Vec::new(),
             findings: Vec::new(),
             mail: Vec::new(),
+            exact_errors: case.reading.is_some(),
         })
     }
 
@@ -445,7 +449,7 @@ impl<'h> CaseCtx<'h> {
             now: time::OffsetDateTime::now_utc() + time::Duration::seconds(self.offset),
             idp_paths: &idp_paths,
             jwks_fetched,
-            synonyms: &self.h.profile.errors.synonyms,
+            synonyms: if self.exact_errors { &[] } else { &self.h.profile.errors.synonyms },
             redact: &|s| self.h.secrets.redact(s),
         };
         let resolve = |v: &Value| self.resolve(v).unwrap_or_else(|e| json!(format!("<unresolved: {e}>")));
