@@ -202,6 +202,8 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             config.audience = AudienceReading::Resource;
             // C-20 reading B: a logout token must carry `exp`, as BCL 1.0 requires.
             config.logout_requires_exp = true;
+            // The other readings of C-07, C-11 and C-17.
+            config.follows = authmd_reference_server::config::FOLLOWABLE.iter().map(|f| f.to_string()).collect();
         }
         Variant::V06 => {
             config.profile = "v0.6".into();
@@ -286,6 +288,9 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     target.readings.insert("C-01".into(), "B".into());
     target.readings.insert("C-20".into(), "A".into());
     target.readings.insert("C-04".into(), "guide".into());
+    for (ambiguity, reading) in [("C-07", "v0.1-idempotent"), ("C-11", "required"), ("C-17", "A")] {
+        target.readings.insert(ambiguity.into(), reading.into());
+    }
     target.idp.required_amr = required_amr;
     target.idp.jwks_refetch_cooldown_secs = config_cooldown(variant);
     // The reference server ages its JWKS cache by the request's clock.
@@ -302,6 +307,9 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             target.readings.insert("C-01".into(), "A".into());
             target.readings.insert("C-20".into(), "B".into());
             target.readings.insert("C-04".into(), "authmd".into());
+            for (ambiguity, reading) in [("C-07", "v0.7-new-attempt"), ("C-11", "defaulted"), ("C-17", "B")] {
+                target.readings.insert(ambiguity.into(), reading.into());
+            }
             target.idp.client_ids = vec![PINNED_CLIENT_ID.into()];
             target.idp.cimd = false;
             target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));

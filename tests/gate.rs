@@ -101,7 +101,10 @@ async fn a_baseline_tolerates_listed_failures_and_fails_when_an_entry_goes_stale
     let (md, html) = compare::matrix(&[good_file.clone(), bad_file.clone()]);
     assert!(md.contains("| `v0.1/idjag/idjag-22-exp-missing` | PASS | FAIL |"), "{md}");
     // The ambiguity matrix: both runs follow C-01 reading B (same server, same config).
-    assert!(md.contains("| C-01 ID-JAG `aud`: the resource, or the authorization server? | B | B |"), "{md}");
+    assert!(
+        md.contains("| C-01 ID-JAG `aud`: the resource, or the authorization server? | B | B |"),
+        "{md}"
+    );
     assert!(html.contains("<table>"));
 
     // Reports of two profiles stand side by side: the same case name under another profile is

@@ -94,6 +94,9 @@ impl TrustedIssuer {
     }
 }
 
+/// The readings `follows` may name (the other reading of each is the default).
+pub const FOLLOWABLE: &[&str] = &["C-07/v0.7-new-attempt", "C-11/defaulted", "C-17/B"];
+
 /// Time-to-live settings, all in seconds so tests never wait minutes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -228,6 +231,11 @@ pub struct Config {
     /// Require `exp` in logout tokens (BCL 1.0) rather than follow the auth.md examples
     /// that omit it (C-20). Defaults to false.
     pub logout_requires_exp: bool,
+    /// Readings of catalogue §C ambiguities to follow where the default follows the other:
+    /// `C-07/v0.7-new-attempt` (a same-email claim starts a new attempt), `C-11/defaulted`
+    /// (a missing `requested_credential_type` defaults), `C-17/B` (a challenge after the claim
+    /// is 410 `claim_superseded`). Defaults to none.
+    pub follows: Vec<String>,
     /// The auth.md version spoken: `v0.1` (default) or `v0.6` (upstream b53c9ed, first slice:
     /// anonymous registration, the JWT-bearer token endpoint and RFC 7009 revocation).
     pub profile: String,
@@ -279,6 +287,7 @@ impl Default for Config {
             max_otp_failures: 5,
             audience: AudienceReading::AsIssuer,
             logout_requires_exp: false,
+            follows: Vec::new(),
             profile: "v0.1".into(),
             test_clock: false,
             admin_api: true,
@@ -438,6 +447,12 @@ impl Config {
                 reason: reason.into(),
             })
         };
+        if let Some(unknown) = self.follows.iter().find(|f| !FOLLOWABLE.contains(&f.as_str())) {
+            return Err(ConfigError::Value {
+                key: "follows".into(),
+                reason: format!("`{unknown}` is not one of {}", FOLLOWABLE.join(", ")),
+            });
+        }
         if !["v0.1", "v0.6"].contains(&self.profile.as_str()) {
             return bad("profile", "must be v0.1 or v0.6");
         }

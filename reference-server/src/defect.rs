@@ -216,6 +216,8 @@ defects! {
     V06AnonymousDespiteOff = "v06-anonymous-despite-off",
     /// V6-TOKEN-12: the token endpoint mints for any `resource`, not only this API's (v0.6).
     V06IgnoreResource = "v06-ignore-resource",
+    /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.
+    ClaimedAttemptReportedExpired = "claimed-attempt-reported-expired",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

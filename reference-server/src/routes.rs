@@ -316,7 +316,7 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
     }
     // REG-ANON-06: `requested_credential_type` is required in v0.1 (C-11).
     let requested = match str_member(body, "requested_credential_type") {
-        Err(_) if state.defects.contains(Defect::DefaultCredentialType) => "api_key",
+        Err(_) if state.defects.contains(Defect::DefaultCredentialType) || state.follows("C-11/defaulted") => "api_key",
         other => other?,
     };
     // REG-ANON-05: anonymous registrations only get API keys.
@@ -785,7 +785,7 @@ struct Attempt {
 /// Starts (or, for the same email while live, reuses) a claim attempt and mails its link.
 async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email: &str) -> Result<Attempt, ApiError> {
     let (rid, email_owned, ttl) = (registration_id.to_string(), email.to_string(), state.config.ttl.claim_attempt);
-    let repeat_defect = state.defects.contains(Defect::NewAttemptOnRepeatClaim);
+    let repeat_defect = state.defects.contains(Defect::NewAttemptOnRepeatClaim) || state.follows("C-07/v0.7-new-attempt");
     let (base_url, send) = (state.base_url.clone(), !state.defects.contains(Defect::SendNoClaimEmail));
     let attempt = state
         .db
@@ -1083,12 +1083,16 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
         // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 defect.
         let leak = state.defects.contains(Defect::ExposeOtpInClaimResponse).then(|| code.clone());
         let window = !state.defects.contains(Defect::IgnoreAttemptWindow);
+        let superseded_after_claim = state.follows("C-17/B");
+        let claimed_as_expired = state.defects.contains(Defect::ClaimedAttemptReportedExpired);
         let expires_at = state
             .db
             .call(move |conn| match attempt_by_token(conn, &token, now, window)? {
                 // CLAIM-13: unknown or superseded → 410 claim_superseded; claimed → 409
                 // claim_completed; window closed → 410 claim_expired.
                 AttemptState::Unknown => Err(ApiError::ClaimSuperseded),
+                AttemptState::Claimed if claimed_as_expired => Err(ApiError::ClaimExpired),
+                AttemptState::Claimed if superseded_after_claim => Err(ApiError::ClaimSuperseded),
                 AttemptState::Claimed => Err(ApiError::ClaimCompleted),
                 AttemptState::Expired => Err(ApiError::ClaimExpired),
                 AttemptState::Live { id, registration_id } => {

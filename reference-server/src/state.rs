@@ -51,6 +51,11 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// Does the deployment follow this reading of a catalogue §C ambiguity (`follows`)?
+    pub fn follows(&self, reading: &str) -> bool {
+        self.config.follows.iter().any(|f| f == reading)
+    }
+
     /// The PRM `resource` (RFC 9728): the API's base.
     pub fn resource(&self) -> String {
         format!("{}/api", self.base_url)
