@@ -217,7 +217,7 @@ impl Report {
         }
         if !self.ambiguities.is_empty() {
             out += "\n## Ambiguities: which reading the target follows\n\n";
-            out += "Readings of `../shared/spec/catalogue.md` §C (`cases/ambiguities.toml`), as the answers show them; only a reading the target config declares can fail a run.\n\n";
+            out += "The readings the profile names for each ambiguity (`ambiguities.toml` beside its cases; v0.1's are those of `../shared/spec/catalogue.md` §C), as the answers show them; only a reading the target config declares can fail a run.\n\n";
             out += "| ambiguity | the target follows | readings | deciding evidence |\n| --- | --- | --- | --- |\n";
             for o in &self.ambiguities {
                 let readings = o
@@ -233,7 +233,7 @@ impl Report {
                     .or_else(|| o.note.clone())
                     .unwrap_or_default();
                 out += &format!(
-                    "| catalogue §C {} {} | {} | {} | {} |\n",
+                    "| {} {} | {} | {} | {} |\n",
                     o.id,
                     cell(&o.title),
                     cell(&crate::ambiguity::cell(o)),
