@@ -26,6 +26,8 @@ pub struct Bundled {
     pub mail: Arc<MailSource>,
     /// The target configuration describing the stack.
     pub target: TargetConfig,
+    /// The DNS server publishing the service's AID record (AID deployments only).
+    pub dns: Option<authmd_dns::DnsServer>,
     _dir: TempDir,
 }
 
@@ -92,6 +94,11 @@ pub enum Variant {
     NoClock,
     /// The v0.6 profile (upstream b53c9ed): `/agent/identity`, the token endpoint, RFC 7009.
     V06,
+    /// The standard deployment over https at a DNS name, publishing an AID v2 record with a PKA
+    /// key from a loopback DNS server (the run starts from the bare domain).
+    Aid,
+    /// As `Aid`, publishing an AID v1.2 record without a key.
+    Aid1,
 }
 
 impl Variant {
@@ -122,12 +129,19 @@ impl Variant {
             Self::Alternates => "alternates",
             Self::NoClock => "no-clock",
             Self::V06 => "v0.6",
+            Self::Aid => "aid",
+            Self::Aid1 => "aid1",
         }
     }
 
     /// The variant of that name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.name() == name)
+        Self::ALL.into_iter().chain([Self::Aid, Self::Aid1]).find(|v| v.name() == name)
+    }
+
+    /// Whether the deployment publishes AID.
+    pub fn publishes_aid(self) -> bool {
+        matches!(self, Self::Aid | Self::Aid1)
     }
 }
 
@@ -145,8 +159,16 @@ pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
     start_shaped(defects, Shape::Full, Variant::Standard).await
 }
 
+/// The domain an AID deployment is published at unless `run --domain` names another.
+pub const AID_DOMAIN: &str = "svc.authmd.test";
+
 /// Starts the stack in `shape` and `variant` with `defects` switched on in the server.
 pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> Result<Bundled, BundledError> {
+    start_at(defects, shape, variant, AID_DOMAIN).await
+}
+
+/// As [`start_shaped`]; an AID deployment is published at `domain`.
+pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: &str) -> Result<Bundled, BundledError> {
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mailbox = Mailbox::start(any).await.map_err(|e| BundledError {
         part: "mailbox",
@@ -209,6 +231,15 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
             config.profile = "v0.6".into();
             // v0.6 Step 3: `aud` is the PRM resource.
             config.audience = AudienceReading::Resource;
+        }
+        Variant::Aid | Variant::Aid1 => {
+            config.https = true;
+            config.public_host = Some(domain.to_string());
+            config.aid = if variant == Variant::Aid {
+                authmd_reference_server::AidMode::Aid2
+            } else {
+                authmd_reference_server::AidMode::Aid1
+            };
         }
         Variant::NoClock => {
             config.test_clock = false;
@@ -298,6 +329,7 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
     let mut mail = MailSource::Smtp(Arc::new(mailbox));
     match variant {
         Variant::Standard | Variant::V06 => {}
+        Variant::Aid | Variant::Aid1 => {}
         Variant::Alternates => {
             target.oracle = Some(Oracle {
                 path: "/api/resource".into(),
@@ -327,7 +359,22 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
         issuer: idp2.issuer().to_string(),
         listen: idp2.addr(),
     });
+    let dns = if variant.publishes_aid() {
+        let dns = serve_aid_zone(&server, domain).await?;
+        // The run starts from the bare domain: the record names the endpoint and base URL.
+        target.base_url = String::new();
+        target.aid = Some(crate::target::AidTarget {
+            resolver: Some(dns.addr()),
+            https_port: server.addr().port(),
+            well_known: true,
+            ..crate::target::AidTarget::new(domain, None)
+        });
+        Some(dns)
+    } else {
+        None
+    };
     Ok(Bundled {
+        dns,
         server,
         idp: Arc::new(idp),
         idp2: Arc::new(idp2),
@@ -336,6 +383,27 @@ pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> R
         target,
         _dir: TempDir(dir),
     })
+}
+
+/// Serves the zone of `domain`'s parent with the server's AID records and `domain`'s address.
+async fn serve_aid_zone(server: &ReferenceServer, domain: &str) -> Result<authmd_dns::DnsServer, BundledError> {
+    let fail = |reason: String| BundledError {
+        part: "DNS server",
+        reason,
+    };
+    let origin = domain
+        .split_once('.')
+        .map(|(_, parent)| parent)
+        .filter(|p| p.contains('.'))
+        .unwrap_or(domain);
+    let mut zone = authmd_dns::Zone::new(origin).map_err(fail)?;
+    zone.address(domain, 300, server.addr().ip()).map_err(fail)?;
+    for r in server.aid_records() {
+        zone.txt_text(&r.owner, r.ttl, &r.txt).map_err(fail)?;
+    }
+    authmd_dns::DnsServer::start(zone, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(fail)
 }
 
 /// The client_id the alternates deployment pins for the primary issuer.

@@ -33,12 +33,25 @@ pub async fn bundled_harness(
     jobs: Option<usize>,
     secrets: redact::Secrets,
 ) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
+    bundled_harness_at(defects, shape, variant, jobs, secrets, bundled::AID_DOMAIN).await
+}
+
+/// As [`bundled_harness`]; an AID deployment is published at `domain`.
+pub async fn bundled_harness_at(
+    defects: authmd_reference_server::Defects,
+    shape: bundled::Shape,
+    variant: bundled::Variant,
+    jobs: Option<usize>,
+    secrets: redact::Secrets,
+    domain: &str,
+) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
     let harness_error = |e: engine::HarnessError| bundled::BundledError {
         part: "harness",
         reason: e.to_string(),
     };
-    let stack = bundled::start_shaped(defects, shape, variant).await?;
+    let stack = bundled::start_at(defects, shape, variant, domain).await?;
     let parts = engine::Parts {
+        ca_pem: stack.server.ca_pem().map(str::to_string),
         idp2: Some(stack.idp2.clone()),
         stranger: Some(stack.stranger.clone()),
         mail: Some(stack.mail.clone()),
@@ -58,6 +71,7 @@ pub async fn run_bundled(
     variant: bundled::Variant,
     cases: Vec<Case>,
     jobs: Option<usize>,
+    domain: &str,
     progress: &Progress<'_>,
 ) -> Result<BundledRun, bundled::BundledError> {
     let started = Instant::now();
@@ -65,7 +79,7 @@ pub async fn run_bundled(
     let total = cases.len();
     let (full_cases, shaped): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| bundled::Shape::for_case(c) == bundled::Shape::Full);
     let secrets = redact::Secrets::default();
-    let harness_for = |shape| bundled_harness(defects.clone(), shape, variant, jobs, secrets.clone());
+    let harness_for = |shape| bundled_harness_at(defects.clone(), shape, variant, jobs, secrets.clone(), domain);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
     let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;

@@ -55,7 +55,7 @@ enum Command {
     List {
         #[command(flatten)]
         filter: FilterArgs,
-        /// The spec profile whose catalogue to list (default v0.1).
+        /// The spec profile whose catalogue to list (default v0.1), or `aid` for the AID preflight's.
         #[arg(long)]
         profile: Option<String>,
     },
@@ -63,7 +63,7 @@ enum Command {
     Explain {
         /// Case id or `area/id`.
         case: String,
-        /// The spec profile whose catalogue holds the case (default v0.1).
+        /// The spec profile whose catalogue holds the case (default v0.1), or `aid`.
         #[arg(long)]
         profile: Option<String>,
     },
@@ -81,6 +81,11 @@ enum Command {
     Reference {
         #[command(subcommand)]
         command: ReferenceCommand,
+    },
+    /// A loopback DNS server for AID records.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
     },
     /// Known-failure baselines.
     Baseline {
@@ -102,6 +107,22 @@ enum Command {
         before: PathBuf,
         /// The later `report.json`.
         after: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// Serve an RFC 1035 zone file over UDP and TCP until Ctrl-C.
+    Serve {
+        /// The zone file (e.g. `examples/authmd.test.zone`).
+        #[arg(long)]
+        zone: PathBuf,
+        /// The zone's origin where the file has no `$ORIGIN`.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Listen address (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        listen: SocketAddr,
     },
 }
 
@@ -159,6 +180,14 @@ struct RunArgs {
     /// Known-failure baseline (TOML): listed failures do not fail the run; stale entries do.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Start from a bare domain: the AID preflight (the `_agent.<domain>` record, the endpoint
+    /// proof, the handoff) runs first and its cases join the run. Without a target, config or
+    /// resolver, the bundled server is published at this domain on a loopback DNS server.
+    #[arg(long)]
+    domain: Option<String>,
+    /// The DNS server for `--domain` (`127.0.0.1:5353`); the system resolver by default.
+    #[arg(long)]
+    resolver: Option<std::net::SocketAddr>,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -272,6 +301,8 @@ fn catalogue() -> Result<Catalogue, Failure> {
 fn catalogue_of(profile: Option<&str>) -> Result<Catalogue, Failure> {
     match profile {
         None => catalogue(),
+        // The AID preflight's catalogue, which joins any profile's run from a domain.
+        Some("aid") => authmd_conformance::aid_catalogue().map_err(|e| Failure::Usage(format!("AID catalogue: {e}"))),
         Some(p) if !authmd_conformance::profiles().iter().any(|k| k == p) => Err(Failure::Usage(format!(
             "--profile {p}: this build has {}",
             authmd_conformance::profiles().join(", ")
@@ -322,6 +353,29 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                     cat.cases.len(),
                     cat.requirements.len()
                 ));
+            }
+            // The AID preflight's catalogue, which joins any profile's run from a domain.
+            match authmd_conformance::aid_catalogue() {
+                Ok(aid) => {
+                    for case in &aid.cases {
+                        for id in case.caught_by.iter().filter(|id| id.parse::<Defect>().is_err()) {
+                            problems.push(format!(
+                                "aid {}: caught_by names `{id}`, which is no reference-server defect",
+                                case.full_name()
+                            ));
+                        }
+                    }
+                    let index = authmd_conformance::repo_root().join("cases-aid/INDEX.md");
+                    if std::fs::read_to_string(&index).unwrap_or_default() != aid.index_markdown() {
+                        problems.push("cases-aid/INDEX.md is stale: run scripts/bless".into());
+                    }
+                    totals.push(format!(
+                        "AID preflight: {} cases over {} requirements",
+                        aid.cases.len(),
+                        aid.requirements.len()
+                    ));
+                }
+                Err(e) => problems.push(format!("aid: {e}")),
             }
             for (file, text) in authmd_conformance::language::generated_files() {
                 if std::fs::read_to_string(authmd_conformance::repo_root().join(file)).unwrap_or_default() != text {
@@ -513,6 +567,18 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
             wait_for_ctrl_c().await;
             Ok(Ending::Success)
         }
+        Command::Dns {
+            command: DnsCommand::Serve { zone, origin, listen },
+        } => {
+            let text = std::fs::read_to_string(&zone).map_err(|e| Failure::Usage(format!("--zone {}: {e}", zone.display())))?;
+            let parsed =
+                authmd_dns::Zone::parse(&text, origin.as_deref()).map_err(|e| Failure::Usage(format!("--zone {}: {e}", zone.display())))?;
+            let (origin, records) = (parsed.origin(), parsed.len());
+            let server = authmd_dns::DnsServer::start(parsed, listen).await.map_err(Failure::Usage)?;
+            println!("DNS: zone {origin} ({records} records) on {} (udp and tcp)", server.addr());
+            wait_for_ctrl_c().await;
+            Ok(Ending::Success)
+        }
         Command::Mailbox {
             command: MailboxCommand::Serve { listen },
         } => {
@@ -561,6 +627,16 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                 .await
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             println!("reference server listening on {}", server.base_url());
+            // The AID records, as zone-file lines to paste into the zone `dns serve` serves.
+            for r in server.aid_records() {
+                let strings: Vec<String> = r
+                    .txt
+                    .as_bytes()
+                    .chunks(255)
+                    .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                    .collect();
+                println!("AID record: {}. {} IN TXT {}", r.owner, r.ttl, strings.join(" "));
+            }
             wait_for_ctrl_c().await;
             Ok(Ending::Success)
         }
@@ -609,6 +685,20 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
         .map(authmd_conformance::baseline::Baseline::load)
         .transpose()
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    // From a bare domain, the AID preflight's cases join the profile's.
+    let from_domain = args.domain.is_some()
+        || authmd_conformance::bundled::Variant::parse(&args.variant).is_some_and(|v| v.publishes_aid())
+        || args
+            .config
+            .as_deref()
+            .and_then(|p| TargetConfig::load(p).ok())
+            .is_some_and(|t| t.aid.is_some());
+    let mut cat = cat;
+    if from_domain {
+        let aid = authmd_conformance::aid_catalogue().map_err(|e| Failure::Usage(format!("AID catalogue: {e}")))?;
+        cat.requirements.extend(aid.requirements);
+        cat.cases.splice(0..0, aid.cases);
+    }
     let filter = parse_filter(&args.filter, &cat)?;
     let cases: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).cloned().collect();
     if cases.is_empty() {
@@ -632,7 +722,7 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
         None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
     };
     let (report, secrets) = match (&args.target, &args.config) {
-        (None, None) => {
+        (None, None) if args.resolver.is_none() => {
             let Some(deployment) = authmd_conformance::bundled::Variant::for_profile(&profile) else {
                 return Err(Failure::Usage(format!(
                     "profile {profile}: the bundled reference server speaks v0.1 and v0.6 (profiles in this build: {})",
@@ -641,6 +731,16 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
             };
             eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
             let variant = match authmd_conformance::bundled::Variant::parse(&args.variant) {
+                // `--domain` alone publishes the standard deployment with an aid2 record.
+                Some(authmd_conformance::bundled::Variant::Standard) if args.domain.is_some() && profile == "v0.1" => {
+                    authmd_conformance::bundled::Variant::Aid
+                }
+                Some(v) if args.domain.is_some() && !v.publishes_aid() => {
+                    return Err(Failure::Usage(format!(
+                        "--domain with the bundled server: --variant aid (aid2 with PKA, the default) or aid1, not {}",
+                        v.name()
+                    )));
+                }
                 Some(authmd_conformance::bundled::Variant::Standard) => deployment,
                 Some(v) if deployment == authmd_conformance::bundled::Variant::Standard => v,
                 Some(v) => {
@@ -657,7 +757,20 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
                     )));
                 }
             };
-            let done = authmd_conformance::run_bundled(defects(&args.defects)?, variant, cases, args.jobs, &progress)
+            if variant.publishes_aid() && profile != "v0.1" {
+                return Err(Failure::Usage(format!(
+                    "--domain with the bundled server: its AID deployments speak v0.1, not {profile}"
+                )));
+            }
+            let domain = args.domain.as_deref().unwrap_or(authmd_conformance::bundled::AID_DOMAIN);
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if domain
+                .split('.')
+                .any(|l| l.is_empty() || l.len() > 63 || l.contains(['/', ':', ' ']))
+            {
+                return Err(Failure::Usage(format!("--domain `{domain}` is not a domain name")));
+            }
+            let done = authmd_conformance::run_bundled(defects(&args.defects)?, variant, cases, args.jobs, &domain, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             (done.report, done.secrets)
@@ -672,6 +785,19 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
                 Some(path) => TargetConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
                 None => TargetConfig::new(target_url.as_deref().unwrap_or_default()),
             };
+            if let Some(domain) = &args.domain {
+                let mut aid = target
+                    .aid
+                    .clone()
+                    .unwrap_or_else(|| authmd_conformance::target::AidTarget::new(domain, None));
+                aid.domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                target.aid = Some(aid);
+            }
+            if let (Some(resolver), Some(aid)) = (args.resolver, target.aid.as_mut()) {
+                aid.resolver = Some(resolver);
+            } else if args.resolver.is_some() {
+                return Err(Failure::Usage("--resolver needs --domain (or [aid] in the config)".into()));
+            }
             if let Some(url) = target_url {
                 target.base_url = url.trim_end_matches('/').to_string();
             }

@@ -108,6 +108,27 @@ fn main() {
             .with_kind("case"),
         );
     }
+    // The AID preflight's catalogue (`aid/proof/pka-01-…`) against the deployment that
+    // publishes aid2 with a key, and (`aid1/record/…`) against the one publishing aid1: a case
+    // about the key SKIPs there, naming why.
+    let aid = match authmd_conformance::aid_catalogue() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("AID catalogue: {e}");
+            std::process::exit(101);
+        }
+    };
+    for variant in [Variant::Aid, Variant::Aid1] {
+        for (index, case) in aid.cases.iter().enumerate() {
+            let (stacks, case) = (stacks.clone(), case.clone());
+            trials.push(
+                Trial::test(format!("{}/{}", variant.name(), case.full_name()), move || {
+                    judge(variant, &stacks.run(variant, &case, index)?)
+                })
+                .with_kind("case"),
+            );
+        }
+    }
     let mapped = catalogue.ambiguities.len();
     trials.push(
         Trial::test("catalogue/every-ambiguity-is-mapped", move || {
@@ -121,7 +142,11 @@ fn main() {
         .with_kind("lint"),
     );
     // Each profile's generated index is current (`cases/INDEX.md`, `cases-v0.6/INDEX.md`).
-    for (profile, cat, dir) in [(PROFILE, &catalogue, "cases"), ("v0.6", &v06, "cases-v0.6")] {
+    for (profile, cat, dir) in [
+        (PROFILE, &catalogue, "cases"),
+        ("v0.6", &v06, "cases-v0.6"),
+        ("aid", &aid, "cases-aid"),
+    ] {
         let index = cat.index_markdown();
         trials.push(
             Trial::test(format!("catalogue/{profile}-index-is-current"), move || {
@@ -251,6 +276,10 @@ fn judge(variant: Variant, result: &CaseResult) -> Result<(), Failed> {
         Verdict::Pass => Ok(()),
         Verdict::Info if result.reading.is_some() => Ok(()),
         Verdict::Skip(reason) if variant != Variant::Standard && reason.starts_with("needs ") => Ok(()),
+        // aid1 publishes no key: the key and proof cases do not apply, and say so.
+        Verdict::Skip(reason) if variant == Variant::Aid1 && (reason.contains("no aid2 PKA key") || reason.contains("no PKA key")) => {
+            Ok(())
+        }
         other => Err(Failed::from(format!(
             "{} against the {} reference server: {:?}\n{}",
             other.label(),
@@ -278,6 +307,7 @@ fn full_run(catalogue: &authmd_conformance::catalogue::Catalogue) -> Result<&'st
                 Variant::Standard,
                 catalogue.cases.clone(),
                 None,
+                authmd_conformance::bundled::AID_DOMAIN,
                 &|_, _, _| {},
             ))
             .map_err(|e| format!("bundled stack: {e}"))

@@ -36,8 +36,15 @@ impl Pool {
         }
         let shape = Shape::for_case(case);
         // A case of the v0.6 catalogue runs against the v0.6 deployment.
-        let v06 = case.path.components().any(|c| c.as_os_str() == "cases-v0.6");
-        let variant = if v06 { Variant::V06 } else { Variant::Standard };
+        // … and a case of the AID preflight against the deployment publishing aid2.
+        let under = |dir: &str| case.path.components().any(|c| c.as_os_str() == dir);
+        let variant = if under("cases-v0.6") {
+            Variant::V06
+        } else if under("cases-aid") {
+            Variant::Aid
+        } else {
+            Variant::Standard
+        };
         let harness = {
             let mut stacks = self.stacks.lock().map_err(|_| Failed::from("poisoned"))?;
             match stacks.get(&(defect, shape, variant)) {
@@ -76,6 +83,9 @@ fn main() {
     // Both profiles' cases: every defect, v0.1 or v0.6, must be caught by some case.
     let v06 = authmd_conformance::profile_catalogue("v0.6").expect("v0.6 catalogue");
     catalogue.cases.extend(v06.cases);
+    catalogue
+        .cases
+        .extend(authmd_conformance::aid_catalogue().expect("AID catalogue").cases);
     let mut by_defect: BTreeMap<Defect, Vec<Case>> = BTreeMap::new();
     let mut unknown = Vec::new();
     for case in &catalogue.cases {

@@ -110,6 +110,14 @@ pub enum Need {
     ServiceAuth,
     /// The target offers no `service_auth` registration (v0.6).
     ServiceAuthOff,
+    /// The run starts from a domain (`[aid]` or `run --domain`): the AID preflight ran.
+    Aid,
+    /// The AID preflight selected a record (from DNS or the fallback).
+    AidRecord,
+    /// The selected AID record publishes an aid2 PKA key, so the endpoint proof applies.
+    Pka,
+    /// The target declares a `/.well-known/agent` fallback document (`aid.well_known`).
+    AidWellKnown,
 }
 
 /// A fact of the target configuration a case's level can depend on.

@@ -5,6 +5,7 @@
 //! importing its types or rules (`cargo tree -p authmd-harness` shows it). Cases are data
 //! ([`catalogue`], `cases/`); flows are code. The CLI package starts the bundled stack.
 
+pub mod aid;
 pub mod ambiguity;
 pub mod baseline;
 pub mod catalogue;
@@ -160,7 +161,11 @@ pub fn header(harness: &Harness, started_at: String) -> Header {
         schema_version: report::SCHEMA_VERSION,
         suite_version: env!("CARGO_PKG_VERSION").to_string(),
         profile: harness.target.profile.clone(),
-        target: harness.target.base_url.clone(),
+        // A run from a domain whose preflight named no endpoint is still about that domain.
+        target: match (&harness.preflight, harness.target.base_url.is_empty()) {
+            (Some(p), true) => format!("domain {}", p.domain),
+            _ => harness.target.base_url.clone(),
+        },
         started_at,
         prm: capped(&harness.discovery.prm),
         metadata: capped(&harness.discovery.metadata),
@@ -180,6 +185,10 @@ pub fn header(harness: &Harness, started_at: String) -> Header {
                 e
             })
             .collect(),
+        preflight: harness.preflight.clone().map(|mut p| {
+            p.exchanges.iter_mut().for_each(crate::outcome::Exchange::cap_for_report);
+            p
+        }),
     }
 }
 
@@ -213,4 +222,10 @@ pub fn profile_catalogue(name: &str) -> Result<Catalogue, catalogue::CatalogueEr
         message,
     })?;
     Catalogue::for_profile(&root, &manifest)
+}
+
+/// The AID preflight's catalogue (`cases-aid/`): its requirements and cases, added to a run
+/// that starts from a domain, whatever auth.md profile follows.
+pub fn aid_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
+    Catalogue::load(&repo_root().join("cases-aid"))
 }

@@ -160,6 +160,10 @@ pub enum FindingKind {
     UnexpectedMail,
     /// A step could not run because the target's earlier answers lacked what it needs.
     MissingInput,
+    /// A published AID record (DNS or the fallback document) breaks a rule of AID.
+    AidRecord,
+    /// The endpoint's PKA proof breaks a rule of the AID v2 handshake.
+    AidProof,
     /// The target named a URL outside the host policy (the target's origins, the mock IdP and
     /// `allowed_hosts`); the harness did not fetch it.
     DisallowedHost,

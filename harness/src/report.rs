@@ -46,6 +46,10 @@ pub struct Header {
     /// The discovery hops made before any case (the evidence when discovery failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discovery_exchanges: Vec<crate::outcome::Exchange>,
+    /// The AID preflight, when the run started from a domain: the records found, the one
+    /// selected, the endpoint proof and its exchanges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<crate::aid::Preflight>,
 }
 
 /// Counts by verdict and the run time.
@@ -189,6 +193,9 @@ impl Report {
         for (k, v) in &self.footer.counts {
             out += &format!("| {k} | {v} |\n");
         }
+        if let Some(p) = &self.header.preflight {
+            out += &preflight_markdown(p, &cell);
+        }
         let notable: Vec<&CaseResult> = self
             .cases
             .iter()
@@ -263,6 +270,7 @@ details{{margin:.3em 0}}
 Area <select id="fa"><option value="">all</option></select>
 Level <select id="fl"><option value="">all</option></select>
 Search <input id="fq" placeholder="id or requirement"></div>
+<section id="preflight" hidden><h2>AID preflight</h2><p id="pf-outcome"></p><table><thead><tr><th>TXT answer</th><th>as an AID record</th></tr></thead><tbody id="pf-rows"></tbody></table><p id="pf-selected"></p><div id="pf-exchanges"></div></section>
 <table><thead><tr><th>case</th><th>requirements</th><th>level</th><th>verdict</th><th>summary</th></tr></thead><tbody id="rows"></tbody></table>
 <h2 id="ambiguities-title" hidden>Ambiguities: which reading the target follows</h2>
 <table id="ambiguities" hidden><thead><tr><th>ambiguity</th><th>the target follows</th><th>readings</th><th>deciding evidence</th></tr></thead><tbody id="amb-rows"></tbody></table>
@@ -294,6 +302,14 @@ function render() {{
     .map(c => `<tr class="case" data-name="${{esc(c.name)}}"><td><details><summary>${{esc(c.name)}}</summary>${{detail(c)}}</details></td><td>${{esc(c.requirements.join(", "))}}</td><td>${{esc(c.level)}}</td><td class="${{c.verdict}}">${{c.verdict}}</td><td>${{esc(c.summary)}}</td></tr>`).join("");
 }}
 for (const id of ["fv","fa","fl","fq"]) document.getElementById(id).addEventListener("input", render);
+const pf = h.preflight;
+if (pf) {{
+  document.getElementById("preflight").hidden = false;
+  document.getElementById("pf-outcome").textContent = `${{pf.name}} asked of ${{pf.resolver}}: ` + (pf.error ? `failed: ${{pf.error}}; no identity material was sent` : "the endpoint is established") + (pf.proof ? ` · proof: ${{pf.proof}}` : "");
+  document.getElementById("pf-rows").innerHTML = pf.answers.map(a => {{ const bad = pf.invalid.find(([raw]) => raw === a); return `<tr><td><code>${{esc(a)}}</code></td><td>${{esc(bad ? "invalid: " + bad[1] : (pf.selected && pf.selected.raw === a ? "selected" : "valid or not AID"))}}</td></tr>`; }}).join("");
+  if (pf.selected) document.getElementById("pf-selected").textContent = `selected (${{pf.source}}): ${{pf.selected.version}} ${{pf.selected.proto}} at ${{pf.selected.uri}}`;
+  document.getElementById("pf-exchanges").innerHTML = detail({{findings: [], exchanges: pf.exchanges, mail: []}});
+}}
 render();
 const ambs = report.ambiguities || [];
 if (ambs.length) {{
@@ -333,6 +349,63 @@ if (ambs.length) {{
             Err(WriteError::Leak(leaked.join("; ")))
         }
     }
+}
+
+/// The AID preflight as a Markdown section: the records found, the one selected, the proof
+/// and the exchanges that show it.
+fn preflight_markdown(p: &crate::aid::Preflight, cell: &dyn Fn(&str) -> String) -> String {
+    let mut out = format!(
+        "\n## AID preflight: {}\n\n`{}` asked of {} · ",
+        cell(&p.domain),
+        cell(&p.name),
+        cell(&p.resolver)
+    );
+    out += &match &p.error {
+        None => "the endpoint is established; auth.md discovery started from it\n\n".to_string(),
+        Some(e) => format!(
+            "**failed**: {}; no identity material was sent, and the auth.md cases were not run\n\n",
+            cell(e)
+        ),
+    };
+    out += "| TXT answer | as an AID record |\n| --- | --- |\n";
+    for a in &p.answers {
+        let judged = p
+            .invalid
+            .iter()
+            .find(|(raw, _)| raw == a)
+            .map(|(_, why)| format!("invalid: {why}"))
+            .unwrap_or_else(|| {
+                if p.selected.as_ref().is_some_and(|s| &s.raw == a) {
+                    "selected"
+                } else {
+                    "valid or not AID"
+                }
+                .into()
+            });
+        out += &format!("| `{}` | {} |\n", cell(a), cell(&judged));
+    }
+    if let Some(s) = &p.selected {
+        out += &format!(
+            "\nSelected ({}): `{}` {} at {}{}\n",
+            cell(p.source.as_deref().unwrap_or("?")),
+            cell(&s.version),
+            cell(&s.proto),
+            cell(&s.uri),
+            s.pka.as_ref().map(|k| format!(", key `{}`", cell(k))).unwrap_or_default()
+        );
+    }
+    if let Some(proof) = &p.proof {
+        out += &format!("\nEndpoint proof: {}\n", cell(proof));
+    }
+    out += "\n| exchange | answer |\n| --- | --- |\n";
+    for e in &p.exchanges {
+        let answer = e
+            .error
+            .clone()
+            .unwrap_or_else(|| e.status.map(|s| s.to_string()).unwrap_or_else(|| "answered".into()));
+        out += &format!("| {} {} | {} |\n", cell(&e.method), cell(&e.url), cell(&answer));
+    }
+    out
 }
 
 /// Writing the reports failed.

@@ -58,7 +58,12 @@ pub async fn external_parts(target: TargetConfig) -> Result<Parts, Ending> {
     })
     .await
     .map_err(|e| Ending::Harness(format!("untrusted mock IdP: {e}")))?;
+    let ca_pem = match &target.ca_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Ending::Usage(format!("ca_file {}: {e}", path.display())))?),
+        None => None,
+    };
     let mut parts = Parts::new(target, Arc::new(idp));
+    parts.ca_pem = ca_pem;
     parts.idp2 = idp2;
     parts.stranger = Some(Arc::new(stranger));
     parts.mail = mail.map(Arc::new);

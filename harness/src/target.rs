@@ -236,12 +236,65 @@ pub struct SessionRecipe {
     pub confirm_fields: BTreeMap<String, String>,
 }
 
+/// Where an AID preflight starts (`[aid]`, or `run --domain`): the bare domain, and the DNS
+/// that answers for it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AidTarget {
+    /// The domain whose `_agent` record is looked up (exact host; no parent is tried).
+    pub domain: String,
+    /// The DNS server to ask (`127.0.0.1:5353`). Defaults to the system resolver.
+    #[serde(default)]
+    pub resolver: Option<std::net::SocketAddr>,
+    /// The port `https://<domain>/.well-known/agent` is served on. Defaults to 443; a test rig
+    /// serving the domain on another port says so here.
+    #[serde(default = "https_port")]
+    pub https_port: u16,
+    /// The service publishes the `/.well-known/agent` fallback document (AID-WK-01 is tested
+    /// only then). Defaults to false.
+    #[serde(default)]
+    pub well_known: bool,
+    /// Seconds one DNS query may take. Defaults to 3.
+    #[serde(default = "dns_timeout")]
+    pub dns_timeout_secs: u64,
+}
+
+fn https_port() -> u16 {
+    443
+}
+
+fn dns_timeout() -> u64 {
+    3
+}
+
+impl AidTarget {
+    /// A preflight of `domain` through `resolver`, defaults otherwise.
+    pub fn new(domain: &str, resolver: Option<std::net::SocketAddr>) -> Self {
+        Self {
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            resolver,
+            https_port: https_port(),
+            well_known: false,
+            dns_timeout_secs: dns_timeout(),
+        }
+    }
+}
+
 /// A target configuration file (`--config target.toml`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// The service's base URL (the resource server origin).
+    /// The service's base URL (the resource server origin). May be left out with `[aid]`: the
+    /// selected record's endpoint then names it.
+    #[serde(default)]
     pub base_url: String,
+    /// Start from a bare domain: the AID preflight (record, endpoint proof, handoff) runs first.
+    #[serde(default)]
+    pub aid: Option<AidTarget>,
+    /// A PEM CA certificate to trust besides the system roots (a test rig's own CA, such as
+    /// the one `reference serve --set https=true --set tls_ca_out=FILE` writes).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// The protected API, oracle, and mail, clock and IdP settings.
     pub oracle: Option<Oracle>,
     /// Path of a protected endpoint for discovery when there is no oracle. Defaults to `/api/resource`.
@@ -342,6 +395,8 @@ impl TargetConfig {
     pub fn new(base_url: &str) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
+            aid: None,
+            ca_file: None,
             oracle: None,
             protected_path: None,
             probes: BTreeMap::new(),
@@ -388,9 +443,20 @@ impl TargetConfig {
 
     /// Checks values that parse but make no sense.
     pub fn check(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.base_url).map_err(|_| format!("base_url `{}` is not an absolute URL", self.base_url))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("base_url: only http and https targets".into());
+        if let Some(aid) = &self.aid {
+            if aid.domain.is_empty() || aid.domain.contains(['/', ':', ' ']) {
+                return Err(format!("aid.domain `{}` is not a bare domain name", aid.domain));
+            }
+            if aid.dns_timeout_secs == 0 {
+                return Err("aid.dns_timeout_secs: at least 1".into());
+            }
+        }
+        // With `[aid]` the base URL may come from the selected record.
+        if !(self.base_url.is_empty() && self.aid.is_some()) {
+            let url = url::Url::parse(&self.base_url).map_err(|_| format!("base_url `{}` is not an absolute URL", self.base_url))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err("base_url: only http and https targets".into());
+            }
         }
         for (reading, value) in &self.readings {
             if !reading.starts_with("C-") || value.is_empty() {

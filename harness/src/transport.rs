@@ -46,9 +46,17 @@ impl Default for Limits {
 pub struct HostPolicy {
     origins: Vec<url::Origin>,
     hosts: Vec<String>,
+    /// Names this run resolves through its own DNS (the AID resolver), not the system's.
+    resolved: Vec<(String, Vec<std::net::SocketAddr>)>,
 }
 
 impl HostPolicy {
+    /// Resolves `host` to `addrs` for every client of the run (port 0: the URL's port).
+    pub fn resolve(&mut self, host: &str, addrs: Vec<std::net::IpAddr>) {
+        let addrs = addrs.into_iter().map(|ip| std::net::SocketAddr::new(ip, 0)).collect();
+        self.resolved.push((host.to_ascii_lowercase(), addrs));
+    }
+
     /// Allows every URL of the origin of `url` (ignored when `url` is not absolute).
     pub fn allow_origin_of(&mut self, url: &str) {
         if let Ok(u) = url::Url::parse(url) {
@@ -114,6 +122,9 @@ impl Transport {
             .pool_max_idle_per_host(4);
         if let Some(ip) = source {
             builder = builder.local_address(ip);
+        }
+        for (host, addrs) in &policy.resolved {
+            builder = builder.resolve_to_addrs(host, addrs);
         }
         if let Some(pem) = ca_pem
             && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())

@@ -18,6 +18,19 @@ pub enum AudienceReading {
     Both,
 }
 
+/// Which AID record the service publishes (issue #16).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AidMode {
+    /// None.
+    #[default]
+    Off,
+    /// An AID v1.2 record without a key.
+    Aid1,
+    /// An AID v2 record with an Ed25519 PKA key.
+    Aid2,
+}
+
 /// Which of the catalogue's synonym sets (§B.6) the server's error codes come from. Both are
 /// conforming; the suite must accept either.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
@@ -236,6 +249,12 @@ pub struct Config {
     /// (a missing `requested_credential_type` defaults), `C-17/B` (a challenge after the claim
     /// is 410 `claim_superseded`). Defaults to none.
     pub follows: Vec<String>,
+    /// Publish AID at `_agent.<public host>`: `off` (default), `aid1` (v1.2, no key) or `aid2`
+    /// (v2, with an Ed25519 PKA key whose proofs the server signs).
+    pub aid: AidMode,
+    /// The host name the service is reached by (`base_url` becomes `https://<host>:<port>`, and
+    /// the rcgen certificate names it). Defaults to none: the bound address.
+    pub public_host: Option<String>,
     /// The auth.md version spoken: `v0.1` (default) or `v0.6` (upstream b53c9ed, first slice:
     /// anonymous registration, the JWT-bearer token endpoint and RFC 7009 revocation).
     pub profile: String,
@@ -288,6 +307,8 @@ impl Default for Config {
             audience: AudienceReading::AsIssuer,
             logout_requires_exp: false,
             follows: Vec::new(),
+            aid: AidMode::Off,
+            public_host: None,
             profile: "v0.1".into(),
             test_clock: false,
             admin_api: true,

@@ -218,6 +218,36 @@ defects! {
     V06IgnoreResource = "v06-ignore-resource",
     /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.
     ClaimedAttemptReportedExpired = "claimed-attempt-reported-expired",
+    /// AID-REC-01, AID-REC-03: the published endpoint is plain http.
+    AidHttpEndpoint = "aid-http-endpoint",
+    /// AID-REC-02: the service publishes two valid AID records at one name.
+    AidTwoRecords = "aid-two-records",
+    /// AID-REC-04: the record's `k` is a 33-byte EC point, not an Ed25519 key.
+    AidKeyNotEd25519 = "aid-key-not-ed25519",
+    /// AID-DNS-01: the record sits at the parent's `_agent` name only.
+    AidParentOnly = "aid-parent-only",
+    /// AID-DNS-02: the record's TTL is 5 s, below the recommended 300–900 s.
+    AidShortTtl = "aid-short-ttl",
+    /// AID-WK-01: `/.well-known/agent` names another endpoint than the DNS record.
+    AidWellKnownMismatch = "aid-well-known-mismatch",
+    /// AID-HAND-01: the record's endpoint answers 200 without a challenge (`/healthz`).
+    AidEndpointNoChallenge = "aid-endpoint-no-challenge",
+    /// AID-PKA-01: the endpoint ignores the proof request (no signature).
+    PkaUnsigned = "pka-unsigned",
+    /// AID-PKA-02: the signature covers only `@method` and `@target-uri`.
+    PkaFewerComponents = "pka-fewer-components",
+    /// AID-PKA-03: the proof's validity window lies an hour in the past.
+    PkaStale = "pka-stale",
+    /// AID-PKA-04: `keyid` is a name of the server's, not the key's RFC 7638 thumbprint.
+    PkaKeyidNotThumbprint = "pka-keyid-not-thumbprint",
+    /// AID-PKA-05: the proof is signed with a key the record does not publish.
+    PkaWrongKey = "pka-wrong-key",
+    /// AID-PKA-06: the proof carries a nonce of the server's own, not the client's challenge.
+    PkaIgnoresNonce = "pka-ignores-nonce",
+    /// AID-PKA-06: the first proof made is served again for every later challenge.
+    PkaReplays = "pka-replays",
+    /// AID-PKA-07: the signed response may be cached (no `Cache-Control: no-store`).
+    PkaCacheable = "pka-cacheable",
     /// API-01: the `api.read` probe answers 200 to a request without any credential.
     OpenReadProbe = "open-read-probe",
     /// API-03: an access token issued when a verified-email claim completes never expires.

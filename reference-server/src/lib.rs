@@ -6,6 +6,7 @@
 //! serve` and the `authmd-reference-server` binary wrap it. It never imports the harness: the
 //! suite checks it over the wire like any other target.
 
+pub mod aid;
 pub mod config;
 pub mod defect;
 pub mod error;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use config::{AudienceReading, Config, ConfigError, ErrorNames, OracleShape, TrustedIssuer};
+pub use config::{AidMode, AudienceReading, Config, ConfigError, ErrorNames, OracleShape, TrustedIssuer};
 pub use defect::{Defect, Defects, UnknownDefect};
 pub use state::{AppState, CLOCK_OFFSET_HEADER};
 
@@ -77,12 +78,19 @@ pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppSt
     } else {
         None
     };
+    let aid_key = if config.aid == config::AidMode::Aid2 {
+        let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("AID key: {e}")))?;
+        Some(aid::AidKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("AID key: {e}")))?)
+    } else {
+        None
+    };
     Ok(AppState(Arc::new(state::Inner {
         config,
         defects,
         db,
         jwks: verify::JwksCache::default(),
         service_key,
+        aid_key,
         http,
         mailer,
         base_url: base_url.trim_end_matches('/').to_string(),
@@ -126,6 +134,8 @@ pub fn app(state: AppState) -> Router {
         .route("/_admin/audit", get(routes::admin_audit))
         .route("/mail/{file}", get(routes::mail_outbox))
         .route("/healthz", get(routes::healthz))
+        .route("/.well-known/agent", get(aid::well_known))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), aid::sign))
         .layer(axum::middleware::from_fn_with_state(permits, serve::limit_in_flight))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
@@ -182,6 +192,7 @@ pub async fn audit_events(database: &std::path::Path) -> Result<Vec<serde_json::
 /// A running reference server. Dropping it stops it.
 pub struct ReferenceServer {
     base_url: String,
+    aid_records: Vec<aid::Published>,
     addr: SocketAddr,
     ca_pem: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -212,7 +223,12 @@ impl ReferenceServer {
         let given_cert = config.tls_cert.clone().zip(config.tls_key.clone());
         let https = config.https || given_cert.is_some();
         let scheme = if https { "https" } else { "http" };
-        let base_url = config.base_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let base_url = match (&config.base_url, &config.public_host) {
+            (Some(url), _) => url.clone(),
+            (None, Some(host)) => format!("{scheme}://{host}:{}", addr.port()),
+            (None, None) => format!("{scheme}://{addr}"),
+        };
+        let public_host = config.public_host.clone();
         let ca_out = config.tls_ca_out.clone();
         let limits = config.connections.clone();
         let state = state(config, defects, base_url.clone())?;
@@ -226,6 +242,7 @@ impl ReferenceServer {
                 }
             })
         };
+        let aid_records = aid::records(&state);
         let router = app(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut ca_pem = None;
@@ -235,7 +252,7 @@ impl ReferenceServer {
                     .await
                     .map_err(|e| StartError::Setup(format!("tls_cert {} / tls_key {}: {e}", cert.display(), key.display())))?,
                 None => {
-                    let material = tls_material(&addr)?;
+                    let material = tls_material(&addr, public_host.as_deref())?;
                     if let Some(path) = ca_out {
                         std::fs::write(&path, &material.0)
                             .map_err(|e| StartError::Setup(format!("cannot write tls_ca_out {}: {e}", path.display())))?;
@@ -269,6 +286,7 @@ impl ReferenceServer {
         }
         Ok(Self {
             base_url,
+            aid_records,
             addr,
             ca_pem,
             shutdown: Some(tx),
@@ -279,6 +297,11 @@ impl ReferenceServer {
     /// The public base URL.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The DNS records the service publishes for AID (empty without `aid`).
+    pub fn aid_records(&self) -> &[aid::Published] {
+        &self.aid_records
     }
 
     /// The bound address.
@@ -302,8 +325,9 @@ impl Drop for ReferenceServer {
 }
 
 /// (CA PEM, leaf cert PEM, leaf key PEM) for loopback names, made by rcgen.
-fn tls_material(addr: &SocketAddr) -> Result<(String, String, String), StartError> {
-    let m = authmd_tls::TlsMaterial::generate("authmd reference server test CA", &["localhost".to_string(), addr.ip().to_string()])
-        .map_err(StartError::Setup)?;
+fn tls_material(addr: &SocketAddr, public_host: Option<&str>) -> Result<(String, String, String), StartError> {
+    let mut names = vec!["localhost".to_string(), addr.ip().to_string()];
+    names.extend(public_host.map(str::to_string));
+    let m = authmd_tls::TlsMaterial::generate("authmd reference server test CA", &names).map_err(StartError::Setup)?;
     Ok((m.ca_pem, m.cert_pem, m.key_pem))
 }

@@ -40,6 +40,8 @@ pub struct Inner {
     pub jwks: JwksCache,
     /// The v0.6 profile's assertion-signing key (none under v0.1).
     pub service_key: Option<crate::v06::ServiceKey>,
+    /// The AID PKA key, when the service publishes AID.
+    pub aid_key: Option<crate::aid::AidKey>,
     /// Outbound HTTP (JWKS only; never to an address not on the trust list).
     pub http: reqwest::Client,
     /// Claim mail.

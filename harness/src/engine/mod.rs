@@ -3,6 +3,8 @@
 //! error. Rooms: [`discovery`], the case context (`context`: HTTP, clock, minting), the step
 //! families (`steps`), and the expectation families in [`crate::expect`].
 
+mod aid;
+mod aid_step;
 mod context;
 mod discovery;
 mod steps;
@@ -23,6 +25,7 @@ use crate::redact::Secrets;
 use crate::target::TargetConfig;
 pub use crate::transport::decode_jwt;
 use crate::transport::{HostPolicy, Limits, Transport};
+pub use aid::{Dns, Txt};
 use context::CaseCtx;
 pub use discovery::Discovery;
 
@@ -54,6 +57,9 @@ pub enum HarnessError {
         /// The budget.
         budget: u64,
     },
+    /// The case does not apply to this target (what it tests is not there to test).
+    #[error("{0}")]
+    Inapplicable(String),
     /// The target's declared JWKS refetch cool-down is longer than the wait budget.
     #[error(
         "needs clock.wait_budget_secs of at least {needed} (now {budget}) to wait out idp.jwks_refetch_cooldown_secs after a key rotation"
@@ -128,6 +134,10 @@ pub struct Harness {
     pub discovery: Discovery,
     /// Exchanges made during discovery.
     pub discovery_exchanges: Vec<Exchange>,
+    /// The AID preflight, when the run started from a domain.
+    pub preflight: Option<crate::aid::Preflight>,
+    /// The run's DNS, when it started from a domain.
+    dns: Option<Arc<Dns>>,
     /// Secrets seen during the run (redacted in every output).
     pub secrets: Secrets,
     idp_lock: tokio::sync::RwLock<()>,
@@ -190,9 +200,24 @@ impl Harness {
         for other in idp2.iter().chain(stranger.iter()) {
             policy.allow_origin_of(other.base_url());
         }
+        let limits = target.limits();
+        // From a bare domain: the AID preflight selects the endpoint (and proves it) before
+        // anything else is sent; it may name the base URL the config left out.
+        let (dns, preflight) = match &target.aid {
+            Some(aid) => {
+                let dns = Dns::new(aid).map_err(|e| HarnessError::Tooling(format!("aid.resolver: {e}")))?;
+                let make = |p: &HostPolicy| Transport::new(None, ca_pem.as_deref(), limits, Arc::new(p.clone()), secrets.clone());
+                let found = aid::preflight(&dns, &mut target, &mut policy, make).await;
+                (Some(Arc::new(dns)), Some(found))
+            }
+            None => (None, None),
+        };
+        policy.allow_origin_of(&target.base_url);
+        if let Some(path) = &target.protected_path {
+            policy.allow_origin_of(path);
+        }
         let policy = Arc::new(policy);
         let profile = Manifest::load(&crate::repo_root(), &target.profile).map_err(HarnessError::Tooling)?;
-        let limits = target.limits();
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
@@ -203,6 +228,8 @@ impl Harness {
             profile,
             discovery: Discovery::default(),
             discovery_exchanges: Vec::new(),
+            preflight,
+            dns,
             secrets,
             idp_lock: tokio::sync::RwLock::new(()),
             source_block: rand::random::<u16>() % 15_000,
@@ -212,7 +239,11 @@ impl Harness {
             limits,
             ca_pem,
         };
-        harness.discover().await?;
+        match harness.preflight.as_ref().and_then(|p| p.error.clone()) {
+            // Nothing of auth.md is fetched from an endpoint the preflight did not establish.
+            Some(e) => harness.discovery.error = Some(format!("the AID preflight failed: {e}")),
+            None => harness.discover().await?,
+        }
         Ok(harness)
     }
 
@@ -229,6 +260,21 @@ impl Harness {
 
     /// Why `case` cannot run here: INCONCLUSIVE when discovery got no answer, SKIP otherwise.
     fn unmet(&self, case: &Case) -> Option<Verdict> {
+        // AID cases judge the preflight's parts themselves, whatever it concluded.
+        if case.needs.contains(&Need::Aid) {
+            return self.unmet_need(case).map(Verdict::Skip);
+        }
+        if let Some(p) = &self.preflight
+            && let Some(e) = &p.error
+        {
+            let reason =
+                format!("blocked: the AID preflight failed ({e}); no identity material is sent to an endpoint it did not establish");
+            return Some(if p.no_answer {
+                Verdict::Inconclusive(reason)
+            } else {
+                Verdict::Skip(reason)
+            });
+        }
         let d = &self.discovery;
         // Discovery cases that only GET fixed paths run whatever discovery found; any step that
         // refers to a discovered document needs it.
@@ -313,6 +359,22 @@ impl Harness {
                 Need::TokenRevocation if d.token_revocation_uri.is_none() => "the metadata names no token revocation endpoint",
                 Need::SecondIssuer if self.idp2.is_none() => "needs [idp.second]: a second issuer on your trust list",
                 Need::UntrustedIssuer if self.stranger.is_none() => "needs an untrusted live issuer (started by `run`)",
+                Need::Aid if self.dns.is_none() => "needs a domain: run --domain, or [aid] in the target config",
+                Need::AidRecord | Need::Pka if self.preflight.as_ref().is_none_or(|p| p.selected.is_none()) => {
+                    "the AID preflight selected no record"
+                }
+                Need::Pka
+                    if self
+                        .preflight
+                        .as_ref()
+                        .and_then(|p| p.selected.as_ref())
+                        .is_none_or(|r| r.version != "aid2" || r.pka.is_none()) =>
+                {
+                    "the selected AID record publishes no aid2 PKA key"
+                }
+                Need::AidWellKnown if !self.target.aid.as_ref().is_some_and(|a| a.well_known) => {
+                    "needs aid.well_known = true: the service serves /.well-known/agent"
+                }
                 Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
                     "needs idp.required_amr: the amr values your trust entry requires"
                 }
@@ -398,9 +460,9 @@ impl Harness {
         result.duration_ms = started.elapsed().as_millis() as u64;
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
-            Ok(Err(e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. }))) => {
-                Verdict::Skip(e.to_string())
-            }
+            Ok(Err(
+                e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. } | HarnessError::Inapplicable(_)),
+            )) => Verdict::Skip(e.to_string()),
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => {
                 let gated_reading = case.reading.as_ref().is_none_or(|r| {

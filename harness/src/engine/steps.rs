@@ -137,6 +137,7 @@ impl CaseCtx<'_> {
                 self.confirm_claim(label, &uri, &code, &email).await
             }
             Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
+            Action::Aid { check } => self.aid_step(label, *check).await,
         }
     }
 

@@ -13,7 +13,7 @@ mod types;
 mod vocabulary;
 
 pub use authmd_mock_idp::KeyAlg;
-pub use types::{Count, CredentialType, Fault, Issuer, TokenSpec};
+pub use types::{AidCheck, Count, CredentialType, Fault, Issuer, TokenSpec};
 pub use vocabulary::{generated_files, step_schema, vocabulary_markdown};
 
 /// One step of a case: an action, with an optional name, clock move and expectations.
@@ -240,6 +240,12 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         email: Option<String>,
     },
+    /// Judges one AID rule at the run's domain (DNS lookups, the fallback document, or a fresh
+    /// PKA challenge to the selected endpoint), with the answers as evidence.
+    Aid {
+        /// The rule.
+        check: AidCheck,
+    },
     /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`.
     Sample {
         /// The action to repeat, as an inline table (`of = { do = "challenge", … }`).
@@ -283,6 +289,7 @@ impl Action {
             Self::ConfirmClaim { .. } => "confirm-claim",
             Self::RevokeToken { .. } => "revoke-token",
             Self::Sample { .. } => "sample",
+            Self::Aid { .. } => "aid",
         }
     }
 

@@ -11,6 +11,44 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+/// The rule an `aid` step judges (AID v1.2 and v2, issue #16).
+#[derive(Clone, Copy, Debug, Deserialize, Eq, JsonSchema, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AidCheck {
+    /// Every TXT answer at `_agent.<domain>` that claims AID parses by its version's grammar.
+    Grammar,
+    /// At most one valid AID record at the name (several are an ambiguity clients refuse).
+    Single,
+    /// A remote protocol's `u` is an `https://` URL.
+    Https,
+    /// An aid2 `k` is an Ed25519 JWK `x` (32 bytes); an aid1 `k` comes with `i`.
+    Key,
+    /// The record is at `_agent.<exact host>`, not only at a parent's name.
+    ExactHost,
+    /// The record's TTL lies in the recommended 300–900 s.
+    Ttl,
+    /// `https://<domain>/.well-known/agent` is JSON by the same grammar and agrees with DNS.
+    WellKnown,
+    /// The selected endpoint challenges with a `resource_metadata` that leads to the PRM.
+    Handoff,
+    /// The endpoint answers a proof request with one `aid-pka` signature.
+    Signed,
+    /// The signature covers the AID profile's components, tagged `aid-pka-v2`.
+    Components,
+    /// `created`/`expires` are a window of at most 300 s around now.
+    Fresh,
+    /// `keyid` is the RFC 7638 thumbprint of the DNS key.
+    Keyid,
+    /// The signature verifies with the DNS key.
+    Signature,
+    /// The signature carries the request's nonce.
+    Nonce,
+    /// A second challenge gets a second signature, bound to its own nonce.
+    Replay,
+    /// The signed response is `Cache-Control: no-store`.
+    NoStore,
+}
+
 /// A `requested_credential_type`.
 #[derive(Clone, Copy, Debug, Deserialize, Eq, JsonSchema, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,415 @@
+//! The AID preflight (issue #16): from a bare domain to the endpoint, before anything of the
+//! auth.md flow is sent. The `_agent.<domain>` TXT lookup through the configured resolver,
+//! the one record selected (or the `/.well-known/agent` fallback when DNS has none), the PKA
+//! endpoint proof when the record publishes a key, and the handoff: the endpoint becomes the
+//! protected URL auth.md discovery starts from. When any of it fails, no identity material
+//! goes to the endpoint: every auth.md case is SKIP (or INCONCLUSIVE, for no answer) with the
+//! reason. The `aid` step (`aid_step`) judges each rule on its own, with the answers as evidence.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::aid::{self, AidRecord, Challenge, Inspection, Preflight, Selection};
+use crate::outcome::Exchange;
+use crate::target::{AidTarget, TargetConfig};
+use crate::transport::{HostPolicy, Transport};
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::{Resolver, TokioResolver};
+
+/// An answer shown in a report is capped: a hostile zone can send 64 KiB per answer.
+const ANSWER_CAP: usize = 2048;
+/// The fallback document's size limit (AID `.well-known` guardrails).
+const WELL_KNOWN_MAX: u64 = 64 * 1024;
+
+/// The run's DNS: the configured server, or the system resolver for real domains.
+pub struct Dns {
+    resolver: TokioResolver,
+    pub(super) label: String,
+}
+
+/// What a TXT lookup gave.
+pub enum Txt {
+    /// Answers (each record's strings concatenated, as AID says) and their smallest TTL.
+    Found {
+        /// The records' data.
+        answers: Vec<Vec<u8>>,
+        /// Seconds.
+        ttl: u32,
+    },
+    /// NXDOMAIN or no TXT data at the name.
+    NoRecord,
+    /// No answer (timeout, refused, unreachable).
+    Failed(String),
+}
+
+impl Dns {
+    /// A resolver for `aid`: no cache (every lookup is evidence), one attempt, its timeout.
+    pub fn new(aid: &AidTarget) -> Result<Self, String> {
+        let mut builder = match aid.resolver {
+            Some(addr) => {
+                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                Resolver::builder_with_config(ResolverConfig::from_parts(None, vec![], group), TokioConnectionProvider::default())
+            }
+            None => Resolver::builder_tokio().map_err(|e| format!("the system resolver: {e}"))?,
+        };
+        let options = builder.options_mut();
+        options.timeout = Duration::from_secs(aid.dns_timeout_secs);
+        options.attempts = 1;
+        options.cache_size = 0;
+        Ok(Self {
+            resolver: builder.build(),
+            label: aid.resolver.map(|a| a.to_string()).unwrap_or_else(|| "system".into()),
+        })
+    }
+
+    /// The TXT records at `name`.
+    pub async fn txt(&self, name: &str) -> Txt {
+        match self.resolver.txt_lookup(format!("{name}.")).await {
+            Ok(lookup) => Txt::Found {
+                ttl: lookup.as_lookup().records().iter().map(|r| r.ttl()).min().unwrap_or(0),
+                answers: lookup
+                    .iter()
+                    .map(|t| t.txt_data().iter().flat_map(|s| s.iter().copied()).collect())
+                    .collect(),
+            },
+            Err(e) if e.is_no_records_found() => Txt::NoRecord,
+            Err(e) => Txt::Failed(e.to_string()),
+        }
+    }
+
+    /// The addresses of `host`.
+    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        self.resolver
+            .lookup_ip(format!("{host}."))
+            .await
+            .map(|l| l.iter().collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A lookup as an exchange, so it is evidence in the report like any HTTP answer.
+    fn exchange(&self, step: &str, name: &str, txt: &Txt, started: Instant) -> Exchange {
+        let (body, error, ttl) = match txt {
+            Txt::Found { answers, ttl } => (answers.iter().map(|a| shown(a)).collect::<Vec<_>>().join("\n"), None, Some(*ttl)),
+            Txt::NoRecord => ("(no TXT record)".to_string(), None, None),
+            Txt::Failed(e) => (String::new(), Some(format!("DNS: {e}")), None),
+        };
+        Exchange {
+            step: step.to_string(),
+            method: "DNS TXT".into(),
+            url: format!("dns://{}/{name}", self.label),
+            response_headers: ttl.map(|t| vec![("ttl".to_string(), t.to_string())]).unwrap_or_default(),
+            body_bytes: body.len() as u64,
+            response_body: body,
+            error,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            reproduce: match self.label.rsplit_once(':') {
+                Some((ip, port)) => format!("dig @{} -p {port} TXT {name}", ip.trim_matches(['[', ']'])),
+                None => format!("dig TXT {name}"),
+            },
+            ..Exchange::default()
+        }
+    }
+
+    /// Looks `name` up and records the exchange.
+    pub(super) async fn lookup(&self, step: &str, name: &str, into: &mut Vec<Exchange>) -> Txt {
+        let started = Instant::now();
+        let txt = self.txt(name).await;
+        into.push(self.exchange(step, name, &txt, started));
+        txt
+    }
+}
+
+/// A TXT answer as text: lossy (a report must show non-UTF-8 data, not drop it) and capped.
+fn shown(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(ANSWER_CAP)]).into_owned();
+    if bytes.len() > ANSWER_CAP {
+        format!("{text}… ({} bytes)", bytes.len())
+    } else {
+        text
+    }
+}
+
+/// The answers that claim AID, as text; non-UTF-8 data that claims AID is invalid as such.
+pub(super) fn aid_answers(answers: &[Vec<u8>]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut texts = Vec::new();
+    let mut broken = Vec::new();
+    for a in answers {
+        match std::str::from_utf8(a) {
+            Ok(t) if aid::claims_aid(t) => texts.push(t.to_string()),
+            Ok(_) => {}
+            Err(_) if aid::claims_aid(&String::from_utf8_lossy(a)) => {
+                broken.push((shown(a), "the TXT data is not UTF-8".to_string()));
+            }
+            Err(_) => {}
+        }
+    }
+    (texts, broken)
+}
+
+/// `_agent.<domain>`.
+pub(super) fn agent_name(domain: &str) -> String {
+    format!("_agent.{domain}")
+}
+
+/// The fallback URL on the exact host.
+pub(super) fn well_known_url(aid: &AidTarget) -> String {
+    match aid.https_port {
+        443 => format!("https://{}/.well-known/agent", aid.domain),
+        port => format!("https://{}:{port}/.well-known/agent", aid.domain),
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A proof request to `record`'s endpoint: the challenge and its `Accept-Signature` header.
+pub(super) fn proof_request(record: &AidRecord) -> Result<(Challenge, Vec<(String, String)>), String> {
+    let k = record.pka.as_deref().ok_or("the record publishes no key")?;
+    let challenge = Challenge::new(&record.uri, k)?;
+    let header = vec![("Accept-Signature".to_string(), challenge.accept_signature())];
+    Ok((challenge, header))
+}
+
+pub(super) fn inspect(record: &AidRecord, challenge: &Challenge, exchange: &Exchange) -> Inspection {
+    aid::inspect(
+        challenge,
+        record.pka.as_deref().unwrap_or_default(),
+        exchange.status.unwrap_or(0),
+        &exchange.response_headers,
+        now(),
+    )
+}
+
+/// Resolves the hosts the preflight will fetch through the run's DNS, and allows their origins.
+/// Returns the addresses the run's DNS gave, if it was asked.
+async fn admit(dns: &Dns, aid: &AidTarget, url: &str, policy: &mut HostPolicy) -> Vec<IpAddr> {
+    policy.allow_origin_of(url);
+    if aid.resolver.is_none() {
+        return Vec::new();
+    }
+    let Some(host) = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)) else {
+        return Vec::new();
+    };
+    if host.parse::<IpAddr>().is_ok() {
+        return Vec::new();
+    }
+    // A name the configured DNS cannot resolve resolves to nothing: the system resolver is
+    // never asked behind the user's back.
+    let addrs = dns.addresses(&host).await.unwrap_or_default();
+    policy.resolve(&host, addrs.clone());
+    addrs
+}
+
+/// Runs the preflight for `target.aid`. Fills in `target.base_url` (and the protected URL
+/// discovery starts from) from the selected record where the config leaves them out, and
+/// admits the record's hosts into `policy`. `transport` makes a client under a policy.
+pub(super) async fn preflight(
+    dns: &Dns,
+    target: &mut TargetConfig,
+    policy: &mut HostPolicy,
+    transport: impl Fn(&HostPolicy) -> Result<Transport, String>,
+) -> Preflight {
+    let Some(aid) = target.aid.clone() else {
+        return Preflight::default();
+    };
+    let mut p = Preflight {
+        domain: aid.domain.clone(),
+        name: agent_name(&aid.domain),
+        resolver: dns.label.clone(),
+        ..Preflight::default()
+    };
+    let Some((why, dns_failed)) = from_dns(dns, &mut p).await else {
+        return p;
+    };
+    let dns_failure = (p.selected.is_none()).then_some(why);
+    if let Some(why) = dns_failure {
+        let url = well_known_url(&aid);
+        admit(dns, &aid, &url, policy).await;
+        match fallback(&url, policy, &transport, &mut p.exchanges).await {
+            Ok(record) => {
+                p.selected = Some(record);
+                p.source = Some("well-known-tls".into());
+            }
+            Err(fallback_why) => {
+                p.no_answer = dns_failed && p.exchanges.last().is_some_and(|e| e.error.is_some());
+                p.error = Some(format!("{}: {why}; the fallback {url}: {fallback_why}", p.name));
+                return p;
+            }
+        }
+    }
+    let Some(record) = p.selected.clone() else { return p };
+    if !record.uri.starts_with("https://") {
+        p.error = Some(format!("the selected record's endpoint `{}` is not an https URL", record.uri));
+        return p;
+    }
+    let addrs = admit(dns, &aid, &record.uri, policy).await;
+    // A named endpoint on loopback is still loopback: cases get their own source addresses.
+    if target.isolate_source_ips.is_none() && !addrs.is_empty() && addrs.iter().all(IpAddr::is_loopback) {
+        target.isolate_source_ips = Some(true);
+    }
+    match (&record.pka, record.version.as_str()) {
+        (Some(_), "aid2") => match prove(&record, policy, &transport, &mut p.exchanges).await {
+            Ok(()) => p.proof = Some("verified".into()),
+            Err((why, no_answer)) => {
+                p.proof = Some(why.clone());
+                p.no_answer = no_answer;
+                p.error = Some(format!("the endpoint did not prove control of the DNS key: {why}"));
+                return p;
+            }
+        },
+        (Some(_), _) => {
+            p.proof = Some("not checked: the aid1 (v1.2) multibase handshake is not implemented".into());
+            p.error = Some("the record publishes an aid1 key, whose handshake this suite cannot perform; publish aid2".into());
+            return p;
+        }
+        (None, _) => {}
+    }
+    // The handoff: the endpoint is the protected URL auth.md discovery starts from.
+    if target.base_url.is_empty()
+        && let Ok(u) = url::Url::parse(&record.uri)
+    {
+        target.base_url = u.origin().ascii_serialization();
+        if target.oracle.is_none() && target.protected_path.is_none() {
+            target.protected_path = Some(record.uri.clone());
+        }
+    }
+    p
+}
+
+/// The DNS half of the preflight. `None`: a record exists but cannot be used (`p.error` says
+/// why; AID falls back only when there is no record or no answer). Otherwise why DNS gave no
+/// record (empty when one was selected) and whether the lookup got no answer.
+async fn from_dns(dns: &Dns, p: &mut Preflight) -> Option<(String, bool)> {
+    let looked = dns.lookup("aid: lookup", &p.name, &mut p.exchanges).await;
+    match &looked {
+        Txt::Found { answers, .. } => {
+            p.answers = answers.iter().map(|a| shown(a)).collect();
+            let (texts, broken) = aid_answers(answers);
+            let selection = Selection::of(&texts);
+            p.invalid = broken.into_iter().chain(selection.invalid.clone()).collect();
+            match selection.chosen() {
+                Ok(r) => {
+                    p.selected = Some(r.clone());
+                    p.source = Some("dns".into());
+                    Some((String::new(), false))
+                }
+                Err(why) if !texts.is_empty() || !p.invalid.is_empty() => {
+                    p.error = Some(format!("{}: {why}", p.name));
+                    None
+                }
+                Err(why) => Some((why, false)),
+            }
+        }
+        Txt::NoRecord => Some(("no AID record".to_string(), false)),
+        Txt::Failed(e) => Some((format!("the DNS lookup failed: {e}"), true)),
+    }
+}
+
+/// Fetches and parses the fallback document.
+async fn fallback(
+    url: &str,
+    policy: &HostPolicy,
+    transport: &impl Fn(&HostPolicy) -> Result<Transport, String>,
+    exchanges: &mut Vec<Exchange>,
+) -> Result<AidRecord, String> {
+    let net = transport(policy)?;
+    let exchange = net.send("aid: fallback", "GET", url, &[], None).await;
+    exchanges.push(exchange.clone());
+    judge_well_known(&exchange)
+}
+
+/// The fallback guardrails and grammar: 200 without a redirect, JSON, at most 64 KiB.
+pub(super) fn judge_well_known(exchange: &Exchange) -> Result<AidRecord, String> {
+    if let Some(e) = &exchange.error {
+        return Err(format!("no answer ({e})"));
+    }
+    match exchange.status {
+        Some(200) => {}
+        Some(s) => return Err(format!("status {s}, not 200 (redirects are not followed)")),
+        None => return Err("no status".into()),
+    }
+    let content_type = exchange.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    if !content_type.starts_with("application/json") {
+        return Err(format!("Content-Type `{content_type}`, not application/json"));
+    }
+    if exchange.body_bytes > WELL_KNOWN_MAX || exchange.truncated {
+        return Err(format!("{} bytes, more than the 64 KiB allowed", exchange.body_bytes));
+    }
+    let doc = exchange.json().ok_or("the body is not JSON")?;
+    aid::parse_json(&doc)
+}
+
+/// One proof round trip; `Err((why, no_answer))`.
+async fn prove(
+    record: &AidRecord,
+    policy: &HostPolicy,
+    transport: &impl Fn(&HostPolicy) -> Result<Transport, String>,
+    exchanges: &mut Vec<Exchange>,
+) -> Result<(), (String, bool)> {
+    let (challenge, headers) = proof_request(record).map_err(|e| (e, false))?;
+    let net = transport(policy).map_err(|e| (e, false))?;
+    let exchange = net.send("aid: proof", "GET", &record.uri, &headers, None).await;
+    exchanges.push(exchange.clone());
+    if let Some(e) = &exchange.error {
+        return Err((format!("no answer ({e})"), true));
+    }
+    match inspect(record, &challenge, &exchange).first() {
+        Some(why) => Err((why.clone(), false)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(status: u16, content_type: &str, body: &str) -> Exchange {
+        Exchange {
+            status: Some(status),
+            response_headers: vec![("content-type".into(), content_type.into())],
+            body_bytes: body.len() as u64,
+            response_body: body.into(),
+            ..Exchange::default()
+        }
+    }
+
+    #[test]
+    fn the_fallback_document_is_judged_by_its_guardrails() {
+        let good = r#"{"v":"aid2","u":"https://a.example/api","p":"openapi"}"#;
+        assert!(judge_well_known(&exchange(200, "application/json", good)).is_ok());
+        assert!(
+            judge_well_known(&exchange(302, "application/json", good))
+                .unwrap_err()
+                .contains("redirect")
+        );
+        assert!(
+            judge_well_known(&exchange(200, "text/plain", good))
+                .unwrap_err()
+                .contains("Content-Type")
+        );
+        let http = r#"{"v":"aid2","u":"http://a.example/api","p":"openapi"}"#;
+        assert!(
+            judge_well_known(&exchange(200, "application/json", http))
+                .unwrap_err()
+                .contains("https")
+        );
+        let mut big = exchange(200, "application/json", good);
+        big.body_bytes = WELL_KNOWN_MAX + 1;
+        assert!(judge_well_known(&big).unwrap_err().contains("64 KiB"));
+    }
+
+    #[test]
+    fn non_utf8_aid_answers_are_invalid_and_other_txt_data_is_ignored() {
+        let answers = vec![
+            b"v=aid2;p=mcp;u=https://a.example\xff".to_vec(),
+            b"google-site-verification=x".to_vec(),
+        ];
+        let (texts, broken) = aid_answers(&answers);
+        assert!(texts.is_empty());
+        assert_eq!(broken.len(), 1);
+        assert!(broken[0].1.contains("UTF-8"));
+        assert!(shown(&vec![b'a'; 5000]).ends_with("(5000 bytes)"));
+    }
+}

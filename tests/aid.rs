@@ -1,0 +1,206 @@
+//! The AID preflight through the real CLI: `run --domain` end to end against the bundled
+//! deployments (aid2 with PKA, aid1), and bad input served by a real DNS server on loopback
+//! (oversized and non-UTF-8 TXT data, duplicate keys, an unknown version, a key of the wrong
+//! type, a DNS server that never answers). Each ends in a verdict and a report, never a panic,
+//! and when the preflight fails no auth.md case runs against the endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use authmd_dns::{DnsServer, Zone};
+use serde_json::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("authmd-aid-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authmd-conformance"))
+        .args(args)
+        .output()
+        .expect("spawn the CLI")
+}
+
+/// Runs the CLI, checks what every run must hold, and returns (exit code, report).
+fn run(name: &str, extra: &[&str]) -> (i32, Value) {
+    let out = scratch(name).join("out");
+    let out_arg = out.to_string_lossy().to_string();
+    let mut args = vec!["run", "--out", out_arg.as_str()];
+    args.extend_from_slice(extra);
+    let output = cli(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{name}: the CLI panicked:\n{stderr}");
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|e| panic!("{name}: no report ({e}):\n{stderr}"));
+    let report: Value = serde_json::from_str(&text).expect("report.json parses");
+    assert_eq!(
+        report["footer"]["total"], report["footer"]["selected"],
+        "{name}: a selected case is missing from the report"
+    );
+    assert!(out.join("summary.md").exists() && out.join("report.html").exists());
+    (output.status.code().unwrap_or(-1), report)
+}
+
+fn verdict(report: &Value, name: &str) -> String {
+    report["cases"]
+        .as_array()
+        .and_then(|cases| cases.iter().find(|c| c["name"] == name))
+        .map(|c| c["verdict"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no case {name} in the report"))
+}
+
+/// Verdict counts of the auth.md cases (those outside the AID areas).
+fn auth_md_verdicts(report: &Value) -> Vec<String> {
+    report["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| !["record", "proof", "handoff"].contains(&c["area"].as_str().unwrap_or_default()))
+        .map(|c| c["verdict"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn run_from_a_bare_domain_with_aid2_and_pka() {
+    let (code, report) = run("aid2", &["--domain", "shop.example.test"]);
+    let preflight = &report["header"]["preflight"];
+    assert_eq!(preflight["name"], "_agent.shop.example.test");
+    assert_eq!(preflight["selected"]["version"], "aid2");
+    assert_eq!(preflight["source"], "dns");
+    assert_eq!(preflight["proof"], "verified");
+    assert!(preflight["error"].is_null());
+    // The record named the endpoint: the run's target is the domain's https origin.
+    assert!(
+        report["header"]["target"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("https://shop.example.test:")
+    );
+    assert_eq!(verdict(&report, "proof/pka-05-dns-key"), "PASS");
+    assert_eq!(verdict(&report, "handoff/aid-08-handoff"), "PASS");
+    let passed = auth_md_verdicts(&report).iter().filter(|v| *v == "PASS").count();
+    assert!(passed > 100, "only {passed} auth.md cases passed after the handoff");
+    assert_eq!(code, 0, "{report:#}");
+}
+
+#[test]
+fn run_from_a_bare_domain_with_aid1() {
+    let (code, report) = run("aid1", &["--domain", "svc.authmd.test", "--variant", "aid1"]);
+    let preflight = &report["header"]["preflight"];
+    assert_eq!(preflight["selected"]["version"], "aid1");
+    assert!(preflight["proof"].is_null(), "an aid1 record without a key needs no proof");
+    assert_eq!(verdict(&report, "record/aid-01-grammar"), "PASS");
+    assert!(verdict(&report, "proof/pka-01-signed").starts_with("SKIP"));
+    assert!(auth_md_verdicts(&report).iter().filter(|v| *v == "PASS").count() > 100);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_failed_proof_withholds_identity_material() {
+    let (code, report) = run("wrong-key", &["--domain", "svc.authmd.test", "--defect", "pka-wrong-key"]);
+    assert!(
+        report["header"]["preflight"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not prove")
+    );
+    assert_eq!(verdict(&report, "proof/pka-05-dns-key"), "FAIL");
+    // No auth.md case ran: each is SKIP, naming the preflight.
+    let verdicts = auth_md_verdicts(&report);
+    assert!(!verdicts.is_empty() && verdicts.iter().all(|v| v == "SKIP"), "{verdicts:?}");
+    let skipped = report["cases"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["area"] == "idjag"))
+        .expect("an idjag case");
+    assert!(skipped["reason"].as_str().unwrap_or_default().contains("no identity material"));
+    assert_eq!(code, 1);
+}
+
+/// A zone for `hostile.test` whose `_agent` name holds `txt`.
+async fn hostile(txt: Vec<Vec<u8>>) -> DnsServer {
+    let mut zone = Zone::new("test").expect("zone");
+    zone.txt("_agent.hostile.test", 300, txt).expect("txt");
+    zone.address("hostile.test", 300, [127, 0, 0, 1].into()).expect("address");
+    DnsServer::start(zone, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("dns")
+}
+
+fn chunks(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes.chunks(255).map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn bad_records_end_in_verdicts_and_reports() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let base = "v=aid2;p=openapi;u=https://hostile.test/api";
+    let oversized = format!("{base};s={}", "x".repeat(8000));
+    let mut non_utf8 = format!("{base};s=").into_bytes();
+    non_utf8.extend([0xff, 0xfe, 0x80]);
+    let wrong_key = format!("{base};k=A{}", "A".repeat(43));
+    let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+        ("oversized", chunks(oversized.as_bytes()), "60 bytes"),
+        ("non-utf8", chunks(&non_utf8), "UTF-8"),
+        ("duplicate-keys", chunks(format!("{base};version=aid2").as_bytes()), "twice"),
+        (
+            "unknown-version",
+            chunks(b"v=aid9;p=openapi;u=https://hostile.test/api"),
+            "unknown version",
+        ),
+        ("wrong-key-type", chunks(wrong_key.as_bytes()), "32"),
+    ];
+    for (name, txt, why) in cases {
+        let server = runtime.block_on(hostile(txt));
+        let resolver = server.addr().to_string();
+        let (code, report) = run(name, &["--domain", "hostile.test", "--resolver", &resolver]);
+        let preflight = &report["header"]["preflight"];
+        let invalid = preflight["invalid"].to_string();
+        assert!(invalid.contains(why), "{name}: the preflight does not say `{why}`: {preflight:#}");
+        assert!(preflight["error"].is_string(), "{name}: {preflight:#}");
+        assert_eq!(verdict(&report, "record/aid-01-grammar"), "FAIL", "{name}");
+        assert!(auth_md_verdicts(&report).iter().all(|v| v == "SKIP"), "{name}");
+        assert_eq!(code, 1, "{name}");
+        drop(server);
+    }
+}
+
+#[test]
+fn a_dns_server_that_never_answers_is_inconclusive() {
+    // Bound and never read: every query times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let resolver = silent.local_addr().expect("addr").to_string();
+    let (code, report) = run(
+        "timeout",
+        &["--domain", "hostile.test", "--resolver", &resolver, "--case", "record/*"],
+    );
+    assert!(
+        report["header"]["preflight"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DNS lookup failed")
+    );
+    assert!(verdict(&report, "record/aid-01-grammar").starts_with("INCONCLUSIVE"));
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn dns_serve_serves_a_zone_file_and_refuses_a_broken_one() {
+    let dir = scratch("dns-serve");
+    let broken = dir.join("broken.zone");
+    std::fs::write(&broken, "@ IN TXT\n").expect("zone");
+    let out = cli(&[
+        "dns",
+        "serve",
+        "--zone",
+        &broken.to_string_lossy(),
+        "--origin",
+        "x.test",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zone file"));
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/authmd.test.zone");
+    let zone = Zone::parse(&std::fs::read_to_string(example).expect("example zone"), None).expect("the example zone parses");
+    assert_eq!(zone.origin(), "authmd.test");
+}
