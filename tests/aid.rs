@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use authmd_dns::{DnsServer, Zone};
+
+mod common;
 use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {
@@ -40,6 +42,8 @@ fn run(name: &str, extra: &[&str]) -> (i32, Value) {
         "{name}: a selected case is missing from the report"
     );
     assert!(out.join("summary.md").exists() && out.join("report.html").exists());
+    let errors = common::schema_errors(&report);
+    assert!(errors.is_empty(), "{name}: the report departs from the schema: {errors:?}");
     (output.status.code().unwrap_or(-1), report)
 }
 

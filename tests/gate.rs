@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod common;
+use common::validate;
+
 use authmd_conformance::baseline::Baseline;
 use authmd_conformance::compare::{self, ReportFile};
 use authmd_conformance::engine::{Harness, Parts};
@@ -171,63 +174,6 @@ fn files_that_are_not_whole_reports_are_refused_by_name() {
             "{name}: {error}"
         );
         let _ = std::fs::remove_file(file);
-    }
-}
-
-/// Validates `value` against the subset of JSON Schema that `reports/schema/report-v1.json`
-/// uses: `type`, `enum`, `required`, `properties`, `additionalProperties: false`, `items`.
-fn validate(schema: &serde_json::Value, value: &serde_json::Value, at: &str, errors: &mut Vec<String>) {
-    use serde_json::Value;
-    if let Some(types) = schema.get("type") {
-        let names: Vec<&str> = match types {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        let actual = match value {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        if !names.iter().any(|n| *n == actual || (*n == "number" && actual == "integer")) {
-            errors.push(format!("{at}: expected {names:?}, found {actual}"));
-            return;
-        }
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(value)
-    {
-        errors.push(format!("{at}: {value} not in {allowed:?}"));
-    }
-    if let Value::Object(map) = value {
-        for key in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if !map.contains_key(key) {
-                errors.push(format!("{at}: missing `{key}`"));
-            }
-        }
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, v) in map {
-            match props.and_then(|p| p.get(k)) {
-                Some(sub) => validate(sub, v, &format!("{at}/{k}"), errors),
-                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => errors.push(format!("{at}: unexpected `{k}`")),
-                None => {}
-            }
-        }
-    }
-    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
-        for (i, item) in items.iter().enumerate() {
-            validate(item_schema, item, &format!("{at}/{i}"), errors);
-        }
     }
 }
 

@@ -101,3 +101,37 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_html_report_shows_the_aid_preflight() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let aid = authmd_conformance::aid_catalogue().expect("AID catalogue");
+    let (harness, _stack) = authmd_conformance::bundled_harness(
+        Defects::none(),
+        bundled::Shape::Full,
+        bundled::Variant::Aid,
+        None,
+        authmd_conformance::redact::Secrets::default(),
+    )
+    .await
+    .expect("the AID stack");
+    let report = authmd_conformance::run(harness.clone(), aid.cases.clone(), &|_, _, _| {}).await;
+    let dir = std::env::temp_dir().join(format!("authmd-html-aid-{}", std::process::id()));
+    report.write_all(&dir, &harness.secrets).expect("write");
+    let dom = headless(&browser, &dir.join("profile"))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<section id=\"preflight\">"), "the preflight section is shown");
+    assert!(dom.contains("_agent.svc.authmd.test asked of 127.0.0.1:"), "it names the lookup");
+    assert!(dom.contains("proof: verified"), "it gives the proof result");
+    assert!(dom.contains("<td>selected</td>"), "it marks the selected record");
+    assert!(dom.contains("DNS TXT dns://127.0.0.1:"), "the lookup is an exchange");
+    let _ = std::fs::remove_dir_all(&dir);
+}
