@@ -662,13 +662,14 @@ async fn wait_for_ctrl_c() {
 }
 
 async fn run(args: RunArgs) -> Result<Ending, Failure> {
+    // The config is read once. A config that does not load is reported below, where the run
+    // needs it; until then it counts as absent.
+    let loaded = args.config.as_deref().map(TargetConfig::load);
+    let config_ok = loaded.as_ref().and_then(|r| r.as_ref().ok());
     // The profile picks the catalogue: `--profile`, else the target config's, else the default.
-    // A config that does not load is reported below, where it is read for the run.
-    let profile = match (&args.profile, &args.config) {
+    let profile = match (&args.profile, config_ok) {
         (Some(p), _) => p.clone(),
-        (None, Some(path)) => TargetConfig::load(path)
-            .map(|t| t.profile)
-            .unwrap_or_else(|_| authmd_conformance::PROFILE.into()),
+        (None, Some(t)) => t.profile.clone(),
         (None, None) => authmd_conformance::PROFILE.into(),
     };
     if !authmd_conformance::profiles().contains(&profile) {
@@ -688,11 +689,7 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
     // From a bare domain, the AID preflight's cases join the profile's.
     let from_domain = args.domain.is_some()
         || authmd_conformance::bundled::Variant::parse(&args.variant).is_some_and(|v| v.publishes_aid())
-        || args
-            .config
-            .as_deref()
-            .and_then(|p| TargetConfig::load(p).ok())
-            .is_some_and(|t| t.aid.is_some());
+        || config_ok.is_some_and(|t| t.aid.is_some());
     let mut cat = cat;
     if from_domain {
         let aid = authmd_conformance::aid_catalogue().map_err(|e| Failure::Usage(format!("AID catalogue: {e}")))?;
@@ -781,9 +778,10 @@ async fn run(args: RunArgs) -> Result<Ending, Failure> {
                     "--defect only applies to the bundled reference server (run without --target)".into(),
                 ));
             }
-            let mut target = match config {
-                Some(path) => TargetConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
-                None => TargetConfig::new(target_url.as_deref().unwrap_or_default()),
+            let mut target = match (config, loaded) {
+                (Some(_), Some(Ok(t))) => t,
+                (Some(_), Some(Err(e))) => return Err(Failure::Usage(e.to_string())),
+                _ => TargetConfig::new(target_url.as_deref().unwrap_or_default()),
             };
             if let Some(domain) = &args.domain {
                 let mut aid = target

@@ -22,6 +22,14 @@ const KEYS: [(&str, &str); 9] = [
     ("kid", "i"),
 ];
 
+/// The full name of a key given in either form, case-insensitively; `None` for an unknown key.
+fn full_key(key: &str) -> Option<&'static str> {
+    let key = key.trim().to_ascii_lowercase();
+    KEYS.iter()
+        .find(|(full, alias)| *full == key || *alias == key)
+        .map(|(full, _)| *full)
+}
+
 /// One parsed AID record.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct AidRecord {
@@ -74,12 +82,7 @@ pub fn parse_json(doc: &serde_json::Value) -> Result<AidRecord, String> {
 pub fn fields(txt: &str) -> BTreeMap<String, String> {
     txt.split(';')
         .filter_map(|p| p.split_once('='))
-        .filter_map(|(k, v)| {
-            let k = k.trim().to_ascii_lowercase();
-            KEYS.iter()
-                .find(|(full, alias)| *full == k || *alias == k)
-                .map(|(full, _)| (full.to_string(), v.trim().to_string()))
-        })
+        .filter_map(|(k, v)| full_key(k).map(|full| (full.to_string(), v.trim().to_string())))
         .collect()
 }
 
@@ -135,9 +138,8 @@ pub fn claims_aid(txt: &str) -> bool {
 fn parse_pairs(pairs: &[(String, String)], raw: &str) -> Result<AidRecord, String> {
     let mut seen: BTreeMap<&str, String> = BTreeMap::new();
     for (key, value) in pairs {
-        let key = key.trim().to_ascii_lowercase();
         // Unknown keys are ignored (v1.2 §2.1); a key and its alias may not both appear.
-        let Some((full, _)) = KEYS.iter().find(|(full, alias)| *full == key || *alias == key) else {
+        let Some(full) = full_key(key) else {
             continue;
         };
         if seen.insert(full, value.trim().to_string()).is_some() {
