@@ -280,6 +280,8 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
     })?;
     let mut target = TargetConfig::new(server.base_url());
     target.profile = variant.profile().to_string();
+    // The server trusts this IdP's issuer, as a user's config names the one theirs trusts.
+    target.idp.issuer = Some(idp.issuer().to_string());
     if variant == Variant::V06 {
         target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
         // The human's steps on the server's own pages (v0.6 ceremony).

@@ -1,21 +1,20 @@
 //! `authmd-conformance`: run the auth.md conformance suite, list and explain cases, and start
 //! the mock IdP, mock mailbox or reference server on their own.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use authmd_conformance::Filter;
 use authmd_conformance::catalogue::{Catalogue, Level};
-use authmd_conformance::engine::{Harness, Verdict};
 use authmd_conformance::exit_code::Ending;
 use authmd_conformance::target::TargetConfig;
 use authmd_mock_idp::{MockIdp, ServeArgs};
 use authmd_mock_mailbox::Mailbox;
 use authmd_reference_server::{Config, Defect, Defects, ReferenceServer};
 use clap::{Args, Parser, Subcommand};
+
+mod run;
 
 #[derive(Parser)]
 #[command(
@@ -153,7 +152,7 @@ struct FilterArgs {
 }
 
 #[derive(Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// The target's base URL; without it the bundled reference server is started.
     #[arg(long)]
     target: Option<String>,
@@ -172,8 +171,8 @@ struct RunArgs {
     /// Which conforming deployment of the bundled reference server: standard, alternates
     /// (other error names, oracle shape, HTML outbox mail, `aud` = resource, a JWKS cool-down)
     /// or no-clock (short TTLs, no clock header).
-    #[arg(long, default_value = "standard")]
-    variant: String,
+    #[arg(long)]
+    variant: Option<String>,
     /// The spec profile to test (overrides the config's `profile`); see `profiles/`.
     #[arg(long)]
     profile: Option<String>,
@@ -247,7 +246,7 @@ enum ReferenceCommand {
 
 /// A failure at the CLI edge, mapped to an exit code.
 /// A command's failure: an [`Ending`] that carries its message.
-type Failure = Ending;
+pub(crate) type Failure = Ending;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -266,7 +265,7 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn parse_filter(args: &FilterArgs, catalogue: &Catalogue) -> Result<Filter, Failure> {
+pub(crate) fn parse_filter(args: &FilterArgs, catalogue: &Catalogue) -> Result<Filter, Failure> {
     let mut levels = Vec::new();
     for l in &args.levels {
         levels.push(match l.to_ascii_lowercase().as_str() {
@@ -311,7 +310,7 @@ fn catalogue_of(profile: Option<&str>) -> Result<Catalogue, Failure> {
     }
 }
 
-fn defects(ids: &[String]) -> Result<Defects, Failure> {
+pub(crate) fn defects(ids: &[String]) -> Result<Defects, Failure> {
     ids.iter()
         .map(|d| d.parse::<Defect>().map_err(|e| Failure::Usage(e.to_string())))
         .collect()
@@ -319,7 +318,7 @@ fn defects(ids: &[String]) -> Result<Defects, Failure> {
 
 async fn dispatch(command: Command) -> Result<Ending, Failure> {
     match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run::run(args).await,
         Command::Lint => {
             let mut problems = Vec::new();
             let mut totals = Vec::new();
@@ -659,270 +658,6 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
 
 async fn wait_for_ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
-}
-
-async fn run(args: RunArgs) -> Result<Ending, Failure> {
-    // The config is read once. A config that does not load is reported below, where the run
-    // needs it; until then it counts as absent.
-    let loaded = args.config.as_deref().map(TargetConfig::load);
-    let config_ok = loaded.as_ref().and_then(|r| r.as_ref().ok());
-    // The profile picks the catalogue: `--profile`, else the target config's, else the default.
-    let profile = match (&args.profile, config_ok) {
-        (Some(p), _) => p.clone(),
-        (None, Some(t)) => t.profile.clone(),
-        (None, None) => authmd_conformance::PROFILE.into(),
-    };
-    if !authmd_conformance::profiles().contains(&profile) {
-        return Err(Failure::Usage(format!(
-            "profile `{profile}`: this build has {}",
-            authmd_conformance::profiles().join(", ")
-        )));
-    }
-    let cat = authmd_conformance::profile_catalogue(&profile).map_err(|e| Failure::Usage(format!("catalogue: {e}")))?;
-    // Read the baseline first: a bad one is a usage error before anything runs.
-    let baseline = args
-        .baseline
-        .as_deref()
-        .map(authmd_conformance::baseline::Baseline::load)
-        .transpose()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    // From a bare domain, the AID preflight's cases join the profile's.
-    let from_domain = args.domain.is_some()
-        || authmd_conformance::bundled::Variant::parse(&args.variant).is_some_and(|v| v.publishes_aid())
-        || config_ok.is_some_and(|t| t.aid.is_some());
-    let mut cat = cat;
-    if from_domain {
-        let aid = authmd_conformance::aid_catalogue().map_err(|e| Failure::Usage(format!("AID catalogue: {e}")))?;
-        cat.requirements.extend(aid.requirements);
-        cat.cases.splice(0..0, aid.cases);
-    }
-    let filter = parse_filter(&args.filter, &cat)?;
-    let cases: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).cloned().collect();
-    if cases.is_empty() {
-        eprintln!("no case selected");
-        return Ok(Ending::NothingSelected);
-    }
-    let terminal = std::io::stderr().is_terminal();
-    let bar = terminal.then(|| {
-        let bar = indicatif::ProgressBar::new(cases.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
-        Some(bar) => {
-            bar.set_position(done as u64);
-            bar.set_message(result.name.clone());
-        }
-        None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
-    };
-    let (report, secrets) = match (&args.target, &args.config) {
-        (None, None) if args.resolver.is_none() => {
-            let Some(deployment) = authmd_conformance::bundled::Variant::for_profile(&profile) else {
-                return Err(Failure::Usage(format!(
-                    "profile {profile}: the bundled reference server speaks v0.1 and v0.6 (profiles in this build: {})",
-                    authmd_conformance::profiles().join(", ")
-                )));
-            };
-            eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
-            let variant = match authmd_conformance::bundled::Variant::parse(&args.variant) {
-                // `--domain` alone publishes the standard deployment with an aid2 record.
-                Some(authmd_conformance::bundled::Variant::Standard) if args.domain.is_some() && profile == "v0.1" => {
-                    authmd_conformance::bundled::Variant::Aid
-                }
-                Some(v) if args.domain.is_some() && !v.publishes_aid() => {
-                    return Err(Failure::Usage(format!(
-                        "--domain with the bundled server: --variant aid (aid2 with PKA, the default) or aid1, not {}",
-                        v.name()
-                    )));
-                }
-                Some(authmd_conformance::bundled::Variant::Standard) => deployment,
-                Some(v) if deployment == authmd_conformance::bundled::Variant::Standard => v,
-                Some(v) => {
-                    return Err(Failure::Usage(format!(
-                        "--variant {}: the variants are deployments of v0.1; {profile} has only its standard one",
-                        v.name()
-                    )));
-                }
-                None => {
-                    return Err(Failure::Usage(format!(
-                        "--variant `{}`: expected one of {}",
-                        args.variant,
-                        authmd_conformance::bundled::Variant::ALL.map(|v| v.name()).join(", ")
-                    )));
-                }
-            };
-            if variant.publishes_aid() && profile != "v0.1" {
-                return Err(Failure::Usage(format!(
-                    "--domain with the bundled server: its AID deployments speak v0.1, not {profile}"
-                )));
-            }
-            let domain = args.domain.as_deref().unwrap_or(authmd_conformance::bundled::AID_DOMAIN);
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            if domain
-                .split('.')
-                .any(|l| l.is_empty() || l.len() > 63 || l.contains(['/', ':', ' ']))
-            {
-                return Err(Failure::Usage(format!("--domain `{domain}` is not a domain name")));
-            }
-            let done = authmd_conformance::run_bundled(defects(&args.defects)?, variant, cases, args.jobs, &domain, &progress)
-                .await
-                .map_err(|e| Failure::Harness(e.to_string()))?;
-            (done.report, done.secrets)
-        }
-        (target_url, config) => {
-            if !args.defects.is_empty() {
-                return Err(Failure::Usage(
-                    "--defect only applies to the bundled reference server (run without --target)".into(),
-                ));
-            }
-            let mut target = match (config, loaded) {
-                (Some(_), Some(Ok(t))) => t,
-                (Some(_), Some(Err(e))) => return Err(Failure::Usage(e.to_string())),
-                _ => TargetConfig::new(target_url.as_deref().unwrap_or_default()),
-            };
-            if let Some(domain) = &args.domain {
-                let mut aid = target
-                    .aid
-                    .clone()
-                    .unwrap_or_else(|| authmd_conformance::target::AidTarget::new(domain, None));
-                aid.domain = domain.trim_end_matches('.').to_ascii_lowercase();
-                target.aid = Some(aid);
-            }
-            if let (Some(resolver), Some(aid)) = (args.resolver, target.aid.as_mut()) {
-                aid.resolver = Some(resolver);
-            } else if args.resolver.is_some() {
-                return Err(Failure::Usage("--resolver needs --domain (or [aid] in the config)".into()));
-            }
-            if let Some(url) = target_url {
-                target.base_url = url.trim_end_matches('/').to_string();
-            }
-            if let Some(profile) = &args.profile {
-                target.profile = profile.clone();
-            }
-            target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
-            let mut parts = authmd_conformance::start::external_parts(target).await?;
-            parts.jobs = args.jobs;
-            // Discovery never aborts the run: an unreachable or broken target still gets a
-            // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
-            let harness = Harness::build(parts).await.map_err(|e| Failure::Harness(e.to_string()))?;
-            let harness = Arc::new(harness);
-            (
-                authmd_conformance::run(harness.clone(), cases, &progress).await,
-                harness.secrets.clone(),
-            )
-        }
-    };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    // Everything printed passes the redactor and is made inert (target text may carry escape
-    // sequences); the whole text is scanned again before it is printed, failing closed.
-    let clean = |s: &str| authmd_conformance::redact::inert(&secrets.redact(s), false);
-    if let Some(spoken) = report.header.spoken.as_ref().filter(|s| s.speaks == "mixed") {
-        eprintln!(
-            "warning: the metadata mixes {} names ({}) with a later version's ({})",
-            report.header.profile,
-            clean(&spoken.own.join(", ")),
-            clean(&spoken.later.join(", "))
-        );
-    }
-    if let Some(e) = &report.header.discovery_error {
-        eprintln!(
-            "warning: discovery failed: {}; dependent cases were not run",
-            clean(e).chars().take(400).collect::<String>()
-        );
-    }
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(&time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
-            .unwrap_or_default();
-        PathBuf::from("reports/runs").join(stamp)
-    });
-    let written = report.write_all(&out, &secrets);
-    let mut summary = format!("{:<48} {:<13} {:<13} first finding / reason\n", "case", "level", "verdict");
-    for c in &report.cases {
-        if matches!(c.verdict, Verdict::Pass) {
-            continue;
-        }
-        let why = c
-            .findings
-            .first()
-            .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
-            .unwrap_or_else(|| match &c.verdict {
-                Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
-                _ => String::new(),
-            });
-        summary += &format!(
-            "{:<48} {:<13} {:<13} {}\n",
-            c.name,
-            c.level.as_str(),
-            c.verdict.label(),
-            clean(&why).chars().take(160).collect::<String>()
-        );
-    }
-    let counts = report
-        .footer
-        .counts
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    summary += &format!(
-        "\n{} cases in {:.2}s: {counts}\nreports: {}",
-        report.footer.total,
-        report.footer.duration_ms as f64 / 1000.0,
-        out.display()
-    );
-    let leaks = secrets.leaks(&summary);
-    if leaks.is_empty() {
-        println!("{summary}");
-    } else {
-        return Err(Ending::Harness(format!(
-            "the summary would have printed a secret (hashes {}); see the reports",
-            leaks.join(", ")
-        )));
-    }
-    match written {
-        Ok(()) => {}
-        Err(e @ authmd_conformance::report::WriteError::Leak(_)) => {
-            return Err(Ending::Harness(format!("reports in {}: {e}", out.display())));
-        }
-        Err(e) => return Err(Failure::Usage(format!("--out {}: {e}", out.display()))),
-    }
-    if report.lost() > 0 {
-        return Err(Ending::Harness(format!(
-            "{} of {} selected cases are missing from the report (a harness bug)",
-            report.lost(),
-            report.footer.selected
-        )));
-    }
-    let gating = match &baseline {
-        Some(b) => {
-            let names = cat.cases.iter().map(|c| c.full_name()).collect();
-            let today = time::OffsetDateTime::now_utc()
-                .format(&time::macros::format_description!("[year]-[month]-[day]"))
-                .unwrap_or_default();
-            let gate = b.judge(&report, &names, &today);
-            println!(
-                "baseline: {} known failures tolerated, {} unlisted failures, {} stale entries",
-                gate.known.len(),
-                gate.unlisted.len(),
-                gate.stale.len()
-            );
-            for s in &gate.stale {
-                println!("  stale: {} ({})", s.case, s.why);
-            }
-            for u in &gate.unlisted {
-                println!("  unlisted failure: {u}");
-            }
-            if gate.passes() { 0 } else { gate.unlisted.len() + gate.stale.len() }
-        }
-        None => report.gating_failures(),
-    };
-    Ok(Ending::of_run(gating, report.inconclusive()))
 }
 
 /// An expectation as written: members left at their defaults (null, false, empty) are dropped.

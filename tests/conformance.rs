@@ -205,7 +205,7 @@ fn main() {
             let done = full_run(&whole)?;
             let out_dir = std::env::temp_dir().join(format!("authmd-selftest-{}", std::process::id()));
             done.report
-                .write_all(&out_dir, &done.secrets)
+                .write_to(&out_dir, &done.secrets)
                 .map_err(|e| Failed::from(e.to_string()))?;
             let all = done.secrets.all();
             if all.len() < 50 {

@@ -29,7 +29,7 @@ async fn run(defects: &[Defect], dir: &Path) -> (Report, PathBuf) {
             .expect("harness"),
     );
     let report = authmd_conformance::run(harness.clone(), cases, &|_, _, _| {}).await;
-    report.write_all(dir, &harness.secrets).expect("write");
+    report.write_to(dir, &harness.secrets).expect("write");
     (report, dir.join("report.json"))
 }
 

@@ -54,7 +54,7 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
     );
     let report = authmd_conformance::run(harness.clone(), catalogue.cases.clone(), &|_, _, _| {}).await;
     let dir = std::env::temp_dir().join(format!("authmd-html-{}", std::process::id()));
-    report.write_all(&dir, &harness.secrets).expect("write");
+    report.write_to(&dir, &harness.secrets).expect("write");
     let page = dir.join("report.html");
     let profile = dir.join("profile");
 
@@ -121,7 +121,7 @@ async fn the_html_report_shows_the_aid_preflight() {
     .expect("the AID stack");
     let report = authmd_conformance::run(harness.clone(), aid.cases.clone(), &|_, _, _| {}).await;
     let dir = std::env::temp_dir().join(format!("authmd-html-aid-{}", std::process::id()));
-    report.write_all(&dir, &harness.secrets).expect("write");
+    report.write_to(&dir, &harness.secrets).expect("write");
     let dom = headless(&browser, &dir.join("profile"))
         .arg("--dump-dom")
         .arg(format!("file://{}", dir.join("report.html").display()))

@@ -129,14 +129,10 @@ mod tests {
             exchanges: Vec::new(),
             mail: Vec::new(),
             duration_ms: 0,
+            note: None,
         };
         if finding {
-            r.findings.push(Finding {
-                step: "s".into(),
-                kind: FindingKind::UnexpectedStatus,
-                expected: "status 200".into(),
-                found: "400".into(),
-            });
+            r.findings.push(Finding::new("s", FindingKind::UnexpectedStatus, "status 200", "400"));
         }
         r
     }

@@ -161,6 +161,9 @@ pub struct Case {
     pub area: String,
     /// Requirement ids it tests.
     pub requirements: Vec<String>,
+    /// The level of each of its requirements, for judging a finding by the requirement its
+    /// expectation names.
+    pub levels: BTreeMap<String, Level>,
     /// Conformant behaviour, present tense.
     pub summary: String,
     /// Level it gates at (the strictest of its requirements unless overridden).
@@ -371,12 +374,18 @@ impl Catalogue {
             return Err(err(path, "field `requirements`: at least one requirement id"));
         }
         let mut level = Level::Informational;
+        let mut levels = BTreeMap::new();
         for id in &raw.requirements {
             let r = requirements
                 .get(id)
                 .ok_or_else(|| err(path, format!("field `requirements`: unknown requirement `{id}`")))?;
             level = level.min(r.level);
+            levels.insert(id.clone(), r.level);
         }
+        // One expectation checks one rule of one requirement: where the case's requirements
+        // differ in level, each expectation says which one it checks, so a SHOULD miss is
+        // judged as a SHOULD miss.
+        let mixed = levels.values().collect::<BTreeSet<_>>().len() > 1;
         lint_summary(&raw.summary).map_err(|why| err(path, why))?;
         if let Some(reading) = &raw.reading
             && !(reading.starts_with("C-") && reading.contains('/'))
@@ -388,10 +397,35 @@ impl Catalogue {
         }
         let mut names = BTreeSet::new();
         for (i, step) in raw.steps.iter().enumerate() {
+            if let Action::Check { of } = &step.action
+                && !names.contains(of)
+            {
+                return Err(err(path, format!("field `step[{i}].of`: no earlier step is named `{of}`")));
+            }
             if let Some(name) = &step.name
                 && !names.insert(name.clone())
             {
                 return Err(err(path, format!("field `step[{i}].name`: duplicate step name `{name}`")));
+            }
+            if let Some(expect) = &step.expect {
+                match &expect.requirement {
+                    Some(r) if !levels.contains_key(r) => {
+                        return Err(err(
+                            path,
+                            format!("field `step[{i}].expect.requirement`: `{r}` is not one of the case's requirements"),
+                        ));
+                    }
+                    None if mixed && raw.level.is_none() => {
+                        return Err(err(
+                            path,
+                            format!(
+                                "field `step[{i}].expect.requirement`: the case's requirements differ in level, so each expectation names the one it checks ({})",
+                                raw.requirements.join(", ")
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
             }
             if let Some(advance) = &step.advance {
                 let known = split_advance(advance).is_some_and(|(base, _)| {
@@ -414,6 +448,7 @@ impl Catalogue {
             id: raw.id,
             area: area.to_string(),
             requirements: raw.requirements,
+            levels,
             summary: raw.summary,
             level: raw.level.unwrap_or(level),
             must_when: raw.must_when,
@@ -425,6 +460,31 @@ impl Catalogue {
             steps: raw.steps,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Checks a target config's `[readings]` against this catalogue's ambiguities: each entry
+    /// names an ambiguity the profile has and one of its readings. The error names the valid
+    /// ones, so a typo never silently turns a gate off.
+    pub fn check_readings(&self, readings: &BTreeMap<String, String>) -> Result<(), String> {
+        for (amb, reading) in readings {
+            let Some(a) = self.ambiguities.iter().find(|a| &a.id == amb) else {
+                let known: Vec<&str> = self.ambiguities.iter().map(|a| a.id.as_str()).collect();
+                return Err(if known.is_empty() {
+                    format!("readings: `{amb}`: this profile names no ambiguities")
+                } else {
+                    format!("readings: `{amb}` is no ambiguity of this profile (known: {})", known.join(", "))
+                });
+            };
+            if !a.readings.iter().any(|r| &r.id == reading) {
+                let names: Vec<String> = a.readings.iter().map(|r| format!("\"{}\"", r.id)).collect();
+                return Err(format!(
+                    "readings: `{amb}` = \"{reading}\" is no reading of {amb} ({}); its readings are {}",
+                    a.title,
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The generated `cases/INDEX.md`: requirement → cases, and the not-testable list.

@@ -27,6 +27,12 @@ pub enum Ending {
     Inconclusive,
     /// The filters selected no case.
     NothingSelected,
+    /// The target speaks another auth.md than the profile selected: nothing was judged. The
+    /// message names the profile it speaks.
+    WrongProfile(String),
+    /// Cases were selected but no gating one could run (every one skipped or undecided): a
+    /// run that proved nothing does not pass.
+    NothingRan(String),
 }
 
 impl Ending {
@@ -35,8 +41,8 @@ impl Ending {
         match self {
             Self::Success => SUCCESS,
             Self::Conformance => CONFORMANCE,
-            Self::Usage(_) => USAGE,
-            Self::Harness(_) | Self::Inconclusive => HARNESS,
+            Self::Usage(_) | Self::WrongProfile(_) => USAGE,
+            Self::Harness(_) | Self::Inconclusive | Self::NothingRan(_) => HARNESS,
             Self::NothingSelected => NOTHING_SELECTED,
         }
     }
@@ -44,7 +50,7 @@ impl Ending {
     /// The message to print on stderr, if the ending carries one.
     pub fn message(&self) -> Option<&str> {
         match self {
-            Self::Usage(m) | Self::Harness(m) => Some(m),
+            Self::Usage(m) | Self::Harness(m) | Self::WrongProfile(m) | Self::NothingRan(m) => Some(m),
             Self::Success | Self::Conformance | Self::Inconclusive | Self::NothingSelected => None,
         }
     }

@@ -180,6 +180,36 @@ pub struct Finding {
     pub expected: String,
     /// What was found.
     pub found: String,
+    /// The requirement of the case the expectation checks, where the case has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// The level this finding was judged at (its requirement's, else the case's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+}
+
+impl Finding {
+    /// A finding with no requirement or level yet (the engine sets them).
+    pub fn new(step: &str, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) -> Self {
+        Self {
+            step: step.to_string(),
+            kind,
+            expected: expected.into(),
+            found: found.into(),
+            requirement: None,
+            level: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: expected {} (found {})", self.step, self.expected, self.found)?;
+        if let (Some(r), Some(l)) = (&self.requirement, self.level) {
+            write!(f, " [{r}, {}]", l.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 /// A case's outcome.
@@ -258,6 +288,10 @@ pub struct CaseResult {
     pub mail: Vec<MailRecord>,
     /// Wall time.
     pub duration_ms: u64,
+    /// Why the verdict is what it is where the findings alone do not say (a reading case
+    /// recorded rather than gated, and how to gate on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl MailRecord {
@@ -285,6 +319,7 @@ impl CaseResult {
             exchanges: Vec::new(),
             mail: Vec::new(),
             duration_ms: 0,
+            note: None,
         }
     }
 

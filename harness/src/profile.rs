@@ -186,6 +186,15 @@ impl Manifest {
     }
 }
 
+/// The profiles of this build whose markers `metadata` carries, and no other version's: what
+/// a target speaks when it does not speak the profile under test.
+pub fn speaking(root: &Path, metadata: &Value) -> Vec<String> {
+    known(root)
+        .into_iter()
+        .filter(|name| Manifest::load(root, name).is_ok_and(|m| m.judge(metadata).speaks == *name))
+        .collect()
+}
+
 /// The manifests this build has (every `profiles/*.toml`), sorted by name.
 pub fn known(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root.join("profiles"))

@@ -13,6 +13,16 @@ use serde_json::Value;
 /// them, or their quoted form), so a one-character "credential" cannot shred a report.
 pub const MIN_SUBSTRING_LEN: usize = 4;
 
+/// Secrets shorter than this (and all-digit ones shorter than [`SHORT_DIGITS_LEN`]) are
+/// low-entropy: an OTP or a user code of six digits occurs by chance inside unrelated numbers
+/// (timestamps, ids). They are redacted, and scanned for, only where they stand as a whole
+/// token (not next to a letter, digit or `_`): a JSON string or number equal to them, a URL or
+/// form parameter, a word of a sentence. Longer secrets are matched anywhere.
+pub const SHORT_LEN: usize = 12;
+
+/// All-digit secrets shorter than this count as low-entropy, whatever [`SHORT_LEN`] says.
+pub const SHORT_DIGITS_LEN: usize = 20;
+
 /// The secrets seen during a run. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Secrets(Arc<Mutex<Known>>);
@@ -24,79 +34,155 @@ struct Known {
     compiled: Option<Arc<Redactor>>,
 }
 
-/// Every known secret compiled into one automaton over all its written forms, so redacting or
-/// scanning a large output is one pass, whatever the number of secrets.
+/// How a secret is matched in text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reach {
+    /// Only the whole text, or its quoted form (fewer than [`MIN_SUBSTRING_LEN`] characters).
+    Whole,
+    /// Where it stands as a whole token (low-entropy: OTPs, user codes).
+    Token,
+    /// Anywhere.
+    Anywhere,
+}
+
+fn reach(secret: &str) -> Reach {
+    let n = secret.chars().count();
+    if n < MIN_SUBSTRING_LEN {
+        Reach::Whole
+    } else if n < SHORT_LEN || (n < SHORT_DIGITS_LEN && secret.bytes().all(|b| b.is_ascii_digit())) {
+        Reach::Token
+    } else {
+        Reach::Anywhere
+    }
+}
+
+/// A byte that continues a token: a match next to one is part of something larger.
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Is `text[start..end]` a whole token?
+fn stands_alone(text: &str, start: usize, end: usize) -> bool {
+    let bytes = text.as_bytes();
+    (start == 0 || !word_byte(bytes[start - 1])) && (end == bytes.len() || !word_byte(bytes[end]))
+}
+
+/// Every known secret compiled into automatons over all its written forms, so redacting or
+/// scanning a large output is one pass per reach, whatever the number of secrets.
 struct Redactor {
-    /// Secret forms (and quoted short secrets), longest match first.
-    replace: Option<aho_corasick::AhoCorasick>,
-    markers: Vec<String>,
-    /// Forms of secrets long enough to be scanned for.
-    scan: Option<aho_corasick::AhoCorasick>,
-    scan_hashes: Vec<String>,
+    /// Forms matched anywhere (and quoted short secrets), longest match first.
+    anywhere: Option<aho_corasick::AhoCorasick>,
+    anywhere_markers: Vec<String>,
+    anywhere_hashes: Vec<Option<String>>,
+    /// Forms of low-entropy secrets, matched where they stand as a whole token.
+    token: Option<aho_corasick::AhoCorasick>,
+    token_markers: Vec<String>,
+    token_hashes: Vec<String>,
     /// Whole-string matches: secret → marker.
     whole: std::collections::HashMap<String, String>,
 }
 
 impl Redactor {
     fn new(secrets: &BTreeSet<String>) -> Self {
-        let mut patterns = Vec::new();
-        let mut markers = Vec::new();
-        let mut scan_patterns = Vec::new();
-        let mut scan_hashes = Vec::new();
+        let (mut anywhere, mut anywhere_markers, mut anywhere_hashes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut token, mut token_markers, mut token_hashes) = (Vec::new(), Vec::new(), Vec::new());
         let mut whole = std::collections::HashMap::new();
         for s in secrets {
             let hash = short_hash(s);
             let marker = format!("<redacted:{hash}>");
             whole.insert(s.clone(), marker.clone());
-            if s.chars().count() < MIN_SUBSTRING_LEN {
-                patterns.push(format!("\"{s}\""));
-                markers.push(format!("\"{marker}\""));
-                continue;
-            }
-            for form in forms(s) {
-                scan_patterns.push(form.clone());
-                scan_hashes.push(hash.clone());
-                patterns.push(form);
-                markers.push(marker.clone());
+            match reach(s) {
+                // Quoted, redacted but never scanned for: `":"` would match every report.
+                Reach::Whole => {
+                    anywhere.push(format!("\"{s}\""));
+                    anywhere_markers.push(format!("\"{marker}\""));
+                    anywhere_hashes.push(None);
+                }
+                Reach::Token => {
+                    for form in forms(s) {
+                        token.push(form);
+                        token_markers.push(marker.clone());
+                        token_hashes.push(hash.clone());
+                    }
+                }
+                Reach::Anywhere => {
+                    for form in forms(s) {
+                        anywhere.push(form);
+                        anywhere_markers.push(marker.clone());
+                        anywhere_hashes.push(Some(hash.clone()));
+                    }
+                }
             }
         }
-        let build = |p: &[String]| {
+        let build = |p: &[String], kind| {
             (!p.is_empty())
-                .then(|| {
-                    aho_corasick::AhoCorasick::builder()
-                        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                        .build(p)
-                        .ok()
-                })
+                .then(|| aho_corasick::AhoCorasick::builder().match_kind(kind).build(p).ok())
                 .flatten()
         };
         Self {
-            replace: build(&patterns),
-            markers,
-            scan: build(&scan_patterns),
-            scan_hashes,
+            anywhere: build(&anywhere, aho_corasick::MatchKind::LeftmostLongest),
+            anywhere_markers,
+            anywhere_hashes,
+            token: build(&token, aho_corasick::MatchKind::Standard),
+            token_markers,
+            token_hashes,
             whole,
         }
+    }
+
+    /// The low-entropy matches in `text` that stand as whole tokens, left to right, the
+    /// longest at each place, not overlapping: (start, end, pattern).
+    fn token_matches(&self, text: &str) -> Vec<(usize, usize, usize)> {
+        let Some(ac) = &self.token else { return Vec::new() };
+        let mut found: Vec<(usize, usize, usize)> = ac
+            .find_overlapping_iter(text)
+            .filter(|m| stands_alone(text, m.start(), m.end()))
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut kept = Vec::with_capacity(found.len());
+        let mut until = 0;
+        for m in found {
+            if m.0 >= until {
+                until = m.1;
+                kept.push(m);
+            }
+        }
+        kept
     }
 
     fn redact(&self, text: &str) -> String {
         if let Some(marker) = self.whole.get(text) {
             return marker.clone();
         }
-        match &self.replace {
-            Some(ac) => ac.replace_all(text, &self.markers),
+        let text = match &self.anywhere {
+            Some(ac) => ac.replace_all(text, &self.anywhere_markers),
             None => text.to_string(),
+        };
+        let matches = self.token_matches(&text);
+        if matches.is_empty() {
+            return text;
         }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, pattern) in matches {
+            out += &text[at..start];
+            out += &self.token_markers[pattern];
+            at = end;
+        }
+        out += &text[at..];
+        out
     }
 
     fn leaks(&self, text: &str) -> Vec<String> {
-        let mut found: Vec<String> = match &self.scan {
+        let mut found: Vec<String> = match &self.anywhere {
             Some(ac) => ac
                 .find_iter(text)
-                .map(|m| self.scan_hashes[m.pattern().as_usize()].clone())
+                .filter_map(|m| self.anywhere_hashes[m.pattern().as_usize()].clone())
                 .collect(),
             None => Vec::new(),
         };
+        found.extend(self.token_matches(text).into_iter().map(|(_, _, p)| self.token_hashes[p].clone()));
         found.sort();
         found.dedup();
         found
@@ -231,6 +317,7 @@ impl Secrets {
     fn harvest(&self, value: &Value, secret: Holds) {
         match value {
             Value::String(s) if secret == Holds::Secret => self.add(s),
+            Value::Number(n) if secret == Holds::Secret => self.add(&n.to_string()),
             Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret)),
             Value::Object(map) => {
                 for (k, v) in map {
@@ -320,6 +407,12 @@ impl Secrets {
 fn walk(redactor: &Redactor, value: &mut Value) {
     match value {
         Value::String(s) if s.contains(|c: char| !c.is_ascii_whitespace()) => *s = redactor.redact(s),
+        // An OTP a target sends as a JSON number is the same secret.
+        Value::Number(n) => {
+            if let Some(marker) = redactor.whole.get(&n.to_string()) {
+                *value = Value::String(marker.clone());
+            }
+        }
         Value::Array(items) => items.iter_mut().for_each(|v| walk(redactor, v)),
         Value::Object(map) => {
             let taken = std::mem::take(map);
@@ -483,6 +576,34 @@ mod tests {
         assert_eq!(s.redact("ab").len(), "<redacted:12345678>".len());
         assert_eq!(s.redact("label about"), "label about");
         assert!(!s.redact(r#"{"credential":"ab"}"#).contains("\"ab\""));
+    }
+
+    #[test]
+    fn low_entropy_secrets_count_only_as_whole_tokens() {
+        let s = Secrets::default();
+        s.add("123456");
+        // Inside unrelated digits (a timestamp, an id) it is neither redacted nor a leak.
+        let timestamps = r#"{"iat":1733123456,"id":"reg_0123456789","t":"2026-12-04T12:34:56Z"}"#;
+        assert_eq!(s.redact(timestamps), timestamps);
+        assert!(s.leaks(timestamps).is_empty(), "{timestamps}");
+        // Where it stands whole (a string, a URL or form parameter, a sentence) it is both.
+        for text in [r#"{"otp":"123456"}"#, "/claim?otp=123456&x=1", "your code is 123456.", "123456"] {
+            assert_eq!(s.leaks(text).len(), 1, "{text}");
+            let redacted = s.redact(text);
+            assert!(!redacted.contains("123456") && s.leaks(&redacted).is_empty(), "{redacted}");
+        }
+        // A JSON number equal to it is redacted in a report value.
+        let mut v = json!({ "otp": 123456, "iat": 1733123456 });
+        s.redact_value(&mut v);
+        assert_eq!(v["iat"], json!(1733123456));
+        assert!(v["otp"].as_str().is_some_and(|m| m.starts_with("<redacted:")), "{v}");
+    }
+
+    #[test]
+    fn numbers_under_secret_names_are_harvested() {
+        let s = Secrets::default();
+        s.harvest_json(&json!({ "otp": 654321, "expires_in": 900 }));
+        assert_eq!(s.all(), vec!["654321".to_string()]);
     }
 
     #[test]

@@ -322,33 +322,188 @@ if (ambs.length) {{
         )
     }
 
-    /// Writes `report.json`, `junit.xml`, `summary.md` and `report.html` into `dir`. Each is
-    /// scanned for every known secret in every escaped form first; a file that would leak one
-    /// is not written (fail closed) and the error names it.
-    pub fn write_all(&self, dir: &Path, secrets: &Secrets) -> Result<(), WriteError> {
-        std::fs::create_dir_all(dir).map_err(WriteError::Io)?;
+    /// Writes `report.json`, `junit.xml`, `summary.md` and `report.html` into `dir`, which
+    /// [`prepare_out`] made ready. Each is scanned for every known secret in every escaped form
+    /// first; a file that would leak one is not written (fail closed), the others still are,
+    /// and the outcome names the case and JSON path where the secret stood. Each file goes to a
+    /// fresh temporary name in `dir` (created exclusively, so never through a planted link) and
+    /// is renamed into place, so nothing half-written remains.
+    pub fn write_all(&self, dir: &Path, secrets: &Secrets) -> Written {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        secrets.redact_value(&mut value);
+        let json = serde_json::to_string_pretty(&value).unwrap_or_default();
         let outputs = [
-            ("report.json", self.to_json(secrets)),
+            ("report.json", json),
             ("junit.xml", self.to_junit(secrets)),
             ("summary.md", self.to_markdown(secrets)),
             ("report.html", self.to_html(secrets)),
         ];
-        let mut leaked = Vec::new();
+        let mut written = Written::default();
         for (name, text) in outputs {
             let leaks = secrets.leaks(&text);
-            if leaks.is_empty() {
-                std::fs::write(dir.join(name), text).map_err(WriteError::Io)?;
-            } else {
+            if !leaks.is_empty() {
                 let _ = std::fs::remove_file(dir.join(name));
-                leaked.push(format!("{name} (secrets {})", leaks.join(", ")));
+                let places = leak_places(&value, secrets);
+                written.withheld.push(format!(
+                    "{name}: not written, it would have leaked secret {} ({})",
+                    leaks.join(", "),
+                    if places.is_empty() {
+                        "where: in the file's own formatting".to_string()
+                    } else {
+                        places.join("; ")
+                    }
+                ));
+                continue;
+            }
+            match write_atomically(dir, name, text.as_bytes()) {
+                Ok(()) => written.files.push(name.to_string()),
+                Err(e) => written.failed.push(format!("{}: {e}", dir.join(name).display())),
             }
         }
-        if leaked.is_empty() {
+        written
+    }
+}
+
+impl Report {
+    /// [`prepare_out`] then [`Report::write_all`]: an error unless every file was written.
+    pub fn write_to(&self, dir: &Path, secrets: &Secrets) -> Result<(), String> {
+        prepare_out(dir, false)?;
+        let written = self.write_all(dir, secrets);
+        if written.complete() {
             Ok(())
         } else {
-            Err(WriteError::Leak(leaked.join("; ")))
+            Err(written.withheld.iter().chain(&written.failed).cloned().collect::<Vec<_>>().join("; "))
         }
     }
+}
+
+/// What [`Report::write_all`] did with each file.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The files written.
+    pub files: Vec<String>,
+    /// The files not written because they would have leaked a secret, each with where.
+    pub withheld: Vec<String>,
+    /// The files the file system refused, each with the error.
+    pub failed: Vec<String>,
+}
+
+impl Written {
+    /// Every file was written.
+    pub fn complete(&self) -> bool {
+        self.withheld.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Where a secret still stands in a redacted report value: `case area/id at /cases/3/…`.
+fn leak_places(value: &Value, secrets: &Secrets) -> Vec<String> {
+    fn walk(v: &Value, path: &mut String, secrets: &Secrets, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if out.len() < 8 && !secrets.leaks(s).is_empty() => out.push(path.clone()),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("/{i}"));
+                    walk(item, path, secrets, out);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    let len = path.len();
+                    path.push_str(&format!("/{}", k.replace('~', "~0").replace('/', "~1")));
+                    if !secrets.leaks(k).is_empty() && out.len() < 8 {
+                        out.push(format!("{path} (member name)"));
+                    }
+                    walk(item, path, secrets, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut paths = Vec::new();
+    walk(value, &mut String::new(), secrets, &mut paths);
+    paths
+        .into_iter()
+        .map(|p| {
+            let case = p
+                .strip_prefix("/cases/")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| value["cases"][i]["name"].as_str());
+            match case {
+                Some(name) => format!("case {name} at JSON path {p}"),
+                None => format!("JSON path {p}"),
+            }
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `dir/name` through a temporary file created exclusively in `dir` and
+/// renamed over the name: a planted symlink is replaced, never followed, and a failure (a full
+/// disk) leaves the previous file or none, never a truncated one.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes `dir` ready for a run's reports before anything is sent: it is created when missing;
+/// an existing path must be a real directory (not a file, nor a link, dangling or not) that
+/// can be written. With `fresh`, the directory must not exist yet (a run folder is never
+/// reused): `dir`, else `dir-2`, `dir-3`, … is created and returned.
+pub fn prepare_out(dir: &Path, fresh: bool) -> Result<std::path::PathBuf, String> {
+    let show = dir.display();
+    let chosen = if fresh {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let mut n = 1;
+        loop {
+            let candidate = if n == 1 {
+                dir.to_path_buf()
+            } else {
+                std::path::PathBuf::from(format!("{}-{n}", dir.display()))
+            };
+            match std::fs::create_dir(&candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(format!("{}: {e}", candidate.display())),
+            }
+        }
+    } else {
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("{show} is a symbolic link; name a real directory"));
+            }
+            Ok(m) if !m.is_dir() => return Err(format!("{show} exists and is not a directory")),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{show}: cannot create it: {e}"))?;
+            }
+            Err(e) => return Err(format!("{show}: {e}")),
+        }
+        dir.to_path_buf()
+    };
+    // Writable: a probe file, created exclusively and removed.
+    let probe = chosen.join(format!(".authmd-probe-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| format!("{}: cannot write there: {e}", chosen.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(chosen)
 }
 
 /// The AID preflight as a Markdown section: the records found, the one selected, the proof
@@ -408,13 +563,3 @@ fn preflight_markdown(p: &crate::aid::Preflight, cell: &dyn Fn(&str) -> String) 
     out
 }
 
-/// Writing the reports failed.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The file system refused.
-    #[error("{0}")]
-    Io(std::io::Error),
-    /// A rendered report still held a secret, so it was not written.
-    #[error("not written, it would have leaked a secret: {0}")]
-    Leak(String),
-}

@@ -127,12 +127,7 @@ impl<'h> CaseCtx<'h> {
     }
 
     pub(super) fn finding(&mut self, step: &str, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) {
-        self.findings.push(Finding {
-            step: step.to_string(),
-            kind,
-            expected: expected.into(),
-            found: found.into(),
-        });
+        self.findings.push(Finding::new(step, kind, expected, found));
     }
 
     pub(super) async fn http(
@@ -454,6 +449,9 @@ impl<'h> CaseCtx<'h> {
         };
         let resolve = |v: &Value| self.resolve(v).unwrap_or_else(|e| json!(format!("<unresolved: {e}>")));
         let found = expect::check(label, expect, &seen, &resolve);
-        self.findings.extend(found);
+        self.findings.extend(found.into_iter().map(|mut f| {
+            f.requirement = expect.requirement.clone();
+            f
+        }));
     }
 }

@@ -31,6 +31,10 @@ pub struct Discovery {
     pub no_answer: bool,
     /// Which profile the AS metadata speaks, by the manifests' markers.
     pub spoken: Option<crate::profile::Spoken>,
+    /// The target speaks another auth.md than the profile under test: the profile of this
+    /// build it speaks, else `later` or `earlier`. Such a run is not judged, and exits non-zero.
+    #[serde(skip)]
+    pub speaks_other: Option<String>,
     /// The registration types the metadata offers (where the profile's manifest points).
     pub identity_types: Vec<String>,
     /// The assertion types the metadata offers.
@@ -157,12 +161,21 @@ impl Harness {
             } else {
                 ("an earlier", &spoken.earlier)
             };
-            self.discovery.error = Some(format!(
-                "the metadata speaks {which} auth.md ({}), not {}: run the profile it speaks (known: {})",
-                names.join(", "),
-                profile.name,
-                crate::profiles().join(", ")
-            ));
+            let speaks = crate::profile::speaking(&crate::repo_root(), &metadata);
+            self.discovery.error = Some(match speaks.first() {
+                Some(other) => format!(
+                    "the metadata speaks {other}, {which} auth.md than {} ({}): run with --profile {other} (or `profile = \"{other}\"` in the target config)",
+                    profile.name,
+                    names.join(", "),
+                ),
+                None => format!(
+                    "the metadata speaks {which} auth.md ({}), not {}: run the profile it speaks (known: {})",
+                    names.join(", "),
+                    profile.name,
+                    crate::profiles().join(", ")
+                ),
+            });
+            self.discovery.speaks_other = speaks.first().cloned().or_else(|| Some(spoken.speaks.clone()));
         }
         self.discovery.spoken = Some(spoken);
         self.discovery.metadata = metadata;

@@ -336,6 +336,9 @@ impl Harness {
                 Need::VerifiedEmail if !d.offers_assertion("verified_email") => "the metadata does not offer verified_email",
                 Need::VerifiedEmailOff if d.offers_assertion("verified_email") => "the target offers verified_email",
                 Need::IdJag if !d.offers_assertion(ID_JAG_URN) => "the metadata does not offer ID-JAG registration",
+                Need::IdJag if self.target.idp.issuer.is_none() => {
+                    "needs idp.issuer: the issuer on your server's trust list, served by the mock IdP at idp.listen (without it the mock IdP runs on a random port no server trusts)"
+                }
                 Need::IdJag if !self.target.idp.trusted => {
                     "the target does not trust the mock IdP (idp.trusted = false; put idp.issuer on your trust list)"
                 }
@@ -404,6 +407,27 @@ impl Harness {
         }
     }
 
+    /// Whether a reading case gates this run, and the note that says so. Only a reading the
+    /// target config declares can fail a run: an undeclared ambiguity is recorded (INFO) with
+    /// the reading the answers follow, and the note says how to gate on it.
+    fn reading_gate(&self, case: &Case) -> Option<(bool, String)> {
+        let tag = case.reading.as_ref()?;
+        let (amb, letter) = tag.split_once('/').unwrap_or((tag, ""));
+        Some(match self.target.readings.get(amb) {
+            Some(chosen) if chosen == letter => (true, format!("tests reading {tag}, which the config declares ([readings] \"{amb}\" = \"{letter}\")")),
+            Some(chosen) => (
+                false,
+                format!("tests reading {tag}; the config declares {amb}/{chosen}, so this case is recorded, not gated"),
+            ),
+            None => (
+                false,
+                format!(
+                    "tests reading {tag}; the config declares no reading of {amb}, so this case is recorded, not gated (to gate on it: [readings] \"{amb}\" = \"{letter}\")"
+                ),
+            ),
+        })
+    }
+
     /// Runs one case. `index` picks its source address.
     pub async fn run_case(&self, case: &Case, index: usize) -> CaseResult {
         let started = Instant::now();
@@ -458,24 +482,30 @@ impl Harness {
         result.mail.iter_mut().for_each(MailRecord::cap_for_report);
         result.findings = std::mem::take(&mut ctx.findings);
         result.duration_ms = started.elapsed().as_millis() as u64;
+        // Each finding is judged at the level of the requirement its expectation checks, so a
+        // SHOULD miss in a case that also covers MUSTs is a WARN, never a FAIL.
+        let mixed = case.levels.values().collect::<std::collections::BTreeSet<_>>().len() > 1;
+        for f in &mut result.findings {
+            let own = f.requirement.as_ref().filter(|_| mixed).and_then(|r| case.levels.get(r).copied());
+            f.level = Some(own.unwrap_or(level));
+        }
+        let worst = result.findings.iter().filter_map(|f| f.level).min().unwrap_or(level);
+        let gate = self.reading_gate(case);
+        if let Some((_, note)) = &gate {
+            result.note = Some(note.clone());
+        }
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
             Ok(Err(
                 e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. } | HarnessError::Inapplicable(_)),
             )) => Verdict::Skip(e.to_string()),
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
-            Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => {
-                let gated_reading = case.reading.as_ref().is_none_or(|r| {
-                    let (amb, letter) = r.split_once('/').unwrap_or((r, ""));
-                    self.target.readings.get(amb).is_none_or(|chosen| chosen == letter)
-                });
-                match level {
-                    _ if !gated_reading => Verdict::Info,
-                    Level::Must => Verdict::Fail,
-                    Level::Should => Verdict::Warn,
-                    Level::May | Level::Informational => Verdict::Info,
-                }
-            }
+            Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => match worst {
+                _ if gate.as_ref().is_some_and(|(gates, _)| !gates) => Verdict::Info,
+                Level::Must => Verdict::Fail,
+                Level::Should => Verdict::Warn,
+                Level::May | Level::Informational => Verdict::Info,
+            },
             Ok(Err(e)) => Verdict::Inconclusive(e.to_string()),
         };
         result

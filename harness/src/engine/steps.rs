@@ -138,6 +138,15 @@ impl CaseCtx<'_> {
             }
             Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
             Action::Aid { check } => self.aid_step(label, *check).await,
+            Action::Check { of } => {
+                // The earlier answer, judged again: no request, the same values and exchange.
+                let vars = match self.vars.get(of) {
+                    Some(Value::Object(m)) => m.clone(),
+                    _ => return Ok(Err(format!("no earlier step named `{of}` answered"))),
+                };
+                let exchange = self.exchanges.iter().rev().find(|e| &e.step == of).cloned();
+                Ok(Ok((exchange, vars)))
+            }
         }
     }
 

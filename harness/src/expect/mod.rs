@@ -45,12 +45,7 @@ pub(crate) struct Findings<'a> {
 
 impl Findings<'_> {
     pub(crate) fn add(&mut self, kind: FindingKind, expected: impl Into<String>, found: impl Into<String>) {
-        self.out.push(Finding {
-            step: self.step.to_string(),
-            kind,
-            expected: expected.into(),
-            found: found.into(),
-        });
+        self.out.push(Finding::new(self.step, kind, expected, found));
     }
 }
 

@@ -246,6 +246,13 @@ pub enum Action {
         /// The rule.
         check: AidCheck,
     },
+    /// Judges an earlier step's answer again, with this step's expectations and no new request:
+    /// how one answer is checked against a second requirement of the case (a SHOULD header on
+    /// a MUST answer), so each expectation belongs to one requirement.
+    Check {
+        /// The earlier step's `name`.
+        of: String,
+    },
     /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`.
     Sample {
         /// The action to repeat, as an inline table (`of = { do = "challenge", … }`).
@@ -290,6 +297,7 @@ impl Action {
             Self::RevokeToken { .. } => "revoke-token",
             Self::Sample { .. } => "sample",
             Self::Aid { .. } => "aid",
+            Self::Check { .. } => "check",
         }
     }
 
@@ -310,6 +318,11 @@ impl Action {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The requirement of the case these expectations check (one of its `requirements`). A
+    /// finding is judged at that requirement's level; a case whose requirements differ in
+    /// level names one on every expectation, and a case with one requirement may leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
     /// Status: a number, `"2xx"`/`"4xx"`, or a list of those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,

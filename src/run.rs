@@ -1,0 +1,383 @@
+//! `run`: the suite against the bundled reference server or a target of the user's. Every
+//! argument and the output folder are checked before the first request; the reports are
+//! written, then the summary says which were.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use authmd_conformance::bundled::Variant;
+use authmd_conformance::catalogue::{Catalogue, Level};
+use authmd_conformance::engine::{Harness, Verdict};
+use authmd_conformance::exit_code::Ending;
+use authmd_conformance::report::Report;
+use authmd_conformance::target::TargetConfig;
+
+use crate::{Failure, RunArgs, defects, parse_filter};
+
+/// The catalogue a run uses: the profile's, with the AID preflight's cases when it starts from
+/// a domain.
+fn run_catalogue(args: &RunArgs, profile: &str, config: Option<&TargetConfig>) -> Result<Catalogue, Failure> {
+    let mut cat = authmd_conformance::profile_catalogue(profile).map_err(|e| Failure::Usage(format!("catalogue: {e}")))?;
+    let from_domain = args.domain.is_some()
+        || args.variant.as_deref().and_then(Variant::parse).is_some_and(|v| v.publishes_aid())
+        || config.is_some_and(|t| t.aid.is_some());
+    if from_domain {
+        let aid = authmd_conformance::aid_catalogue().map_err(|e| Failure::Usage(format!("AID catalogue: {e}")))?;
+        cat.requirements.extend(aid.requirements);
+        cat.cases.splice(0..0, aid.cases);
+    }
+    Ok(cat)
+}
+
+/// The bundled deployment `args` asks for.
+fn bundled_variant(args: &RunArgs, profile: &str) -> Result<Variant, Failure> {
+    let Some(deployment) = Variant::for_profile(profile) else {
+        return Err(Failure::Usage(format!(
+            "profile {profile}: the bundled reference server speaks v0.1 and v0.6 (profiles in this build: {})",
+            authmd_conformance::profiles().join(", ")
+        )));
+    };
+    let asked = args.variant.as_deref().unwrap_or("standard");
+    let variant = match Variant::parse(asked) {
+        // `--domain` alone publishes the standard deployment with an aid2 record.
+        Some(Variant::Standard) if args.domain.is_some() && profile == "v0.1" => Variant::Aid,
+        Some(v) if args.domain.is_some() && !v.publishes_aid() => {
+            return Err(Failure::Usage(format!(
+                "--domain with the bundled server: --variant aid (aid2 with PKA, the default) or aid1, not {}",
+                v.name()
+            )));
+        }
+        Some(Variant::Standard) => deployment,
+        Some(v) if deployment == Variant::Standard => v,
+        Some(v) => {
+            return Err(Failure::Usage(format!(
+                "--variant {}: the variants are deployments of v0.1; {profile} has only its standard one",
+                v.name()
+            )));
+        }
+        None => {
+            return Err(Failure::Usage(format!(
+                "--variant `{asked}`: expected one of {}",
+                Variant::ALL.map(|v| v.name()).join(", ")
+            )));
+        }
+    };
+    if variant.publishes_aid() && profile != "v0.1" {
+        return Err(Failure::Usage(format!(
+            "--domain with the bundled server: its AID deployments speak v0.1, not {profile}"
+        )));
+    }
+    Ok(variant)
+}
+
+/// The output folder, made ready before the run: `--out` as given (created if missing; a
+/// file, a link or an unwritable folder is a usage error), else a new
+/// `reports/runs/<timestamp>` that no other run has used.
+fn out_dir(args: &RunArgs) -> Result<PathBuf, Failure> {
+    match &args.out {
+        Some(dir) => authmd_conformance::report::prepare_out(dir, false).map_err(|e| Failure::Usage(format!("--out {e}"))),
+        None => {
+            let stamp = time::OffsetDateTime::now_utc()
+                .format(&time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+                .unwrap_or_default();
+            authmd_conformance::report::prepare_out(&PathBuf::from("reports/runs").join(stamp), true)
+                .map_err(|e| Failure::Usage(format!("the reports folder: {e} (name another with --out)")))
+        }
+    }
+}
+
+/// Runs the suite as `args` say.
+pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
+    // The config is read once; a broken one is a usage error before anything runs.
+    let loaded = args
+        .config
+        .as_deref()
+        .map(TargetConfig::load)
+        .transpose()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    if args.variant.is_some() && (args.config.is_some() || args.target.is_some()) {
+        return Err(Failure::Usage(
+            "--variant picks a deployment of the bundled reference server; it does not apply with --config or --target".into(),
+        ));
+    }
+    if !args.defects.is_empty() && (args.config.is_some() || args.target.is_some()) {
+        return Err(Failure::Usage(
+            "--defect only applies to the bundled reference server (run without --target)".into(),
+        ));
+    }
+    // The profile picks the catalogue: `--profile`, else the target config's, else the default.
+    let profile = match (&args.profile, &loaded) {
+        (Some(p), _) => p.clone(),
+        (None, Some(t)) => t.profile.clone(),
+        (None, None) => authmd_conformance::PROFILE.into(),
+    };
+    if !authmd_conformance::profiles().contains(&profile) {
+        return Err(Failure::Usage(format!(
+            "profile `{profile}`: this build has {}",
+            authmd_conformance::profiles().join(", ")
+        )));
+    }
+    let cat = run_catalogue(&args, &profile, loaded.as_ref())?;
+    if let Some(t) = &loaded {
+        cat.check_readings(&t.readings)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default())))?;
+    }
+    // Read the baseline first: a bad one is a usage error before anything runs.
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(authmd_conformance::baseline::Baseline::load)
+        .transpose()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let filter = parse_filter(&args.filter, &cat)?;
+    let cases: Vec<_> = cat.cases.iter().filter(|c| filter.selects(c)).cloned().collect();
+    if cases.is_empty() {
+        eprintln!("no case selected");
+        return Ok(Ending::NothingSelected);
+    }
+    let bundled = args.target.is_none() && args.config.is_none() && args.resolver.is_none();
+    let (variant, domain, defects) = if bundled {
+        let domain = args
+            .domain
+            .as_deref()
+            .unwrap_or(authmd_conformance::bundled::AID_DOMAIN)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if domain
+            .split('.')
+            .any(|l| l.is_empty() || l.len() > 63 || l.contains(['/', ':', ' ']))
+        {
+            return Err(Failure::Usage(format!("--domain `{domain}` is not a domain name")));
+        }
+        (Some(bundled_variant(&args, &profile)?), domain, defects(&args.defects)?)
+    } else {
+        (None, String::new(), authmd_reference_server::Defects::none())
+    };
+    let target = match variant {
+        Some(_) => None,
+        None => Some(external_target(&args, loaded)?),
+    };
+    let out = out_dir(&args)?;
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = indicatif::ProgressBar::new(cases.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
+        Some(bar) => {
+            bar.set_position(done as u64);
+            bar.set_message(result.name.clone());
+        }
+        None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
+    };
+    let (report, secrets) = match (variant, target) {
+        (Some(variant), _) => {
+            eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
+            let done = authmd_conformance::run_bundled(defects, variant, cases, args.jobs, &domain, &progress)
+                .await
+                .map_err(|e| Failure::Harness(e.to_string()))?;
+            (done.report, done.secrets)
+        }
+        (None, Some(target)) => {
+            let mut parts = authmd_conformance::start::external_parts(target).await?;
+            parts.jobs = args.jobs;
+            // Discovery never aborts the run: an unreachable or broken target still gets a
+            // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
+            let harness = Arc::new(Harness::build(parts).await.map_err(|e| Failure::Harness(e.to_string()))?);
+            (
+                authmd_conformance::run(harness.clone(), cases, &progress).await,
+                harness.secrets.clone(),
+            )
+        }
+        (None, None) => return Err(Failure::Harness("no target and no bundled deployment".into())),
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    finish(report, &secrets, &out, &cat, baseline.as_ref())
+}
+
+/// The user's target: the config (or `--target` alone) with the command line's overrides.
+fn external_target(args: &RunArgs, loaded: Option<TargetConfig>) -> Result<TargetConfig, Failure> {
+    let mut target = loaded.unwrap_or_else(|| TargetConfig::new(args.target.as_deref().unwrap_or_default()));
+    if let Some(domain) = &args.domain {
+        let mut aid = target
+            .aid
+            .clone()
+            .unwrap_or_else(|| authmd_conformance::target::AidTarget::new(domain, None));
+        aid.domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        target.aid = Some(aid);
+    }
+    if let (Some(resolver), Some(aid)) = (args.resolver, target.aid.as_mut()) {
+        aid.resolver = Some(resolver);
+    } else if args.resolver.is_some() {
+        return Err(Failure::Usage("--resolver needs --domain (or [aid] in the config)".into()));
+    }
+    if let Some(url) = &args.target {
+        target.base_url = url.trim_end_matches('/').to_string();
+    }
+    if let Some(profile) = &args.profile {
+        target.profile = profile.clone();
+    }
+    target.check().map_err(|e| Failure::Usage(format!("target: {e}")))?;
+    Ok(target)
+}
+
+/// Writes the reports, prints the summary (which names only the files written), and says how
+/// the run ends.
+fn finish(
+    report: Report,
+    secrets: &authmd_conformance::redact::Secrets,
+    out: &std::path::Path,
+    cat: &Catalogue,
+    baseline: Option<&authmd_conformance::baseline::Baseline>,
+) -> Result<Ending, Failure> {
+    // Everything printed passes the redactor and is made inert (target text may carry escape
+    // sequences); the whole text is scanned again before it is printed, failing closed.
+    let clean = |s: &str| authmd_conformance::redact::inert(&secrets.redact(s), false);
+    if let Some(spoken) = report.header.spoken.as_ref().filter(|s| s.speaks == "mixed") {
+        eprintln!(
+            "warning: the metadata mixes {} names ({}) with a later version's ({})",
+            report.header.profile,
+            clean(&spoken.own.join(", ")),
+            clean(&spoken.later.join(", "))
+        );
+    }
+    let other_profile = report
+        .header
+        .spoken
+        .as_ref()
+        .is_some_and(|s| s.speaks == "later" || s.speaks == "earlier");
+    if let Some(e) = report.header.discovery_error.as_ref().filter(|_| !other_profile) {
+        eprintln!(
+            "warning: discovery failed: {}; dependent cases were not run",
+            clean(e).chars().take(400).collect::<String>()
+        );
+    }
+    let written = report.write_all(out, secrets);
+    let mut summary = format!("{:<48} {:<13} {:<13} first finding / reason\n", "case", "level", "verdict");
+    for c in &report.cases {
+        if matches!(c.verdict, Verdict::Pass) {
+            continue;
+        }
+        // The finding that decided the verdict: the strictest level first.
+        let why = c
+            .findings
+            .iter()
+            .min_by_key(|f| f.level.unwrap_or(c.level))
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| match &c.verdict {
+                Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
+                _ => c.note.clone().unwrap_or_default(),
+            });
+        summary += &format!(
+            "{:<48} {:<13} {:<13} {}\n",
+            c.name,
+            c.level.as_str(),
+            c.verdict.label(),
+            clean(&why).chars().take(160).collect::<String>()
+        );
+    }
+    let counts = report
+        .footer
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    summary += &format!(
+        "\n{} cases in {:.2}s: {counts}\n",
+        report.footer.total,
+        report.footer.duration_ms as f64 / 1000.0
+    );
+    summary += &if written.files.is_empty() {
+        format!("reports: none written to {}", out.display())
+    } else if written.complete() {
+        format!("reports: {}", out.display())
+    } else {
+        format!("reports: {} in {} (not all: see the errors below)", written.files.join(", "), out.display())
+    };
+    let leaks = secrets.leaks(&summary);
+    if leaks.is_empty() {
+        println!("{summary}");
+    } else {
+        println!(
+            "the summary is withheld: it would have printed secret {}; see the reports in {}",
+            leaks.join(", "),
+            out.display()
+        );
+    }
+    for w in written.withheld.iter().chain(&written.failed) {
+        eprintln!("error: {}", clean(w));
+    }
+    if !written.complete() {
+        return Err(Ending::Harness(format!(
+            "{} of 4 reports were not written in {}",
+            written.withheld.len() + written.failed.len(),
+            out.display()
+        )));
+    }
+    if !leaks.is_empty() {
+        return Err(Ending::Harness("the summary would have printed a secret".into()));
+    }
+    if report.lost() > 0 {
+        return Err(Ending::Harness(format!(
+            "{} of {} selected cases are missing from the report (a harness bug)",
+            report.lost(),
+            report.footer.selected
+        )));
+    }
+    if other_profile {
+        return Err(Ending::WrongProfile(format!(
+            "nothing was judged: {}",
+            clean(report.header.discovery_error.as_deref().unwrap_or("the target speaks another auth.md"))
+        )));
+    }
+    let gating = match baseline {
+        Some(b) => {
+            let names = cat.cases.iter().map(|c| c.full_name()).collect();
+            let today = time::OffsetDateTime::now_utc()
+                .format(&time::macros::format_description!("[year]-[month]-[day]"))
+                .unwrap_or_default();
+            let gate = b.judge(&report, &names, &today);
+            println!(
+                "baseline: {} known failures tolerated, {} unlisted failures, {} stale entries",
+                gate.known.len(),
+                gate.unlisted.len(),
+                gate.stale.len()
+            );
+            for s in &gate.stale {
+                println!("  stale: {} ({})", s.case, s.why);
+            }
+            for u in &gate.unlisted {
+                println!("  unlisted failure: {u}");
+            }
+            if gate.passes() { 0 } else { gate.unlisted.len() + gate.stale.len() }
+        }
+        None => report.gating_failures(),
+    };
+    let ending = Ending::of_run(gating, report.inconclusive());
+    if ending == Ending::Success {
+        // A run that proved nothing does not pass: every selected MUST case (or, with none
+        // selected, every case) skipped.
+        let ran = |c: &&authmd_conformance::engine::CaseResult| !matches!(c.verdict, Verdict::Skip(_) | Verdict::Inconclusive(_));
+        let must: Vec<_> = report.cases.iter().filter(|c| c.level == Level::Must).collect();
+        let proved = if must.is_empty() {
+            report.cases.iter().any(|c| ran(&c))
+        } else {
+            must.iter().any(ran)
+        };
+        if !proved {
+            return Err(Ending::NothingRan(format!(
+                "no {}case could run against this target (every one was skipped: see the reasons above); a run that checked nothing does not pass",
+                if must.is_empty() { "" } else { "MUST " }
+            )));
+        }
+    }
+    Ok(ending)
+}
