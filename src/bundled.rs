@@ -325,7 +325,7 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
         target.readings.insert(ambiguity.into(), reading.into());
     }
     target.idp.required_amr = required_amr;
-    target.idp.jwks_refetch_cooldown_secs = config_cooldown(variant);
+    target.idp.jwks_refetch_cooldown_secs = Some(config_cooldown(variant));
     // The reference server ages its JWKS cache by the request's clock.
     target.idp.jwks_cache_follows_clock = true;
     let mut mail = MailSource::Smtp(Arc::new(mailbox));

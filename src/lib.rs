@@ -45,11 +45,27 @@ pub async fn bundled_harness_at(
     secrets: redact::Secrets,
     domain: &str,
 ) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
+    bundled_harness_configured(defects, shape, variant, jobs, secrets, domain, |_| {}).await
+}
+
+/// As [`bundled_harness_at`], with the harness's target config edited by `edit` first: how the
+/// self-tests judge a deployment under the config a new user writes (no readings declared).
+pub async fn bundled_harness_configured(
+    defects: authmd_reference_server::Defects,
+    shape: bundled::Shape,
+    variant: bundled::Variant,
+    jobs: Option<usize>,
+    secrets: redact::Secrets,
+    domain: &str,
+    edit: impl FnOnce(&mut target::TargetConfig),
+) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
     let harness_error = |e: engine::HarnessError| bundled::BundledError {
         part: "harness",
         reason: e.to_string(),
     };
     let stack = bundled::start_at(defects, shape, variant, domain).await?;
+    let mut target = stack.target.clone();
+    edit(&mut target);
     let parts = engine::Parts {
         ca_pem: stack.server.ca_pem().map(str::to_string),
         idp2: Some(stack.idp2.clone()),
@@ -57,7 +73,7 @@ pub async fn bundled_harness_at(
         mail: Some(stack.mail.clone()),
         secrets,
         jobs,
-        ..engine::Parts::new(stack.target.clone(), stack.idp.clone())
+        ..engine::Parts::new(target, stack.idp.clone())
     };
     let harness = Harness::build(parts).await.map_err(harness_error)?;
     Ok((Arc::new(harness), stack))

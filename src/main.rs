@@ -39,6 +39,9 @@ enum Command {
         /// Where to write the configuration (never overwritten).
         #[arg(long, default_value = "target.toml")]
         out: PathBuf,
+        /// The spec profile to write the config for; defaults to the one the metadata speaks.
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Validate a target configuration against the live target before a run.
     CheckConfig {
@@ -249,6 +252,21 @@ enum ReferenceCommand {
 pub(crate) type Failure = Ending;
 
 fn main() -> ExitCode {
+    // `list | head` closes stdout early: end quietly, as other command-line tools do, rather
+    // than panic on the broken pipe.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -394,10 +412,27 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                 Err(Ending::Usage(format!("{} catalogue problem(s)", problems.len())))
             }
         }
-        Command::Init { target, out } => {
-            let probe = authmd_conformance::setup::probe(&target).await.map_err(Failure::Harness)?;
+        Command::Init { target, out, profile } => {
+            if let Some(p) = profile
+                .as_deref()
+                .filter(|p| !authmd_conformance::profiles().iter().any(|k| k == p))
+            {
+                return Err(Failure::Usage(format!(
+                    "--profile {p}: this build has {}",
+                    authmd_conformance::profiles().join(", ")
+                )));
+            }
+            if out.exists() {
+                return Err(Failure::Usage(format!(
+                    "{} exists; choose another --out or remove it",
+                    out.display()
+                )));
+            }
+            let probe = authmd_conformance::setup::probe(&target, profile.as_deref())
+                .await
+                .map_err(Failure::Harness)?;
             authmd_conformance::setup::write_new(&out, &authmd_conformance::setup::render(&probe)).map_err(Failure::Usage)?;
-            println!("wrote {}", out.display());
+            println!("wrote {} (profile {})", out.display(), probe.profile);
             println!(
                 "  discovery: {}",
                 probe
@@ -424,8 +459,8 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
             let checks = authmd_conformance::setup::check(&target).await;
             for c in &checks {
                 println!(
-                    "{} {:<12} {}",
-                    if c.ok { "ok  " } else { "FAIL" },
+                    "{} {:<22} {}",
+                    c.label(),
                     c.name,
                     authmd_conformance::redact::inert(&c.detail, false)
                 );

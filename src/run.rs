@@ -120,8 +120,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
     }
     let cat = run_catalogue(&args, &profile, loaded.as_ref())?;
     if let Some(t) = &loaded {
-        cat.check_readings(&t.readings)
-            .map_err(|e| Failure::Usage(format!("{}: {e}", args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default())))?;
+        cat.check_readings(&t.readings).map_err(|e| {
+            Failure::Usage(format!(
+                "{}: {e}",
+                args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            ))
+        })?;
     }
     // Read the baseline first: a bad one is a usage error before anything runs.
     let baseline = args
@@ -300,7 +304,11 @@ fn finish(
     } else if written.complete() {
         format!("reports: {}", out.display())
     } else {
-        format!("reports: {} in {} (not all: see the errors below)", written.files.join(", "), out.display())
+        format!(
+            "reports: {} in {} (not all: see the errors below)",
+            written.files.join(", "),
+            out.display()
+        )
     };
     let leaks = secrets.leaks(&summary);
     if leaks.is_empty() {
@@ -335,7 +343,13 @@ fn finish(
     if other_profile {
         return Err(Ending::WrongProfile(format!(
             "nothing was judged: {}",
-            clean(report.header.discovery_error.as_deref().unwrap_or("the target speaks another auth.md"))
+            clean(
+                report
+                    .header
+                    .discovery_error
+                    .as_deref()
+                    .unwrap_or("the target speaks another auth.md")
+            )
         )));
     }
     let gating = match baseline {

@@ -129,6 +129,23 @@ fn main() {
             );
         }
     }
+    // First contact: each conforming deployment, configured as a new user's config is after
+    // `init` (no readings declared, no key-rotation cool-down declared, no rate burst or scope
+    // probes), gets no FAIL, WARN or INCONCLUSIVE: a reading it does not declare, a setting it
+    // lacks, never reads as a server failure.
+    if !standard_only {
+        for (variant, cat) in [
+            (Variant::Standard, &catalogue),
+            (Variant::Alternates, &catalogue),
+            (Variant::NoClock, &catalogue),
+            (Variant::V06, &v06),
+        ] {
+            let cases = cat.cases.clone();
+            trials.push(
+                Trial::test(format!("first-contact/{}", variant.name()), move || first_contact(variant, &cases)).with_kind("first-contact"),
+            );
+        }
+    }
     let mapped = catalogue.ambiguities.len();
     trials.push(
         Trial::test("catalogue/every-ambiguity-is-mapped", move || {
@@ -292,6 +309,66 @@ fn judge(variant: Variant, result: &CaseResult) -> Result<(), Failed> {
                 .collect::<Vec<_>>()
                 .join("\n")
         ))),
+    }
+}
+
+/// Every case against `variant` under a config as `init` writes it: nothing but PASS, INFO
+/// and SKIP.
+fn first_contact(variant: Variant, cases: &[Case]) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failed::from(e.to_string()))?;
+    let new_user = |t: &mut authmd_conformance::target::TargetConfig| {
+        t.readings.clear();
+        t.idp.jwks_refetch_cooldown_secs = None;
+        t.rate_burst = None;
+        t.probes.clear();
+        t.case_timeout_secs = authmd_conformance::target::TargetConfig::new("http://x").case_timeout_secs;
+    };
+    let results = runtime.block_on(async {
+        let mut results = Vec::new();
+        for shape in [Shape::Full, Shape::Restricted] {
+            let selected: Vec<Case> = cases.iter().filter(|c| Shape::for_case(c) == shape).cloned().collect();
+            if selected.is_empty() {
+                continue;
+            }
+            let (harness, _stack) = authmd_conformance::bundled_harness_configured(
+                Defects::none(),
+                shape,
+                variant,
+                None,
+                Secrets::default(),
+                authmd_conformance::bundled::AID_DOMAIN,
+                new_user,
+            )
+            .await
+            .map_err(|e| Failed::from(format!("bundled stack ({}): {e}", variant.name())))?;
+            results.extend(authmd_conformance::run_cases(harness, selected, &|_, _, _| {}).await);
+        }
+        Ok::<_, Failed>(results)
+    })?;
+    let bad: Vec<String> = results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Inconclusive(_)))
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r.verdict.label(),
+                r.name,
+                r.findings
+                    .first()
+                    .map(|f| f.to_string())
+                    .unwrap_or_else(|| format!("{:?}", r.verdict))
+            )
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "against the {} deployment configured as by init:\n  {}",
+            variant.name(),
+            bad.join("\n  ")
+        )
+        .into())
     }
 }
 

@@ -132,7 +132,8 @@ mod tests {
             note: None,
         };
         if finding {
-            r.findings.push(Finding::new("s", FindingKind::UnexpectedStatus, "status 200", "400"));
+            r.findings
+                .push(Finding::new("s", FindingKind::UnexpectedStatus, "status 200", "400"));
         }
         r
     }

@@ -66,6 +66,15 @@ pub struct Manifest {
     /// What the profile puts in every minted token unless a case says otherwise.
     #[serde(default)]
     pub tokens: TokenDefaults,
+    /// Member names whose values are secrets in this profile beyond those the redactor knows
+    /// by their names (`token`, `secret`, `otp`, …): a `user_code` is one. Their values are
+    /// redacted wherever they appear, also as URL and form parameters.
+    #[serde(default)]
+    pub secret_members: Vec<String>,
+    /// The directory of `check-config`'s setup checks for this profile (cases that prove each
+    /// capability of a config with a real round trip), relative to the repository.
+    #[serde(default)]
+    pub checks: Option<PathBuf>,
 }
 
 /// Token defaults of a profile: `set` and `header_set` members (TokenSpec-shaped tables) merged

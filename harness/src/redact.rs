@@ -30,6 +30,8 @@ pub struct Secrets(Arc<Mutex<Known>>);
 #[derive(Default)]
 struct Known {
     set: BTreeSet<String>,
+    /// Member names the profile declares secret (`user_code`), lower-case.
+    names: Vec<String>,
     /// The compiled redactor for the current set; rebuilt after an `add`.
     compiled: Option<Arc<Redactor>>,
 }
@@ -307,6 +309,40 @@ impl Secrets {
         }
     }
 
+    /// Adds member names whose values are secrets in the profile under test (its manifest's
+    /// `secret_members`), beyond those the names themselves announce.
+    pub fn declare_names(&self, names: &[String]) {
+        if let Ok(mut known) = self.0.lock() {
+            for n in names {
+                let n = n.to_ascii_lowercase().replace('-', "_");
+                if !known.names.contains(&n) {
+                    known.names.push(n);
+                }
+            }
+        }
+    }
+
+    fn declared(&self, key: &str) -> bool {
+        let k = key.to_ascii_lowercase().replace('-', "_");
+        self.0.lock().map(|known| known.names.contains(&k)).unwrap_or(false)
+    }
+
+    /// Registers the values of secret-named query or form parameters of a URL or form body
+    /// (`?claim_attempt_token=…`, `user_code=…`).
+    pub fn harvest_params(&self, text: &str) {
+        let query = match text.split_once('?') {
+            Some((_, q)) => q,
+            None if text.contains('=') && !text.contains(char::is_whitespace) => text,
+            None => return,
+        };
+        let query = query.split('#').next().unwrap_or_default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if names_a_secret(&k) || self.declared(&k) {
+                self.add(&v);
+            }
+        }
+    }
+
     /// Registers every secret-looking value in a JSON answer: strings under members that name
     /// a secret, at any depth, and every string inside such a member's object or array (a
     /// `credential: {"value": …}`), except members that only describe it (`type`, `scope`, …).
@@ -318,15 +354,18 @@ impl Secrets {
         match value {
             Value::String(s) if secret == Holds::Secret => self.add(s),
             Value::Number(n) if secret == Holds::Secret => self.add(&n.to_string()),
+            // A link that carries a secret as a parameter (a `verification_uri` with its
+            // `claim_attempt_token`).
+            Value::String(s) if s.contains('?') && s.contains('=') => self.harvest_params(s),
             Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret)),
             Value::Object(map) => {
                 for (k, v) in map {
                     // Inside a secret's object (`credential: {"value": …, "registration_id": …}`)
                     // only the members that carry it count; the rest describe it.
                     let carries = matches!(k.to_ascii_lowercase().as_str(), "value" | "key" | "raw" | "bearer" | "secret");
-                    let holds = if describes_a_secret(k) {
+                    let holds = if describes_a_secret(k) && !self.declared(k) {
                         Holds::Nothing
-                    } else if names_a_secret(k) || (secret != Holds::Nothing && carries) {
+                    } else if names_a_secret(k) || self.declared(k) || (secret != Holds::Nothing && carries) {
                         Holds::Secret
                     } else if secret != Holds::Nothing {
                         Holds::Inside
@@ -344,6 +383,9 @@ impl Secrets {
     /// parameter, and each cookie value of `Set-Cookie`/`Cookie`.
     pub fn harvest_headers(&self, headers: &[(String, String)]) {
         for (name, value) in headers {
+            if name.eq_ignore_ascii_case("location") {
+                self.harvest_params(value);
+            }
             if !header_carries_secret(name) {
                 continue;
             }
@@ -597,6 +639,20 @@ mod tests {
         s.redact_value(&mut v);
         assert_eq!(v["iat"], json!(1733123456));
         assert!(v["otp"].as_str().is_some_and(|m| m.starts_with("<redacted:")), "{v}");
+    }
+
+    #[test]
+    fn declared_members_and_secret_parameters_are_harvested() {
+        let s = Secrets::default();
+        s.declare_names(&["user_code".to_string()]);
+        s.harvest_json(&json!({
+            "claim": { "user_code": "482913", "verification_uri": "http://x/login?claim_attempt_token=cat_secret_0123456789&next=/" },
+            "interval": 5
+        }));
+        let all = s.all();
+        assert!(all.contains(&"482913".to_string()), "{all:?}");
+        assert!(all.contains(&"cat_secret_0123456789".to_string()), "{all:?}");
+        assert!(!all.iter().any(|a| a == "/"), "{all:?}");
     }
 
     #[test]

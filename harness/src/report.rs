@@ -372,7 +372,13 @@ impl Report {
         if written.complete() {
             Ok(())
         } else {
-            Err(written.withheld.iter().chain(&written.failed).cloned().collect::<Vec<_>>().join("; "))
+            Err(written
+                .withheld
+                .iter()
+                .chain(&written.failed)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "))
         }
     }
 }
@@ -562,4 +568,3 @@ fn preflight_markdown(p: &crate::aid::Preflight, cell: &dyn Fn(&str) -> String) 
     }
     out
 }
-

@@ -10,34 +10,56 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::redact::Secrets;
-use crate::target::{MailConfig, TargetConfig};
+use crate::target::TargetConfig;
 use crate::transport::{HostPolicy, Transport};
 
 /// One check of `check-config`: what was checked, whether it held, and why.
 #[derive(Clone, Debug)]
 pub struct Check {
-    /// What was checked (`discovery`, `oracle`, …).
-    pub name: &'static str,
-    /// Whether it held.
+    /// What was checked (`discovery`, `oracle`, `idp-trusted`, …).
+    pub name: String,
+    /// Whether it held (a skipped check holds: nothing configured, nothing wrong).
     pub ok: bool,
+    /// The config does not set up what the check needs; the cases that need it will skip.
+    pub skipped: bool,
     /// What was found, or what to change.
     pub detail: String,
 }
 
 impl Check {
-    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
-            name,
+            name: name.into(),
             ok: true,
+            skipped: false,
             detail: detail.into(),
         }
     }
 
-    fn fail(name: &'static str, detail: impl Into<String>) -> Self {
+    fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
-            name,
+            name: name.into(),
             ok: false,
+            skipped: false,
             detail: detail.into(),
+        }
+    }
+
+    fn skip(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: true,
+            skipped: true,
+            detail: detail.into(),
+        }
+    }
+
+    /// `ok  `, `FAIL` or `skip`, for the one-line report.
+    pub fn label(&self) -> &'static str {
+        match (self.ok, self.skipped) {
+            (_, true) => "skip",
+            (true, false) => "ok  ",
+            (false, false) => "FAIL",
         }
     }
 }
@@ -47,8 +69,13 @@ impl Check {
 pub struct Probe {
     /// The target's base URL.
     pub base_url: String,
+    /// The profile the config is written for: `--profile`, else what the metadata speaks.
+    pub profile: String,
     /// The protected endpoint discovery started from (from the PRM `resource`, or the default).
     pub protected_path: String,
+    /// Origins besides the base URL's that the target names for itself (`localhost` where the
+    /// user typed `127.0.0.1`), for `allowed_hosts`.
+    pub other_hosts: Vec<String>,
     /// The PRM, if found.
     pub prm: Option<Value>,
     /// The AS metadata, if found.
@@ -61,15 +88,23 @@ pub struct Probe {
     pub registration_ttl: Option<i64>,
     /// Whether the metadata offers anonymous registration.
     pub anonymous: bool,
+    /// Whether the profile's cases read claim mail (a `[mail]` section is worth writing).
+    pub uses_mail: bool,
+    /// Whether the profile's cases act as the human at the service's pages (`[session]`).
+    pub uses_session: bool,
 }
 
-fn transport(target: &TargetConfig, secrets: &Secrets) -> Result<Transport, String> {
+fn transport_with(target: &TargetConfig, secrets: &Secrets, extra: &[String]) -> Result<Transport, String> {
     let mut policy = HostPolicy::default();
     policy.allow_origin_of(&target.base_url);
-    for host in &target.allowed_hosts {
+    for host in target.allowed_hosts.iter().chain(extra) {
         policy.allow_host(host);
     }
     Transport::new(None, None, target.limits(), Arc::new(policy), secrets.clone())
+}
+
+fn transport(target: &TargetConfig, secrets: &Secrets) -> Result<Transport, String> {
+    transport_with(target, secrets, &[])
 }
 
 async fn get_json(net: &Transport, url: &str, headers: &[(String, String)]) -> (Option<u16>, Option<Value>, Option<String>) {
@@ -94,16 +129,28 @@ fn find_member(value: &Value, names: &[&str], at: &str, nullable: bool) -> Optio
     None
 }
 
+/// `host:port` of `url` when it is another name for the same loopback service as `base`
+/// (`localhost` for `127.0.0.1`, on the same port), which the target may use for itself.
+fn loopback_alias(base: &str, url: &str) -> Option<String> {
+    let (b, u) = (url::Url::parse(base).ok()?, url::Url::parse(url).ok()?);
+    let loopback = |h: &str| matches!(h, "localhost" | "127.0.0.1" | "[::1]" | "::1");
+    let (bh, uh) = (b.host_str()?, u.host_str()?);
+    (bh != uh && loopback(bh) && loopback(uh) && b.port_or_known_default() == u.port_or_known_default())
+        .then(|| format!("{uh}:{}", u.port_or_known_default().unwrap_or(80)))
+}
+
 /// Probes `base_url`: discovery, then (when anonymous registration is offered) one anonymous
-/// registration whose credential is shown to the candidate oracle endpoints.
-pub async fn probe(base_url: &str) -> Result<Probe, String> {
+/// registration whose credential (in v0.6, the access token its assertion is exchanged for) is
+/// shown to the candidate oracle endpoints. `profile` overrides what the metadata speaks.
+pub async fn probe(base_url: &str, profile: Option<&str>) -> Result<Probe, String> {
     let target = TargetConfig::new(base_url);
     target.check()?;
     let secrets = Secrets::default();
-    let net = transport(&target, &secrets)?;
+    let mut net = transport(&target, &secrets)?;
     let mut probe = Probe {
         base_url: target.base_url.clone(),
         protected_path: "/api/resource".into(),
+        profile: profile.unwrap_or(crate::PROFILE).to_string(),
         ..Probe::default()
     };
     let (_, prm, error) = get_json(&net, &target.url("/.well-known/oauth-protected-resource"), &[]).await;
@@ -112,8 +159,22 @@ pub async fn probe(base_url: &str) -> Result<Probe, String> {
     }
     let Some(prm) = prm.filter(|p| p.is_object()) else {
         probe.discovery_error = Some("no Protected Resource Metadata at /.well-known/oauth-protected-resource".into());
+        probe.describe_profile();
         return Ok(probe);
     };
+    // A target that names itself by another loopback name than the one typed is the same
+    // service: the harness may follow those URLs.
+    for url in [prm["resource"].as_str(), prm["authorization_servers"][0].as_str()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(alias) = loopback_alias(&target.base_url, url)
+            && !probe.other_hosts.contains(&alias)
+        {
+            probe.other_hosts.push(alias);
+        }
+    }
+    net = transport_with(&target, &secrets, &probe.other_hosts)?;
     if let Some(path) = prm["resource"]
         .as_str()
         .and_then(|r| url::Url::parse(r).ok())
@@ -131,32 +192,68 @@ pub async fn probe(base_url: &str) -> Result<Probe, String> {
     let (_, metadata, _) = get_json(&net, &format!("{as_url}/.well-known/oauth-authorization-server"), &[]).await;
     let Some(metadata) = metadata.filter(|m| m.is_object()) else {
         probe.discovery_error = Some(format!("no authorization-server metadata for `{as_url}` (is it in allowed_hosts?)"));
+        probe.describe_profile();
         return Ok(probe);
     };
-    probe.anonymous = metadata["agent_auth"]["identity_types_supported"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "anonymous"));
-    let register = metadata["agent_auth"]["register_uri"].as_str().map(str::to_string);
+    if profile.is_none()
+        && let Some(spoken) = crate::profile::speaking(&crate::repo_root(), &metadata).into_iter().next()
+    {
+        probe.profile = spoken;
+    }
+    probe.describe_profile();
+    let manifest = crate::profile::Manifest::load(&crate::repo_root(), &probe.profile)?;
+    probe.anonymous = crate::profile::Manifest::strings_at(&metadata, &manifest.offers.identity_types)
+        .iter()
+        .any(|t| t == "anonymous");
+    let register = metadata
+        .pointer(&manifest.endpoints.register)
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let token = manifest
+        .endpoints
+        .token
+        .as_ref()
+        .and_then(|p| metadata.pointer(p))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     probe.metadata = Some(metadata);
     let (Some(register), true) = (register, probe.anonymous) else {
         return Ok(probe);
     };
-    probe_registration(&net, &target, &register, &mut probe).await;
+    probe_registration(&net, &target, &manifest, &register, token.as_deref(), &mut probe).await;
     Ok(probe)
 }
 
+impl Probe {
+    /// Reads from the profile's catalogue which sections its cases use.
+    fn describe_profile(&mut self) {
+        if let Ok(cat) = crate::profile_catalogue(&self.profile) {
+            self.uses_mail = cat.cases.iter().any(|c| c.needs.contains(&crate::catalogue::Need::Mail));
+            self.uses_session = cat.cases.iter().any(|c| c.needs.contains(&crate::catalogue::Need::Session));
+        }
+    }
+}
+
 /// Registers anonymously once: the claim token's expiry gives the registration TTL, and the
-/// credential finds the identity/scope oracle among the usual paths.
-async fn probe_registration(net: &Transport, target: &TargetConfig, register: &str, probe: &mut Probe) {
-    let body = json!({ "type": "anonymous", "requested_credential_type": "api_key" }).to_string();
+/// credential (or the access token an assertion is exchanged for) finds the identity/scope
+/// oracle among the usual paths.
+async fn probe_registration(
+    net: &Transport,
+    target: &TargetConfig,
+    manifest: &crate::profile::Manifest,
+    register: &str,
+    token_endpoint: Option<&str>,
+    probe: &mut Probe,
+) {
+    let mut body = serde_json::Map::new();
+    body.insert(manifest.field("type").to_string(), json!("anonymous"));
+    let credential_type = manifest.field("credential_type");
+    if !credential_type.is_empty() {
+        body.insert(credential_type.to_string(), json!("api_key"));
+    }
+    let json_header = [("content-type".to_string(), "application/json".to_string())];
     let reg = net
-        .send(
-            "probe",
-            "POST",
-            register,
-            &[("content-type".into(), "application/json".into())],
-            Some(body),
-        )
+        .send("probe", "POST", register, &json_header, Some(Value::Object(body).to_string()))
         .await;
     let Some(reg) = reg.json() else { return };
     if let Some(expires) = reg["claim_token_expires"]
@@ -165,8 +262,24 @@ async fn probe_registration(net: &Transport, target: &TargetConfig, register: &s
     {
         probe.registration_ttl = Some((expires - time::OffsetDateTime::now_utc()).whole_seconds().max(0) + 1);
     }
-    let Some(credential) = reg["credential"].as_str() else {
-        return;
+    let credential = match (reg["credential"].as_str(), reg["identity_assertion"].as_str(), token_endpoint) {
+        (Some(c), _, _) => c.to_string(),
+        // v0.6: the assertion is exchanged at the token endpoint (RFC 7523) for an access token.
+        (None, Some(assertion), Some(token)) => {
+            let form: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+                .append_pair("assertion", assertion)
+                .finish();
+            let form_header = [("content-type".to_string(), "application/x-www-form-urlencoded".to_string())];
+            match net.send("probe", "POST", token, &form_header, Some(form)).await.json() {
+                Some(t) => match t["access_token"].as_str() {
+                    Some(a) => a.to_string(),
+                    None => return,
+                },
+                None => return,
+            }
+        }
+        _ => return,
     };
     let auth = [("authorization".to_string(), format!("Bearer {credential}"))];
     let mut candidates = vec![probe.protected_path.clone()];
@@ -188,14 +301,23 @@ async fn probe_registration(net: &Transport, target: &TargetConfig, register: &s
 
 /// A commented `target.toml` for what `probe` found.
 pub fn render(probe: &Probe) -> String {
+    let hosts = probe.other_hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
     let mut out = format!(
         "# Written by `authmd-conformance init --target {}`. Review every value, then\n\
          # `authmd-conformance check-config --config <this file>` before a run.\n\
          # Top-level keys must come before the first [table].\n\n\
-         base_url = \"{}\"\nprofile = \"v0.1\"\nprotected_path = \"{}\"\n\
-         # Hosts besides base_url's origin the harness may fetch (an authorization server elsewhere).\n\
-         allowed_hosts = []\n\n",
-        probe.base_url, probe.base_url, probe.protected_path
+         base_url = \"{}\"\nprofile = \"{}\"\nprotected_path = \"{}\"\n\
+         # Hosts besides base_url's origin the harness may fetch (an authorization server elsewhere{}).\n\
+         allowed_hosts = [{hosts}]\n\n",
+        probe.base_url,
+        probe.base_url,
+        probe.profile,
+        probe.protected_path,
+        if probe.other_hosts.is_empty() {
+            ""
+        } else {
+            "; the names your server gives itself"
+        }
     );
     if let Some(e) = &probe.discovery_error {
         out += &format!("# Discovery stopped: {e}. Discovery cases will show why; the rest are skipped.\n\n");
@@ -212,13 +334,26 @@ pub fn render(probe: &Probe) -> String {
                     # [oracle]\n# path = \"/api/resource\"\n# user_pointer = \"/user/id\"\n# scopes_pointer = \"/credential/scope\"\n\n";
         }
     }
-    out += "# Where the harness reads your claim mail. One of:\n[mail]\n\
-            smtp = { listen = \"127.0.0.1:2525\" }   # relay your mail here\n\
-            # directory = { path = \"/path/to/outbox\" }                     # .eml or .html per message\n\
-            # url_template = { template = \"/mail/{registration_id}.html\" } # an HTTP outbox\n\
-            # mailpit = { base = \"http://127.0.0.1:8025\" }\n\n";
-    out += "# The mock IdP must own an issuer on your trust list.\n[idp]\nissuer = \"http://localhost:4000\"\nlisten = \"127.0.0.1:4000\"\n\
-            # Your JWKS cache: seconds it refuses to refetch on an unknown kid (jose: 30).\njwks_refetch_cooldown_secs = 0\n\
+    if probe.uses_mail {
+        out += "# Where the harness reads your claim mail. One of:\n[mail]\n\
+                smtp = { listen = \"127.0.0.1:2525\" }   # relay your mail here\n\
+                # directory = { path = \"/path/to/outbox\" }                     # .eml or .html per message\n\
+                # url_template = { template = \"/mail/{registration_id}.html\" } # an HTTP outbox\n\
+                # mailpit = { base = \"http://127.0.0.1:8025\" }\n\n";
+    }
+    if probe.uses_session {
+        out += "# The human's steps of the claim ceremony on your pages: where your sign-in form posts and\n\
+                # where the user-code form posts. Until set, the cases with a human step are skipped.\n\
+                # [session]\n# login_url = \"/login\"\n# login_fields = { email = \"{email}\", return_to = \"{return_to}\" }\n\
+                # confirm_url = \"/agent/identity/claim/complete\"\n\
+                # confirm_fields = { claim_attempt_token = \"{claim_attempt_token}\", user_code = \"{user_code}\" }\n\n";
+    }
+    out += "# The mock IdP must own an issuer on your trust list, exactly as the list spells it\n\
+            # (`localhost` and `127.0.0.1` are different issuers). check-config proves it.\n\
+            [idp]\nissuer = \"http://localhost:4000\"\nlisten = \"127.0.0.1:4000\"\n\
+            # Your JWKS cache: seconds after a fetch it refuses to refetch on an unknown kid (0 if it\n\
+            # refetches at once; jose: 30). Until you declare it, the key-rotation cases are skipped.\n\
+            # jwks_refetch_cooldown_secs = 0\n\
             # A second trusted issuer enables the two-issuer cases:\n# second = { issuer = \"http://localhost:4001\", listen = \"127.0.0.1:4001\" }\n\n";
     out += "# No clock header: TTL cases wait in real time up to this budget, or skip saying what they need.\n[clock]\n# offset_header = \"Authmd-Test-Clock-Offset\"\nwait_budget_secs = 0\n\n[ttl]\n";
     match probe.registration_ttl {
@@ -226,40 +361,42 @@ pub fn render(probe: &Probe) -> String {
         None => out += "registration = 86400\n",
     }
     out += "claim_attempt = 600\notp = 600\naccess_token = 3600\n";
+    out += "\n# The ambiguity readings your server follows, to gate on them (optional). Without an entry,\n\
+            # the cases of an ambiguity are recorded, not gated; each run's summary.md says which\n\
+            # reading your answers follow. Names: cases/ambiguities.toml (v0.1) or the profile's own.\n\
+            # [readings]\n# \"C-01\" = \"B\"\n";
     out
 }
 
 /// Validates `config` against the live target: each check says what held or what to change.
+/// Past the static checks, every capability the profile's setup checks (`checks/<profile>/`)
+/// exercise is proven with a real round trip through the engine, as a run would use it: a
+/// minted ID-JAG is accepted and an untrusted one refused, a claim mail yields an OTP, the
+/// `[session]` sign-in and confirm work, the second issuer is trusted.
 pub async fn check(config: &TargetConfig) -> Vec<Check> {
     let mut checks = Vec::new();
+    let root = crate::repo_root();
+    let manifest = match crate::profile::Manifest::load(&root, &config.profile) {
+        Ok(m) => m,
+        Err(e) => return vec![Check::fail("profile", e)],
+    };
+    match crate::profile_catalogue(&config.profile).map(|cat| cat.check_readings(&config.readings)) {
+        Ok(Ok(())) if config.readings.is_empty() => {}
+        Ok(Ok(())) => checks.push(Check::pass(
+            "readings",
+            format!("{} declared, each a reading of the profile", config.readings.len()),
+        )),
+        Ok(Err(e)) => checks.push(Check::fail("readings", e)),
+        Err(e) => checks.push(Check::fail("catalogue", e.to_string())),
+    }
     let secrets = Secrets::default();
     let net = match transport(config, &secrets) {
         Ok(n) => n,
         Err(e) => return vec![Check::fail("http client", e)],
     };
-    // Discovery.
-    let (_, prm, error) = get_json(&net, &config.url("/.well-known/oauth-protected-resource"), &[]).await;
-    match (prm.filter(|p| p.is_object()), error) {
-        (_, Some(e)) => checks.push(Check::fail("discovery", format!("no answer from {}: {e}", config.base_url))),
-        (None, None) => checks.push(Check::fail(
-            "discovery",
-            "no Protected Resource Metadata at /.well-known/oauth-protected-resource",
-        )),
-        (Some(prm), None) => {
-            let as_url = prm["authorization_servers"][0].as_str().unwrap_or_default().to_string();
-            match net.check(&as_url) {
-                Ok(()) => checks.push(Check::pass("discovery", format!("PRM found; authorization server {as_url}"))),
-                Err(why) => checks.push(Check::fail("discovery", format!("authorization server {as_url}: {why}"))),
-            }
-        }
-    }
-    // The mock IdP's issuer must reach the listener the harness will start.
-    checks.push(check_issuer(config).await);
-    // Mail.
-    checks.push(check_mail(config, &net).await);
     // The oracle must challenge without a credential (it is also discovery's starting point).
     checks.push(match &config.oracle {
-        None => Check::fail("oracle", "no [oracle]: the matching and scope cases will be skipped"),
+        None => Check::skip("oracle", "no [oracle]: the matching and scope cases will be skipped"),
         Some(oracle) => {
             let e = net.send("check", "GET", &config.url(&oracle.path), &[], None).await;
             match (e.status, e.error) {
@@ -277,82 +414,80 @@ pub async fn check(config: &TargetConfig) -> Vec<Check> {
         && second.listen == config.idp.listen
     {
         checks.push(Check::fail("idp.second", "listens on the same address as [idp]"));
+        return checks;
+    }
+    // Everything a run starts (the mock IdPs on their issuers, the mail source), then the
+    // discovery a run makes.
+    let parts = match crate::start::external_parts(config.clone()).await {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push(Check::fail("harness", e.message().unwrap_or("the mocks did not start").to_string()));
+            return checks;
+        }
+    };
+    let harness = match crate::engine::Harness::build(parts).await {
+        Ok(h) => h,
+        Err(e) => {
+            checks.push(Check::fail("harness", e.to_string()));
+            return checks;
+        }
+    };
+    match &harness.discovery.error {
+        Some(e) => {
+            checks.push(Check::fail("discovery", e.clone()));
+            return checks;
+        }
+        None => checks.push(Check::pass(
+            "discovery",
+            format!(
+                "the metadata speaks {}; registration at {}",
+                harness.discovery.spoken.as_ref().map(|s| s.speaks.as_str()).unwrap_or("?"),
+                harness.discovery.register_uri.as_deref().unwrap_or("?")
+            ),
+        )),
+    }
+    if config.idp.issuer.is_some() {
+        checks.push(check_issuer(config, &harness.idp).await);
+    }
+    let Some(dir) = &manifest.checks else { return checks };
+    let setup = match crate::catalogue::Catalogue::load_from(&root.join(&manifest.requirements), &root.join(dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(Check::fail("setup checks", e.to_string()));
+            return checks;
+        }
+    };
+    for (i, case) in setup.cases.iter().enumerate() {
+        let result = harness.run_case(case, i).await;
+        let redact = |s: &str| harness.secrets.redact(s);
+        checks.push(match &result.verdict {
+            crate::outcome::Verdict::Pass => Check::pass(case.id.clone(), case.summary.clone()),
+            crate::outcome::Verdict::Skip(why) => Check::skip(case.id.clone(), format!("not configured: {why}")),
+            crate::outcome::Verdict::Inconclusive(why) => Check::fail(case.id.clone(), format!("no answer: {}", redact(why))),
+            _ => Check::fail(
+                case.id.clone(),
+                format!(
+                    "{}: {}",
+                    case.summary,
+                    result.findings.first().map(|f| redact(&f.to_string())).unwrap_or_default()
+                ),
+            ),
+        });
     }
     checks
 }
 
-/// Is the mail source readable (or, for SMTP, can the sink listen)?
-async fn check_mail(config: &TargetConfig, net: &Transport) -> Check {
-    match &config.mail {
-        None => Check::fail("mail", "no [mail]: the claim cases will be skipped"),
-        Some(MailConfig::Smtp { listen }) => match std::net::TcpListener::bind(listen) {
-            Ok(_) => Check::pass("mail", format!("the SMTP sink can listen on {listen}; relay your claim mail there")),
-            Err(e) => Check::fail("mail", format!("mail.smtp listen {listen}: {e}")),
-        },
-        Some(MailConfig::Directory { path }) => match std::fs::read_dir(path) {
-            Ok(_) => Check::pass("mail", format!("{} is readable", path.display())),
-            Err(e) => Check::fail("mail", format!("mail.directory {}: {e}", path.display())),
-        },
-        Some(MailConfig::UrlTemplate { template }) => {
-            if template.contains("{registration_id}") || template.contains("{recipient}") {
-                let probe = config.url(
-                    &template
-                        .replace("{registration_id}", "authmd-check")
-                        .replace("{recipient}", "check%40example.com"),
-                );
-                let e = net.send("check", "GET", &probe, &[], None).await;
-                match e.error {
-                    None => Check::pass(
-                        "mail",
-                        format!(
-                            "the outbox answers ({} for a registration that does not exist)",
-                            e.status.unwrap_or(0)
-                        ),
-                    ),
-                    Some(why) => Check::fail("mail", format!("mail.url_template: {why}")),
-                }
-            } else {
-                Check::fail("mail", "mail.url_template needs {registration_id} or {recipient}")
-            }
-        }
-        Some(MailConfig::Mailpit { base }) => {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build();
-            match http {
-                Ok(http) => match http.get(format!("{base}/api/v1/messages?limit=1")).send().await {
-                    Ok(r) if r.status().is_success() => Check::pass("mail", format!("the Mailpit API at {base} answers")),
-                    Ok(r) => Check::fail("mail", format!("the Mailpit API at {base} answered {}", r.status())),
-                    Err(e) => Check::fail("mail", format!("mail.mailpit {base}: {e}")),
-                },
-                Err(e) => Check::fail("mail", e.to_string()),
-            }
-        }
-    }
-}
-
-async fn check_issuer(config: &TargetConfig) -> Check {
-    let Some(issuer) = &config.idp.issuer else {
-        return Check::fail(
-            "idp",
-            "no idp.issuer: the mock IdP gets a random port, which no trust list can name; the ID-JAG cases need it",
-        );
-    };
-    let idp = match authmd_mock_idp::MockIdp::start(authmd_mock_idp::IdpConfig {
-        listen: config.idp.listen,
-        issuer: Some(issuer.clone()),
-        ..authmd_mock_idp::IdpConfig::default()
-    })
-    .await
-    {
-        Ok(idp) => idp,
-        Err(e) => return Check::fail("idp", format!("idp.listen {}: {e}", config.idp.listen)),
-    };
+/// Does the issuer's URL lead to the mock IdP the harness started on `idp.listen`?
+async fn check_issuer(config: &TargetConfig, idp: &authmd_mock_idp::MockIdp) -> Check {
+    let issuer = config.idp.issuer.clone().unwrap_or_default();
     let jwks = idp.jwks_uri();
+    let before = idp.jwks_fetches();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build();
     let reached = match http {
         Ok(http) => http.get(&jwks).send().await.map(|r| r.status().is_success()).unwrap_or(false),
         Err(_) => false,
     };
-    if reached && idp.jwks_fetches() > 0 {
+    if reached && idp.jwks_fetches() > before {
         Check::pass("idp", format!("{issuer} reaches the mock IdP on {}", config.idp.listen))
     } else {
         Check::fail(
@@ -395,7 +530,11 @@ mod tests {
             registration_ttl: Some(86400),
             ..Probe::default()
         };
-        let text = render(&probe);
+        let text = render(&Probe {
+            profile: "v0.1".into(),
+            uses_mail: true,
+            ..probe.clone()
+        });
         let config: TargetConfig = toml::from_str(&text).expect("the rendered config parses");
         assert!(config.check().is_ok());
         assert_eq!(config.oracle.map(|o| o.scopes_pointer).as_deref(), Some("/credential/scope"));

@@ -155,9 +155,11 @@ pub struct IdpSettings {
     /// After a JWKS fetch, how long your server refuses to refetch on an unknown `kid`, in
     /// seconds (jose's remote key set: 30). Key-rotation cases wait this long (real time,
     /// within `clock.wait_budget_secs`) before presenting a token signed by a new key.
-    /// Defaults to 0.
+    /// Undeclared, the key-rotation cases are skipped saying so: a refusal of a new key
+    /// without a refetch is a bug under 0 and conforming under a cool-down, and only you know
+    /// which. Declare 0 for a server that refetches at once.
     #[serde(default)]
-    pub jwks_refetch_cooldown_secs: u64,
+    pub jwks_refetch_cooldown_secs: Option<u64>,
     /// Where the mock IdP keeps its signing keys between runs, so a re-run signs with the keys
     /// your server has cached. Defaults to `$XDG_STATE_HOME/authmd-conformance/idp/<issuer
     /// hash>` (or `~/.local/state/…`, or `.authmd-state/idp/…` without a home directory).
@@ -211,7 +213,7 @@ impl Default for IdpSettings {
             trusted: true,
             cimd: true,
             required_amr: Vec::new(),
-            jwks_refetch_cooldown_secs: 0,
+            jwks_refetch_cooldown_secs: None,
             state_dir: None,
             client_ids: Vec::new(),
             jwks_cache_follows_clock: false,
@@ -338,7 +340,10 @@ pub struct TargetConfig {
     /// Override of the challenge URL (C-12). Defaults to `claim_uri + "/attempt/challenge"`.
     #[serde(default)]
     pub challenge_url: Option<String>,
-    /// Per-case timeout in seconds. Defaults to 30.
+    /// Seconds a case's requests may take together, on top of every wait the case declares:
+    /// a case that lets a TTL pass without a clock header may also wait up to
+    /// `clock.wait_budget_secs`, and one that rotates keys `idp.jwks_refetch_cooldown_secs` per
+    /// rotation. A case past its limit is INCONCLUSIVE. Defaults to 30.
     #[serde(default = "case_timeout")]
     pub case_timeout_secs: u64,
     /// Cases run at once. Defaults to 16.

@@ -245,6 +245,8 @@ pub(crate) struct Inner {
     key_dir: Option<PathBuf>,
     pub(crate) kid_prefix: String,
     next_kid: u32,
+    /// The last JWKS fetch, from this process or recalled from the key directory.
+    last_jwks_fetch: Option<SystemTime>,
 }
 
 impl State {
@@ -262,6 +264,23 @@ pub struct MockIdp {
     ca_pem: Option<String>,
     http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The file in a key directory that holds the last JWKS fetch (Unix milliseconds).
+const JWKS_FETCHED_AT: &str = "jwks-fetched-at";
+
+/// Records `at` as the last JWKS fetch in `dir` (best effort: a cool-down wait is an aid).
+pub(crate) fn remember_jwks_fetch(dir: &std::path::Path, at: SystemTime) {
+    if let Ok(ms) = at.duration_since(std::time::UNIX_EPOCH) {
+        let _ = std::fs::write(dir.join(JWKS_FETCHED_AT), ms.as_millis().to_string());
+    }
+}
+
+/// The last JWKS fetch an earlier process recorded in `dir`.
+fn recalled_jwks_fetch(dir: &std::path::Path) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(dir.join(JWKS_FETCHED_AT)).ok()?;
+    let ms: u64 = text.trim().parse().ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
 
 impl MockIdp {
@@ -314,6 +333,7 @@ impl MockIdp {
                 key_dir: config.key_dir.clone(),
                 kid_prefix: config.kid_prefix.clone(),
                 next_kid,
+                last_jwks_fetch: config.key_dir.as_deref().and_then(recalled_jwks_fetch),
             }),
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -467,6 +487,12 @@ impl MockIdp {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().requests.clone()
+    }
+
+    /// When the JWKS was last fetched: in this process, or in an earlier one that kept its keys
+    /// in the same key directory.
+    pub fn last_jwks_fetch(&self) -> Option<SystemTime> {
+        self.state.lock().last_jwks_fetch
     }
 
     /// How many times the JWKS was fetched.

@@ -50,7 +50,14 @@ async fn record(AxState(state): AxState<Arc<State>>, request: Request, next: Nex
 
 async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
     let (fault, keys, max_age) = {
-        let inner = state.lock();
+        let mut inner = state.lock();
+        // A target's refetch cool-down runs from its last fetch, whichever run made it: the key
+        // directory remembers when that was, so the next run waits it out too.
+        let now = SystemTime::now();
+        inner.last_jwks_fetch = Some(now);
+        if let Some(dir) = &inner.key_dir {
+            crate::remember_jwks_fetch(dir, now);
+        }
         (
             inner.fault,
             inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>(),

@@ -291,9 +291,11 @@ impl<'h> CaseCtx<'h> {
             }
             spec["set"]["aud"] = json!(aud);
         }
-        // A target that follows C-20 reading B (BCL: `exp` required) gets logout tokens with an
-        // `exp`; the auth.md examples omit it, and reading A is the default.
-        let exp_required = self.h.target.readings.get("C-20").is_some_and(|r| r == "B");
+        // Logout tokens carry an `exp` unless the config declares C-20 reading A (the auth.md
+        // examples omit it): a token with one satisfies both readings, so a target of reading B
+        // (BCL: `exp` required) is never failed for a reading it was not asked about. The
+        // reading-A cases remove `exp` themselves.
+        let exp_required = self.h.target.readings.get("C-20").is_none_or(|r| r != "A");
         if exp_required
             && spec["kind"] == json!(TokenKind::Logout)
             && spec.pointer("/set/exp").is_none()
@@ -347,7 +349,7 @@ impl<'h> CaseCtx<'h> {
     /// a token signed by a new key would then be refused for a reason the case is not about.
     /// Waits, in real time, until the cool-down since the IdP last served its JWKS has passed.
     pub(super) async fn wait_out_refetch_cooldown(&self) -> Result<(), HarnessError> {
-        let cooldown = self.h.target.idp.jwks_refetch_cooldown_secs;
+        let cooldown = self.h.target.idp.jwks_refetch_cooldown_secs.unwrap_or(0);
         if cooldown == 0 {
             return Ok(());
         }
@@ -355,14 +357,9 @@ impl<'h> CaseCtx<'h> {
         if cooldown > budget {
             return Err(HarnessError::CooldownBeyondBudget { needed: cooldown, budget });
         }
-        let last = self
-            .h
-            .idp
-            .requests()
-            .into_iter()
-            .filter(|r| r.path.ends_with("/.well-known/jwks.json"))
-            .map(|r| r.at)
-            .max();
+        // The last fetch of any run: the key directory remembers fetches of earlier runs,
+        // whose cool-down the target may still be in.
+        let last = self.h.idp.last_jwks_fetch();
         if let Some(last) = last {
             let until = last + Duration::from_secs(cooldown) + Duration::from_millis(100);
             if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {

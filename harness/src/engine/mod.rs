@@ -218,6 +218,7 @@ impl Harness {
         }
         let policy = Arc::new(policy);
         let profile = Manifest::load(&crate::repo_root(), &target.profile).map_err(HarnessError::Tooling)?;
+        secrets.declare_names(&profile.secret_members);
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
@@ -317,8 +318,14 @@ impl Harness {
                 return Some(HarnessError::BeyondWaitBudget { needed: longest, budget }.to_string());
             }
         }
-        let cooldown = self.target.idp.jwks_refetch_cooldown_secs;
-        if cooldown > self.target.clock.wait_budget_secs && case.steps.iter().any(|s| matches!(s.action, Action::RotateKey { .. })) {
+        let rotates = case.steps.iter().any(|s| matches!(s.action, Action::RotateKey { .. }));
+        let Some(cooldown) = self.target.idp.jwks_refetch_cooldown_secs.or(if rotates { None } else { Some(0) }) else {
+            return Some(
+                "needs idp.jwks_refetch_cooldown_secs: how long after a JWKS fetch your server refuses to refetch on an unknown kid (0 if it refetches at once; jose: 30)"
+                    .into(),
+            );
+        };
+        if cooldown > self.target.clock.wait_budget_secs && rotates {
             return Some(
                 HarnessError::CooldownBeyondBudget {
                     needed: cooldown,
@@ -414,7 +421,10 @@ impl Harness {
         let tag = case.reading.as_ref()?;
         let (amb, letter) = tag.split_once('/').unwrap_or((tag, ""));
         Some(match self.target.readings.get(amb) {
-            Some(chosen) if chosen == letter => (true, format!("tests reading {tag}, which the config declares ([readings] \"{amb}\" = \"{letter}\")")),
+            Some(chosen) if chosen == letter => (
+                true,
+                format!("tests reading {tag}, which the config declares ([readings] \"{amb}\" = \"{letter}\")"),
+            ),
             Some(chosen) => (
                 false,
                 format!("tests reading {tag}; the config declares {amb}/{chosen}, so this case is recorded, not gated"),
@@ -426,6 +436,19 @@ impl Harness {
                 ),
             ),
         })
+    }
+
+    /// How long `case` may take: `case_timeout_secs` for its requests, plus every wait it
+    /// declares (the TTLs it lets pass without a clock header, bounded by the wait budget, and
+    /// a refetch cool-down per key rotation), so a wait the config allows never ends in a
+    /// timeout.
+    pub fn case_time_limit(&self, case: &Case) -> Duration {
+        let waits_for_clock = self.target.clock.offset_header.is_none()
+            && (case.needs.contains(&Need::Clock) || case.steps.iter().any(|s| s.advance.is_some()));
+        let clock = if waits_for_clock { self.target.clock.wait_budget_secs } else { 0 };
+        let rotations = case.steps.iter().filter(|s| matches!(s.action, Action::RotateKey { .. })).count() as u64;
+        let cooldowns = rotations * self.target.idp.jwks_refetch_cooldown_secs.unwrap_or(0);
+        Duration::from_secs(self.target.case_timeout_secs + clock + cooldowns)
     }
 
     /// Runs one case. `index` picks its source address.
@@ -467,7 +490,7 @@ impl Harness {
         // A case that changes the IdP (rotation, faults) puts it back, so the keys a target has
         // cached stay valid for every later case: the case runs alone, under the write lock.
         let before = case.needs.contains(&Need::IdpExclusive).then(|| self.idp.snapshot());
-        let timeout = Duration::from_secs(self.target.case_timeout_secs);
+        let timeout = self.case_time_limit(case);
         let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;
         if let Some(snapshot) = &before
             && let Err(e) = self.idp.restore(snapshot)
