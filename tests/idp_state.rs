@@ -39,6 +39,7 @@ fn target(base: &str, issuer: &str) -> TargetConfig {
         scopes_pointer: "/credential/scope".into(),
     });
     target.idp.issuer = Some(issuer.to_string());
+    target.idp.jwks_refetch_cooldown_secs = Some(0);
     target
 }
 

@@ -63,10 +63,13 @@ fn word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// Is `text[start..end]` a whole token?
+/// Is `text[start..end]` a whole token? Only an edge that is itself a word character can run
+/// into a neighbouring word character and so be part of something larger.
 fn stands_alone(text: &str, start: usize, end: usize) -> bool {
     let bytes = text.as_bytes();
-    (start == 0 || !word_byte(bytes[start - 1])) && (end == bytes.len() || !word_byte(bytes[end]))
+    let open = start == 0 || !word_byte(bytes[start]) || !word_byte(bytes[start - 1]);
+    let close = end == bytes.len() || !word_byte(bytes[end - 1]) || !word_byte(bytes[end]);
+    open && close
 }
 
 /// Every known secret compiled into automatons over all its written forms, so redacting or
@@ -161,19 +164,25 @@ impl Redactor {
             Some(ac) => ac.replace_all(text, &self.anywhere_markers),
             None => text.to_string(),
         };
-        let matches = self.token_matches(&text);
-        if matches.is_empty() {
-            return text;
+        // A replacement changes its neighbours' context (a marker ends in `>`), so a match that
+        // did not stand alone may stand alone now: replace until none is left, as the scan sees.
+        let mut text = text;
+        for _ in 0..8 {
+            let matches = self.token_matches(&text);
+            if matches.is_empty() {
+                break;
+            }
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            for (start, end, pattern) in matches {
+                out += &text[at..start];
+                out += &self.token_markers[pattern];
+                at = end;
+            }
+            out += &text[at..];
+            text = out;
         }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (start, end, pattern) in matches {
-            out += &text[at..start];
-            out += &self.token_markers[pattern];
-            at = end;
-        }
-        out += &text[at..];
-        out
+        text
     }
 
     fn leaks(&self, text: &str) -> Vec<String> {

@@ -140,6 +140,9 @@ pub struct Harness {
     dns: Option<Arc<Dns>>,
     /// Secrets seen during the run (redacted in every output).
     pub secrets: Secrets,
+    /// How many readings the profile names for each ambiguity: an ambiguity with one named
+    /// reading is resolved by the catalogue, and its cases gate like any other.
+    readings_named: std::collections::BTreeMap<String, usize>,
     idp_lock: tokio::sync::RwLock<()>,
     /// Which block of loopback source addresses this run's cases use.
     source_block: u16,
@@ -219,6 +222,9 @@ impl Harness {
         let policy = Arc::new(policy);
         let profile = Manifest::load(&crate::repo_root(), &target.profile).map_err(HarnessError::Tooling)?;
         secrets.declare_names(&profile.secret_members);
+        let readings_named = crate::profile_catalogue(&target.profile)
+            .map(|c| c.ambiguities.iter().map(|a| (a.id.clone(), a.readings.len())).collect())
+            .unwrap_or_default();
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
@@ -232,6 +238,7 @@ impl Harness {
             preflight,
             dns,
             secrets,
+            readings_named,
             idp_lock: tokio::sync::RwLock::new(()),
             source_block: rand::random::<u16>() % 15_000,
             spare: std::sync::atomic::AtomicUsize::new(0),
@@ -281,7 +288,7 @@ impl Harness {
         // refers to a discovered document needs it.
         let needs_discovery = case.area != "discovery"
             || case.steps.iter().any(|s| {
-                !matches!(s.action, Action::Http { .. }) || {
+                !matches!(s.action, Action::Http { .. } | Action::Check { .. }) || {
                     let params = serde_json::to_string(&s.action).unwrap_or_default();
                     ["{{prm", "{{meta", "{{target"].iter().any(|r| params.contains(r))
                 }
@@ -414,13 +421,20 @@ impl Harness {
         }
     }
 
-    /// Whether a reading case gates this run, and the note that says so. Only a reading the
-    /// target config declares can fail a run: an undeclared ambiguity is recorded (INFO) with
-    /// the reading the answers follow, and the note says how to gate on it.
+    /// Whether a reading case gates this run, and the note that says so. Where the profile
+    /// names several readings of an ambiguity, only the one the target config declares can fail
+    /// a run: an undeclared ambiguity is recorded (INFO) with the reading the answers follow,
+    /// and the note says how to gate on it. An ambiguity the catalogue resolves with a single
+    /// named reading gates like any rule.
     fn reading_gate(&self, case: &Case) -> Option<(bool, String)> {
         let tag = case.reading.as_ref()?;
         let (amb, letter) = tag.split_once('/').unwrap_or((tag, ""));
+        let alternatives = self.readings_named.get(amb).copied().unwrap_or(0);
         Some(match self.target.readings.get(amb) {
+            None if alternatives < 2 => (
+                true,
+                format!("tests reading {tag}, the only reading the catalogue names for {amb}, so it gates"),
+            ),
             Some(chosen) if chosen == letter => (
                 true,
                 format!("tests reading {tag}, which the config declares ([readings] \"{amb}\" = \"{letter}\")"),
