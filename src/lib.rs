@@ -33,23 +33,12 @@ pub async fn bundled_harness(
     jobs: Option<usize>,
     secrets: redact::Secrets,
 ) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
-    bundled_harness_at(defects, shape, variant, jobs, secrets, bundled::AID_DOMAIN).await
+    bundled_harness_configured(defects, shape, variant, jobs, secrets, bundled::AID_DOMAIN, |_| {}).await
 }
 
-/// As [`bundled_harness`]; an AID deployment is published at `domain`.
-pub async fn bundled_harness_at(
-    defects: authmd_reference_server::Defects,
-    shape: bundled::Shape,
-    variant: bundled::Variant,
-    jobs: Option<usize>,
-    secrets: redact::Secrets,
-    domain: &str,
-) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
-    bundled_harness_configured(defects, shape, variant, jobs, secrets, domain, |_| {}).await
-}
-
-/// As [`bundled_harness_at`], with the harness's target config edited by `edit` first: how the
-/// self-tests judge a deployment under the config a new user writes (no readings declared).
+/// As [`bundled_harness`]: an AID deployment is published at `domain`, and the harness's
+/// target config is edited by `edit` first (how the self-tests judge a deployment under the
+/// config a new user writes, with no readings declared).
 pub async fn bundled_harness_configured(
     defects: authmd_reference_server::Defects,
     shape: bundled::Shape,
@@ -95,7 +84,7 @@ pub async fn run_bundled(
     let total = cases.len();
     let (full_cases, shaped): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| bundled::Shape::for_case(c) == bundled::Shape::Full);
     let secrets = redact::Secrets::default();
-    let harness_for = |shape| bundled_harness_at(defects.clone(), shape, variant, jobs, secrets.clone(), domain);
+    let harness_for = |shape| bundled_harness_configured(defects.clone(), shape, variant, jobs, secrets.clone(), domain, |_| {});
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
     let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;

@@ -15,6 +15,18 @@ use authmd_conformance::target::TargetConfig;
 
 use crate::{Failure, RunArgs, defects, parse_filter};
 
+/// What a run runs against, settled before anything is sent.
+enum Plan {
+    /// A deployment of the bundled reference server (published at `domain` when it speaks AID).
+    Bundled {
+        variant: Variant,
+        domain: String,
+        defects: authmd_reference_server::Defects,
+    },
+    /// The user's server.
+    External(Box<TargetConfig>),
+}
+
 /// The catalogue a run uses: the profile's, with the AID preflight's cases when it starts from
 /// a domain.
 fn run_catalogue(args: &RunArgs, profile: &str, config: Option<&TargetConfig>) -> Result<Catalogue, Failure> {
@@ -141,7 +153,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
         return Ok(Ending::NothingSelected);
     }
     let bundled = args.target.is_none() && args.config.is_none() && args.resolver.is_none();
-    let (variant, domain, defects) = if bundled {
+    let plan = if bundled {
         let domain = args
             .domain
             .as_deref()
@@ -154,13 +166,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
         {
             return Err(Failure::Usage(format!("--domain `{domain}` is not a domain name")));
         }
-        (Some(bundled_variant(&args, &profile)?), domain, defects(&args.defects)?)
+        Plan::Bundled {
+            variant: bundled_variant(&args, &profile)?,
+            domain,
+            defects: defects(&args.defects)?,
+        }
     } else {
-        (None, String::new(), authmd_reference_server::Defects::none())
-    };
-    let target = match variant {
-        Some(_) => None,
-        None => Some(external_target(&args, loaded)?),
+        Plan::External(Box::new(external_target(&args, loaded)?))
     };
     let out = out_dir(&args)?;
     let terminal = std::io::stderr().is_terminal();
@@ -179,16 +191,16 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
         }
         None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
     };
-    let (report, secrets) = match (variant, target) {
-        (Some(variant), _) => {
+    let (report, secrets) = match plan {
+        Plan::Bundled { variant, domain, defects } => {
             eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
             let done = authmd_conformance::run_bundled(defects, variant, cases, args.jobs, &domain, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             (done.report, done.secrets)
         }
-        (None, Some(target)) => {
-            let mut parts = authmd_conformance::start::external_parts(target).await?;
+        Plan::External(target) => {
+            let mut parts = authmd_conformance::start::external_parts(*target).await?;
             parts.jobs = args.jobs;
             // Discovery never aborts the run: an unreachable or broken target still gets a
             // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
@@ -198,7 +210,6 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
                 harness.secrets.clone(),
             )
         }
-        (None, None) => return Err(Failure::Harness("no target and no bundled deployment".into())),
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();

@@ -175,6 +175,9 @@ pub struct Case {
     pub needs: BTreeSet<Need>,
     /// The ambiguity reading it tests, `C-NN/X`.
     pub reading: Option<String>,
+    /// How many readings the profile names for that ambiguity (set when the ambiguities load):
+    /// with one, the catalogue has resolved the ambiguity and the case gates like any rule.
+    pub readings_named: usize,
     /// The profiles it holds for; empty means every profile whose manifest names its directory.
     pub profiles: Vec<String>,
     /// Reference-server defect ids that must make it fail.
@@ -192,6 +195,21 @@ impl Case {
     pub fn full_name(&self) -> String {
         format!("{}/{}", self.area, self.id)
     }
+
+    /// The level a finding of this case is judged at: the level of the requirement its
+    /// expectation names where the case's requirements differ in level, else `case_level`
+    /// (the case's own, which a target's config may raise).
+    pub fn finding_level(&self, requirement: Option<&str>, case_level: Level) -> Level {
+        requirement
+            .filter(|_| mixed_levels(&self.levels))
+            .and_then(|r| self.levels.get(r).copied())
+            .unwrap_or(case_level)
+    }
+}
+
+/// Do these requirements differ in level? Then each expectation names the one it checks.
+fn mixed_levels(levels: &BTreeMap<String, Level>) -> bool {
+    levels.values().collect::<BTreeSet<_>>().len() > 1
 }
 
 /// The loaded catalogue.
@@ -314,6 +332,13 @@ impl Catalogue {
         }
         cases.sort_by_key(Case::full_name);
         let ambiguities = Self::load_ambiguities(dir, &cases)?;
+        for case in &mut cases {
+            let tagged = case.reading.as_deref().and_then(|r| r.split_once('/')).map(|(amb, _)| amb);
+            case.readings_named = ambiguities
+                .iter()
+                .find(|a| Some(a.id.as_str()) == tagged)
+                .map_or(0, |a| a.readings.len());
+        }
         Ok(Self {
             requirements,
             cases,
@@ -385,7 +410,7 @@ impl Catalogue {
         // One expectation checks one rule of one requirement: where the case's requirements
         // differ in level, each expectation says which one it checks, so a SHOULD miss is
         // judged as a SHOULD miss.
-        let mixed = levels.values().collect::<BTreeSet<_>>().len() > 1;
+        let mixed = mixed_levels(&levels);
         lint_summary(&raw.summary).map_err(|why| err(path, why))?;
         if let Some(reading) = &raw.reading
             && !(reading.starts_with("C-") && reading.contains('/'))
@@ -454,6 +479,7 @@ impl Catalogue {
             must_when: raw.must_when,
             needs: raw.needs.into_iter().collect(),
             reading: raw.reading,
+            readings_named: 0,
             profiles: raw.profiles,
             caught_by: raw.caught_by,
             note: raw.note,

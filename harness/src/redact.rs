@@ -160,13 +160,12 @@ impl Redactor {
         if let Some(marker) = self.whole.get(text) {
             return marker.clone();
         }
-        let text = match &self.anywhere {
+        let mut text = match &self.anywhere {
             Some(ac) => ac.replace_all(text, &self.anywhere_markers),
             None => text.to_string(),
         };
         // A replacement changes its neighbours' context (a marker ends in `>`), so a match that
         // did not stand alone may stand alone now: replace until none is left, as the scan sees.
-        let mut text = text;
         for _ in 0..8 {
             let matches = self.token_matches(&text);
             if matches.is_empty() {
@@ -206,10 +205,15 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
+/// A member name as the name rules compare it: lower case, `-` as `_`.
+fn member_key(key: &str) -> String {
+    key.to_ascii_lowercase().replace('-', "_")
+}
+
 /// Member names that describe a secret or the service rather than hold one:
 /// `claim_token_expires`, `token_type`, `*_uri`, `*_supported`.
 fn describes_a_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase().replace('-', "_");
+    let k = member_key(key);
     let about = [
         "_id",
         "_ids",
@@ -246,7 +250,7 @@ fn describes_a_secret(key: &str) -> bool {
 
 /// Member names whose string values are secrets wherever they appear.
 fn names_a_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase().replace('-', "_");
+    let k = member_key(key);
     if describes_a_secret(&k) {
         return false;
     }
@@ -323,7 +327,7 @@ impl Secrets {
     pub fn declare_names(&self, names: &[String]) {
         if let Ok(mut known) = self.0.lock() {
             for n in names {
-                let n = n.to_ascii_lowercase().replace('-', "_");
+                let n = member_key(n);
                 if !known.names.contains(&n) {
                     known.names.push(n);
                 }
@@ -331,14 +335,18 @@ impl Secrets {
         }
     }
 
-    fn declared(&self, key: &str) -> bool {
-        let k = key.to_ascii_lowercase().replace('-', "_");
-        self.0.lock().map(|known| known.names.contains(&k)).unwrap_or(false)
+    /// The declared secret member names, read once per harvest rather than once per member.
+    fn declared_names(&self) -> Vec<String> {
+        self.0.lock().map(|known| known.names.clone()).unwrap_or_default()
     }
 
     /// Registers the values of secret-named query or form parameters of a URL or form body
     /// (`?claim_attempt_token=…`, `user_code=…`).
     pub fn harvest_params(&self, text: &str) {
+        self.params(text, &self.declared_names());
+    }
+
+    fn params(&self, text: &str, declared: &[String]) {
         let query = match text.split_once('?') {
             Some((_, q)) => q,
             None if text.contains('=') && !text.contains(char::is_whitespace) => text,
@@ -346,7 +354,7 @@ impl Secrets {
         };
         let query = query.split('#').next().unwrap_or_default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            if names_a_secret(&k) || self.declared(&k) {
+            if names_a_secret(&k) || declared.contains(&member_key(&k)) {
                 self.add(&v);
             }
         }
@@ -356,32 +364,33 @@ impl Secrets {
     /// a secret, at any depth, and every string inside such a member's object or array (a
     /// `credential: {"value": …}`), except members that only describe it (`type`, `scope`, …).
     pub fn harvest_json(&self, value: &Value) {
-        self.harvest(value, Holds::Nothing);
+        self.harvest(value, Holds::Nothing, &self.declared_names());
     }
 
-    fn harvest(&self, value: &Value, secret: Holds) {
+    fn harvest(&self, value: &Value, secret: Holds, declared: &[String]) {
         match value {
             Value::String(s) if secret == Holds::Secret => self.add(s),
             Value::Number(n) if secret == Holds::Secret => self.add(&n.to_string()),
             // A link that carries a secret as a parameter (a `verification_uri` with its
             // `claim_attempt_token`).
-            Value::String(s) if s.contains('?') && s.contains('=') => self.harvest_params(s),
-            Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret)),
+            Value::String(s) if s.contains('?') && s.contains('=') => self.params(s, declared),
+            Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret, declared)),
             Value::Object(map) => {
                 for (k, v) in map {
                     // Inside a secret's object (`credential: {"value": …, "registration_id": …}`)
                     // only the members that carry it count; the rest describe it.
                     let carries = matches!(k.to_ascii_lowercase().as_str(), "value" | "key" | "raw" | "bearer" | "secret");
-                    let holds = if describes_a_secret(k) && !self.declared(k) {
+                    let named = declared.contains(&member_key(k));
+                    let holds = if describes_a_secret(k) && !named {
                         Holds::Nothing
-                    } else if names_a_secret(k) || self.declared(k) || (secret != Holds::Nothing && carries) {
+                    } else if names_a_secret(k) || named || (secret != Holds::Nothing && carries) {
                         Holds::Secret
                     } else if secret != Holds::Nothing {
                         Holds::Inside
                     } else {
                         Holds::Nothing
                     };
-                    self.harvest(v, holds);
+                    self.harvest(v, holds, declared);
                 }
             }
             _ => {}

@@ -120,9 +120,14 @@ impl Report {
     /// The JSON report, redacted value by value before serialisation, so JSON escaping cannot
     /// hide a secret from the redactor.
     pub fn to_json(&self, secrets: &Secrets) -> String {
+        serde_json::to_string_pretty(&self.redacted_value(secrets)).unwrap_or_default()
+    }
+
+    /// The report as a JSON value with every secret redacted, string by string.
+    fn redacted_value(&self, secrets: &Secrets) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         secrets.redact_value(&mut value);
-        serde_json::to_string_pretty(&value).unwrap_or_default()
+        value
     }
 
     /// JUnit XML: one testsuite per area; requirement and level as properties.
@@ -329,8 +334,8 @@ if (ambs.length) {{
     /// fresh temporary name in `dir` (created exclusively, so never through a planted link) and
     /// is renamed into place, so nothing half-written remains.
     pub fn write_all(&self, dir: &Path, secrets: &Secrets) -> Written {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        secrets.redact_value(&mut value);
+        // The value is kept: where a secret survived, it names the case and JSON path.
+        let value = self.redacted_value(secrets);
         let json = serde_json::to_string_pretty(&value).unwrap_or_default();
         let outputs = [
             ("report.json", json),

@@ -143,6 +143,12 @@ fn loopback_alias(base: &str, url: &str) -> Option<String> {
 /// registration whose credential (in v0.6, the access token its assertion is exchanged for) is
 /// shown to the candidate oracle endpoints. `profile` overrides what the metadata speaks.
 pub async fn probe(base_url: &str, profile: Option<&str>) -> Result<Probe, String> {
+    let mut probe = probe_target(base_url, profile).await?;
+    probe.describe_profile();
+    Ok(probe)
+}
+
+async fn probe_target(base_url: &str, profile: Option<&str>) -> Result<Probe, String> {
     let target = TargetConfig::new(base_url);
     target.check()?;
     let secrets = Secrets::default();
@@ -159,7 +165,6 @@ pub async fn probe(base_url: &str, profile: Option<&str>) -> Result<Probe, Strin
     }
     let Some(prm) = prm.filter(|p| p.is_object()) else {
         probe.discovery_error = Some("no Protected Resource Metadata at /.well-known/oauth-protected-resource".into());
-        probe.describe_profile();
         return Ok(probe);
     };
     // A target that names itself by another loopback name than the one typed is the same
@@ -192,7 +197,6 @@ pub async fn probe(base_url: &str, profile: Option<&str>) -> Result<Probe, Strin
     let (_, metadata, _) = get_json(&net, &format!("{as_url}/.well-known/oauth-authorization-server"), &[]).await;
     let Some(metadata) = metadata.filter(|m| m.is_object()) else {
         probe.discovery_error = Some(format!("no authorization-server metadata for `{as_url}` (is it in allowed_hosts?)"));
-        probe.describe_profile();
         return Ok(probe);
     };
     if profile.is_none()
@@ -200,7 +204,6 @@ pub async fn probe(base_url: &str, profile: Option<&str>) -> Result<Probe, Strin
     {
         probe.profile = spoken;
     }
-    probe.describe_profile();
     let manifest = crate::profile::Manifest::load(&crate::repo_root(), &probe.profile)?;
     probe.anonymous = crate::profile::Manifest::strings_at(&metadata, &manifest.offers.identity_types)
         .iter()
@@ -500,12 +503,19 @@ async fn check_issuer(config: &TargetConfig, idp: &authmd_mock_idp::MockIdp) -> 
     }
 }
 
-/// Writes `text` to `path`, refusing to overwrite an existing file.
+/// Writes `text` to `path`, refusing to overwrite an existing file (the file is created
+/// exclusively, so nothing written in between is replaced either).
 pub fn write_new(path: &Path, text: &str) -> Result<(), String> {
-    if path.exists() {
-        return Err(format!("{} exists; choose another --out or remove it", path.display()));
-    }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!("{} exists; choose another --out or remove it", path.display()),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+    file.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -49,21 +49,22 @@ async fn record(AxState(state): AxState<Arc<State>>, request: Request, next: Nex
 }
 
 async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
-    let (fault, keys, max_age) = {
+    let now = SystemTime::now();
+    let (fault, keys, max_age, key_dir) = {
         let mut inner = state.lock();
-        // A target's refetch cool-down runs from its last fetch, whichever run made it: the key
-        // directory remembers when that was, so the next run waits it out too.
-        let now = SystemTime::now();
         inner.last_jwks_fetch = Some(now);
-        if let Some(dir) = &inner.key_dir {
-            crate::remember_jwks_fetch(dir, now);
-        }
         (
             inner.fault,
             inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>(),
             inner.jwks_max_age,
+            inner.key_dir.clone(),
         )
     };
+    // A target's refetch cool-down runs from its last fetch, whichever run made it: the key
+    // directory remembers when that was (written outside the lock), so the next run waits too.
+    if let Some(dir) = &key_dir {
+        crate::remember_jwks_fetch(dir, now);
+    }
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-store"));
     let body = json!({ "keys": keys }).to_string();
     match fault {

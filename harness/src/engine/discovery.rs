@@ -31,10 +31,6 @@ pub struct Discovery {
     pub no_answer: bool,
     /// Which profile the AS metadata speaks, by the manifests' markers.
     pub spoken: Option<crate::profile::Spoken>,
-    /// The target speaks another auth.md than the profile under test: the profile of this
-    /// build it speaks, else `later` or `earlier`. Such a run is not judged, and exits non-zero.
-    #[serde(skip)]
-    pub speaks_other: Option<String>,
     /// The registration types the metadata offers (where the profile's manifest points).
     pub identity_types: Vec<String>,
     /// The assertion types the metadata offers.
@@ -175,7 +171,6 @@ impl Harness {
                     crate::profiles().join(", ")
                 ),
             });
-            self.discovery.speaks_other = speaks.first().cloned().or_else(|| Some(spoken.speaks.clone()));
         }
         self.discovery.spoken = Some(spoken);
         self.discovery.metadata = metadata;

@@ -140,9 +140,6 @@ pub struct Harness {
     dns: Option<Arc<Dns>>,
     /// Secrets seen during the run (redacted in every output).
     pub secrets: Secrets,
-    /// How many readings the profile names for each ambiguity: an ambiguity with one named
-    /// reading is resolved by the catalogue, and its cases gate like any other.
-    readings_named: std::collections::BTreeMap<String, usize>,
     idp_lock: tokio::sync::RwLock<()>,
     /// Which block of loopback source addresses this run's cases use.
     source_block: u16,
@@ -222,9 +219,6 @@ impl Harness {
         let policy = Arc::new(policy);
         let profile = Manifest::load(&crate::repo_root(), &target.profile).map_err(HarnessError::Tooling)?;
         secrets.declare_names(&profile.secret_members);
-        let readings_named = crate::profile_catalogue(&target.profile)
-            .map(|c| c.ambiguities.iter().map(|a| (a.id.clone(), a.readings.len())).collect())
-            .unwrap_or_default();
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
@@ -238,7 +232,6 @@ impl Harness {
             preflight,
             dns,
             secrets,
-            readings_named,
             idp_lock: tokio::sync::RwLock::new(()),
             source_block: rand::random::<u16>() % 15_000,
             spare: std::sync::atomic::AtomicUsize::new(0),
@@ -429,9 +422,8 @@ impl Harness {
     fn reading_gate(&self, case: &Case) -> Option<(bool, String)> {
         let tag = case.reading.as_ref()?;
         let (amb, letter) = tag.split_once('/').unwrap_or((tag, ""));
-        let alternatives = self.readings_named.get(amb).copied().unwrap_or(0);
         Some(match self.target.readings.get(amb) {
-            None if alternatives < 2 => (
+            None if case.readings_named < 2 => (
                 true,
                 format!("tests reading {tag}, the only reading the catalogue names for {amb}, so it gates"),
             ),
@@ -521,10 +513,8 @@ impl Harness {
         result.duration_ms = started.elapsed().as_millis() as u64;
         // Each finding is judged at the level of the requirement its expectation checks, so a
         // SHOULD miss in a case that also covers MUSTs is a WARN, never a FAIL.
-        let mixed = case.levels.values().collect::<std::collections::BTreeSet<_>>().len() > 1;
         for f in &mut result.findings {
-            let own = f.requirement.as_ref().filter(|_| mixed).and_then(|r| case.levels.get(r).copied());
-            f.level = Some(own.unwrap_or(level));
+            f.level = Some(case.finding_level(f.requirement.as_deref(), level));
         }
         let worst = result.findings.iter().filter_map(|f| f.level).min().unwrap_or(level);
         let gate = self.reading_gate(case);
