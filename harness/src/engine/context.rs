@@ -34,6 +34,10 @@ pub(super) struct CaseCtx<'h> {
 /// The values a step produced: the response JSON members plus harness-side ones.
 pub(super) type StepVars = Map<String, Value>;
 
+/// How long past a target's JWKS refetch cool-down the harness waits before it presents a new
+/// key: the target's clock for the cool-down starts when its fetch completes.
+const COOLDOWN_MARGIN: Duration = Duration::from_secs(1);
+
 impl<'h> CaseCtx<'h> {
     pub(super) fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>) -> Result<Self, HarnessError> {
         let net =
@@ -361,7 +365,9 @@ impl<'h> CaseCtx<'h> {
         // whose cool-down the target may still be in.
         let last = self.h.idp.last_jwks_fetch();
         if let Some(last) = last {
-            let until = last + Duration::from_secs(cooldown) + Duration::from_millis(100);
+            // A server starts its cool-down when its fetch completes, after the IdP saw the
+            // request; under load that is hundreds of milliseconds later, so a second of margin.
+            let until = last + Duration::from_secs(cooldown) + COOLDOWN_MARGIN;
             if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
                 tokio::time::sleep(left).await;
             }
