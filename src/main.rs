@@ -428,9 +428,11 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                     out.display()
                 )));
             }
-            let probe = authmd_conformance::setup::probe(&target, profile.as_deref())
+            let mut probe = authmd_conformance::setup::probe(&target, profile.as_deref())
                 .await
                 .map_err(Failure::Harness)?;
+            // Proposals only: a failed observation still leaves a usable config.
+            let observed = authmd_conformance::setup::observe_readings(&mut probe).await;
             authmd_conformance::setup::write_new(&out, &authmd_conformance::setup::render(&probe)).map_err(Failure::Usage)?;
             println!("wrote {} (profile {})", out.display(), probe.profile);
             println!(
@@ -449,7 +451,29 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                     .unwrap_or_else(|| "not found; see the comment in the file".into())
             );
             println!(
-                "next: edit [mail] and [idp] for your deployment, then `check-config --config {}`",
+                "  readings: {}",
+                match observed {
+                    Err(e) => format!("not observed ({})", authmd_conformance::redact::inert(&e, false)),
+                    Ok(()) if probe.observed.is_empty() => "none observed without an IdP, mail or session".into(),
+                    Ok(()) => format!(
+                        "{} proposed, commented out, in [readings]",
+                        probe
+                            .observed
+                            .iter()
+                            .map(|(id, r, _)| format!("{id} = {r}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            );
+            let sections = [("[idp]", true), ("[mail]", probe.uses_mail), ("[session]", probe.uses_session)]
+                .iter()
+                .filter(|(_, used)| *used)
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "next: edit {sections} for your deployment, then `check-config --config {}`",
                 out.display()
             );
             Ok(Ending::Success)

@@ -92,6 +92,9 @@ pub struct Probe {
     pub uses_mail: bool,
     /// Whether the profile's cases act as the human at the service's pages (`[session]`).
     pub uses_session: bool,
+    /// The one reading of an ambiguity the answers followed, for each ambiguity whose reading
+    /// cases could run without an IdP, mail or session: (`C-NN`, reading, what it says).
+    pub observed: Vec<(String, String, String)>,
 }
 
 fn transport_with(target: &TargetConfig, secrets: &Secrets, extra: &[String]) -> Result<Transport, String> {
@@ -302,6 +305,51 @@ async fn probe_registration(
     }
 }
 
+/// Runs the profile's reading cases that need nothing `init` cannot know (no IdP, mail or
+/// session; the others skip) against the target as `render(probe)` configures it, and records in
+/// `probe.observed` each ambiguity of several readings whose answers followed exactly one:
+/// `init` proposes those readings. The mock IdP a run needs listens on a random port with its
+/// keys in a scratch folder, so nothing of the user's setup is touched.
+pub async fn observe_readings(probe: &mut Probe) -> Result<(), String> {
+    if probe.discovery_error.is_some() {
+        return Ok(());
+    }
+    let mut config: TargetConfig = toml::from_str(&render(probe)).map_err(|e| format!("the written config: {e}"))?;
+    let scratch = std::env::temp_dir().join(format!("authmd-init-{}", uuid::Uuid::new_v4().simple()));
+    config.idp = crate::target::IdpSettings {
+        state_dir: Some(scratch.clone()),
+        ..crate::target::IdpSettings::default()
+    };
+    config.mail = None;
+    config.session = None;
+    let catalogue = crate::profile_catalogue(&config.profile).map_err(|e| e.to_string())?;
+    let cases: Vec<_> = catalogue
+        .cases
+        .iter()
+        .filter(|c| c.reading.is_some() && c.readings_named >= 2)
+        .cloned()
+        .collect();
+    let observed = async {
+        let parts = crate::start::external_parts(config)
+            .await
+            .map_err(|e| e.message().unwrap_or("the mock IdP did not start").to_string())?;
+        let harness = Arc::new(crate::engine::Harness::build(parts).await.map_err(|e| e.to_string())?);
+        let results = crate::run_cases(harness, cases, &|_, _, _| {}).await;
+        Ok::<_, String>(crate::ambiguity::outcomes(&catalogue.ambiguities, &results))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    probe.observed = observed?
+        .into_iter()
+        .filter(|o| o.verdict == "follows" && o.follows.len() == 1 && o.readings.len() >= 2)
+        .filter_map(|o| {
+            let says = o.readings.iter().find(|r| r.id == o.follows[0])?.says.clone();
+            Some((o.id, o.follows[0].clone(), says))
+        })
+        .collect();
+    Ok(())
+}
+
 /// A commented `target.toml` for what `probe` found.
 pub fn render(probe: &Probe) -> String {
     let hosts = probe.other_hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
@@ -366,8 +414,20 @@ pub fn render(probe: &Probe) -> String {
     out += "claim_attempt = 600\notp = 600\naccess_token = 3600\n";
     out += "\n# The ambiguity readings your server follows, to gate on them (optional). Without an entry,\n\
             # the cases of an ambiguity are recorded, not gated; each run's summary.md says which\n\
-            # reading your answers follow. Names: cases/ambiguities.toml (v0.1) or the profile's own.\n\
-            # [readings]\n# \"C-01\" = \"B\"\n";
+            # reading your answers follow. Names: cases/ambiguities.toml (v0.1) or the profile's own.\n";
+    if probe.observed.is_empty() {
+        out += "# [readings]\n# \"C-01\" = \"B\"\n";
+    } else {
+        out += "# What init observed (the reading cases that need no IdP, mail or session): uncomment a\n\
+                # line to gate on it, once you have checked that it is the reading you mean to follow.\n\
+                # [readings]\n";
+        for (id, reading, says) in &probe.observed {
+            out += &format!(
+                "# \"{id}\" = \"{reading}\"   # {}\n",
+                says.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>()
+            );
+        }
+    }
     out
 }
 
