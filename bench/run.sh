@@ -38,7 +38,7 @@ first_url() {
   echo "error: $1 printed nothing" >&2; exit 3
 }
 
-target/release/authmd-mock-idp --listen 127.0.0.1:0 >"$work/idp.out" 2>"$work/idp.err" &
+target/release/authmd-mock-idp --listen 127.0.0.1:0 --token-file "$work/idp.token" >"$work/idp.out" 2>"$work/idp.err" &
 pids+=($!)
 idp=$(first_url "$work/idp.out")
 
@@ -54,6 +54,7 @@ start_server() {
   base=$(first_url "$work/$name.out")
   echo "minting $TOKENS ID-JAGs for $base ($name)" >&2
   curl -sf -X POST "$idp/_control/mint-batch" -H 'content-type: application/json' \
+    -H "authorization: Bearer $(cat "$work/idp.token")" \
     -d "{\"count\": $TOKENS, \"set\": {\"aud\": \"$base\"}}" >"$work/$name.tokens"
   export AUTHMD_BENCH_TOKENS=$work/$name.tokens
 }

@@ -610,18 +610,11 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
         Command::Idp {
             command: IdpCommand::Serve(args),
         } => {
+            let token_file = args.token_file.clone();
             let idp = MockIdp::start(args.into_config().map_err(Failure::Usage)?)
                 .await
                 .map_err(|e| Failure::Usage(e.to_string()))?;
-            println!(
-                "mock IdP listening on {} (issuer {}, JWKS {})",
-                idp.base_url(),
-                idp.issuer(),
-                idp.jwks_uri()
-            );
-            println!(
-                "control API: POST /_control/mint | /_control/rotate | /_control/retire | /_control/fault | /_control/deliver-logout; GET /_control/requests"
-            );
+            println!("{}", idp.banner(&token_file));
             wait_for_ctrl_c().await;
             Ok(Ending::Success)
         }

@@ -104,6 +104,12 @@ pub struct IdpConfig {
     /// Put before every generated kid (`B-K1`), so several IdPs of one run never publish the
     /// same kid and a key of one cannot be found under another's name by accident.
     pub kid_prefix: String,
+    /// The bearer token the HTTP control API (`/_control/*`) demands. `None` (the default, and
+    /// what the harness uses: it drives its IdPs in process) serves no control API at all.
+    pub control_token: Option<String>,
+    /// Origins (`scheme://host:port`) `POST /_control/deliver-logout` may post to; any other is
+    /// refused, so the control API cannot be turned against another service.
+    pub deliver_to: Vec<String>,
 }
 
 impl Default for IdpConfig {
@@ -118,6 +124,8 @@ impl Default for IdpConfig {
             audience: "http://localhost:8000".into(),
             jwks_max_age: 300,
             kid_prefix: String::new(),
+            control_token: None,
+            deliver_to: Vec::new(),
         }
     }
 }
@@ -147,12 +155,72 @@ pub struct ServeArgs {
     /// Default `aud` of minted tokens.
     #[arg(long, default_value = "http://localhost:8000")]
     pub audience: String,
+    /// Where to write the control API's bearer token (mode 0600). A fresh random token is made
+    /// at every start unless `AUTHMD_IDP_CONTROL_TOKEN` sets one.
+    #[arg(long, default_value_os_t = default_token_file())]
+    pub token_file: PathBuf,
+    /// The target's origin (`http://host:port`), to which the control API may deliver logout
+    /// tokens; repeatable. Without one, `/_control/deliver-logout` is refused.
+    #[arg(long = "deliver-to")]
+    pub deliver_to: Vec<String>,
+    /// Listen on a non-loopback address (a remote target must reach the JWKS). The control
+    /// API still needs its token.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// `<temp dir>/authmd-mock-idp-<pid>/control-token` (the file itself is the owner's only).
+fn default_token_file() -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("authmd-mock-idp-{}", std::process::id()))
+        .join("control-token")
+}
+
+/// A random bearer token (256 bits from the OS generator, through UUID v4's 122 each).
+pub fn new_control_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Writes `token` to `path`, readable and writable by the owner only, replacing what was there.
+pub fn write_control_token(path: &std::path::Path, token: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| format!("control token file {}: {e}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(token.as_bytes()).map_err(fail)
 }
 
 impl ServeArgs {
     /// The configuration these options describe; an unknown `--alg` is the error message.
     pub fn into_config(self) -> Result<IdpConfig, String> {
         let alg = KeyAlg::parse(&self.alg).ok_or_else(|| format!("--alg `{}`: expected ES256, RS256 or EdDSA", self.alg))?;
+        if !self.listen.ip().is_loopback() && !self.allow_remote {
+            return Err(format!(
+                "--listen {}: not a loopback address; anyone who reaches it gets the JWKS and, with the token, the control API. Add --allow-remote if a remote target must reach it",
+                self.listen
+            ));
+        }
+        for origin in &self.deliver_to {
+            if origin_of(origin).is_none() {
+                return Err(format!("--deliver-to `{origin}`: expected an origin such as http://127.0.0.1:8000"));
+            }
+        }
+        let token = match std::env::var("AUTHMD_IDP_CONTROL_TOKEN") {
+            Ok(t) if t.len() >= 16 => t,
+            Ok(_) => return Err("AUTHMD_IDP_CONTROL_TOKEN: at least 16 characters".into()),
+            Err(_) => new_control_token(),
+        };
+        write_control_token(&self.token_file, &token)?;
         Ok(IdpConfig {
             listen: self.listen,
             issuer: self.issuer,
@@ -161,10 +229,38 @@ impl ServeArgs {
             key_dir: self.key_dir,
             alg,
             audience: self.audience,
+            control_token: Some(token),
+            deliver_to: self.deliver_to,
             ..IdpConfig::default()
         })
     }
 }
+
+/// `scheme://host:port` of an absolute http(s) URL without userinfo, lower-cased, with the
+/// default port made explicit; `None` for anything else.
+pub(crate) fn origin_of(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") || !u.username().is_empty() || u.password().is_some() {
+        return None;
+    }
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?
+    ))
+}
+
+/// Most keys published at once: a rotation past it is refused (retire one first).
+pub const MAX_PUBLISHED_KEYS: usize = 64;
+/// Requests kept in the log (the oldest are dropped), each path cut to [`MAX_LOGGED_PATH`].
+pub const MAX_LOGGED_REQUESTS: usize = 10_000;
+/// Bytes of a request path kept in the log.
+pub const MAX_LOGGED_PATH: usize = 512;
+/// Bytes of a delivery's answer read back; the rest is dropped unread.
+pub const MAX_DELIVERY_BODY: usize = 64 * 1024;
+/// `/clients/once/<name>` documents and `jku` attacker keys remembered (the oldest forgotten).
+pub(crate) const MAX_REMEMBERED: usize = 10_000;
 
 /// One request the IdP received.
 #[derive(Clone, Debug, Serialize)]
@@ -227,6 +323,13 @@ pub struct Delivery {
 pub(crate) struct State {
     pub(crate) issuer: String,
     pub(crate) audience: String,
+    /// The control API's bearer token; `None` serves no control API.
+    pub(crate) control_token: Option<String>,
+    /// Host names (without port) the control API answers to: loopback names, the bound
+    /// address and the issuer's host. Anything else is a rebinding or a mistake.
+    pub(crate) control_hosts: Vec<String>,
+    /// Origins the control API delivers to.
+    pub(crate) deliver_to: Vec<String>,
     pub(crate) inner: Mutex<Inner>,
 }
 
@@ -236,17 +339,57 @@ pub(crate) struct Inner {
     pub(crate) published: Vec<SigningKey>,
     pub(crate) active: usize,
     pub(crate) fault: JwksFault,
-    pub(crate) requests: Vec<RecordedRequest>,
+    /// The newest [`MAX_LOGGED_REQUESTS`] requests of targets.
+    pub(crate) requests: std::collections::VecDeque<RecordedRequest>,
+    /// Every JWKS fetch, counted past the log's bound.
+    pub(crate) jwks_fetch_count: usize,
     pub(crate) cimd: Option<Value>,
     /// Public keys of `jku` tampers by kid, served under `/attacker/<kid>/jwks.json`.
-    pub(crate) attacker_keys: std::collections::HashMap<String, Value>,
+    pub(crate) attacker_keys: Remembered<Value>,
     /// `/clients/once/<name>` paths already served: each is withdrawn (404) after its first GET.
-    pub(crate) served_once: std::collections::HashSet<String>,
+    pub(crate) served_once: Remembered<()>,
     key_dir: Option<PathBuf>,
     pub(crate) kid_prefix: String,
     next_kid: u32,
     /// The last JWKS fetch, from this process or recalled from the key directory.
     last_jwks_fetch: Option<SystemTime>,
+}
+
+/// A map that forgets its oldest entries past [`MAX_REMEMBERED`]: what a target (or a flood of
+/// distinct names) can add to never grows without bound.
+pub(crate) struct Remembered<V> {
+    map: std::collections::HashMap<String, V>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl<V> Default for Remembered<V> {
+    fn default() -> Self {
+        Self {
+            map: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<V> Remembered<V> {
+    /// Inserts `key`; false if it was already there (its value is kept).
+    pub(crate) fn insert(&mut self, key: String, value: V) -> bool {
+        if self.map.contains_key(&key) {
+            return false;
+        }
+        if self.order.len() >= MAX_REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.map.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.map.insert(key, value);
+        true
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        self.map.get(key)
+    }
 }
 
 impl State {
@@ -318,18 +461,33 @@ impl MockIdp {
             .unwrap_or_else(|| base_url.clone())
             .trim_end_matches('/')
             .to_string();
+        let mut control_hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"].iter().map(|h| h.to_string()).collect();
+        control_hosts.push(match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+        if let Some(host) = reqwest::Url::parse(&issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        {
+            control_hosts.push(host);
+        }
         let state = Arc::new(State {
             issuer,
             audience: config.audience.clone(),
+            control_token: config.control_token.clone(),
+            control_hosts,
+            deliver_to: config.deliver_to.iter().filter_map(|o| origin_of(o)).collect(),
             inner: Mutex::new(Inner {
                 jwks_max_age: config.jwks_max_age,
                 active: published.len() - 1,
                 published,
                 fault: JwksFault::None,
-                requests: Vec::new(),
+                requests: std::collections::VecDeque::new(),
+                jwks_fetch_count: 0,
                 cimd: None,
-                attacker_keys: std::collections::HashMap::new(),
-                served_once: std::collections::HashSet::new(),
+                attacker_keys: Remembered::default(),
+                served_once: Remembered::default(),
                 key_dir: config.key_dir.clone(),
                 kid_prefix: config.kid_prefix.clone(),
                 next_kid,
@@ -375,6 +533,29 @@ impl MockIdp {
             http,
             shutdown: Some(tx),
         })
+    }
+
+    /// What a standalone IdP prints at start: where it listens, and how to call its control API.
+    pub fn banner(&self, token_file: &std::path::Path) -> String {
+        let mut out = format!(
+            "mock IdP listening on {} (issuer {}, JWKS {})",
+            self.base_url(),
+            self.issuer(),
+            self.jwks_uri()
+        );
+        if let Some(token) = &self.state.control_token {
+            out += &format!(
+                "\ncontrol API: POST /_control/mint | mint-batch | rotate | retire | fault | deliver-logout (JSON bodies); GET /_control/requests\n\
+                 control token: {token} (also in {}, mode 0600); send `Authorization: Bearer <token>`",
+                token_file.display()
+            );
+            if self.state.deliver_to.is_empty() {
+                out += "\ndeliver-logout: refused until --deliver-to names the target's origin";
+            } else {
+                out += &format!("\ndeliver-logout: only to {}", self.state.deliver_to.join(", "));
+            }
+        }
+        out
     }
 
     /// The issuer identifier put in `iss`.
@@ -484,9 +665,10 @@ impl MockIdp {
         self.state.lock().cimd = document;
     }
 
-    /// Every request received so far.
+    /// The requests targets made, oldest first: the newest [`MAX_LOGGED_REQUESTS`], each path
+    /// cut to [`MAX_LOGGED_PATH`] bytes. Control API calls are not logged.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.lock().requests.clone()
+        self.state.lock().requests.iter().cloned().collect()
     }
 
     /// When the JWKS was last fetched: in this process, or in an earlier one that kept its keys
@@ -497,12 +679,7 @@ impl MockIdp {
 
     /// How many times the JWKS was fetched.
     pub fn jwks_fetches(&self) -> usize {
-        self.state
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| r.path.ends_with("/.well-known/jwks.json"))
-            .count()
+        self.state.lock().jwks_fetch_count
     }
 
     /// POSTs `token` to `revocation_uri` with `Content-Type: application/logout+jwt`, the way a

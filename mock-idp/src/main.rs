@@ -14,7 +14,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let config = match Args::parse().serve.into_config() {
+    let serve = Args::parse().serve;
+    let token_file = serve.token_file.clone();
+    let config = match serve.into_config() {
         Ok(c) => c,
         Err(message) => {
             eprintln!("error: {message}");
@@ -31,12 +33,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match MockIdp::start(config).await {
             Ok(idp) => {
-                println!(
-                    "mock IdP listening on {} (issuer {}, JWKS {})",
-                    idp.base_url(),
-                    idp.issuer(),
-                    idp.jwks_uri()
-                );
+                println!("{}", idp.banner(&token_file));
                 let _ = tokio::signal::ctrl_c().await;
                 ExitCode::SUCCESS
             }

@@ -32,20 +32,90 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/_control/fault", post(control_fault))
         .route("/_control/deliver-logout", post(control_deliver))
         .route("/_control/requests", get(control_requests))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_control))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
 
 async fn record(AxState(state): AxState<Arc<State>>, request: Request, next: Next) -> Response {
     // The control API is the operator's, not the target's: keep it out of the log cases read.
-    if !request.uri().path().starts_with("/_control/") {
-        state.lock().requests.push(RecordedRequest {
-            method: request.method().to_string(),
-            path: request.uri().path().to_string(),
+    let path = request.uri().path();
+    if !path.starts_with("/_control/") {
+        let mut end = path.len().min(crate::MAX_LOGGED_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        let entry = RecordedRequest {
+            method: request.method().as_str().chars().take(16).collect(),
+            path: path[..end].to_string(),
             at: SystemTime::now(),
-        });
+        };
+        let mut inner = state.lock();
+        if inner.requests.len() >= crate::MAX_LOGGED_REQUESTS {
+            inner.requests.pop_front();
+        }
+        inner.requests.push_back(entry);
     }
     next.run(request).await
+}
+
+/// The control API answers only its operator: a `Host` that names this IdP (not a rebinding
+/// page's domain), the bearer token, and for a POST a JSON body (which no cross-site form or
+/// simple request can send). Without a configured token there is no control API.
+async fn guard_control(AxState(state): AxState<Arc<State>>, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/_control/") {
+        return next.run(request).await;
+    }
+    let Some(token) = &state.control_token else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => h,
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !state.control_hosts.contains(&host) {
+        return control_error(StatusCode::MISDIRECTED_REQUEST, "Host does not name this IdP");
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        let mut answer = control_error(
+            StatusCode::UNAUTHORIZED,
+            "the control API needs `Authorization: Bearer <token>` (see the token file)",
+        );
+        answer
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return answer;
+    }
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if request.method() != axum::http::Method::GET && !json {
+        return control_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "control calls that change state take a JSON body",
+        );
+    }
+    next.run(request).await
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
@@ -53,6 +123,7 @@ async fn jwks(AxState(state): AxState<Arc<State>>) -> Response {
     let (fault, keys, max_age, key_dir) = {
         let mut inner = state.lock();
         inner.last_jwks_fetch = Some(now);
+        inner.jwks_fetch_count += 1;
         (
             inner.fault,
             inner.published.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>(),
@@ -123,7 +194,7 @@ async fn foreign_jwks_client_document(AxState(state): AxState<Arc<State>>, reque
 /// after: a target must stop accepting the client once its cached copy has expired.
 async fn withdrawn_client_document(AxState(state): AxState<Arc<State>>, request: Request) -> Response {
     let path = request.uri().path().to_string();
-    if !state.lock().served_once.insert(path.clone()) {
+    if !state.lock().served_once.insert(path.clone(), ()) {
         return StatusCode::NOT_FOUND.into_response();
     }
     let mut response = cimd(&state, &path, "/.well-known/jwks.json");
@@ -171,6 +242,12 @@ pub(crate) fn mint_locked(state: &State, inner: &mut Inner, request: &TokenReque
 }
 
 pub(crate) fn rotate_locked(inner: &mut Inner, alg: KeyAlg) -> Result<String, IdpError> {
+    if inner.published.len() >= crate::MAX_PUBLISHED_KEYS {
+        return Err(IdpError::Key(format!(
+            "{} keys are published, the most this IdP serves: retire one first",
+            crate::MAX_PUBLISHED_KEYS
+        )));
+    }
     let mut kid = format!("{}K{}", inner.kid_prefix, inner.next_kid);
     while inner.published.iter().any(|k| k.kid() == kid) {
         inner.next_kid += 1;
@@ -216,7 +293,17 @@ pub(crate) async fn deliver(http: &reqwest::Client, uri: &str, token: &str, cont
             reason: e.to_string(),
         })?;
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    // Read a bounded answer: whatever the receiver sends, the IdP keeps at most this much.
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = crate::MAX_DELIVERY_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= crate::MAX_DELIVERY_BODY {
+            break;
+        }
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
     Ok(Delivery {
         status,
         body,
@@ -298,11 +385,17 @@ struct RotateBody {
     alg: KeyAlg,
 }
 
-async fn control_rotate(AxState(state): AxState<Arc<State>>, body: Option<Json<RotateBody>>) -> Response {
-    let alg = body.map(|b| b.0.alg).unwrap_or_default();
+async fn control_rotate(
+    AxState(state): AxState<Arc<State>>,
+    body: Result<Json<RotateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let alg = match body {
+        Ok(Json(b)) => b.alg,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     match rotate_locked(&mut state.lock(), alg) {
         Ok(kid) => Json(json!({ "kid": kid })).into_response(),
-        Err(e) => control_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => control_error(StatusCode::CONFLICT, e),
     }
 }
 
@@ -312,7 +405,14 @@ struct RetireBody {
     kid: String,
 }
 
-async fn control_retire(AxState(state): AxState<Arc<State>>, Json(body): Json<RetireBody>) -> Response {
+async fn control_retire(
+    AxState(state): AxState<Arc<State>>,
+    body: Result<Json<RetireBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     match retire_locked(&mut state.lock(), &body.kid) {
         Ok(()) => Json(json!({ "retired": body.kid })).into_response(),
         Err(e) => control_error(StatusCode::BAD_REQUEST, e),
@@ -342,8 +442,35 @@ struct DeliverBody {
     content_type: Option<String>,
 }
 
-async fn control_deliver(Json(body): Json<DeliverBody>) -> Response {
-    let client = match reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build() {
+async fn control_deliver(
+    AxState(state): AxState<Arc<State>>,
+    body: Result<Json<DeliverBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    // Only to the target's own origins: the control API is not a proxy to the operator's
+    // network (link-local metadata services, other local ports).
+    match crate::origin_of(&body.revocation_uri) {
+        Some(origin) if state.deliver_to.contains(&origin) => {}
+        _ => {
+            return control_error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is not on an origin this IdP delivers to (start it with --deliver-to <the target's origin>)",
+                    body.revocation_uri.chars().take(200).collect::<String>()
+                ),
+            );
+        }
+    }
+    // Never follow a redirect elsewhere either.
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return control_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };

@@ -406,8 +406,22 @@ async fn set_delivery_is_rfc_8935_push() {
 
 #[tokio::test]
 async fn the_control_api_mints_rotates_and_sets_faults() {
-    let idp = start(KeyAlg::Es256).await;
-    let client = http();
+    let idp = MockIdp::start(IdpConfig {
+        control_token: Some("operator-token-0123456789".into()),
+        ..IdpConfig::default()
+    })
+    .await
+    .expect("idp");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer operator-token-0123456789"),
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .build()
+        .expect("client");
     let base = idp.base_url();
     let minted: Value = client
         .post(format!("{base}/_control/mint"))
