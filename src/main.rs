@@ -635,16 +635,27 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
         } => {
             let mailbox = Mailbox::start(listen).await.map_err(|e| Failure::Usage(e.to_string()))?;
             println!("mock mailbox: SMTP on {}", mailbox.addr());
-            let mut seen = 0;
+            // Woken by arrivals, not by a timer; only what is new is copied, and a sender's
+            // subject or address never reaches the terminal as an escape sequence.
+            let (mut next, mut dropped) = (0, 0);
             loop {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                        let messages = mailbox.messages();
-                        for m in &messages[seen..] {
-                            println!("mail to {}: {}", m.to.join(", "), m.subject);
+                    _ = mailbox.arrival_after(next) => {
+                        let (messages, received) = mailbox.messages_from(next);
+                        for m in &messages {
+                            println!(
+                                "mail to {}: {}",
+                                authmd_conformance::redact::inert(&m.to.join(", "), false),
+                                authmd_conformance::redact::inert(&m.subject, false)
+                            );
                         }
-                        seen = messages.len();
+                        let (_, now_dropped) = mailbox.counts();
+                        if now_dropped > dropped {
+                            println!("({} older messages dropped to stay within the mailbox's memory)", now_dropped - dropped);
+                            dropped = now_dropped;
+                        }
+                        next = received;
                     }
                 }
             }

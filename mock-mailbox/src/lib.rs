@@ -11,7 +11,7 @@ mod otp;
 mod smtp;
 mod sources;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -129,6 +129,16 @@ impl Message {
         }
     }
 
+    /// Bytes this message takes in memory (raw, decoded text and HTML, addresses).
+    pub fn size(&self) -> usize {
+        self.raw.len()
+            + self.text.len()
+            + self.html.as_ref().map_or(0, String::len)
+            + self.subject.len()
+            + self.from.len()
+            + self.to.iter().map(String::len).sum::<usize>()
+    }
+
     /// The HTML part if any, else the text part: where a claim link lives.
     pub fn body(&self) -> &str {
         self.html.as_deref().unwrap_or(&self.text)
@@ -152,19 +162,81 @@ pub enum SmtpFault {
     Drop,
 }
 
+/// What the SMTP sink holds and waits for: whatever senders do, its memory and its sessions are
+/// bounded by these.
+#[derive(Clone, Copy, Debug)]
+pub struct MailboxLimits {
+    /// Largest message accepted (bytes of DATA); a bigger one is refused with 552.
+    pub max_message: usize,
+    /// Bytes of messages kept (raw and decoded); past it the oldest are dropped, and said so.
+    pub memory: usize,
+    /// Messages kept; past it the oldest are dropped.
+    pub max_messages: usize,
+    /// Sessions served at once; another connection is answered 421 and closed.
+    pub max_sessions: usize,
+    /// How long a session may stay silent before it is closed.
+    pub idle: Duration,
+    /// How long one DATA section may take.
+    pub data: Duration,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> Self {
+        Self {
+            max_message: 10 * 1024 * 1024,
+            memory: 256 * 1024 * 1024,
+            max_messages: 10_000,
+            max_sessions: 256,
+            idle: Duration::from_secs(60),
+            data: Duration::from_secs(300),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Store {
-    /// Every message by lower-cased recipient, in arrival order.
-    by_recipient: HashMap<String, Vec<Message>>,
-    /// How many messages of each recipient `next_message` has handed out.
+    /// Kept messages by lower-cased recipient, in arrival order.
+    by_recipient: HashMap<String, VecDeque<Arc<Message>>>,
+    /// How many of each recipient's kept messages `next_message` has handed out.
     consumed: HashMap<String, usize>,
-    all: Vec<Message>,
+    /// Kept messages with their arrival number, oldest first.
+    all: VecDeque<(u64, Arc<Message>)>,
+    /// Messages received so far (the next arrival number).
+    received: u64,
+    /// Bytes the kept messages take.
+    bytes: usize,
+    /// Messages dropped to stay within the limits.
+    dropped: u64,
     fault: SmtpFault,
+}
+
+impl Store {
+    /// Drops the oldest message, from every index that holds it.
+    fn drop_oldest(&mut self) {
+        let Some((_, oldest)) = self.all.pop_front() else { return };
+        self.bytes = self.bytes.saturating_sub(oldest.size());
+        self.dropped += 1;
+        for recipient in &oldest.to {
+            let key = recipient.to_ascii_lowercase();
+            let Some(queue) = self.by_recipient.get_mut(&key) else { continue };
+            if queue.front().is_some_and(|m| Arc::ptr_eq(m, &oldest)) {
+                queue.pop_front();
+                if let Some(seen) = self.consumed.get_mut(&key) {
+                    *seen = seen.saturating_sub(1);
+                }
+            }
+            if queue.is_empty() {
+                self.by_recipient.remove(&key);
+                self.consumed.remove(&key);
+            }
+        }
+    }
 }
 
 pub(crate) struct Shared {
     store: Mutex<Store>,
     arrived: Notify,
+    pub(crate) limits: MailboxLimits,
 }
 
 impl Shared {
@@ -177,17 +249,34 @@ impl Shared {
     }
 
     pub(crate) fn deliver(&self, from: String, to: Vec<String>, raw: Vec<u8>) {
-        let message = Message::parse(from, to, &raw);
+        let message = Arc::new(Message::parse(from, to, &raw));
         {
             let mut store = self.lock();
+            let before = store.dropped;
+            while !store.all.is_empty()
+                && (store.all.len() >= self.limits.max_messages || store.bytes + message.size() > self.limits.memory)
+            {
+                store.drop_oldest();
+            }
+            if store.dropped > before {
+                tracing::warn!(
+                    "mailbox: dropped {} oldest message(s) to stay within {} messages and {} bytes",
+                    store.dropped - before,
+                    self.limits.max_messages,
+                    self.limits.memory
+                );
+            }
             for recipient in &message.to {
                 store
                     .by_recipient
                     .entry(recipient.to_ascii_lowercase())
                     .or_default()
-                    .push(message.clone());
+                    .push_back(message.clone());
             }
-            store.all.push(message);
+            let seq = store.received;
+            store.received += 1;
+            store.bytes += message.size();
+            store.all.push_back((seq, message));
         }
         self.arrived.notify_waiters();
     }
@@ -203,6 +292,11 @@ pub struct Mailbox {
 impl Mailbox {
     /// Starts the sink on `listen` (use `127.0.0.1:0` for a random port). Needs a tokio runtime.
     pub async fn start(listen: SocketAddr) -> Result<Self, MailError> {
+        Self::start_with(listen, MailboxLimits::default()).await
+    }
+
+    /// Starts the sink with other limits than the defaults.
+    pub async fn start_with(listen: SocketAddr, limits: MailboxLimits) -> Result<Self, MailError> {
         let bind = |e: std::io::Error| MailError::Bind {
             addr: listen.to_string(),
             reason: e.to_string(),
@@ -212,6 +306,7 @@ impl Mailbox {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             arrived: Notify::new(),
+            limits,
         });
         let task = tokio::spawn(smtp::serve(listener, shared.clone()));
         Ok(Self { shared, addr, task })
@@ -227,18 +322,47 @@ impl Mailbox {
         self.shared.lock().fault = fault;
     }
 
-    /// Every message received so far, in arrival order.
+    /// Every message kept, in arrival order (the oldest are dropped past the limits).
     pub fn messages(&self) -> Vec<Message> {
-        self.shared.lock().all.clone()
+        self.shared.lock().all.iter().map(|(_, m)| Message::clone(m)).collect()
     }
 
-    /// All messages to `recipient` so far, without consuming them.
+    /// The kept messages whose arrival number is `seq` or later, with the number the next
+    /// arrival will get: a printer asks for what is new without copying what it has shown.
+    pub fn messages_from(&self, seq: u64) -> (Vec<Message>, u64) {
+        let store = self.shared.lock();
+        let new = store
+            .all
+            .iter()
+            .rev()
+            .take_while(|(n, _)| *n >= seq)
+            .map(|(_, m)| Message::clone(m))
+            .collect::<Vec<_>>();
+        (new.into_iter().rev().collect(), store.received)
+    }
+
+    /// Messages received so far, and how many of them were dropped to stay within the limits.
+    pub fn counts(&self) -> (u64, u64) {
+        let store = self.shared.lock();
+        (store.received, store.dropped)
+    }
+
+    /// Waits until a message arrives (or returns at once if one arrived after `seq`).
+    pub async fn arrival_after(&self, seq: u64) {
+        let notified = self.shared.arrived.notified();
+        if self.shared.lock().received > seq {
+            return;
+        }
+        notified.await;
+    }
+
+    /// All kept messages to `recipient`, without consuming them.
     pub fn messages_to(&self, recipient: &str) -> Vec<Message> {
         self.shared
             .lock()
             .by_recipient
             .get(&recipient.to_ascii_lowercase())
-            .cloned()
+            .map(|q| q.iter().map(|m| Message::clone(m)).collect())
             .unwrap_or_default()
     }
 
@@ -254,7 +378,7 @@ impl Mailbox {
                 let seen = store.consumed.get(&key).copied().unwrap_or(0);
                 if let Some(message) = store.by_recipient.get(&key).and_then(|m| m.get(seen)).cloned() {
                     store.consumed.insert(key, seen + 1);
-                    return Ok(message);
+                    return Ok(Message::clone(&message));
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
