@@ -101,6 +101,7 @@ pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppSt
 /// The service's router.
 pub fn app(state: AppState) -> Router {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(state.config.connections.max_in_flight.max(1)));
+    let body_timeout = std::time::Duration::from_secs(state.config.connections.body_timeout_secs.max(1));
     let router = if state.config.profile == "v0.6" {
         Router::new()
             .route("/.well-known/oauth-authorization-server", get(v06::as_metadata))
@@ -137,6 +138,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/agent", get(aid::well_known))
         .layer(axum::middleware::from_fn_with_state(state.clone(), aid::sign))
         .layer(axum::middleware::from_fn_with_state(permits, serve::limit_in_flight))
+        .layer(axum::middleware::from_fn_with_state(body_timeout, serve::read_body_in_time))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

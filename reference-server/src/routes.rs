@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use crate::config::OracleShape;
 use crate::defect::Defect;
 use crate::error::{ApiError, respond};
+use crate::serve::MAX_BODY;
 use crate::state::{AppState, Now, hash, iso, ordered_id, otp, same_hash, secret};
 use crate::verify::{self, TokenKind};
 
 const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
-const MAX_BODY: usize = 64 * 1024;
 
 type Outcome = Result<Response, ApiError>;
 
@@ -111,20 +111,18 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
-async fn body_bytes(state: &AppState, request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+/// The body, already read in time by `serve::read_body_in_time`.
+async fn body_bytes(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
-    // A body that trickles in is cut off: one slow client must not hold a handler forever.
-    let limit = std::time::Duration::from_secs(state.config.connections.body_timeout_secs.max(1));
-    let bytes = tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY))
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| invalid("the body did not arrive in time"))?
         .map_err(|_| invalid("the body is too large or unreadable"))?;
     Ok((parts.headers, bytes))
 }
 
 /// REG-GEN-01, REG-GEN-03, REG-GEN-04: JSON bodies only; malformed JSON is a 400, never a 5xx.
 async fn json_body(state: &AppState, request: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let (headers, bytes) = body_bytes(state, request).await?;
+    let (headers, bytes) = body_bytes(request).await?;
     if !content_type_is(&headers, "application/json") && !state.defects.contains(Defect::AcceptNonJsonContentType) {
         return Err(invalid("Content-Type must be application/json"));
     }
@@ -1356,7 +1354,7 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
 /// `POST /agent/auth/revoke` (REVOKE-01..21): a provider's logout token.
 pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
-        let (headers, bytes) = body_bytes(&state, request).await?;
+        let (headers, bytes) = body_bytes(request).await?;
         let body = String::from_utf8(bytes.to_vec()).map_err(|_| invalid("the body is not UTF-8"))?;
         // REVOKE-01, REVOKE-15: the auth.md wire format, not BCL's form POST (C-20).
         let token = if content_type_is(&headers, "application/logout+jwt") {
@@ -1597,11 +1595,19 @@ pub async fn mail_outbox(State(state): State<AppState>, axum::extract::Path(file
     }
 }
 
-/// `GET /healthz`: 200 once the database answers, 503 otherwise.
-pub async fn healthz(State(state): State<AppState>) -> Response {
+/// `GET /healthz`: 200 when a write commits to the database file the server opened, 503 otherwise.
+pub async fn healthz(State(state): State<AppState>, Now(now): Now) -> Response {
+    // A write, committed like any other: a read-only database, a full disk or a deleted file
+    // makes this fail, where `SELECT 1` would still answer.
     match state
         .db
-        .call(|conn| row(conn, "SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(db))
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET checked_at = ?1",
+                params![now],
+            )
+            .map_err(db)
+        })
         .await
     {
         Ok(_) => Json(json!({ "status": "ok" })).into_response(),

@@ -143,3 +143,42 @@ mod tests {
         assert!(connection_cap(&ConnectionLimits::default()) >= 64);
     }
 }
+
+/// Largest request body a handler reads (each handler enforces it again with its own answer).
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// Reads every request body, of every endpoint of every profile, within `body_timeout_secs`,
+/// before the request takes one of the `max_in_flight` permits: a client trickling its body
+/// is answered 408 and closed instead of holding a handler (and, a thousand of them, every
+/// handler). A body past [`MAX_BODY`] stays too large for the handler, which refuses it the
+/// way its profile says.
+pub async fn read_body_in_time(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let body = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+        Err(_) => {
+            let mut answer = (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                [(axum::http::header::CONNECTION, "close")],
+                axum::Json(serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": "the request body did not arrive in time",
+                })),
+            )
+                .into_response();
+            answer
+                .headers_mut()
+                .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            return answer;
+        }
+        Ok(Ok(bytes)) => axum::body::Body::from(bytes),
+        // Over the limit (or broken off): one byte past the limit makes the handler refuse it
+        // with its own profile's error, exactly as if it had read the body itself.
+        Ok(Err(_)) => axum::body::Body::from(vec![0u8; MAX_BODY + 1]),
+    };
+    next.run(axum::extract::Request::from_parts(parts, body)).await
+}

@@ -256,9 +256,15 @@ fn escape(s: &str) -> String {
 }
 
 /// Only a path on this service: `return_to` never sends the user elsewhere (open redirect).
+/// It is resolved the way a browser resolves a `Location` (the WHATWG URL parser, which drops
+/// tabs and newlines and reads `\\` as `/`), kept only if it stays on this origin, and
+/// re-serialised from the parsed URL, so what is sent is what was checked.
 fn local_path(return_to: Option<&str>) -> String {
-    match return_to {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+    let Ok(base) = url::Url::parse("http://this-service.invalid/") else {
+        return "/".into();
+    };
+    match return_to.map(|p| base.join(p)) {
+        Some(Ok(u)) if u.origin() == base.origin() => u[url::Position::BeforePath..].to_string(),
         _ => "/".into(),
     }
 }
@@ -463,5 +469,28 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example/")), "/");
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(None), "/");
+        // What browsers make of these is another host: tabs and newlines are dropped, a
+        // backslash is a slash, a scheme-relative or credentialed URL names a host.
+        for evil in [
+            "/\t/evil.example/x",
+            "/\n/evil.example/x",
+            "\t//evil.example/x",
+            "/\\evil.example/x",
+            "\\\\evil.example",
+            "http://this-service.invalid@evil.example/",
+            "javascript:alert(1)",
+            " //evil.example",
+        ] {
+            let kept = local_path(Some(evil));
+            let resolved = url::Url::parse("http://this-service.invalid/")
+                .and_then(|b| b.join(&kept))
+                .expect("resolves");
+            assert_eq!(resolved.host_str(), Some("this-service.invalid"), "{evil:?} -> {kept:?}");
+            assert!(!kept.contains(['\t', '\n', '\\']), "{evil:?} -> {kept:?}");
+        }
+        assert_eq!(
+            local_path(Some("/claim?claim_attempt_token=a%2Fb")),
+            "/claim?claim_attempt_token=a%2Fb"
+        );
     }
 }
