@@ -45,6 +45,7 @@ idp=$(first_url "$work/idp.out")
 # Starts a reference server with extra `--set` flags; sets $base and $server_pid.
 start_server() {
   local name=$1; shift
+  current=$name
   target/release/authmd-reference-server --listen 127.0.0.1:0 --database "$work/$name.sqlite" \
     --set "trusted_issuers=[{issuer = \"$idp\"}]" \
     --set rate.anonymous_per_ip=1000000000 --set rate.identity_per_ip=1000000000 --set rate.per_issuer=1000000000 \
@@ -60,11 +61,18 @@ start_server() {
 }
 
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$server_pid/status"; }
+# The WAL beside a server's database (it is cut back to 16 MiB once a checkpoint has copied it
+# all, and emptied at close).
+wal_of() { stat -c %s "$work/$1.sqlite-wal" 2>/dev/null | awk '{printf "%.1f MiB", $1/1048576}' || true; }
 
-results="| scenario | durability | requests/s | p50 | p99 | non-2xx |\n| --- | --- | ---: | ---: | ---: | ---: |\n"
+results="| scenario | durability | requests/s | p50 | p99 | non-2xx | WAL peak | WAL after |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 run() { # name, durability, lua script, path
   local name=$1 durability=$2 script=$3 path=$4 out
   AUTHMD_BENCH_OFFSET=0 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "bench/$script" "$base$path" >/dev/null
+  # The WAL's largest size during the measured run, sampled every 100 ms.
+  ( peak=0; while :; do s=$(stat -c %s "$work/$current.sqlite-wal" 2>/dev/null || echo 0); [ "$s" -gt "$peak" ] && peak=$s && echo "$peak" >"$work/walpeak"; sleep 0.1; done ) &
+  local sampler=$!
+  echo 0 >"$work/walpeak"
   # The measured run starts past every token the warm-up could have used.
   out=$(AUTHMD_BENCH_OFFSET=$((TOKENS / 5)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "bench/$script" "$base$path")
   local rps p50 p99 bad
@@ -72,7 +80,11 @@ run() { # name, durability, lua script, path
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  results+="| $name | $durability | $rps | $p50 | $p99 | ${bad:-0} |\n"
+  kill "$sampler" 2>/dev/null || true
+  local walpeak; walpeak=$(awk '{printf "%.1f MiB", $1/1048576}' "$work/walpeak")
+  sleep 1   # one second for the checkpointer to catch up, as it does between bursts
+  local walsize; walsize=$(wal_of "$current")
+  results+="| $name | $durability | $rps | $p50 | $p99 | ${bad:-0} | $walpeak | ${walsize:-0} |\n"
   echo "$name ($durability): $rps req/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}" >&2
 }
 export AUTHMD_BENCH_THREADS=$THREADS
@@ -104,4 +116,5 @@ mkdir -p reports/runs
   echo "Crash-safe: WAL, synchronous=NORMAL (an answer survives a crash or kill -9 of the server)."
   echo "Power-safe: power_safe = true, synchronous=FULL (it also survives an OS crash or power loss)."
   echo "Server RSS: $rss_warm after the anonymous run, $rss_end after all three (crash-safe server)."
+  echo "WAL peak: the largest the database's WAL grew during the measured run (sampled every 100 ms); WAL after: its size one second after. The writer truncates it past 64 MiB, the checkpointer once writes stop."
 } | tee "reports/runs/bench-$stamp.md"

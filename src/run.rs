@@ -274,6 +274,14 @@ fn finish(
             clean(e).chars().take(400).collect::<String>()
         );
     }
+    if secrets.skipped() > 0 {
+        eprintln!(
+            "note: {} secret-looking values in the target's answers were not registered for redaction (at most {} new per answer, {} KiB per run); any it sent back was registered when it sent it",
+            secrets.skipped(),
+            authmd_conformance::redact::HARVEST_PER_ANSWER,
+            authmd_conformance::redact::HARVEST_RUN_BYTES >> 10
+        );
+    }
     let written = report.write_all(out, secrets);
     let mut summary = format!("{:<48} {:<13} {:<13} first finding / reason\n", "case", "level", "verdict");
     for c in &report.cases {

@@ -41,6 +41,10 @@ enum Misbehaviour {
     Escapes,
     /// Metadata: the registration endpoint is on another host; registration redirects there.
     Elsewhere,
+    /// Registration: ~1 MB of JSON, thousands of distinct values under secret-sounding names.
+    SecretFlood,
+    /// Registration: 95 distinct cookies of almost 4 KiB each.
+    CookieFlood,
 }
 
 /// Secrets the `LeakSecrets` target hands out; none may appear in any output.
@@ -284,6 +288,34 @@ async fn registration(socket: &mut TcpStream, kind: Misbehaviour, other: SocketA
         }
         Elsewhere => {
             respond(socket, "302 Found", &[("location", format!("http://{other}/steal"))], b"").await;
+        }
+        SecretFlood => {
+            let mut extra = serde_json::Map::new();
+            for i in 0..6000 {
+                extra.insert(format!("token_{i}"), json!(format!("{:0>150}", rand_u64())));
+            }
+            let body = json!({
+                "registration_id": format!("reg-{n}"),
+                "credential": format!("sk_flood_{n}"),
+                "credential_type": "api_key",
+                "claim_token": format!("ct_flood_{n}"),
+                "extra": extra,
+            });
+            respond(socket, "201 Created", &[json_type()], body.to_string().as_bytes()).await;
+        }
+        CookieFlood => {
+            let body = json!({
+                "registration_id": format!("reg-{n}"),
+                "credential": format!("sk_cookie_{n}"),
+                "credential_type": "api_key",
+                "claim_token": format!("ct_cookie_{n}"),
+            });
+            let mut headers = vec![json_type()];
+            for i in 0..95 {
+                let value: String = (0..3900 / 20).map(|_| format!("{:020}", rand_u64())).collect();
+                headers.push(("set-cookie", format!("c{i}={value}; Path=/")));
+            }
+            respond(socket, "201 Created", &headers, body.to_string().as_bytes()).await;
         }
         _ => {
             respond(socket, "500 Internal Server Error", &[json_type()], b"{}").await;
@@ -577,6 +609,42 @@ fn urls_elsewhere_are_findings_never_fetched() {
     assert_ne!(o.code, 3, "{}", tail(&o.stderr));
 }
 
+/// Floods of distinct secret-looking values cost the harness memory and time in proportion to
+/// what it keeps, not to what the target sends: under 512 MB (`assert_owed`) and about the
+/// time of a run against a target that answers small.
+#[test]
+fn floods_of_distinct_secrets_and_cookies_stay_bounded() {
+    let (baseline, _t, _rt) = hostile("flood-baseline", Misbehaviour::LeakSecrets);
+    assert_owed(&baseline);
+    for (name, kind) in [
+        ("secret-flood", Misbehaviour::SecretFlood),
+        ("cookie-flood", Misbehaviour::CookieFlood),
+    ] {
+        let (o, _t, _rt) = hostile(name, kind);
+        let report = assert_owed(&o);
+        assert_ne!(o.code, 3, "{name}: the harness gave up\n{}", tail(&o.stderr));
+        let undecided = verdicts(&report).get("INCONCLUSIVE").copied().unwrap_or(0);
+        let before = verdicts(&assert_owed(&baseline)).get("INCONCLUSIVE").copied().unwrap_or(0);
+        assert!(
+            undecided <= before,
+            "{name}: {undecided} INCONCLUSIVE against {before} in the baseline"
+        );
+        assert!(
+            o.elapsed < baseline.elapsed * 3 + Duration::from_secs(5),
+            "{name}: {:?} against {:?} for the baseline",
+            o.elapsed,
+            baseline.elapsed
+        );
+        eprintln!(
+            "{name}: {:?} (baseline {:?}), peak {} MiB (baseline {} MiB)",
+            o.elapsed,
+            baseline.elapsed,
+            o.peak_rss_kib / 1024,
+            baseline.peak_rss_kib / 1024
+        );
+    }
+}
+
 #[test]
 fn every_misbehaviour_has_a_test() {
     // Keeps this module honest when a behaviour is added to the enum but not exercised.
@@ -593,6 +661,8 @@ fn every_misbehaviour_has_a_test() {
         "LeakSecrets",
         "Escapes",
         "Elsewhere",
+        "SecretFlood",
+        "CookieFlood",
     ] {
         assert!(
             source.matches(&format!("Misbehaviour::{kind})")).count() >= 1,

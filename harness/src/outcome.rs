@@ -45,6 +45,11 @@ pub struct Exchange {
     pub tokens: Vec<Value>,
     /// A curl line that sends the same request again (secrets redacted in reports).
     pub reproduce: String,
+    /// The cookies the answer set, `name=value` exactly as received (what a browser sends
+    /// back), however much of the `Set-Cookie` headers `response_headers` keeps. Never in a
+    /// report: the redacted headers are the evidence.
+    #[serde(skip)]
+    pub cookies: Vec<String>,
 }
 
 impl Exchange {

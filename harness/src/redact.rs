@@ -23,6 +23,20 @@ pub const SHORT_LEN: usize = 12;
 /// All-digit secrets shorter than this count as low-entropy, whatever [`SHORT_LEN`] says.
 pub const SHORT_DIGITS_LEN: usize = 20;
 
+/// New secrets one harvest (one answer's JSON, or its headers) may register. A target that
+/// answers with thousands of distinct values under secret-sounding names gets this many
+/// registered, not all of them: every secret costs every later redaction and scan.
+pub const HARVEST_PER_ANSWER: usize = 64;
+
+/// Bytes of harvested secrets a run keeps; past it harvesting stops. Values the harness sends
+/// back (a credential it presents, a cookie it returns) are registered when it sends them
+/// ([`Secrets::harvest_request`]), whatever this budget says.
+pub const HARVEST_RUN_BYTES: usize = 512 << 10;
+
+/// Longest value harvested as a secret; a longer one is not (it is no credential a client
+/// would be handed, and matching it would cost more than it protects).
+pub const MAX_HARVESTED_LEN: usize = 8 << 10;
+
 /// The secrets seen during a run. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Secrets(Arc<Mutex<Known>>);
@@ -30,6 +44,10 @@ pub struct Secrets(Arc<Mutex<Known>>);
 #[derive(Default)]
 struct Known {
     set: BTreeSet<String>,
+    /// Bytes of the secrets registered by harvesting (counted against [`HARVEST_RUN_BYTES`]).
+    harvested_bytes: usize,
+    /// Secret-looking values harvesting left out (over a budget or too long).
+    skipped: usize,
     /// Member names the profile declares secret (`user_code`), lower-case.
     names: Vec<String>,
     /// The compiled redactor for the current set; rebuilt after an `add`.
@@ -343,87 +361,183 @@ impl Secrets {
     /// Registers the values of secret-named query or form parameters of a URL or form body
     /// (`?claim_attempt_token=…`, `user_code=…`).
     pub fn harvest_params(&self, text: &str) {
-        self.params(text, &self.declared_names());
-    }
-
-    fn params(&self, text: &str, declared: &[String]) {
-        let query = match text.split_once('?') {
-            Some((_, q)) => q,
-            None if text.contains('=') && !text.contains(char::is_whitespace) => text,
-            None => return,
-        };
-        let query = query.split('#').next().unwrap_or_default();
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            if names_a_secret(&k) || declared.contains(&member_key(&k)) {
-                self.add(&v);
-            }
-        }
+        let mut found = Found::new(HARVEST_PER_ANSWER);
+        params(text, &self.declared_names(), &mut found);
+        self.register(found, true);
     }
 
     /// Registers every secret-looking value in a JSON answer: strings under members that name
     /// a secret, at any depth, and every string inside such a member's object or array (a
     /// `credential: {"value": …}`), except members that only describe it (`type`, `scope`, …).
+    /// At most [`HARVEST_PER_ANSWER`] new ones, within the run's [`HARVEST_RUN_BYTES`].
     pub fn harvest_json(&self, value: &Value) {
-        self.harvest(value, Holds::Nothing, &self.declared_names());
+        let mut found = Found::new(HARVEST_PER_ANSWER);
+        harvest(value, Holds::Nothing, &self.declared_names(), &mut found);
+        self.register(found, true);
     }
 
-    fn harvest(&self, value: &Value, secret: Holds, declared: &[String]) {
-        match value {
-            Value::String(s) if secret == Holds::Secret => self.add(s),
-            Value::Number(n) if secret == Holds::Secret => self.add(&n.to_string()),
-            // A link that carries a secret as a parameter (a `verification_uri` with its
-            // `claim_attempt_token`).
-            Value::String(s) if s.contains('?') && s.contains('=') => self.params(s, declared),
-            Value::Array(items) => items.iter().for_each(|v| self.harvest(v, secret, declared)),
-            Value::Object(map) => {
-                for (k, v) in map {
-                    // Inside a secret's object (`credential: {"value": …, "registration_id": …}`)
-                    // only the members that carry it count; the rest describe it.
-                    let carries = matches!(k.to_ascii_lowercase().as_str(), "value" | "key" | "raw" | "bearer" | "secret");
-                    let named = declared.contains(&member_key(k));
-                    let holds = if describes_a_secret(k) && !named {
-                        Holds::Nothing
-                    } else if names_a_secret(k) || named || (secret != Holds::Nothing && carries) {
-                        Holds::Secret
-                    } else if secret != Holds::Nothing {
-                        Holds::Inside
-                    } else {
-                        Holds::Nothing
-                    };
-                    self.harvest(v, holds, declared);
-                }
+    /// Registers the secrets of a request the harness is about to send: its credential-bearing
+    /// headers, and the secret-named members or parameters of its body. Whatever the harvest
+    /// budgets left out of the answers, a value the harness sends back is a secret.
+    pub fn harvest_request(&self, headers: &[(String, String)], body: Option<&str>) {
+        let declared = self.declared_names();
+        let mut found = Found::new(usize::MAX);
+        header_secrets(headers, &declared, &mut found);
+        if let Some(body) = body {
+            match serde_json::from_str::<Value>(body) {
+                Ok(value) => harvest(&value, Holds::Nothing, &declared, &mut found),
+                Err(_) => params(body, &declared, &mut found),
             }
-            _ => {}
+        }
+        self.register(found, false);
+    }
+
+    /// Adds what a harvest found, under one lock; `budgeted` harvests count against the run's
+    /// byte budget and skip over-long values.
+    fn register(&self, found: Found, budgeted: bool) {
+        let Ok(mut known) = self.0.lock() else { return };
+        known.skipped += found.over;
+        let mut changed = false;
+        for value in found.values {
+            if value.trim().is_empty() || known.set.contains(&value) {
+                continue;
+            }
+            if budgeted && (value.len() > MAX_HARVESTED_LEN || known.harvested_bytes + value.len() > HARVEST_RUN_BYTES) {
+                known.skipped += 1;
+                continue;
+            }
+            if budgeted {
+                known.harvested_bytes += value.len();
+            }
+            known.set.insert(value);
+            changed = true;
+        }
+        if changed {
+            known.compiled = None;
         }
     }
 
-    /// Registers credential-bearing header values: the whole value, a `Bearer`/`Basic`
-    /// parameter, and each cookie value of `Set-Cookie`/`Cookie`.
+    /// Secret-looking values harvesting left out (over [`HARVEST_PER_ANSWER`],
+    /// [`HARVEST_RUN_BYTES`] or [`MAX_HARVESTED_LEN`]); none of them was sent back.
+    pub fn skipped(&self) -> usize {
+        self.0.lock().map(|k| k.skipped).unwrap_or(0)
+    }
+}
+
+/// The values one harvest found, up to its budget of distinct values.
+struct Found {
+    values: Vec<String>,
+    seen: std::collections::HashSet<String>,
+    left: usize,
+    /// Values past the budget.
+    over: usize,
+}
+
+impl Found {
+    fn new(budget: usize) -> Self {
+        Self {
+            values: Vec::new(),
+            seen: std::collections::HashSet::new(),
+            left: budget,
+            over: 0,
+        }
+    }
+
+    fn offer(&mut self, value: &str) {
+        if value.trim().is_empty() || self.seen.contains(value) {
+            return;
+        }
+        if self.left == 0 {
+            self.over += 1;
+            return;
+        }
+        self.left -= 1;
+        self.seen.insert(value.to_string());
+        self.values.push(value.to_string());
+    }
+}
+
+fn params(text: &str, declared: &[String], found: &mut Found) {
+    let query = match text.split_once('?') {
+        Some((_, q)) => q,
+        None if text.contains('=') && !text.contains(char::is_whitespace) => text,
+        None => return,
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if names_a_secret(&k) || declared.contains(&member_key(&k)) {
+            found.offer(&v);
+        }
+    }
+}
+
+fn harvest(value: &Value, secret: Holds, declared: &[String], found: &mut Found) {
+    match value {
+        Value::String(s) if secret == Holds::Secret => found.offer(s),
+        Value::Number(n) if secret == Holds::Secret => found.offer(&n.to_string()),
+        // A link that carries a secret as a parameter (a `verification_uri` with its
+        // `claim_attempt_token`).
+        Value::String(s) if s.contains('?') && s.contains('=') => params(s, declared, found),
+        Value::Array(items) => items.iter().for_each(|v| harvest(v, secret, declared, found)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                // Inside a secret's object (`credential: {"value": …, "registration_id": …}`)
+                // only the members that carry it count; the rest describe it.
+                let carries = matches!(k.to_ascii_lowercase().as_str(), "value" | "key" | "raw" | "bearer" | "secret");
+                let named = declared.contains(&member_key(k));
+                let holds = if describes_a_secret(k) && !named {
+                    Holds::Nothing
+                } else if names_a_secret(k) || named || (secret != Holds::Nothing && carries) {
+                    Holds::Secret
+                } else if secret != Holds::Nothing {
+                    Holds::Inside
+                } else {
+                    Holds::Nothing
+                };
+                harvest(v, holds, declared, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Credential-bearing header values: the whole value, a `Bearer`/`Basic` parameter, each
+/// cookie value of `Set-Cookie`/`Cookie`, and the secret parameters of a `Location`.
+fn header_secrets(headers: &[(String, String)], declared: &[String], found: &mut Found) {
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("location") {
+            params(value, declared, found);
+        }
+        if !header_carries_secret(name) {
+            continue;
+        }
+        found.offer(value);
+        let cookie = name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("cookie");
+        if !cookie {
+            // `Bearer xyz`, `Basic xyz`: the credential without its scheme.
+            if let Some((_, param)) = value.split_once(' ') {
+                found.offer(param.trim());
+            }
+            continue;
+        }
+        // Set-Cookie carries one cookie and then its attributes; Cookie carries many.
+        let pairs = if name.eq_ignore_ascii_case("set-cookie") { 1 } else { usize::MAX };
+        for pair in value.split(';').take(pairs) {
+            if let Some((_, v)) = pair.split_once('=') {
+                found.offer(v.trim().trim_matches('"'));
+            }
+        }
+    }
+}
+
+impl Secrets {
+    /// Registers an answer's credential-bearing header values: the whole value, a
+    /// `Bearer`/`Basic` parameter, each cookie value of `Set-Cookie`/`Cookie`, the secret
+    /// parameters of a `Location`; at most [`HARVEST_PER_ANSWER`] new ones.
     pub fn harvest_headers(&self, headers: &[(String, String)]) {
-        for (name, value) in headers {
-            if name.eq_ignore_ascii_case("location") {
-                self.harvest_params(value);
-            }
-            if !header_carries_secret(name) {
-                continue;
-            }
-            self.add(value);
-            let cookie = name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("cookie");
-            if !cookie {
-                // `Bearer xyz`, `Basic xyz`: the credential without its scheme.
-                if let Some((_, param)) = value.split_once(' ') {
-                    self.add(param.trim());
-                }
-                continue;
-            }
-            // Set-Cookie carries one cookie and then its attributes; Cookie carries many.
-            let pairs = if name.eq_ignore_ascii_case("set-cookie") { 1 } else { usize::MAX };
-            for pair in value.split(';').take(pairs) {
-                if let Some((_, v)) = pair.split_once('=') {
-                    self.add(v.trim().trim_matches('"'));
-                }
-            }
-        }
+        let mut found = Found::new(HARVEST_PER_ANSWER);
+        header_secrets(headers, &self.declared_names(), &mut found);
+        self.register(found, true);
     }
 
     /// How many secrets are known.
@@ -678,6 +792,37 @@ mod tests {
         let s = Secrets::default();
         s.harvest_json(&json!({ "otp": 654321, "expires_in": 900 }));
         assert_eq!(s.all(), vec!["654321".to_string()]);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_values_registers_a_bounded_number() {
+        let s = Secrets::default();
+        let flood: serde_json::Map<String, Value> = (0..1000)
+            .map(|i| (format!("token_{i}"), json!(format!("flooded-value-{i:06}"))))
+            .collect();
+        s.harvest_json(&Value::Object(flood));
+        assert_eq!(s.len(), HARVEST_PER_ANSWER);
+        assert_eq!(s.skipped(), 1000 - HARVEST_PER_ANSWER);
+        // Answer after answer, the run's byte budget holds.
+        for answer in 0..200 {
+            let big: serde_json::Map<String, Value> = (0..HARVEST_PER_ANSWER)
+                .map(|i| (format!("secret_{i}"), json!(format!("{answer:04}-{i:04}-{}", "x".repeat(200)))))
+                .collect();
+            s.harvest_json(&Value::Object(big));
+        }
+        let bytes: usize = s.all().iter().map(String::len).sum();
+        assert!(bytes <= HARVEST_RUN_BYTES + 64 * 100, "{bytes} bytes of secrets");
+        // A value too long to harvest, or past the budget, is still a secret once sent back.
+        let late = format!("sent-back-credential-{}", "y".repeat(MAX_HARVESTED_LEN));
+        s.harvest_json(&json!({ "credential": late }));
+        assert!(!s.all().contains(&late));
+        s.harvest_request(
+            &[("authorization".into(), format!("Bearer {late}"))],
+            Some(r#"{"claim_token":"ct-sent-back-1234"}"#),
+        );
+        assert!(s.all().contains(&late));
+        assert!(s.all().contains(&"ct-sent-back-1234".to_string()));
+        assert_eq!(s.redact(&format!("x {late} y")).matches("<redacted:").count(), 1);
     }
 
     #[test]

@@ -21,6 +21,12 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 const MAX_HEADERS_KEPT: usize = 100;
 /// Bytes kept of one header value.
 const MAX_HEADER_VALUE: usize = 4096;
+/// Bytes of header values kept per exchange: later headers are dropped (a run keeps every
+/// exchange until its report is written, and redacts and scans all of it).
+const MAX_HEADER_BYTES_KEPT: usize = 32 * 1024;
+/// Bytes of cookies kept per exchange to send back. Each is kept whole or not at all (a
+/// browser drops a cookie it cannot store; it never sends one cut).
+const MAX_COOKIE_BYTES_KEPT: usize = 64 * 1024;
 
 /// How much of the target's answer the harness reads, and for how long.
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +159,10 @@ impl Transport {
     /// Sends one request and reads at most `max_body_bytes` of the answer. Never fails: a
     /// refused URL, no answer or a broken body is an exchange with `error` set.
     pub async fn send(&self, step: &str, method: &str, url: &str, headers: &[(String, String)], body: Option<String>) -> Exchange {
+        // What the harness sends back is a secret, whatever the harvest budgets kept of the
+        // answer it came from; the exchange records the request, so register it first.
+        self.secrets.harvest_request(headers, body.as_deref());
+        self.secrets.harvest_params(url);
         let tokens = headers
             .iter()
             .map(|(_, v)| v.as_str())
@@ -176,6 +186,7 @@ impl Transport {
             elapsed_ms: 0,
             tokens,
             reproduce: String::new(),
+            cookies: Vec::new(),
         };
         exchange.reproduce = exchange.curl();
         if let Err(why) = self.policy.check(url) {
@@ -209,15 +220,28 @@ impl Transport {
             }
         };
         exchange.status = Some(response.status().as_u16());
+        let mut kept = 0;
         exchange.response_headers = response
             .headers()
             .iter()
             .take(MAX_HEADERS_KEPT)
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    cap(&String::from_utf8_lossy(v.as_bytes()), MAX_HEADER_VALUE),
-                )
+            .map_while(|(k, v)| {
+                let value = cap(&String::from_utf8_lossy(v.as_bytes()), MAX_HEADER_VALUE);
+                kept += value.len();
+                (kept <= MAX_HEADER_BYTES_KEPT).then(|| (k.as_str().to_string(), value))
+            })
+            .collect();
+        let mut kept = 0;
+        exchange.cookies = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next().map(|c| c.trim().to_string()))
+            .filter(|c| c.contains('='))
+            .filter(|c| {
+                kept += c.len();
+                kept <= MAX_COOKIE_BYTES_KEPT
             })
             .collect();
         self.secrets.harvest_headers(&exchange.response_headers);
@@ -316,6 +340,41 @@ mod tests {
         assert!(p.check("https://idp.example:9/any").is_ok());
         assert!(p.check("file:///etc/passwd").is_err());
         assert!(p.check("relative/path").is_err());
+    }
+
+    /// A cookie longer than the report keeps of a header is sent back whole: the session
+    /// must survive the report's cap.
+    #[tokio::test]
+    async fn cookies_come_back_exactly_as_set_and_what_is_sent_back_is_a_secret() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let long = "v".repeat(3 * MAX_HEADER_VALUE);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nset-cookie: sid={long}; Path=/; HttpOnly\r\nset-cookie: b=2\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        tokio::spawn(async move {
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        let mut policy = HostPolicy::default();
+        policy.allow_origin_of(&format!("http://{addr}"));
+        let secrets = Secrets::default();
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(5),
+        };
+        let net = Transport::new(None, None, limits, std::sync::Arc::new(policy), secrets.clone()).expect("transport");
+        let e = net.send("t", "GET", &format!("http://{addr}/login"), &[], None).await;
+        assert_eq!(e.cookies, vec![format!("sid={long}"), "b=2".to_string()]);
+        assert!(e.response_headers.iter().all(|(_, v)| v.len() <= MAX_HEADER_VALUE + 64));
+        // Sending it back registers it, whatever the harvest of the answer kept.
+        let header = [("cookie".to_string(), e.cookies.join("; "))];
+        let _ = net.send("t", "GET", &format!("http://{addr}/again"), &header, None).await;
+        assert!(secrets.all().contains(&long));
     }
 
     #[test]

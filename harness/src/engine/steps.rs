@@ -480,13 +480,9 @@ impl CaseCtx<'_> {
         let login_url = self.h.target.url(&recipe.login_url);
         let headers = vec![("content-type".to_string(), FORM.to_string())];
         let signed_in = self.http(label, "POST", &login_url, headers.clone(), Some(login_body)).await?;
-        // The session is whatever cookies the sign-in set (name=value, attributes dropped).
-        let cookies: Vec<String> = signed_in
-            .response_headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .filter_map(|(_, v)| v.split(';').next().map(|c| c.trim().to_string()))
-            .collect();
+        // The session is whatever cookies the sign-in set (name=value exactly as received,
+        // attributes dropped), not the report's capped copy of the headers.
+        let cookies = signed_in.cookies.clone();
         let confirm: Vec<(String, String)> = recipe.confirm_fields.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
         let confirm_body = form_encode(&confirm.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
         let mut confirm_headers = headers;
