@@ -135,3 +135,46 @@ async fn the_html_report_shows_the_aid_preflight() {
     assert!(dom.contains("DNS TXT dns://127.0.0.1:"), "the lookup is an exchange");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Target text that switches an HTML parser into script-data escape states (`<!--<script>`)
+/// must not swallow the embedded data: every case still renders.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_text_cannot_break_out_of_the_embedded_data() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let catalogue = default_catalogue().expect("catalogue");
+    let cases: Vec<_> = catalogue.cases.iter().take(6).cloned().collect();
+    let stack = bundled::start(Defects::none()).await.expect("stack");
+    let harness = Arc::new(
+        Harness::build(Parts::new(stack.target.clone(), stack.idp.clone()).mail(stack.mail.clone()))
+            .await
+            .expect("harness"),
+    );
+    let mut report = authmd_conformance::run(harness.clone(), cases.clone(), &|_, _, _| {}).await;
+    let hostile = "<!--<script> </script><script>document.title='owned'</script> --> <!-- <SCRIPT > \u{2028}";
+    for case in &mut report.cases {
+        for exchange in &mut case.exchanges {
+            exchange.response_body = hostile.to_string();
+            exchange.response_headers.push(("x-hostile".into(), hostile.into()));
+        }
+        case.summary = format!("{} {hostile}", case.summary);
+    }
+    let dir = std::env::temp_dir().join(format!("authmd-html-script-{}", std::process::id()));
+    report.write_to(&dir, &harness.secrets).expect("write");
+    let dom = headless(&browser, &dir.join("profile"))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let rows = dom
+        .match_indices("<tr class=\"case\" data-name=\"")
+        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
+        .count();
+    assert_eq!(rows, cases.len(), "every case is a row");
+    assert!(!dom.contains("<title>owned"), "target text ran as script");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -37,6 +37,14 @@ pub const HARVEST_RUN_BYTES: usize = 512 << 10;
 /// would be handed, and matching it would cost more than it protects).
 pub const MAX_HARVESTED_LEN: usize = 8 << 10;
 
+/// Left-out values whose hashes are remembered (8 bytes each).
+const MAX_SKIPPED_REMEMBERED: usize = 200_000;
+
+fn value_hash(value: &str) -> u64 {
+    use std::hash::{BuildHasher as _, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+}
+
 /// The secrets seen during a run. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Secrets(Arc<Mutex<Known>>);
@@ -48,6 +56,9 @@ struct Known {
     harvested_bytes: usize,
     /// Secret-looking values harvesting left out (over a budget or too long).
     skipped: usize,
+    /// Hashes of those values (at most [`MAX_SKIPPED_REMEMBERED`]), so one the harness later
+    /// sends back is registered then.
+    skipped_hashes: std::collections::HashSet<u64>,
     /// Member names the profile declares secret (`user_code`), lower-case.
     names: Vec<String>,
     /// The compiled redactor for the current set; rebuilt after an `add`.
@@ -139,7 +150,16 @@ impl Redactor {
         }
         let build = |p: &[String], kind| {
             (!p.is_empty())
-                .then(|| aho_corasick::AhoCorasick::builder().match_kind(kind).build(p).ok())
+                // A noncontiguous NFA builds in linear time; the DFA and contiguous NFA the
+                // builder picks by default took seconds on a few long repetitive secrets
+                // (`vvvv…` cookies of a hostile target), once per new secret.
+                .then(|| {
+                    aho_corasick::AhoCorasick::builder()
+                        .match_kind(kind)
+                        .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+                        .build(p)
+                        .ok()
+                })
                 .flatten()
         };
         Self {
@@ -363,7 +383,7 @@ impl Secrets {
     pub fn harvest_params(&self, text: &str) {
         let mut found = Found::new(HARVEST_PER_ANSWER);
         params(text, &self.declared_names(), &mut found);
-        self.register(found, true);
+        self.register(found);
     }
 
     /// Registers every secret-looking value in a JSON answer: strings under members that name
@@ -373,12 +393,13 @@ impl Secrets {
     pub fn harvest_json(&self, value: &Value) {
         let mut found = Found::new(HARVEST_PER_ANSWER);
         harvest(value, Holds::Nothing, &self.declared_names(), &mut found);
-        self.register(found, true);
+        self.register(found);
     }
 
-    /// Registers the secrets of a request the harness is about to send: its credential-bearing
-    /// headers, and the secret-named members or parameters of its body. Whatever the harvest
-    /// budgets left out of the answers, a value the harness sends back is a secret.
+    /// Before the harness sends a request: a value in a credential-bearing header or under a
+    /// secret-named member or parameter that harvesting left out of an earlier answer (over a
+    /// budget) is registered now. Whatever the budgets left out, a value the harness sends back
+    /// is a secret; what a case wrote itself (an address, a wrong code) is not.
     pub fn harvest_request(&self, headers: &[(String, String)], body: Option<&str>) {
         let declared = self.declared_names();
         let mut found = Found::new(usize::MAX);
@@ -389,26 +410,44 @@ impl Secrets {
                 Err(_) => params(body, &declared, &mut found),
             }
         }
-        self.register(found, false);
+        let Ok(mut known) = self.0.lock() else { return };
+        if known.skipped_hashes.is_empty() {
+            return;
+        }
+        let mut changed = false;
+        for value in found.values {
+            if known.skipped_hashes.contains(&value_hash(&value)) && known.set.insert(value) {
+                changed = true;
+            }
+        }
+        if changed {
+            known.compiled = None;
+        }
     }
 
-    /// Adds what a harvest found, under one lock; `budgeted` harvests count against the run's
-    /// byte budget and skip over-long values.
-    fn register(&self, found: Found, budgeted: bool) {
+    /// Adds what a harvest found, under one lock, within the run's byte budget; what is left
+    /// out is counted and its hash remembered.
+    fn register(&self, found: Found) {
         let Ok(mut known) = self.0.lock() else { return };
-        known.skipped += found.over;
+        known.skipped += found.over.len();
+        for hash in found.over {
+            if known.skipped_hashes.len() < MAX_SKIPPED_REMEMBERED {
+                known.skipped_hashes.insert(hash);
+            }
+        }
         let mut changed = false;
         for value in found.values {
             if value.trim().is_empty() || known.set.contains(&value) {
                 continue;
             }
-            if budgeted && (value.len() > MAX_HARVESTED_LEN || known.harvested_bytes + value.len() > HARVEST_RUN_BYTES) {
+            if value.len() > MAX_HARVESTED_LEN || known.harvested_bytes + value.len() > HARVEST_RUN_BYTES {
                 known.skipped += 1;
+                if known.skipped_hashes.len() < MAX_SKIPPED_REMEMBERED {
+                    known.skipped_hashes.insert(value_hash(&value));
+                }
                 continue;
             }
-            if budgeted {
-                known.harvested_bytes += value.len();
-            }
+            known.harvested_bytes += value.len();
             known.set.insert(value);
             changed = true;
         }
@@ -429,8 +468,8 @@ struct Found {
     values: Vec<String>,
     seen: std::collections::HashSet<String>,
     left: usize,
-    /// Values past the budget.
-    over: usize,
+    /// Hashes of the values past the budget.
+    over: Vec<u64>,
 }
 
 impl Found {
@@ -439,7 +478,7 @@ impl Found {
             values: Vec::new(),
             seen: std::collections::HashSet::new(),
             left: budget,
-            over: 0,
+            over: Vec::new(),
         }
     }
 
@@ -448,7 +487,7 @@ impl Found {
             return;
         }
         if self.left == 0 {
-            self.over += 1;
+            self.over.push(value_hash(value));
             return;
         }
         self.left -= 1;
@@ -537,7 +576,7 @@ impl Secrets {
     pub fn harvest_headers(&self, headers: &[(String, String)]) {
         let mut found = Found::new(HARVEST_PER_ANSWER);
         header_secrets(headers, &self.declared_names(), &mut found);
-        self.register(found, true);
+        self.register(found);
     }
 
     /// How many secrets are known.
@@ -623,6 +662,8 @@ fn forms(secret: &str) -> Vec<String> {
     forms.push(secret.replace('|', "\\|"));
     forms.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
     forms.push(json[1..json.len().saturating_sub(1).max(1)].replace("</", "<\\/"));
+    // As embedded in the HTML report's script data.
+    forms.push(crate::report::script_safe(&json[1..json.len().saturating_sub(1).max(1)]));
     forms.sort();
     forms.dedup();
     forms.retain(|f| !f.is_empty());
@@ -821,7 +862,11 @@ mod tests {
             Some(r#"{"claim_token":"ct-sent-back-1234"}"#),
         );
         assert!(s.all().contains(&late));
-        assert!(s.all().contains(&"ct-sent-back-1234".to_string()));
+        // What the harness wrote itself, never seen in an answer, is no secret.
+        assert!(!s.all().contains(&"ct-sent-back-1234".to_string()));
+        // A flooded value past the per-answer budget, sent back, is.
+        s.harvest_request(&[], Some(r#"{"token": "flooded-value-000999"}"#));
+        assert!(s.all().contains(&"flooded-value-000999".to_string()));
         assert_eq!(s.redact(&format!("x {late} y")).matches("<redacted:").count(), 1);
     }
 

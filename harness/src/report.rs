@@ -260,7 +260,11 @@ impl Report {
     /// A self-contained HTML report: no network, filters by verdict, area and level, and a
     /// drill-down per case with its findings, exchanges and decoded tokens.
     pub fn to_html(&self, secrets: &Secrets) -> String {
-        let data = self.to_json(secrets).replace("</", "<\\/");
+        // Script data: every `<`, `>` and `&` as a JSON escape, so no sequence of the target's
+        // text (`</script>`, `<!--<script>`, which moves an HTML parser into its escaped
+        // states) can end or hide the data, in any browser's parser. JSON has these bytes
+        // only inside strings, where `\u003c` reads back as `<`.
+        let data = script_safe(&self.to_json(secrets));
         format!(
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>auth.md conformance report</title>
 <style>
@@ -572,4 +576,9 @@ fn preflight_markdown(p: &crate::aid::Preflight, cell: &dyn Fn(&str) -> String) 
         out += &format!("| {} {} | {} |\n", cell(&e.method), cell(&e.url), cell(&answer));
     }
     out
+}
+
+/// JSON made safe to embed in an HTML `<script>` element (see [`Report::to_html`]).
+pub fn script_safe(json: &str) -> String {
+    json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
