@@ -208,3 +208,76 @@ fn dns_serve_serves_a_zone_file_and_refuses_a_broken_one() {
     let zone = Zone::parse(&std::fs::read_to_string(example).expect("example zone"), None).expect("the example zone parses");
     assert_eq!(zone.origin(), "authmd.test");
 }
+
+/// A DNS server that answers every query with `rcode` (SERVFAIL is 2, REFUSED 5).
+fn answering(rcode: u8) -> (String, std::thread::JoinHandle<()>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let addr = socket.local_addr().expect("addr").to_string();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut answer = buf[..n].to_vec();
+            answer[2] |= 0x80; // a response
+            answer[3] = (answer[3] & 0xf0) | rcode;
+            let _ = socket.send_to(&answer, peer);
+        }
+    });
+    (addr, thread)
+}
+
+#[test]
+fn servfail_and_refused_are_inconclusive_not_a_missing_record() {
+    for (name, rcode) in [("servfail", 2), ("refused", 5)] {
+        let (resolver, _thread) = answering(rcode);
+        let (code, report) = run(
+            name,
+            &["--domain", "hostile.test", "--resolver", &resolver, "--case", "record/*"],
+        );
+        let preflight = &report["header"]["preflight"];
+        let error = preflight["error"].as_str().unwrap_or_default();
+        assert!(error.contains("no usable answer"), "{name}: {preflight:#}");
+        assert!(!error.contains("no AID record"), "{name}: {error}");
+        assert!(verdict(&report, "record/aid-01-grammar").starts_with("INCONCLUSIVE"), "{name}");
+        assert_eq!(code, 3, "{name}");
+    }
+}
+
+#[test]
+fn a_record_naming_an_endpoint_outside_the_host_policy_is_never_fetched() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // Another loopback service, which a hostile record points the preflight at.
+    let bystander = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    bystander.set_nonblocking(true).expect("nonblocking");
+    let port = bystander.local_addr().expect("addr").port();
+    let records = [
+        ("ip-literal", format!("https://127.0.0.1:{port}/api"), "IP address"),
+        ("link-local", "https://meta.hostile.test/latest".to_string(), "link-local"),
+        ("user-part", format!("https://user@hostile.test:{port}/api"), "user part"),
+    ];
+    for (name, uri, why) in records {
+        let server = runtime.block_on(async {
+            let mut zone = Zone::new("test").expect("zone");
+            zone.txt("_agent.hostile.test", 300, chunks(format!("v=aid2;p=openapi;u={uri}").as_bytes()))
+                .expect("txt");
+            zone.address("hostile.test", 300, [127, 0, 0, 1].into()).expect("address");
+            zone.address("meta.hostile.test", 300, [169, 254, 169, 254].into()).expect("address");
+            DnsServer::start(zone, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("dns")
+        });
+        let resolver = server.addr().to_string();
+        let (_code, report) = run(name, &["--domain", "hostile.test", "--resolver", &resolver]);
+        let error = report["header"]["preflight"]["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains("was not fetched") && error.contains(why), "{name}: {error}");
+        assert!(auth_md_verdicts(&report).iter().all(|v| v == "SKIP"), "{name}");
+        assert!(
+            matches!(bystander.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{name}: the preflight connected to the bystander"
+        );
+        drop(server);
+    }
+}

@@ -15,6 +15,8 @@ use crate::target::{AidTarget, TargetConfig};
 use crate::transport::{HostPolicy, Transport};
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::{Resolver, TokioResolver};
 
 /// An answer shown in a report is capped: a hostile zone can send 64 KiB per answer.
@@ -73,8 +75,20 @@ impl Dns {
                     .map(|t| t.txt_data().iter().flat_map(|s| s.iter().copied()).collect())
                     .collect(),
             },
-            Err(e) if e.is_no_records_found() => Txt::NoRecord,
-            Err(e) => Txt::Failed(e.to_string()),
+            Err(e) => match e.proto().map(|p| p.kind()) {
+                // Only NXDOMAIN and an empty NOERROR say there is no record. hickory reports
+                // SERVFAIL, REFUSED and the other error codes as "no records found" too, but
+                // they say nothing about the record: the lookup got no usable answer.
+                Some(ProtoErrorKind::NoRecordsFound { response_code, .. })
+                    if matches!(response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
+                {
+                    Txt::NoRecord
+                }
+                Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
+                    Txt::Failed(format!("the server answered {response_code} (no usable answer)"))
+                }
+                _ => Txt::Failed(e.to_string()),
+            },
         }
     }
 
@@ -182,6 +196,45 @@ pub(super) fn inspect(record: &AidRecord, challenge: &Challenge, exchange: &Exch
     )
 }
 
+/// Whether the preflight may fetch the endpoint a record names. A DNS record is the target's
+/// word, so it gets the host policy every other URL gets: no user part, no IP literal, no name
+/// that resolves to a link-local, unspecified or multicast address, and loopback only on the
+/// target's own port, unless `allowed_hosts` names the host.
+async fn endpoint_allowed(dns: &Dns, aid: &AidTarget, target: &TargetConfig, uri: &str) -> Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("not a URL ({e})"))?;
+    let mut listed = HostPolicy::default();
+    for host in &target.allowed_hosts {
+        listed.allow_host(host);
+    }
+    if listed.check(uri).is_ok() {
+        return Ok(());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("it carries a user part".into());
+    }
+    let addrs = match u.host() {
+        Some(url::Host::Domain(name)) if aid.resolver.is_some() => dns.addresses(name).await.unwrap_or_default(),
+        Some(url::Host::Domain(_)) => Vec::new(),
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => return Err("its host is an IP address, not a name".into()),
+        None => return Err("it has no host".into()),
+    };
+    let special = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.is_unspecified() || v6.is_multicast(),
+    };
+    if let Some(ip) = addrs.iter().find(|ip| special(ip)) {
+        return Err(format!("its host resolves to {ip}, a link-local, unspecified or multicast address"));
+    }
+    let own_port = url::Url::parse(&target.base_url).ok().and_then(|b| b.port_or_known_default());
+    if let Some(port) = own_port
+        && addrs.iter().any(IpAddr::is_loopback)
+        && u.port_or_known_default() != Some(port)
+    {
+        return Err(format!("its host is loopback on another port than the target's ({port})"));
+    }
+    Ok(())
+}
+
 /// Resolves the hosts the preflight will fetch through the run's DNS, and allows their origins.
 /// Returns the addresses the run's DNS gave, if it was asked.
 async fn admit(dns: &Dns, aid: &AidTarget, url: &str, policy: &mut HostPolicy) -> Vec<IpAddr> {
@@ -233,7 +286,9 @@ pub(super) async fn preflight(
                 p.source = Some("well-known-tls".into());
             }
             Err(fallback_why) => {
-                p.no_answer = dns_failed && p.exchanges.last().is_some_and(|e| e.error.is_some());
+                // DNS gave no usable answer: whether a record exists is unknown, whatever the
+                // fallback said, so the record cases cannot be decided.
+                p.no_answer = dns_failed;
                 p.error = Some(format!("{}: {why}; the fallback {url}: {fallback_why}", p.name));
                 return p;
             }
@@ -242,6 +297,13 @@ pub(super) async fn preflight(
     let Some(record) = p.selected.clone() else { return p };
     if !record.uri.starts_with("https://") {
         p.error = Some(format!("the selected record's endpoint `{}` is not an https URL", record.uri));
+        return p;
+    }
+    if let Err(why) = endpoint_allowed(dns, &aid, target, &record.uri).await {
+        p.error = Some(format!(
+            "the selected record's endpoint `{}` was not fetched: {why}; list its host in allowed_hosts to test it",
+            record.uri
+        ));
         return p;
     }
     let addrs = admit(dns, &aid, &record.uri, policy).await;
