@@ -79,11 +79,10 @@ impl Dns {
                 // Only NXDOMAIN and an empty NOERROR say there is no record. hickory reports
                 // SERVFAIL, REFUSED and the other error codes as "no records found" too, but
                 // they say nothing about the record: the lookup got no usable answer.
-                Some(ProtoErrorKind::NoRecordsFound { response_code, .. })
-                    if matches!(response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
-                {
-                    Txt::NoRecord
-                }
+                Some(ProtoErrorKind::NoRecordsFound {
+                    response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                    ..
+                }) => Txt::NoRecord,
                 Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
                     Txt::Failed(format!("the server answered {response_code} (no usable answer)"))
                 }
