@@ -670,3 +670,60 @@ fn every_misbehaviour_has_a_test() {
         );
     }
 }
+
+/// Runs the bundled suite's registration cases into `out` through `sh -c`, with `limit` as a
+/// shell prefix (a ulimit), and returns (exit code, stdout, stderr).
+fn bundled_run_into(out: &Path, limit: &str) -> (i32, String, String) {
+    let binary = env!("CARGO_BIN_EXE_authmd-conformance");
+    let script = format!(
+        "{limit} exec '{binary}' run --case 'registration/*' --out '{}'",
+        out.display()
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().expect("sh");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_symlink_planted_in_the_report_folder_is_replaced_never_followed() {
+    let dir = scratch("planted");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious").expect("victim");
+    for name in ["report.json", "report.html", "junit.xml", "summary.md"] {
+        std::os::unix::fs::symlink(&victim, out.join(name)).expect("plant");
+    }
+    let (code, _, stderr) = bundled_run_into(&out, "");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious", "written through a link");
+    for name in ["report.json", "report.html", "junit.xml", "summary.md"] {
+        let meta = std::fs::symlink_metadata(out.join(name)).expect("written");
+        assert!(meta.file_type().is_file(), "{name} is still a link");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_full_disk_is_a_harness_error_naming_the_file_and_leaves_nothing_half_written() {
+    let dir = scratch("full");
+    let out = dir.join("out");
+    // Files may grow to 64 KiB here: the small reports fit, report.json and report.html do not.
+    // The ignored SIGXFSZ makes an over-long write fail with EFBIG, as a full disk fails one.
+    let (code, stdout, stderr) = bundled_run_into(&out, "ulimit -f 128; trap '' XFSZ;");
+    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("report.json"), "the failed file is not named:\n{stderr}");
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n == "report.json" || n.ends_with(".tmp")), "half-written files: {left:?}");
+    assert!(left.iter().any(|n| n == "summary.md"), "the files that fit were not written: {left:?}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(!last.contains("report.json"), "the last line claims an unwritten report: {last}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
