@@ -212,9 +212,7 @@ fn dns_serve_serves_a_zone_file_and_refuses_a_broken_one() {
 /// A DNS server that answers every query with `rcode` (SERVFAIL is 2, REFUSED 5).
 fn answering(rcode: u8) -> (String, std::thread::JoinHandle<()>) {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .expect("timeout");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("timeout");
     let addr = socket.local_addr().expect("addr").to_string();
     let thread = std::thread::spawn(move || {
         let mut buf = [0u8; 512];
@@ -235,10 +233,7 @@ fn answering(rcode: u8) -> (String, std::thread::JoinHandle<()>) {
 fn servfail_and_refused_are_inconclusive_not_a_missing_record() {
     for (name, rcode) in [("servfail", 2), ("refused", 5)] {
         let (resolver, _thread) = answering(rcode);
-        let (code, report) = run(
-            name,
-            &["--domain", "hostile.test", "--resolver", &resolver, "--case", "record/*"],
-        );
+        let (code, report) = run(name, &["--domain", "hostile.test", "--resolver", &resolver, "--case", "record/*"]);
         let preflight = &report["header"]["preflight"];
         let error = preflight["error"].as_str().unwrap_or_default();
         assert!(error.contains("no usable answer"), "{name}: {preflight:#}");
@@ -266,7 +261,8 @@ fn a_record_naming_an_endpoint_outside_the_host_policy_is_never_fetched() {
             zone.txt("_agent.hostile.test", 300, chunks(format!("v=aid2;p=openapi;u={uri}").as_bytes()))
                 .expect("txt");
             zone.address("hostile.test", 300, [127, 0, 0, 1].into()).expect("address");
-            zone.address("meta.hostile.test", 300, [169, 254, 169, 254].into()).expect("address");
+            zone.address("meta.hostile.test", 300, [169, 254, 169, 254].into())
+                .expect("address");
             DnsServer::start(zone, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("dns")
         });
         let resolver = server.addr().to_string();

@@ -675,10 +675,7 @@ fn every_misbehaviour_has_a_test() {
 /// shell prefix (a ulimit), and returns (exit code, stdout, stderr).
 fn bundled_run_into(out: &Path, limit: &str) -> (i32, String, String) {
     let binary = env!("CARGO_BIN_EXE_authmd-conformance");
-    let script = format!(
-        "{limit} exec '{binary}' run --case 'registration/*' --out '{}'",
-        out.display()
-    );
+    let script = format!("{limit} exec '{binary}' run --case 'registration/*' --out '{}'", out.display());
     let output = Command::new("sh").args(["-c", &script]).output().expect("sh");
     (
         output.status.code().unwrap_or(-1),
@@ -699,7 +696,11 @@ fn a_symlink_planted_in_the_report_folder_is_replaced_never_followed() {
     }
     let (code, _, stderr) = bundled_run_into(&out, "");
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious", "written through a link");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious",
+        "written through a link"
+    );
     for name in ["report.json", "report.html", "junit.xml", "summary.md"] {
         let meta = std::fs::symlink_metadata(out.join(name)).expect("written");
         assert!(meta.file_type().is_file(), "{name} is still a link");
@@ -721,8 +722,14 @@ fn a_full_disk_is_a_harness_error_naming_the_file_and_leaves_nothing_half_writte
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!left.iter().any(|n| n == "report.json" || n.ends_with(".tmp")), "half-written files: {left:?}");
-    assert!(left.iter().any(|n| n == "summary.md"), "the files that fit were not written: {left:?}");
+    assert!(
+        !left.iter().any(|n| n == "report.json" || n.ends_with(".tmp")),
+        "half-written files: {left:?}"
+    );
+    assert!(
+        left.iter().any(|n| n == "summary.md"),
+        "the files that fit were not written: {left:?}"
+    );
     let last = stdout.lines().last().unwrap_or_default();
     assert!(!last.contains("report.json"), "the last line claims an unwritten report: {last}");
     let _ = std::fs::remove_dir_all(&dir);

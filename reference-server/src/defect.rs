@@ -216,6 +216,8 @@ defects! {
     V06AnonymousDespiteOff = "v06-anonymous-despite-off",
     /// V6-TOKEN-12: the token endpoint mints for any `resource`, not only this API's (v0.6).
     V06IgnoreResource = "v06-ignore-resource",
+    /// V6-ERR-01: a token request without `grant_type` is taken as the JWT-bearer grant (v0.6).
+    V06MissingGrantTypeDefaults = "v06-missing-grant-type-defaults",
     /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.
     ClaimedAttemptReportedExpired = "claimed-attempt-reported-expired",
     /// AID-REC-01, AID-REC-03: the published endpoint is plain http.

@@ -165,7 +165,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 pub async fn register(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let ip = crate::routes::peer_ip(&request);
     let outcome = async {
-        let body = json_body(request).await?;
+        let body = json_body(&state, request).await?;
         // V6-ERR-02: per-address limits, as under v0.1 (anonymous tighter than the rest).
         if let Some(ip) = ip {
             let anonymous = body.get("type").and_then(Value::as_str) == Some("anonymous");
@@ -253,12 +253,18 @@ async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiE
     Ok(no_store(state, StatusCode::OK, body))
 }
 
-/// A JSON request body (at most 64 KiB); anything else is `invalid_request`.
-pub(crate) async fn json_body(request: Request) -> Result<Value, ApiError> {
+/// A JSON request body (at most 64 KiB); anything else is `invalid_request` (V6-ERR-03).
+pub(crate) async fn json_body(state: &AppState, request: Request) -> Result<Value, ApiError> {
     let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
         .map_err(|_| ApiError::InvalidRequest("the body is too large".into()))?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest("the body is not valid JSON".into()))
+    serde_json::from_slice(&bytes).map_err(|_| {
+        if state.defects.contains(Defect::CrashOnMalformedJson) {
+            ApiError::Internal("malformed JSON reached the handler".into())
+        } else {
+            ApiError::InvalidRequest("the body is not valid JSON".into())
+        }
+    })
 }
 
 /// The form fields of a body, whatever its content type (the service's own HTML forms).
@@ -294,7 +300,8 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
         Err(why) => return oauth_error(&state, StatusCode::BAD_REQUEST, "invalid_request", why),
     };
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    match field("grant_type") {
+    let grant = field("grant_type").or(state.defects.contains(Defect::V06MissingGrantTypeDefaults).then_some(JWT_BEARER));
+    match grant {
         Some(JWT_BEARER) => {}
         Some(crate::v06_claim::CLAIM_GRANT) => {
             return match field("claim_token") {

@@ -121,7 +121,7 @@ pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> 
 /// `POST /agent/identity/claim {claim_token, email}` (v0.6 Step 4a): a fresh ceremony.
 pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
-        let body = crate::v06::json_body(request).await?;
+        let body = crate::v06::json_body(&state, request).await?;
         let (Some(token), Some(email)) = (body["claim_token"].as_str(), body["email"].as_str()) else {
             return Err(ApiError::InvalidRequest("`claim_token` and `email` are required".into()));
         };

@@ -438,7 +438,10 @@ impl CaseCtx<'_> {
         content_type: &Option<String>,
     ) -> StepOutcome {
         let grant = need!(self.text(grant_type)).unwrap_or_else(|| JWT_BEARER.into());
-        let mut members = vec![("grant_type".to_string(), grant)];
+        let mut members = Vec::new();
+        if !grant.is_empty() {
+            members.push(("grant_type".to_string(), grant));
+        }
         for (name, value) in form {
             members.push((name.clone(), need!(self.text(&Some(value.clone()))).unwrap_or_default()));
         }

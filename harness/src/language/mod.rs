@@ -210,7 +210,8 @@ pub enum Action {
     /// `POST` to the profile's OAuth token endpoint, form-encoded (RFC 6749 §4.1.3): `grant_type`
     /// plus the given members (`assertion`, `claim_token`, `resource`, …).
     Token {
-        /// The grant type; the RFC 7523 JWT-bearer grant when absent.
+        /// The grant type; the RFC 7523 JWT-bearer grant when absent, and no `grant_type`
+        /// member at all when empty.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant_type: Option<String>,
         /// Further form members, by name.
