@@ -101,6 +101,9 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// IDJAG-18, V6-IDJAG-08: accepts only the authorization server's issuer as `aud`, never
+    /// the PRM `resource` (C-01 and C-V6-01 reading B only).
+    AudienceAsIssuerOnly = "audience-as-issuer-only",
     /// REG-ANON-11: creates a user for an anonymous registration at once, before any claim.
     BindAnonymousToUser = "bind-anonymous-to-user",
     /// IDJAG-46: records the `jti` of a token rejected for missing verified email.
@@ -216,6 +219,9 @@ defects! {
     V06AnonymousDespiteOff = "v06-anonymous-despite-off",
     /// V6-TOKEN-12: the token endpoint mints for any `resource`, not only this API's (v0.6).
     V06IgnoreResource = "v06-ignore-resource",
+    /// V6-CLAIM-08: re-initiating a `service_auth` claim with another email starts a ceremony
+    /// for that address, rebinding the registration (v0.6).
+    V06RebindServiceAuthEmail = "v06-rebind-service-auth-email",
     /// V6-ERR-01: a token request without `grant_type` is taken as the JWT-bearer grant (v0.6).
     V06MissingGrantTypeDefaults = "v06-missing-grant-type-defaults",
     /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.

@@ -73,6 +73,9 @@ impl Inner {
         if self.defects.contains(crate::defect::Defect::AudienceResourceOnly) {
             return vec![self.resource()];
         }
+        if self.defects.contains(crate::defect::Defect::AudienceAsIssuerOnly) {
+            return vec![self.base_url.clone()];
+        }
         match self.config.audience {
             AudienceReading::AsIssuer => vec![self.base_url.clone()],
             AudienceReading::Resource => vec![self.resource()],

@@ -151,7 +151,10 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
                     return Err(ApiError::ClaimExpired);
                 }
                 // service_auth re-initiation: the address must be the registration's (v0.4).
-                if kind == "service_auth" && !bound.is_some_and(|b| b.eq_ignore_ascii_case(&email)) {
+                if kind == "service_auth"
+                    && !bound.is_some_and(|b| b.eq_ignore_ascii_case(&email))
+                    && !st.defects.contains(Defect::V06RebindServiceAuthEmail)
+                {
                     return Err(ApiError::InvalidRequest("the email is not this registration's".into()));
                 }
                 let attempt = start_attempt(conn, &st, &rid, &email, now)?;
