@@ -178,6 +178,8 @@ pub struct Case {
     /// How many readings the profile names for that ambiguity (set when the ambiguities load):
     /// with one, the catalogue has resolved the ambiguity and the case gates like any rule.
     pub readings_named: usize,
+    /// Steps that a near-miss family expanded (`near_miss`), each judging one variant.
+    pub near_misses: usize,
     /// The profiles it holds for; empty means every profile whose manifest names its directory.
     pub profiles: Vec<String>,
     /// Reference-server defect ids that must make it fail.
@@ -420,8 +422,9 @@ impl Catalogue {
         if raw.steps.is_empty() {
             return Err(err(path, "field `step`: at least one step"));
         }
+        let (steps, near_misses) = expand_near_misses(raw.steps, path)?;
         let mut names = BTreeSet::new();
-        for (i, step) in raw.steps.iter().enumerate() {
+        for (i, step) in steps.iter().enumerate() {
             if let Action::Check { of } = &step.action
                 && !names.contains(of)
             {
@@ -480,10 +483,11 @@ impl Catalogue {
             needs: raw.needs.into_iter().collect(),
             reading: raw.reading,
             readings_named: 0,
+            near_misses,
             profiles: raw.profiles,
             caught_by: raw.caught_by,
             note: raw.note,
-            steps: raw.steps,
+            steps,
             path: path.to_path_buf(),
         })
     }
@@ -535,10 +539,25 @@ impl Catalogue {
             self.cases.len(),
             uncovered.len()
         );
+        let families = self
+            .requirements
+            .keys()
+            .filter(|r| self.cases.iter().any(|c| c.near_misses > 0 && c.requirements.contains(r)))
+            .count();
+        out += &format!(
+            "{families} requirements have a near-miss family (a case marked *near-miss: N* judges N almost-right values, each on its own).\n\n"
+        );
         out += "| requirement | level | cases |\n| --- | --- | --- |\n";
         for r in self.requirements.values() {
             let cell = match (by_req.get(r.id.as_str()), &r.not_testable) {
-                (Some(cases), _) => cases.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                (Some(cases), _) => cases
+                    .iter()
+                    .map(|c| match self.cases.iter().find(|k| k.id == *c).map(|k| k.near_misses) {
+                        Some(n) if n > 0 => format!("`{c}` *near-miss: {n}*"),
+                        _ => format!("`{c}`"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 (None, Some(_)) => "not testable (see below)".into(),
                 (None, None) => "**not yet covered**".into(),
             };
@@ -588,6 +607,50 @@ pub fn split_advance(advance: &str) -> Option<(&str, i64)> {
         }
         None => Some((advance, 0)),
     }
+}
+
+/// Expands each step with `near_miss` variants into one step per variant, named
+/// `<name or action>/<variant>`, with every `{{ref | near}}` of its parameters taking that
+/// variant. A step that lists variants must vary something, and only known variants. Returns
+/// the steps and how many a family made.
+fn expand_near_misses(steps: Vec<Step>, path: &Path) -> Result<(Vec<Step>, usize), CatalogueError> {
+    let marker = regex::Regex::new(r"\|\s*near\s*\}\}").map_err(|e| err(path, e.to_string()))?;
+    let mut out = Vec::with_capacity(steps.len());
+    let mut made = 0;
+    for (i, step) in steps.into_iter().enumerate() {
+        if step.near_miss.is_empty() {
+            out.push(step);
+            continue;
+        }
+        let params = serde_json::to_string(&step.action).map_err(|e| err(path, e.to_string()))?;
+        if !marker.is_match(&params) {
+            return Err(err(
+                path,
+                format!("field `step[{i}].near_miss`: no parameter holds a `{{{{ref | near}}}}` reference to vary"),
+            ));
+        }
+        let base = step.name.clone().unwrap_or_else(|| format!("{}-{}", step.action.name(), i + 1));
+        for variant in &step.near_miss {
+            if !crate::nearmiss::is_variant(variant) {
+                let known: Vec<&str> = crate::nearmiss::VARIANTS.iter().map(|(v, _)| *v).collect();
+                return Err(err(
+                    path,
+                    format!("field `step[{i}].near_miss`: `{variant}` is not one of {}", known.join(", ")),
+                ));
+            }
+            let varied = marker.replace_all(&params, format!("| near:{variant}}}}}").as_str());
+            let action: Action = serde_json::from_str(&varied).map_err(|e| err(path, format!("step[{i}]: {e}")))?;
+            out.push(Step {
+                name: Some(format!("{base}/{variant}")),
+                advance: step.advance.clone(),
+                expect: step.expect.clone(),
+                near_miss: Vec::new(),
+                action,
+            });
+            made += 1;
+        }
+    }
+    Ok((out, made))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod exit_code;
 pub mod expect;
 pub mod language;
+pub mod nearmiss;
 pub mod outcome;
 pub mod profile;
 pub mod redact;

@@ -18,6 +18,29 @@ pub fn lookup(vars: &Map<String, Value>, path: &str) -> Option<Value> {
     Some(current.clone())
 }
 
+/// The value of one reference: a dotted path or a `"literal"`, then an optional filter
+/// (`| near:<variant>`, see [`crate::nearmiss`]).
+fn reference(vars: &Map<String, Value>, inner: &str) -> Result<Value, String> {
+    let (key, filter) = match inner.split_once('|') {
+        Some((k, f)) => (k.trim(), Some(f.trim())),
+        None => (inner.trim(), None),
+    };
+    let value = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+        Some(literal) => Value::String(literal.to_string()),
+        None => lookup(vars, key).ok_or_else(|| format!("`{{{{{key}}}}}` has no value"))?,
+    };
+    match filter {
+        None => Ok(value),
+        Some(f) => match f.strip_prefix(crate::nearmiss::MARKER).map(str::trim) {
+            Some(v) => match v.strip_prefix(':') {
+                Some(variant) => crate::nearmiss::apply(variant.trim(), &value),
+                None => Err(format!("`{{{{{inner}}}}}`: the step lists no `near_miss` variants")),
+            },
+            None => Err(format!("`{{{{{inner}}}}}`: unknown filter `{f}`")),
+        },
+    }
+}
+
 /// Replaces `{{ref}}` in strings; a string that is only a reference takes the value's type.
 pub fn resolve(vars: &Map<String, Value>, value: &Value) -> Result<Value, String> {
     Ok(match value {
@@ -25,15 +48,14 @@ pub fn resolve(vars: &Map<String, Value>, value: &Value) -> Result<Value, String
             if let Some(inner) = s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}"))
                 && !inner.contains("{{")
             {
-                return lookup(vars, inner.trim()).ok_or_else(|| format!("`{{{{{inner}}}}}` has no value"));
+                return reference(vars, inner);
             }
             let mut out = String::new();
             let mut rest = s.as_str();
             while let Some(start) = rest.find("{{") {
                 out += &rest[..start];
                 let end = rest[start..].find("}}").ok_or_else(|| format!("unclosed reference in `{s}`"))? + start;
-                let key = rest[start + 2..end].trim();
-                let v = lookup(vars, key).ok_or_else(|| format!("`{{{{{key}}}}}` has no value"))?;
+                let v = reference(vars, &rest[start + 2..end])?;
                 out += &v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 rest = &rest[end + 2..];
             }
@@ -63,5 +85,22 @@ mod tests {
         assert_eq!(resolve(&vars, &json!("x-{{ reg.list.1 }}-{{reg.n}}")), Ok(json!("x-b-3")));
         assert!(resolve(&vars, &json!("{{reg.missing}}")).is_err());
         assert!(resolve(&vars, &json!("{{reg.n")).is_err());
+    }
+
+    #[test]
+    fn a_near_miss_filter_varies_a_reference_or_a_literal() {
+        let vars = json!({ "t": { "aud": "https://a.example/api" } });
+        let vars = vars.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            resolve(&vars, &json!("{{ t.aud | near:suffix }}")),
+            Ok(json!("https://a.example/apix"))
+        );
+        assert_eq!(
+            resolve(&vars, &json!("{{\"oauth-id-jag+jwt\" | near:prefix}}")),
+            Ok(json!("xoauth-id-jag+jwt"))
+        );
+        assert_eq!(resolve(&vars, &json!("{{t.aud | near:null}}")), Ok(json!(null)));
+        assert!(resolve(&vars, &json!("{{t.aud | near}}")).is_err(), "an unexpanded family");
+        assert!(resolve(&vars, &json!("{{t.aud | upper}}")).is_err());
     }
 }

@@ -101,6 +101,11 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// IDJAG-12: compares `typ` by substring, so `xoauth-id-jag+jwt` and the like pass.
+    TypSubstringMatch = "typ-substring-match",
+    /// IDJAG-16: normalises `aud` before comparing it (case, surrounding space, a trailing
+    /// slash, percent-encoding), where RFC 7519 §2 compares strings exactly.
+    NormalisingAudience = "normalising-audience",
     /// IDJAG-18, V6-IDJAG-08: accepts only the authorization server's issuer as `aud`, never
     /// the PRM `resource` (C-01 and C-V6-01 reading B only).
     AudienceAsIssuerOnly = "audience-as-issuer-only",

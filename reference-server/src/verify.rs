@@ -155,6 +155,8 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     if !defects.contains(Defect::SkipTypCheck) {
         match header.get("typ").and_then(Value::as_str) {
             Some(typ) if typ_matches(typ, kind.typ(&state.config.profile), defects.contains(Defect::StrictTypComparison)) => {}
+            Some(typ)
+                if defects.contains(Defect::TypSubstringMatch) && typ.to_ascii_lowercase().contains(kind.typ(&state.config.profile)) => {}
             Some(typ) => {
                 return Err(ApiError::InvalidRequest(format!(
                     "unexpected typ `{typ}`; wanted `{}`",
@@ -244,7 +246,15 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     // IDJAG-16, IDJAG-17, IDJAG-19, REVOKE-07: `aud` names this service; an array must hold
     // exactly that one audience (ID-JAG §4.4.1).
     let expected = state.expected_audiences();
-    let aud_ok = |a: &str| expected.iter().any(|e| e == a);
+    let normalise = |a: &str| {
+        let decoded = url::form_urlencoded::parse(format!("x={}", a.trim()).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        decoded.to_lowercase().trim_end_matches('/').to_string()
+    };
+    let normalising = defects.contains(Defect::NormalisingAudience);
+    let aud_ok = |a: &str| expected.iter().any(|e| e == a || (normalising && normalise(e) == normalise(a)));
     let skip_aud = match kind {
         TokenKind::IdJag => defects.contains(Defect::SkipAudienceCheck),
         TokenKind::Logout => defects.contains(Defect::AcceptWrongLogoutAudience),

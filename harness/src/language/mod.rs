@@ -29,6 +29,11 @@ pub struct Step {
     /// What must hold afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
+    /// Near-miss variants (see `nearmiss::VARIANTS`): the step runs once per variant, each
+    /// `{{ref | near}}` in its parameters replaced by that variant of the value, and each run
+    /// is judged by `expect` on its own (`<name>/<variant>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_miss: Vec<String>,
     /// What to do (`do = "…"`) and its parameters.
     #[serde(flatten)]
     pub action: Action,
