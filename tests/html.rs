@@ -17,6 +17,45 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Chromium, or `None` with the reason printed (and a failure under CI=true, so a missing
+/// browser cannot pass silently).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let browser = chromium();
+    if browser.is_none() {
+        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
+        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
+    }
+    browser
+}
+
+/// The bundled v0.1 stack with `defects`, and a harness driving it.
+async fn bundled_harness(defects: Defects) -> (Arc<Harness>, bundled::Bundled) {
+    let stack = bundled::start(defects).await.expect("stack");
+    let harness = Arc::new(
+        Harness::build(Parts::new(stack.target.clone(), stack.idp.clone()).mail(stack.mail.clone()))
+            .await
+            .expect("harness"),
+    );
+    (harness, stack)
+}
+
+/// The page as Chromium renders it.
+fn rendered(browser: &Path, dir: &Path) -> String {
+    let dom = headless(browser, &dir.join("profile"))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .expect("chromium runs");
+    String::from_utf8_lossy(&dom.stdout).into_owned()
+}
+
+/// Rows rendered with `opening`, not the template literal in the script that makes them.
+fn rendered_rows(dom: &str, opening: &str) -> usize {
+    dom.match_indices(opening)
+        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
+        .count()
+}
+
 fn headless(browser: &Path, profile: &Path) -> Command {
     let mut c = Command::new(browser);
     // The flags the machine notes give: no sandbox as root, and no background networking on a
@@ -38,43 +77,22 @@ fn headless(browser: &Path, profile: &Path) -> Command {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_html_report_renders_every_case_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
-        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
-        return;
-    };
+    let Some(browser) = chromium_or_skip() else { return };
     let catalogue = default_catalogue().expect("catalogue");
-    let stack = bundled::start([Defect::AcceptMissingExp].into_iter().collect::<Defects>())
-        .await
-        .expect("stack");
-    let harness = Arc::new(
-        Harness::build(Parts::new(stack.target.clone(), stack.idp.clone()).mail(stack.mail.clone()))
-            .await
-            .expect("harness"),
-    );
+    let (harness, _stack) = bundled_harness([Defect::AcceptMissingExp].into_iter().collect()).await;
     let report = authmd_conformance::run(harness.clone(), catalogue.cases.clone(), &|_, _, _| {}).await;
     let dir = std::env::temp_dir().join(format!("authmd-html-{}", std::process::id()));
     report.write_to(&dir, &harness.secrets).expect("write");
     let page = dir.join("report.html");
     let profile = dir.join("profile");
-
-    let dom = headless(&browser, &profile)
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    // Rendered rows, not the template literal in the script that makes them.
-    let rows = dom
-        .match_indices("<tr class=\"case\" data-name=\"")
-        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
-        .count();
-    assert_eq!(rows, catalogue.cases.len(), "every case is a row once the script ran");
+    let dom = rendered(&browser, &dir);
+    assert_eq!(
+        rendered_rows(&dom, "<tr class=\"case\" data-name=\""),
+        catalogue.cases.len(),
+        "every case is a row once the script ran"
+    );
     // The ambiguity section: one rendered row per ambiguity, naming the reading followed.
-    let ambiguity_rows = dom
-        .match_indices("<tr class=\"ambiguity\" data-id=\"")
-        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
-        .count();
+    let ambiguity_rows = rendered_rows(&dom, "<tr class=\"ambiguity\" data-id=\"");
     assert_eq!(ambiguity_rows, catalogue.ambiguities.len(), "every ambiguity is a row");
     assert!(catalogue.ambiguities.len() == 43, "the 43 ambiguities of §C are mapped");
     assert!(dom.contains("data-id=\"C-01\"><td>C-01"), "C-01 is rendered");
@@ -104,11 +122,7 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_html_report_shows_the_aid_preflight() {
-    let Some(browser) = chromium() else {
-        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
-        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
-        return;
-    };
+    let Some(browser) = chromium_or_skip() else { return };
     let aid = authmd_conformance::aid_catalogue().expect("AID catalogue");
     let (harness, _stack) = authmd_conformance::bundled_harness(
         Defects::none(),
@@ -122,12 +136,7 @@ async fn the_html_report_shows_the_aid_preflight() {
     let report = authmd_conformance::run(harness.clone(), aid.cases.clone(), &|_, _, _| {}).await;
     let dir = std::env::temp_dir().join(format!("authmd-html-aid-{}", std::process::id()));
     report.write_to(&dir, &harness.secrets).expect("write");
-    let dom = headless(&browser, &dir.join("profile"))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", dir.join("report.html").display()))
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = rendered(&browser, &dir);
     assert!(dom.contains("<section id=\"preflight\">"), "the preflight section is shown");
     assert!(dom.contains("_agent.svc.authmd.test asked of 127.0.0.1:"), "it names the lookup");
     assert!(dom.contains("proof: verified"), "it gives the proof result");
@@ -140,19 +149,10 @@ async fn the_html_report_shows_the_aid_preflight() {
 /// must not swallow the embedded data: every case still renders.
 #[tokio::test(flavor = "multi_thread")]
 async fn target_text_cannot_break_out_of_the_embedded_data() {
-    let Some(browser) = chromium() else {
-        assert!(std::env::var("CI").is_err(), "CI must install chromium (see .ci/run)");
-        eprintln!("skipped: no chromium on this machine (apt-get install chromium)");
-        return;
-    };
+    let Some(browser) = chromium_or_skip() else { return };
     let catalogue = default_catalogue().expect("catalogue");
     let cases: Vec<_> = catalogue.cases.iter().take(6).cloned().collect();
-    let stack = bundled::start(Defects::none()).await.expect("stack");
-    let harness = Arc::new(
-        Harness::build(Parts::new(stack.target.clone(), stack.idp.clone()).mail(stack.mail.clone()))
-            .await
-            .expect("harness"),
-    );
+    let (harness, _stack) = bundled_harness(Defects::none()).await;
     let mut report = authmd_conformance::run(harness.clone(), cases.clone(), &|_, _, _| {}).await;
     let hostile = "<!--<script> </script><script>document.title='owned'</script> --> <!-- <SCRIPT > \u{2028}";
     for case in &mut report.cases {
@@ -164,17 +164,12 @@ async fn target_text_cannot_break_out_of_the_embedded_data() {
     }
     let dir = std::env::temp_dir().join(format!("authmd-html-script-{}", std::process::id()));
     report.write_to(&dir, &harness.secrets).expect("write");
-    let dom = headless(&browser, &dir.join("profile"))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", dir.join("report.html").display()))
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    let rows = dom
-        .match_indices("<tr class=\"case\" data-name=\"")
-        .filter(|(i, m)| !dom[i + m.len()..].starts_with("${"))
-        .count();
-    assert_eq!(rows, cases.len(), "every case is a row");
+    let dom = rendered(&browser, &dir);
+    assert_eq!(
+        rendered_rows(&dom, "<tr class=\"case\" data-name=\""),
+        cases.len(),
+        "every case is a row"
+    );
     assert!(!dom.contains("<title>owned"), "target text ran as script");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -131,30 +131,22 @@ fn a_correct_v01_config_passes_and_a_wrong_issuer_or_mail_source_fails() {
         assert!(line(&all, check).starts_with("ok"), "{check} did not hold:\n{all}");
     }
 
+    // `check-config` of the config with one port moved elsewhere: it must fail (exit 2).
+    let moved = |name: &str, port: u16| {
+        let path = dir.join(format!("{name}.toml"));
+        let edited = written.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{}", free_port()));
+        std::fs::write(&path, edited).expect("write");
+        let out = check_config(&path);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{name} passed:\n{all}");
+        all
+    };
     // The mock IdP on an issuer the target does not trust: the minted ID-JAG is refused.
-    let stranger = free_port();
-    let untrusted = dir.join("untrusted.toml");
-    std::fs::write(
-        &untrusted,
-        written.replace(&format!("127.0.0.1:{issuer}"), &format!("127.0.0.1:{stranger}")),
-    )
-    .expect("write");
-    let out = check_config(&untrusted);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "an untrusted issuer passed:\n{all}");
+    let all = moved("untrusted-issuer", issuer);
     assert!(line(&all, "idp-trusted").starts_with("FAIL"), "{all}");
 
     // Mail read where the target does not send it: no OTP, so the claim cases could not run.
-    let elsewhere = free_port();
-    let no_mail = dir.join("no-mail.toml");
-    std::fs::write(
-        &no_mail,
-        written.replace(&format!("127.0.0.1:{smtp}"), &format!("127.0.0.1:{elsewhere}")),
-    )
-    .expect("write");
-    let out = check_config(&no_mail);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "a mail source without mail passed:\n{all}");
+    let all = moved("mail-elsewhere", smtp);
     assert!(line(&all, "mail-otp").starts_with("FAIL"), "{all}");
     assert!(line(&all, "idp-trusted").starts_with("ok"), "{all}");
     drop(server);

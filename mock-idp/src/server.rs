@@ -315,6 +315,24 @@ fn control_error(status: StatusCode, message: impl std::fmt::Display) -> Respons
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
+/// A control call's JSON body; one that does not parse is a 400 naming why, as JSON.
+struct ControlJson<T>(T);
+
+impl<S, T> axum::extract::FromRequest<S> for ControlJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(e) => Err(control_error(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MintBody {
@@ -324,14 +342,7 @@ struct MintBody {
     email: Option<String>,
 }
 
-async fn control_mint(
-    AxState(state): AxState<Arc<State>>,
-    body: Result<Json<MintBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+async fn control_mint(AxState(state): AxState<Arc<State>>, ControlJson(body): ControlJson<MintBody>) -> Response {
     let sub = body.sub.unwrap_or_else(|| format!("user-{}", uuid::Uuid::new_v4()));
     let email = body.email.unwrap_or_else(|| format!("{sub}@example.com"));
     let mut inner = state.lock();
@@ -350,14 +361,7 @@ struct MintBatchBody {
 
 /// Up to 200,000 tokens, one per line, each for its own fresh subject (for load generators,
 /// which cannot mint: every ID-JAG must carry a new `jti`).
-async fn control_mint_batch(
-    AxState(state): AxState<Arc<State>>,
-    body: Result<Json<MintBatchBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+async fn control_mint_batch(AxState(state): AxState<Arc<State>>, ControlJson(body): ControlJson<MintBatchBody>) -> Response {
     if body.count > 200_000 {
         return control_error(StatusCode::BAD_REQUEST, "count: at most 200000");
     }
@@ -385,15 +389,8 @@ struct RotateBody {
     alg: KeyAlg,
 }
 
-async fn control_rotate(
-    AxState(state): AxState<Arc<State>>,
-    body: Result<Json<RotateBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let alg = match body {
-        Ok(Json(b)) => b.alg,
-        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    match rotate_locked(&mut state.lock(), alg) {
+async fn control_rotate(AxState(state): AxState<Arc<State>>, ControlJson(body): ControlJson<RotateBody>) -> Response {
+    match rotate_locked(&mut state.lock(), body.alg) {
         Ok(kid) => Json(json!({ "kid": kid })).into_response(),
         Err(e) => control_error(StatusCode::CONFLICT, e),
     }
@@ -405,31 +402,16 @@ struct RetireBody {
     kid: String,
 }
 
-async fn control_retire(
-    AxState(state): AxState<Arc<State>>,
-    body: Result<Json<RetireBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+async fn control_retire(AxState(state): AxState<Arc<State>>, ControlJson(body): ControlJson<RetireBody>) -> Response {
     match retire_locked(&mut state.lock(), &body.kid) {
         Ok(()) => Json(json!({ "retired": body.kid })).into_response(),
         Err(e) => control_error(StatusCode::BAD_REQUEST, e),
     }
 }
 
-async fn control_fault(
-    AxState(state): AxState<Arc<State>>,
-    body: Result<Json<JwksFault>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    match body {
-        Ok(Json(fault)) => {
-            state.lock().fault = fault;
-            Json(json!({ "fault": fault })).into_response()
-        }
-        Err(e) => control_error(StatusCode::BAD_REQUEST, e.body_text()),
-    }
+async fn control_fault(AxState(state): AxState<Arc<State>>, ControlJson(fault): ControlJson<JwksFault>) -> Response {
+    state.lock().fault = fault;
+    Json(json!({ "fault": fault })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -442,14 +424,7 @@ struct DeliverBody {
     content_type: Option<String>,
 }
 
-async fn control_deliver(
-    AxState(state): AxState<Arc<State>>,
-    body: Result<Json<DeliverBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+async fn control_deliver(AxState(state): AxState<Arc<State>>, ControlJson(body): ControlJson<DeliverBody>) -> Response {
     // Only to the target's own origins: the control API is not a proxy to the operator's
     // network (link-local metadata services, other local ports).
     match crate::origin_of(&body.revocation_uri) {

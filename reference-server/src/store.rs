@@ -517,12 +517,7 @@ mod read_pool_tests {
         for _ in 0..50 {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
             // After a complete checkpoint the next write starts the WAL over from the beginning.
-            db.call(|conn| {
-                conn.execute("INSERT INTO audit (at, event, data) VALUES (0, 'tick', '')", [])
-                    .map_err(|e| ApiError::Internal(e.to_string()))
-            })
-            .await
-            .expect("tick");
+            tick(&db).await;
             let rows: i64 = rusqlite::Connection::open(&path)
                 .and_then(|c| c.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)))
                 .unwrap_or(0);
@@ -575,12 +570,7 @@ mod read_pool_tests {
         let mut shrunk = 0;
         for _ in 0..100 {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
-            db.call(|conn| {
-                conn.execute("INSERT INTO audit (at, event, data) VALUES (0, 'tick', '')", [])
-                    .map_err(|e| ApiError::Internal(e.to_string()))
-            })
-            .await
-            .expect("tick");
+            tick(&db).await;
             shrunk = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
             if shrunk <= WAL_SIZE_LIMIT as u64 {
                 break;
@@ -600,6 +590,16 @@ mod read_pool_tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    /// One small write: after a complete checkpoint it starts the WAL over from the beginning.
+    async fn tick(db: &Db) {
+        db.call(|conn| {
+            conn.execute("INSERT INTO audit (at, event, data) VALUES (0, 'tick', '')", [])
+                .map_err(|e| ApiError::Internal(e.to_string()))
+        })
+        .await
+        .expect("tick");
     }
 
     /// Checkpoint threads of this process (thread names are cut to 15 bytes).
