@@ -101,6 +101,12 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// MATCH-07: a completed claim creates a new user even when a verified account owns the
+    /// claim email, instead of linking the registration to it.
+    ClaimCreatesNewUser = "claim-creates-new-user",
+    /// IDJAG-28: the replay cache forgets an issuer's `jti`s whenever its JWKS is fetched
+    /// again (a cache keyed to the key set), so a token replayed after a rotation passes.
+    ReplayCacheClearedOnRefetch = "replay-cache-cleared-on-refetch",
     /// IDJAG-12: compares `typ` by substring, so `xoauth-id-jag+jwt` and the like pass.
     TypSubstringMatch = "typ-substring-match",
     /// IDJAG-16: normalises `aud` before comparing it (case, surrounding space, a trailing

@@ -1257,7 +1257,12 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 }
                 // MATCH-07: bind to the account owning the claim email, or a new one; the email
                 // is now verified by the OTP round trip.
-                let user_id = match user_by_verified_email(conn, &email)? {
+                let existing = if st.defects.contains(Defect::ClaimCreatesNewUser) {
+                    None
+                } else {
+                    user_by_verified_email(conn, &email)?
+                };
+                let user_id = match existing {
                     Some(u) => u,
                     None => create_user(conn, Some(&email), true, None, now)?,
                 };

@@ -129,21 +129,6 @@ pub async fn limit_in_flight(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cap_comes_from_the_config_or_the_fd_limit() {
-        let configured = ConnectionLimits {
-            max_connections: 77,
-            ..ConnectionLimits::default()
-        };
-        assert_eq!(connection_cap(&configured), 77);
-        assert!(connection_cap(&ConnectionLimits::default()) >= 64);
-    }
-}
-
 /// Largest request body a handler reads (each handler enforces it again with its own answer).
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
@@ -181,4 +166,19 @@ pub async fn read_body_in_time(
         Ok(Err(_)) => axum::body::Body::from(vec![0u8; MAX_BODY + 1]),
     };
     next.run(axum::extract::Request::from_parts(parts, body)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_comes_from_the_config_or_the_fd_limit() {
+        let configured = ConnectionLimits {
+            max_connections: 77,
+            ..ConnectionLimits::default()
+        };
+        assert_eq!(connection_cap(&configured), 77);
+        assert!(connection_cap(&ConnectionLimits::default()) >= 64);
+    }
 }

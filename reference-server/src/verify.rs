@@ -635,6 +635,16 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, now: i64) -> Result<Cac
     let ttl = cache_ttl(state, response.headers());
     let body = response.text().await.map_err(|e| unavailable(e.to_string()))?;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).map_err(|_| unavailable("the JWKS is not valid JSON".into()))?;
+    if state.defects.contains(Defect::ReplayCacheClearedOnRefetch) {
+        let iss = issuer.issuer.clone();
+        let _ = state
+            .db
+            .call(move |conn| {
+                conn.execute("DELETE FROM jtis WHERE iss = ?1", rusqlite::params![iss])
+                    .map_err(|e| ApiError::Internal(e.to_string()))
+            })
+            .await;
+    }
     Ok(CacheEntry {
         keys: set.keys,
         fetched: Instant::now(),
