@@ -101,6 +101,8 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// DISC-14, V6-DISC-03: `agent_auth.skill` and the revocation endpoint are relative paths.
+    RelativeMetadataUris = "relative-metadata-uris",
     /// MATCH-07: a completed claim creates a new user even when a verified account owns the
     /// claim email, instead of linking the registration to it.
     ClaimCreatesNewUser = "claim-creates-new-user",

@@ -222,6 +222,10 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
     {
         obj.remove("events_supported");
     }
+    if state.defects.contains(Defect::RelativeMetadataUris) {
+        agent_auth["skill"] = json!("/auth.md");
+        agent_auth["revocation_uri"] = json!("/agent/auth/revoke");
+    }
     let mut identity_credential_types = c.identity_credential_types.clone();
     if state.defects.contains(Defect::AdvertiseRefreshTokenType) {
         identity_credential_types.push("refresh_token".into());

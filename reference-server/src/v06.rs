@@ -145,6 +145,10 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
     {
         m.remove("token_endpoint");
     }
+    if state.defects.contains(Defect::RelativeMetadataUris) {
+        metadata["revocation_endpoint"] = json!("/oauth2/revoke");
+        metadata["agent_auth"]["skill"] = json!("/auth.md");
+    }
     let mut response = Json(metadata).into_response();
     response
         .headers_mut()
