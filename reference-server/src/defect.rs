@@ -101,6 +101,11 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// API-02: percent-decodes the bearer credential before looking it up, so `%73k_…` is
+    /// taken for `sk_…`.
+    PercentDecodedCredentials = "percent-decoded-credentials",
+    /// CLAIM-07, V6-CLAIM-06: trims white space around `claim_token` before looking it up.
+    TrimmedClaimToken = "trimmed-claim-token",
     /// DISC-14, V6-DISC-03: `agent_auth.skill` and the revocation endpoint are relative paths.
     RelativeMetadataUris = "relative-metadata-uris",
     /// MATCH-07: a completed claim creates a new user even when a verified account owns the

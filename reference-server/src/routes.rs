@@ -945,6 +945,7 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
         // CLAIM-10: a missing member is a malformed request, not an unknown token.
         let claim_token = match str_member(&body, "claim_token") {
             Err(_) if state.defects.contains(Defect::MissingClaimTokenUnauthorized) => return Err(ApiError::InvalidClaimToken),
+            Ok(t) if state.defects.contains(Defect::TrimmedClaimToken) => t.trim().to_string(),
             other => other?.to_string(),
         };
         let email = str_member(&body, "email")?.to_string();
@@ -1477,6 +1478,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, query: Option<&str>
     let presented = headers.contains_key(header::AUTHORIZATION);
     let Some(token) = header_token.or(query_token).filter(|t| !t.is_empty()) else {
         return Err(ApiError::Unauthorized { presented });
+    };
+    let token = if state.defects.contains(Defect::PercentDecodedCredentials) {
+        url::form_urlencoded::parse(format!("t={token}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or(token)
+    } else {
+        token
     };
     let h = hash(&token);
     let st = state.clone();

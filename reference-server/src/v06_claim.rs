@@ -125,6 +125,11 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
         let (Some(token), Some(email)) = (body["claim_token"].as_str(), body["email"].as_str()) else {
             return Err(ApiError::InvalidRequest("`claim_token` and `email` are required".into()));
         };
+        let token = if state.defects.contains(Defect::TrimmedClaimToken) {
+            token.trim()
+        } else {
+            token
+        };
         let (h, email, st) = (hash(token), email.to_string(), state.clone());
         let started = state
             .db
