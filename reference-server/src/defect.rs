@@ -240,6 +240,8 @@ defects! {
     /// V6-CLAIM-08: re-initiating a `service_auth` claim with another email starts a ceremony
     /// for that address, rebinding the registration (v0.6).
     V06RebindServiceAuthEmail = "v06-rebind-service-auth-email",
+    /// V6-CLAIM-09: claim attempt tokens carry 48 random bits instead of 192 (v0.6).
+    V06WeakAttemptToken = "v06-weak-attempt-token",
     /// V6-ERR-01: a token request without `grant_type` is taken as the JWT-bearer grant (v0.6).
     V06MissingGrantTypeDefaults = "v06-missing-grant-type-defaults",
     /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.

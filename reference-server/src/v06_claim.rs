@@ -41,7 +41,12 @@ pub fn start_attempt(
     } else {
         otp()
     };
-    let (id, token) = (ordered_id("cla_"), secret("cat_", 24));
+    let token_bytes = if state.defects.contains(Defect::V06WeakAttemptToken) {
+        6
+    } else {
+        24
+    };
+    let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
     let ttl = state.config.ttl.claim_attempt;
     conn.execute(
         "INSERT INTO v06_attempts (id, registration_id, email, token_hash, code_hash, created_at, expires_at, status)
