@@ -240,6 +240,9 @@ defects! {
     /// V6-CLAIM-08: re-initiating a `service_auth` claim with another email starts a ceremony
     /// for that address, rebinding the registration (v0.6).
     V06RebindServiceAuthEmail = "v06-rebind-service-auth-email",
+    /// V6-CLAIM-01: a claim attempt states `expires_at`/`expires_in` of the full attempt TTL
+    /// but expires at half of it (v0.6).
+    V06AttemptWindowOverstated = "v06-attempt-window-overstated",
     /// V6-CLAIM-09: claim attempt tokens carry 48 random bits instead of 192 (v0.6).
     V06WeakAttemptToken = "v06-weak-attempt-token",
     /// V6-ERR-01: a token request without `grant_type` is taken as the JWT-bearer grant (v0.6).

@@ -48,10 +48,16 @@ pub fn start_attempt(
     };
     let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
     let ttl = state.config.ttl.claim_attempt;
+    // The window enforced; the one stated is always `ttl`.
+    let enforced = if state.defects.contains(Defect::V06AttemptWindowOverstated) {
+        ttl / 2
+    } else {
+        ttl
+    };
     conn.execute(
         "INSERT INTO v06_attempts (id, registration_id, email, token_hash, code_hash, created_at, expires_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
-        params![id, registration_id, email, hash(&token), hash(&code), now, now + ttl],
+        params![id, registration_id, email, hash(&token), hash(&code), now, now + enforced],
     )
     .map_err(db)?;
     let return_to = format!("/claim?claim_attempt_token={token}");
