@@ -101,6 +101,9 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// CLAIM-19: compares only as many characters as the OTP has, so `1234567` passes for
+    /// `123456`.
+    OtpPrefixCompare = "otp-prefix-compare",
     /// API-02: percent-decodes the bearer credential before looking it up, so `%73k_…` is
     /// taken for `sk_…`.
     PercentDecodedCredentials = "percent-decoded-credentials",

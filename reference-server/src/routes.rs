@@ -1083,8 +1083,10 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
         let code = if state.defects.contains(Defect::ShortOtp) { otp()[1..].to_string() } else { otp() };
         let code_hash = hash(&code);
         let otp_ttl = state.config.ttl.otp;
-        // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 defect.
-        let leak = state.defects.contains(Defect::ExposeOtpInClaimResponse).then(|| code.clone());
+        // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 and
+        // otp-prefix-compare defects.
+        let leak = (state.defects.contains(Defect::ExposeOtpInClaimResponse) || state.defects.contains(Defect::OtpPrefixCompare))
+            .then(|| code.clone());
         let window = !state.defects.contains(Defect::IgnoreAttemptWindow);
         let superseded_after_claim = state.follows("C-17/B");
         let claimed_as_expired = state.defects.contains(Defect::ClaimedAttemptReportedExpired);
@@ -1220,6 +1222,10 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                     hash(&given)
                 };
                 let mut accepted = same_hash(&given_hash, &otp_hash);
+                // CLAIM-19 defect: only as many characters as the code has are compared.
+                if !accepted && st.defects.contains(Defect::OtpPrefixCompare) {
+                    accepted = plain.as_deref().is_some_and(|p| given.starts_with(p));
+                }
                 // CLAIM-12 defect: the previous OTP of this attempt still works.
                 if !accepted && st.defects.contains(Defect::KeepPreviousOtp) {
                     accepted = previous.as_deref().is_some_and(|p| same_hash(&given_hash, p));
