@@ -101,6 +101,8 @@ defects! {
     AnonymousWhenDisabled = "anonymous-when-disabled",
     /// IDJAG-18: accepts only the PRM resource as `aud`, whatever reading it is configured to follow.
     AudienceResourceOnly = "audience-resource-only",
+    /// SEC-02: claim attempt tokens (the mailed link's) carry 48 random bits instead of 192.
+    WeakAttemptToken = "weak-attempt-token",
     /// CLAIM-19: compares only as many characters as the OTP has, so `1234567` passes for
     /// `123456`.
     OtpPrefixCompare = "otp-prefix-compare",

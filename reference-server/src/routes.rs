@@ -788,6 +788,7 @@ struct Attempt {
 async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email: &str) -> Result<Attempt, ApiError> {
     let (rid, email_owned, ttl) = (registration_id.to_string(), email.to_string(), state.config.ttl.claim_attempt);
     let repeat_defect = state.defects.contains(Defect::NewAttemptOnRepeatClaim) || state.follows("C-07/v0.7-new-attempt");
+    let weak_token = state.defects.contains(Defect::WeakAttemptToken);
     let (base_url, send) = (state.base_url.clone(), !state.defects.contains(Defect::SendNoClaimEmail));
     let attempt = state
         .db
@@ -806,7 +807,7 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
             // CLAIM-05: a new attempt supersedes every earlier one, token and OTP alike.
             exec(conn, "UPDATE claim_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid]).map_err(db)?;
             let id = ordered_id("cla_");
-            let token = secret("cvt_", 24);
+            let token = secret("cvt_", if weak_token { 6 } else { 24 });
             let expires_at = now + ttl;
             exec(conn,
                 "INSERT INTO claim_attempts (id, registration_id, email, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -136,7 +136,13 @@ impl CaseCtx<'_> {
                 let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
                 self.confirm_claim(label, &uri, &code, &email).await
             }
-            Action::Sample { of, count, field, spread } => self.sample(label, of, count, field, *spread).await,
+            Action::Sample {
+                of,
+                count,
+                field,
+                spread,
+                then,
+            } => self.sample(label, of, then, count, field, *spread).await,
             Action::Aid { check } => self.aid_step(label, *check).await,
             Action::Check { of } => {
                 // The earlier answer, judged again: no request, the same values and exchange.
@@ -498,7 +504,15 @@ impl CaseCtx<'_> {
         Ok(Ok((Some(exchange), vars)))
     }
 
-    async fn sample(&mut self, label: &str, of: &Action, count: &Option<Count>, field: &Option<String>, spread: bool) -> StepOutcome {
+    async fn sample(
+        &mut self,
+        label: &str,
+        of: &Action,
+        then: &[Action],
+        count: &Option<Count>,
+        field: &Option<String>,
+        spread: bool,
+    ) -> StepOutcome {
         let count = need!(self.count(count, 20));
         let field = need!(self.text(field)).unwrap_or_else(|| "/credential".into());
         // `spread`: each request from its own loopback source address, so a per-address rate
@@ -513,7 +527,14 @@ impl CaseCtx<'_> {
                 self.net = Transport::new(Some(ip), h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone())
                     .map_err(HarnessError::Tooling)?;
             }
-            let outcome = Box::pin(self.step(of, label)).await;
+            let mut outcome = Box::pin(self.step(of, label)).await;
+            // The round's later actions, each seeing the previous answer as `sample`.
+            for next in then {
+                let Ok(Ok((_, previous))) = &outcome else { break };
+                self.vars.insert("sample".into(), Value::Object(previous.clone()));
+                outcome = Box::pin(self.step(next, label)).await;
+            }
+            self.vars.remove("sample");
             self.net = home.clone();
             let (_, vars) = need!(outcome?);
             let rate_limited = vars.get("http_status") == Some(&json!(429));

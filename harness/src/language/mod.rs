@@ -273,6 +273,11 @@ pub enum Action {
         /// which is conforming, does not cut the sample short).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         spread: bool,
+        /// Actions run after `of` in each round, each seeing the round's previous answer as
+        /// `{{sample.…}}`; `field` is read from the last one (a value that takes several
+        /// requests to obtain, such as a mailed claim link's token).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        then: Vec<Action>,
     },
 }
 
