@@ -6,33 +6,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use authmd_dns::{DnsServer, Zone};
 
 mod common;
 use serde_json::Value;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("authmd-aid-{name}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_authmd-conformance"))
-        .args(args)
-        .output()
-        .expect("spawn the CLI")
-}
-
 /// Runs the CLI, checks what every run must hold, and returns (exit code, report).
 fn run(name: &str, extra: &[&str]) -> (i32, Value) {
-    let out = scratch(name).join("out");
+    let out = common::scratch(&format!("aid-{name}")).join("out");
     let out_arg = out.to_string_lossy().to_string();
     let mut args = vec!["run", "--out", out_arg.as_str()];
     args.extend_from_slice(extra);
-    let output = cli(&args);
+    let output = common::cli(&args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{name}: the CLI panicked:\n{stderr}");
     let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|e| panic!("{name}: no report ({e}):\n{stderr}"));
@@ -189,10 +175,10 @@ fn a_dns_server_that_never_answers_is_inconclusive() {
 
 #[test]
 fn dns_serve_serves_a_zone_file_and_refuses_a_broken_one() {
-    let dir = scratch("dns-serve");
+    let dir = common::scratch("aid-dns-serve");
     let broken = dir.join("broken.zone");
     std::fs::write(&broken, "@ IN TXT\n").expect("zone");
-    let out = cli(&[
+    let out = common::cli(&[
         "dns",
         "serve",
         "--zone",

@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 /// A running `authmd-conformance` subcommand, killed on drop.
 struct Served {
     child: Child,
@@ -125,13 +127,6 @@ fn reference(dir: &std::path::Path, sets: &[&str]) -> (Served, String) {
     (served, base)
 }
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("authmd-services-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch");
-    dir
-}
-
 /// One raw HTTP/1.1 request; the status code and the whole answer.
 fn http(base: &str, request: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
@@ -146,7 +141,7 @@ fn http(base: &str, request: &str) -> (u16, String) {
 
 #[test]
 fn v06_bodies_that_trickle_are_cut_off_and_hold_no_handler() {
-    let dir = scratch("trickle");
+    let dir = common::scratch("services-trickle");
     let (_server, base) = reference(
         &dir,
         &["profile=v0.6", "connections.body_timeout_secs=1", "connections.max_in_flight=4"],
@@ -200,7 +195,7 @@ fn v06_bodies_that_trickle_are_cut_off_and_hold_no_handler() {
 
 #[test]
 fn login_return_to_never_leaves_the_service() {
-    let dir = scratch("redirect");
+    let dir = common::scratch("services-redirect");
     let (_server, base) = reference(&dir, &["profile=v0.6"]);
     for evil in [
         "%2F%09%2Fevil.example%2Fx",
@@ -235,7 +230,7 @@ fn login_return_to_never_leaves_the_service() {
 
 #[test]
 fn a_deleted_database_is_unhealthy_and_acknowledges_no_write() {
-    let dir = scratch("deleted");
+    let dir = common::scratch("services-deleted");
     let (_server, base) = reference(&dir, &[]);
     let get = |path: &str| http(&base, &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"));
     let register = || {

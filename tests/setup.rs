@@ -5,15 +5,12 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use authmd_reference_server::{Config, Defects, ReferenceServer};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("authmd-setup-{name}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+mod common;
+use common::{cli, scratch};
 
 /// A loopback port nobody listens on now (the mock IdP or mailbox binds it a moment later).
 fn free_port() -> u16 {
@@ -21,13 +18,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_authmd-conformance"))
-        .args(args)
-        .output()
-        .expect("run authmd-conformance")
 }
 
 fn text(out: &Output) -> String {
@@ -91,7 +81,7 @@ fn line<'a>(all: &'a str, check: &str) -> &'a str {
 #[test]
 fn init_proposes_the_reading_the_answers_follow() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = scratch("readings");
+    let dir = scratch("setup-readings");
     let server = serve(&runtime, &dir, "v0.1", free_port(), free_port(), &[]);
     let path = dir.join("target.toml");
     let out = cli(&["init", "--target", server.base_url(), "--out", path.to_str().expect("utf-8 path")]);
@@ -109,7 +99,7 @@ fn init_proposes_the_reading_the_answers_follow() {
 #[test]
 fn a_correct_v01_config_passes_and_a_wrong_issuer_or_mail_source_fails() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = scratch("v01");
+    let dir = scratch("setup-v01");
     let (issuer, smtp) = (free_port(), free_port());
     let server = serve(&runtime, &dir, "v0.1", issuer, smtp, &["follows=[\"C-11/defaulted\"]"]);
     let config = init_and_edit(&dir, server.base_url(), issuer, smtp);
@@ -156,7 +146,7 @@ fn a_correct_v01_config_passes_and_a_wrong_issuer_or_mail_source_fails() {
 #[test]
 fn a_correct_v06_config_passes_without_mail() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = scratch("v06");
+    let dir = scratch("setup-v06");
     let (issuer, smtp) = (free_port(), free_port());
     let server = serve(&runtime, &dir, "v0.6", issuer, smtp, &[]);
     let config = init_and_edit(&dir, server.base_url(), issuer, smtp);

@@ -65,6 +65,17 @@ struct Known {
     compiled: Option<Arc<Redactor>>,
 }
 
+impl Known {
+    /// Counts a value harvesting left out and remembers its hash (within the bound), so
+    /// [`Secrets::harvest_request`] knows it if the harness sends it back.
+    fn leave_out(&mut self, hash: u64) {
+        self.skipped += 1;
+        if self.skipped_hashes.len() < MAX_SKIPPED_REMEMBERED {
+            self.skipped_hashes.insert(hash);
+        }
+    }
+}
+
 /// How a secret is matched in text.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Reach {
@@ -401,6 +412,10 @@ impl Secrets {
     /// budget) is registered now. Whatever the budgets left out, a value the harness sends back
     /// is a secret; what a case wrote itself (an address, a wrong code) is not.
     pub fn harvest_request(&self, headers: &[(String, String)], body: Option<&str>) {
+        // Nothing was left out (every normal run): nothing to look for in the request.
+        if self.0.lock().map(|k| k.skipped_hashes.is_empty()).unwrap_or(true) {
+            return;
+        }
         let declared = self.declared_names();
         let mut found = Found::new(usize::MAX);
         header_secrets(headers, &declared, &mut found);
@@ -411,9 +426,6 @@ impl Secrets {
             }
         }
         let Ok(mut known) = self.0.lock() else { return };
-        if known.skipped_hashes.is_empty() {
-            return;
-        }
         let mut changed = false;
         for value in found.values {
             if known.skipped_hashes.contains(&value_hash(&value)) && known.set.insert(value) {
@@ -429,11 +441,8 @@ impl Secrets {
     /// out is counted and its hash remembered.
     fn register(&self, found: Found) {
         let Ok(mut known) = self.0.lock() else { return };
-        known.skipped += found.over.len();
         for hash in found.over {
-            if known.skipped_hashes.len() < MAX_SKIPPED_REMEMBERED {
-                known.skipped_hashes.insert(hash);
-            }
+            known.leave_out(hash);
         }
         let mut changed = false;
         for value in found.values {
@@ -441,10 +450,7 @@ impl Secrets {
                 continue;
             }
             if value.len() > MAX_HARVESTED_LEN || known.harvested_bytes + value.len() > HARVEST_RUN_BYTES {
-                known.skipped += 1;
-                if known.skipped_hashes.len() < MAX_SKIPPED_REMEMBERED {
-                    known.skipped_hashes.insert(value_hash(&value));
-                }
+                known.leave_out(value_hash(&value));
                 continue;
             }
             known.harvested_bytes += value.len();
@@ -457,7 +463,8 @@ impl Secrets {
     }
 
     /// Secret-looking values harvesting left out (over [`HARVEST_PER_ANSWER`],
-    /// [`HARVEST_RUN_BYTES`] or [`MAX_HARVESTED_LEN`]); none of them was sent back.
+    /// [`HARVEST_RUN_BYTES`] or [`MAX_HARVESTED_LEN`]); any the harness later sent back was
+    /// registered when it sent it.
     pub fn skipped(&self) -> usize {
         self.0.lock().map(|k| k.skipped).unwrap_or(0)
     }

@@ -220,17 +220,27 @@ impl Transport {
             }
         };
         exchange.status = Some(response.status().as_u16());
-        let mut kept = 0;
-        exchange.response_headers = response
-            .headers()
-            .iter()
-            .take(MAX_HEADERS_KEPT)
-            .map_while(|(k, v)| {
-                let value = cap(&String::from_utf8_lossy(v.as_bytes()), MAX_HEADER_VALUE);
-                kept += value.len();
-                (kept <= MAX_HEADER_BYTES_KEPT).then(|| (k.as_str().to_string(), value))
-            })
-            .collect();
+        // One pass over the head. The exchange keeps each value capped, within the per-exchange
+        // bound; harvesting gets each value as sent (a cookie cut for the report is still sent
+        // back whole and must be known whole) and then the capped copies that differ (the cut
+        // copy the report shows must be redacted too).
+        let (mut sent, mut cut) = (Vec::new(), Vec::new());
+        let (mut kept, mut keeping) = (0, true);
+        for (name, value) in response.headers().iter().take(MAX_HEADERS_KEPT) {
+            let name = name.as_str().to_string();
+            let full = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let capped = cap(&full, MAX_HEADER_VALUE);
+            kept += capped.len();
+            keeping &= kept <= MAX_HEADER_BYTES_KEPT;
+            if keeping {
+                if capped != full {
+                    cut.push((name.clone(), capped.clone()));
+                }
+                exchange.response_headers.push((name.clone(), capped));
+            }
+            sent.push((name, full));
+        }
+        sent.append(&mut cut);
         let mut kept = 0;
         exchange.cookies = response
             .headers()
@@ -244,23 +254,6 @@ impl Transport {
                 kept <= MAX_COOKIE_BYTES_KEPT
             })
             .collect();
-        // Harvest the values as sent, and the exchange's capped copies where they differ: a
-        // cookie cut for the report is still sent back whole and must be known whole, and the
-        // cut copy the report shows must be redacted too.
-        let mut sent: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .take(MAX_HEADERS_KEPT)
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        sent.extend(
-            exchange
-                .response_headers
-                .iter()
-                .filter(|h| !sent.contains(h))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
         self.secrets.harvest_headers(&sent);
         let mut bytes = Vec::new();
         let mut received: u64 = 0;

@@ -3,9 +3,25 @@
 // Each test binary uses some of them.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use authmd_conformance::catalogue::Case;
+
+/// A fresh folder of its own under the temp dir, named after the test (`authmd-<name>-<uuid>`).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("authmd-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs the CLI binary with `args` and returns what it did.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authmd-conformance"))
+        .args(args)
+        .output()
+        .expect("run authmd-conformance")
+}
 
 /// The catalogue's cases with these ids, in this order (a missing id is a test bug).
 pub fn cases(ids: &[&str]) -> Vec<Case> {

@@ -199,7 +199,8 @@ pub(super) fn inspect(record: &AidRecord, challenge: &Challenge, exchange: &Exch
 /// word, so it gets the host policy every other URL gets: no user part, no IP literal, no name
 /// that resolves to a link-local, unspecified or multicast address, and loopback only on the
 /// target's own port, unless `allowed_hosts` names the host.
-async fn endpoint_allowed(dns: &Dns, aid: &AidTarget, target: &TargetConfig, uri: &str) -> Result<(), String> {
+/// `addrs` are what the run's DNS gave the host ([`resolve_host`]).
+fn endpoint_allowed(target: &TargetConfig, uri: &str, addrs: &[IpAddr]) -> Result<(), String> {
     let u = url::Url::parse(uri).map_err(|e| format!("not a URL ({e})"))?;
     let mut listed = HostPolicy::default();
     for host in &target.allowed_hosts {
@@ -211,12 +212,11 @@ async fn endpoint_allowed(dns: &Dns, aid: &AidTarget, target: &TargetConfig, uri
     if !u.username().is_empty() || u.password().is_some() {
         return Err("it carries a user part".into());
     }
-    let addrs = match u.host() {
-        Some(url::Host::Domain(name)) if aid.resolver.is_some() => dns.addresses(name).await.unwrap_or_default(),
-        Some(url::Host::Domain(_)) => Vec::new(),
+    match u.host() {
+        Some(url::Host::Domain(_)) => {}
         Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => return Err("its host is an IP address, not a name".into()),
         None => return Err("it has no host".into()),
-    };
+    }
     let special = |ip: &IpAddr| match ip {
         IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.is_unspecified() || v6.is_multicast(),
@@ -234,22 +234,24 @@ async fn endpoint_allowed(dns: &Dns, aid: &AidTarget, target: &TargetConfig, uri
     Ok(())
 }
 
-/// Resolves the hosts the preflight will fetch through the run's DNS, and allows their origins.
-/// Returns the addresses the run's DNS gave, if it was asked.
-async fn admit(dns: &Dns, aid: &AidTarget, url: &str, policy: &mut HostPolicy) -> Vec<IpAddr> {
-    policy.allow_origin_of(url);
-    if aid.resolver.is_none() {
-        return Vec::new();
-    }
-    let Some(host) = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)) else {
-        return Vec::new();
-    };
+/// The host of `url` and the addresses the run's DNS gives it, when the run has its own DNS
+/// and the host is a name (`None` otherwise: the system resolver answers at connect time).
+async fn resolve_host(dns: &Dns, aid: &AidTarget, url: &str) -> Option<(String, Vec<IpAddr>)> {
+    aid.resolver?;
+    let host = url::Url::parse(url).ok()?.host_str()?.to_string();
     if host.parse::<IpAddr>().is_ok() {
-        return Vec::new();
+        return None;
     }
     // A name the configured DNS cannot resolve resolves to nothing: the system resolver is
     // never asked behind the user's back.
     let addrs = dns.addresses(&host).await.unwrap_or_default();
+    Some((host, addrs))
+}
+
+/// Allows the origin of `url`, and pins its host to what the run's DNS gave ([`resolve_host`]).
+fn admit(url: &str, resolved: Option<(String, Vec<IpAddr>)>, policy: &mut HostPolicy) -> Vec<IpAddr> {
+    policy.allow_origin_of(url);
+    let Some((host, addrs)) = resolved else { return Vec::new() };
     policy.resolve(&host, addrs.clone());
     addrs
 }
@@ -278,7 +280,7 @@ pub(super) async fn preflight(
     let dns_failure = (p.selected.is_none()).then_some(why);
     if let Some(why) = dns_failure {
         let url = well_known_url(&aid);
-        admit(dns, &aid, &url, policy).await;
+        admit(&url, resolve_host(dns, &aid, &url).await, policy);
         match fallback(&url, policy, &transport, &mut p.exchanges).await {
             Ok(record) => {
                 p.selected = Some(record);
@@ -298,14 +300,16 @@ pub(super) async fn preflight(
         p.error = Some(format!("the selected record's endpoint `{}` is not an https URL", record.uri));
         return p;
     }
-    if let Err(why) = endpoint_allowed(dns, &aid, target, &record.uri).await {
+    let resolved = resolve_host(dns, &aid, &record.uri).await;
+    let found = resolved.as_ref().map(|(_, a)| a.as_slice()).unwrap_or_default();
+    if let Err(why) = endpoint_allowed(target, &record.uri, found) {
         p.error = Some(format!(
             "the selected record's endpoint `{}` was not fetched: {why}; list its host in allowed_hosts to test it",
             record.uri
         ));
         return p;
     }
-    let addrs = admit(dns, &aid, &record.uri, policy).await;
+    let addrs = admit(&record.uri, resolved, policy);
     // A named endpoint on loopback is still loopback: cases get their own source addresses.
     if target.isolate_source_ips.is_none() && !addrs.is_empty() && addrs.iter().all(IpAddr::is_loopback) {
         target.isolate_source_ips = Some(true);
