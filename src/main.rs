@@ -359,6 +359,11 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
                         }
                     }
                 }
+                for id in cat.missing_families() {
+                    problems.push(format!(
+                        "{name} {id}: an exact-match rule (`compares`) with no near-miss family: add a case whose step lists `near_miss`"
+                    ));
+                }
                 let manifest =
                     authmd_conformance::profile::Manifest::load(&authmd_conformance::repo_root(), &name).map_err(Failure::Usage)?;
                 let index = authmd_conformance::repo_root().join(&manifest.cases).join("INDEX.md");

@@ -53,6 +53,10 @@ pub struct Requirement {
     /// Why no black-box case can reach it, when none can.
     #[serde(default)]
     pub not_testable: Option<String>,
+    /// What an exact-match or equality rule compares (`the iss against the trust list`). Such
+    /// a rule needs a near-miss family: a case of it whose steps vary that value.
+    #[serde(default)]
+    pub compares: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +521,22 @@ impl Catalogue {
         Ok(())
     }
 
+    /// Has `requirement` a case with a near-miss family?
+    fn has_family(&self, requirement: &str) -> bool {
+        self.cases
+            .iter()
+            .any(|c| c.near_misses > 0 && c.requirements.iter().any(|r| r == requirement))
+    }
+
+    /// The exact-match and equality rules (`compares`) that no near-miss family covers yet.
+    pub fn missing_families(&self) -> Vec<&str> {
+        self.requirements
+            .values()
+            .filter(|r| r.compares.is_some() && !self.has_family(&r.id))
+            .map(|r| r.id.as_str())
+            .collect()
+    }
+
     /// The generated `cases/INDEX.md`: requirement → cases, and the not-testable list.
     pub fn index_markdown(&self) -> String {
         let mut by_req: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -539,13 +559,17 @@ impl Catalogue {
             self.cases.len(),
             uncovered.len()
         );
-        let families = self
-            .requirements
-            .keys()
-            .filter(|r| self.cases.iter().any(|c| c.near_misses > 0 && c.requirements.contains(r)))
-            .count();
+        let families = self.requirements.keys().filter(|r| self.has_family(r)).count();
+        let rules = self.requirements.values().filter(|r| r.compares.is_some()).count();
+        let missing = self.missing_families();
         out += &format!(
-            "{families} requirements have a near-miss family (a case marked *near-miss: N* judges N almost-right values, each on its own).\n\n"
+            "{families} requirements have a near-miss family (a case marked *near-miss: N* judges N almost-right values). \
+             {rules} are exact-match or equality rules (marked *compares*); {}.\n\n",
+            if missing.is_empty() {
+                "each has its family".to_string()
+            } else {
+                format!("**without a family: {}**", missing.join(", "))
+            }
         );
         out += "| requirement | level | cases |\n| --- | --- | --- |\n";
         for r in self.requirements.values() {
@@ -561,7 +585,8 @@ impl Catalogue {
                 (None, Some(_)) => "not testable (see below)".into(),
                 (None, None) => "**not yet covered**".into(),
             };
-            out += &format!("| {} | {} | {cell} |\n", r.id, r.level.as_str());
+            let compares = r.compares.as_deref().map(|c| format!(" *compares {c}*")).unwrap_or_default();
+            out += &format!("| {}{compares} | {} | {cell} |\n", r.id, r.level.as_str());
         }
         out += "\n## Not black-box testable\n\n";
         for r in self.requirements.values().filter(|r| r.not_testable.is_some()) {

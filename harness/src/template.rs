@@ -63,9 +63,20 @@ pub fn resolve(vars: &Map<String, Value>, value: &Value) -> Result<Value, String
             Value::String(out)
         }
         Value::Array(a) => Value::Array(a.iter().map(|v| resolve(vars, v)).collect::<Result<_, _>>()?),
+        // A key may hold a reference too (a logout token's `events` member is named by a URI).
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| Ok((k.clone(), resolve(vars, v)?)))
+                .map(|(k, v)| {
+                    let key = if k.contains("{{") {
+                        match resolve(vars, &Value::String(k.clone()))? {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        }
+                    } else {
+                        k.clone()
+                    };
+                    Ok((key, resolve(vars, v)?))
+                })
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
@@ -102,5 +113,15 @@ mod tests {
         assert_eq!(resolve(&vars, &json!("{{t.aud | near:null}}")), Ok(json!(null)));
         assert!(resolve(&vars, &json!("{{t.aud | near}}")).is_err(), "an unexpanded family");
         assert!(resolve(&vars, &json!("{{t.aud | upper}}")).is_err());
+    }
+
+    #[test]
+    fn an_object_key_holding_a_reference_is_resolved_as_text() {
+        let vars = json!({ "t": { "uri": "https://e.example/revoked", "n": 3 } });
+        let vars = vars.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            resolve(&vars, &json!({ "{{t.uri | near:suffix}}": {}, "{{t.n}}": 1, "plain": "{{t.n}}" })),
+            Ok(json!({ "https://e.example/revokedx": {}, "3": 1, "plain": 3 }))
+        );
     }
 }

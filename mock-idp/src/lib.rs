@@ -558,6 +558,11 @@ impl MockIdp {
         out
     }
 
+    /// The `client_id` an ID-JAG of this IdP carries unless a case sets another.
+    pub fn client_id(&self) -> String {
+        default_client_id(&self.state.issuer)
+    }
+
     /// The issuer identifier put in `iss`.
     pub fn issuer(&self) -> &str {
         &self.state.issuer
@@ -702,4 +707,10 @@ impl Drop for MockIdp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The `client_id` of an issuer's ID-JAGs: the URL of the client metadata document the IdP
+/// serves for its agent (IDJAG-37).
+pub(crate) fn default_client_id(issuer: &str) -> String {
+    format!("{issuer}/agent-auth.json")
 }

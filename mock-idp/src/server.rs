@@ -169,7 +169,7 @@ async fn client_metadata(AxState(state): AxState<Arc<State>>) -> Response {
     let custom = state.lock().cimd.clone();
     let document = custom.unwrap_or_else(|| {
         json!({
-            "client_id": format!("{}/agent-auth.json", state.issuer),
+            "client_id": crate::default_client_id(&state.issuer),
             "client_name": "authmd mock IdP",
             "jwks_uri": format!("{}/.well-known/jwks.json", state.issuer),
             "token_endpoint_auth_method": "private_key_jwt",

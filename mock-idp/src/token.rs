@@ -155,7 +155,7 @@ pub(crate) fn default_claims(kind: TokenKind, issuer: &str, audience: &str, subj
             "iss": issuer,
             "sub": subject.sub,
             "aud": audience,
-            "client_id": format!("{issuer}/agent-auth.json"),
+            "client_id": crate::default_client_id(issuer),
             "jti": jti,
             "iat": now,
             "exp": now + 300,

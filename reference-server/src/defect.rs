@@ -109,7 +109,8 @@ defects! {
     /// API-02: percent-decodes the bearer credential before looking it up, so `%73k_…` is
     /// taken for `sk_…`.
     PercentDecodedCredentials = "percent-decoded-credentials",
-    /// CLAIM-07, V6-CLAIM-06: trims white space around `claim_token` before looking it up.
+    /// CLAIM-07, CLAIM-23, V6-CLAIM-06: trims white space around `claim_token` before looking
+    /// it up.
     TrimmedClaimToken = "trimmed-claim-token",
     /// DISC-14, V6-DISC-03: `agent_auth.skill` and the revocation endpoint are relative paths.
     RelativeMetadataUris = "relative-metadata-uris",
@@ -124,6 +125,37 @@ defects! {
     /// IDJAG-16: normalises `aud` before comparing it (case, surrounding space, a trailing
     /// slash, percent-encoding), where RFC 7519 §2 compares strings exactly.
     NormalisingAudience = "normalising-audience",
+    /// IDJAG-15, REVOKE-05, V6-IDJAG-06, V6-SET-02: looks the `iss` up on the trust list
+    /// [`close_enough`], so a case flip, a trailing slash or a stray space finds the issuer.
+    NormalisingIssuer = "normalising-issuer",
+    /// IDJAG-36: matches `client_id` against the pinned list [`close_enough`], and folds a
+    /// URL-form one to lower case before resolving it.
+    NormalisingClientId = "normalising-client-id",
+    /// IDJAG-40: takes any `assertion_type` [`close_enough`] to a supported one for it.
+    LenientAssertionType = "lenient-assertion-type",
+    /// REG-GEN-02, V6-REG-04: dispatches on a `type` [`close_enough`] to a known one.
+    LenientRegistrationType = "lenient-registration-type",
+    /// REG-ANON-05: takes a `requested_credential_type` [`close_enough`] to a supported one for
+    /// it.
+    LenientCredentialType = "lenient-credential-type",
+    /// CLAIM-13: trims and percent-decodes `claim_attempt_token` before looking it up (the token
+    /// came in a URL, after all).
+    LenientAttemptToken = "lenient-attempt-token",
+    /// MATCH-02: links by verified email byte for byte, so `A@Example.com` is not
+    /// `a@example.com`.
+    CaseSensitiveEmailMatch = "case-sensitive-email-match",
+    /// REVOKE-08: takes any `events` member [`close_enough`] to the revocation event's URI.
+    LenientEventUri = "lenient-event-uri",
+    /// V6-CLAIM-08: takes a re-initiating email that starts with the registration's own
+    /// (`alice@example.comx`) for it.
+    V06ServiceAuthEmailPrefix = "v06-service-auth-email-prefix",
+    /// V6-TOKEN-07: takes any `grant_type` [`close_enough`] to a supported one for it.
+    V06LenientGrantType = "v06-lenient-grant-type",
+    /// V6-TOKEN-12: takes any `resource` that starts with the API's own for it.
+    V06ResourcePrefixMatch = "v06-resource-prefix-match",
+    /// V6-CLAIM-10: the confirm page compares the first six digits of what was typed, so
+    /// `x123456` and `1234567` pass for `123456`.
+    V06LenientUserCode = "v06-lenient-user-code",
     /// IDJAG-18, V6-IDJAG-08: accepts only the authorization server's issuer as `aud`, never
     /// the PRM `resource` (C-01 and C-V6-01 reading B only).
     AudienceAsIssuerOnly = "audience-as-issuer-only",
@@ -472,4 +504,20 @@ impl FromStr for Defect {
             .find(|d| d.id() == s)
             .ok_or_else(|| UnknownDefect(s.to_string()))
     }
+}
+
+/// The "close enough" comparison the comparison defects use: equal after trimming white
+/// space, percent-decoding, folding case and dropping a trailing slash, or one of the two
+/// containing the other. A conforming server compares exactly; each defect that names this
+/// uses it at exactly one comparison.
+pub fn close_enough(given: &str, expected: &str) -> bool {
+    let loose = |s: &str| {
+        let decoded = url::form_urlencoded::parse(format!("x={}", s.trim()).replace('+', "%2B").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        decoded.trim().to_lowercase().trim_end_matches('/').to_string()
+    };
+    let (g, e) = (loose(given), loose(expected));
+    !g.is_empty() && (g == e || g.contains(&e) || e.contains(&g))
 }

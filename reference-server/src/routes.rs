@@ -283,7 +283,16 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
         {
             return Err(invalid("unknown member"));
         }
-        match str_member(&body, "type")? {
+        let given = str_member(&body, "type")?;
+        let known = ["anonymous", "identity_assertion"];
+        let kind = match known
+            .iter()
+            .find(|k| state.defects.contains(Defect::LenientRegistrationType) && crate::defect::close_enough(given, k))
+        {
+            Some(k) => k,
+            None => given,
+        };
+        match kind {
             "anonymous" => register_anonymous(&state, now, ip, &body).await,
             "identity_assertion" => register_identity(&state, now, ip, &body).await,
             _ if state.defects.contains(Defect::TreatUnknownTypeAsAnonymous) => register_anonymous(&state, now, ip, &body).await,
@@ -322,7 +331,8 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
         other => other?,
     };
     // REG-ANON-05: anonymous registrations only get API keys.
-    if requested != "api_key" {
+    let lenient = state.defects.contains(Defect::LenientCredentialType) && crate::defect::close_enough(requested, "api_key");
+    if requested != "api_key" && !lenient {
         return Err(unsupported_credential(state));
     }
     if let Some(ip) = ip {
@@ -395,6 +405,11 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
 async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body: &serde_json::Map<String, Value>) -> Outcome {
     let assertion_type = str_member(body, "assertion_type")?;
     // IDJAG-40: unknown assertion types are invalid_request.
+    let lenient = state.defects.contains(Defect::LenientAssertionType);
+    let assertion_type = [ID_JAG_URN, "verified_email"]
+        .into_iter()
+        .find(|k| lenient && crate::defect::close_enough(assertion_type, k))
+        .unwrap_or(assertion_type);
     if assertion_type != ID_JAG_URN && assertion_type != "verified_email" {
         if state.defects.contains(Defect::UnknownAssertionTypeUnsupportedCredential) {
             return Err(ApiError::UnsupportedCredentialType);
@@ -581,7 +596,18 @@ fn match_user(conn: &Connection, state_defects: &crate::defect::Defects, now: i6
         (email_verified || state_defects.contains(Defect::LinkUnverifiedEmail)) && !state_defects.contains(Defect::SkipEmailLinking);
     if let Some(email) = email.filter(|_| may_link) {
         // MATCH-02: verified email match, case-insensitive.
-        user = user_by_verified_email(conn, email)?;
+        user = if state_defects.contains(Defect::CaseSensitiveEmailMatch) {
+            row(
+                conn,
+                "SELECT id FROM users WHERE email = ?1 COLLATE BINARY AND email_verified = 1",
+                params![email],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?
+        } else {
+            user_by_verified_email(conn, email)?
+        };
     }
     if user.is_none()
         && let Some(phone) = phone.filter(|_| phone_verified)
@@ -1080,7 +1106,13 @@ document.getElementById("show").addEventListener("click", async () => {{
 pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
         let body = json_body(&state, request).await?;
-        let token = str_member(&body, "claim_attempt_token")?.to_string();
+        let token = match str_member(&body, "claim_attempt_token")? {
+            t if state.defects.contains(Defect::LenientAttemptToken) => url::form_urlencoded::parse(format!("x={}", t.trim()).replace('+', "%2B").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+            t => t.to_string(),
+        };
         let code = if state.defects.contains(Defect::ShortOtp) { otp()[1..].to_string() } else { otp() };
         let code_hash = hash(&code);
         let otp_ttl = state.config.ttl.otp;
@@ -1144,7 +1176,10 @@ struct Completion {
 pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
         let body = json_body(&state, request).await?;
-        let claim_token = str_member(&body, "claim_token")?.to_string();
+        let claim_token = match str_member(&body, "claim_token")? {
+            t if state.defects.contains(Defect::TrimmedClaimToken) => t.trim().to_string(),
+            t => t.to_string(),
+        };
         let given = str_member(&body, "otp")?.to_string();
         let st = state.clone();
         // The inner Result is committed even when it is an error, so a wrong guess counts.

@@ -180,7 +180,17 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             };
             state.rate_check(key, limit, now)?;
         }
-        match body.get("type").and_then(Value::as_str) {
+        let given = body.get("type").and_then(Value::as_str);
+        let known = ["anonymous", "service_auth", "identity_assertion"];
+        let kind = match given.and_then(|g| {
+            known
+                .into_iter()
+                .find(|k| state.defects.contains(Defect::LenientRegistrationType) && crate::defect::close_enough(g, k))
+        }) {
+            Some(k) => Some(k),
+            None => given,
+        };
+        match kind {
             Some("anonymous") if state.config.anonymous || state.defects.contains(Defect::V06AnonymousDespiteOff) => {
                 register_anonymous(&state, now).await
             }
@@ -305,6 +315,13 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
     };
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let grant = field("grant_type").or(state.defects.contains(Defect::V06MissingGrantTypeDefaults).then_some(JWT_BEARER));
+    let grant = match grant {
+        Some(g) if state.defects.contains(Defect::V06LenientGrantType) => [JWT_BEARER, crate::v06_claim::CLAIM_GRANT]
+            .into_iter()
+            .find(|k| crate::defect::close_enough(g, k))
+            .or(Some(g)),
+        other => other,
+    };
     match grant {
         Some(JWT_BEARER) => {}
         Some(crate::v06_claim::CLAIM_GRANT) => {
@@ -329,6 +346,7 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
     // V6-TOKEN-12 (RFC 8707): a `resource` pins the token to this API; another is refused.
     if let Some(resource) = field("resource")
         && resource.trim_end_matches('/') != state.resource().trim_end_matches('/')
+        && !(state.defects.contains(Defect::V06ResourcePrefixMatch) && resource.starts_with(&state.resource()))
         && !state.defects.contains(Defect::V06IgnoreResource)
     {
         return oauth_error(

@@ -168,7 +168,11 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
                 }
                 // service_auth re-initiation: the address must be the registration's (v0.4).
                 if kind == "service_auth"
-                    && !bound.is_some_and(|b| b.eq_ignore_ascii_case(&email))
+                    && !bound.is_some_and(|b| {
+                        b.eq_ignore_ascii_case(&email)
+                            || (st.defects.contains(Defect::V06ServiceAuthEmailPrefix)
+                                && email.to_ascii_lowercase().starts_with(&b.to_ascii_lowercase()))
+                    })
                     && !st.defects.contains(Defect::V06RebindServiceAuthEmail)
                 {
                     return Err(ApiError::InvalidRequest("the email is not this registration's".into()));
@@ -401,6 +405,7 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
     };
     let any_account = state.defects.contains(Defect::V06AnyAccountCompletes);
     let keep_pre_claim = state.defects.contains(Defect::V06KeepPreClaimTokens);
+    let lenient_code = state.defects.contains(Defect::V06LenientUserCode);
     let h = hash(&token);
     let outcome = state
         .db
@@ -427,7 +432,12 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
             if !any_account && !bound.eq_ignore_ascii_case(&email) {
                 return Ok((StatusCode::FORBIDDEN, "This request is for another account."));
             }
-            if hash(&code) != code_hash {
+            let typed = if lenient_code {
+                code.chars().filter(char::is_ascii_digit).take(6).collect()
+            } else {
+                code
+            };
+            if hash(&typed) != code_hash {
                 conn.execute("UPDATE v06_attempts SET failures = failures + 1 WHERE id = ?1", params![aid])
                     .map_err(db)?;
                 return Ok((StatusCode::BAD_REQUEST, "That code is not right."));

@@ -189,7 +189,13 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     // IDJAG-14, IDJAG-15, REVOKE-05: the issuer must be on the trust list, by exact match.
     let iss = string_claim(&claims, "iss").ok_or(ApiError::InvalidIssuer)?;
     let stranger;
-    let trusted = match state.config.trusted_issuers.iter().find(|t| t.issuer == iss) {
+    let lenient_iss = defects.contains(Defect::NormalisingIssuer);
+    let trusted = match state
+        .config
+        .trusted_issuers
+        .iter()
+        .find(|t| t.issuer == iss || (lenient_iss && crate::defect::close_enough(&iss, &t.issuer)))
+    {
         Some(t) => t,
         None if defects.contains(Defect::TrustUnknownIssuers) && !state.config.trusted_issuers.is_empty() => {
             &state.config.trusted_issuers[0]
@@ -333,10 +339,10 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
                 _ => {}
             }
             // REVOKE-08: `events` must be an object naming the revocation event.
-            let has_event = claims
-                .get("events")
-                .and_then(Value::as_object)
-                .is_some_and(|e| e.contains_key(REVOKED_EVENT));
+            let has_event = claims.get("events").and_then(Value::as_object).is_some_and(|e| {
+                e.contains_key(REVOKED_EVENT)
+                    || (defects.contains(Defect::LenientEventUri) && e.keys().any(|k| crate::defect::close_enough(k, REVOKED_EVENT)))
+            });
             if !has_event && !defects.contains(Defect::AcceptLogoutWithoutEvents) {
                 return Err(ApiError::InvalidRequest("events does not carry the revocation event".into()));
             }
@@ -364,7 +370,17 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
 
     if kind == TokenKind::IdJag {
         // IDJAG-35, IDJAG-36: `client_id` must resolve to a known provider identity (C-27).
-        match string_claim(&claims, "client_id") {
+        let client_id = string_claim(&claims, "client_id").map(|c| {
+            if !defects.contains(Defect::NormalisingClientId) {
+                return c;
+            }
+            // The defect: a pinned entry close enough stands for it; a URL is folded to lower case.
+            match trusted.client_ids.iter().find(|k| crate::defect::close_enough(&c, k)) {
+                Some(k) => k.clone(),
+                None => c.trim().to_lowercase(),
+            }
+        });
+        match client_id {
             None if !defects.contains(Defect::AcceptMissingClientId) => {
                 return Err(ApiError::InvalidClientId);
             }

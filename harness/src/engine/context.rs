@@ -64,6 +64,7 @@ impl<'h> CaseCtx<'h> {
                 "audience": h.audience(),
                 "resource": h.discovery.prm["resource"],
                 "issuer": h.idp.issuer(),
+                "client_id": h.target.idp.client_ids.first().cloned().unwrap_or_else(|| h.idp.client_id()),
                 "issuer2": h.idp2.as_ref().map(|i| i.issuer()),
                 "untrusted_issuer": h.stranger.as_ref().map(|i| i.issuer()),
                 "rate_burst": h.target.rate_burst,

@@ -60,8 +60,9 @@ impl CaseCtx<'_> {
             Action::RegisterIdJag {
                 token,
                 assertion,
+                assertion_type,
                 credential,
-            } => self.register_id_jag(label, token, assertion, *credential).await,
+            } => self.register_id_jag(label, token, assertion, assertion_type, *credential).await,
             Action::ParallelRegisterIdJag { token, credential, count } => self.parallel_register(label, token, *credential, count).await,
             Action::Api { .. } => self.api(action, label).await,
             Action::Claim { claim_token, email } => {
@@ -227,6 +228,7 @@ impl CaseCtx<'_> {
         label: &str,
         token: &Option<TokenSpec>,
         assertion: &Option<String>,
+        assertion_type: &Option<Value>,
         credential: Option<CredentialType>,
     ) -> StepOutcome {
         let (assertion, mut minted) = match need!(self.text(assertion)) {
@@ -234,7 +236,13 @@ impl CaseCtx<'_> {
             None => need!(self.mint(token, TokenKind::IdJag)),
         };
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-        let body = self.id_jag_body(&assertion, credential);
+        let mut body = self.id_jag_body(&assertion, credential);
+        let wire = self.h.profile.field("assertion_type");
+        if let Some(kind) = need!(self.value(assertion_type))
+            && !wire.is_empty()
+        {
+            body[wire] = kind;
+        }
         let uri = need!(self.register_uri());
         let exchange = self.post_json(label, &uri, &body).await?;
         let mut vars = Self::response_vars(&exchange);

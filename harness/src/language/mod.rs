@@ -96,6 +96,9 @@ pub enum Action {
         /// Send this assertion instead of minting one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         assertion: Option<String>,
+        /// `assertion_type` (any JSON value); the ID-JAG token type URN when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assertion_type: Option<Value>,
         /// `requested_credential_type`; `access_token` when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<CredentialType>,
