@@ -201,6 +201,8 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
         part: "database directory",
         reason: e.to_string(),
     })?;
+    // The alternates deployment's outbox asks for a token only the harness holds (SEC-08).
+    let outbox_token = format!("obx_{}", uuid::Uuid::new_v4().simple());
     let required_amr: Vec<String> = match shape {
         Shape::Full => Vec::new(),
         Shape::Restricted => vec!["mfa".into()],
@@ -221,6 +223,7 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
             config.oracle_shape = OracleShape::Flat;
             config.smtp = None;
             config.mail_outbox = Some(dir.join("outbox"));
+            config.mail_outbox_token = Some(authmd_reference_server::config::SecretString(outbox_token.clone()));
             config.audience = AudienceReading::Resource;
             // C-20 reading B: a logout token must carry `exp`, as BCL 1.0 requires.
             config.logout_requires_exp = true;
@@ -348,7 +351,8 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
             target.idp.cimd = false;
             target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
             target.clock.wait_budget_secs = 5;
-            mail = MailSource::url_template(format!("{}/mail/{{registration_id}}.html", server.base_url().trim_end_matches('/')));
+            let url = format!("{}/mail/{{registration_id}}.html", server.base_url().trim_end_matches('/'));
+            mail = MailSource::url_template_with_headers(url, vec![("authorization".into(), format!("Bearer {outbox_token}"))]);
         }
         Variant::NoClock => {
             target.clock = ClockConfig {

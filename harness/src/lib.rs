@@ -24,6 +24,7 @@ pub mod start;
 pub mod target;
 pub mod template;
 pub mod transport;
+pub mod wellknown;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -34,7 +34,10 @@ pub async fn external_parts(target: TargetConfig) -> Result<Parts, Ending> {
                 .map_err(|e| Ending::Usage(format!("mail.smtp: {e}")))?,
         ))),
         Some(MailConfig::Directory { path }) => Some(MailSource::directory(path.clone())),
-        Some(MailConfig::UrlTemplate { template }) => Some(MailSource::url_template(target.url(template))),
+        Some(MailConfig::UrlTemplate { template, headers }) => Some(MailSource::url_template_with_headers(
+            target.url(template),
+            headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        )),
         Some(MailConfig::Mailpit { base }) => Some(MailSource::mailpit(base.clone())),
     };
     let idp2 = match &target.idp.second {

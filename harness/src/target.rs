@@ -60,6 +60,10 @@ pub enum MailConfig {
     UrlTemplate {
         /// The template.
         template: String,
+        /// Headers to send with each request (the outbox's credentials, e.g.
+        /// `{ Authorization = "Bearer …" }`); their values are secrets, redacted in reports.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
     },
     /// A Mailpit-compatible API.
     Mailpit {

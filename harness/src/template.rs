@@ -20,24 +20,46 @@ pub fn lookup(vars: &Map<String, Value>, path: &str) -> Option<Value> {
 
 /// The value of one reference: a dotted path or a `"literal"`, then an optional filter
 /// (`| near:<variant>`, see [`crate::nearmiss`]).
+/// The well-known name of Protected Resource Metadata (RFC 9728 §3).
+const PRM: &str = "oauth-protected-resource";
+
 fn reference(vars: &Map<String, Value>, inner: &str) -> Result<Value, String> {
-    let (key, filter) = match inner.split_once('|') {
-        Some((k, f)) => (k.trim(), Some(f.trim())),
-        None => (inner.trim(), None),
-    };
-    let value = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+    // `{{key | filter | filter}}`: the filters apply left to right.
+    let mut parts = inner.split('|');
+    let key = parts.next().unwrap_or_default().trim();
+    let mut value = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
         Some(literal) => Value::String(literal.to_string()),
         None => lookup(vars, key).ok_or_else(|| format!("`{{{{{key}}}}}` has no value"))?,
     };
-    match filter {
-        None => Ok(value),
-        Some(f) => match f.strip_prefix(crate::nearmiss::MARKER).map(str::trim) {
-            Some(v) => match v.strip_prefix(':') {
-                Some(variant) => crate::nearmiss::apply(variant.trim(), &value),
-                None => Err(format!("`{{{{{inner}}}}}`: the step lists no `near_miss` variants")),
-            },
-            None => Err(format!("`{{{{{inner}}}}}`: unknown filter `{f}`")),
+    for f in parts.map(str::trim) {
+        value = filter(&value, f).map_err(|why| format!("`{{{{{inner}}}}}`: {why}"))?;
+    }
+    Ok(value)
+}
+
+/// `value` through the filter `f`.
+fn filter(value: &Value, f: &str) -> Result<Value, String> {
+    if let Some(v) = f.strip_prefix(crate::nearmiss::MARKER).map(str::trim) {
+        return match v.strip_prefix(':') {
+            Some(variant) => crate::nearmiss::apply(variant.trim(), value),
+            None => Err("the step lists no `near_miss` variants".into()),
+        };
+    }
+    match f {
+        // RFC 9728 §3.1: the PRM URL a resource identifier gives, and back (the first, or
+        // every identifier that gives it).
+        "prm_url" => match value {
+            Value::String(id) => Ok(Value::String(crate::wellknown::insert(id, PRM))),
+            other => Err(format!("{other} is no resource identifier")),
         },
+        "prm_resource" | "prm_resources" => {
+            let ids = value
+                .as_str()
+                .and_then(|url| crate::wellknown::identifiers(url, PRM))
+                .ok_or_else(|| format!("{value} is no RFC 9728 well-known URL, so no resource identifier derives from it"))?;
+            Ok(if f == "prm_resource" { Value::from(ids[0].clone()) } else { Value::from(ids) })
+        }
+        _ => Err(format!("unknown filter `{f}`")),
     }
 }
 

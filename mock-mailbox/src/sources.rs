@@ -35,6 +35,9 @@ pub enum MailSource {
     UrlTemplate {
         /// The template.
         template: String,
+        /// Headers each request carries: the outbox's credentials, which an agent must not
+        /// have (SEC-08).
+        headers: Vec<(String, String)>,
         /// (URL, body hash) pairs already handed out, so a later call waits for a new message.
         seen: Mutex<HashSet<(String, u64)>>,
     },
@@ -70,9 +73,37 @@ impl MailSource {
 
     /// A URL-template source.
     pub fn url_template(template: impl Into<String>) -> Self {
+        Self::url_template_with_headers(template, Vec::new())
+    }
+
+    /// A URL-template source whose requests carry `headers` (an outbox behind credentials).
+    pub fn url_template_with_headers(template: impl Into<String>, headers: Vec<(String, String)>) -> Self {
         Self::UrlTemplate {
             template: template.into(),
+            headers,
             seen: Mutex::default(),
+        }
+    }
+
+    /// The header values this source sends (an outbox's credentials), for redaction.
+    pub fn credentials(&self) -> Vec<&str> {
+        match self {
+            Self::UrlTemplate { headers, .. } => headers.iter().map(|(_, v)| v.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// For an HTTP outbox (a URL template): the URL of the mail about `registration_id` to
+    /// `recipient`, and the headers the source sends with it.
+    pub fn outbox_url(&self, recipient: &str, registration_id: &str) -> Option<(String, &[(String, String)])> {
+        match self {
+            Self::UrlTemplate { template, headers, .. } => Some((
+                template
+                    .replace("{registration_id}", registration_id)
+                    .replace("{recipient}", recipient),
+                headers.as_slice(),
+            )),
+            _ => None,
         }
     }
 
@@ -166,7 +197,7 @@ impl MailSource {
                 }
                 Ok(None)
             }
-            Self::UrlTemplate { template, seen } => {
+            Self::UrlTemplate { template, headers, seen } => {
                 if template.contains("{registration_id}") && registration_id.is_empty() {
                     return Err(MailError::Source(format!(
                         "the mail URL template `{template}` needs a registration id, and the case has none yet"
@@ -175,7 +206,11 @@ impl MailSource {
                 let url = template
                     .replace("{registration_id}", registration_id)
                     .replace("{recipient}", recipient);
-                let response = http.get(&url).send().await.map_err(|e| MailError::Http {
+                let mut request = http.get(&url);
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                let response = request.send().await.map_err(|e| MailError::Http {
                     url: url.clone(),
                     reason: e.to_string(),
                 })?;

@@ -283,6 +283,21 @@ pub struct Config {
     /// attempt, and serve the directory at `GET /mail/<registration_id>.html` (the v0.1 sample's
     /// outbox). Defaults to none.
     pub mail_outbox: Option<PathBuf>,
+    /// The bearer token the outbox asks for. Without it the outbox is public, which exposes
+    /// every claim mail to the agents (SEC-08): only for a harness on a trusted host. Defaults
+    /// to none.
+    pub mail_outbox_token: Option<SecretString>,
+}
+
+/// A configured secret: deserialised like a string, never shown by `Debug`.
+#[derive(Clone, Deserialize, Eq, PartialEq)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Config {
@@ -320,6 +335,7 @@ impl Default for Config {
             error_names: ErrorNames::Guide,
             oracle_shape: OracleShape::Nested,
             mail_outbox: None,
+            mail_outbox_token: None,
         }
     }
 }

@@ -128,6 +128,18 @@ defects! {
     /// IDJAG-15, REVOKE-05, V6-IDJAG-06, V6-SET-02: looks the `iss` up on the trust list
     /// [`close_enough`], so a case flip, a trailing slash or a stray space finds the issuer.
     NormalisingIssuer = "normalising-issuer",
+    /// CRED-06: credentials issued for an ID-JAG carry 48 random bits instead of 192.
+    WeakIdJagCredential = "weak-id-jag-credential",
+    /// SEC-02: email-verification claim tokens carry 48 random bits instead of 192.
+    WeakEmailClaimToken = "weak-email-claim-token",
+    /// V6-REG-07: registration ids are numbered in order (`reg_000000000042`).
+    V06SequentialRegistrationId = "v06-sequential-registration-id",
+    /// SEC-08: every claim mail is also served at `/mail/<registration_id>.html` to anyone
+    /// (the v0.1 sample's outbox, without credentials).
+    PublicMailOutbox = "public-mail-outbox",
+    /// DISC-08: the PRM names the origin as `resource`, though the challenge's
+    /// `resource_metadata` is the PRM URL of `<origin>/api`.
+    PrmResourceIsOrigin = "prm-resource-is-origin",
     /// IDJAG-36: matches `client_id` against the pinned list [`close_enough`], and folds a
     /// URL-form one to lower case before resolving it.
     NormalisingClientId = "normalising-client-id",

@@ -55,8 +55,13 @@ pub enum StartError {
 }
 
 /// Builds the shared state: opens the database, the mailer and the JWKS client.
-pub fn state(config: Config, defects: Defects, base_url: String) -> Result<AppState, StartError> {
+pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<AppState, StartError> {
     config.validate()?;
+    // SEC-08, the defect: every claim mail is also served to anyone, beside the database.
+    if defects.contains(Defect::PublicMailOutbox) && config.mail_outbox.is_none() {
+        let dir = config.database.parent().unwrap_or(std::path::Path::new(".")).join("public-outbox");
+        config.mail_outbox = Some(dir);
+    }
     let db = store::Db::open(&config.database, config.power_safe)?;
     let mailer = mail::Mailer::new(config.smtp.as_deref(), &config.mail_from, config.mail_outbox.clone()).map_err(StartError::Setup)?;
     let mut http = reqwest::Client::builder()

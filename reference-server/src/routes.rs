@@ -162,8 +162,15 @@ fn public_json(body: Value) -> Response {
 
 fn prm(state: &AppState) -> Value {
     // DISC-05..11: the Protected Resource Metadata (RFC 9728 §2).
+    // DISC-08: `resource` is the identifier the PRM URL derives from; the defect names the
+    // origin while the challenge points at the `/api` resource's PRM.
+    let resource = if state.defects.contains(Defect::PrmResourceIsOrigin) {
+        state.base_url.clone()
+    } else {
+        state.resource()
+    };
     json!({
-        "resource": state.resource(),
+        "resource": resource,
         "resource_name": "authmd reference service",
         "resource_logo_uri": format!("{}/logo.png", state.base_url),
         // DISC-21: every advertised URL is on the service's own (https, or loopback) origin.
@@ -442,7 +449,7 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
         return Err(invalid("assertion is not an email address"));
     }
     let registration_id = ordered_id("reg_");
-    let claim_token = secret("clm_", 24);
+    let claim_token = secret("clm_", if state.defects.contains(Defect::WeakEmailClaimToken) { 6 } else { 24 });
     // EXP-03 (C-14): the emailed link is the only way to finish an email-verification claim
     // and it lives as long as its attempt, so that is the registration's window too, and
     // `claim_token_expires` says so rather than promising the anonymous registration TTL.
@@ -703,10 +710,12 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
             &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
         )
     };
+    // CRED-06: 192 random bits; the defect leaves 48.
+    let bytes = if state.defects.contains(Defect::WeakIdJagCredential) { 6 } else { 24 };
     let credential = if requested == "access_token" {
-        secret("at_", 24)
+        secret("at_", bytes)
     } else {
-        secret("sk_", 24)
+        secret("sk_", bytes)
     };
     let expires = (requested == "access_token").then_some(now + state.config.ttl.access_token);
     let scopes = state.config.scopes.clone();
@@ -1638,11 +1647,28 @@ pub async fn api_write(State(state): State<AppState>, Now(now): Now, request: Re
     scoped(state, now, request, "api.write").await
 }
 
-/// `GET /mail/<registration_id>.html`: the claim-mail outbox, when `mail_outbox` is set.
-pub async fn mail_outbox(State(state): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+/// `GET /mail/<registration_id>.html`: the claim-mail outbox, when `mail_outbox` is set. With
+/// `mail_outbox_token`, only for `Authorization: Bearer <token>` (SEC-08: an agent that could
+/// read the mail could claim its registration for any address); anything else is a 404.
+pub async fn mail_outbox(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
     let Some(dir) = &state.config.mail_outbox else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some(token) = &state.config.mail_outbox_token
+        && !state.defects.contains(Defect::PublicMailOutbox)
+    {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let presented = given.strip_prefix("Bearer ").unwrap_or_default().as_bytes();
+        // Constant time, as for any credential.
+        let token = token.0.as_bytes();
+        if presented.len() != token.len() || !presented.iter().zip(token).fold(true, |ok, (a, b)| ok & (a == b)) {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+    }
     // Only the outbox's own file names: no separators, no dot-dot.
     let valid =
         file.ends_with(".html") && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) && !file.contains("..");

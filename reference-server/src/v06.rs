@@ -220,7 +220,12 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
 }
 
 async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
-    let registration_id = ordered_id("reg_");
+    // V6-REG-07: unguessable; the defect numbers registrations in order.
+    let registration_id = if state.defects.contains(Defect::V06SequentialRegistrationId) {
+        format!("reg_{:012}", SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    } else {
+        ordered_id("reg_")
+    };
     let claim_token = if state.defects.contains(Defect::WeakClaimToken) {
         secret("clm_", 6)
     } else {
@@ -305,6 +310,9 @@ async fn form(state: &AppState, request: Request) -> Result<Vec<(String, String)
         .map_err(|_| "the body is too large")?;
     Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
+
+/// The next registration number under the v06-sequential-registration-id defect.
+static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `POST /oauth2/token` (v0.6 Step 5): the RFC 7523 JWT-bearer grant over this service's own
 /// identity assertions.

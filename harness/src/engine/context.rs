@@ -74,6 +74,7 @@ impl<'h> CaseCtx<'h> {
                 "revocation_uri": h.discovery.revocation_uri,
                 "oracle": h.target.oracle.as_ref().map(|o| h.target.url(&o.path)),
                 "protected": h.discovery.protected_url,
+                "resource_metadata": h.discovery.resource_metadata_url,
             }),
         );
         Ok(Self {

@@ -38,6 +38,8 @@ pub struct Discovery {
     /// The protected URL discovery started from (the oracle, `protected_path`, or
     /// `/api/resource`): cases ask it for the challenge whether or not an oracle is configured.
     pub protected_url: String,
+    /// The `resource_metadata` URL of the protected URL's challenge, when it named one.
+    pub resource_metadata_url: Option<String>,
     /// The OAuth token endpoint, where the profile has one.
     pub token_uri: Option<String>,
     /// The RFC 7009 revocation endpoint, where the profile has one.
@@ -102,6 +104,7 @@ impl Harness {
         let mut prm = None;
         if let Some(url) = hinted {
             prm = self.get_json(&url).await?.1;
+            self.discovery.resource_metadata_url = Some(url);
         }
         if prm.is_none() {
             prm = self.get_json(&self.target.url("/.well-known/oauth-protected-resource")).await?.1;

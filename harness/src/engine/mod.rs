@@ -219,6 +219,10 @@ impl Harness {
         let policy = Arc::new(policy);
         let profile = Manifest::load(&crate::repo_root(), &target.profile).map_err(HarnessError::Tooling)?;
         secrets.declare_names(&profile.secret_members);
+        // The outbox's credentials are the harness's, never the agent's (SEC-08): redacted.
+        for value in mail.iter().flat_map(|m| m.credentials()) {
+            secrets.add(value);
+        }
         let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,

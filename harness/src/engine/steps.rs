@@ -81,6 +81,11 @@ impl CaseCtx<'_> {
                 let vars = Self::response_vars(&exchange);
                 Ok(Ok((Some(exchange), vars)))
             }
+            Action::ProbeExposure {
+                secret,
+                registration_id,
+                link,
+            } => self.probe_exposure(label, secret, registration_id, link).await,
             Action::Challenge { attempt_token } => self.challenge(label, attempt_token).await,
             Action::Complete { claim_token, otp } => {
                 let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
@@ -330,6 +335,65 @@ impl CaseCtx<'_> {
 
     /// `read-mail`, and with `otp` the rest of `OTP(reg)`: open the page as a person would,
     /// then press its button.
+    async fn probe_exposure(&mut self, label: &str, secret: &str, registration_id: &Option<String>, link: &Option<String>) -> StepOutcome {
+        let secret = need!(self.text(&Some(secret.to_string()))).unwrap_or_default();
+        // A short value could turn up anywhere by chance; the mailed tokens are long.
+        if secret.len() < 16 {
+            return Ok(Err(format!("a secret of 16 characters or more to look for (found {} characters)", secret.len())));
+        }
+        let registration_id = need!(self.text(registration_id)).unwrap_or_else(|| self.registration_id());
+        let link = need!(self.text(link));
+        let Ok(base) = url::Url::parse(&self.h.target.base_url) else {
+            return Ok(Err("the target's base URL".into()));
+        };
+        let origin = base.origin();
+        let mut urls = Vec::new();
+        // The mail source's own outbox, where it is on the target's origin: what the harness
+        // reads with credentials, an agent must not read without them.
+        if let Some((url, _)) = self.h.mail.as_ref().and_then(|m| m.outbox_url(&self.identity_email(), &registration_id))
+            && url::Url::parse(&url).is_ok_and(|u| u.origin() == origin)
+        {
+            urls.push(url);
+        }
+        // The v0.1 sample serves its outbox here.
+        if let Ok(u) = base.join(&format!("/mail/{registration_id}.html")) {
+            urls.push(u.to_string());
+        }
+        // The claim page without its token, and the paths above it.
+        if let Some(mut u) = link.as_deref().and_then(|l| url::Url::parse(l).ok()).filter(|u| u.origin() == origin) {
+            u.set_query(None);
+            u.set_fragment(None);
+            urls.push(u.to_string());
+            while u.path() != "/" {
+                let parent = u.path().trim_end_matches('/').rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_else(|| "/".into());
+                u.set_path(&parent);
+                if u.path() != "/" {
+                    urls.push(u.to_string());
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        urls.retain(|u| seen.insert(u.clone()));
+        let (mut revealed, mut evidence) = (Vec::new(), None);
+        for url in &urls {
+            // Plain requests, no credentials; an unanswered or refused probe reveals nothing.
+            let exchange = self.net.send(label, "GET", url, &[], None).await;
+            self.exchanges.push(exchange.clone());
+            if exchange.response_body.contains(&secret) {
+                if revealed.is_empty() {
+                    evidence = Some(exchange);
+                }
+                revealed.push(json!(url));
+            } else if evidence.is_none() {
+                evidence = Some(exchange);
+            }
+        }
+        let mut vars = Map::new();
+        vars.insert("revealed".into(), Value::Array(revealed));
+        vars.insert("probed".into(), json!(urls));
+        Ok(Ok((evidence, vars)))
+    }
+
     async fn read_mail(&mut self, label: &str, email: &Option<String>, registration_id: &Option<String>, otp: bool) -> StepOutcome {
         let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
         let registration_id = need!(self.text(registration_id)).unwrap_or_else(|| self.registration_id());

@@ -35,6 +35,15 @@ fn values(expect: &Expect, body: &Value, resolve: &dyn Fn(&Value) -> Value, find
             None => findings.add(FindingKind::MissingMember, format!("`{pointer}` = {want}"), "absent"),
         }
     }
+    for (pointer, allowed) in &expect.one_of {
+        let allowed = resolve(allowed);
+        let choices = allowed.as_array().cloned().unwrap_or_else(|| vec![allowed.clone()]);
+        match body.pointer(pointer) {
+            Some(v) if choices.contains(v) => {}
+            Some(v) => findings.add(FindingKind::UnexpectedValue, format!("`{pointer}` one of {allowed}"), v.to_string()),
+            None => findings.add(FindingKind::MissingMember, format!("`{pointer}` one of {allowed}"), "absent"),
+        }
+    }
     for (pointer, other) in &expect.json_not {
         let other = resolve(other);
         if let Some(v) = body.pointer(pointer)
@@ -251,6 +260,11 @@ mod tests {
         );
         assert_eq!(
             kinds(&judge(r#"json_not = { "/status" = "claimed" }"#, &e, Map::new())),
+            [FindingKind::UnexpectedValue]
+        );
+        assert!(judge(r#"one_of = { "/status" = ["initiated", "claimed"] }"#, &e, Map::new()).is_empty());
+        assert_eq!(
+            kinds(&judge(r#"one_of = { "/status" = ["pending", "expired"] }"#, &e, Map::new())),
             [FindingKind::UnexpectedValue]
         );
         assert_eq!(

@@ -171,6 +171,20 @@ pub enum Action {
         /// The link.
         link: String,
     },
+    /// SEC-08: GETs, without credentials, where an agent could read claim mail (an HTTP
+    /// outbox on the target's origin, as the mail source reads it; the v0.1 sample's outbox
+    /// path; the claim link without its token and its parent paths), and lists as `revealed`
+    /// the URLs whose answer holds `secret`.
+    ProbeExposure {
+        /// The mailed value an agent must not be able to read (the `claim_attempt_token`).
+        secret: String,
+        /// The registration the mail is about; the last one registered when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registration_id: Option<String>,
+        /// The claim link from the mail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<String>,
+    },
     /// `POST CHALLENGE {claim_attempt_token}`.
     Challenge {
         /// Any JSON value.
@@ -300,6 +314,7 @@ impl Action {
             Self::Otp { .. } => "otp",
             Self::NoMail { .. } => "no-mail",
             Self::OpenLink { .. } => "open-link",
+            Self::ProbeExposure { .. } => "probe-exposure",
             Self::Challenge { .. } => "challenge",
             Self::Complete { .. } => "complete",
             Self::Revoke { .. } => "revoke",
@@ -352,6 +367,10 @@ pub struct Expect {
     /// JSON pointer → value it must differ from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub json_not: BTreeMap<String, Value>,
+    /// JSON pointer → the values it may equal (a list, or a reference to one): where the texts
+    /// allow more than one spelling.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub one_of: BTreeMap<String, Value>,
     /// JSON pointers that must be present (and not null).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub present: Vec<String>,
