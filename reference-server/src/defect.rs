@@ -147,8 +147,8 @@ defects! {
     LenientAssertionType = "lenient-assertion-type",
     /// REG-GEN-02, V6-REG-04: dispatches on a `type` [`close_enough`] to a known one.
     LenientRegistrationType = "lenient-registration-type",
-    /// REG-ANON-05: takes a `requested_credential_type` [`close_enough`] to a supported one for
-    /// it.
+    /// REG-ANON-05, REG-EMAIL-05, IDJAG-38: takes a `requested_credential_type`
+    /// [`close_enough`] to a supported one for it.
     LenientCredentialType = "lenient-credential-type",
     /// CLAIM-13: trims and percent-decodes `claim_attempt_token` before looking it up (the token
     /// came in a URL, after all).

@@ -425,6 +425,13 @@ async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body:
     }
     let assertion = str_member(body, "assertion")?;
     let requested = str_member(body, "requested_credential_type")?;
+    let lenient = state.defects.contains(Defect::LenientCredentialType);
+    let requested = state
+        .config
+        .identity_credential_types
+        .iter()
+        .find(|t| lenient && crate::defect::close_enough(requested, t))
+        .map_or(requested, String::as_str);
     // REG-EMAIL-05, IDJAG-38: only the advertised credential types.
     if !state.config.identity_credential_types.iter().any(|t| t == requested) {
         return Err(unsupported_credential(state));

@@ -60,9 +60,9 @@ impl CaseCtx<'_> {
             Action::RegisterIdJag {
                 token,
                 assertion,
-                assertion_type,
+                body_set,
                 credential,
-            } => self.register_id_jag(label, token, assertion, assertion_type, *credential).await,
+            } => self.register_id_jag(label, token, assertion, body_set, *credential).await,
             Action::ParallelRegisterIdJag { token, credential, count } => self.parallel_register(label, token, *credential, count).await,
             Action::Api { .. } => self.api(action, label).await,
             Action::Claim { claim_token, email } => {
@@ -233,7 +233,7 @@ impl CaseCtx<'_> {
         label: &str,
         token: &Option<TokenSpec>,
         assertion: &Option<String>,
-        assertion_type: &Option<Value>,
+        body_set: &BTreeMap<String, Value>,
         credential: Option<CredentialType>,
     ) -> StepOutcome {
         let (assertion, mut minted) = match need!(self.text(assertion)) {
@@ -242,11 +242,10 @@ impl CaseCtx<'_> {
         };
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
         let mut body = self.id_jag_body(&assertion, credential);
-        let wire = self.h.profile.field("assertion_type");
-        if let Some(kind) = need!(self.value(assertion_type))
-            && !wire.is_empty()
-        {
-            body[wire] = kind;
+        for (name, value) in body_set {
+            // Named as the catalogue names members; the profile gives the wire name.
+            let wire = self.h.profile.field(name).to_string();
+            body[if wire.is_empty() { name.as_str() } else { wire.as_str() }] = need!(self.resolve(value));
         }
         let uri = need!(self.register_uri());
         let exchange = self.post_json(label, &uri, &body).await?;

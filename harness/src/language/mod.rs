@@ -96,9 +96,10 @@ pub enum Action {
         /// Send this assertion instead of minting one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         assertion: Option<String>,
-        /// `assertion_type` (any JSON value); the ID-JAG token type URN when absent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        assertion_type: Option<Value>,
+        /// Members to set in the request body over the ones the action writes (any JSON
+        /// values: an `assertion_type` or `requested_credential_type` a near-miss family varies).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        body_set: BTreeMap<String, Value>,
         /// `requested_credential_type`; `access_token` when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<CredentialType>,
