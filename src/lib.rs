@@ -8,6 +8,7 @@
 pub use authmd_harness::*;
 
 pub mod bundled;
+pub mod lint;
 
 use std::sync::Arc;
 use std::time::Instant;

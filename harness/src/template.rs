@@ -57,7 +57,11 @@ fn filter(value: &Value, f: &str) -> Result<Value, String> {
                 .as_str()
                 .and_then(|url| crate::wellknown::identifiers(url, PRM))
                 .ok_or_else(|| format!("{value} is no RFC 9728 well-known URL, so no resource identifier derives from it"))?;
-            Ok(if f == "prm_resource" { Value::from(ids[0].clone()) } else { Value::from(ids) })
+            Ok(if f == "prm_resource" {
+                Value::from(ids[0].clone())
+            } else {
+                Value::from(ids)
+            })
         }
         _ => Err(format!("unknown filter `{f}`")),
     }

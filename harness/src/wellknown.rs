@@ -45,11 +45,26 @@ mod tests {
 
     #[test]
     fn insertion_follows_rfc_9728_section_3_1() {
-        assert_eq!(insert("https://a.example/api", PRM), "https://a.example/.well-known/oauth-protected-resource/api");
-        assert_eq!(insert("https://a.example/", PRM), "https://a.example/.well-known/oauth-protected-resource");
-        assert_eq!(insert("https://a.example", PRM), "https://a.example/.well-known/oauth-protected-resource");
-        assert_eq!(insert("http://a:8/t/x/", PRM), "http://a:8/.well-known/oauth-protected-resource/t/x/");
-        assert_eq!(insert("https://a.example?q=1", PRM), "https://a.example/.well-known/oauth-protected-resource?q=1");
+        assert_eq!(
+            insert("https://a.example/api", PRM),
+            "https://a.example/.well-known/oauth-protected-resource/api"
+        );
+        assert_eq!(
+            insert("https://a.example/", PRM),
+            "https://a.example/.well-known/oauth-protected-resource"
+        );
+        assert_eq!(
+            insert("https://a.example", PRM),
+            "https://a.example/.well-known/oauth-protected-resource"
+        );
+        assert_eq!(
+            insert("http://a:8/t/x/", PRM),
+            "http://a:8/.well-known/oauth-protected-resource/t/x/"
+        );
+        assert_eq!(
+            insert("https://a.example?q=1", PRM),
+            "https://a.example/.well-known/oauth-protected-resource?q=1"
+        );
     }
 
     #[test]

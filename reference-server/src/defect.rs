@@ -523,13 +523,17 @@ impl FromStr for Defect {
 /// containing the other. A conforming server compares exactly; each defect that names this
 /// uses it at exactly one comparison.
 pub fn close_enough(given: &str, expected: &str) -> bool {
-    let loose = |s: &str| {
-        let decoded = url::form_urlencoded::parse(format!("x={}", s.trim()).replace('+', "%2B").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        decoded.trim().to_lowercase().trim_end_matches('/').to_string()
-    };
+    let loose = |s: &str| trimmed_and_decoded(s).to_lowercase().trim_end_matches('/').to_string();
     let (g, e) = (loose(given), loose(expected));
     !g.is_empty() && (g == e || g.contains(&e) || e.contains(&g))
+}
+
+/// `s` without surrounding white space and with its percent-escapes decoded: how a lenient
+/// server reads a value that came in a URL.
+pub fn trimmed_and_decoded(s: &str) -> String {
+    let decoded = url::form_urlencoded::parse(format!("x={}", s.trim()).replace('+', "%2B").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    decoded.trim().to_string()
 }

@@ -456,7 +456,14 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
         return Err(invalid("assertion is not an email address"));
     }
     let registration_id = ordered_id("reg_");
-    let claim_token = secret("clm_", if state.defects.contains(Defect::WeakEmailClaimToken) { 6 } else { 24 });
+    let claim_token = secret(
+        "clm_",
+        if state.defects.contains(Defect::WeakEmailClaimToken) {
+            6
+        } else {
+            24
+        },
+    );
     // EXP-03 (C-14): the emailed link is the only way to finish an email-verification claim
     // and it lives as long as its attempt, so that is the registration's window too, and
     // `claim_token_expires` says so rather than promising the anonymous registration TTL.
@@ -718,7 +725,11 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
         )
     };
     // CRED-06: 192 random bits; the defect leaves 48.
-    let bytes = if state.defects.contains(Defect::WeakIdJagCredential) { 6 } else { 24 };
+    let bytes = if state.defects.contains(Defect::WeakIdJagCredential) {
+        6
+    } else {
+        24
+    };
     let credential = if requested == "access_token" {
         secret("at_", bytes)
     } else {
@@ -1123,10 +1134,7 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
     let outcome = async {
         let body = json_body(&state, request).await?;
         let token = match str_member(&body, "claim_attempt_token")? {
-            t if state.defects.contains(Defect::LenientAttemptToken) => url::form_urlencoded::parse(format!("x={}", t.trim()).replace('+', "%2B").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default(),
+            t if state.defects.contains(Defect::LenientAttemptToken) => crate::defect::trimmed_and_decoded(t),
             t => t.to_string(),
         };
         let code = if state.defects.contains(Defect::ShortOtp) { otp()[1..].to_string() } else { otp() };

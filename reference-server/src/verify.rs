@@ -253,11 +253,10 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     // exactly that one audience (ID-JAG §4.4.1).
     let expected = state.expected_audiences();
     let normalise = |a: &str| {
-        let decoded = url::form_urlencoded::parse(format!("x={}", a.trim()).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        decoded.to_lowercase().trim_end_matches('/').to_string()
+        crate::defect::trimmed_and_decoded(a)
+            .to_lowercase()
+            .trim_end_matches('/')
+            .to_string()
     };
     let normalising = defects.contains(Defect::NormalisingAudience);
     let aud_ok = |a: &str| expected.iter().any(|e| e == a || (normalising && normalise(e) == normalise(a)));

@@ -338,7 +338,10 @@ impl CaseCtx<'_> {
         let secret = need!(self.text(&Some(secret.to_string()))).unwrap_or_default();
         // A short value could turn up anywhere by chance; the mailed tokens are long.
         if secret.len() < 16 {
-            return Ok(Err(format!("a secret of 16 characters or more to look for (found {} characters)", secret.len())));
+            return Ok(Err(format!(
+                "a secret of 16 characters or more to look for (found {} characters)",
+                secret.len()
+            )));
         }
         let registration_id = need!(self.text(registration_id)).unwrap_or_else(|| self.registration_id());
         let link = need!(self.text(link));
@@ -349,7 +352,11 @@ impl CaseCtx<'_> {
         let mut urls = Vec::new();
         // The mail source's own outbox, where it is on the target's origin: what the harness
         // reads with credentials, an agent must not read without them.
-        if let Some((url, _)) = self.h.mail.as_ref().and_then(|m| m.outbox_url(&self.identity_email(), &registration_id))
+        if let Some((url, _)) = self
+            .h
+            .mail
+            .as_ref()
+            .and_then(|m| m.outbox_url(&self.identity_email(), &registration_id))
             && url::Url::parse(&url).is_ok_and(|u| u.origin() == origin)
         {
             urls.push(url);
@@ -359,12 +366,21 @@ impl CaseCtx<'_> {
             urls.push(u.to_string());
         }
         // The claim page without its token, and the paths above it.
-        if let Some(mut u) = link.as_deref().and_then(|l| url::Url::parse(l).ok()).filter(|u| u.origin() == origin) {
+        if let Some(mut u) = link
+            .as_deref()
+            .and_then(|l| url::Url::parse(l).ok())
+            .filter(|u| u.origin() == origin)
+        {
             u.set_query(None);
             u.set_fragment(None);
             urls.push(u.to_string());
             while u.path() != "/" {
-                let parent = u.path().trim_end_matches('/').rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_else(|| "/".into());
+                let parent = u
+                    .path()
+                    .trim_end_matches('/')
+                    .rsplit_once('/')
+                    .map(|(p, _)| format!("{p}/"))
+                    .unwrap_or_else(|| "/".into());
                 u.set_path(&parent);
                 if u.path() != "/" {
                     urls.push(u.to_string());

@@ -13,7 +13,50 @@ use authmd_conformance::exit_code::Ending;
 use authmd_conformance::report::Report;
 use authmd_conformance::target::TargetConfig;
 
-use crate::{Failure, RunArgs, defects, parse_filter};
+use clap::Args;
+
+use super::{Failure, FilterArgs, defects, parse_filter};
+
+/// `run`'s arguments.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The target's base URL; without it the bundled reference server is started.
+    #[arg(long)]
+    target: Option<String>,
+    /// Target configuration (TOML); see `examples/target.toml`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output directory for the reports. Defaults to `reports/runs/<timestamp>`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Switch on a reference-server defect for the bundled run (repeatable).
+    #[arg(long = "defect")]
+    defects: Vec<String>,
+    /// Cases at once (overrides the config).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Which conforming deployment of the bundled reference server: standard, alternates
+    /// (other error names, oracle shape, HTML outbox mail, `aud` = resource, a JWKS cool-down)
+    /// or no-clock (short TTLs, no clock header).
+    #[arg(long)]
+    variant: Option<String>,
+    /// The spec profile to test (overrides the config's `profile`); see `profiles/`.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Known-failure baseline (TOML): listed failures do not fail the run; stale entries do.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Start from a bare domain: the AID preflight (the `_agent.<domain>` record, the endpoint
+    /// proof, the handoff) runs first and its cases join the run. Without a target, config or
+    /// resolver, the bundled server is published at this domain on a loopback DNS server.
+    #[arg(long)]
+    domain: Option<String>,
+    /// The DNS server for `--domain` (`127.0.0.1:5353`); the system resolver by default.
+    #[arg(long)]
+    resolver: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
 
 /// What a run runs against, settled before anything is sent.
 enum Plan {
