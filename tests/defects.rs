@@ -24,6 +24,8 @@ type Started = (Arc<Harness>, Bundled);
 /// a filtered run starts only the stacks its trials need and runs each case once.
 struct Pool {
     runtime: tokio::runtime::Runtime,
+    /// The deployment each case runs against: the one speaking the profile it came from.
+    deployment: Arc<HashMap<String, Variant>>,
     stacks: Mutex<HashMap<StackKey, Started>>,
     results: Mutex<HashMap<(Option<Defect>, String), CaseResult>>,
 }
@@ -35,16 +37,7 @@ impl Pool {
             return Ok(done.clone());
         }
         let shape = Shape::for_case(case);
-        // A case of the v0.6 catalogue runs against the v0.6 deployment.
-        // … and a case of the AID preflight against the deployment publishing aid2.
-        let under = |dir: &str| case.path.components().any(|c| c.as_os_str() == dir);
-        let variant = if under("cases-v0.6") {
-            Variant::V06
-        } else if under("cases-aid") {
-            Variant::Aid
-        } else {
-            Variant::Standard
-        };
+        let variant = self.deployment.get(&case.id).copied().unwrap_or_default();
         let harness = {
             let mut stacks = self.stacks.lock().map_err(|_| Failed::from("poisoned"))?;
             match stacks.get(&(defect, shape, variant)) {
@@ -79,13 +72,33 @@ fn main() {
     let mut args = Arguments::from_args();
     // Trials wait on servers, not the CPU.
     args.test_threads.get_or_insert(16);
+    // Every profile's cases, each run against the deployment that speaks its profile, and the
+    // AID preflight's against the one publishing aid2: every defect must be caught by some case.
     let mut catalogue = default_catalogue().expect("catalogue");
-    // Both profiles' cases: every defect, v0.1 or v0.6, must be caught by some case.
-    let v06 = authmd_conformance::profile_catalogue("v0.6").expect("v0.6 catalogue");
-    catalogue.cases.extend(v06.cases);
-    catalogue
-        .cases
-        .extend(authmd_conformance::aid_catalogue().expect("AID catalogue").cases);
+    catalogue.cases.clear();
+    let mut deployment: HashMap<String, Variant> = HashMap::new();
+    let mut unspoken = Vec::new();
+    let mut add = |cases: Vec<Case>, variant: Variant, catalogue: &mut authmd_conformance::catalogue::Catalogue| {
+        for case in cases {
+            // An inherited case runs once, under the profile it came from first.
+            if deployment.insert(case.id.clone(), variant).is_none() {
+                catalogue.cases.push(case);
+            }
+        }
+    };
+    for profile in authmd_conformance::profiles() {
+        let cases = authmd_conformance::profile_catalogue(&profile).expect("profile catalogue").cases;
+        match Variant::for_profile(&profile) {
+            Some(variant) => add(cases, variant, &mut catalogue),
+            None => unspoken.push(profile),
+        }
+    }
+    add(
+        authmd_conformance::aid_catalogue().expect("AID catalogue").cases,
+        Variant::Aid,
+        &mut catalogue,
+    );
+    let deployment = Arc::new(deployment);
     let mut by_defect: BTreeMap<Defect, Vec<Case>> = BTreeMap::new();
     let mut unknown = Vec::new();
     for case in &catalogue.cases {
@@ -106,6 +119,7 @@ fn main() {
         .collect();
     let pool = Arc::new(Pool {
         runtime: tokio::runtime::Runtime::new().expect("tokio runtime"),
+        deployment,
         stacks: Mutex::new(HashMap::new()),
         results: Mutex::new(HashMap::new()),
     });
@@ -145,6 +159,13 @@ fn main() {
             .with_kind("coverage"),
         );
     }
+    trials.push(Trial::test("catalogue/every-profile-has-a-deployment", move || {
+        if unspoken.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no bundled deployment speaks {}", unspoken.join(", ")).into())
+        }
+    }));
     trials.push(Trial::test("catalogue/caught-by-names-real-defects", move || {
         if unknown.is_empty() {
             Ok(())

@@ -219,7 +219,7 @@ fn mixed_levels(levels: &BTreeMap<String, Level>) -> bool {
 }
 
 /// The loaded catalogue.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Catalogue {
     /// Requirements by id.
     pub requirements: BTreeMap<String, Requirement>,
@@ -292,26 +292,105 @@ impl Catalogue {
 
     /// The catalogue of a spec profile: its manifest's requirements file and case directory,
     /// keeping the cases that hold for it (those naming no profile hold for every profile).
+    ///
+    /// A manifest that `inherit`s another starts from that profile's catalogue, less what it
+    /// `exclude`s (each with its reason), and adds its own requirements (a requirement of the
+    /// same id replaces the inherited one: the text changed), cases and ambiguities.
     pub fn for_profile(root: &Path, manifest: &crate::profile::Manifest) -> Result<Self, CatalogueError> {
-        let mut catalogue = Self::load_from(&root.join(&manifest.requirements), &root.join(&manifest.cases))?;
+        Self::for_profile_within(root, manifest, &mut Vec::new())
+    }
+
+    fn for_profile_within(root: &Path, manifest: &crate::profile::Manifest, chain: &mut Vec<String>) -> Result<Self, CatalogueError> {
+        let here = format!("profiles/{}.toml", manifest.name);
+        if chain.contains(&manifest.name) {
+            return Err(CatalogueError {
+                path: here,
+                message: format!("field `inherit`: a circle ({} → {})", chain.join(" → "), manifest.name),
+            });
+        }
+        chain.push(manifest.name.clone());
+        let inherited = match &manifest.inherit {
+            None => None,
+            Some(parent) => {
+                let parent_manifest = crate::profile::Manifest::load(root, parent).map_err(|message| CatalogueError {
+                    path: here.clone(),
+                    message: format!("field `inherit`: {message}"),
+                })?;
+                let mut base = Self::for_profile_within(root, &parent_manifest, chain)?;
+                base.exclude(&manifest.exclude).map_err(|message| CatalogueError {
+                    path: here.clone(),
+                    message,
+                })?;
+                Some(base)
+            }
+        };
+        let mut catalogue = Self::load_inheriting(&root.join(&manifest.requirements), &root.join(&manifest.cases), inherited)?;
         catalogue
             .cases
             .retain(|c| c.profiles.is_empty() || c.profiles.contains(&manifest.name));
         Ok(catalogue)
     }
 
+    /// Leaves out the inherited cases, requirements and ambiguities `exclusions` name. Each
+    /// must name one, and a case that tests a requirement left out must be left out too.
+    fn exclude(&mut self, exclusions: &[crate::profile::Exclusion]) -> Result<(), String> {
+        for x in exclusions {
+            if x.reason.trim().is_empty() {
+                return Err(format!("field `exclude`: `{}` needs its reason", x.id));
+            }
+            let case = self.cases.iter().position(|c| c.id == x.id);
+            let ambiguity = self.ambiguities.iter().position(|a| a.id == x.id);
+            match (case, ambiguity, self.requirements.remove(&x.id)) {
+                (Some(i), _, _) => {
+                    self.cases.remove(i);
+                }
+                (None, Some(i), _) => {
+                    self.ambiguities.remove(i);
+                }
+                (None, None, Some(_)) => {}
+                (None, None, None) => {
+                    return Err(format!(
+                        "field `exclude`: `{}` is no inherited case, requirement or ambiguity",
+                        x.id
+                    ));
+                }
+            }
+        }
+        for case in &self.cases {
+            if let Some(gone) = case.requirements.iter().find(|r| !self.requirements.contains_key(*r)) {
+                return Err(format!(
+                    "field `exclude`: the inherited case `{}` tests the excluded requirement `{gone}`; exclude the case too",
+                    case.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Loads `req_path` and every `dir/<area>/*.toml`.
     pub fn load_from(req_path: &Path, dir: &Path) -> Result<Self, CatalogueError> {
+        Self::load_inheriting(req_path, dir, None)
+    }
+
+    /// As [`Self::load_from`], on top of an inherited catalogue.
+    fn load_inheriting(req_path: &Path, dir: &Path, inherited: Option<Catalogue>) -> Result<Self, CatalogueError> {
         let req_path = req_path.to_path_buf();
         let text = std::fs::read_to_string(&req_path).map_err(|e| err(&req_path, e.to_string()))?;
         let file: RequirementsFile = toml::from_str(&text).map_err(|e| err(&req_path, e.to_string().replace('\n', " ")))?;
+        let Catalogue {
+            requirements: mut base_requirements,
+            cases: base_cases,
+            ambiguities: base_ambiguities,
+        } = inherited.unwrap_or_default();
         let mut requirements = BTreeMap::new();
         for r in file.requirement {
             if requirements.insert(r.id.clone(), r.clone()).is_some() {
                 return Err(err(&req_path, format!("duplicate requirement `{}`", r.id)));
             }
         }
-        let mut cases = Vec::new();
+        base_requirements.append(&mut requirements);
+        let requirements = base_requirements;
+        let mut cases = base_cases;
         let mut areas: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| err(dir, e.to_string()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -337,7 +416,7 @@ impl Catalogue {
             }
         }
         cases.sort_by_key(Case::full_name);
-        let ambiguities = Self::load_ambiguities(dir, &cases)?;
+        let ambiguities = Self::load_ambiguities(dir, &cases, base_ambiguities)?;
         for case in &mut cases {
             let tagged = case.reading.as_deref().and_then(|r| r.split_once('/')).map(|(amb, _)| amb);
             case.readings_named = ambiguities
@@ -354,13 +433,20 @@ impl Catalogue {
 
     /// `dir/ambiguities.toml`, checked against the cases: every tag names a real reading, and
     /// every reading is tested by a case or says why not (or its ambiguity says why none can be).
-    fn load_ambiguities(dir: &Path, cases: &[Case]) -> Result<Vec<Ambiguity>, CatalogueError> {
+    fn load_ambiguities(dir: &Path, cases: &[Case], inherited: Vec<Ambiguity>) -> Result<Vec<Ambiguity>, CatalogueError> {
         let path = dir.join("ambiguities.toml");
-        if !path.exists() {
+        if !path.exists() && inherited.is_empty() {
             return Ok(Vec::new());
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
-        let file: AmbiguitiesFile = toml::from_str(&text).map_err(|e| err(&path, e.to_string().replace('\n', " ")))?;
+        let mut file: AmbiguitiesFile = if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
+            toml::from_str(&text).map_err(|e| err(&path, e.to_string().replace('\n', " ")))?
+        } else {
+            AmbiguitiesFile { ambiguity: Vec::new() }
+        };
+        // The inherited ambiguities stand unless this profile names one again.
+        let own: BTreeSet<String> = file.ambiguity.iter().map(|a| a.id.clone()).collect();
+        file.ambiguity.extend(inherited.into_iter().filter(|a| !own.contains(&a.id)));
         for case in cases {
             let Some(tag) = &case.reading else { continue };
             let (amb, reading) = tag.split_once('/').unwrap_or((tag, ""));
@@ -681,6 +767,98 @@ fn expand_near_misses(steps: Vec<Step>, path: &Path) -> Result<(Vec<Step>, usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scratch repository root holding the real v0.6 profile and a throwaway profile that
+    /// inherits it: adding a profile is a manifest and a case folder, no Rust.
+    fn throwaway_root(tag: &str, manifest_extra: &str) -> PathBuf {
+        let real = crate::repo_root();
+        let root = std::env::temp_dir().join(format!("authmd-profile-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("profiles")).expect("profiles");
+        std::fs::copy(real.join("profiles/v0.6.toml"), root.join("profiles/v0.6.toml")).expect("v0.6 manifest");
+        std::os::unix::fs::symlink(real.join("cases-v0.6"), root.join("cases-v0.6")).expect("v0.6 cases");
+        let parent = std::fs::read_to_string(real.join("profiles/v0.6.toml")).expect("v0.6 manifest");
+        let child = parent
+            .replace("name = \"v0.6\"", "name = \"v0.6-throwaway\"")
+            .replace(
+                "requirements = \"cases-v0.6/requirements.toml\"",
+                "requirements = \"cases-x/requirements.toml\"",
+            )
+            .replace(
+                "cases = \"cases-v0.6\"",
+                &format!("cases = \"cases-x\"\ninherit = \"v0.6\"\n{manifest_extra}"),
+            );
+        std::fs::write(root.join("profiles/v0.6-throwaway.toml"), child).expect("child manifest");
+        std::fs::create_dir_all(root.join("cases-x/registration")).expect("cases");
+        std::fs::write(
+            root.join("cases-x/requirements.toml"),
+            "[[requirement]]\nid = \"X-REG-01\"\nlevel = \"MUST\"\nsource = \"a throwaway text\"\ntext = \"An unknown type is refused.\"\n\n\
+             [[requirement]]\nid = \"V6-REG-04\"\nlevel = \"SHOULD\"\nsource = \"the throwaway text softened it\"\ntext = \"An unknown type should be refused.\"\n",
+        )
+        .expect("requirements");
+        std::fs::write(
+            root.join("cases-x/registration/x-reg-01-unknown-type.toml"),
+            "id = \"x-reg-01-unknown-type\"\nrequirements = [\"X-REG-01\"]\nsummary = \"an unknown type is refused\"\ncaught_by = [\"v06-unknown-type-as-anonymous\"]\n\n\
+             [[step]]\ndo = \"register-anonymous\"\nbody = { type = \"magic\" }\nexpect = { status = \"4xx\" }\n",
+        )
+        .expect("case");
+        root
+    }
+
+    fn load(root: &Path, name: &str) -> Result<Catalogue, CatalogueError> {
+        let manifest = crate::profile::Manifest::load(root, name).map_err(|message| CatalogueError {
+            path: name.into(),
+            message,
+        })?;
+        Catalogue::for_profile(root, &manifest)
+    }
+
+    #[test]
+    fn a_profile_inherits_another_less_its_exclusions() {
+        let root = throwaway_root(
+            "inherit",
+            "exclude = [{ id = \"v6-token-12-resource\", reason = \"the throwaway text drops resource\" }, \
+             { id = \"v6-token-12-resource-near-miss\", reason = \"the same\" }, \
+             { id = \"V6-TOKEN-12\", reason = \"the throwaway text drops RFC 8707\" }, \
+             { id = \"C-V6-08\", reason = \"no resource parameter, no ambiguity about it\" }]",
+        );
+        let parent = load(&root, "v0.6").expect("v0.6");
+        let child = load(&root, "v0.6-throwaway").expect("the throwaway profile");
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(child.requirements.contains_key("X-REG-01") && !child.requirements.contains_key("V6-TOKEN-12"));
+        assert_eq!(child.requirements.len(), parent.requirements.len(), "one added, one left out");
+        assert_eq!(
+            child.requirements["V6-REG-04"].level,
+            Level::Should,
+            "its own text replaces the inherited one"
+        );
+        assert!(child.cases.iter().any(|c| c.id == "x-reg-01-unknown-type"));
+        assert!(!child.cases.iter().any(|c| c.id.starts_with("v6-token-12-resource")));
+        assert_eq!(child.cases.len(), parent.cases.len() - 1);
+        assert_eq!(
+            child.ambiguities.len(),
+            parent.ambiguities.len() - 1,
+            "the other ambiguities come along"
+        );
+        assert!(child.index_markdown().contains("X-REG-01"));
+    }
+
+    #[test]
+    fn an_exclusion_must_name_something_give_a_reason_and_take_its_cases_along() {
+        for (extra, expected) in [
+            (
+                "exclude = [{ id = \"NOPE-01\", reason = \"r\" }]",
+                "no inherited case, requirement or ambiguity",
+            ),
+            ("exclude = [{ id = \"V6-TOKEN-12\", reason = \" \" }]", "needs its reason"),
+            ("exclude = [{ id = \"V6-TOKEN-12\", reason = \"dropped\" }]", "exclude the case too"),
+        ] {
+            let root = throwaway_root("exclude", extra);
+            let error = load(&root, "v0.6-throwaway").expect_err(extra).to_string();
+            let _ = std::fs::remove_dir_all(&root);
+            assert!(error.contains(expected), "{extra}: {error}");
+        }
+    }
 
     #[test]
     fn the_loader_names_the_file_step_and_key() {

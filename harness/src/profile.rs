@@ -33,6 +33,16 @@ impl Markers {
     }
 }
 
+/// An inherited case, requirement or ambiguity a profile leaves out.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusion {
+    /// The case, requirement or ambiguity id.
+    pub id: String,
+    /// Why the text no longer holds it.
+    pub reason: String,
+}
+
 /// One profile's manifest.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +81,14 @@ pub struct Manifest {
     /// redacted wherever they appear, also as URL and form parameters.
     #[serde(default)]
     pub secret_members: Vec<String>,
+    /// The profile this one starts from: its requirements, cases and ambiguities, less what
+    /// `exclude` names.
+    #[serde(default)]
+    pub inherit: Option<String>,
+    /// Inherited cases, requirements or ambiguities this profile leaves out, each with its
+    /// reason.
+    #[serde(default)]
+    pub exclude: Vec<Exclusion>,
     /// The directory of `check-config`'s setup checks for this profile (cases that prove each
     /// capability of a config with a real round trip), relative to the repository.
     #[serde(default)]
