@@ -134,6 +134,12 @@ defects! {
     WeakEmailClaimToken = "weak-email-claim-token",
     /// V6-REG-07: registration ids are numbered in order (`reg_000000000042`).
     V06SequentialRegistrationId = "v06-sequential-registration-id",
+    /// IDJAG-01: compares `nbf` with now minus the skew allowance, so a token valid since
+    /// half a minute ago is refused.
+    NbfSkewInverted = "nbf-skew-inverted",
+    /// REVOKE-01: compares a logout token's `exp` with now plus the skew allowance, so a token
+    /// that expires in half a minute is refused.
+    LogoutExpSkewInverted = "logout-exp-skew-inverted",
     /// SEC-08: every claim mail is also served at `/mail/<registration_id>.html` to anyone
     /// (the v0.1 sample's outbox, without credentials).
     PublicMailOutbox = "public-mail-outbox",

@@ -312,14 +312,28 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
                 return Err(ApiError::InvalidRequest("iat is too far in the future".into()));
             }
             // IDJAG-26: not before `nbf`.
-            if nbf.is_some_and(|nbf| nbf > now + skew) && !defects.contains(Defect::AcceptFutureNbf) {
+            // The nbf-skew-inverted defect takes the allowance off instead of adding it.
+            let nbf_bound = if defects.contains(Defect::NbfSkewInverted) {
+                now - skew
+            } else {
+                now + skew
+            };
+            if nbf.is_some_and(|nbf| nbf > nbf_bound) && !defects.contains(Defect::AcceptFutureNbf) {
                 return Err(ApiError::InvalidRequest("the token is not valid yet (nbf)".into()));
             }
         }
         TokenKind::Logout => {
             // REVOKE-13: a past `exp` is refused; a missing one per the configured reading (C-20).
             match exp {
-                Some(exp) if exp + skew < now && !defects.contains(Defect::AcceptExpiredLogout) => {
+                // The logout-exp-skew-inverted defect takes the allowance off instead of adding it.
+                Some(exp)
+                    if (if defects.contains(Defect::LogoutExpSkewInverted) {
+                        exp - skew
+                    } else {
+                        exp + skew
+                    }) < now
+                        && !defects.contains(Defect::AcceptExpiredLogout) =>
+                {
                     return Err(ApiError::Expired);
                 }
                 None if state.config.logout_requires_exp => {
