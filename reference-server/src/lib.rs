@@ -10,6 +10,7 @@ pub mod aid;
 pub mod config;
 pub mod defect;
 pub mod error;
+mod jwks;
 mod mail;
 mod rate;
 mod routes;
@@ -93,7 +94,7 @@ pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<A
         config,
         defects,
         db,
-        jwks: verify::JwksCache::default(),
+        jwks: jwks::JwksCache::default(),
         service_key,
         aid_key,
         http,

@@ -10,9 +10,9 @@ use rand::RngExt;
 
 use crate::config::{AudienceReading, Config};
 use crate::defect::Defects;
+use crate::jwks::JwksCache;
 use crate::mail::Mailer;
 use crate::store::Db;
-use crate::verify::JwksCache;
 
 /// The request header that shifts "now" for one request when `test_clock` is on.
 pub const CLOCK_OFFSET_HEADER: &str = "authmd-test-clock-offset";
