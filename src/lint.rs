@@ -25,44 +25,75 @@ pub struct Generated {
     pub text: String,
 }
 
+/// One catalogue of this build: its name (a profile's, or `aid`), where its `INDEX.md` goes,
+/// and the catalogue itself.
+struct Loaded {
+    name: String,
+    index: PathBuf,
+    catalogue: Catalogue,
+}
+
+/// Every catalogue of this build, each loaded once, or why it does not load.
+fn load_all() -> Vec<Result<Loaded, String>> {
+    let root = crate::repo_root();
+    let mut all: Vec<Result<Loaded, String>> = crate::profiles()
+        .into_iter()
+        .map(|name| {
+            let manifest = crate::profile::Manifest::load(&root, &name).map_err(|e| format!("{name}: {e}"))?;
+            let catalogue = crate::profile_catalogue(&name).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Loaded {
+                index: manifest.cases.join("INDEX.md"),
+                name,
+                catalogue,
+            })
+        })
+        .collect();
+    all.push(
+        crate::aid_catalogue()
+            .map(|catalogue| Loaded {
+                name: "aid".into(),
+                index: PathBuf::from("cases-aid/INDEX.md"),
+                catalogue,
+            })
+            .map_err(|e| format!("aid: {e}")),
+    );
+    all
+}
+
 /// Lints every catalogue of this build: [`catalogues`] and the generated files.
 pub fn lint() -> Lint {
-    let mut out = catalogues();
-    match generated() {
-        Ok(files) => {
-            for file in files {
-                if std::fs::read_to_string(crate::repo_root().join(&file.path)).unwrap_or_default() != file.text {
-                    out.problems.push(format!("{} is stale: run scripts/bless", file.path.display()));
-                }
+    let loaded = load_all();
+    let mut out = check(&loaded);
+    if let Ok(files) = generated_from(&loaded) {
+        for file in files {
+            if std::fs::read_to_string(crate::repo_root().join(&file.path)).unwrap_or_default() != file.text {
+                out.problems.push(format!("{} is stale: run scripts/bless", file.path.display()));
             }
         }
-        Err(e) => out.problems.push(e),
     }
     out
 }
 
 /// The catalogues alone: each loads and meets the rules beyond loading.
 pub fn catalogues() -> Lint {
+    check(&load_all())
+}
+
+fn check(loaded: &[Result<Loaded, String>]) -> Lint {
     let mut out = Lint::default();
-    let mut catalogues = Vec::new();
-    for name in crate::profiles() {
-        match crate::profile_catalogue(&name) {
-            Ok(cat) => catalogues.push((name, cat)),
-            Err(e) => out.problems.push(format!("{name}: {e}")),
+    for l in loaded {
+        match l {
+            Ok(Loaded { name, catalogue, .. }) => {
+                out.problems.extend(rules(name, catalogue));
+                let what = if name == "aid" { "AID preflight" } else { name.as_str() };
+                out.totals.push(format!(
+                    "{what}: {} cases over {} requirements",
+                    catalogue.cases.len(),
+                    catalogue.requirements.len()
+                ));
+            }
+            Err(e) => out.problems.push(e.clone()),
         }
-    }
-    match crate::aid_catalogue() {
-        Ok(cat) => catalogues.push(("aid".to_string(), cat)),
-        Err(e) => out.problems.push(format!("aid: {e}")),
-    }
-    for (name, cat) in &catalogues {
-        out.problems.extend(rules(name, cat));
-        let what = if name == "aid" { "AID preflight".to_string() } else { name.clone() };
-        out.totals.push(format!(
-            "{what}: {} cases over {} requirements",
-            cat.cases.len(),
-            cat.requirements.len()
-        ));
     }
     out
 }
@@ -89,20 +120,18 @@ fn rules(name: &str, cat: &Catalogue) -> Vec<String> {
 /// Every generated file of the repository with the text it must hold: each catalogue's
 /// `INDEX.md`, the case vocabulary and the step schema.
 pub fn generated() -> Result<Vec<Generated>, String> {
+    generated_from(&load_all())
+}
+
+fn generated_from(loaded: &[Result<Loaded, String>]) -> Result<Vec<Generated>, String> {
     let mut files = Vec::new();
-    for name in crate::profiles() {
-        let cat = crate::profile_catalogue(&name).map_err(|e| format!("{name}: {e}"))?;
-        let manifest = crate::profile::Manifest::load(&crate::repo_root(), &name).map_err(|e| format!("{name}: {e}"))?;
+    for l in loaded {
+        let l = l.as_ref().map_err(Clone::clone)?;
         files.push(Generated {
-            path: manifest.cases.join("INDEX.md"),
-            text: cat.index_markdown(),
+            path: l.index.clone(),
+            text: l.catalogue.index_markdown(),
         });
     }
-    let aid = crate::aid_catalogue().map_err(|e| format!("aid: {e}"))?;
-    files.push(Generated {
-        path: PathBuf::from("cases-aid/INDEX.md"),
-        text: aid.index_markdown(),
-    });
     for (file, text) in crate::language::generated_files() {
         files.push(Generated {
             path: PathBuf::from(file),

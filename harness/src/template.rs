@@ -18,13 +18,12 @@ pub fn lookup(vars: &Map<String, Value>, path: &str) -> Option<Value> {
     Some(current.clone())
 }
 
-/// The value of one reference: a dotted path or a `"literal"`, then an optional filter
-/// (`| near:<variant>`, see [`crate::nearmiss`]).
 /// The well-known name of Protected Resource Metadata (RFC 9728 §3).
 const PRM: &str = "oauth-protected-resource";
 
+/// The value of one reference: a dotted path or a `"literal"`, then filters applied left to
+/// right (`| near:<variant>`, see [`crate::nearmiss`]; `| prm_url`, `| prm_resource(s)`).
 fn reference(vars: &Map<String, Value>, inner: &str) -> Result<Value, String> {
-    // `{{key | filter | filter}}`: the filters apply left to right.
     let mut parts = inner.split('|');
     let key = parts.next().unwrap_or_default().trim();
     let mut value = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {

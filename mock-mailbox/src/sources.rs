@@ -94,15 +94,10 @@ impl MailSource {
     }
 
     /// For an HTTP outbox (a URL template): the URL of the mail about `registration_id` to
-    /// `recipient`, and the headers the source sends with it.
-    pub fn outbox_url(&self, recipient: &str, registration_id: &str) -> Option<(String, &[(String, String)])> {
+    /// `recipient`.
+    pub fn outbox_url(&self, recipient: &str, registration_id: &str) -> Option<String> {
         match self {
-            Self::UrlTemplate { template, headers, .. } => Some((
-                template
-                    .replace("{registration_id}", registration_id)
-                    .replace("{recipient}", recipient),
-                headers.as_slice(),
-            )),
+            Self::UrlTemplate { template, .. } => Some(fill(template, recipient, registration_id)),
             _ => None,
         }
     }
@@ -203,9 +198,7 @@ impl MailSource {
                         "the mail URL template `{template}` needs a registration id, and the case has none yet"
                     )));
                 }
-                let url = template
-                    .replace("{registration_id}", registration_id)
-                    .replace("{recipient}", recipient);
+                let url = fill(template, recipient, registration_id);
                 let mut request = http.get(&url);
                 for (name, value) in headers {
                     request = request.header(name, value);
@@ -300,4 +293,11 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, MailError>
         reason: e.to_string(),
     })?;
     response.json().await.map_err(|e| MailError::Source(format!("{url}: {e}")))
+}
+
+/// A URL template with its `{registration_id}` and `{recipient}` filled in.
+fn fill(template: &str, recipient: &str, registration_id: &str) -> String {
+    template
+        .replace("{registration_id}", registration_id)
+        .replace("{recipient}", recipient)
 }

@@ -534,6 +534,15 @@ pub fn close_enough(given: &str, expected: &str) -> bool {
     !g.is_empty() && (g == e || g.contains(&e) || e.contains(&g))
 }
 
+/// What a lenient comparison takes `given` for: with `on` (a comparison defect switched on),
+/// the first of `known` it is [`close_enough`] to; otherwise, or with none close, `given`.
+pub fn taken_for<'a>(on: bool, given: &'a str, known: impl IntoIterator<Item = &'a str>) -> &'a str {
+    if !on {
+        return given;
+    }
+    known.into_iter().find(|k| close_enough(given, k)).unwrap_or(given)
+}
+
 /// `s` without surrounding white space and with its percent-escapes decoded: how a lenient
 /// server reads a value that came in a URL.
 pub fn trimmed_and_decoded(s: &str) -> String {

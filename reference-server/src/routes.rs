@@ -291,15 +291,8 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             return Err(invalid("unknown member"));
         }
         let given = str_member(&body, "type")?;
-        let known = ["anonymous", "identity_assertion"];
-        let kind = match known
-            .iter()
-            .find(|k| state.defects.contains(Defect::LenientRegistrationType) && crate::defect::close_enough(given, k))
-        {
-            Some(k) => k,
-            None => given,
-        };
-        match kind {
+        let lenient = state.defects.contains(Defect::LenientRegistrationType);
+        match crate::defect::taken_for(lenient, given, ["anonymous", "identity_assertion"]) {
             "anonymous" => register_anonymous(&state, now, ip, &body).await,
             "identity_assertion" => register_identity(&state, now, ip, &body).await,
             _ if state.defects.contains(Defect::TreatUnknownTypeAsAnonymous) => register_anonymous(&state, now, ip, &body).await,
@@ -338,8 +331,8 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
         other => other?,
     };
     // REG-ANON-05: anonymous registrations only get API keys.
-    let lenient = state.defects.contains(Defect::LenientCredentialType) && crate::defect::close_enough(requested, "api_key");
-    if requested != "api_key" && !lenient {
+    let requested = crate::defect::taken_for(state.defects.contains(Defect::LenientCredentialType), requested, ["api_key"]);
+    if requested != "api_key" {
         return Err(unsupported_credential(state));
     }
     if let Some(ip) = ip {
@@ -348,11 +341,7 @@ async fn register_anonymous(state: &AppState, now: i64, ip: Option<IpAddr>, body
     // REG-ANON-01, REG-ANON-04, REG-ANON-08, CRED-06: fresh high-entropy identifiers.
     let registration_id = ordered_id("reg_");
     let credential = secret("sk_", 24);
-    let claim_token = if state.defects.contains(Defect::WeakClaimToken) {
-        secret("clm_", 6)
-    } else {
-        secret("clm_", 24)
-    };
+    let claim_token = state.mint_secret("clm_", Defect::WeakClaimToken);
     let expires = now + state.config.ttl.registration;
     let pre = if state.defects.contains(Defect::FullScopesBeforeClaim) {
         state.config.scopes.clone()
@@ -413,10 +402,7 @@ async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body:
     let assertion_type = str_member(body, "assertion_type")?;
     // IDJAG-40: unknown assertion types are invalid_request.
     let lenient = state.defects.contains(Defect::LenientAssertionType);
-    let assertion_type = [ID_JAG_URN, "verified_email"]
-        .into_iter()
-        .find(|k| lenient && crate::defect::close_enough(assertion_type, k))
-        .unwrap_or(assertion_type);
+    let assertion_type = crate::defect::taken_for(lenient, assertion_type, [ID_JAG_URN, "verified_email"]);
     if assertion_type != ID_JAG_URN && assertion_type != "verified_email" {
         if state.defects.contains(Defect::UnknownAssertionTypeUnsupportedCredential) {
             return Err(ApiError::UnsupportedCredentialType);
@@ -426,12 +412,8 @@ async fn register_identity(state: &AppState, now: i64, ip: Option<IpAddr>, body:
     let assertion = str_member(body, "assertion")?;
     let requested = str_member(body, "requested_credential_type")?;
     let lenient = state.defects.contains(Defect::LenientCredentialType);
-    let requested = state
-        .config
-        .identity_credential_types
-        .iter()
-        .find(|t| lenient && crate::defect::close_enough(requested, t))
-        .map_or(requested, String::as_str);
+    let advertised = state.config.identity_credential_types.iter().map(String::as_str);
+    let requested = crate::defect::taken_for(lenient, requested, advertised);
     // REG-EMAIL-05, IDJAG-38: only the advertised credential types.
     if !state.config.identity_credential_types.iter().any(|t| t == requested) {
         return Err(unsupported_credential(state));
@@ -456,14 +438,7 @@ async fn register_email(state: &AppState, now: i64, email: &str, requested: &str
         return Err(invalid("assertion is not an email address"));
     }
     let registration_id = ordered_id("reg_");
-    let claim_token = secret(
-        "clm_",
-        if state.defects.contains(Defect::WeakEmailClaimToken) {
-            6
-        } else {
-            24
-        },
-    );
+    let claim_token = state.mint_secret("clm_", Defect::WeakEmailClaimToken);
     // EXP-03 (C-14): the emailed link is the only way to finish an email-verification claim
     // and it lives as long as its attempt, so that is the registration's window too, and
     // `claim_token_expires` says so rather than promising the anonymous registration TTL.
@@ -724,12 +699,8 @@ async fn register_id_jag(state: &AppState, now: i64, assertion: &str, requested:
             &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
         )
     };
-    // CRED-06: 192 random bits; the defect leaves 48.
-    let bytes = if state.defects.contains(Defect::WeakIdJagCredential) {
-        6
-    } else {
-        24
-    };
+    // CRED-06: unguessable.
+    let bytes = state.secret_bytes(Defect::WeakIdJagCredential);
     let credential = if requested == "access_token" {
         secret("at_", bytes)
     } else {
@@ -841,7 +812,7 @@ struct Attempt {
 async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email: &str) -> Result<Attempt, ApiError> {
     let (rid, email_owned, ttl) = (registration_id.to_string(), email.to_string(), state.config.ttl.claim_attempt);
     let repeat_defect = state.defects.contains(Defect::NewAttemptOnRepeatClaim) || state.follows("C-07/v0.7-new-attempt");
-    let weak_token = state.defects.contains(Defect::WeakAttemptToken);
+    let token_bytes = state.secret_bytes(Defect::WeakAttemptToken);
     let (base_url, send) = (state.base_url.clone(), !state.defects.contains(Defect::SendNoClaimEmail));
     let attempt = state
         .db
@@ -860,7 +831,7 @@ async fn start_attempt(state: &AppState, now: i64, registration_id: &str, email:
             // CLAIM-05: a new attempt supersedes every earlier one, token and OTP alike.
             exec(conn, "UPDATE claim_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid]).map_err(db)?;
             let id = ordered_id("cla_");
-            let token = secret("cvt_", if weak_token { 6 } else { 24 });
+            let token = secret("cvt_", token_bytes);
             let expires_at = now + ttl;
             exec(conn,
                 "INSERT INTO claim_attempts (id, registration_id, email, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1677,10 +1648,9 @@ pub async fn mail_outbox(
         && !state.defects.contains(Defect::PublicMailOutbox)
     {
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let presented = given.strip_prefix("Bearer ").unwrap_or_default().as_bytes();
-        // Constant time, as for any credential.
-        let token = token.0.as_bytes();
-        if presented.len() != token.len() || !presented.iter().zip(token).fold(true, |ok, (a, b)| ok & (a == b)) {
+        let presented = given.strip_prefix("Bearer ").unwrap_or_default();
+        // Compared as hashes without an early exit, as any credential.
+        if !same_hash(&hash(presented), &hash(&token.0)) {
             return StatusCode::NOT_FOUND.into_response();
         }
     }

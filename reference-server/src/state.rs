@@ -121,6 +121,28 @@ pub fn secret(prefix: &str, bytes: usize) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(buf))
 }
 
+/// Random bytes of every secret the server mints: 192 bits.
+const SECRET_BYTES: usize = 24;
+/// Random bytes of one minted under a weak-secret defect: 48 bits, below every entropy bar.
+const WEAK_SECRET_BYTES: usize = 6;
+
+impl AppState {
+    /// How many random bytes a secret gets: [`SECRET_BYTES`], or [`WEAK_SECRET_BYTES`] while
+    /// the defect `weak` is on (SEC-02, CRED-06, V6-REG-07, V6-CLAIM-09).
+    pub fn secret_bytes(&self, weak: crate::defect::Defect) -> usize {
+        if self.defects.contains(weak) {
+            WEAK_SECRET_BYTES
+        } else {
+            SECRET_BYTES
+        }
+    }
+
+    /// A fresh secret: `prefix` and [`Self::secret_bytes`] random bytes.
+    pub fn mint_secret(&self, prefix: &str, weak: crate::defect::Defect) -> String {
+        secret(prefix, self.secret_bytes(weak))
+    }
+}
+
 /// An identifier (not a secret) whose keys sort by creation time: `prefix`, the milliseconds
 /// since the epoch in hex, then random bytes. Time-ordered keys append to their index's last
 /// page instead of dirtying a random page per insert, which is most of what a write costs.

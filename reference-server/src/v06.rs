@@ -180,17 +180,13 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             };
             state.rate_check(key, limit, now)?;
         }
-        let given = body.get("type").and_then(Value::as_str);
+        let lenient = state.defects.contains(Defect::LenientRegistrationType);
         let known = ["anonymous", "service_auth", "identity_assertion"];
-        let kind = match given.and_then(|g| {
-            known
-                .into_iter()
-                .find(|k| state.defects.contains(Defect::LenientRegistrationType) && crate::defect::close_enough(g, k))
-        }) {
-            Some(k) => Some(k),
-            None => given,
-        };
-        match kind {
+        match body
+            .get("type")
+            .and_then(Value::as_str)
+            .map(|g| crate::defect::taken_for(lenient, g, known))
+        {
             Some("anonymous") if state.config.anonymous || state.defects.contains(Defect::V06AnonymousDespiteOff) => {
                 register_anonymous(&state, now).await
             }
@@ -226,11 +222,7 @@ async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiE
     } else {
         ordered_id("reg_")
     };
-    let claim_token = if state.defects.contains(Defect::WeakClaimToken) {
-        secret("clm_", 6)
-    } else {
-        secret("clm_", 24)
-    };
+    let claim_token = state.mint_secret("clm_", Defect::WeakClaimToken);
     let expires = now + state.config.ttl.registration;
     let pre = state.config.pre_claim_scopes.clone();
     let post = state.config.scopes.clone();
@@ -323,13 +315,8 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
     };
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let grant = field("grant_type").or(state.defects.contains(Defect::V06MissingGrantTypeDefaults).then_some(JWT_BEARER));
-    let grant = match grant {
-        Some(g) if state.defects.contains(Defect::V06LenientGrantType) => [JWT_BEARER, crate::v06_claim::CLAIM_GRANT]
-            .into_iter()
-            .find(|k| crate::defect::close_enough(g, k))
-            .or(Some(g)),
-        other => other,
-    };
+    let lenient = state.defects.contains(Defect::V06LenientGrantType);
+    let grant = grant.map(|g| crate::defect::taken_for(lenient, g, [JWT_BEARER, crate::v06_claim::CLAIM_GRANT]));
     match grant {
         Some(JWT_BEARER) => {}
         Some(crate::v06_claim::CLAIM_GRANT) => {

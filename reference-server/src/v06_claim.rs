@@ -41,11 +41,7 @@ pub fn start_attempt(
     } else {
         otp()
     };
-    let token_bytes = if state.defects.contains(Defect::V06WeakAttemptToken) {
-        6
-    } else {
-        24
-    };
+    let token_bytes = state.secret_bytes(Defect::V06WeakAttemptToken);
     let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
     let ttl = state.config.ttl.claim_attempt;
     // The window enforced; the one stated is always `ttl`.

@@ -10,8 +10,8 @@ use crate::engine::context::CaseCtx;
 use crate::outcome::{FindingKind, MailRecord};
 
 impl CaseCtx<'_> {
-    /// `read-mail`, and with `otp` the rest of `OTP(reg)`: open the page as a person would,
-    /// then press its button.
+    /// `probe-exposure` (SEC-08): GETs, without credentials, the places an agent could read
+    /// the claim mail from, and lists those whose answer holds `secret`.
     pub(super) async fn probe_exposure(
         &mut self,
         label: &str,
@@ -36,7 +36,7 @@ impl CaseCtx<'_> {
         let mut urls = Vec::new();
         // The mail source's own outbox, where it is on the target's origin: what the harness
         // reads with credentials, an agent must not read without them.
-        if let Some((url, _)) = self
+        if let Some(url) = self
             .h
             .mail
             .as_ref()
@@ -93,6 +93,8 @@ impl CaseCtx<'_> {
         Ok(Ok((evidence, vars)))
     }
 
+    /// `read-mail`, and with `otp` the rest of `OTP(reg)`: open the page as a person would,
+    /// then press its button.
     pub(super) async fn read_mail(
         &mut self,
         label: &str,
