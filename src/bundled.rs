@@ -231,7 +231,7 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
             config.follows = authmd_reference_server::config::FOLLOWABLE.iter().map(|f| f.to_string()).collect();
         }
         Variant::V06 => {
-            config.profile = "v0.6".into();
+            config.profile = authmd_reference_server::Profile::V06;
             // v0.6 Step 3: `aud` is the PRM resource.
             config.audience = AudienceReading::Resource;
         }

@@ -4,79 +4,18 @@
 //! (`@method`, `@target-uri`, `@authority`, `@status`; `created`, `expires`, the client's `nonce`,
 //! `keyid` the RFC 7638 thumbprint, `tag="aid-pka-v2"`) and marked `no-store`.
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use aws_lc_rs::signature::Ed25519KeyPair;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rusqlite::OptionalExtension;
 
 use crate::config::AidMode;
 use crate::defect::Defect;
+use crate::keys::AidKey;
 use crate::state::AppState;
-
-/// The service's PKA key; its seed lives in the database so the published record stays true
-/// across restarts.
-pub struct AidKey {
-    pair: Ed25519KeyPair,
-    /// The first proof made, kept only for the `pka-replays` defect.
-    first: std::sync::Mutex<Option<(String, String)>>,
-}
-
-impl AidKey {
-    /// Loads the key from `conn`, or makes and stores one.
-    pub fn load_or_create(conn: &rusqlite::Connection) -> Result<Self, String> {
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS aid_keys (id INTEGER PRIMARY KEY, seed BLOB NOT NULL)")
-            .map_err(|e| e.to_string())?;
-        let stored: Option<Vec<u8>> = conn
-            .query_row("SELECT seed FROM aid_keys LIMIT 1", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| e.to_string())?;
-        let seed = match stored {
-            Some(s) => s,
-            None => {
-                let mut seed = [0u8; 32];
-                aws_lc_rs::rand::fill(&mut seed).map_err(|_| "no randomness".to_string())?;
-                conn.execute("INSERT INTO aid_keys (seed) VALUES (?1)", [seed.to_vec()])
-                    .map_err(|e| e.to_string())?;
-                seed.to_vec()
-            }
-        };
-        Ok(Self {
-            pair: Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| e.to_string())?,
-            first: std::sync::Mutex::new(None),
-        })
-    }
-
-    /// The public key as the record's `k` (the Ed25519 JWK `x`).
-    pub fn x(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.pair.public_key().as_ref())
-    }
-
-    /// Under `pka-replays`, the first proof ever made, served again for every challenge.
-    fn replayed(&self, state: &AppState) -> Option<(String, String)> {
-        if !state.defects.contains(Defect::PkaReplays) {
-            return None;
-        }
-        self.first.lock().ok()?.clone()
-    }
-
-    fn remember(&self, state: &AppState, proof: &(String, String)) {
-        if state.defects.contains(Defect::PkaReplays)
-            && let Ok(mut first) = self.first.lock()
-        {
-            first.get_or_insert_with(|| proof.clone());
-        }
-    }
-
-    /// The RFC 7638 thumbprint of the public JWK, the signature's `keyid`.
-    pub fn keyid(&self) -> String {
-        let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, self.x());
-        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
-    }
-}
 
 /// One DNS record the service asks its zone to carry.
 #[derive(Clone, Debug, PartialEq)]
@@ -205,11 +144,11 @@ pub async fn sign(State(state): State<AppState>, request: Request, next: Next) -
     if state.defects.contains(Defect::PkaUnsigned) {
         return response;
     }
-    let (input, signature) = match key.replayed(&state) {
+    let (input, signature) = match key.replayed(&state.defects) {
         Some(first) => first,
         None => {
             let made = proof(&state, key, &method, &path_query, response.status().as_u16(), nonce);
-            key.remember(&state, &made);
+            key.remember(&state.defects, &made);
             made
         }
     };
@@ -243,7 +182,7 @@ fn proof(state: &AppState, key: &AidKey, method: &str, path_query: &str, status:
             })
         })
         .unwrap_or_default();
-    let now = crate::state::unix_now();
+    let now = crate::secrets::unix_now();
     let created = if state.defects.contains(Defect::PkaStale) {
         now - 3600
     } else {

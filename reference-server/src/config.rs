@@ -257,7 +257,7 @@ pub struct Config {
     pub public_host: Option<String>,
     /// The auth.md version spoken: `v0.1` (default) or `v0.6` (upstream b53c9ed, first slice:
     /// anonymous registration, the JWT-bearer token endpoint and RFC 7009 revocation).
-    pub profile: String,
+    pub profile: Profile,
     /// Honour the `Authmd-Test-Clock-Offset` request header (seconds added to "now" for that
     /// request only). For conformance runs; never in production. Defaults to false.
     pub test_clock: bool,
@@ -324,7 +324,7 @@ impl Default for Config {
             follows: Vec::new(),
             aid: AidMode::Off,
             public_host: None,
-            profile: "v0.1".into(),
+            profile: Profile::V01,
             test_clock: false,
             admin_api: true,
             https: false,
@@ -490,9 +490,6 @@ impl Config {
                 reason: format!("`{unknown}` is not one of {}", FOLLOWABLE.join(", ")),
             });
         }
-        if !["v0.1", "v0.6"].contains(&self.profile.as_str()) {
-            return bad("profile", "must be v0.1 or v0.6");
-        }
         if self.ttl.otp <= 0 || self.ttl.otp > 600 {
             return bad("ttl.otp", "must be between 1 and 600 seconds (CLAIM-15)");
         }
@@ -565,4 +562,16 @@ mod tests {
         assert!(unknown.to_string().contains("`ttl.forever`: unknown field"), "{unknown}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The auth.md text a deployment speaks.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, serde::Deserialize, serde::Serialize)]
+pub enum Profile {
+    /// auth.md v0.1: `/agent/auth`, the OTP ceremony.
+    #[default]
+    #[serde(rename = "v0.1")]
+    V01,
+    /// Upstream AUTH.md at b53c9ed: `/agent/identity`, the token endpoint, the user-code ceremony.
+    #[serde(rename = "v0.6")]
+    V06,
 }

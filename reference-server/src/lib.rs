@@ -6,20 +6,25 @@
 //! serve` and the `authmd-reference-server` binary wrap it. It never imports the harness: the
 //! suite checks it over the wire like any other target.
 
+mod admin;
 pub mod aid;
+mod api;
 pub mod config;
 pub mod defect;
+mod discovery;
 pub mod error;
+mod http;
 mod jwks;
+mod keys;
 mod mail;
+mod outbox;
 mod rate;
-mod routes;
+mod secrets;
 mod serve;
 mod state;
 pub mod store;
+mod v01;
 mod v06;
-mod v06_claim;
-mod v06_identity;
 mod verify;
 
 use std::net::SocketAddr;
@@ -29,7 +34,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use config::{AidMode, AudienceReading, Config, ConfigError, ErrorNames, OracleShape, TrustedIssuer};
+pub use config::{AidMode, AudienceReading, Config, ConfigError, ErrorNames, OracleShape, Profile, TrustedIssuer};
 pub use defect::{Defect, Defects, UnknownDefect};
 pub use state::{AppState, CLOCK_OFFSET_HEADER};
 
@@ -78,15 +83,15 @@ pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<A
     }
     let http = http.build().map_err(|e| StartError::Setup(e.to_string()))?;
     // v0.6 signs identity assertions; the key lives in the database so they outlive a restart.
-    let service_key = if config.profile == "v0.6" {
+    let service_key = if config.profile == Profile::V06 {
         let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("service key: {e}")))?;
-        Some(v06::ServiceKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("service key: {e}")))?)
+        Some(keys::ServiceKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("service key: {e}")))?)
     } else {
         None
     };
     let aid_key = if config.aid == config::AidMode::Aid2 {
         let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("AID key: {e}")))?;
-        Some(aid::AidKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("AID key: {e}")))?)
+        Some(keys::AidKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("AID key: {e}")))?)
     } else {
         None
     };
@@ -108,39 +113,21 @@ pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<A
 pub fn app(state: AppState) -> Router {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(state.config.connections.max_in_flight.max(1)));
     let body_timeout = std::time::Duration::from_secs(state.config.connections.body_timeout_secs.max(1));
-    let router = if state.config.profile == "v0.6" {
-        Router::new()
-            .route("/.well-known/oauth-authorization-server", get(v06::as_metadata))
-            .route("/.well-known/jwks.json", get(v06::jwks))
-            .route("/agent/identity", post(v06::register))
-            .route("/oauth2/token", post(v06::token))
-            .route("/oauth2/revoke", post(v06::revoke))
-            .route("/agent/identity/claim", post(v06_claim::claim))
-            .route("/agent/identity/claim/complete", post(v06_claim::complete))
-            .route("/login", get(v06_claim::login_page).post(v06_claim::login))
-            .route("/claim", get(v06_claim::claim_page))
-            .route("/agent/event/notify", post(v06_identity::notify))
-    } else {
-        Router::new()
-            .route("/.well-known/oauth-authorization-server", get(routes::as_metadata))
-            .route("/agent/auth", post(routes::register))
-            .route("/agent/auth/claim", post(routes::claim))
-            .route("/agent/auth/claim/view", get(routes::claim_view))
-            .route("/agent/auth/claim/attempt/challenge", post(routes::challenge))
-            .route("/agent/auth/claim/complete", post(routes::complete))
-            .route("/agent/auth/revoke", post(routes::revoke))
+    let router = match state.config.profile {
+        Profile::V01 => v01::routes(),
+        Profile::V06 => v06::routes(),
     };
     router
-        .route("/.well-known/oauth-protected-resource", get(routes::prm_root))
-        .route("/.well-known/oauth-protected-resource/api", get(routes::prm_resource))
-        .route("/auth.md", get(routes::skill))
-        .route("/logo.png", get(routes::logo))
-        .route("/api/resource", get(routes::api_resource))
-        .route("/api/read", get(routes::api_read))
-        .route("/api/write", post(routes::api_write))
-        .route("/_admin/audit", get(routes::admin_audit))
-        .route("/mail/{file}", get(routes::mail_outbox))
-        .route("/healthz", get(routes::healthz))
+        .route("/.well-known/oauth-protected-resource", get(discovery::prm_root))
+        .route("/.well-known/oauth-protected-resource/api", get(discovery::prm_resource))
+        .route("/auth.md", get(discovery::skill))
+        .route("/logo.png", get(discovery::logo))
+        .route("/api/resource", get(api::api_resource))
+        .route("/api/read", get(api::api_read))
+        .route("/api/write", post(api::api_write))
+        .route("/_admin/audit", get(admin::admin_audit))
+        .route("/mail/{file}", get(admin::mail_outbox))
+        .route("/healthz", get(admin::healthz))
         .route("/.well-known/agent", get(aid::well_known))
         .layer(axum::middleware::from_fn_with_state(state.clone(), aid::sign))
         .layer(axum::middleware::from_fn_with_state(permits, serve::limit_in_flight))
@@ -194,7 +181,7 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
 /// Reads the audit events of a database file (for `reference audit`).
 pub async fn audit_events(database: &std::path::Path) -> Result<Vec<serde_json::Value>, StartError> {
     let db = store::Db::open(database, false)?;
-    routes::read_audit(&db).await.map_err(|e| StartError::Setup(e.code().to_string()))
+    admin::read_audit(&db).await.map_err(|e| StartError::Setup(e.code().to_string()))
 }
 
 /// A running reference server. Dropping it stops it.
@@ -245,7 +232,7 @@ impl ReferenceServer {
             let state = state.clone();
             tokio::spawn(async move {
                 loop {
-                    routes::drain_outbox(state.clone()).await;
+                    outbox::drain_outbox(state.clone()).await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             })

@@ -79,7 +79,7 @@ impl Mailer {
                 .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
                 .collect();
             let page = format!("<!doctype html><html><body><p>To: {to}</p>{html}</body></html>");
-            let tmp = dir.join(format!(".{name}.{}.tmp", crate::state::secret("", 8)));
+            let tmp = dir.join(format!(".{name}.{}.tmp", crate::secrets::secret("", 8)));
             tokio::fs::write(&tmp, page).await.map_err(|e| format!("outbox: {e}"))?;
             tokio::fs::rename(&tmp, dir.join(format!("{name}.html")))
                 .await

@@ -4,14 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngExt;
 
 use crate::config::{AudienceReading, Config};
 use crate::defect::Defects;
-use crate::jwks::JwksCache;
+use crate::jwks::cache::JwksCache;
 use crate::mail::Mailer;
+use crate::secrets::{secret, unix_now};
 use crate::store::Db;
 
 /// The request header that shifts "now" for one request when `test_clock` is on.
@@ -39,9 +37,9 @@ pub struct Inner {
     /// JWKS cache.
     pub jwks: JwksCache,
     /// The v0.6 profile's assertion-signing key (none under v0.1).
-    pub service_key: Option<crate::v06::ServiceKey>,
+    pub service_key: Option<crate::keys::ServiceKey>,
     /// The AID PKA key, when the service publishes AID.
-    pub aid_key: Option<crate::aid::AidKey>,
+    pub aid_key: Option<crate::keys::AidKey>,
     /// Outbound HTTP (JWKS only; never to an address not on the trust list).
     pub http: reqwest::Client,
     /// Claim mail.
@@ -106,21 +104,6 @@ impl FromRequestParts<AppState> for Now {
     }
 }
 
-/// Wall-clock unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `prefix` + base64url of `bytes` random bytes from the OS CSPRNG.
-pub fn secret(prefix: &str, bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill(&mut buf[..]);
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(buf))
-}
-
 /// Random bytes of every secret the server mints: 192 bits.
 const SECRET_BYTES: usize = 24;
 /// Random bytes of one minted under a weak-secret defect: 48 bits, below every entropy bar.
@@ -141,41 +124,4 @@ impl AppState {
     pub fn mint_secret(&self, prefix: &str, weak: crate::defect::Defect) -> String {
         secret(prefix, self.secret_bytes(weak))
     }
-}
-
-/// An identifier (not a secret) whose keys sort by creation time: `prefix`, the milliseconds
-/// since the epoch in hex, then random bytes. Time-ordered keys append to their index's last
-/// page instead of dirtying a random page per insert, which is most of what a write costs.
-pub fn ordered_id(prefix: &str) -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let mut buf = [0u8; 10];
-    rand::rng().fill(&mut buf[..]);
-    format!("{prefix}{millis:012x}{}", URL_SAFE_NO_PAD.encode(buf))
-}
-
-/// A six-digit OTP, leading zeros kept, uniform over 000000..=999999 (CLAIM-14).
-pub fn otp() -> String {
-    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
-}
-
-/// SHA-256 hex: secrets are stored only as hashes (SEC-01).
-pub fn hash(secret: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Compares two hashes without an early exit.
-pub fn same_hash(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// RFC 3339 / ISO-8601 UTC.
-pub fn iso(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }

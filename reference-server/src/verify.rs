@@ -15,6 +15,9 @@ use crate::error::ApiError;
 use crate::jwks::{key_at, spki_pem};
 use crate::state::AppState;
 
+/// The ID-JAG token type (draft-ietf-oauth-identity-assertion-authz-grant).
+pub(crate) const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
+
 /// The auth.md revocation event (catalogue §0.4).
 pub const REVOKED_EVENT: &str = "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked";
 
@@ -29,10 +32,10 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// The `typ` this kind carries: v0.3 and later deliver revocation as an RFC 8417 SET.
-    fn typ(self, profile: &str) -> &'static str {
+    fn typ(self, profile: crate::config::Profile) -> &'static str {
         match self {
             Self::IdJag => "oauth-id-jag+jwt",
-            Self::Logout if profile == "v0.6" => "secevent+jwt",
+            Self::Logout if profile == crate::config::Profile::V06 => "secevent+jwt",
             Self::Logout => "logout+jwt",
         }
     }
@@ -132,19 +135,19 @@ pub async fn verify(state: &AppState, token: &str, kind: TokenKind, now: i64) ->
     // IDJAG-11, IDJAG-12, IDJAG-41, REVOKE-06, REVOKE-17: explicit typing (RFC 8725 §3.11).
     if !defects.contains(Defect::SkipTypCheck) {
         match header.get("typ").and_then(Value::as_str) {
-            Some(typ) if typ_matches(typ, kind.typ(&state.config.profile), defects.contains(Defect::StrictTypComparison)) => {}
+            Some(typ) if typ_matches(typ, kind.typ(state.config.profile), defects.contains(Defect::StrictTypComparison)) => {}
             Some(typ)
-                if defects.contains(Defect::TypSubstringMatch) && typ.to_ascii_lowercase().contains(kind.typ(&state.config.profile)) => {}
+                if defects.contains(Defect::TypSubstringMatch) && typ.to_ascii_lowercase().contains(kind.typ(state.config.profile)) => {}
             Some(typ) => {
                 return Err(ApiError::InvalidRequest(format!(
                     "unexpected typ `{typ}`; wanted `{}`",
-                    kind.typ(&state.config.profile)
+                    kind.typ(state.config.profile)
                 )));
             }
             None => {
                 return Err(ApiError::InvalidRequest(format!(
                     "missing typ header; wanted `{}`",
-                    kind.typ(&state.config.profile)
+                    kind.typ(state.config.profile)
                 )));
             }
         }

@@ -2,7 +2,6 @@
 //! provider's `Cache-Control` within a floor and a ceiling, refetched once on an unknown `kid`
 //! (with a cool-down), and the client metadata documents of URL-form `client_id`s.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -10,30 +9,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::Jwk;
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use crate::config::TrustedIssuer;
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The JWKS cache: per issuer, the keys, when they were fetched, and for how long they hold;
-/// and, per URL-form `client_id`, the `jwks_uri` of its client metadata document.
-#[derive(Default)]
-pub struct JwksCache {
-    entries: Mutex<HashMap<String, CacheEntry>>,
-    clients: std::sync::Mutex<HashMap<String, (i64, Duration, String)>>,
-}
+pub(crate) mod cache;
 
-struct CacheEntry {
-    keys: Vec<Jwk>,
-    /// Wall time of the fetch: the refetch cool-down protects the IdP in real time.
-    fetched: Instant,
-    /// The request's "now" at the fetch (test clock aware): the cache's age, so a conformance
-    /// run can observe the `Cache-Control` lifetime (IDJAG-44) without waiting ten minutes.
-    fetched_at: i64,
-    ttl: Duration,
-}
+use cache::CacheEntry;
+pub use cache::JwksCache;
 
 impl JwksCache {
     /// The key to verify with: by `kid` from the cached JWKS, refetching once on a miss

@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::routes::{logout_jti_is_fresh, remember_jti};
-use crate::state::{AppState, Now, hash, iso, ordered_id, secret};
-use crate::v06::no_store;
-use crate::verify::{self, TokenKind};
+use crate::secrets::{hash, iso, ordered_id, secret};
+use crate::state::{AppState, Now};
+use crate::store::replay::{logout_jti_is_fresh, remember_jti};
+use crate::v06::error::{SetCode, V06Error};
+use crate::v06::wire::no_store;
+use crate::verify::{self, ID_JAG_URN, TokenKind};
 
-const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
 /// How old the user's authentication at the provider may be (`idJagMaxAuthAgeSeconds`).
 pub const MAX_AUTH_AGE: i64 = 3600;
 
@@ -132,7 +133,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
                     params![rid, now, expires, hash(&claim_token), account_email, post],
                 )
                 .map_err(db)?;
-                let attempt = crate::v06_claim::start_attempt(conn, &st, &rid, &account_email, now)?;
+                let attempt = crate::v06::claim::start_attempt(conn, &st, &rid, &account_email, now)?;
                 return Ok(Matched::StepUp(rid, claim_token, expires, attempt["block"].clone()));
             }
             let user = match delegated.or(existing) {
@@ -163,7 +164,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
         .await?;
     match matched {
         Matched::Registered(rid, email) => {
-            let (assertion, expires) = crate::v06::assertion_for(state, now, &rid, &state.config.scopes, true, email.as_deref())?;
+            let (assertion, expires) = crate::v06::token::assertion_for(state, now, &rid, &state.config.scopes, true, email.as_deref())?;
             Ok(no_store(
                 state,
                 StatusCode::OK,
@@ -208,11 +209,6 @@ fn unknown_events(token: &str) -> bool {
         .is_some_and(|e| e.keys().any(|k| k != verify::REVOKED_EVENT))
 }
 
-/// An RFC 8935 §2.4 error.
-fn set_error(err: &str, description: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "err": err, "description": description }))).into_response()
-}
-
 /// `POST /agent/event/notify` (RFC 8935): a provider's SET. The revoked event tears down every
 /// registration of `(iss, sub)`, their claim handles, tokens and the delegation (b53c9ed).
 pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
@@ -223,23 +219,29 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
         .unwrap_or_default()
         .to_ascii_lowercase();
     if !content_type.starts_with("application/secevent+jwt") {
-        return set_error("invalid_request", "the body must be application/secevent+jwt");
+        return V06Error::Set(SetCode::InvalidRequest, "the body must be application/secevent+jwt".into()).respond(&state);
     }
     let Ok(bytes) = axum::body::to_bytes(request.into_body(), 64 * 1024).await else {
-        return set_error("invalid_request", "the body is too large");
+        return V06Error::Set(SetCode::InvalidRequest, "the body is too large".into()).respond(&state);
     };
     let token = String::from_utf8_lossy(&bytes).trim().to_string();
     // V6-SET-03: events this service does not know are ignored (RFC 8417 §2.2), unless the
     // defect refuses the whole SET for them.
     if state.defects.contains(Defect::V06RefuseUnknownEvents) && unknown_events(&token) {
-        return set_error("invalid_request", "unknown event");
+        return V06Error::Set(SetCode::InvalidRequest, "unknown event".into()).respond(&state);
     }
     let verified = match verify::verify(&state, &token, TokenKind::Logout, now).await {
         Ok(v) => v,
-        Err(ApiError::InvalidIssuer) => return set_error("invalid_issuer", "the issuer is not on the trust list"),
-        Err(ApiError::InvalidAudience) => return set_error("invalid_audience", "aud does not name this service"),
-        Err(ApiError::InvalidSignature(_)) => return set_error("invalid_key", "the signature does not verify"),
-        Err(e) => return set_error("invalid_request", &e.code().replace('_', " ")),
+        Err(ApiError::InvalidIssuer) => {
+            return V06Error::Set(SetCode::InvalidIssuer, "the issuer is not on the trust list".into()).respond(&state);
+        }
+        Err(ApiError::InvalidAudience) => {
+            return V06Error::Set(SetCode::InvalidAudience, "aud does not name this service".into()).respond(&state);
+        }
+        Err(ApiError::InvalidSignature(_)) => {
+            return V06Error::Set(SetCode::InvalidKey, "the signature does not verify".into()).respond(&state);
+        }
+        Err(e) => return V06Error::Set(SetCode::InvalidRequest, e.code().replace('_', " ").into()).respond(&state),
     };
     if state.defects.contains(Defect::V06SetIgnored) {
         return StatusCode::ACCEPTED.into_response();
@@ -282,7 +284,7 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
         .await;
     match torn {
         Ok(true) => StatusCode::ACCEPTED.into_response(),
-        Ok(false) => set_error("invalid_request", "the SET was delivered before (jti)"),
+        Ok(false) => V06Error::Set(SetCode::InvalidRequest, "the SET was delivered before (jti)".into()).respond(&state),
         Err(e) => state.reply(Err(e)),
     }
 }

@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::state::{AppState, Now, hash, iso, ordered_id, otp, secret};
-use crate::v06::{form_fields, mint_access, no_store, oauth_error};
+use crate::secrets::{hash, iso, ordered_id, otp, secret};
+use crate::state::{AppState, Now};
+use crate::v06::error::{TokenCode, V06Error, token_error};
+use crate::v06::wire::{form_fields, no_store};
 
 /// The profile's claim-polling grant (Step 4c).
 pub const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
@@ -128,7 +130,7 @@ pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> 
 /// `POST /agent/identity/claim {claim_token, email}` (v0.6 Step 4a): a fresh ceremony.
 pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
     let outcome = async {
-        let body = crate::v06::json_body(&state, request).await?;
+        let body = crate::v06::wire::json_body(&state, request).await?;
         let (Some(token), Some(email)) = (body["claim_token"].as_str(), body["email"].as_str()) else {
             return Err(ApiError::InvalidRequest("`claim_token` and `email` are required".into()));
         };
@@ -194,22 +196,21 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
     state.reply(outcome)
 }
 
-/// The claim grant (v0.6 Step 4c): pending, slow down, expired, or the post-claim tokens.
-pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Response {
+/// The claim grant (v0.6 Step 4c): pending, slow down, expired, or the registration whose
+/// post-claim tokens the token endpoint mints.
+pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Result<String, V06Error> {
     let (h, slow_check) = (hash(claim_token), !state.defects.contains(Defect::V06NoSlowDown));
     let never_expires = state.defects.contains(Defect::V06AttemptNeverExpires);
     let found = state
         .db
         .call(move |conn| {
             let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            let reg: Option<(String, String)> = conn
-                .query_row("SELECT id, kind FROM registrations WHERE claim_token_hash = ?1", params![h], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+            let reg: Option<String> = conn
+                .query_row("SELECT id FROM registrations WHERE claim_token_hash = ?1", params![h], |r| r.get(0))
                 .optional()
                 .map_err(db)?;
-            let Some((rid, kind)) = reg else {
-                return Ok(Err("unknown claim_token"));
+            let Some(rid) = reg else {
+                return Ok(Err(token_error(TokenCode::InvalidGrant, "unknown claim_token")));
             };
             let attempt: Option<(String, String, i64, Option<i64>)> = conn
                 .query_row(
@@ -220,38 +221,33 @@ pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Respo
                 .optional()
                 .map_err(db)?;
             let Some((aid, status, expires_at, last_poll)) = attempt else {
-                return Ok(Err("no ceremony in progress"));
+                return Ok(Err(token_error(TokenCode::InvalidGrant, "no ceremony in progress")));
             };
             match status.as_str() {
                 "completed" => {
                     conn.execute("UPDATE v06_attempts SET status = 'redeemed' WHERE id = ?1", params![aid])
                         .map_err(db)?;
-                    Ok(Ok(Some((rid, kind))))
+                    Ok(Ok(rid))
                 }
                 "pending" => {
                     conn.execute("UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, aid])
                         .map_err(db)?;
                     if now >= expires_at && !never_expires {
-                        Ok(Err("expired_token"))
+                        Ok(Err(token_error(TokenCode::ExpiredToken, "the user has not finished the ceremony")))
                     } else if slow_check && last_poll.is_some_and(|p| now - p < INTERVAL) {
-                        Ok(Err("slow_down"))
+                        Ok(Err(token_error(TokenCode::SlowDown, "the user has not finished the ceremony")))
                     } else {
-                        Ok(Err("authorization_pending"))
+                        Ok(Err(token_error(
+                            TokenCode::AuthorizationPending,
+                            "the user has not finished the ceremony",
+                        )))
                     }
                 }
-                _ => Ok(Err("the ceremony is over")),
+                _ => Ok(Err(token_error(TokenCode::InvalidGrant, "the ceremony is over"))),
             }
         })
         .await;
-    match found {
-        Ok(Ok(Some((rid, _kind)))) => mint_access(state, now, &rid, true).await,
-        Ok(Ok(None)) => oauth_error(state, StatusCode::BAD_REQUEST, "invalid_grant", "no ceremony"),
-        Ok(Err(code @ ("authorization_pending" | "slow_down" | "expired_token"))) => {
-            oauth_error(state, StatusCode::BAD_REQUEST, code, "the user has not finished the ceremony")
-        }
-        Ok(Err(why)) => oauth_error(state, StatusCode::BAD_REQUEST, "invalid_grant", why),
-        Err(e) => state.reply(Err(e)),
-    }
+    found.map_err(V06Error::from)?
 }
 
 #[derive(serde::Deserialize)]

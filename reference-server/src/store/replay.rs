@@ -1,0 +1,47 @@
+//! The `jti` replay cache (IDJAG-23, REVOKE-09).
+
+use rusqlite::{Connection, params};
+
+use crate::defect::Defect;
+use crate::error::ApiError;
+use crate::store::sql::{db, exec};
+use crate::verify::TokenKind;
+
+/// Records a `jti` in the replay cache; false when it was already there.
+/// Remembers a logout token's (or SET's) `jti`: true when it is new, or when the replay check
+/// is switched off by its defect.
+pub(crate) fn logout_jti_is_fresh(
+    conn: &Connection,
+    defects: &crate::defect::Defects,
+    iss: &str,
+    jti: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let fresh = remember_jti(conn, defects, iss, TokenKind::Logout, jti, until, now)?;
+    Ok(fresh || defects.contains(Defect::SkipLogoutReplayCheck))
+}
+
+pub(crate) fn remember_jti(
+    conn: &Connection,
+    defects: &crate::defect::Defects,
+    iss: &str,
+    kind: TokenKind,
+    jti: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool, ApiError> {
+    exec(
+        conn,
+        "DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)",
+        params![now],
+    )
+    .map_err(db)?;
+    let inserted = exec(
+        conn,
+        "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![iss, kind.replay_namespace(defects), jti, until],
+    )
+    .map_err(db)?;
+    Ok(inserted == 1)
+}

@@ -1,0 +1,38 @@
+//! The statement helpers every query goes through, and the audit log (AUDIT-01..05).
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Appends an audit event (AUDIT-01..05).
+pub(crate) fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)",
+        params![now, event, data.to_string()],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// `execute` through the connection's statement cache: the hot paths run the same statements
+/// thousands of times a second, and parsing them each time was a measurable share of a write.
+pub(crate) fn exec<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the statement cache (see [`exec`]).
+pub(crate) fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: F,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
+/// A storage failure, as the internal error it is on the wire.
+pub(crate) fn db(e: rusqlite::Error) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
