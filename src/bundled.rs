@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use authmd_mock_idp::{IdpConfig, MockIdp};
 use authmd_mock_mailbox::{MailSource, Mailbox};
-use authmd_reference_server::{AudienceReading, Config, Defects, ErrorNames, OracleShape, ReferenceServer, TrustedIssuer};
+use authmd_reference_server::{Config, Defects, ReferenceServer, TrustedIssuer};
 
 use crate::catalogue::{Case, Need};
+use crate::deployment::{Deployment, MailDelivery};
 use crate::target::{ClockConfig, DeclaredTtls, Oracle, Probe, TargetConfig};
 
 /// The running stack. Dropping it stops everything and removes the database directory.
@@ -77,295 +78,141 @@ impl Shape {
     }
 }
 
-/// A conforming deployment of the reference server that differs from the standard one in
-/// every way the catalogue allows. The suite must pass against each: the guard against cases
-/// tuned to one server's shapes.
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
-pub enum Variant {
-    /// Test clock header, guide error names, nested oracle, SMTP mail, `aud` = AS (C-01 B).
-    #[default]
-    Standard,
-    /// AUTH.md's error names (§B.6), a flat oracle with a space-delimited scope string, claim
-    /// mail only as per-registration HTML files served over HTTP and overwritten by each new
-    /// attempt, `aud` = the PRM resource (C-01 A), logout tokens must carry `exp` (C-20 B), a
-    /// pinned non-URL `client_id`, and a 2 s JWKS refetch cool-down.
-    Alternates,
-    /// No clock header: short TTLs and a wait budget, so TTL cases really wait (concurrently).
-    NoClock,
-    /// The v0.6 profile (upstream b53c9ed): `/agent/identity`, the token endpoint, RFC 7009.
-    V06,
-    /// The standard deployment over https at a DNS name, publishing an AID v2 record with a PKA
-    /// key from a loopback DNS server (the run starts from the bare domain).
-    Aid,
-    /// As `Aid`, publishing an AID v1.2 record without a key.
-    Aid1,
-}
-
-impl Variant {
-    /// Every deployment of the v0.1 profile.
-    pub const ALL: [Variant; 3] = [Variant::Standard, Variant::Alternates, Variant::NoClock];
-
-    /// The deployment that speaks `profile` (its standard one), if the bundled server speaks it.
-    pub fn for_profile(profile: &str) -> Option<Self> {
-        match profile {
-            "v0.1" => Some(Self::Standard),
-            "v0.6" => Some(Self::V06),
-            _ => None,
-        }
-    }
-
-    /// The spec profile the deployment speaks.
-    pub fn profile(self) -> &'static str {
-        match self {
-            Self::V06 => "v0.6",
-            _ => "v0.1",
-        }
-    }
-
-    /// The name used by `--variant` and in trial names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Standard => "standard",
-            Self::Alternates => "alternates",
-            Self::NoClock => "no-clock",
-            Self::V06 => "v0.6",
-            Self::Aid => "aid",
-            Self::Aid1 => "aid1",
-        }
-    }
-
-    /// The variant of that name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().chain([Self::Aid, Self::Aid1]).find(|v| v.name() == name)
-    }
-
-    /// Whether the deployment publishes AID.
-    pub fn publishes_aid(self) -> bool {
-        matches!(self, Self::Aid | Self::Aid1)
-    }
-}
-
-/// Short TTLs of the no-clock variant: ordered like the real ones (an OTP dies before its
-/// attempt, an attempt before its registration), so every TTL case keeps its meaning.
-const SHORT_TTLS: DeclaredTtls = DeclaredTtls {
-    registration: 9,
-    claim_attempt: 8,
-    otp: 3,
-    access_token: 3,
-};
-
-/// Starts the full stack with `defects` switched on in the server.
+/// Starts the full stack of the default profile's standard deployment with `defects` on.
 pub async fn start(defects: Defects) -> Result<Bundled, BundledError> {
-    start_shaped(defects, Shape::Full, Variant::Standard).await
+    let standard = Deployment::default_for(&crate::default_profile(), false)
+        .map_err(|reason| BundledError {
+            part: "deployments",
+            reason,
+        })?
+        .ok_or_else(|| BundledError {
+            part: "deployments",
+            reason: "the default profile has no default deployment".into(),
+        })?;
+    start_shaped(defects, Shape::Full, standard).await
 }
 
 /// The domain an AID deployment is published at unless `run --domain` names another.
 pub const AID_DOMAIN: &str = "svc.authmd.test";
 
-/// Starts the stack in `shape` and `variant` with `defects` switched on in the server.
-pub async fn start_shaped(defects: Defects, shape: Shape, variant: Variant) -> Result<Bundled, BundledError> {
-    start_at(defects, shape, variant, AID_DOMAIN).await
+/// Starts `deployment` in `shape` with `defects` switched on in the server.
+pub async fn start_shaped(defects: Defects, shape: Shape, deployment: &Deployment) -> Result<Bundled, BundledError> {
+    start_at(defects, shape, deployment, AID_DOMAIN).await
 }
 
+/// What every bundled deployment shares, under its own `[server]` table: the test clock, and
+/// rate limits that leave each case (each with its own source address) room for the sampling
+/// cases while the rate-limit case still sees a 429 within its burst. Cases rotate keys one
+/// after another; without a declared cool-down the rotation case would depend on what ran just
+/// before it, so there is none unless a deployment declares one (and the harness waits it out).
+fn wiring() -> toml::Table {
+    let mut table = toml::Table::new();
+    table.insert("test_clock".into(), true.into());
+    let mut rate = toml::Table::new();
+    rate.insert("anonymous_per_ip".into(), 30.into());
+    rate.insert("identity_per_ip".into(), 120.into());
+    table.insert("rate".into(), rate.into());
+    let mut ttl = toml::Table::new();
+    ttl.insert("jwks_refetch_cooldown".into(), 0.into());
+    table.insert("ttl".into(), ttl.into());
+    table
+}
+
+/// `over` merged into `base`, table by table.
+fn merged(mut base: toml::Table, over: &toml::Table) -> toml::Table {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => {
+                *inner = merged(std::mem::take(inner), more);
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    base
+}
+
+/// The burst the rate-limit case sends: above the anonymous limit of [`wiring`].
+const RATE_BURST: u32 = 40;
+
 /// As [`start_shaped`]; an AID deployment is published at `domain`.
-pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: &str) -> Result<Bundled, BundledError> {
+pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, domain: &str) -> Result<Bundled, BundledError> {
+    let fail = |part: &'static str| move |e: String| BundledError { part, reason: e };
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mailbox = Mailbox::start(any).await.map_err(|e| BundledError {
-        part: "mailbox",
-        reason: e.to_string(),
-    })?;
-    let smtp = mailbox.addr().to_string();
+    let mailbox = Mailbox::start(any).await.map_err(|e| fail("mailbox")(e.to_string()))?;
     let idp = MockIdp::start(IdpConfig {
         jwks_max_age: 300,
         ..IdpConfig::default()
     })
     .await
-    .map_err(|e| BundledError {
-        part: "mock IdP",
-        reason: e.to_string(),
-    })?;
+    .map_err(|e| fail("mock IdP")(e.to_string()))?;
     let other = |prefix: &str| IdpConfig {
         kid_prefix: prefix.to_string(),
         ..IdpConfig::default()
     };
-    let idp2 = MockIdp::start(other("B-")).await.map_err(|e| BundledError {
-        part: "second mock IdP",
-        reason: e.to_string(),
-    })?;
-    let stranger = MockIdp::start(other("C-")).await.map_err(|e| BundledError {
-        part: "untrusted mock IdP",
-        reason: e.to_string(),
-    })?;
+    let idp2 = MockIdp::start(other("B-"))
+        .await
+        .map_err(|e| fail("second mock IdP")(e.to_string()))?;
+    let stranger = MockIdp::start(other("C-"))
+        .await
+        .map_err(|e| fail("untrusted mock IdP")(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("authmd-run-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| BundledError {
-        part: "database directory",
-        reason: e.to_string(),
-    })?;
-    // The alternates deployment's outbox asks for a token only the harness holds (SEC-08).
+    std::fs::create_dir_all(&dir).map_err(|e| fail("database directory")(e.to_string()))?;
+    let dir = TempDir(dir);
+    let mut config = Config::from_table(
+        &merged(wiring(), &deployment.server),
+        &format!("deployments/{}.toml", deployment.name),
+    )
+    .map_err(|e| fail("deployment")(e.to_string()))?;
+    config.listen = any;
+    config.database = dir.0.join("reference.sqlite");
+    config.anonymous = shape == Shape::Full;
+    config.verified_email = shape == Shape::Full;
+    if deployment.publishes_aid() {
+        config.public_host = Some(domain.to_string());
+    }
+    // The outbox asks for a token only the harness holds (SEC-08).
     let outbox_token = format!("obx_{}", uuid::Uuid::new_v4().simple());
+    match deployment.mail {
+        MailDelivery::Smtp => config.smtp = Some(mailbox.addr().to_string()),
+        MailDelivery::Outbox => {
+            config.mail_outbox = Some(dir.0.join("outbox"));
+            config.mail_outbox_token = Some(authmd_reference_server::config::SecretString(outbox_token.clone()));
+        }
+    }
     let required_amr: Vec<String> = match shape {
         Shape::Full => Vec::new(),
         Shape::Restricted => vec!["mfa".into()],
     };
-    let mut config = Config {
-        listen: any,
-        database: dir.join("reference.sqlite"),
-        smtp: Some(smtp),
-        test_clock: true,
-        anonymous: shape == Shape::Full,
-        verified_email: shape == Shape::Full,
-        ..Config::default()
-    };
-    match variant {
-        Variant::Standard => {}
-        Variant::Alternates => {
-            config.error_names = ErrorNames::AuthMd;
-            config.oracle_shape = OracleShape::Flat;
-            config.smtp = None;
-            config.mail_outbox = Some(dir.join("outbox"));
-            config.mail_outbox_token = Some(authmd_reference_server::config::SecretString(outbox_token.clone()));
-            config.audience = AudienceReading::Resource;
-            // C-20 reading B: a logout token must carry `exp`, as BCL 1.0 requires.
-            config.logout_requires_exp = true;
-            // The other readings of C-07, C-11 and C-17.
-            config.follows = authmd_reference_server::config::FOLLOWABLE.iter().map(|f| f.to_string()).collect();
-        }
-        Variant::V06 => {
-            config.profile = authmd_reference_server::Profile::V06;
-            // v0.6 Step 3: `aud` is the PRM resource.
-            config.audience = AudienceReading::Resource;
-        }
-        Variant::Aid | Variant::Aid1 => {
-            config.https = true;
-            config.public_host = Some(domain.to_string());
-            config.aid = if variant == Variant::Aid {
-                authmd_reference_server::AidMode::Aid2
-            } else {
-                authmd_reference_server::AidMode::Aid1
-            };
-        }
-        Variant::NoClock => {
-            config.test_clock = false;
-            config.ttl.registration = SHORT_TTLS.registration;
-            config.ttl.claim_attempt = SHORT_TTLS.claim_attempt;
-            config.ttl.otp = SHORT_TTLS.otp;
-            config.ttl.access_token = SHORT_TTLS.access_token;
-        }
-    }
     for trusted in [&idp, &idp2] {
         config.trusted_issuers.push(TrustedIssuer {
             required_amr: required_amr.clone(),
             ..TrustedIssuer::named(trusted.issuer())
         });
     }
-    // The alternates deployment pins the primary issuer's client_ids to a name that is not a
-    // URL, so nothing is resolved as client metadata there (IDJAG-36 becomes a MUST).
-    if variant == Variant::Alternates {
-        config.trusted_issuers[0].client_ids = vec![PINNED_CLIENT_ID.into()];
+    if let Some(pinned) = &deployment.pinned_client_id {
+        config.trusted_issuers[0].client_ids = vec![pinned.clone()];
     }
-    // Each case has its own source address; these limits leave room for the sampling cases
-    // while the rate-limit case still sees a 429 within its burst.
-    config.rate.anonymous_per_ip = 30;
-    config.rate.identity_per_ip = 120;
-    // Cases rotate keys one after another; without a declared cool-down the rotation case
-    // would depend on what ran just before it. The alternates variant declares one, and the
-    // harness waits it out.
-    config.ttl.jwks_refetch_cooldown = config_cooldown(variant);
-    let ttl = DeclaredTtls {
-        registration: config.ttl.registration,
-        claim_attempt: config.ttl.claim_attempt,
-        otp: config.ttl.otp,
-        access_token: config.ttl.access_token,
-    };
-    let server = ReferenceServer::start(config, defects).await.map_err(|e| BundledError {
-        part: "reference server",
-        reason: e.to_string(),
-    })?;
-    let mut target = TargetConfig::new(server.base_url());
-    target.profile = variant.profile().to_string();
-    // The server trusts this IdP's issuer, as a user's config names the one theirs trusts.
+    let described = config.clone();
+    let server = ReferenceServer::start(config, defects)
+        .await
+        .map_err(|e| fail("reference server")(e.to_string()))?;
+    let mut target = target_for(deployment, &described, &server);
     target.idp.issuer = Some(idp.issuer().to_string());
-    if variant == Variant::V06 {
-        target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
-        // The human's steps on the server's own pages (v0.6 ceremony).
-        let fields = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        target.session = Some(crate::target::SessionRecipe {
-            login_url: "/login".into(),
-            login_fields: fields(&[("email", "{email}"), ("return_to", "{return_to}")]),
-            confirm_url: "/agent/identity/claim/complete".into(),
-            confirm_fields: fields(&[("claim_attempt_token", "{claim_attempt_token}"), ("user_code", "{user_code}")]),
-        });
-    }
-    target.oracle = Some(Oracle {
-        path: "/api/resource".into(),
-        user_pointer: "/user/id".into(),
-        scopes_pointer: "/credential/scope".into(),
-    });
-    target.probes.insert(
-        "api.read".into(),
-        Probe {
-            method: "GET".into(),
-            path: "/api/read".into(),
-        },
-    );
-    target.probes.insert(
-        "api.write".into(),
-        Probe {
-            method: "POST".into(),
-            path: "/api/write".into(),
-        },
-    );
-    target.clock = ClockConfig {
-        offset_header: Some(authmd_reference_server::CLOCK_OFFSET_HEADER.into()),
-        wait_budget_secs: 0,
-    };
-    target.ttl = ttl;
-    target.rate_burst = Some(40);
-    target.readings.insert("C-01".into(), "B".into());
-    target.readings.insert("C-20".into(), "A".into());
-    target.readings.insert("C-04".into(), "guide".into());
-    for (ambiguity, reading) in [("C-07", "v0.1-idempotent"), ("C-11", "required"), ("C-17", "A")] {
-        target.readings.insert(ambiguity.into(), reading.into());
-    }
     target.idp.required_amr = required_amr;
-    target.idp.jwks_refetch_cooldown_secs = Some(config_cooldown(variant));
-    // The reference server ages its JWKS cache by the request's clock.
-    target.idp.jwks_cache_follows_clock = true;
-    let mut mail = MailSource::Smtp(Arc::new(mailbox));
-    match variant {
-        Variant::Standard | Variant::V06 => {}
-        Variant::Aid | Variant::Aid1 => {}
-        Variant::Alternates => {
-            target.oracle = Some(Oracle {
-                path: "/api/resource".into(),
-                user_pointer: "/who".into(),
-                scopes_pointer: "/scope".into(),
-            });
-            target.readings.insert("C-01".into(), "A".into());
-            target.readings.insert("C-20".into(), "B".into());
-            target.readings.insert("C-04".into(), "authmd".into());
-            for (ambiguity, reading) in [("C-07", "v0.7-new-attempt"), ("C-11", "defaulted"), ("C-17", "B")] {
-                target.readings.insert(ambiguity.into(), reading.into());
-            }
-            target.idp.client_ids = vec![PINNED_CLIENT_ID.into()];
-            target.idp.cimd = false;
-            target.idp.audience = Some(format!("{}/api", server.base_url().trim_end_matches('/')));
-            target.clock.wait_budget_secs = 5;
-            let url = format!("{}/mail/{{registration_id}}.html", server.base_url().trim_end_matches('/'));
-            mail = MailSource::url_template_with_headers(url, vec![("authorization".into(), format!("Bearer {outbox_token}"))]);
-        }
-        Variant::NoClock => {
-            target.clock = ClockConfig {
-                offset_header: None,
-                wait_budget_secs: 16,
-            };
-        }
-    }
     target.idp.second = Some(crate::target::SecondIssuer {
         issuer: idp2.issuer().to_string(),
         listen: idp2.addr(),
     });
-    let dns = if variant.publishes_aid() {
+    let mail = match deployment.mail {
+        MailDelivery::Smtp => MailSource::Smtp(Arc::new(mailbox)),
+        MailDelivery::Outbox => {
+            let url = format!("{}/mail/{{registration_id}}.html", server.base_url().trim_end_matches('/'));
+            MailSource::url_template_with_headers(url, vec![("authorization".into(), format!("Bearer {outbox_token}"))])
+        }
+    };
+    let dns = if deployment.publishes_aid() {
         let dns = serve_aid_zone(&server, domain).await?;
         // The run starts from the bare domain: the record names the endpoint and base URL.
         target.base_url = String::new();
@@ -387,8 +234,66 @@ pub async fn start_at(defects: Defects, shape: Shape, variant: Variant, domain: 
         stranger: Arc::new(stranger),
         mail: Arc::new(mail),
         target,
-        _dir: TempDir(dir),
+        _dir: dir,
     })
+}
+
+/// The harness's target configuration for `deployment`, derived from the server's
+/// configuration as the server describes it: the readings it follows, its oracle, its clock,
+/// its TTLs, its pinned client and its pages.
+fn target_for(deployment: &Deployment, config: &Config, server: &ReferenceServer) -> TargetConfig {
+    let base = server.base_url().trim_end_matches('/').to_string();
+    let mut target = TargetConfig::new(server.base_url());
+    target.profile = deployment.profile.clone();
+    for (ambiguity, reading) in config.readings() {
+        target.readings.insert(ambiguity.into(), reading.into());
+    }
+    if config.audience_is_resource() {
+        target.idp.audience = Some(format!("{base}/api"));
+    }
+    let (user_pointer, scopes_pointer) = config.oracle_pointers();
+    target.oracle = Some(Oracle {
+        path: "/api/resource".into(),
+        user_pointer: user_pointer.into(),
+        scopes_pointer: scopes_pointer.into(),
+    });
+    for (scope, method, path) in [("api.read", "GET", "/api/read"), ("api.write", "POST", "/api/write")] {
+        target.probes.insert(
+            scope.into(),
+            Probe {
+                method: method.into(),
+                path: path.into(),
+            },
+        );
+    }
+    target.session = config.human_pages().map(|pages| {
+        let fields = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        crate::target::SessionRecipe {
+            login_url: pages.login_url.into(),
+            login_fields: fields(&pages.login_fields),
+            confirm_url: pages.confirm_url.into(),
+            confirm_fields: fields(&pages.confirm_fields),
+        }
+    });
+    target.clock = ClockConfig {
+        offset_header: config.test_clock.then(|| authmd_reference_server::CLOCK_OFFSET_HEADER.into()),
+        wait_budget_secs: deployment.wait_budget_secs,
+    };
+    target.ttl = DeclaredTtls {
+        registration: config.ttl.registration,
+        claim_attempt: config.ttl.claim_attempt,
+        otp: config.ttl.otp,
+        access_token: config.ttl.access_token,
+    };
+    target.rate_burst = Some(RATE_BURST);
+    if let Some(pinned) = &deployment.pinned_client_id {
+        target.idp.client_ids = vec![pinned.clone()];
+        target.idp.cimd = false;
+    }
+    target.idp.jwks_refetch_cooldown_secs = Some(config.ttl.jwks_refetch_cooldown);
+    // The reference server ages its JWKS cache by the request's clock.
+    target.idp.jwks_cache_follows_clock = true;
+    target
 }
 
 /// Serves the zone of `domain`'s parent with the server's AID records and `domain`'s address.
@@ -410,11 +315,4 @@ async fn serve_aid_zone(server: &ReferenceServer, domain: &str) -> Result<authmd
     authmd_dns::DnsServer::start(zone, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(fail)
-}
-
-/// The client_id the alternates deployment pins for the primary issuer.
-const PINNED_CLIENT_ID: &str = "authmd-conformance-agent";
-
-fn config_cooldown(variant: Variant) -> u64 {
-    if variant == Variant::Alternates { 2 } else { 0 }
 }

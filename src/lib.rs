@@ -8,6 +8,7 @@
 pub use authmd_harness::*;
 
 pub mod bundled;
+pub mod deployment;
 pub mod lint;
 
 use std::sync::Arc;
@@ -30,11 +31,11 @@ pub struct BundledRun {
 pub async fn bundled_harness(
     defects: authmd_reference_server::Defects,
     shape: bundled::Shape,
-    variant: bundled::Variant,
+    deployment: &deployment::Deployment,
     jobs: Option<usize>,
     secrets: redact::Secrets,
 ) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
-    bundled_harness_configured(defects, shape, variant, jobs, secrets, bundled::AID_DOMAIN, |_| {}).await
+    bundled_harness_configured(defects, shape, deployment, jobs, secrets, bundled::AID_DOMAIN, |_| {}).await
 }
 
 /// As [`bundled_harness`]: an AID deployment is published at `domain`, and the harness's
@@ -43,7 +44,7 @@ pub async fn bundled_harness(
 pub async fn bundled_harness_configured(
     defects: authmd_reference_server::Defects,
     shape: bundled::Shape,
-    variant: bundled::Variant,
+    deployment: &deployment::Deployment,
     jobs: Option<usize>,
     secrets: redact::Secrets,
     domain: &str,
@@ -53,7 +54,7 @@ pub async fn bundled_harness_configured(
         part: "harness",
         reason: e.to_string(),
     };
-    let stack = bundled::start_at(defects, shape, variant, domain).await?;
+    let stack = bundled::start_at(defects, shape, deployment, domain).await?;
     let mut target = stack.target.clone();
     edit(&mut target);
     let parts = engine::Parts {
@@ -74,7 +75,7 @@ pub async fn bundled_harness_configured(
 /// full one. Both servers run at once; the result is one report.
 pub async fn run_bundled(
     defects: authmd_reference_server::Defects,
-    variant: bundled::Variant,
+    deployment: &deployment::Deployment,
     cases: Vec<Case>,
     jobs: Option<usize>,
     domain: &str,
@@ -85,7 +86,7 @@ pub async fn run_bundled(
     let total = cases.len();
     let (full_cases, shaped): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| bundled::Shape::for_case(c) == bundled::Shape::Full);
     let secrets = redact::Secrets::default();
-    let harness_for = |shape| bundled_harness_configured(defects.clone(), shape, variant, jobs, secrets.clone(), domain, |_| {});
+    let harness_for = |shape| bundled_harness_configured(defects.clone(), shape, deployment, jobs, secrets.clone(), domain, |_| {});
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
     let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;

@@ -9,11 +9,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use authmd_conformance::bundled::{Bundled, Shape, Variant};
+use authmd_conformance::bundled::{Bundled, Shape};
 use authmd_conformance::catalogue::Case;
+use authmd_conformance::default_catalogue;
+use authmd_conformance::deployment::Deployment;
 use authmd_conformance::engine::{CaseResult, Harness, Verdict};
 use authmd_conformance::redact::Secrets;
-use authmd_conformance::{PROFILE, default_catalogue};
 use authmd_reference_server::Defects;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -24,13 +25,13 @@ type Started = (Arc<Harness>, Bundled);
 /// (`-- v0.1/idjag/idjag-28`) starts one stack and runs one case.
 struct Stacks {
     runtime: tokio::runtime::Runtime,
-    started: Mutex<HashMap<(Variant, Shape), Started>>,
+    started: Mutex<HashMap<(String, Shape), Started>>,
 }
 
 impl Stacks {
-    fn harness(&self, variant: Variant, shape: Shape) -> Result<Arc<Harness>, Failed> {
+    fn harness(&self, deployment: &Deployment, shape: Shape) -> Result<Arc<Harness>, Failed> {
         let mut started = self.started.lock().map_err(|_| Failed::from("stacks lock poisoned"))?;
-        if let Some((harness, _)) = started.get(&(variant, shape)) {
+        if let Some((harness, _)) = started.get(&(deployment.name.clone(), shape)) {
             return Ok(harness.clone());
         }
         let (harness, stack) = self
@@ -38,17 +39,17 @@ impl Stacks {
             .block_on(authmd_conformance::bundled_harness(
                 Defects::none(),
                 shape,
-                variant,
+                deployment,
                 None,
                 Secrets::default(),
             ))
-            .map_err(|e| Failed::from(format!("bundled stack ({}): {e}", variant.name())))?;
-        started.insert((variant, shape), (harness.clone(), stack));
+            .map_err(|e| Failed::from(format!("bundled stack ({}): {e}", deployment.name)))?;
+        started.insert((deployment.name.clone(), shape), (harness.clone(), stack));
         Ok(harness)
     }
 
-    fn run(&self, variant: Variant, case: &Case, index: usize) -> Result<CaseResult, Failed> {
-        let harness = self.harness(variant, Shape::for_case(case))?;
+    fn run(&self, deployment: &Deployment, case: &Case, index: usize) -> Result<CaseResult, Failed> {
+        let harness = self.harness(deployment, Shape::for_case(case))?;
         Ok(self.runtime.block_on(harness.run_case(case, index)))
     }
 }
@@ -68,67 +69,61 @@ fn main() {
         runtime: tokio::runtime::Runtime::new().expect("tokio runtime"),
         started: Mutex::new(HashMap::new()),
     });
-    // AUTHMD_SELFTEST_STANDARD_ONLY=1 leaves the variants out (mutation testing runs the suite
-    // hundreds of times; the variants guard the cases, not the server).
-    // AUTHMD_SELFTEST_NO_WAIT=1 leaves out only the deployment that waits out real TTLs, so a
+    // AUTHMD_SELFTEST_STANDARD_ONLY=1 leaves the other deployments out (mutation testing runs
+    // the suite hundreds of times; they guard the cases, not the server).
+    // AUTHMD_SELFTEST_NO_WAIT=1 leaves out only the deployments that wait out real TTLs, so a
     // mutant is judged by every reading the alternates deployment follows too.
     let standard_only = std::env::var_os("AUTHMD_SELFTEST_STANDARD_ONLY").is_some();
     let no_wait = std::env::var_os("AUTHMD_SELFTEST_NO_WAIT").is_some();
-    // The variant that really waits for its TTLs starts first, so the others run inside its wait.
-    let mut variants = vec![Variant::NoClock, Variant::Alternates, Variant::Standard];
-    if standard_only {
-        variants.retain(|v| *v == Variant::Standard);
-    } else if no_wait {
-        variants.retain(|v| *v != Variant::NoClock);
-    }
+    let fail = |what: &str, e: String| -> ! {
+        eprintln!("{what}: {e}");
+        std::process::exit(101);
+    };
     let mut trials = Vec::new();
-    for variant in variants {
-        for (index, case) in catalogue.cases.iter().enumerate() {
-            // `v0.1/idjag/…` for the standard server, `v0.1+alternates/idjag/…` for a variant,
-            // so a filter on the standard name selects only the standard trial.
-            let name = match variant {
-                Variant::Standard => format!("{PROFILE}/{}", case.full_name()),
-                other => format!("{PROFILE}+{}/{}", other.name(), case.full_name()),
-            };
-            let (stacks, case) = (stacks.clone(), case.clone());
-            let kind = if variant == Variant::Standard { "case" } else { "variant" };
-            trials.push(Trial::test(name, move || judge(variant, &stacks.run(variant, &case, index)?)).with_kind(kind));
+    let mut first_contacts = Vec::new();
+    // Every profile's catalogue against every plain deployment of it: `v0.1/idjag/…` on the
+    // standard one, `v0.1+alternates/idjag/…` on another, so a filter on the standard name
+    // selects only the standard trial.
+    for profile in authmd_conformance::profiles() {
+        let cat = authmd_conformance::profile_catalogue(&profile).unwrap_or_else(|e| fail(&profile, e.to_string()));
+        let mut deployments: Vec<&'static Deployment> = Deployment::of_profile(&profile)
+            .unwrap_or_else(|e| fail("deployments", e))
+            .into_iter()
+            .filter(|d| !d.publishes_aid())
+            .filter(|d| d.is_standard() || !standard_only)
+            .filter(|d| !(no_wait && d.waits_out_ttls()))
+            .collect();
+        // The deployment that really waits for its TTLs starts first, so the others run inside
+        // its wait.
+        deployments.sort_by_key(|d| (!d.waits_out_ttls(), d.is_standard()));
+        for deployment in deployments {
+            for (index, case) in cat.cases.iter().enumerate() {
+                let name = if deployment.is_standard() {
+                    format!("{profile}/{}", case.full_name())
+                } else {
+                    format!("{profile}+{}/{}", deployment.name, case.full_name())
+                };
+                let (stacks, case) = (stacks.clone(), case.clone());
+                let kind = if deployment.is_standard() { "case" } else { "variant" };
+                trials.push(Trial::test(name, move || judge(deployment, &stacks.run(deployment, &case, index)?)).with_kind(kind));
+            }
+            first_contacts.push((deployment, cat.cases.clone()));
         }
     }
-    // The v0.6 profile: its own catalogue against its own deployment (`v0.6/token/…`), and its
-    // own generated index.
-    let v06 = match authmd_conformance::profile_catalogue("v0.6") {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("v0.6 catalogue: {e}");
-            std::process::exit(101);
-        }
-    };
-    for (index, case) in v06.cases.iter().enumerate() {
-        let (stacks, case) = (stacks.clone(), case.clone());
-        trials.push(
-            Trial::test(format!("v0.6/{}", case.full_name()), move || {
-                judge(Variant::V06, &stacks.run(Variant::V06, &case, index)?)
-            })
-            .with_kind("case"),
-        );
-    }
-    // The AID preflight's catalogue (`aid/proof/pka-01-…`) against the deployment that
-    // publishes aid2 with a key, and (`aid1/record/…`) against the one publishing aid1: a case
-    // about the key SKIPs there, naming why.
-    let aid = match authmd_conformance::aid_catalogue() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("AID catalogue: {e}");
-            std::process::exit(101);
-        }
-    };
-    for variant in [Variant::Aid, Variant::Aid1] {
+    // The AID preflight's catalogue (`aid/proof/pka-01-…`) against each deployment that
+    // publishes AID (`aid1/record/…` on the one publishing aid1: a case about the key SKIPs
+    // there, naming why).
+    let aid = authmd_conformance::aid_catalogue().unwrap_or_else(|e| fail("AID catalogue", e.to_string()));
+    for deployment in Deployment::all()
+        .unwrap_or_else(|e| fail("deployments", e))
+        .iter()
+        .filter(|d| d.publishes_aid())
+    {
         for (index, case) in aid.cases.iter().enumerate() {
             let (stacks, case) = (stacks.clone(), case.clone());
             trials.push(
-                Trial::test(format!("{}/{}", variant.name(), case.full_name()), move || {
-                    judge(variant, &stacks.run(variant, &case, index)?)
+                Trial::test(format!("{}/{}", deployment.name, case.full_name()), move || {
+                    judge(deployment, &stacks.run(deployment, &case, index)?)
                 })
                 .with_kind("case"),
             );
@@ -139,15 +134,12 @@ fn main() {
     // probes), gets no FAIL, WARN or INCONCLUSIVE: a reading it does not declare, a setting it
     // lacks, never reads as a server failure.
     if !standard_only {
-        for (variant, cat) in [
-            (Variant::Standard, &catalogue),
-            (Variant::Alternates, &catalogue),
-            (Variant::NoClock, &catalogue),
-            (Variant::V06, &v06),
-        ] {
-            let cases = cat.cases.clone();
+        for (deployment, cases) in first_contacts {
             trials.push(
-                Trial::test(format!("first-contact/{}", variant.name()), move || first_contact(variant, &cases)).with_kind("first-contact"),
+                Trial::test(format!("first-contact/{}", deployment.name), move || {
+                    first_contact(deployment, &cases)
+                })
+                .with_kind("first-contact"),
             );
         }
     }
@@ -286,20 +278,20 @@ fn main() {
 }
 
 /// A case passes on a conforming server: PASS, a reading the configuration does not gate on,
-/// or (on a variant) a SKIP for a capability the variant lacks by design.
-fn judge(variant: Variant, result: &CaseResult) -> Result<(), Failed> {
+/// or (on another deployment than the standard one) a SKIP for a capability it lacks by design.
+fn judge(deployment: &Deployment, result: &CaseResult) -> Result<(), Failed> {
     match &result.verdict {
         Verdict::Pass => Ok(()),
         Verdict::Info if result.reading.is_some() => Ok(()),
-        Verdict::Skip(reason) if variant != Variant::Standard && reason.starts_with("needs ") => Ok(()),
-        // aid1 publishes no key: the key and proof cases do not apply, and say so.
-        Verdict::Skip(reason) if variant == Variant::Aid1 && (reason.contains("no aid2 PKA key") || reason.contains("no PKA key")) => {
+        Verdict::Skip(reason) if !deployment.is_standard() && reason.starts_with("needs ") => Ok(()),
+        // A record without a key: the key and proof cases do not apply, and say so.
+        Verdict::Skip(reason) if deployment.publishes_aid() && (reason.contains("no aid2 PKA key") || reason.contains("no PKA key")) => {
             Ok(())
         }
         other => Err(Failed::from(format!(
             "{} against the {} reference server: {:?}\n{}",
             other.label(),
-            variant.name(),
+            deployment.name,
             other,
             result
                 .findings
@@ -311,9 +303,9 @@ fn judge(variant: Variant, result: &CaseResult) -> Result<(), Failed> {
     }
 }
 
-/// Every case against `variant` under a config as `init` writes it: nothing but PASS, INFO
+/// Every case against `deployment` under a config as `init` writes it: nothing but PASS, INFO
 /// and SKIP.
-fn first_contact(variant: Variant, cases: &[Case]) -> Result<(), Failed> {
+fn first_contact(deployment: &Deployment, cases: &[Case]) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failed::from(e.to_string()))?;
     let new_user = |t: &mut authmd_conformance::target::TargetConfig| {
         t.readings.clear();
@@ -332,14 +324,14 @@ fn first_contact(variant: Variant, cases: &[Case]) -> Result<(), Failed> {
             let (harness, _stack) = authmd_conformance::bundled_harness_configured(
                 Defects::none(),
                 shape,
-                variant,
+                deployment,
                 None,
                 Secrets::default(),
                 authmd_conformance::bundled::AID_DOMAIN,
                 new_user,
             )
             .await
-            .map_err(|e| Failed::from(format!("bundled stack ({}): {e}", variant.name())))?;
+            .map_err(|e| Failed::from(format!("bundled stack ({}): {e}", deployment.name)))?;
             results.extend(authmd_conformance::run_cases(harness, selected, &|_, _, _| {}).await);
         }
         Ok::<_, Failed>(results)
@@ -364,7 +356,7 @@ fn first_contact(variant: Variant, cases: &[Case]) -> Result<(), Failed> {
     } else {
         Err(format!(
             "against the {} deployment configured as by init:\n  {}",
-            variant.name(),
+            deployment.name,
             bad.join("\n  ")
         )
         .into())
@@ -380,7 +372,9 @@ fn full_run(catalogue: &authmd_conformance::catalogue::Catalogue) -> Result<&'st
         runtime
             .block_on(authmd_conformance::run_bundled(
                 Defects::none(),
-                Variant::Standard,
+                Deployment::default_for(&authmd_conformance::default_profile(), false)
+                    .map_err(|e| format!("deployments: {e}"))?
+                    .ok_or("the default profile has no default deployment")?,
                 catalogue.cases.clone(),
                 None,
                 authmd_conformance::bundled::AID_DOMAIN,

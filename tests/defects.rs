@@ -6,16 +6,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use authmd_conformance::bundled::{Bundled, Shape, Variant};
+use authmd_conformance::bundled::{Bundled, Shape};
 use authmd_conformance::catalogue::Case;
 use authmd_conformance::default_catalogue;
+use authmd_conformance::deployment::Deployment;
 use authmd_conformance::engine::{CaseResult, Harness};
 use authmd_conformance::redact::Secrets;
 use authmd_reference_server::{Defect, Defects};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Which stack: the defect on, the deployment's shape, and the profile's deployment.
-type StackKey = (Option<Defect>, Shape, Variant);
+type StackKey = (Option<Defect>, Shape, String);
 
 /// A started stack and the harness that drives it.
 type Started = (Arc<Harness>, Bundled);
@@ -25,7 +26,7 @@ type Started = (Arc<Harness>, Bundled);
 struct Pool {
     runtime: tokio::runtime::Runtime,
     /// The deployment each case runs against: the one speaking the profile it came from.
-    deployment: Arc<HashMap<String, Variant>>,
+    deployment: Arc<HashMap<String, &'static Deployment>>,
     stacks: Mutex<HashMap<StackKey, Started>>,
     results: Mutex<HashMap<(Option<Defect>, String), CaseResult>>,
 }
@@ -37,10 +38,13 @@ impl Pool {
             return Ok(done.clone());
         }
         let shape = Shape::for_case(case);
-        let variant = self.deployment.get(&case.id).copied().unwrap_or_default();
+        let deployment = *self
+            .deployment
+            .get(&case.id)
+            .ok_or_else(|| Failed::from(format!("{} has no deployment", case.id)))?;
         let harness = {
             let mut stacks = self.stacks.lock().map_err(|_| Failed::from("poisoned"))?;
-            match stacks.get(&(defect, shape, variant)) {
+            match stacks.get(&(defect, shape, deployment.name.clone())) {
                 Some((h, _)) => h.clone(),
                 None => {
                     let defects: Defects = defect.into_iter().collect();
@@ -49,12 +53,12 @@ impl Pool {
                         .block_on(authmd_conformance::bundled_harness(
                             defects,
                             shape,
-                            variant,
+                            deployment,
                             None,
                             Secrets::default(),
                         ))
                         .map_err(|e| Failed::from(format!("the stack with {defect:?} does not start: {e}")))?;
-                    stacks.insert((defect, shape, variant), (h.clone(), stack));
+                    stacks.insert((defect, shape, deployment.name.clone()), (h.clone(), stack));
                     h
                 }
             }
@@ -73,29 +77,33 @@ fn main() {
     // Trials wait on servers, not the CPU.
     args.test_threads.get_or_insert(16);
     // Every profile's cases, each run against the deployment that speaks its profile, and the
-    // AID preflight's against the one publishing aid2: every defect must be caught by some case.
+    // AID preflight's against the default one publishing AID: every defect must be caught by
+    // some case.
     let mut catalogue = default_catalogue().expect("catalogue");
     catalogue.cases.clear();
-    let mut deployment: HashMap<String, Variant> = HashMap::new();
+    let mut deployment: HashMap<String, &'static Deployment> = HashMap::new();
     let mut unspoken = Vec::new();
-    let mut add = |cases: Vec<Case>, variant: Variant, catalogue: &mut authmd_conformance::catalogue::Catalogue| {
+    let mut add = |cases: Vec<Case>, on: &'static Deployment, catalogue: &mut authmd_conformance::catalogue::Catalogue| {
         for case in cases {
             // An inherited case runs once, under the profile it came from first.
-            if deployment.insert(case.id.clone(), variant).is_none() {
+            if deployment.insert(case.id.clone(), on).is_none() {
                 catalogue.cases.push(case);
             }
         }
     };
     for profile in authmd_conformance::profiles() {
         let cases = authmd_conformance::profile_catalogue(&profile).expect("profile catalogue").cases;
-        match Variant::for_profile(&profile) {
-            Some(variant) => add(cases, variant, &mut catalogue),
+        match Deployment::default_for(&profile, false).expect("deployments") {
+            Some(on) => add(cases, on, &mut catalogue),
             None => unspoken.push(profile),
         }
     }
+    let aid = Deployment::default_for(&authmd_conformance::default_profile(), true)
+        .expect("deployments")
+        .expect("the default profile has a default AID deployment");
     add(
         authmd_conformance::aid_catalogue().expect("AID catalogue").cases,
-        Variant::Aid,
+        aid,
         &mut catalogue,
     );
     let deployment = Arc::new(deployment);

@@ -127,7 +127,7 @@ async fn the_html_report_shows_the_aid_preflight() {
     let (harness, _stack) = authmd_conformance::bundled_harness(
         Defects::none(),
         bundled::Shape::Full,
-        bundled::Variant::Aid,
+        authmd_conformance::deployment::Deployment::named("aid").expect("the aid deployment"),
         None,
         authmd_conformance::redact::Secrets::default(),
     )

@@ -33,8 +33,10 @@ use catalogue::{Case, Catalogue, Level};
 use engine::{CaseResult, Harness};
 use report::{Header, Report};
 
-/// The default spec profile.
-pub const PROFILE: &str = "v0.1";
+/// The default spec profile: the manifest that says `default = true`.
+pub fn default_profile() -> String {
+    profile::default_name(&repo_root())
+}
 
 /// Every profile this build can test: one manifest each under `profiles/`.
 pub fn profiles() -> Vec<String> {
@@ -212,7 +214,7 @@ pub fn repo_root() -> std::path::PathBuf {
 
 /// Loads the default profile's catalogue.
 pub fn default_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
-    profile_catalogue(PROFILE)
+    profile_catalogue(&default_profile())
 }
 
 /// Loads the catalogue of the profile `name`: its manifest names the requirements file and

@@ -81,6 +81,10 @@ pub struct Manifest {
     /// redacted wherever they appear, also as URL and form parameters.
     #[serde(default)]
     pub secret_members: Vec<String>,
+    /// The profile a run uses when neither `--profile` nor the target config names one; one
+    /// manifest says so.
+    #[serde(default)]
+    pub default: bool,
     /// The profile this one starts from: its requirements, cases and ambiguities, less what
     /// `exclude` names.
     #[serde(default)]
@@ -234,6 +238,18 @@ pub fn known(root: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The profile whose manifest says `default = true` (the first by name if none does, so a
+/// build always has a default while it has a profile).
+pub fn default_name(root: &Path) -> String {
+    let known = known(root);
+    known
+        .iter()
+        .find(|name| Manifest::load(root, name).is_ok_and(|m| m.default))
+        .or(known.first())
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

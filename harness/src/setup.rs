@@ -159,7 +159,7 @@ async fn probe_target(base_url: &str, profile: Option<&str>) -> Result<Probe, St
     let mut probe = Probe {
         base_url: target.base_url.clone(),
         protected_path: "/api/resource".into(),
-        profile: profile.unwrap_or(crate::PROFILE).to_string(),
+        profile: profile.map_or_else(crate::default_profile, str::to_string),
         ..Probe::default()
     };
     let (_, prm, error) = get_json(&net, &target.url("/.well-known/oauth-protected-resource"), &[]).await;

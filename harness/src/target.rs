@@ -372,7 +372,7 @@ pub struct TargetConfig {
 }
 
 fn profile() -> String {
-    crate::PROFILE.to_string()
+    crate::default_profile()
 }
 
 fn max_body_bytes() -> usize {

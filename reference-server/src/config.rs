@@ -460,16 +460,23 @@ impl Config {
                 reason,
             })?;
         }
+        let origin = match path {
+            Some(p) => format!("{} (with AUTHMD_REF_* and --set)", p.display()),
+            None => "(from AUTHMD_REF_* and --set)".into(),
+        };
+        Self::from_table(&table, &origin)
+    }
+
+    /// The configuration a TOML table describes, validated; `origin` names where the table
+    /// came from in an error.
+    pub fn from_table(table: &toml::Table, origin: &str) -> Result<Self, ConfigError> {
         // Round-trip through text so that toml's error names the offending key and value.
-        let text = toml::to_string(&table).map_err(|e| ConfigError::Value {
+        let text = toml::to_string(table).map_err(|e| ConfigError::Value {
             key: "configuration".into(),
             reason: e.to_string(),
         })?;
         let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: match path {
-                Some(p) => format!("{} (with AUTHMD_REF_* and --set)", p.display()),
-                None => "(from AUTHMD_REF_* and --set)".into(),
-            },
+            path: origin.to_string(),
             reason: describe(&text, e.span(), e.message()),
         })?;
         config.validate()?;

@@ -11,6 +11,7 @@ pub mod aid;
 mod api;
 pub mod config;
 pub mod defect;
+pub mod describe;
 mod discovery;
 pub mod error;
 mod http;

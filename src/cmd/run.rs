@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use authmd_conformance::bundled::Variant;
 use authmd_conformance::catalogue::{Catalogue, Level};
+use authmd_conformance::deployment::Deployment;
 use authmd_conformance::engine::{Harness, Verdict};
 use authmd_conformance::exit_code::Ending;
 use authmd_conformance::report::Report;
@@ -35,9 +35,9 @@ pub struct RunArgs {
     /// Cases at once (overrides the config).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Which conforming deployment of the bundled reference server: standard, alternates
-    /// (other error names, oracle shape, HTML outbox mail, `aud` = resource, a JWKS cool-down)
-    /// or no-clock (short TTLs, no clock header).
+    /// Which conforming deployment of the bundled reference server (one of `deployments/`):
+    /// for v0.1, standard, alternates (other error names, oracle shape, HTML outbox mail,
+    /// `aud` = resource, a JWKS cool-down) or no-clock (short TTLs, no clock header).
     #[arg(long)]
     variant: Option<String>,
     /// The spec profile to test (overrides the config's `profile`); see `profiles/`.
@@ -62,7 +62,7 @@ pub struct RunArgs {
 enum Plan {
     /// A deployment of the bundled reference server (published at `domain` when it speaks AID).
     Bundled {
-        variant: Variant,
+        deployment: &'static Deployment,
         domain: String,
         defects: authmd_reference_server::Defects,
     },
@@ -75,7 +75,11 @@ enum Plan {
 fn run_catalogue(args: &RunArgs, profile: &str, config: Option<&TargetConfig>) -> Result<Catalogue, Failure> {
     let mut cat = authmd_conformance::profile_catalogue(profile).map_err(|e| Failure::Usage(format!("catalogue: {e}")))?;
     let from_domain = args.domain.is_some()
-        || args.variant.as_deref().and_then(Variant::parse).is_some_and(|v| v.publishes_aid())
+        || args
+            .variant
+            .as_deref()
+            .and_then(|v| Deployment::named(v).ok())
+            .is_some_and(Deployment::publishes_aid)
         || config.is_some_and(|t| t.aid.is_some());
     if from_domain {
         let aid = authmd_conformance::aid_catalogue().map_err(|e| Failure::Usage(format!("AID catalogue: {e}")))?;
@@ -85,45 +89,57 @@ fn run_catalogue(args: &RunArgs, profile: &str, config: Option<&TargetConfig>) -
     Ok(cat)
 }
 
-/// The bundled deployment `args` asks for.
-fn bundled_variant(args: &RunArgs, profile: &str) -> Result<Variant, Failure> {
-    let Some(deployment) = Variant::for_profile(profile) else {
+/// The bundled deployment `args` asks for: `--variant` names one of the profile's deployments;
+/// without it, the profile's default one (its default AID one with `--domain`).
+fn bundled_deployment(args: &RunArgs, profile: &str) -> Result<&'static Deployment, Failure> {
+    let of_profile = Deployment::of_profile(profile).map_err(|e| Failure::Usage(format!("deployments: {e}")))?;
+    let names = |aid: Option<bool>| {
+        of_profile
+            .iter()
+            .filter(|d| aid.is_none_or(|a| d.publishes_aid() == a))
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if of_profile.is_empty() {
+        let speaks: std::collections::BTreeSet<&str> = Deployment::all()
+            .map_err(|e| Failure::Usage(format!("deployments: {e}")))?
+            .iter()
+            .map(|d| d.profile.as_str())
+            .collect();
         return Err(Failure::Usage(format!(
-            "profile {profile}: the bundled reference server speaks v0.1 and v0.6 (profiles in this build: {})",
+            "profile {profile}: the bundled reference server speaks {} (profiles in this build: {})",
+            speaks.into_iter().collect::<Vec<_>>().join(" and "),
             authmd_conformance::profiles().join(", ")
         )));
-    };
-    let asked = args.variant.as_deref().unwrap_or("standard");
-    let variant = match Variant::parse(asked) {
-        // `--domain` alone publishes the standard deployment with an aid2 record.
-        Some(Variant::Standard) if args.domain.is_some() && profile == "v0.1" => Variant::Aid,
-        Some(v) if args.domain.is_some() && !v.publishes_aid() => {
-            return Err(Failure::Usage(format!(
-                "--domain with the bundled server: --variant aid (aid2 with PKA, the default) or aid1, not {}",
-                v.name()
-            )));
-        }
-        Some(Variant::Standard) => deployment,
-        Some(v) if deployment == Variant::Standard => v,
-        Some(v) => {
-            return Err(Failure::Usage(format!(
-                "--variant {}: the variants are deployments of v0.1; {profile} has only its standard one",
-                v.name()
-            )));
-        }
-        None => {
-            return Err(Failure::Usage(format!(
-                "--variant `{asked}`: expected one of {}",
-                Variant::ALL.map(|v| v.name()).join(", ")
-            )));
-        }
-    };
-    if variant.publishes_aid() && profile != "v0.1" {
-        return Err(Failure::Usage(format!(
-            "--domain with the bundled server: its AID deployments speak v0.1, not {profile}"
-        )));
     }
-    Ok(variant)
+    let from_domain = args.domain.is_some();
+    match args.variant.as_deref() {
+        Some(name) => {
+            let Some(deployment) = of_profile.iter().find(|d| d.name == name) else {
+                return Err(Failure::Usage(format!(
+                    "--variant `{name}`: the bundled deployments of {profile} are {}",
+                    names(None)
+                )));
+            };
+            if from_domain && !deployment.publishes_aid() {
+                return Err(Failure::Usage(format!(
+                    "--domain with the bundled server: --variant {}, not {name}",
+                    names(Some(true))
+                )));
+            }
+            Ok(deployment)
+        }
+        None => Deployment::default_for(profile, from_domain)
+            .map_err(|e| Failure::Usage(format!("deployments: {e}")))?
+            .ok_or_else(|| {
+                Failure::Usage(if from_domain {
+                    format!("--domain with the bundled server: no deployment of {profile} publishes AID")
+                } else {
+                    format!("profile {profile}: no bundled deployment is its default ({})", names(None))
+                })
+            }),
+    }
 }
 
 /// The output folder, made ready before the run: `--out` as given (created if missing; a
@@ -165,7 +181,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
     let profile = match (&args.profile, &loaded) {
         (Some(p), _) => p.clone(),
         (None, Some(t)) => t.profile.clone(),
-        (None, None) => authmd_conformance::PROFILE.into(),
+        (None, None) => authmd_conformance::default_profile(),
     };
     if !authmd_conformance::profiles().contains(&profile) {
         return Err(Failure::Usage(format!(
@@ -210,7 +226,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
             return Err(Failure::Usage(format!("--domain `{domain}` is not a domain name")));
         }
         Plan::Bundled {
-            variant: bundled_variant(&args, &profile)?,
+            deployment: bundled_deployment(&args, &profile)?,
             domain,
             defects: defects(&args.defects)?,
         }
@@ -235,9 +251,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
         None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
     };
     let (report, secrets) = match plan {
-        Plan::Bundled { variant, domain, defects } => {
+        Plan::Bundled {
+            deployment,
+            domain,
+            defects,
+        } => {
             eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
-            let done = authmd_conformance::run_bundled(defects, variant, cases, args.jobs, &domain, &progress)
+            let done = authmd_conformance::run_bundled(defects, deployment, cases, args.jobs, &domain, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             (done.report, done.secrets)
