@@ -207,9 +207,17 @@ fn capped(document: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// The repository this build came from: `cases/`, `profiles/` and `reports/` live there.
+/// Names the folder the catalogues come from instead of this build's repository.
+pub const HOME_ENV: &str = "AUTHMD_CONFORMANCE_HOME";
+
+/// Where `cases/`, `profiles/`, `checks/` and `deployments/` live: the folder [`HOME_ENV`]
+/// names when it is set (a copy with other profiles, or an installed one), else the
+/// repository this build came from.
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    match std::env::var_os(HOME_ENV) {
+        Some(home) if !home.is_empty() => std::path::PathBuf::from(home),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
 }
 
 /// Loads the default profile's catalogue.
