@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 mod common;
 
-use authmd_conformance::engine::{CaseResult, FindingKind, Harness, HarnessError, Parts, Verdict};
+use authmd_conformance::engine::{CaseResult, FindingKind, Harness, HarnessError, Parts, SkipReason, Verdict};
 use authmd_conformance::target::{Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp};
 use common::cases;
@@ -100,7 +100,7 @@ async fn a_target_answering_500_fails_discovery_cases_and_blocks_the_rest() {
     assert!(prm.findings[0].found.starts_with("500"), "{}", prm.findings[0].found);
     // Discovery failed, so a registration case is blocked, not failed and not inconclusive.
     match &result(&results, "reg-anon-01-response-shape").verdict {
-        Verdict::Skip(reason) => assert!(reason.starts_with("blocked: discovery failed"), "{reason}"),
+        Verdict::Skip(reason @ SkipReason::Blocked(text)) => assert!(text.starts_with("blocked: discovery failed"), "{reason}"),
         other => panic!("expected a blocked skip, got {other:?}"),
     }
 }
@@ -304,7 +304,7 @@ async fn a_later_auth_md_is_never_judged_as_v01() {
     assert_eq!(harness.discovery.spoken.as_ref().map(|s| s.speaks.as_str()), Some("later"));
     let report = authmd_conformance::run(harness, cases(&["reg-anon-01-response-shape"]), &|_, _, _| {}).await;
     match &report.cases[0].verdict {
-        Verdict::Skip(reason) => assert!(reason.contains("later auth.md"), "{reason}"),
+        Verdict::Skip(reason @ SkipReason::Blocked(text)) => assert!(text.contains("later auth.md"), "{reason}"),
         other => panic!("expected a skip naming the later version, got {other:?}"),
     }
     assert_eq!(report.header.spoken.map(|s| s.speaks), Some("later".to_string()));

@@ -113,7 +113,7 @@ async fn a_baseline_tolerates_listed_failures_and_fails_when_an_entry_goes_stale
     // Reports of two profiles stand side by side: the same case name under another profile is
     // another row, never merged into one.
     let mut other = good_file.clone();
-    other.header.profile = "v0.7".into();
+    other.report.header.profile = "v0.7".into();
     let (mixed, _) = compare::matrix(&[good_file.clone(), other.clone()]);
     assert!(mixed.contains("| `v0.1/idjag/idjag-22-exp-missing` | PASS | — |"), "{mixed}");
     assert!(mixed.contains("| `v0.7/idjag/idjag-22-exp-missing` | — | PASS |"), "{mixed}");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use authmd_conformance::default_catalogue;
-use authmd_conformance::engine::{Harness, Parts, Verdict};
+use authmd_conformance::engine::{Harness, Parts, SkipReason, Verdict};
 use authmd_conformance::target::{ClockConfig, Oracle, TargetConfig};
 use authmd_mock_idp::{IdpConfig, MockIdp};
 use authmd_reference_server::{Config, Defects, ReferenceServer};
@@ -50,10 +50,10 @@ async fn ttl_cases_wait_within_the_budget_and_skip_beyond_it() {
     let (beyond, within) = tokio::join!(verdict_with_budget(3, &dir), verdict_with_budget(30, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     match beyond {
-        Verdict::Skip(reason) => assert!(
-            reason.contains("clock.wait_budget_secs of at least") && reason.contains("(now 3)"),
-            "{reason}"
-        ),
+        Verdict::Skip(SkipReason::Needs { setting, text }) => {
+            assert_eq!(setting, "clock.wait_budget_secs");
+            assert!(text.contains("clock.wait_budget_secs of at least") && text.contains("(now 3)"), "{text}");
+        }
         other => panic!("expected a skip beyond the budget, got {other:?}"),
     }
     assert_eq!(within, Verdict::Pass);

@@ -68,7 +68,7 @@ fn outcome(a: &Ambiguity, results: &[CaseResult]) -> AmbiguityOutcome {
             let evidence = differing.and_then(|c| {
                 c.findings
                     .first()
-                    .map(|f| format!("{}: {}: expected {} (found {})", c.name, f.step, f.expected, f.found))
+                    .map(|f| format!("{}: {f}", c.name))
             });
             ReadingOutcome {
                 id: r.id.clone(),
@@ -173,7 +173,7 @@ mod tests {
             result("b", "C-01/B", Verdict::Info, true),
         ];
         assert_eq!(outcomes(&[ambiguity()], &none)[0].verdict, "none");
-        let skipped = [result("a", "C-01/A", Verdict::Skip("needs x".into()), false)];
+        let skipped = [result("a", "C-01/A", Verdict::Skip(crate::outcome::SkipReason::needs("x", "needs x")), false)];
         let o = &outcomes(&[ambiguity()], &skipped)[0];
         assert_eq!((o.verdict.as_str(), o.readings[1].observed.as_str()), ("not-observed", "untested"));
     }

@@ -138,12 +138,13 @@ impl Baseline {
     /// A baseline listing every FAIL of `report`, each with its first finding as the reason.
     pub fn from_report(report: &crate::compare::ReportFile) -> Self {
         let known_failures = report
+            .report
             .cases
             .iter()
-            .filter(|c| c.verdict == "FAIL")
+            .filter(|c| c.verdict == crate::outcome::Verdict::Fail)
             .map(|c| KnownFailure {
                 case: c.name.clone(),
-                reason: c.first_finding().unwrap_or_else(|| "fails against this target".into()),
+                reason: c.findings.first().map_or_else(|| "fails against this target".into(), ToString::to_string),
                 expires: None,
                 link: None,
             })

@@ -4,66 +4,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::report::{Footer, Header, SCHEMA_VERSION};
+use crate::outcome::{CaseResult, Verdict};
+use crate::report::{Report, SCHEMA_VERSION};
 
 /// The largest file `read` accepts (reports are capped well below it).
 pub const MAX_REPORT_BYTES: u64 = 256 << 20;
 
-/// A case as read back from a report.
-#[derive(Clone, Debug, Deserialize)]
-pub struct CaseRecord {
-    /// `area/id`.
-    pub name: String,
-    /// Requirement ids.
-    #[serde(default)]
-    pub requirements: Vec<String>,
-    /// Ambiguity reading.
-    #[serde(default)]
-    pub reading: Option<String>,
-    /// Verdict label.
-    pub verdict: String,
-    /// Skip / inconclusive reason.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Findings.
-    #[serde(default)]
-    pub findings: Vec<Value>,
+/// The findings of a case as one comparable text.
+fn evidence(case: &CaseResult) -> String {
+    serde_json::to_string(&case.findings).unwrap_or_default()
 }
 
-impl CaseRecord {
-    /// The first finding as one line.
-    pub fn first_finding(&self) -> Option<String> {
-        self.findings.first().map(|f| {
-            format!(
-                "{}: expected {} (found {})",
-                f["step"].as_str().unwrap_or(""),
-                f["expected"].as_str().unwrap_or(""),
-                f["found"].as_str().unwrap_or("")
-            )
-        })
-    }
-
-    fn evidence(&self) -> String {
-        serde_json::to_string(&self.findings).unwrap_or_default()
-    }
-}
-
-/// A JSON report read back.
+/// A JSON report read back: the report as it was written, and where it came from.
 #[derive(Clone, Debug)]
 pub struct ReportFile {
     /// Where it came from.
     pub path: String,
-    /// Header.
-    pub header: Header,
-    /// Cases.
-    pub cases: Vec<CaseRecord>,
-    /// Footer.
-    pub footer: Footer,
-    /// Which reading of each ambiguity the target followed.
-    pub ambiguities: Vec<crate::ambiguity::AmbiguityOutcome>,
+    /// The report.
+    pub report: Report,
 }
 
 /// A file that is not a usable report.
@@ -115,13 +75,8 @@ impl ReportFile {
         if value.get("footer").is_none_or(Value::is_null) {
             return Err(e("truncated report: no footer".into()));
         }
-        let header: Header = serde_json::from_value(value["header"].clone()).map_err(|x| e(format!("bad header: {x}")))?;
-        let cases: Vec<CaseRecord> = serde_json::from_value(value["cases"].clone()).map_err(|x| e(format!("bad cases: {x}")))?;
-        let footer: Footer = serde_json::from_value(value["footer"].clone()).map_err(|x| e(format!("bad footer: {x}")))?;
-        let ambiguities = match value.get("ambiguities") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(a) => serde_json::from_value(a.clone()).map_err(|x| e(format!("bad ambiguities: {x}")))?,
-        };
+        let report: Report = serde_json::from_value(value).map_err(|x| e(format!("not a report of this build: {x}")))?;
+        let (footer, cases) = (&report.footer, &report.cases);
         if footer.total != cases.len() {
             return Err(e(format!(
                 "truncated report: the footer counts {} cases, the file holds {}",
@@ -131,21 +86,18 @@ impl ReportFile {
         }
         Ok(Self {
             path: path.to_string(),
-            header,
-            cases,
-            footer,
-            ambiguities,
+            report,
         })
     }
 
     fn label(&self) -> String {
-        format!("{} ({})", self.header.target, self.header.started_at)
+        format!("{} ({})", self.report.header.target, self.report.header.started_at)
     }
 }
 
 /// Refuses to mix spec profiles.
 pub fn same_profile(reports: &[ReportFile]) -> Result<(), String> {
-    let profiles: BTreeSet<&str> = reports.iter().map(|r| r.header.profile.as_str()).collect();
+    let profiles: BTreeSet<&str> = reports.iter().map(|r| r.report.header.profile.as_str()).collect();
     if profiles.len() > 1 {
         return Err(format!(
             "the reports test different spec profiles ({}); compare reports of one profile at a time",
@@ -167,11 +119,11 @@ fn esc(s: &str) -> String {
 pub fn matrix(reports: &[ReportFile]) -> (String, String) {
     // Rows are qualified by profile (`v0.6/token/…`): reports of different profiles stand side
     // by side, and a case of one profile is `—` for a report of another, never confused.
-    let qualified = |r: &ReportFile, c: &CaseRecord| format!("{}/{}", r.header.profile, c.name);
-    let names: BTreeSet<String> = reports.iter().flat_map(|r| r.cases.iter().map(move |c| qualified(r, c))).collect();
-    let lookup: Vec<BTreeMap<String, &CaseRecord>> = reports
+    let qualified = |r: &ReportFile, c: &CaseResult| format!("{}/{}", r.report.header.profile, c.name);
+    let names: BTreeSet<String> = reports.iter().flat_map(|r| r.report.cases.iter().map(move |c| qualified(r, c))).collect();
+    let lookup: Vec<BTreeMap<String, &CaseResult>> = reports
         .iter()
-        .map(|r| r.cases.iter().map(|c| (qualified(r, c), c)).collect())
+        .map(|r| r.report.cases.iter().map(|c| (qualified(r, c), c)).collect())
         .collect();
     let mut md = String::from("# Conformance comparison\n\n| case |");
     let mut html = String::from(
@@ -189,7 +141,7 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
         md += &format!("| `{name}` |");
         html += &format!("<tr><td>{}</td>", esc(name));
         for l in &lookup {
-            let v = l.get(name.as_str()).map(|c| c.verdict.as_str()).unwrap_or("—");
+            let v = l.get(name.as_str()).map(|c| c.verdict.label()).unwrap_or("—");
             md += &format!(" {v} |");
             html += &format!("<td class=\"{v}\">{v}</td>");
         }
@@ -210,11 +162,11 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
     html += "</tr>";
     let ids: BTreeSet<(&str, &str)> = reports
         .iter()
-        .flat_map(|r| r.ambiguities.iter().map(|o| (o.id.as_str(), o.title.as_str())))
+        .flat_map(|r| r.report.ambiguities.iter().map(|o| (o.id.as_str(), o.title.as_str())))
         .collect();
     for (id, title) in ids {
         let cells: Vec<Option<&crate::ambiguity::AmbiguityOutcome>> =
-            reports.iter().map(|r| r.ambiguities.iter().find(|o| o.id == id)).collect();
+            reports.iter().map(|r| r.report.ambiguities.iter().find(|o| o.id == id)).collect();
         // Split: some reading matches in one report and differs in another (a reading one run
         // could not observe is no disagreement).
         let split = cells.iter().flatten().flat_map(|o| o.readings.iter()).any(|r| {
@@ -244,11 +196,11 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
     html += "</table><h2>Reports</h2><ol>";
     md += "\n## Reports\n\n";
     for (i, r) in reports.iter().enumerate() {
-        let speaks = r.header.spoken.as_ref().map(|s| s.speaks.as_str()).unwrap_or("unknown");
-        let source = r.header.profile_source.as_deref().unwrap_or("");
+        let speaks = r.report.header.spoken.as_ref().map(|s| s.speaks.as_str()).unwrap_or("unknown");
+        let source = r.report.header.profile_source.as_deref().unwrap_or("");
         let profile = format!(
             "profile {} (the target speaks {speaks}; written against {source})",
-            r.header.profile
+            r.report.header.profile
         );
         md += &format!("{}. {} — {} — {}\n", i + 1, r.label(), profile, r.path);
         html += &format!("<li>{} — {} — {}</li>", esc(&r.label()), esc(&profile), esc(&r.path));
@@ -272,16 +224,18 @@ pub struct Diff {
 
 /// Compares two runs.
 pub fn diff(before: &ReportFile, after: &ReportFile) -> Diff {
-    let old: BTreeMap<&str, &CaseRecord> = before.cases.iter().map(|c| (c.name.as_str(), c)).collect();
+    let old: BTreeMap<&str, &CaseResult> = before.report.cases.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut d = Diff::default();
-    for c in &after.cases {
+    let failed = |c: &CaseResult| c.verdict == Verdict::Fail;
+    for c in &after.report.cases {
+        let (now, name) = (c.verdict.label(), c.name.clone());
         match old.get(c.name.as_str()) {
-            None if c.verdict == "FAIL" => d.new_failures.push(c.name.clone()),
+            None if failed(c) => d.new_failures.push(name),
             None => {}
-            Some(o) if c.verdict == "FAIL" && o.verdict != "FAIL" => d.new_failures.push(c.name.clone()),
-            Some(o) if o.verdict == "FAIL" && c.verdict != "FAIL" => d.fixes.push(c.name.clone()),
-            Some(o) if o.verdict == c.verdict && o.evidence() != c.evidence() => d.changed_evidence.push(c.name.clone()),
-            Some(o) if o.verdict != c.verdict => d.other_changes.push((c.name.clone(), o.verdict.clone(), c.verdict.clone())),
+            Some(o) if failed(c) && !failed(o) => d.new_failures.push(name),
+            Some(o) if failed(o) && !failed(c) => d.fixes.push(name),
+            Some(o) if o.verdict.label() == now && evidence(o) != evidence(c) => d.changed_evidence.push(name),
+            Some(o) if o.verdict.label() != now => d.other_changes.push((name, o.verdict.label().to_string(), now.to_string())),
             Some(_) => {}
         }
     }

@@ -116,7 +116,7 @@ impl Exchange {
 }
 
 /// The kinds of finding; the kebab-case ids are stable and appear in reports.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
     /// The status was not an accepted one.
@@ -175,7 +175,7 @@ pub enum FindingKind {
 }
 
 /// One way the target departed from an expectation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Finding {
     /// The step (name or number).
     pub step: String,
@@ -207,10 +207,14 @@ impl Finding {
     }
 }
 
+/// `step: expected … (found …)`; the alternate form (`{:#}`) adds the requirement and level it
+/// was judged at, once the engine has set them.
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: expected {} (found {})", self.step, self.expected, self.found)?;
-        if let (Some(r), Some(l)) = (&self.requirement, self.level) {
+        if f.alternate()
+            && let (Some(r), Some(l)) = (&self.requirement, self.level)
+        {
             write!(f, " [{r}, {}]", l.as_str())?;
         }
         Ok(())
@@ -218,7 +222,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// A case's outcome.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(tag = "verdict", content = "reason", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     /// Every expectation held.
@@ -230,7 +234,7 @@ pub enum Verdict {
     /// Recorded only: an informational or MAY case, or a reading the target config does not gate on.
     Info,
     /// Not run, with the reason.
-    Skip(String),
+    Skip(SkipReason),
     /// The harness could not decide (no answer, timeout).
     Inconclusive(String),
 }
@@ -249,11 +253,69 @@ impl Verdict {
     }
 }
 
+/// Why a case did not run. Reports keep the sentence ([`std::fmt::Display`]); the variant is
+/// what a program matches on.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum SkipReason {
+    /// The target config lacks what would run the case; `setting` names it (`clock.offset_header`,
+    /// `idp.issuer`, `mail`, ...).
+    Needs {
+        /// The setting (or option) that would run the case.
+        setting: &'static str,
+        /// The sentence the report shows.
+        text: String,
+    },
+    /// The target does not offer what the case tests, or offers what the case needs off.
+    NotOffered(String),
+    /// An earlier stage failed: discovery, or the AID preflight.
+    Blocked(String),
+    /// What the case tests is not there to test (an AID record without a key).
+    Inapplicable(String),
+    /// Read back from a report, which keeps only the sentence.
+    Recorded(String),
+}
+
+impl SkipReason {
+    /// A missing setting: `text` says what to set.
+    pub fn needs(setting: &'static str, text: impl Into<String>) -> Self {
+        Self::Needs {
+            setting,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Needs { text, .. } | Self::NotOffered(text) | Self::Blocked(text) | Self::Inapplicable(text) | Self::Recorded(text) => {
+                f.write_str(text)
+            }
+        }
+    }
+}
+
+impl Serialize for SkipReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SkipReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::Recorded)
+    }
+}
+
+fn informational() -> Level {
+    Level::Informational
+}
+
 /// Bytes of one body (or mail text) a report keeps.
 pub const REPORT_BODY_BYTES: usize = 16 * 1024;
 
 /// A captured claim mail, for the report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct MailRecord {
     /// The step.
     pub step: String,
@@ -265,33 +327,44 @@ pub struct MailRecord {
     pub text: String,
 }
 
-/// Everything known about one case after it ran.
-#[derive(Clone, Debug, Serialize)]
+/// Everything known about one case after it ran; reports are read back into it, so the
+/// members a reader can do without default.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct CaseResult {
     /// `area/id`.
     pub name: String,
     /// Case id.
+    #[serde(default)]
     pub id: String,
     /// Area.
+    #[serde(default)]
     pub area: String,
     /// Requirement ids.
+    #[serde(default)]
     pub requirements: Vec<String>,
     /// Level.
+    #[serde(default = "informational")]
     pub level: Level,
     /// Ambiguity reading tested.
+    #[serde(default)]
     pub reading: Option<String>,
     /// Summary.
+    #[serde(default)]
     pub summary: String,
     /// Verdict.
     #[serde(flatten)]
     pub verdict: Verdict,
     /// Findings.
+    #[serde(default)]
     pub findings: Vec<Finding>,
     /// Every exchange.
+    #[serde(default)]
     pub exchanges: Vec<Exchange>,
     /// Mail captured.
+    #[serde(default)]
     pub mail: Vec<MailRecord>,
     /// Wall time.
+    #[serde(default)]
     pub duration_ms: u64,
     /// Why the verdict is what it is where the findings alone do not say (a reading case
     /// recorded rather than gated, and how to gate on it).

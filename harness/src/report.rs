@@ -66,8 +66,8 @@ pub struct Footer {
     pub duration_ms: u64,
 }
 
-/// A whole run.
-#[derive(Clone, Debug, Serialize)]
+/// A whole run; reports are read back into it ([`crate::compare::ReportFile`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Report {
     /// Header.
     pub header: Header,
@@ -146,7 +146,7 @@ impl Report {
                     s.set_message(clean(
                         &c.findings
                             .iter()
-                            .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
+                            .map(ToString::to_string)
                             .collect::<Vec<_>>()
                             .join("; "),
                     ));
@@ -159,7 +159,7 @@ impl Report {
                 }
                 Verdict::Skip(r) => {
                     let mut s = quick_junit::TestCaseStatus::skipped();
-                    s.set_message(clean(r));
+                    s.set_message(clean(&r.to_string()));
                     s
                 }
             };
@@ -212,7 +212,7 @@ impl Report {
                 let first = c
                     .findings
                     .first()
-                    .map(|f| format!("{}: expected {} (found {})", f.step, f.expected, f.found))
+                    .map(ToString::to_string)
                     .unwrap_or_else(|| match &c.verdict {
                         Verdict::Inconclusive(r) => r.clone(),
                         _ => String::new(),

@@ -66,6 +66,37 @@ fn filter(value: &Value, f: &str) -> Result<Value, String> {
     }
 }
 
+/// The root of every `{{ref}}` in `value`'s strings and keys: `prm` for `{{prm.resource}}`,
+/// `reg` for `{{reg.claim_token | near}}`.
+pub fn reference_roots(value: &Value) -> std::collections::BTreeSet<String> {
+    fn scan(s: &str, roots: &mut std::collections::BTreeSet<String>) {
+        let mut rest = s;
+        while let Some(start) = rest.find("{{") {
+            let Some(end) = rest[start..].find("}}") else { return };
+            let inner = rest[start + 2..start + end].trim();
+            let root = inner.split(['.', '|', ' ', '[']).next().unwrap_or_default();
+            if !root.is_empty() {
+                roots.insert(root.to_string());
+            }
+            rest = &rest[start + end + 2..];
+        }
+    }
+    fn walk(value: &Value, roots: &mut std::collections::BTreeSet<String>) {
+        match value {
+            Value::String(s) => scan(s, roots),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, roots)),
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                scan(k, roots);
+                walk(v, roots);
+            }),
+            _ => {}
+        }
+    }
+    let mut roots = std::collections::BTreeSet::new();
+    walk(value, &mut roots);
+    roots
+}
+
 /// Replaces `{{ref}}` in strings; a string that is only a reference takes the value's type.
 pub fn resolve(vars: &Map<String, Value>, value: &Value) -> Result<Value, String> {
     Ok(match value {
@@ -148,5 +179,12 @@ mod tests {
             resolve(&vars, &json!({ "{{t.uri | near:suffix}}": {}, "{{t.n}}": 1, "plain": "{{t.n}}" })),
             Ok(json!({ "https://e.example/revokedx": {}, "3": 1, "plain": 3 }))
         );
+    }
+
+    #[test]
+    fn reference_roots_name_each_document_or_step_once() {
+        let value = serde_json::json!({ "url": "{{prm.resource | prm_url}}/x", "{{meta.issuer}}": ["{{ reg.claim_token | near }}", "plain"] });
+        let roots: Vec<String> = reference_roots(&value).into_iter().collect();
+        assert_eq!(roots, ["meta", "prm", "reg"]);
     }
 }

@@ -356,9 +356,10 @@ fn finish(
             .findings
             .iter()
             .min_by_key(|f| f.level.unwrap_or(c.level))
-            .map(|f| f.to_string())
+            .map(|f| format!("{f:#}"))
             .unwrap_or_else(|| match &c.verdict {
-                Verdict::Skip(r) | Verdict::Inconclusive(r) => r.clone(),
+                Verdict::Skip(r) => r.to_string(),
+                Verdict::Inconclusive(r) => r.clone(),
                 _ => c.note.clone().unwrap_or_default(),
             });
         summary += &format!(

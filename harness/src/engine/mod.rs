@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::catalogue::{Action, Case, Condition, Level, Need, split_advance};
 pub use crate::expect::parse_challenge;
-pub use crate::outcome::{CaseResult, Exchange, Finding, FindingKind, MailRecord, Verdict};
+pub use crate::outcome::{CaseResult, Exchange, Finding, FindingKind, MailRecord, SkipReason, Verdict};
 use crate::profile::Manifest;
 use crate::redact::Secrets;
 use crate::target::TargetConfig;
@@ -277,7 +277,7 @@ impl Harness {
             return Some(if p.no_answer {
                 Verdict::Inconclusive(reason)
             } else {
-                Verdict::Skip(reason)
+                Verdict::Skip(SkipReason::Blocked(reason))
             });
         }
         let d = &self.discovery;
@@ -285,29 +285,30 @@ impl Harness {
         // refers to a discovered document needs it.
         let needs_discovery = case.area != "discovery"
             || case.steps.iter().any(|s| {
-                !matches!(s.action, Action::Http { .. } | Action::Check { .. }) || {
-                    let params = serde_json::to_string(&s.action).unwrap_or_default();
-                    ["{{prm", "{{meta", "{{target"].iter().any(|r| params.contains(r))
-                }
+                !matches!(s.action, Action::Http { .. } | Action::Check { .. })
+                    || s.reference_roots().iter().any(|r| ["prm", "meta", "target"].contains(&r.as_str()))
             });
         if needs_discovery && let Some(e) = &d.error {
             let reason = format!("blocked: discovery failed ({e})");
             return Some(if d.no_answer {
                 Verdict::Inconclusive(reason)
             } else {
-                Verdict::Skip(reason)
+                Verdict::Skip(SkipReason::Blocked(reason))
             });
         }
         self.unmet_need(case).map(Verdict::Skip)
     }
 
-    fn unmet_need(&self, case: &Case) -> Option<String> {
+    fn unmet_need(&self, case: &Case) -> Option<SkipReason> {
         let d = &self.discovery;
         let clock = case.steps.iter().any(|s| s.advance.is_some()) || case.needs.contains(&Need::Clock);
         if clock && self.target.clock.offset_header.is_none() {
             let budget = self.target.clock.wait_budget_secs;
             if budget == 0 {
-                return Some("needs clock.offset_header, or clock.wait_budget_secs of at least the TTL it passes".into());
+                return Some(SkipReason::needs(
+                    "clock.offset_header",
+                    "needs clock.offset_header, or clock.wait_budget_secs of at least the TTL it passes",
+                ));
             }
             // Named TTLs are known before the case starts; instants the target returns are
             // checked when the step comes.
@@ -319,63 +320,95 @@ impl Harness {
                 .max()
                 .unwrap_or(0);
             if longest > budget as i64 {
-                return Some(HarnessError::BeyondWaitBudget { needed: longest, budget }.to_string());
+                return Some(SkipReason::needs(
+                    "clock.wait_budget_secs",
+                    HarnessError::BeyondWaitBudget { needed: longest, budget }.to_string(),
+                ));
             }
         }
         let rotates = case.steps.iter().any(|s| matches!(s.action, Action::RotateKey { .. }));
         let Some(cooldown) = self.target.idp.jwks_refetch_cooldown_secs.or(if rotates { None } else { Some(0) }) else {
-            return Some(
-                "needs idp.jwks_refetch_cooldown_secs: how long after a JWKS fetch your server refuses to refetch on an unknown kid (0 if it refetches at once; jose: 30)"
-                    .into(),
-            );
+            return Some(SkipReason::needs(
+                "idp.jwks_refetch_cooldown_secs",
+                "needs idp.jwks_refetch_cooldown_secs: how long after a JWKS fetch your server refuses to refetch on an unknown kid (0 if it refetches at once; jose: 30)",
+            ));
         };
         if cooldown > self.target.clock.wait_budget_secs && rotates {
-            return Some(
+            return Some(SkipReason::needs(
+                "clock.wait_budget_secs",
                 HarnessError::CooldownBeyondBudget {
                     needed: cooldown,
                     budget: self.target.clock.wait_budget_secs,
                 }
                 .to_string(),
-            );
+            ));
         }
         for need in &case.needs {
+            let offered = |text: &str| Some(SkipReason::NotOffered(text.into()));
             let reason = match need {
                 Need::Anonymous if !d.offers("anonymous") => {
-                    "the metadata does not offer anonymous registration (agent_auth.identity_types_supported lacks `anonymous`)"
+                    offered("the metadata does not offer anonymous registration (agent_auth.identity_types_supported lacks `anonymous`)")
                 }
-                Need::AnonymousOff if d.offers("anonymous") => "the target offers anonymous registration",
-                Need::VerifiedEmail if !d.offers_assertion("verified_email") => "the metadata does not offer verified_email",
-                Need::VerifiedEmailOff if d.offers_assertion("verified_email") => "the target offers verified_email",
-                Need::IdJag if !d.offers_assertion(ID_JAG_URN) => "the metadata does not offer ID-JAG registration",
-                Need::IdJag if self.target.idp.issuer.is_none() => {
-                    "needs idp.issuer: the issuer on your server's trust list, served by the mock IdP at idp.listen (without it the mock IdP runs on a random port no server trusts)"
-                }
+                Need::AnonymousOff if d.offers("anonymous") => offered("the target offers anonymous registration"),
+                Need::VerifiedEmail if !d.offers_assertion("verified_email") => offered("the metadata does not offer verified_email"),
+                Need::VerifiedEmailOff if d.offers_assertion("verified_email") => offered("the target offers verified_email"),
+                Need::IdJag if !d.offers_assertion(ID_JAG_URN) => offered("the metadata does not offer ID-JAG registration"),
+                Need::IdJag if self.target.idp.issuer.is_none() => Some(SkipReason::needs(
+                    "idp.issuer",
+                    "needs idp.issuer: the issuer on your server's trust list, served by the mock IdP at idp.listen (without it the mock IdP runs on a random port no server trusts)",
+                )),
                 Need::IdJag if !self.target.idp.trusted => {
-                    "the target does not trust the mock IdP (idp.trusted = false; put idp.issuer on your trust list)"
+                    offered("the target does not trust the mock IdP (idp.trusted = false; put idp.issuer on your trust list)")
                 }
-                Need::Revocation if d.revocation_uri.is_none() => "the metadata advertises no revocation_uri",
-                Need::Mail if self.mail.is_none() => "needs a mail source: set [mail] (smtp, directory, url_template or mailpit)",
-                Need::Oracle if self.target.oracle.is_none() => "needs an identity/scope oracle: set [oracle] path and pointers",
-                Need::ScopeProbes if self.target.probes.is_empty() => "needs scope probes: set [probes] (one endpoint per scope)",
-                Need::RateBurst if self.target.rate_burst.is_none() => "needs rate_burst: the number of requests your limit refuses within",
-                Need::Cimd if !self.target.idp.cimd => {
-                    "needs idp.cimd = true: the target pins its client_ids and resolves no URL-form client_id as client metadata"
-                }
+                Need::Revocation if d.revocation_uri.is_none() => offered("the metadata advertises no revocation_uri"),
+                Need::Mail if self.mail.is_none() => Some(SkipReason::needs(
+                    "mail",
+                    "needs a mail source: set [mail] (smtp, directory, url_template or mailpit)",
+                )),
+                Need::Oracle if self.target.oracle.is_none() => Some(SkipReason::needs(
+                    "oracle",
+                    "needs an identity/scope oracle: set [oracle] path and pointers",
+                )),
+                Need::ScopeProbes if self.target.probes.is_empty() => Some(SkipReason::needs(
+                    "probes",
+                    "needs scope probes: set [probes] (one endpoint per scope)",
+                )),
+                Need::RateBurst if self.target.rate_burst.is_none() => Some(SkipReason::needs(
+                    "rate_burst",
+                    "needs rate_burst: the number of requests your limit refuses within",
+                )),
+                Need::Cimd if !self.target.idp.cimd => Some(SkipReason::needs(
+                    "idp.cimd",
+                    "needs idp.cimd = true: the target pins its client_ids and resolves no URL-form client_id as client metadata",
+                )),
                 Need::JwksClock if !self.target.idp.jwks_cache_follows_clock || self.target.clock.offset_header.is_none() => {
-                    "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)"
+                    Some(SkipReason::needs(
+                        "idp.jwks_cache_follows_clock",
+                        "needs clock.offset_header and idp.jwks_cache_follows_clock = true (the header also ages your JWKS cache)",
+                    ))
                 }
-                Need::TokenEndpoint if d.token_uri.is_none() => "the metadata names no token endpoint",
-                Need::Session if self.target.session.is_none() => {
-                    "needs [session]: the sign-in and confirm forms a human fills in on your service's pages"
-                }
-                Need::ServiceAuth if !d.offers("service_auth") => "the metadata does not offer service_auth",
-                Need::ServiceAuthOff if d.offers("service_auth") => "the target offers service_auth",
-                Need::TokenRevocation if d.token_revocation_uri.is_none() => "the metadata names no token revocation endpoint",
-                Need::SecondIssuer if self.idp2.is_none() => "needs [idp.second]: a second issuer on your trust list",
-                Need::UntrustedIssuer if self.stranger.is_none() => "needs an untrusted live issuer (started by `run`)",
-                Need::Aid if self.dns.is_none() => "needs a domain: run --domain, or [aid] in the target config",
+                Need::TokenEndpoint if d.token_uri.is_none() => offered("the metadata names no token endpoint"),
+                Need::Session if self.target.session.is_none() => Some(SkipReason::needs(
+                    "session",
+                    "needs [session]: the sign-in and confirm forms a human fills in on your service's pages",
+                )),
+                Need::ServiceAuth if !d.offers("service_auth") => offered("the metadata does not offer service_auth"),
+                Need::ServiceAuthOff if d.offers("service_auth") => offered("the target offers service_auth"),
+                Need::TokenRevocation if d.token_revocation_uri.is_none() => offered("the metadata names no token revocation endpoint"),
+                Need::SecondIssuer if self.idp2.is_none() => Some(SkipReason::needs(
+                    "idp.second",
+                    "needs [idp.second]: a second issuer on your trust list",
+                )),
+                Need::UntrustedIssuer if self.stranger.is_none() => Some(SkipReason::needs(
+                    "run",
+                    "needs an untrusted live issuer (started by `run`)",
+                )),
+                Need::Aid if self.dns.is_none() => Some(SkipReason::needs(
+                    "aid",
+                    "needs a domain: run --domain, or [aid] in the target config",
+                )),
                 Need::AidRecord | Need::Pka if self.preflight.as_ref().is_none_or(|p| p.selected.is_none()) => {
-                    "the AID preflight selected no record"
+                    Some(SkipReason::Inapplicable("the AID preflight selected no record".into()))
                 }
                 Need::Pka
                     if self
@@ -384,17 +417,21 @@ impl Harness {
                         .and_then(|p| p.selected.as_ref())
                         .is_none_or(|r| r.version != "aid2" || r.pka.is_none()) =>
                 {
-                    "the selected AID record publishes no aid2 PKA key"
+                    Some(SkipReason::Inapplicable("the selected AID record publishes no aid2 PKA key".into()))
                 }
-                Need::AidWellKnown if !self.target.aid.as_ref().is_some_and(|a| a.well_known) => {
-                    "needs aid.well_known = true: the service serves /.well-known/agent"
-                }
-                Need::AmrPolicy if self.target.idp.required_amr.is_empty() => {
-                    "needs idp.required_amr: the amr values your trust entry requires"
-                }
-                _ => continue,
+                Need::AidWellKnown if !self.target.aid.as_ref().is_some_and(|a| a.well_known) => Some(SkipReason::needs(
+                    "aid.well_known",
+                    "needs aid.well_known = true: the service serves /.well-known/agent",
+                )),
+                Need::AmrPolicy if self.target.idp.required_amr.is_empty() => Some(SkipReason::needs(
+                    "idp.required_amr",
+                    "needs idp.required_amr: the amr values your trust entry requires",
+                )),
+                _ => None,
             };
-            return Some(reason.into());
+            if reason.is_some() {
+                return reason;
+            }
         }
         None
     }
@@ -528,8 +565,9 @@ impl Harness {
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
             Ok(Err(
-                e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. } | HarnessError::Inapplicable(_)),
-            )) => Verdict::Skip(e.to_string()),
+                e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. }),
+            )) => Verdict::Skip(SkipReason::needs("clock.wait_budget_secs", e.to_string())),
+            Ok(Err(HarnessError::Inapplicable(why))) => Verdict::Skip(SkipReason::Inapplicable(why)),
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => match worst {
                 _ if gate.as_ref().is_some_and(|(gates, _)| !gates) => Verdict::Info,

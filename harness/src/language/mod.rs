@@ -39,6 +39,16 @@ pub struct Step {
     pub action: Action,
 }
 
+impl Step {
+    /// The roots of every `{{reference}}` in the step's parameters: `prm`, `meta` and `target`
+    /// name discovered documents, anything else a step of the case.
+    pub fn reference_roots(&self) -> std::collections::BTreeSet<String> {
+        serde_json::to_value(&self.action)
+            .map(|v| crate::template::reference_roots(&v))
+            .unwrap_or_default()
+    }
+}
+
 /// The harness action a step performs (`do = "…"`). Flows are code; a case only picks and
 /// parameterises them. Strings may hold `{{references}}`, resolved when the step runs.
 #[derive(Clone, Debug, Deserialize, JsonSchema, Serialize)]

@@ -532,7 +532,7 @@ pub async fn check(config: &TargetConfig) -> Vec<Check> {
                 format!(
                     "{}: {}",
                     case.summary,
-                    result.findings.first().map(|f| redact(&f.to_string())).unwrap_or_default()
+                    result.findings.first().map(|f| redact(&format!("{f:#}"))).unwrap_or_default()
                 ),
             ),
         });
