@@ -106,10 +106,10 @@ pub struct Manifest {
 pub struct TokenDefaults {
     /// For ID-JAGs (v0.5 and later need `auth_time`).
     #[serde(default)]
-    pub id_jag: Option<Value>,
+    pub id_jag: Option<crate::language::TokenSpec>,
     /// For provider revocation tokens (v0.3 and later: an RFC 8417 SET).
     #[serde(default)]
-    pub logout: Option<Value>,
+    pub logout: Option<crate::language::TokenSpec>,
     /// The content type a revocation token is posted with.
     #[serde(default)]
     pub logout_content_type: Option<String>,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{Harness, HarnessError};
 use crate::catalogue::{Case, split_advance};
 use crate::expect::{self, Observed};
-use crate::language::TokenSpec;
+use crate::language::{Issuer, TokenSpec};
 use crate::outcome::{Exchange, Finding, FindingKind, MailRecord, truncate};
 use crate::template;
 use crate::transport::Transport;
@@ -251,11 +251,12 @@ impl<'h> CaseCtx<'h> {
         vars
     }
 
-    pub(super) fn subject(&self, spec: &Value) -> Subject {
+    pub(super) fn subject(&self, spec: &TokenSpec) -> Subject {
         let identity = &self.vars["identity"];
         Subject {
             sub: spec
-                .pointer("/set/sub")
+                .set
+                .get("sub")
                 .and_then(Value::as_str)
                 .or(identity["sub"].as_str())
                 .unwrap_or_default()
@@ -264,83 +265,59 @@ impl<'h> CaseCtx<'h> {
         }
     }
 
+    /// Mints the token `spec` describes (references resolved), with every default the case
+    /// did not decide itself ([`TokenSpec::default_claim`]).
     pub(super) fn mint(&self, spec: &Option<TokenSpec>, default_kind: TokenKind) -> Result<(String, StepVars), String> {
         let written = serde_json::to_value(spec.clone().unwrap_or_default()).map_err(|e| e.to_string())?;
-        let mut spec = self.resolve(&written)?;
-        if spec.get("kind").is_none() {
-            spec["kind"] = serde_json::to_value(default_kind).map_err(|e| e.to_string())?;
-        }
-        // The profile's defaults (v0.6: `auth_time`, the SET `typ`) under what the case wrote.
-        let defaults = match spec["kind"].as_str() {
-            Some("logout") => self.h.profile.tokens.logout.clone(),
-            _ => self.h.profile.tokens.id_jag.clone(),
+        let mut spec: TokenSpec = serde_json::from_value(self.resolve(&written)?).map_err(|e| format!("bad token spec: {e}"))?;
+        let kind = *spec.kind.get_or_insert(default_kind);
+        // The profile's defaults (v0.6: `auth_time`, the SET `typ`).
+        let profile = match kind {
+            TokenKind::Logout => &self.h.profile.tokens.logout,
+            _ => &self.h.profile.tokens.id_jag,
         };
-        if let Some(defaults) = defaults {
-            for (table, removed) in [("set", "remove"), ("header_set", "header_remove")] {
-                let Some(members) = defaults.get(table).and_then(Value::as_object) else {
-                    continue;
-                };
-                for (name, value) in members {
-                    let taken = spec.pointer(&format!("/{table}/{name}")).is_some()
-                        || spec[removed].as_array().is_some_and(|r| r.iter().any(|v| v == name.as_str()));
-                    if !taken {
-                        spec[table][name] = value.clone();
-                    }
-                }
+        if let Some(defaults) = profile {
+            for (name, value) in &defaults.set {
+                spec.default_claim(name, value.clone());
+            }
+            for (name, value) in &defaults.header_set {
+                spec.default_header(name, value.clone());
             }
         }
-        // The audience the target expects unless the case says otherwise.
-        let aud = self.h.audience();
-        if spec.pointer("/set/aud").is_none() && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "aud")) {
-            if spec.get("set").is_none() {
-                spec["set"] = json!({});
-            }
-            spec["set"]["aud"] = json!(aud);
-        }
+        // The audience the target expects.
+        spec.default_claim("aud", json!(self.h.audience()));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
         // Logout tokens carry an `exp` unless the config declares C-20 reading A (the auth.md
         // examples omit it): a token with one satisfies both readings, so a target of reading B
         // (BCL: `exp` required) is never failed for a reading it was not asked about. The
         // reading-A cases remove `exp` themselves.
         let exp_required = self.h.target.readings.get("C-20").is_none_or(|r| r != "A");
-        if exp_required
-            && spec["kind"] == json!(TokenKind::Logout)
-            && spec.pointer("/set/exp").is_none()
-            && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "exp"))
-        {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
-            spec["set"]["exp"] = json!(now + 300);
+        if exp_required && kind == TokenKind::Logout {
+            spec.default_claim("exp", json!(now + 300));
         }
         // A case that moved the target's clock mints on that clock too, or every token would
         // look expired (or issued in the past) to the target.
         if self.offset != 0 {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp() + self.offset;
-            for (claim, value) in [("iat", now), ("exp", now + 300)] {
-                if spec.pointer(&format!("/set/{claim}")).is_none()
-                    && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == claim))
-                {
-                    spec["set"][claim] = json!(value);
-                }
-            }
+            spec.default_claim("iat", json!(now));
+            spec.default_claim("exp", json!(now + 300));
         }
         // `by` picks the minting IdP: its keys sign, and its issuer is the default `iss`.
-        let by = spec.as_object_mut().and_then(|m| m.remove("by"));
-        let idp = match by.as_ref().and_then(Value::as_str) {
-            None | Some("primary") => &self.h.idp,
-            Some("second") => self.h.idp2.as_ref().ok_or("no second issuer (idp.second)")?,
-            Some("untrusted") => self.h.stranger.as_ref().ok_or("no untrusted issuer")?,
-            Some(other) => return Err(format!("token spec: `by = \"{other}\"` is not primary, second or untrusted")),
+        let by = spec.by.take().unwrap_or_default();
+        let idp = match by {
+            Issuer::Primary => &self.h.idp,
+            Issuer::Second => self.h.idp2.as_ref().ok_or("no second issuer (idp.second)")?,
+            Issuer::Untrusted => self.h.stranger.as_ref().ok_or("no untrusted issuer")?,
         };
-        // A target that pins its client_ids gets the first of them unless the case says otherwise.
-        let primary = matches!(by.as_ref().and_then(Value::as_str), None | Some("primary"));
+        // A target that pins its client_ids gets the first of them.
         if let Some(pinned) = self.h.target.idp.client_ids.first()
-            && primary
-            && spec["kind"] == json!(TokenKind::IdJag)
-            && spec.pointer("/set/client_id").is_none()
-            && !spec["remove"].as_array().is_some_and(|r| r.iter().any(|v| v == "client_id"))
+            && by == Issuer::Primary
+            && kind == TokenKind::IdJag
         {
-            spec["set"]["client_id"] = json!(pinned);
+            spec.default_claim("client_id", json!(pinned));
         }
-        let request: TokenRequest = serde_json::from_value(spec.clone()).map_err(|e| format!("bad token spec: {e}"))?;
+        let request: TokenRequest = serde_json::to_value(&spec)
+            .and_then(serde_json::from_value)
+            .map_err(|e| format!("bad token spec: {e}"))?;
         let minted = idp.mint(&request, &self.subject(&spec)).map_err(|e| e.to_string())?;
         // A minted token is a bearer credential; reports show its decoded header and claims.
         self.h.secrets.add(&minted.token);

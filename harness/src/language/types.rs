@@ -119,6 +119,29 @@ pub struct TokenSpec {
     pub tamper: Option<Tamper>,
 }
 
+impl TokenSpec {
+    /// Sets claim `name` to `value` unless the case set or removed it: the one precedence rule
+    /// of minting, that what a case writes wins over every default (the profile's, the
+    /// target's audience, the moved clock, a pinned `client_id`).
+    pub fn default_claim(&mut self, name: &str, value: Value) {
+        if !self.decides(name) {
+            self.set.insert(name.to_string(), value);
+        }
+    }
+
+    /// As [`Self::default_claim`], for a header member.
+    pub fn default_header(&mut self, name: &str, value: Value) {
+        if !self.header_set.contains_key(name) && !self.header_remove.iter().any(|r| r == name) {
+            self.header_set.insert(name.to_string(), value);
+        }
+    }
+
+    /// Whether the case set or removed claim `name`.
+    pub fn decides(&self, name: &str) -> bool {
+        self.set.contains_key(name) || self.remove.iter().any(|r| r == name)
+    }
+}
+
 /// A JWKS fault mode: `none`, `server-error`, `invalid-json`, `empty-key-set`,
 /// `wrong-content-type`, or `slow:<ms>`.
 #[derive(Clone, Copy, Debug, PartialEq)]
