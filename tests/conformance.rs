@@ -292,12 +292,7 @@ fn judge(deployment: &Deployment, result: &CaseResult) -> Result<(), Failed> {
             other.label(),
             deployment.name,
             other,
-            result
-                .findings
-                .iter()
-                .map(|f| format!("  {f}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            result.findings.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
         ))),
     }
 }

@@ -52,7 +52,10 @@ async fn ttl_cases_wait_within_the_budget_and_skip_beyond_it() {
     match beyond {
         Verdict::Skip(SkipReason::Needs { setting, text }) => {
             assert_eq!(setting, "clock.wait_budget_secs");
-            assert!(text.contains("clock.wait_budget_secs of at least") && text.contains("(now 3)"), "{text}");
+            assert!(
+                text.contains("clock.wait_budget_secs of at least") && text.contains("(now 3)"),
+                "{text}"
+            );
         }
         other => panic!("expected a skip beyond the budget, got {other:?}"),
     }

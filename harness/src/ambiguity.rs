@@ -65,11 +65,7 @@ fn outcome(a: &Ambiguity, results: &[CaseResult]) -> AmbiguityOutcome {
                 (false, false, Some(_)) => "differs",
                 (false, false, None) => "matches",
             };
-            let evidence = differing.and_then(|c| {
-                c.findings
-                    .first()
-                    .map(|f| format!("{}: {f}", c.name))
-            });
+            let evidence = differing.and_then(|c| c.findings.first().map(|f| format!("{}: {f}", c.name)));
             ReadingOutcome {
                 id: r.id.clone(),
                 says: r.says.clone(),
@@ -173,7 +169,12 @@ mod tests {
             result("b", "C-01/B", Verdict::Info, true),
         ];
         assert_eq!(outcomes(&[ambiguity()], &none)[0].verdict, "none");
-        let skipped = [result("a", "C-01/A", Verdict::Skip(crate::outcome::SkipReason::needs("x", "needs x")), false)];
+        let skipped = [result(
+            "a",
+            "C-01/A",
+            Verdict::Skip(crate::outcome::SkipReason::needs("x", "needs x")),
+            false,
+        )];
         let o = &outcomes(&[ambiguity()], &skipped)[0];
         assert_eq!((o.verdict.as_str(), o.readings[1].observed.as_str()), ("not-observed", "untested"));
     }

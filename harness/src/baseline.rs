@@ -144,7 +144,10 @@ impl Baseline {
             .filter(|c| c.verdict == crate::outcome::Verdict::Fail)
             .map(|c| KnownFailure {
                 case: c.name.clone(),
-                reason: c.findings.first().map_or_else(|| "fails against this target".into(), ToString::to_string),
+                reason: c
+                    .findings
+                    .first()
+                    .map_or_else(|| "fails against this target".into(), ToString::to_string),
                 expires: None,
                 link: None,
             })

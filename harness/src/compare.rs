@@ -120,7 +120,10 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
     // Rows are qualified by profile (`v0.6/token/…`): reports of different profiles stand side
     // by side, and a case of one profile is `—` for a report of another, never confused.
     let qualified = |r: &ReportFile, c: &CaseResult| format!("{}/{}", r.report.header.profile, c.name);
-    let names: BTreeSet<String> = reports.iter().flat_map(|r| r.report.cases.iter().map(move |c| qualified(r, c))).collect();
+    let names: BTreeSet<String> = reports
+        .iter()
+        .flat_map(|r| r.report.cases.iter().map(move |c| qualified(r, c)))
+        .collect();
     let lookup: Vec<BTreeMap<String, &CaseResult>> = reports
         .iter()
         .map(|r| r.report.cases.iter().map(|c| (qualified(r, c), c)).collect())

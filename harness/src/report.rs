@@ -143,13 +143,7 @@ impl Report {
                 Verdict::Pass | Verdict::Info | Verdict::Warn => quick_junit::TestCaseStatus::success(),
                 Verdict::Fail => {
                     let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
-                    s.set_message(clean(
-                        &c.findings
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ));
+                    s.set_message(clean(&c.findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")));
                     s
                 }
                 Verdict::Inconclusive(r) => {
@@ -209,14 +203,10 @@ impl Report {
         if !notable.is_empty() {
             out += "\n## Failures and warnings\n\n| case | requirements | level | verdict | first finding |\n| --- | --- | --- | --- | --- |\n";
             for c in notable {
-                let first = c
-                    .findings
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| match &c.verdict {
-                        Verdict::Inconclusive(r) => r.clone(),
-                        _ => String::new(),
-                    });
+                let first = c.findings.first().map(ToString::to_string).unwrap_or_else(|| match &c.verdict {
+                    Verdict::Inconclusive(r) => r.clone(),
+                    _ => String::new(),
+                });
                 out += &format!(
                     "| `{}` | {} | {} | {} | {} |\n",
                     c.name,

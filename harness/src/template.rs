@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn reference_roots_name_each_document_or_step_once() {
-        let value = serde_json::json!({ "url": "{{prm.resource | prm_url}}/x", "{{meta.issuer}}": ["{{ reg.claim_token | near }}", "plain"] });
+        let value =
+            serde_json::json!({ "url": "{{prm.resource | prm_url}}/x", "{{meta.issuer}}": ["{{ reg.claim_token | near }}", "plain"] });
         let roots: Vec<String> = reference_roots(&value).into_iter().collect();
         assert_eq!(roots, ["meta", "prm", "reg"]);
     }

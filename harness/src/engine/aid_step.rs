@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::aid::{Dns, Txt, agent_name, aid_answers, inspect, judge_well_known, proof_request, well_known_url};
 use super::context::CaseCtx;
-use super::steps::StepOutcome;
+use super::steps::{StepError, StepOutcome};
 use super::{HarnessError, parse_challenge};
 use crate::aid::{self, AidRecord, Challenge, Selection};
 use crate::language::AidCheck;
@@ -17,9 +17,9 @@ impl CaseCtx<'_> {
     /// The `aid` step.
     pub(super) async fn aid_step(&mut self, label: &str, check: AidCheck) -> StepOutcome {
         let (Some(dns), Some(aid)) = (self.h.dns.clone(), self.h.target.aid.clone()) else {
-            return Err(HarnessError::Inapplicable(
+            return Err(StepError::Harness(HarnessError::Inapplicable(
                 "needs a domain: run --domain, or [aid] in the target config".into(),
-            ));
+            )));
         };
         match check {
             AidCheck::ExactHost => self.exact_host(label, &dns, &aid).await?,
@@ -37,7 +37,7 @@ impl CaseCtx<'_> {
                 self.record_rule(label, check, &dns, &aid).await?
             }
         }
-        Ok(Ok((None, Default::default())))
+        Ok((None, Default::default()))
     }
 
     /// Looks the domain's name up as evidence; no answer is INCONCLUSIVE.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use authmd_mock_idp::{Subject, TokenKind, TokenRequest};
 use serde_json::{Map, Value, json};
 
+use super::steps::StepError;
 use super::{Harness, HarnessError};
 use crate::catalogue::{Case, split_advance};
 use crate::expect::{self, Observed};
@@ -219,8 +220,7 @@ impl<'h> CaseCtx<'h> {
                 }
             }
             let fetches_before = self.h.idp.jwks_fetches();
-            let outcome = self.step(&step.action, &label).await?;
-            match outcome {
+            match self.step(&step.action, &label).await {
                 Ok((exchange, vars)) => {
                     // Named first, so an expectation may refer to its own step's values.
                     if let Some(name) = &step.name {
@@ -231,12 +231,13 @@ impl<'h> CaseCtx<'h> {
                         self.check(&label, expect, exchange.as_ref(), &vars, fetched);
                     }
                 }
-                Err(missing) => {
+                Err(StepError::MissingInput(missing)) => {
                     // The target's earlier answers lacked something this step needs: that is a
                     // finding about the target, and later steps cannot run meaningfully.
                     self.finding(&label, FindingKind::MissingInput, "the inputs this step needs", missing);
                     return Ok(());
                 }
+                Err(StepError::Harness(e)) => return Err(e),
             }
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::StepOutcome;
+use super::{StepError, StepOutcome};
 use crate::engine::context::CaseCtx;
 use crate::outcome::{FindingKind, MailRecord};
 
@@ -19,18 +19,24 @@ impl CaseCtx<'_> {
         registration_id: &Option<String>,
         link: &Option<String>,
     ) -> StepOutcome {
-        let secret = need!(self.text(&Some(secret.to_string()))).unwrap_or_default();
+        let secret = self
+            .text(&Some(secret.to_string()))
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_default();
         // A short value could turn up anywhere by chance; the mailed tokens are long.
         if secret.len() < 16 {
-            return Ok(Err(format!(
+            return Err(StepError::MissingInput(format!(
                 "a secret of 16 characters or more to look for (found {} characters)",
                 secret.len()
             )));
         }
-        let registration_id = need!(self.text(registration_id)).unwrap_or_else(|| self.registration_id());
-        let link = need!(self.text(link));
+        let registration_id = self
+            .text(registration_id)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| self.registration_id());
+        let link = self.text(link).map_err(StepError::MissingInput)?;
         let Ok(base) = url::Url::parse(&self.h.target.base_url) else {
-            return Ok(Err("the target's base URL".into()));
+            return Err(StepError::MissingInput("the target's base URL".into()));
         };
         let origin = base.origin();
         let mut urls = Vec::new();
@@ -90,7 +96,7 @@ impl CaseCtx<'_> {
         let mut vars = Map::new();
         vars.insert("revealed".into(), Value::Array(revealed));
         vars.insert("probed".into(), json!(urls));
-        Ok(Ok((evidence, vars)))
+        Ok((evidence, vars))
     }
 
     /// `read-mail`, and with `otp` the rest of `OTP(reg)`: open the page as a person would,
@@ -102,10 +108,16 @@ impl CaseCtx<'_> {
         registration_id: &Option<String>,
         otp: bool,
     ) -> StepOutcome {
-        let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
-        let registration_id = need!(self.text(registration_id)).unwrap_or_else(|| self.registration_id());
+        let email = self
+            .text(email)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| self.identity_email());
+        let registration_id = self
+            .text(registration_id)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| self.registration_id());
         let Some(source) = self.h.mail.clone() else {
-            return Ok(Err("no mail source".into()));
+            return Err(StepError::MissingInput("no mail source".into()));
         };
         let message = match source
             .next_message(self.h.plain.client(), &email, &registration_id, Duration::from_secs(5))
@@ -114,7 +126,7 @@ impl CaseCtx<'_> {
             Ok(m) => m,
             Err(e) => {
                 self.finding(label, FindingKind::NoMail, format!("a claim mail to `{email}`"), e.to_string());
-                return Ok(Err("no claim mail".into()));
+                return Err(StepError::MissingInput("no claim mail".into()));
             }
         };
         self.mail.push(MailRecord {
@@ -128,7 +140,7 @@ impl CaseCtx<'_> {
             Err(e) => {
                 let expected = "a claim link carrying a claim_attempt_token";
                 self.finding(label, FindingKind::NoMail, expected, e.to_string());
-                return Ok(Err("no claim link".into()));
+                return Err(StepError::MissingInput("no claim link".into()));
             }
         };
         self.h.secrets.add(&link.token);
@@ -137,10 +149,10 @@ impl CaseCtx<'_> {
         vars.insert("attempt_token".into(), json!(link.token));
         vars.insert("to".into(), json!(message.to));
         if !otp {
-            return Ok(Ok((None, vars)));
+            return Ok((None, vars));
         }
         self.http(label, "GET", &link.url, Vec::new(), None).await?;
-        let uri = need!(self.challenge_uri());
+        let uri = self.challenge_uri().map_err(StepError::MissingInput)?;
         let body = self.body(&[("attempt_token", json!(link.token))]);
         let exchange = self.post_json(label, &uri, &body).await?;
         let mut out = Self::response_vars(&exchange);
@@ -153,16 +165,19 @@ impl CaseCtx<'_> {
             _ => {
                 let found = exchange.status_and_redacted_body(&|s| self.h.secrets.redact(s));
                 self.finding(label, FindingKind::UnexpectedStatus, "200 with a `challenge` OTP", found);
-                return Ok(Err("no OTP".into()));
+                return Err(StepError::MissingInput("no OTP".into()));
             }
         }
-        Ok(Ok((Some(exchange), out)))
+        Ok((Some(exchange), out))
     }
 
     pub(super) async fn no_mail(&mut self, label: &str, email: &Option<String>, within_ms: u64) -> StepOutcome {
-        let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+        let email = self
+            .text(email)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| self.identity_email());
         let Some(source) = self.h.mail.clone() else {
-            return Ok(Err("no mail source".into()));
+            return Err(StepError::MissingInput("no mail source".into()));
         };
         let within = Duration::from_millis(within_ms);
         if let Ok(m) = source
@@ -172,6 +187,6 @@ impl CaseCtx<'_> {
             let found = format!("a message: {}", m.subject);
             self.finding(label, FindingKind::UnexpectedMail, format!("no new mail to `{email}`"), found);
         }
-        Ok(Ok((None, Map::new())))
+        Ok((None, Map::new()))
     }
 }

@@ -399,10 +399,9 @@ impl Harness {
                     "idp.second",
                     "needs [idp.second]: a second issuer on your trust list",
                 )),
-                Need::UntrustedIssuer if self.stranger.is_none() => Some(SkipReason::needs(
-                    "run",
-                    "needs an untrusted live issuer (started by `run`)",
-                )),
+                Need::UntrustedIssuer if self.stranger.is_none() => {
+                    Some(SkipReason::needs("run", "needs an untrusted live issuer (started by `run`)"))
+                }
                 Need::Aid if self.dns.is_none() => Some(SkipReason::needs(
                     "aid",
                     "needs a domain: run --domain, or [aid] in the target config",
@@ -564,9 +563,9 @@ impl Harness {
         }
         result.verdict = match outcome {
             Err(_) => Verdict::Inconclusive(format!("timed out after {}s", timeout.as_secs())),
-            Ok(Err(
-                e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. }),
-            )) => Verdict::Skip(SkipReason::needs("clock.wait_budget_secs", e.to_string())),
+            Ok(Err(e @ (HarnessError::BeyondWaitBudget { .. } | HarnessError::CooldownBeyondBudget { .. }))) => {
+                Verdict::Skip(SkipReason::needs("clock.wait_budget_secs", e.to_string()))
+            }
             Ok(Err(HarnessError::Inapplicable(why))) => Verdict::Skip(SkipReason::Inapplicable(why)),
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) if result.findings.is_empty() => Verdict::Pass,
             Ok(Err(HarnessError::Refused(_))) | Ok(Ok(())) => match worst {

@@ -12,21 +12,24 @@ use crate::language::{Action, Count, CredentialType, TokenSpec};
 use crate::outcome::Exchange;
 use crate::transport::Transport;
 
-/// What a step produced. Outer `Err`: a harness error. Inner `Err`: an input the target's
-/// earlier answers did not provide (a finding, and the case stops).
-pub(super) type StepOutcome = Result<Result<(Option<Exchange>, StepVars), String>, HarnessError>;
+/// What a step produced: the exchange (if it made one) and its values.
+pub(super) type StepOutcome = Result<(Option<Exchange>, StepVars), StepError>;
 
-/// Returns the inner error of a missing input from the enclosing step function.
-macro_rules! need {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
+/// Why a step did not produce anything.
+#[derive(Debug)]
+pub(super) enum StepError {
+    /// An input the target's earlier answers did not provide: a finding, and the case stops.
+    MissingInput(String),
+    /// The harness could not go on.
+    Harness(HarnessError),
 }
 
-// After `need!`, which the mail steps use too.
+impl From<HarnessError> for StepError {
+    fn from(e: HarnessError) -> Self {
+        Self::Harness(e)
+    }
+}
+
 #[path = "mail_steps.rs"]
 mod mail;
 
@@ -37,15 +40,18 @@ impl CaseCtx<'_> {
             Action::Http { .. } => self.http_step(action, label).await,
             Action::RegisterAnonymous { body, credential } => {
                 let credential = credential.unwrap_or(CredentialType::ApiKey).as_str();
-                let body = match need!(self.value(body)) {
+                let body = match self.value(body).map_err(StepError::MissingInput)? {
                     Some(body) => body,
                     None => self.body(&[("type", json!("anonymous")), ("credential_type", json!(credential))]),
                 };
-                let uri = need!(self.register_uri());
+                let uri = self.register_uri().map_err(StepError::MissingInput)?;
                 self.answered(label, &uri, &body).await
             }
             Action::RegisterEmail { email, credential } => {
-                let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+                let email = self
+                    .text(email)
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_else(|| self.identity_email());
                 let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
                 let body = self.body(&[
                     ("type", json!("identity_assertion")),
@@ -53,12 +59,12 @@ impl CaseCtx<'_> {
                     ("assertion", json!(email)),
                     ("credential_type", json!(credential)),
                 ]);
-                let uri = need!(self.register_uri());
+                let uri = self.register_uri().map_err(StepError::MissingInput)?;
                 self.answered(label, &uri, &body).await
             }
             Action::Mint { token } => {
-                let (_, vars) = need!(self.mint(token, TokenKind::IdJag));
-                Ok(Ok((None, vars)))
+                let (_, vars) = self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?;
+                Ok((None, vars))
             }
             Action::RegisterIdJag {
                 token,
@@ -69,9 +75,12 @@ impl CaseCtx<'_> {
             Action::ParallelRegisterIdJag { token, credential, count } => self.parallel_register(label, token, *credential, count).await,
             Action::Api { .. } => self.api(action, label).await,
             Action::Claim { claim_token, email } => {
-                let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
-                let email = need!(self.value(email)).unwrap_or_else(|| json!(self.identity_email()));
-                let uri = need!(self.claim_uri());
+                let claim_token = self.value(claim_token).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
+                let email = self
+                    .value(email)
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_else(|| json!(self.identity_email()));
+                let uri = self.claim_uri().map_err(StepError::MissingInput)?;
                 let body = self.body(&[("claim_token", claim_token), ("email", email)]);
                 self.answered(label, &uri, &body).await
             }
@@ -79,10 +88,10 @@ impl CaseCtx<'_> {
             Action::Otp { email, registration_id } => self.read_mail(label, email, registration_id, true).await,
             Action::NoMail { email, within_ms } => self.no_mail(label, email, within_ms.unwrap_or(300)).await,
             Action::OpenLink { link } => {
-                let link = need!(self.text(&Some(link.clone()))).unwrap_or_default();
+                let link = self.text(&Some(link.clone())).map_err(StepError::MissingInput)?.unwrap_or_default();
                 let exchange = self.http(label, "GET", &link, Vec::new(), None).await?;
                 let vars = Self::response_vars(&exchange);
-                Ok(Ok((Some(exchange), vars)))
+                Ok((Some(exchange), vars))
             }
             Action::ProbeExposure {
                 secret,
@@ -91,9 +100,9 @@ impl CaseCtx<'_> {
             } => self.probe_exposure(label, secret, registration_id, link).await,
             Action::Challenge { attempt_token } => self.challenge(label, attempt_token).await,
             Action::Complete { claim_token, otp } => {
-                let claim_token = need!(self.value(claim_token)).unwrap_or(Value::Null);
-                let otp = need!(self.value(otp)).unwrap_or(Value::Null);
-                let uri = need!(self.complete_uri());
+                let claim_token = self.value(claim_token).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
+                let otp = self.value(otp).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
+                let uri = self.complete_uri().map_err(StepError::MissingInput)?;
                 let body = self.body(&[("claim_token", claim_token), ("otp", otp)]);
                 self.answered(label, &uri, &body).await
             }
@@ -104,15 +113,15 @@ impl CaseCtx<'_> {
                 self.wait_out_refetch_cooldown().await?;
                 let mut vars = Map::new();
                 vars.insert("kid".into(), json!(kid));
-                Ok(Ok((None, vars)))
+                Ok((None, vars))
             }
             Action::JwksFault { fault } => {
                 self.h.idp.set_fault(fault.0);
-                Ok(Ok((None, Map::new())))
+                Ok((None, Map::new()))
             }
             Action::JwksMaxAge { seconds } => {
                 self.h.idp.set_jwks_max_age(*seconds);
-                Ok(Ok((None, Map::new())))
+                Ok((None, Map::new()))
             }
             Action::Token {
                 grant_type,
@@ -120,29 +129,44 @@ impl CaseCtx<'_> {
                 content_type,
             } => self.token(label, grant_type, form, content_type).await,
             Action::RevokeToken { token, token_type_hint } => {
-                let token = need!(self.text(&Some(token.clone()))).unwrap_or_default();
-                let hint = need!(self.text(token_type_hint)).unwrap_or_else(|| "access_token".into());
-                let uri = need!(
-                    self.h
-                        .discovery
-                        .token_revocation_uri
-                        .clone()
-                        .ok_or_else(|| "no token revocation endpoint".to_string())
-                );
+                let token = self
+                    .text(&Some(token.clone()))
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_default();
+                let hint = self
+                    .text(token_type_hint)
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_else(|| "access_token".into());
+                let uri = self
+                    .h
+                    .discovery
+                    .token_revocation_uri
+                    .clone()
+                    .ok_or_else(|| "no token revocation endpoint".to_string())
+                    .map_err(StepError::MissingInput)?;
                 let body = form_encode(&[("token", token.as_str()), ("token_type_hint", hint.as_str())]);
                 let headers = vec![("content-type".to_string(), FORM.to_string())];
                 let exchange = self.http(label, "POST", &uri, headers, Some(body)).await?;
                 let vars = Self::response_vars(&exchange);
-                Ok(Ok((Some(exchange), vars)))
+                Ok((Some(exchange), vars))
             }
             Action::ConfirmClaim {
                 verification_uri,
                 user_code,
                 email,
             } => {
-                let uri = need!(self.text(&Some(verification_uri.clone()))).unwrap_or_default();
-                let code = need!(self.text(&Some(user_code.clone()))).unwrap_or_default();
-                let email = need!(self.text(email)).unwrap_or_else(|| self.identity_email());
+                let uri = self
+                    .text(&Some(verification_uri.clone()))
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_default();
+                let code = self
+                    .text(&Some(user_code.clone()))
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_default();
+                let email = self
+                    .text(email)
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_else(|| self.identity_email());
                 self.confirm_claim(label, &uri, &code, &email).await
             }
             Action::Sample {
@@ -157,10 +181,10 @@ impl CaseCtx<'_> {
                 // The earlier answer, judged again: no request, the same values and exchange.
                 let vars = match self.vars.get(of) {
                     Some(Value::Object(m)) => m.clone(),
-                    _ => return Ok(Err(format!("no earlier step named `{of}` answered"))),
+                    _ => return Err(StepError::MissingInput(format!("no earlier step named `{of}` answered"))),
                 };
                 let exchange = self.exchanges.iter().rev().find(|e| &e.step == of).cloned();
-                Ok(Ok((exchange, vars)))
+                Ok((exchange, vars))
             }
         }
     }
@@ -178,7 +202,7 @@ impl CaseCtx<'_> {
     async fn answered(&mut self, label: &str, uri: &str, body: &Value) -> StepOutcome {
         let exchange = self.post_json(label, uri, body).await?;
         let vars = Self::response_vars(&exchange);
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     fn count(&self, count: &Option<Count>, default: u64) -> Result<usize, String> {
@@ -205,19 +229,27 @@ impl CaseCtx<'_> {
             credential,
         } = action
         else {
-            return Ok(Err("not an http step".into()));
+            return Err(StepError::MissingInput("not an http step".into()));
         };
-        let method = need!(self.text(method)).unwrap_or_else(|| "GET".into());
-        let url = need!(self.text(&Some(url.clone()))).unwrap_or_default();
+        let method = self.text(method).map_err(StepError::MissingInput)?.unwrap_or_else(|| "GET".into());
+        let url = self.text(&Some(url.clone())).map_err(StepError::MissingInput)?.unwrap_or_default();
         let url = self.h.target.url(&url);
         let mut sent: Vec<(String, String)> = Vec::new();
         for (name, value) in headers {
-            sent.push((name.clone(), need!(self.text(&Some(value.clone()))).unwrap_or_default()));
+            sent.push((
+                name.clone(),
+                self.text(&Some(value.clone()))
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_default(),
+            ));
         }
-        if let Some(credential) = need!(self.text(credential)) {
+        if let Some(credential) = self.text(credential).map_err(StepError::MissingInput)? {
             sent.push(("authorization".into(), format!("Bearer {credential}")));
         }
-        let body = match (need!(self.value(json)), need!(self.text(body))) {
+        let body = match (
+            self.value(json).map_err(StepError::MissingInput)?,
+            self.text(body).map_err(StepError::MissingInput)?,
+        ) {
             (Some(json), _) => {
                 if !sent.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
                     sent.push(("content-type".into(), "application/json".into()));
@@ -228,7 +260,7 @@ impl CaseCtx<'_> {
         };
         let exchange = self.http(label, &method, &url, sent, body).await?;
         let vars = Self::response_vars(&exchange);
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     async fn register_id_jag(
@@ -239,23 +271,23 @@ impl CaseCtx<'_> {
         body_set: &BTreeMap<String, Value>,
         credential: Option<CredentialType>,
     ) -> StepOutcome {
-        let (assertion, mut minted) = match need!(self.text(assertion)) {
+        let (assertion, mut minted) = match self.text(assertion).map_err(StepError::MissingInput)? {
             Some(a) => (a, Map::new()),
-            None => need!(self.mint(token, TokenKind::IdJag)),
+            None => self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?,
         };
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
         let mut body = self.id_jag_body(&assertion, credential);
         for (name, value) in body_set {
             // Named as the catalogue names members; the profile gives the wire name.
             let wire = self.h.profile.field(name).to_string();
-            body[if wire.is_empty() { name.as_str() } else { wire.as_str() }] = need!(self.resolve(value));
+            body[if wire.is_empty() { name.as_str() } else { wire.as_str() }] = self.resolve(value).map_err(StepError::MissingInput)?;
         }
-        let uri = need!(self.register_uri());
+        let uri = self.register_uri().map_err(StepError::MissingInput)?;
         let exchange = self.post_json(label, &uri, &body).await?;
         let mut vars = Self::response_vars(&exchange);
         vars.append(&mut minted);
         vars.insert("assertion".into(), json!(assertion));
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     async fn parallel_register(
@@ -265,11 +297,11 @@ impl CaseCtx<'_> {
         credential: Option<CredentialType>,
         count: &Option<Count>,
     ) -> StepOutcome {
-        let count = need!(self.count(count, 10));
-        let (token, _) = need!(self.mint(token, TokenKind::IdJag));
+        let count = self.count(count, 10).map_err(StepError::MissingInput)?;
+        let (token, _) = self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?;
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
         let body = self.id_jag_body(&token, credential).to_string();
-        let uri = need!(self.register_uri());
+        let uri = self.register_uri().map_err(StepError::MissingInput)?;
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
         let net = self.net.clone();
         let sends = (0..count).map(|_| net.send(label, "POST", &uri, &headers, Some(body.clone())));
@@ -282,7 +314,7 @@ impl CaseCtx<'_> {
         }
         let mut vars = Map::new();
         vars.insert("statuses".into(), Value::Array(statuses));
-        Ok(Ok((None, vars)))
+        Ok((None, vars))
     }
 
     async fn api(&mut self, action: &Action, label: &str) -> StepOutcome {
@@ -293,24 +325,36 @@ impl CaseCtx<'_> {
             query_token,
         } = action
         else {
-            return Ok(Err("not an api step".into()));
+            return Err(StepError::MissingInput("not an api step".into()));
         };
-        let endpoint = need!(self.text(endpoint)).unwrap_or_else(|| "oracle".into());
+        let endpoint = self
+            .text(endpoint)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| "oracle".into());
         let (method, mut url) = if endpoint == "oracle" {
-            let oracle = need!(self.h.target.oracle.as_ref().ok_or_else(|| "no oracle configured".to_string()));
+            let oracle = self
+                .h
+                .target
+                .oracle
+                .as_ref()
+                .ok_or_else(|| "no oracle configured".to_string())
+                .map_err(StepError::MissingInput)?;
             ("GET".to_string(), self.h.target.url(&oracle.path))
         } else {
-            let probe = need!(
-                self.h
-                    .target
-                    .probes
-                    .get(&endpoint)
-                    .ok_or_else(|| format!("no probe for scope `{endpoint}`"))
-            );
+            let probe = self
+                .h
+                .target
+                .probes
+                .get(&endpoint)
+                .ok_or_else(|| format!("no probe for scope `{endpoint}`"))
+                .map_err(StepError::MissingInput)?;
             (probe.method.clone(), self.h.target.url(&probe.path))
         };
-        let credential = need!(self.text(credential));
-        let scheme = need!(self.text(scheme)).unwrap_or_else(|| "Bearer".into());
+        let credential = self.text(credential).map_err(StepError::MissingInput)?;
+        let scheme = self
+            .text(scheme)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| "Bearer".into());
         let mut headers = Vec::new();
         if let Some(c) = &credential {
             if *query_token {
@@ -332,12 +376,12 @@ impl CaseCtx<'_> {
                 }
             }
         }
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     async fn challenge(&mut self, label: &str, attempt_token: &Option<Value>) -> StepOutcome {
-        let token = need!(self.value(attempt_token)).unwrap_or(Value::Null);
-        let uri = need!(self.challenge_uri());
+        let token = self.value(attempt_token).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
+        let uri = self.challenge_uri().map_err(StepError::MissingInput)?;
         let body = self.body(&[("attempt_token", token)]);
         let exchange = self.post_json(label, &uri, &body).await?;
         let mut vars = Self::response_vars(&exchange);
@@ -345,7 +389,7 @@ impl CaseCtx<'_> {
             self.h.secrets.add(&otp);
             vars.insert("otp".into(), json!(otp));
         }
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     async fn revoke(
@@ -355,24 +399,26 @@ impl CaseCtx<'_> {
         content_type: &Option<String>,
         body: &Option<String>,
     ) -> StepOutcome {
-        let (token, mut minted) = need!(self.mint(token, TokenKind::Logout));
+        let (token, mut minted) = self.mint(token, TokenKind::Logout).map_err(StepError::MissingInput)?;
         let default_type = self.h.profile.tokens.logout_content_type.clone();
-        let content_type =
-            need!(self.text(content_type)).unwrap_or_else(|| default_type.unwrap_or_else(|| "application/logout+jwt".into()));
-        let body = need!(self.text(body)).unwrap_or(token);
-        let uri = need!(
-            self.h
-                .discovery
-                .revocation_uri
-                .clone()
-                .ok_or_else(|| "no revocation_uri".to_string())
-        );
+        let content_type = self
+            .text(content_type)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| default_type.unwrap_or_else(|| "application/logout+jwt".into()));
+        let body = self.text(body).map_err(StepError::MissingInput)?.unwrap_or(token);
+        let uri = self
+            .h
+            .discovery
+            .revocation_uri
+            .clone()
+            .ok_or_else(|| "no revocation_uri".to_string())
+            .map_err(StepError::MissingInput)?;
         let exchange = self
             .http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body))
             .await?;
         let mut vars = Self::response_vars(&exchange);
         vars.append(&mut minted);
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     async fn token(
@@ -382,18 +428,35 @@ impl CaseCtx<'_> {
         form: &BTreeMap<String, String>,
         content_type: &Option<String>,
     ) -> StepOutcome {
-        let grant = need!(self.text(grant_type)).unwrap_or_else(|| JWT_BEARER.into());
+        let grant = self
+            .text(grant_type)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| JWT_BEARER.into());
         let mut members = Vec::new();
         if !grant.is_empty() {
             members.push(("grant_type".to_string(), grant));
         }
         for (name, value) in form {
-            members.push((name.clone(), need!(self.text(&Some(value.clone()))).unwrap_or_default()));
+            members.push((
+                name.clone(),
+                self.text(&Some(value.clone()))
+                    .map_err(StepError::MissingInput)?
+                    .unwrap_or_default(),
+            ));
         }
         let pairs: Vec<(&str, &str)> = members.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let body = form_encode(&pairs);
-        let content_type = need!(self.text(content_type)).unwrap_or_else(|| FORM.into());
-        let uri = need!(self.h.discovery.token_uri.clone().ok_or_else(|| "no token endpoint".to_string()));
+        let content_type = self
+            .text(content_type)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| FORM.into());
+        let uri = self
+            .h
+            .discovery
+            .token_uri
+            .clone()
+            .ok_or_else(|| "no token endpoint".to_string())
+            .map_err(StepError::MissingInput)?;
         let exchange = self
             .http(label, "POST", &uri, vec![("content-type".into(), content_type)], Some(body))
             .await?;
@@ -403,17 +466,23 @@ impl CaseCtx<'_> {
             self.h.secrets.add(&token);
             vars.insert("credential".into(), json!(token));
         }
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     /// The human: opens the link, signs in by the recipe (keeping the cookies the service sets),
     /// and submits the code on the confirm form.
     async fn confirm_claim(&mut self, label: &str, uri: &str, code: &str, email: &str) -> StepOutcome {
-        let recipe = need!(self.h.target.session.clone().ok_or_else(|| "no [session] recipe".to_string()));
+        let recipe = self
+            .h
+            .target
+            .session
+            .clone()
+            .ok_or_else(|| "no [session] recipe".to_string())
+            .map_err(StepError::MissingInput)?;
         let opened = self.http(label, "GET", uri, Vec::new(), None).await?;
         if opened.status.is_none_or(|s| s >= 400) {
             let vars = Self::response_vars(&opened);
-            return Ok(Ok((Some(opened), vars)));
+            return Ok((Some(opened), vars));
         }
         let (return_to, attempt_token) = link_parts(uri);
         let fill = |template: &str| {
@@ -440,7 +509,7 @@ impl CaseCtx<'_> {
         let confirm_url = self.h.target.url(&recipe.confirm_url);
         let exchange = self.http(label, "POST", &confirm_url, confirm_headers, Some(confirm_body)).await?;
         let vars = Self::response_vars(&exchange);
-        Ok(Ok((Some(exchange), vars)))
+        Ok((Some(exchange), vars))
     }
 
     async fn sample(
@@ -452,8 +521,11 @@ impl CaseCtx<'_> {
         field: &Option<String>,
         spread: bool,
     ) -> StepOutcome {
-        let count = need!(self.count(count, 20));
-        let field = need!(self.text(field)).unwrap_or_else(|| "/credential".into());
+        let count = self.count(count, 20).map_err(StepError::MissingInput)?;
+        let field = self
+            .text(field)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| "/credential".into());
         // `spread`: each request from its own loopback source address, so a per-address rate
         // limit (conforming, RATE-01) does not cut the sample short.
         let spread = spread && self.source.is_some();
@@ -469,26 +541,26 @@ impl CaseCtx<'_> {
             let mut outcome = Box::pin(self.step(of, label)).await;
             // The round's later actions, each seeing the previous answer as `sample`.
             for next in then {
-                let Ok(Ok((_, previous))) = &outcome else { break };
+                let Ok((_, previous)) = &outcome else { break };
                 self.vars.insert("sample".into(), Value::Object(previous.clone()));
                 outcome = Box::pin(self.step(next, label)).await;
             }
             self.vars.remove("sample");
             self.net = home.clone();
-            let (_, vars) = need!(outcome?);
+            let (_, vars) = outcome?;
             let rate_limited = vars.get("http_status") == Some(&json!(429));
             let value = Value::Object(vars).pointer(&field).cloned();
             // A rate limit is conforming (RATE-01): a sample of values the 429 does not carry
             // ends there and is judged on what it collected, never on the nulls.
             if rate_limited && value.is_none() {
                 if values.len() < 2 {
-                    return Err(HarnessError::NoResponse {
+                    return Err(StepError::Harness(HarnessError::NoResponse {
                         url: self.register_uri().unwrap_or_default(),
                         reason: format!(
                             "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
                             values.len()
                         ),
-                    });
+                    }));
                 }
                 break;
             }
@@ -496,7 +568,7 @@ impl CaseCtx<'_> {
         }
         let mut vars = Map::new();
         vars.insert("values".into(), Value::Array(values));
-        Ok(Ok((None, vars)))
+        Ok((None, vars))
     }
 }
 
