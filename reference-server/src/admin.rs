@@ -4,15 +4,13 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::params;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::defect::Defect;
-use crate::error::ApiError;
 use crate::http::peer_ip;
-use crate::secrets::{hash, iso, same_hash};
+use crate::secrets::{hash, same_hash};
 use crate::state::{AppState, Now};
-use crate::store::sql::db;
+use crate::store::audit::{read_audit, record_health_check};
 
 /// `GET /mail/<registration_id>.html`: the claim-mail outbox, when `mail_outbox` is set. With
 /// `mail_outbox_token`, only for `Authorization: Bearer <token>` (SEC-08: an agent that could
@@ -51,17 +49,7 @@ pub async fn mail_outbox(
 pub async fn healthz(State(state): State<AppState>, Now(now): Now) -> Response {
     // A write, committed like any other: a read-only database, a full disk or a deleted file
     // makes this fail, where `SELECT 1` would still answer.
-    match state
-        .db
-        .call(move |conn| {
-            conn.execute(
-                "INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET checked_at = ?1",
-                params![now],
-            )
-            .map_err(db)
-        })
-        .await
-    {
+    match state.db.call(move |conn| record_health_check(conn, now)).await {
         Ok(_) => Json(json!({ "status": "ok" })).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable" }))).into_response(),
     }
@@ -72,23 +60,8 @@ pub async fn admin_audit(State(state): State<AppState>, request: Request) -> Res
     if !state.config.admin_api || !peer_ip(&request).is_some_and(|ip| ip.is_loopback()) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    match read_audit(&state.db).await {
+    match state.db.call(read_audit).await {
         Ok(events) => Json(json!({ "events": events })).into_response(),
         Err(e) => state.reply(Err(e)),
     }
-}
-
-/// Every audit event, oldest first.
-pub async fn read_audit(store: &crate::store::Db) -> Result<Vec<Value>, ApiError> {
-    store.call(|conn| {
-        let mut stmt = conn.prepare("SELECT seq, at, event, data FROM audit ORDER BY seq").map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                let data: String = r.get(3)?;
-                Ok(json!({ "seq": r.get::<_, i64>(0)?, "at": iso(r.get(1)?), "event": r.get::<_, String>(2)?, "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null) }))
-            })
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
-    })
-    .await
 }

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 
 use crate::config::OracleShape;
@@ -12,8 +11,8 @@ use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::secrets::hash;
 use crate::state::{AppState, Now};
+use crate::store::credentials;
 use crate::store::registration::Registration;
-use crate::store::sql::db;
 
 // ---------------------------------------------------------------------------------------------
 // Protected API
@@ -67,49 +66,39 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap, query: O
     state
         .db
         .read(move |conn| {
-            let row = conn.query_row(
-                    "SELECT c.kind, c.scopes, c.expires_at, c.revoked, c.source, c.registration_id, c.iss, c.sub, r.kind, r.status, r.expires_at, u.id, u.email
-                     FROM credentials c JOIN registrations r ON r.id = c.registration_id
-                     LEFT JOIN users u ON u.id = COALESCE(c.user_id, r.user_id)
-                     WHERE c.hash = ?1",
-                    params![h],
-                    |r| {
-                        Ok((
-                            (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?),
-                            (r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
-                            (r.get::<_, String>(8)?, r.get::<_, String>(9)?, r.get::<_, i64>(10)?),
-                            (r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?),
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(db)?;
             let unauthorized = ApiError::Unauthorized { presented: true };
-            let Some(((kind, scopes, expires_at, revoked, source), (registration_id, iss, sub), (reg_kind, status, reg_expires), (user_id, email))) = row else {
-                // API-02
+            // API-02
+            let Some(c) = credentials::presented(conn, &h)? else {
                 return Err(unauthorized);
             };
             // API-04
-            if revoked != 0 {
+            if c.revoked {
                 return Err(unauthorized);
             }
             // API-03, CRED-04
-            if expires_at.is_some_and(|e| now >= e) && !st.defects.contains(Defect::AcceptExpiredAccessToken) {
+            if c.expires_at.is_some_and(|e| now >= e) && !st.defects.contains(Defect::AcceptExpiredAccessToken) {
                 return Err(unauthorized);
             }
             // EXP-01, EXP-02: an unclaimed anonymous key dies with its registration.
-            let reg = Registration { id: registration_id.clone(), kind: reg_kind, status, expires_at: reg_expires, credential_type: None, post_scopes: Vec::new() };
+            let reg = Registration {
+                id: c.registration_id.clone(),
+                kind: c.registration_kind,
+                status: c.registration_status,
+                expires_at: c.registration_expires_at,
+                credential_type: None,
+                post_scopes: Vec::new(),
+            };
             if reg.kind == "anonymous" && reg.expired(&st.defects, now) {
                 return Err(unauthorized);
             }
             Ok(Caller {
-                kind,
-                scopes: serde_json::from_str(&scopes).unwrap_or_default(),
-                source,
-                registration_id,
-                user: user_id.map(|u| (u, email)),
-                iss,
-                sub,
+                kind: c.kind,
+                scopes: serde_json::from_str(&c.scopes).unwrap_or_default(),
+                source: c.source,
+                registration_id: c.registration_id,
+                user: c.user,
+                iss: c.iss,
+                sub: c.sub,
             })
         })
         .await

@@ -182,7 +182,9 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
 /// Reads the audit events of a database file (for `reference audit`).
 pub async fn audit_events(database: &std::path::Path) -> Result<Vec<serde_json::Value>, StartError> {
     let db = store::Db::open(database, false)?;
-    admin::read_audit(&db).await.map_err(|e| StartError::Setup(e.code().to_string()))
+    db.call(store::audit::read_audit)
+        .await
+        .map_err(|e| StartError::Setup(e.code().to_string()))
 }
 
 /// A running reference server. Dropping it stops it.

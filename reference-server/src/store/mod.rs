@@ -14,7 +14,10 @@ use rusqlite::Connection;
 
 use crate::error::ApiError;
 
+pub(crate) mod audit;
 pub(crate) mod claim;
+pub(crate) mod credentials;
+pub(crate) mod outbox;
 pub(crate) mod registration;
 pub(crate) mod replay;
 mod schema;

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::defect::{Defect, Defects};
 use crate::error::ApiError;
 use crate::secrets::hash;
-use crate::store::sql::{db, row};
+use crate::store::sql::{db, exec, row};
 
 /// A registration row.
 pub(crate) struct Registration {
@@ -48,4 +48,68 @@ impl Registration {
             _ => true,
         }
     }
+}
+
+/// Inserts an unclaimed anonymous registration (REG-ANON-*).
+pub(crate) fn insert_anonymous(
+    conn: &Connection,
+    id: &str,
+    now: i64,
+    expires: i64,
+    claim_token_hash: &str,
+    pre: &str,
+    post: &str,
+) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
+         VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', 'api_key', ?5, ?6)",
+        params![id, now, expires, claim_token_hash, pre, post],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Inserts an unclaimed verified-email registration (REG-EMAIL-*).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_email_verification(
+    conn: &Connection,
+    id: &str,
+    now: i64,
+    expires: i64,
+    claim_token_hash: &str,
+    credential_type: &str,
+    email: &str,
+    pre: &str,
+    post: &str,
+) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
+         VALUES (?1, 'email-verification', ?2, ?3, ?4, 'unclaimed', ?5, ?6, ?7, ?8)",
+        params![id, now, expires, claim_token_hash, credential_type, email, pre, post],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Inserts (or re-binds) a registration made with an identity assertion: claimed at once, by
+/// `user_id` (IDJAG-*).
+pub(crate) fn upsert_agent_provider(
+    conn: &Connection,
+    id: &str,
+    now: i64,
+    user_id: &str,
+    credential_type: &str,
+    scopes: &str,
+) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO registrations (id, kind, created_at, expires_at, status, user_id, credential_type, pre_scopes, post_scopes)
+         VALUES (?1, 'agent-provider', ?2, ?2, 'claimed', ?3, ?4, ?5, ?5)
+         ON CONFLICT(id) DO UPDATE SET user_id = excluded.user_id",
+        params![id, now, user_id, credential_type, scopes],
+    )
+    .map_err(db)?;
+    Ok(())
 }

@@ -1,20 +1,8 @@
-//! The statement helpers every query goes through, and the audit log (AUDIT-01..05).
+//! The statement helpers every query goes through.
 
-use rusqlite::{Connection, params};
-use serde_json::Value;
+use rusqlite::Connection;
 
 use crate::error::ApiError;
-
-/// Appends an audit event (AUDIT-01..05).
-pub(crate) fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
-    exec(
-        conn,
-        "INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)",
-        params![now, event, data.to_string()],
-    )
-    .map_err(db)?;
-    Ok(())
-}
 
 /// `execute` through the connection's statement cache: the hot paths run the same statements
 /// thousands of times a second, and parsing them each time was a measurable share of a write.

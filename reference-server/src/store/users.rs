@@ -35,3 +35,48 @@ pub(crate) fn create_user(
     .map_err(db)?;
     Ok(id)
 }
+
+/// As [`user_by_verified_email`], but comparing case (the MATCH-02 defect).
+pub(crate) fn user_by_verified_email_exact_case(conn: &Connection, email: &str) -> Result<Option<String>, ApiError> {
+    row(
+        conn,
+        "SELECT id FROM users WHERE email = ?1 COLLATE BINARY AND email_verified = 1",
+        params![email],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// The account that owns `phone` (MATCH-04).
+pub(crate) fn user_by_phone(conn: &Connection, phone: &str) -> Result<Option<String>, ApiError> {
+    row(conn, "SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0))
+        .optional()
+        .map_err(db)
+}
+
+/// The user `(iss, sub)` delegates for (MATCH-01); with no `iss`, whoever `sub` is at any issuer.
+pub(crate) fn delegated_user(conn: &Connection, iss: Option<&str>, sub: &str) -> Result<Option<String>, ApiError> {
+    match iss {
+        Some(iss) => row(
+            conn,
+            "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
+            params![iss, sub],
+            |r| r.get(0),
+        ),
+        None => row(conn, "SELECT user_id FROM delegations WHERE sub = ?1", params![sub], |r| r.get(0)),
+    }
+    .optional()
+    .map_err(db)
+}
+
+/// Records that `(iss, sub)` delegates for `user_id`.
+pub(crate) fn delegate(conn: &Connection, iss: &str, sub: &str, user_id: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
+        params![iss, sub, user_id],
+    )
+    .map_err(db)?;
+    Ok(())
+}

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use crate::defect::Defect;
@@ -14,8 +13,12 @@ use crate::http::{invalid, json_body, str_member};
 use crate::outbox::drain_outbox;
 use crate::secrets::{hash, iso, ordered_id, otp, secret};
 use crate::state::{AppState, Now};
+use crate::store::audit::audit;
+use crate::store::claim::{
+    AttemptState, attempt_by_token, insert_attempt, live_attempt_for, replace_otp, set_otp_by_token, supersede_attempts,
+};
+use crate::store::outbox::enqueue_mail;
 use crate::store::registration::registration_by_claim_token;
-use crate::store::sql::{audit, db, exec, row};
 
 // ---------------------------------------------------------------------------------------------
 // Claim ceremony
@@ -37,39 +40,38 @@ pub(crate) async fn start_attempt(state: &AppState, now: i64, registration_id: &
         .db
         .call(move |conn| {
             // CLAIM-06 (informational): the same email while the attempt is live is idempotent.
-            let live: Option<(String, i64)> = row(conn,
-                    "SELECT id, expires_at FROM claim_attempts WHERE registration_id = ?1 AND superseded = 0 AND expires_at > ?2 AND email = ?3 COLLATE NOCASE",
-                    params![rid, now, email_owned],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(db)?;
+            let live = live_attempt_for(conn, &rid, &email_owned, now)?;
             if let Some((id, expires_at)) = live.filter(|_| !repeat_defect) {
-                return Ok(Attempt { id, token: None, expires_at });
+                return Ok(Attempt {
+                    id,
+                    token: None,
+                    expires_at,
+                });
             }
             // CLAIM-05: a new attempt supersedes every earlier one, token and OTP alike.
-            exec(conn, "UPDATE claim_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid]).map_err(db)?;
+            supersede_attempts(conn, &rid)?;
             let id = ordered_id("cla_");
             let token = secret("cvt_", token_bytes);
             let expires_at = now + ttl;
-            exec(conn,
-                "INSERT INTO claim_attempts (id, registration_id, email, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, rid, email_owned, hash(&token), now, expires_at],
-            )
-            .map_err(db)?;
+            insert_attempt(conn, &id, &rid, &email_owned, &hash(&token), now, expires_at)?;
             // CLAIM-02: the link leads to a service page and carries the claim_attempt_token.
             // The mail is queued in this transaction: the attempt and its mail exist together.
             if send {
                 let link = format!("{base_url}/agent/auth/claim/view?token={token}");
-                exec(conn,
-                    "INSERT INTO outbox (recipient, registration_id, link, expires, next_try_at) VALUES (?1, ?2, ?3, ?4, 0)",
-                    params![email_owned, rid, link, iso(expires_at)],
-                )
-                .map_err(db)?;
+                enqueue_mail(conn, &email_owned, &rid, &link, &iso(expires_at))?;
             }
             // AUDIT-02
-            audit(conn, now, "claim.requested", json!({ "registration_id": rid, "email": email_owned }))?;
-            Ok(Attempt { id, token: Some(token), expires_at })
+            audit(
+                conn,
+                now,
+                "claim.requested",
+                json!({ "registration_id": rid, "email": email_owned }),
+            )?;
+            Ok(Attempt {
+                id,
+                token: Some(token),
+                expires_at,
+            })
         })
         .await?;
     if attempt.token.is_some() {
@@ -128,31 +130,6 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
     state.reply(outcome)
 }
 
-pub(crate) enum AttemptState {
-    Unknown,
-    Claimed,
-    Expired,
-    Live { id: String, registration_id: String },
-}
-
-/// `window` is false only under the `ignore-attempt-window` defect.
-pub(crate) fn attempt_by_token(conn: &Connection, token: &str, now: i64, window: bool) -> Result<AttemptState, ApiError> {
-    let row: Option<(String, String, i64, i64, String)> = row(conn,
-            "SELECT a.id, a.registration_id, a.superseded, a.expires_at, r.status FROM claim_attempts a JOIN registrations r ON r.id = a.registration_id WHERE a.token_hash = ?1",
-            params![hash(token)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()
-        .map_err(db)?;
-    Ok(match row {
-        None => AttemptState::Unknown,
-        Some((_, _, _, _, status)) if status == "claimed" => AttemptState::Claimed,
-        Some((_, _, superseded, _, _)) if superseded != 0 => AttemptState::Unknown,
-        Some((_, _, _, expires_at, _)) if window && now >= expires_at => AttemptState::Expired,
-        Some((id, registration_id, _, _, _)) => AttemptState::Live { id, registration_id },
-    })
-}
-
 #[derive(serde::Deserialize)]
 pub struct ViewQuery {
     token: Option<String>,
@@ -176,17 +153,7 @@ pub async fn claim_view(State(state): State<AppState>, Now(now): Now, Query(quer
     }
     if state.defects.contains(Defect::MintOtpOnView) {
         let (t, fresh) = (token.clone(), hash(&otp()));
-        let _ = state
-            .db
-            .call(move |conn| {
-                exec(
-                    conn,
-                    "UPDATE claim_attempts SET otp_hash = ?1 WHERE token_hash = ?2",
-                    params![fresh, hash(&t)],
-                )
-                .map_err(db)
-            })
-            .await;
+        let _ = state.db.call(move |conn| set_otp_by_token(conn, &hash(&t), &fresh)).await;
     }
     if state.defects.contains(Defect::BlankClaimPage) {
         return StatusCode::OK.into_response();
@@ -223,7 +190,11 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
             t if state.defects.contains(Defect::LenientAttemptToken) => crate::defect::trimmed_and_decoded(t),
             t => t.to_string(),
         };
-        let code = if state.defects.contains(Defect::ShortOtp) { otp()[1..].to_string() } else { otp() };
+        let code = if state.defects.contains(Defect::ShortOtp) {
+            otp()[1..].to_string()
+        } else {
+            otp()
+        };
         let code_hash = hash(&code);
         let otp_ttl = state.config.ttl.otp;
         // SEC-01: only the hash is stored; the plaintext is kept solely under the CLAIM-28 and
@@ -247,19 +218,22 @@ pub async fn challenge(State(state): State<AppState>, Now(now): Now, request: Re
                     // CLAIM-12: each mint replaces the previous OTP (kept aside only for the
                     // keep-previous-otp defect); the failure count restarts with the new code.
                     let expires_at = now + otp_ttl;
-                    exec(conn,
-                        "UPDATE claim_attempts SET previous_otp_hash = otp_hash, otp_hash = ?1, otp_expires_at = ?2, failures = 0, otp_plain = ?4 WHERE id = ?3",
-                        params![code_hash, expires_at, id, leak],
-                    )
-                    .map_err(db)?;
+                    replace_otp(conn, &id, &code_hash, expires_at, leak.as_deref())?;
                     // AUDIT-03
-                    audit(conn, now, "otp.generated", json!({ "registration_id": registration_id, "claim_attempt_id": id }))?;
+                    audit(
+                        conn,
+                        now,
+                        "otp.generated",
+                        json!({ "registration_id": registration_id, "claim_attempt_id": id }),
+                    )?;
                     Ok(expires_at)
                 }
             })
             .await?;
         let mut response = Json(json!({ "type": "otp", "challenge": code, "expires_at": iso(expires_at) })).into_response();
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(response)
     }
     .await;

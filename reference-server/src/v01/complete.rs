@@ -13,12 +13,12 @@ use crate::error::ApiError;
 use crate::http::{json_body, scopes_json, str_member};
 use crate::secrets::{hash, iso, same_hash};
 use crate::state::{AppState, Now};
+use crate::store::audit::audit;
 use crate::store::claim::{
     CurrentAttempt, any_registration_code, current_attempt, mark_claimed, record_failure, rescope_credentials, revoke_credentials,
     superseded_code,
 };
 use crate::store::registration::{Registration, registration_by_claim_token};
-use crate::store::sql::audit;
 use crate::store::users::{create_user, user_by_verified_email};
 use crate::v01::register::issue_credential;
 

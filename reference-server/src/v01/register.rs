@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::defect::Defect;
@@ -13,9 +13,13 @@ use crate::error::ApiError;
 use crate::http::{Outcome, invalid, json_body, peer_ip, scopes_json, str_member};
 use crate::secrets::{hash, iso, ordered_id, secret};
 use crate::state::{AppState, Now};
+use crate::store::audit::audit;
+use crate::store::credentials::{NewCredential, insert_credential, subject_revoked};
+use crate::store::registration::{insert_anonymous, insert_email_verification, upsert_agent_provider};
 use crate::store::replay::remember_jti;
-use crate::store::sql::{audit, db, exec, row};
-use crate::store::users::{create_user, user_by_verified_email};
+use crate::store::users::{
+    create_user, delegate, delegated_user, user_by_phone, user_by_verified_email, user_by_verified_email_exact_case,
+};
 use crate::v01::claim::start_attempt;
 use crate::verify::ID_JAG_URN;
 use crate::verify::{self, TokenKind};
@@ -108,21 +112,34 @@ pub(crate) async fn register_anonymous(state: &AppState, now: i64, ip: Option<Ip
         state
             .db
             .call(move |conn| {
-                exec(conn,
-                    "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
-                     VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', 'api_key', ?5, ?6)",
-                    params![rid, now, expires, claim_hash, pre, post],
-                )
-                .map_err(db)?;
+                insert_anonymous(conn, &rid, now, expires, &claim_hash, &pre, &post)?;
                 // REG-ANON-11: the key acts as no user until a claim binds one.
-                let user = if bind_at_once { Some(create_user(conn, None, false, None, now)?) } else { None };
-                exec(conn,
-                    "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, created_at) VALUES (?1, ?2, 'api_key', ?3, NULL, ?4, 'anonymous', ?5)",
-                    params![cred_hash, rid, pre, user, now],
-                )
-                .map_err(db)?;
+                let user = if bind_at_once {
+                    Some(create_user(conn, None, false, None, now)?)
+                } else {
+                    None
+                };
+                insert_credential(
+                    conn,
+                    &NewCredential {
+                        hash: &cred_hash,
+                        registration_id: &rid,
+                        kind: "api_key",
+                        scopes: &pre,
+                        expires_at: None,
+                        user_id: user.as_deref(),
+                        source: "anonymous",
+                        subject: None,
+                        created_at: now,
+                    },
+                )?;
                 // AUDIT-01
-                audit(conn, now, "registration.created", json!({ "registration_id": rid, "registration_type": "anonymous" }))
+                audit(
+                    conn,
+                    now,
+                    "registration.created",
+                    json!({ "registration_id": rid, "registration_type": "anonymous" }),
+                )
             })
             .await?;
     }
@@ -205,13 +222,13 @@ pub(crate) async fn register_email(state: &AppState, now: i64, email: &str, requ
     state
         .db
         .call(move |conn| {
-            exec(conn,
-                "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
-                 VALUES (?1, 'email-verification', ?2, ?3, ?4, 'unclaimed', ?5, ?6, ?7, ?8)",
-                params![rid, now, expires, claim_hash, requested_owned, email_owned, pre, post],
+            insert_email_verification(conn, &rid, now, expires, &claim_hash, &requested_owned, &email_owned, &pre, &post)?;
+            audit(
+                conn,
+                now,
+                "registration.created",
+                json!({ "registration_id": rid, "registration_type": "email-verification" }),
             )
-            .map_err(db)?;
-            audit(conn, now, "registration.created", json!({ "registration_id": rid, "registration_type": "email-verification" }))
         })
         .await?;
     // REG-EMAIL-02: the service emails the address at once.
@@ -273,14 +290,24 @@ pub(crate) async fn issue_credential(
     state
         .db
         .call(move |conn| {
-            exec(
+            let subject = match (&iss, &sub, &aud) {
+                (Some(iss), Some(sub), Some(aud)) => Some((iss.as_str(), sub.as_str(), aud.as_str())),
+                _ => None,
+            };
+            insert_credential(
                 conn,
-                "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![h, rid, kind, scopes, expires, user_id, source, iss, sub, aud, now],
+                &NewCredential {
+                    hash: &h,
+                    registration_id: &rid,
+                    kind: &kind,
+                    scopes: &scopes,
+                    expires_at: expires,
+                    user_id: user_id.as_deref(),
+                    source,
+                    subject,
+                    created_at: now,
+                },
             )
-            .map_err(db)
-            .map(|_| ())
         })
         .await?;
     Ok(credential)
@@ -294,18 +321,9 @@ pub(crate) fn match_user(
     v: &verify::Verified,
 ) -> Result<String, ApiError> {
     if !state_defects.contains(Defect::NewUserPerAssertion) {
-        let existing: Option<String> = if state_defects.contains(Defect::MatchBySubAlone) {
-            row(conn, "SELECT user_id FROM delegations WHERE sub = ?1", params![v.sub], |r| r.get(0))
-        } else {
-            row(
-                conn,
-                "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
-                params![v.iss, v.sub],
-                |r| r.get(0),
-            )
-        }
-        .optional()
-        .map_err(db)?;
+        // The defect: `sub` alone, whichever issuer asserted it.
+        let iss = (!state_defects.contains(Defect::MatchBySubAlone)).then_some(v.iss.as_str());
+        let existing = delegated_user(conn, iss, &v.sub)?;
         if let Some(user) = existing {
             return Ok(user);
         }
@@ -321,14 +339,7 @@ pub(crate) fn match_user(
     if let Some(email) = email.filter(|_| may_link) {
         // MATCH-02: verified email match, case-insensitive.
         user = if state_defects.contains(Defect::CaseSensitiveEmailMatch) {
-            row(
-                conn,
-                "SELECT id FROM users WHERE email = ?1 COLLATE BINARY AND email_verified = 1",
-                params![email],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db)?
+            user_by_verified_email_exact_case(conn, email)?
         } else {
             user_by_verified_email(conn, email)?
         };
@@ -337,9 +348,7 @@ pub(crate) fn match_user(
         && let Some(phone) = phone.filter(|_| phone_verified)
     {
         // MATCH-04
-        user = row(conn, "SELECT id FROM users WHERE phone = ?1", params![phone], |r| r.get(0))
-            .optional()
-            .map_err(db)?;
+        user = user_by_phone(conn, phone)?;
     }
     let user = match user {
         Some(u) => u,
@@ -352,12 +361,7 @@ pub(crate) fn match_user(
             now,
         )?,
     };
-    exec(
-        conn,
-        "INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
-        params![v.iss, v.sub, user],
-    )
-    .map_err(db)?;
+    delegate(conn, &v.iss, &v.sub, &user)?;
     Ok(user)
 }
 
@@ -423,44 +427,27 @@ pub(crate) async fn register_id_jag(state: &AppState, now: i64, assertion: &str,
                 }
                 // REVOKE-19: a revocation ends the delegations it names, not the person's right
                 // to delegate again.
-                if state2.defects.contains(Defect::RefuseRevokedSubject) {
-                    let revoked: i64 = row(
-                        conn,
-                        "SELECT COUNT(*) FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 1",
-                        params![verified.iss, verified.sub, verified.aud],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                    if revoked > 0 {
-                        return Err(ApiError::InvalidRequest("this identity's delegation was revoked".into()));
-                    }
+                if state2.defects.contains(Defect::RefuseRevokedSubject)
+                    && subject_revoked(conn, &verified.iss, &verified.sub, &verified.aud)?
+                {
+                    return Err(ApiError::InvalidRequest("this identity's delegation was revoked".into()));
                 }
                 let user = match_user(conn, &state2.defects, now, &verified)?;
-                exec(conn,
-                    "INSERT INTO registrations (id, kind, created_at, expires_at, status, user_id, credential_type, pre_scopes, post_scopes)
-                     VALUES (?1, 'agent-provider', ?2, ?2, 'claimed', ?3, ?4, ?5, ?5)
-                     ON CONFLICT(id) DO UPDATE SET user_id = excluded.user_id",
-                    params![rid, now, user, kind, scopes_j],
-                )
-                .map_err(db)?;
-                exec(
+                upsert_agent_provider(conn, &rid, now, &user, &kind, &scopes_j)?;
+                insert_credential(
                     conn,
-                    "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'identity_assertion', ?7, ?8, ?9, ?10)",
-                    params![
-                        cred_hash,
-                        rid,
-                        kind,
-                        scopes_j,
-                        expires,
-                        user,
-                        verified.iss,
-                        verified.sub,
-                        verified.aud,
-                        now
-                    ],
-                )
-                .map_err(db)?;
+                    &NewCredential {
+                        hash: &cred_hash,
+                        registration_id: &rid,
+                        kind: &kind,
+                        scopes: &scopes_j,
+                        expires_at: expires,
+                        user_id: Some(&user),
+                        source: "identity_assertion",
+                        subject: Some((&verified.iss, &verified.sub, &verified.aud)),
+                        created_at: now,
+                    },
+                )?;
                 let c = &verified.claims;
                 audit(
                     conn,

@@ -4,15 +4,15 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::params;
 use serde_json::json;
 
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::http::{body_bytes, content_type_is, invalid};
 use crate::state::{AppState, Now};
+use crate::store::audit::audit;
+use crate::store::credentials::{revoke_subject, revoke_whole_user};
 use crate::store::replay::logout_jti_is_fresh;
-use crate::store::sql::{audit, db, exec};
 use crate::verify::{self, TokenKind};
 
 // ---------------------------------------------------------------------------------------------
@@ -51,31 +51,14 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
                     return Ok(0);
                 }
                 if st.defects.contains(Defect::RevokeWholeUser) {
-                    exec(
-                        conn,
-                        "UPDATE credentials SET revoked = 1 WHERE revoked = 0 AND user_id IN
-                         (SELECT user_id FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3)",
-                        params![verified.iss, verified.sub, verified.aud],
-                    )
-                    .map_err(db)?;
+                    revoke_whole_user(conn, &verified.iss, &verified.sub, &verified.aud)?;
                 }
                 // REVOKE-02, REVOKE-03, REVOKE-18, REVOKE-22: every credential of exactly this
                 // triple, and only those: keys from the anonymous and verified-email flows of the
                 // same person were not delegated by the provider and are not its to revoke.
-                let n = if st.defects.contains(Defect::RevokeBySubAlone) {
-                    exec(
-                        conn,
-                        "UPDATE credentials SET revoked = 1 WHERE iss IS NOT NULL AND sub = ?1 AND aud = ?2 AND revoked = 0",
-                        params![verified.sub, verified.aud],
-                    )
-                } else {
-                    exec(
-                        conn,
-                        "UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0",
-                        params![verified.iss, verified.sub, verified.aud],
-                    )
-                }
-                .map_err(db)?;
+                // The defect: `sub` alone, whichever issuer delegated it.
+                let iss = (!st.defects.contains(Defect::RevokeBySubAlone)).then_some(verified.iss.as_str());
+                let n = revoke_subject(conn, iss, &verified.sub, &verified.aud)?;
                 // AUDIT-06
                 audit(
                     conn,

@@ -1,0 +1,40 @@
+//! The audit log (AUDIT-01..06) and the health check's write.
+
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::secrets::iso;
+use crate::store::sql::{db, exec};
+
+/// Appends an audit event (AUDIT-01..05).
+pub(crate) fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)",
+        params![now, event, data.to_string()],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Every audit event, oldest first.
+pub(crate) fn read_audit(conn: &Connection) -> Result<Vec<Value>, ApiError> {
+    let mut stmt = conn.prepare("SELECT seq, at, event, data FROM audit ORDER BY seq").map_err(db)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let data: String = r.get(3)?;
+            Ok(json!({ "seq": r.get::<_, i64>(0)?, "at": iso(r.get(1)?), "event": r.get::<_, String>(2)?, "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null) }))
+        })
+        .map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+}
+
+/// A write that proves the database file still takes commits (`/healthz`).
+pub(crate) fn record_health_check(conn: &Connection, now: i64) -> Result<usize, ApiError> {
+    conn.execute(
+        "INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET checked_at = ?1",
+        params![now],
+    )
+    .map_err(db)
+}

@@ -1,0 +1,72 @@
+//! The claim-mail outbox: mail is queued in the transaction that makes its attempt, leased
+//! before it is sent (so two drains never send it twice), deleted once delivered, and retried
+//! with a doubling backoff (1 s up to 5 min) when the relay fails.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::ApiError;
+use crate::store::sql::{db, exec};
+
+/// A queued claim mail.
+pub(crate) struct Queued {
+    /// Its row.
+    pub(crate) id: i64,
+    /// The address.
+    pub(crate) recipient: String,
+    /// The registration being claimed.
+    pub(crate) registration_id: String,
+    /// The claim link.
+    pub(crate) link: String,
+    /// When the link dies.
+    pub(crate) expires: String,
+}
+
+/// Queues a claim mail, due at once.
+pub(crate) fn enqueue_mail(conn: &Connection, recipient: &str, registration_id: &str, link: &str, expires: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO outbox (recipient, registration_id, link, expires, next_try_at) VALUES (?1, ?2, ?3, ?4, 0)",
+        params![recipient, registration_id, link, expires],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The oldest mail due at `wall`, leased for a minute.
+pub(crate) fn lease_due(conn: &Connection, wall: i64) -> Result<Option<Queued>, ApiError> {
+    let due = conn
+        .query_row(
+            "SELECT id, recipient, registration_id, link, expires FROM outbox WHERE next_try_at <= ?1 ORDER BY id LIMIT 1",
+            params![wall],
+            |r| {
+                Ok(Queued {
+                    id: r.get(0)?,
+                    recipient: r.get(1)?,
+                    registration_id: r.get(2)?,
+                    link: r.get(3)?,
+                    expires: r.get(4)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(db)?;
+    if let Some(q) = &due {
+        exec(conn, "UPDATE outbox SET next_try_at = ?1 WHERE id = ?2", params![wall + 60, q.id]).map_err(db)?;
+    }
+    Ok(due)
+}
+
+/// Drops a delivered mail.
+pub(crate) fn delivered(conn: &Connection, id: i64) -> Result<usize, ApiError> {
+    exec(conn, "DELETE FROM outbox WHERE id = ?1", params![id]).map_err(db)
+}
+
+/// Schedules another try of a mail the relay refused, with the reason.
+pub(crate) fn retry_later(conn: &Connection, id: i64, error: &str, wall: i64) -> Result<usize, ApiError> {
+    exec(
+        conn,
+        "UPDATE outbox SET tries = tries + 1, last_error = ?2, next_try_at = ?3 + MIN(300, 1 << MIN(tries, 9)) WHERE id = ?1",
+        params![id, error, wall],
+    )
+    .map_err(db)
+}
