@@ -5,7 +5,6 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed2551
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::defect::{Defect, Defects};
@@ -23,20 +22,14 @@ pub struct ServiceKey {
 impl ServiceKey {
     /// Loads the key from `conn`, or makes and stores one.
     pub fn load_or_create(conn: &rusqlite::Connection) -> Result<Self, String> {
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS service_keys (kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL)")
-            .map_err(|e| e.to_string())?;
-        let stored: Option<(String, Vec<u8>)> = conn
-            .query_row("SELECT kid, pkcs8 FROM service_keys LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(|e| e.to_string())?;
+        let stored = crate::store::keys::service_key(conn)?;
         let (kid, pkcs8) = match stored {
             Some(found) => found,
             None => {
                 let rng = aws_lc_rs::rand::SystemRandom::new();
                 let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|e| e.to_string())?;
                 let kid = secret("svc-", 8);
-                conn.execute("INSERT INTO service_keys (kid, pkcs8) VALUES (?1, ?2)", params![kid, doc.as_ref()])
-                    .map_err(|e| e.to_string())?;
+                crate::store::keys::save_service_key(conn, &kid, doc.as_ref())?;
                 (kid, doc.as_ref().to_vec())
             }
         };
@@ -79,19 +72,13 @@ pub struct AidKey {
 impl AidKey {
     /// Loads the key from `conn`, or makes and stores one.
     pub fn load_or_create(conn: &rusqlite::Connection) -> Result<Self, String> {
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS aid_keys (id INTEGER PRIMARY KEY, seed BLOB NOT NULL)")
-            .map_err(|e| e.to_string())?;
-        let stored: Option<Vec<u8>> = conn
-            .query_row("SELECT seed FROM aid_keys LIMIT 1", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| e.to_string())?;
+        let stored = crate::store::keys::aid_seed(conn)?;
         let seed = match stored {
             Some(s) => s,
             None => {
                 let mut seed = [0u8; 32];
                 aws_lc_rs::rand::fill(&mut seed).map_err(|_| "no randomness".to_string())?;
-                conn.execute("INSERT INTO aid_keys (seed) VALUES (?1)", [seed.to_vec()])
-                    .map_err(|e| e.to_string())?;
+                crate::store::keys::save_aid_seed(conn, &seed)?;
                 seed.to_vec()
             }
         };

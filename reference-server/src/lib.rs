@@ -24,6 +24,7 @@ mod secrets;
 mod serve;
 mod state;
 pub mod store;
+mod token_kind;
 mod v01;
 mod v06;
 mod verify;

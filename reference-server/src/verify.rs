@@ -21,33 +21,7 @@ pub(crate) const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
 /// The auth.md revocation event (catalogue §0.4).
 pub const REVOKED_EVENT: &str = "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked";
 
-/// Which kind of token is expected.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum TokenKind {
-    /// An ID-JAG (`typ: oauth-id-jag+jwt`).
-    IdJag,
-    /// A logout token (`typ: logout+jwt`).
-    Logout,
-}
-
-impl TokenKind {
-    /// The `typ` this kind carries: v0.3 and later deliver revocation as an RFC 8417 SET.
-    fn typ(self, profile: crate::config::Profile) -> &'static str {
-        match self {
-            Self::IdJag => "oauth-id-jag+jwt",
-            Self::Logout if profile == crate::config::Profile::V06 => "secevent+jwt",
-            Self::Logout => "logout+jwt",
-        }
-    }
-
-    /// The namespace of this kind's `jti` values in the replay cache (C-25: one per token type).
-    pub fn replay_namespace(self, defects: &crate::defect::Defects) -> &'static str {
-        match self {
-            Self::Logout if !defects.contains(Defect::SharedJtiNamespace) => "logout",
-            _ => "id-jag",
-        }
-    }
-}
+pub use crate::token_kind::TokenKind;
 
 /// A token that passed every check but the replay check (which the caller does atomically
 /// with its own writes).

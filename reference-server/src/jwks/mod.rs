@@ -194,13 +194,7 @@ async fn fetch(state: &AppState, issuer: &TrustedIssuer, now: i64) -> Result<Cac
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&body).map_err(|_| unavailable("the JWKS is not valid JSON".into()))?;
     if state.defects.contains(Defect::ReplayCacheClearedOnRefetch) {
         let iss = issuer.issuer.clone();
-        let _ = state
-            .db
-            .call(move |conn| {
-                conn.execute("DELETE FROM jtis WHERE iss = ?1", rusqlite::params![iss])
-                    .map_err(|e| ApiError::Internal(e.to_string()))
-            })
-            .await;
+        let _ = state.db.call(move |conn| crate::store::replay::forget_issuer(conn, &iss)).await;
     }
     Ok(CacheEntry {
         keys: set.keys,

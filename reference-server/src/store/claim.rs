@@ -111,17 +111,6 @@ pub(crate) fn rescope_credentials(conn: &Connection, registration_id: &str, scop
     Ok(())
 }
 
-/// Revokes every credential of the registration.
-pub(crate) fn revoke_credentials(conn: &Connection, registration_id: &str) -> Result<(), ApiError> {
-    exec(
-        conn,
-        "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1",
-        params![registration_id],
-    )
-    .map_err(db)?;
-    Ok(())
-}
-
 /// The live attempt of `registration_id` for `email` (any case), with when it ends.
 pub(crate) fn live_attempt_for(conn: &Connection, registration_id: &str, email: &str, now: i64) -> Result<Option<(String, i64)>, ApiError> {
     row(

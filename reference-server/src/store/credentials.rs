@@ -154,3 +154,43 @@ pub(crate) fn presented(conn: &Connection, hash: &str) -> Result<Option<Presente
     .optional()
     .map_err(db)
 }
+
+/// Revokes every credential of the registration, or only those of one `source`.
+pub(crate) fn revoke_credentials(conn: &Connection, registration_id: &str, source: Option<&str>) -> Result<(), ApiError> {
+    match source {
+        None => exec(
+            conn,
+            "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1",
+            params![registration_id],
+        ),
+        Some(source) => exec(
+            conn,
+            "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1 AND source = ?2",
+            params![registration_id, source],
+        ),
+    }
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Whether the token endpoint already minted for the registration.
+pub(crate) fn minted_at_token_endpoint(conn: &Connection, registration_id: &str) -> Result<bool, ApiError> {
+    let n: i64 = row(
+        conn,
+        "SELECT COUNT(*) FROM credentials WHERE registration_id = ?1 AND source = 'token_endpoint'",
+        params![registration_id],
+        |r| r.get(0),
+    )
+    .map_err(db)?;
+    Ok(n > 0)
+}
+
+/// Revokes the access token whose hash is `hash` (RFC 7009); how many were found.
+pub(crate) fn revoke_access_token(conn: &Connection, hash: &str) -> Result<usize, ApiError> {
+    exec(
+        conn,
+        "UPDATE credentials SET revoked = 1 WHERE hash = ?1 AND kind = 'access_token'",
+        params![hash],
+    )
+    .map_err(db)
+}

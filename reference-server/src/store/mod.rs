@@ -15,8 +15,10 @@ use rusqlite::Connection;
 use crate::error::ApiError;
 
 pub(crate) mod audit;
+pub(crate) mod ceremony;
 pub(crate) mod claim;
 pub(crate) mod credentials;
+pub(crate) mod keys;
 pub(crate) mod outbox;
 pub(crate) mod registration;
 pub(crate) mod replay;

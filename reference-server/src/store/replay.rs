@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::store::sql::{db, exec};
-use crate::verify::TokenKind;
+use crate::token_kind::TokenKind;
 
 /// Records a `jti` in the replay cache; false when it was already there.
 /// Remembers a logout token's (or SET's) `jti`: true when it is new, or when the replay check
@@ -44,4 +44,9 @@ pub(crate) fn remember_jti(
     )
     .map_err(db)?;
     Ok(inserted == 1)
+}
+
+/// Forgets every `jti` of `iss` (the replay-cache-cleared-on-refetch defect).
+pub(crate) fn forget_issuer(conn: &Connection, iss: &str) -> Result<usize, ApiError> {
+    exec(conn, "DELETE FROM jtis WHERE iss = ?1", params![iss]).map_err(db)
 }

@@ -80,3 +80,52 @@ pub(crate) fn delegate(conn: &Connection, iss: &str, sub: &str, user_id: &str) -
     .map_err(db)?;
     Ok(())
 }
+
+/// Records that `(iss, sub)` delegates for `user_id`, unless it already delegates for someone.
+pub(crate) fn delegate_if_new(conn: &Connection, iss: &str, sub: &str, user_id: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
+        params![iss, sub, user_id],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Ends every delegation of `(iss, sub)` (a provider's revocation SET).
+pub(crate) fn forget_delegation(conn: &Connection, iss: &str, sub: &str) -> Result<(), ApiError> {
+    exec(conn, "DELETE FROM delegations WHERE iss = ?1 AND sub = ?2", params![iss, sub]).map_err(db)?;
+    Ok(())
+}
+
+/// Records that the registration was made for the provider identity `(iss, sub)` (v0.6).
+pub(crate) fn link(conn: &Connection, registration_id: &str, iss: &str, sub: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT OR REPLACE INTO v06_links (registration_id, iss, sub) VALUES (?1, ?2, ?3)",
+        params![registration_id, iss, sub],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Every registration made for `(iss, sub)`.
+pub(crate) fn linked_registrations(conn: &Connection, iss: &str, sub: &str) -> Result<Vec<String>, ApiError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT registration_id FROM v06_links WHERE iss = ?1 AND sub = ?2")
+        .map_err(db)?;
+    let rows = stmt.query_map(params![iss, sub], |r| r.get(0)).map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
+}
+
+/// Records the delegation of every provider identity linked to the registration, now that its
+/// user confirmed it (V6-IDJAG-05).
+pub(crate) fn delegate_links(conn: &Connection, registration_id: &str, user_id: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO delegations (iss, sub, user_id) SELECT iss, sub, ?1 FROM v06_links WHERE registration_id = ?2",
+        params![user_id, registration_id],
+    )
+    .map_err(db)?;
+    Ok(())
+}

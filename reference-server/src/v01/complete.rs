@@ -15,9 +15,9 @@ use crate::secrets::{hash, iso, same_hash};
 use crate::state::{AppState, Now};
 use crate::store::audit::audit;
 use crate::store::claim::{
-    CurrentAttempt, any_registration_code, current_attempt, mark_claimed, record_failure, rescope_credentials, revoke_credentials,
-    superseded_code,
+    CurrentAttempt, any_registration_code, current_attempt, mark_claimed, record_failure, rescope_credentials, superseded_code,
 };
+use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{Registration, registration_by_claim_token};
 use crate::store::users::{create_user, user_by_verified_email};
 use crate::v01::register::issue_credential;
@@ -200,7 +200,7 @@ fn claim(conn: &Connection, st: &AppState, registration: &Registration, user_id:
         };
         rescope_credentials(conn, &registration.id, &scopes, user_id)?;
         if st.defects.contains(Defect::RotateKeyOnClaim) {
-            revoke_credentials(conn, &registration.id)?;
+            revoke_credentials(conn, &registration.id, None)?;
         }
     }
     // AUDIT-04

@@ -112,7 +112,7 @@ pub(crate) async fn register_anonymous(state: &AppState, now: i64, ip: Option<Ip
         state
             .db
             .call(move |conn| {
-                insert_anonymous(conn, &rid, now, expires, &claim_hash, &pre, &post)?;
+                insert_anonymous(conn, &rid, "api_key", now, expires, &claim_hash, &pre, &post)?;
                 // REG-ANON-11: the key acts as no user until a claim binds one.
                 let user = if bind_at_once {
                     Some(create_user(conn, None, false, None, now)?)

@@ -6,13 +6,19 @@
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::secrets::{hash, iso, ordered_id, otp, secret};
 use crate::state::{AppState, Now};
+use crate::store::ceremony::{
+    Pending, Polled, ceremony_of, insert_ceremony, insert_session, pending_ceremony, record_poll, record_wrong_code, set_ceremony_status,
+    signed_in, supersede_ceremonies,
+};
+use crate::store::credentials::revoke_credentials;
+use crate::store::registration::{ClaimTarget, claim_for, claim_target, insert_service_auth, registration_id_by_claim_token};
+use crate::store::users::{create_user, delegate_links, user_by_verified_email};
 use crate::v06::error::{TokenCode, V06Error, token_error};
 use crate::v06::wire::{form_fields, no_store};
 
@@ -32,12 +38,7 @@ pub fn start_attempt(
     email: &str,
     now: i64,
 ) -> Result<Value, ApiError> {
-    let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-    conn.execute(
-        "UPDATE v06_attempts SET superseded = 1 WHERE registration_id = ?1",
-        params![registration_id],
-    )
-    .map_err(db)?;
+    supersede_ceremonies(conn, registration_id)?;
     let code = if state.defects.contains(Defect::V06ShortUserCode) {
         otp()[2..].to_string()
     } else {
@@ -52,12 +53,7 @@ pub fn start_attempt(
     } else {
         ttl
     };
-    conn.execute(
-        "INSERT INTO v06_attempts (id, registration_id, email, token_hash, code_hash, created_at, expires_at, status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
-        params![id, registration_id, email, hash(&token), hash(&code), now, now + enforced],
-    )
-    .map_err(db)?;
+    insert_ceremony(conn, &id, registration_id, email, &hash(&token), &hash(&code), now, now + enforced)?;
     let return_to = format!("/claim?claim_attempt_token={token}");
     let verification_uri = format!(
         "{}/login?return_to={}",
@@ -103,12 +99,7 @@ pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> 
     let attempt = state
         .db
         .call(move |conn| {
-            conn.execute(
-                "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
-                 VALUES (?1, 'service_auth', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, '[]', ?6)",
-                params![rid, now, expires, claim_hash, hint, post_json],
-            )
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            insert_service_auth(conn, &rid, now, expires, &claim_hash, &hint, &post_json)?;
             start_attempt(conn, &st, &rid, &hint, now)
         })
         .await?;
@@ -143,15 +134,15 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
         let started = state
             .db
             .call(move |conn| {
-                let row: Option<(String, String, i64, String, Option<String>)> = conn
-                    .query_row(
-                        "SELECT id, kind, expires_at, status, email FROM registrations WHERE claim_token_hash = ?1",
-                        params![h],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                    )
-                    .optional()
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                let Some((rid, kind, expires_at, status, bound)) = row else {
+                let row = claim_target(conn, &h)?;
+                let Some(ClaimTarget {
+                    id: rid,
+                    kind,
+                    expires_at,
+                    status,
+                    email: bound,
+                }) = row
+                else {
                     return Err(if st.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
                         ApiError::InvalidRequest("no such claim".into())
                     } else {
@@ -204,34 +195,25 @@ pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Resul
     let found = state
         .db
         .call(move |conn| {
-            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            let reg: Option<String> = conn
-                .query_row("SELECT id FROM registrations WHERE claim_token_hash = ?1", params![h], |r| r.get(0))
-                .optional()
-                .map_err(db)?;
-            let Some(rid) = reg else {
+            let Some(rid) = registration_id_by_claim_token(conn, &h)? else {
                 return Ok(Err(token_error(TokenCode::InvalidGrant, "unknown claim_token")));
             };
-            let attempt: Option<(String, String, i64, Option<i64>)> = conn
-                .query_row(
-                    "SELECT id, status, expires_at, last_poll_at FROM v06_attempts WHERE registration_id = ?1 AND superseded = 0",
-                    params![rid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(db)?;
-            let Some((aid, status, expires_at, last_poll)) = attempt else {
+            let Some(Polled {
+                id: aid,
+                status,
+                expires_at,
+                last_poll,
+            }) = ceremony_of(conn, &rid)?
+            else {
                 return Ok(Err(token_error(TokenCode::InvalidGrant, "no ceremony in progress")));
             };
             match status.as_str() {
                 "completed" => {
-                    conn.execute("UPDATE v06_attempts SET status = 'redeemed' WHERE id = ?1", params![aid])
-                        .map_err(db)?;
+                    set_ceremony_status(conn, &aid, "redeemed")?;
                     Ok(Ok(rid))
                 }
                 "pending" => {
-                    conn.execute("UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, aid])
-                        .map_err(db)?;
+                    record_poll(conn, &aid, now)?;
                     if now >= expires_at && !never_expires {
                         Ok(Err(token_error(TokenCode::ExpiredToken, "the user has not finished the ceremony")))
                     } else if slow_check && last_poll.is_some_and(|p| now - p < INTERVAL) {
@@ -305,16 +287,7 @@ pub async fn login(State(state): State<AppState>, Now(now): Now, request: Reques
     };
     let token = secret("ses_", 24);
     let h = hash(&token);
-    let stored = state
-        .db
-        .call(move |conn| {
-            conn.execute(
-                "INSERT INTO v06_sessions (token_hash, email, expires_at) VALUES (?1, ?2, ?3)",
-                params![h, email, now + 3600],
-            )
-            .map_err(|e| ApiError::Internal(e.to_string()))
-        })
-        .await;
+    let stored = state.db.call(move |conn| insert_session(conn, &h, &email, now + 3600)).await;
     if let Err(e) = stored {
         return state.reply(Err(e));
     }
@@ -339,20 +312,7 @@ async fn session_email(state: &AppState, headers: &HeaderMap, now: i64) -> Optio
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_string))?;
     let h = hash(&token);
-    state
-        .db
-        .read(move |conn| {
-            conn.query_row(
-                "SELECT email FROM v06_sessions WHERE token_hash = ?1 AND expires_at > ?2",
-                params![h, now],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(|e| ApiError::Internal(e.to_string()))
-        })
-        .await
-        .ok()
-        .flatten()
+    state.db.read(move |conn| signed_in(conn, &h, now)).await.ok().flatten()
 }
 
 #[derive(serde::Deserialize)]
@@ -402,19 +362,19 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
     let outcome = state
         .db
         .call(move |conn| {
-            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            let row: Option<(String, String, String, String, i64, i64, i64)> = conn
-                .query_row(
-                    "SELECT a.id, a.registration_id, a.email, a.code_hash, a.expires_at, a.failures, a.superseded FROM v06_attempts a WHERE a.token_hash = ?1 AND a.status = 'pending'",
-                    params![h],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-                )
-                .optional()
-                .map_err(db)?;
-            let Some((aid, rid, bound, code_hash, expires_at, failures, superseded)) = row else {
+            let Some(Pending {
+                id: aid,
+                registration_id: rid,
+                email: bound,
+                code_hash,
+                expires_at,
+                failures,
+                superseded,
+            }) = pending_ceremony(conn, &h)?
+            else {
                 return Ok((StatusCode::NOT_FOUND, "This link is no longer valid."));
             };
-            if superseded != 0 {
+            if superseded {
                 return Ok((StatusCode::NOT_FOUND, "This link is no longer valid."));
             }
             if now >= expires_at || failures >= MAX_FAILURES {
@@ -430,46 +390,21 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 code
             };
             if hash(&typed) != code_hash {
-                conn.execute("UPDATE v06_attempts SET failures = failures + 1 WHERE id = ?1", params![aid])
-                    .map_err(db)?;
+                record_wrong_code(conn, &aid)?;
                 return Ok((StatusCode::BAD_REQUEST, "That code is not right."));
             }
-            conn.execute("UPDATE v06_attempts SET status = 'completed' WHERE id = ?1", params![aid]).map_err(db)?;
-            let user: Option<String> = conn
-                .query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![email], |r| r.get(0))
-                .optional()
-                .map_err(db)?;
-            let user = match user {
+            set_ceremony_status(conn, &aid, "completed")?;
+            let user = match user_by_verified_email(conn, &email)? {
                 Some(u) => u,
-                None => {
-                    let id = ordered_id("user_");
-                    conn.execute(
-                        "INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, 1, ?3)",
-                        params![id, email, now],
-                    )
-                    .map_err(db)?;
-                    id
-                }
+                None => create_user(conn, Some(&email), true, None, now)?,
             };
-            conn.execute(
-                "UPDATE registrations SET status = 'claimed', user_id = ?1, email = ?2 WHERE id = ?3",
-                params![user, email, rid],
-            )
-            .map_err(db)?;
+            claim_for(conn, &rid, &user, &email)?;
             // V6-IDJAG-05: a confirmed step-up records the provider identity's delegation, so
             // its next ID-JAG registers directly.
-            conn.execute(
-                "INSERT OR IGNORE INTO delegations (iss, sub, user_id) SELECT iss, sub, ?1 FROM v06_links WHERE registration_id = ?2",
-                params![user, rid],
-            )
-            .map_err(db)?;
+            delegate_links(conn, &rid, &user)?;
             // V6-TOKEN-11: the pre-claim access tokens die with the anonymous stage.
             if !keep_pre_claim {
-                conn.execute(
-                    "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1 AND source = 'token_endpoint'",
-                    params![rid],
-                )
-                .map_err(db)?;
+                revoke_credentials(conn, &rid, Some("token_endpoint"))?;
             }
             Ok((StatusCode::OK, "Done. You can return to the agent."))
         })

@@ -9,14 +9,19 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::secrets::{hash, iso, ordered_id, secret};
+use crate::secrets::{hash, iso, secret};
 use crate::state::{AppState, Now};
+use crate::store::ceremony::supersede_ceremonies;
+use crate::store::credentials::revoke_credentials;
+use crate::store::registration::{mark_revoked, put_claimed_identity, put_step_up};
 use crate::store::replay::{logout_jti_is_fresh, remember_jti};
+use crate::store::users::{
+    create_user, delegate_if_new, delegated_user, forget_delegation, link, linked_registrations, user_by_verified_email,
+};
 use crate::v06::error::{SetCode, V06Error};
 use crate::v06::wire::no_store;
 use crate::verify::{self, ID_JAG_URN, TokenKind};
@@ -96,69 +101,40 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
     let matched = state
         .db
         .call(move |conn| {
-            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            let fresh = remember_jti(conn, &st.defects, &verified.iss, TokenKind::IdJag, &verified.jti, verified.replay_until, now)?;
+            let fresh = remember_jti(
+                conn,
+                &st.defects,
+                &verified.iss,
+                TokenKind::IdJag,
+                &verified.jti,
+                verified.replay_until,
+                now,
+            )?;
             if !fresh && !st.defects.contains(Defect::SkipReplayCheck) {
                 return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
             }
-            let delegated: Option<String> = conn
-                .query_row(
-                    "SELECT user_id FROM delegations WHERE iss = ?1 AND sub = ?2",
-                    params![verified.iss, verified.sub],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            let existing: Option<String> = match (&delegated, &email) {
-                (None, Some(e)) => conn
-                    .query_row("SELECT id FROM users WHERE email = ?1 AND email_verified = 1", params![e], |r| r.get(0))
-                    .optional()
-                    .map_err(db)?,
+            let delegated = delegated_user(conn, Some(&verified.iss), &verified.sub)?;
+            let existing = match (&delegated, &email) {
+                (None, Some(e)) => user_by_verified_email(conn, e)?,
                 _ => None,
             };
-            conn.execute(
-                "INSERT OR REPLACE INTO v06_links (registration_id, iss, sub) VALUES (?1, ?2, ?3)",
-                params![rid, verified.iss, verified.sub],
-            )
-            .map_err(db)?;
+            link(conn, &rid, &verified.iss, &verified.sub)?;
             let post = serde_json::to_string(&st.config.scopes).unwrap_or_default();
             // V6-IDJAG-04: an account found by email alone is not bound without the user.
             if let (None, Some(_), false) = (&delegated, &existing, silent_link) {
                 let claim_token = secret("clm_", 24);
                 let expires = now + st.config.ttl.registration;
                 let account_email = email.clone().unwrap_or_default();
-                conn.execute(
-                    "INSERT OR REPLACE INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
-                     VALUES (?1, 'identity_assertion', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, '[]', ?6)",
-                    params![rid, now, expires, hash(&claim_token), account_email, post],
-                )
-                .map_err(db)?;
+                put_step_up(conn, &rid, now, expires, &hash(&claim_token), &account_email, &post)?;
                 let attempt = crate::v06::claim::start_attempt(conn, &st, &rid, &account_email, now)?;
                 return Ok(Matched::StepUp(rid, claim_token, expires, attempt["block"].clone()));
             }
             let user = match delegated.or(existing) {
                 Some(u) => u,
-                None => {
-                    let id = ordered_id("user_");
-                    conn.execute(
-                        "INSERT INTO users (id, email, email_verified, created_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![id, email, email.is_some(), now],
-                    )
-                    .map_err(db)?;
-                    id
-                }
+                None => create_user(conn, email.as_deref(), email.is_some(), None, now)?,
             };
-            conn.execute(
-                "INSERT OR IGNORE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
-                params![verified.iss, verified.sub, user],
-            )
-            .map_err(db)?;
-            conn.execute(
-                "INSERT OR REPLACE INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
-                 VALUES (?1, 'identity_assertion', ?2, ?2, NULL, 'claimed', ?3, 'access_token', ?4, ?5, ?5)",
-                params![rid, now, user, email, post],
-            )
-            .map_err(db)?;
+            delegate_if_new(conn, &verified.iss, &verified.sub, &user)?;
+            put_claimed_identity(conn, &rid, now, &user, email.as_deref(), &post)?;
             Ok(Matched::Registered(rid, email))
         })
         .await?;
@@ -251,34 +227,15 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
     let torn = state
         .db
         .call(move |conn| {
-            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
             if !logout_jti_is_fresh(conn, &defects, &verified.iss, &verified.jti, verified.replay_until, now)? {
                 return Ok(false);
             }
-            let regs: Vec<String> = {
-                let mut stmt = conn
-                    .prepare("SELECT registration_id FROM v06_links WHERE iss = ?1 AND sub = ?2")
-                    .map_err(db)?;
-                let rows = stmt.query_map(params![verified.iss, verified.sub], |r| r.get(0)).map_err(db)?;
-                rows.collect::<Result<_, _>>().map_err(db)?
-            };
-            for rid in &regs {
-                let claim = if keep_claim { "claim_token_hash" } else { "NULL" };
-                conn.execute(
-                    &format!("UPDATE registrations SET status = 'revoked', claim_token_hash = {claim} WHERE id = ?1"),
-                    params![rid],
-                )
-                .map_err(db)?;
-                conn.execute("UPDATE credentials SET revoked = 1 WHERE registration_id = ?1", params![rid])
-                    .map_err(db)?;
-                conn.execute("UPDATE v06_attempts SET superseded = 1 WHERE registration_id = ?1", params![rid])
-                    .map_err(db)?;
+            for rid in linked_registrations(conn, &verified.iss, &verified.sub)? {
+                mark_revoked(conn, &rid, keep_claim)?;
+                revoke_credentials(conn, &rid, None)?;
+                supersede_ceremonies(conn, &rid)?;
             }
-            conn.execute(
-                "DELETE FROM delegations WHERE iss = ?1 AND sub = ?2",
-                params![verified.iss, verified.sub],
-            )
-            .map_err(db)?;
+            forget_delegation(conn, &verified.iss, &verified.sub)?;
             Ok(true)
         })
         .await;

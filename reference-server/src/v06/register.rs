@@ -3,13 +3,13 @@
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use rusqlite::params;
 use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::secrets::{hash, iso, ordered_id};
 use crate::state::{AppState, Now};
+use crate::store::registration::insert_anonymous;
 use crate::v06::token::assertion_for;
 use crate::v06::wire::{json_body, no_store};
 
@@ -83,15 +83,7 @@ pub(crate) async fn register_anonymous(state: &AppState, now: i64) -> Result<Res
     );
     state
         .db
-        .call(move |conn| {
-            conn.execute(
-                "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
-                 VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, ?6)",
-                params![rid, now, expires, claim_hash, pre_json, post_json],
-            )
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(())
-        })
+        .call(move |conn| insert_anonymous(conn, &rid, "access_token", now, expires, &claim_hash, &pre_json, &post_json))
         .await?;
     let (assertion, assertion_expires) = assertion_for(state, now, &registration_id, &pre, false, None)?;
     let mut body = json!({

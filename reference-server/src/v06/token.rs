@@ -7,13 +7,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::secrets::{hash, iso, secret};
 use crate::state::{AppState, Now};
+use crate::store::credentials::{NewCredential, insert_credential, minted_at_token_endpoint, revoke_access_token};
+use crate::store::registration::{Mintable, mintable};
 use crate::v06::error::{TokenCode, token_error};
 use crate::v06::wire::{form, no_store};
 
@@ -84,9 +85,6 @@ pub(crate) async fn mint_access_checked(state: &AppState, now: i64, registration
     mint(state, now, registration_id, pre_claim_assertion, false).await
 }
 
-/// status, expires_at, pre_scopes, post_scopes, user_id, the user's email.
-type RegistrationRow = (String, i64, String, String, Option<String>, Option<String>);
-
 pub(crate) async fn mint(state: &AppState, now: i64, registration_id: &str, refuse_if_claimed: bool, from_claim: bool) -> Response {
     let access_token = secret("at_", 24);
     let ttl = state.config.ttl.access_token;
@@ -97,40 +95,45 @@ pub(crate) async fn mint(state: &AppState, now: i64, registration_id: &str, refu
     let issued = state
         .db
         .call(move |conn| {
-            let db = |e: rusqlite::Error| ApiError::Internal(e.to_string());
-            let row: Option<RegistrationRow> = conn
-                .query_row(
-                    "SELECT r.status, r.expires_at, r.pre_scopes, r.post_scopes, r.user_id, u.email FROM registrations r LEFT JOIN users u ON u.id = r.user_id WHERE r.id = ?1",
-                    params![rid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-                )
-                .optional()
-                .map_err(db)?;
-            let Some((status, expires_at, pre, post, user, email)) = row else {
+            let Some(Mintable {
+                status,
+                expires_at,
+                pre_scopes: pre,
+                post_scopes: post,
+                user_id: user,
+                email,
+            }) = mintable(conn, &rid)?
+            else {
                 return Ok(None);
             };
             let claimed = status == "claimed";
             if status == "revoked" || (!claimed && expires_at <= now) || (claimed && refuse_if_claimed) {
                 return Ok(None);
             }
-            if single_use {
-                let minted: i64 = conn
-                    .query_row(
-                        "SELECT COUNT(*) FROM credentials WHERE registration_id = ?1 AND source = 'token_endpoint'",
-                        params![rid],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                if minted > 0 {
-                    return Ok(None);
-                }
+            if single_use && minted_at_token_endpoint(conn, &rid)? {
+                return Ok(None);
             }
-            let scopes = if claimed { post } else if full_scopes { all_scopes } else { pre };
-            conn.execute(
-                "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, created_at) VALUES (?1, ?2, 'access_token', ?3, ?4, ?5, 'token_endpoint', ?6)",
-                params![h, rid, scopes, now + ttl, user, now],
-            )
-            .map_err(db)?;
+            let scopes = if claimed {
+                post
+            } else if full_scopes {
+                all_scopes
+            } else {
+                pre
+            };
+            insert_credential(
+                conn,
+                &NewCredential {
+                    hash: &h,
+                    registration_id: &rid,
+                    kind: "access_token",
+                    scopes: &scopes,
+                    expires_at: Some(now + ttl),
+                    user_id: user.as_deref(),
+                    source: "token_endpoint",
+                    subject: None,
+                    created_at: now,
+                },
+            )?;
             Ok(Some((scopes, claimed, email)))
         })
         .await;
@@ -224,16 +227,7 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
         return StatusCode::OK.into_response();
     }
     let h = hash(&token);
-    let changed = state
-        .db
-        .call(move |conn| {
-            conn.execute(
-                "UPDATE credentials SET revoked = 1 WHERE hash = ?1 AND kind = 'access_token'",
-                params![h],
-            )
-            .map_err(|e| ApiError::Internal(e.to_string()))
-        })
-        .await;
+    let changed = state.db.call(move |conn| revoke_access_token(conn, &h)).await;
     match changed {
         Ok(0) if state.defects.contains(Defect::V06RevokeUnknown400) => {
             token_error(TokenCode::InvalidRequest, "unknown token").respond(&state)

@@ -1,0 +1,152 @@
+//! The v0.6 user-code ceremony: attempts (a code the user types on the service's page, polled
+//! by the agent through the claim grant) and the sign-in sessions of the service's own pages.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::ApiError;
+use crate::store::sql::{db, exec, row};
+
+/// Supersedes every ceremony of the registration.
+pub(crate) fn supersede_ceremonies(conn: &Connection, registration_id: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "UPDATE v06_attempts SET superseded = 1 WHERE registration_id = ?1",
+        params![registration_id],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Inserts a pending ceremony; its token and code are stored as hashes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_ceremony(
+    conn: &Connection,
+    id: &str,
+    registration_id: &str,
+    email: &str,
+    token_hash: &str,
+    code_hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO v06_attempts (id, registration_id, email, token_hash, code_hash, created_at, expires_at, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+        params![id, registration_id, email, token_hash, code_hash, now, expires_at],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// A ceremony as the claim grant polls it.
+pub(crate) struct Polled {
+    /// Its id.
+    pub(crate) id: String,
+    /// `pending`, `completed` or `redeemed`.
+    pub(crate) status: String,
+    /// When its window closes.
+    pub(crate) expires_at: i64,
+    /// When the agent last polled.
+    pub(crate) last_poll: Option<i64>,
+}
+
+/// The registration's live ceremony.
+pub(crate) fn ceremony_of(conn: &Connection, registration_id: &str) -> Result<Option<Polled>, ApiError> {
+    row(
+        conn,
+        "SELECT id, status, expires_at, last_poll_at FROM v06_attempts WHERE registration_id = ?1 AND superseded = 0",
+        params![registration_id],
+        |r| {
+            Ok(Polled {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                expires_at: r.get(2)?,
+                last_poll: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// Moves the ceremony to `status` (`completed`, `redeemed`).
+pub(crate) fn set_ceremony_status(conn: &Connection, id: &str, status: &str) -> Result<(), ApiError> {
+    exec(conn, "UPDATE v06_attempts SET status = ?2 WHERE id = ?1", params![id, status]).map_err(db)?;
+    Ok(())
+}
+
+/// Records a poll of the claim grant (for `slow_down`).
+pub(crate) fn record_poll(conn: &Connection, id: &str, now: i64) -> Result<(), ApiError> {
+    exec(conn, "UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, id]).map_err(db)?;
+    Ok(())
+}
+
+/// A pending ceremony as the confirm page checks it.
+pub(crate) struct Pending {
+    /// Its id.
+    pub(crate) id: String,
+    /// Its registration.
+    pub(crate) registration_id: String,
+    /// The address the agent named.
+    pub(crate) email: String,
+    /// The hash of the code.
+    pub(crate) code_hash: String,
+    /// When its window closes.
+    pub(crate) expires_at: i64,
+    /// Wrong codes so far.
+    pub(crate) failures: i64,
+    /// Whether a newer ceremony replaced it.
+    pub(crate) superseded: bool,
+}
+
+/// The pending ceremony whose token hashes to `token_hash`.
+pub(crate) fn pending_ceremony(conn: &Connection, token_hash: &str) -> Result<Option<Pending>, ApiError> {
+    row(
+        conn,
+        "SELECT a.id, a.registration_id, a.email, a.code_hash, a.expires_at, a.failures, a.superseded FROM v06_attempts a WHERE a.token_hash = ?1 AND a.status = 'pending'",
+        params![token_hash],
+        |r| {
+            Ok(Pending {
+                id: r.get(0)?,
+                registration_id: r.get(1)?,
+                email: r.get(2)?,
+                code_hash: r.get(3)?,
+                expires_at: r.get(4)?,
+                failures: r.get(5)?,
+                superseded: r.get::<_, i64>(6)? != 0,
+            })
+        },
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// Counts one wrong code against the ceremony.
+pub(crate) fn record_wrong_code(conn: &Connection, id: &str) -> Result<(), ApiError> {
+    exec(conn, "UPDATE v06_attempts SET failures = failures + 1 WHERE id = ?1", params![id]).map_err(db)?;
+    Ok(())
+}
+
+/// Stores a sign-in session of the service's pages.
+pub(crate) fn insert_session(conn: &Connection, token_hash: &str, email: &str, expires_at: i64) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "INSERT INTO v06_sessions (token_hash, email, expires_at) VALUES (?1, ?2, ?3)",
+        params![token_hash, email, expires_at],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The address signed in with the session whose token hashes to `token_hash`.
+pub(crate) fn signed_in(conn: &Connection, token_hash: &str, now: i64) -> Result<Option<String>, ApiError> {
+    row(
+        conn,
+        "SELECT email FROM v06_sessions WHERE token_hash = ?1 AND expires_at > ?2",
+        params![token_hash, now],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db)
+}
