@@ -490,6 +490,11 @@ impl Catalogue {
             {
                 return Err(err(path, format!("field `step[{i}].expect.matches`: invalid regular expression")));
             }
+            for class in step.expect.iter().flat_map(|e| e.counts.keys()) {
+                if let Err(why) = class.parse::<crate::language::StatusSpec>() {
+                    return Err(err(path, format!("field `step[{i}].expect.counts`: {why}")));
+                }
+            }
         }
         Ok(Case {
             id: raw.id,

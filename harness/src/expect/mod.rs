@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 pub use headers::parse_challenge;
-pub use status::status_matches;
 
 use crate::language::Expect;
 use crate::outcome::{Exchange, Finding, FindingKind};
@@ -58,11 +57,6 @@ pub fn check(step: &str, expect: &Expect, seen: &Observed, resolve: &dyn Fn(&Val
     headers::check(expect, seen, resolve, &mut findings);
     samples::check(expect, seen, resolve, &mut findings);
     findings.out
-}
-
-/// A value as written: strings without quotes.
-fn show(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
 #[cfg(test)]

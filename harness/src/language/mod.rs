@@ -9,10 +9,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod checked;
 mod types;
 mod vocabulary;
 
 pub use authmd_mock_idp::KeyAlg;
+pub use checked::{Pointer, StatusSpec};
 pub use types::{AidCheck, Count, CredentialType, Fault, Issuer, TokenSpec};
 pub use vocabulary::{generated_files, step_schema, vocabulary_markdown};
 
@@ -365,45 +367,45 @@ pub struct Expect {
     pub requirement: Option<String>,
     /// Status: a number, `"2xx"`/`"4xx"`, or a list of those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub status: Option<StatusSpec>,
     /// Status that must not occur.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_not: Option<Value>,
+    pub status_not: Option<StatusSpec>,
     /// Acceptable `error` codes (synonyms per catalogue §B.6): one, or a list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
     /// JSON pointer → expected value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub json: BTreeMap<String, Value>,
+    pub json: BTreeMap<Pointer, Value>,
     /// JSON pointer → value it must differ from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub json_not: BTreeMap<String, Value>,
+    pub json_not: BTreeMap<Pointer, Value>,
     /// JSON pointer → the values it may equal (a list, or a reference to one): where the texts
     /// allow more than one spelling.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub one_of: BTreeMap<String, Value>,
+    pub one_of: BTreeMap<Pointer, Value>,
     /// JSON pointers that must be present (and not null).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub present: Vec<String>,
+    pub present: Vec<Pointer>,
     /// JSON pointers that must be absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub absent: Vec<String>,
+    pub absent: Vec<Pointer>,
     /// JSON pointer → array the value (an array) must be a subset of.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub subset: BTreeMap<String, Value>,
+    pub subset: BTreeMap<Pointer, Value>,
     /// Pointer → the same members in any order (arrays, or space-delimited strings such as an
     /// OAuth `scope`): what the catalogue means by "the same scopes".
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub same_set: BTreeMap<String, Value>,
+    pub same_set: BTreeMap<Pointer, Value>,
     /// JSON pointer → values the array there must contain (in any order, among others).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub contains: BTreeMap<String, Value>,
+    pub contains: BTreeMap<Pointer, Value>,
     /// JSON pointers holding ISO-8601 instants that must be in the future (on the target's clock).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub future: Vec<String>,
+    pub future: Vec<Pointer>,
     /// JSON pointers holding absolute http(s) URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub absolute_url: Vec<String>,
+    pub absolute_url: Vec<Pointer>,
     /// An earlier step whose answer this one must match in status and top-level member names
     /// (REG-EMAIL-08: no difference between known and unknown addresses).
     #[serde(default, skip_serializing_if = "Option::is_none")]

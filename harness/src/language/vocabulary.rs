@@ -68,6 +68,8 @@ pub fn vocabulary_markdown() -> String {
         "TokenKind",
         "Tamper",
         "ChallengeExpect",
+        "StatusSpec",
+        "Pointer",
     ] {
         let def = &defs[name];
         out += &format!("- **{name}**: {}", one_line(&def["description"]));
