@@ -65,7 +65,10 @@ fn counts(expect: &Expect, seen: &Observed, findings: &mut Findings) {
         .unwrap_or_default();
     for (class, want) in &expect.counts {
         let spec = class.parse::<StatusSpec>();
-        let n = statuses.iter().filter(|s| spec.as_ref().is_ok_and(|c| c.matches(Some(**s)))).count() as u32;
+        let n = statuses
+            .iter()
+            .filter(|s| spec.as_ref().is_ok_and(|c| c.matches(Some(**s))))
+            .count() as u32;
         if n != *want {
             findings.add(
                 FindingKind::WrongCount,

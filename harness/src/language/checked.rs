@@ -44,7 +44,13 @@ impl StatusSpec {
             Value::String(s) => s.parse(),
             Value::Array(all) if !all.is_empty() => all
                 .iter()
-                .map(|v| if v.is_array() { Err(format!("a list inside a list: {STATUS_FORMS}")) } else { Self::from_value(v) })
+                .map(|v| {
+                    if v.is_array() {
+                        Err(format!("a list inside a list: {STATUS_FORMS}"))
+                    } else {
+                        Self::from_value(v)
+                    }
+                })
                 .collect::<Result<_, _>>()
                 .map(Self::AnyOf),
             other => Err(format!("`{other}`: {STATUS_FORMS}")),
@@ -151,7 +157,9 @@ impl std::str::FromStr for Pointer {
         if s.is_empty() || s.starts_with('/') {
             Ok(Self(s.to_string()))
         } else {
-            Err(format!("`{s}` is not a JSON pointer: it starts with `/` (`/{s}`), or is empty for the whole answer"))
+            Err(format!(
+                "`{s}` is not a JSON pointer: it starts with `/` (`/{s}`), or is empty for the whole answer"
+            ))
         }
     }
 }
