@@ -73,6 +73,10 @@ pub struct Manifest {
     /// Error names that mean the same.
     #[serde(default)]
     pub errors: Errors,
+    /// Members the profile adds to an action's request body, by action (`claim = { type =
+    /// "login_hint" }`: v0.7 tags the claim body).
+    #[serde(default)]
+    pub bodies: BTreeMap<String, serde_json::Map<String, Value>>,
     /// What the profile puts in every minted token unless a case says otherwise.
     #[serde(default)]
     pub tokens: TokenDefaults,

@@ -581,4 +581,16 @@ pub enum Profile {
     /// Upstream AUTH.md at b53c9ed: `/agent/identity`, the token endpoint, the user-code ceremony.
     #[serde(rename = "v0.6")]
     V06,
+    /// Upstream AUTH.md at 11fa014 ("claim via ID-JAG"): v0.6 with a `type`-tagged claim body
+    /// that also takes an ID-JAG.
+    #[serde(rename = "v0.7")]
+    V07,
+}
+
+impl Profile {
+    /// Whether the profile speaks v0.6's surface (`/agent/identity`, the token endpoint, signed
+    /// identity assertions).
+    pub fn is_v06_family(self) -> bool {
+        matches!(self, Self::V06 | Self::V07)
+    }
 }

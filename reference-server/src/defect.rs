@@ -302,6 +302,22 @@ defects! {
     V06WeakAttemptToken = "v06-weak-attempt-token",
     /// V6-ERR-01: a token request without `grant_type` is taken as the JWT-bearer grant (v0.6).
     V06MissingGrantTypeDefaults = "v06-missing-grant-type-defaults",
+    /// V7-CLAIM-02: a claim body without `type` is taken as the `login_hint` shape (v0.7).
+    V07UntypedClaimAccepted = "v07-untyped-claim-accepted",
+    /// V7-CLAIM-06: an ID-JAG claims any unclaimed registration, not only an anonymous one (v0.7).
+    V07IdJagClaimsAnyRegistration = "v07-id-jag-claims-any-registration",
+    /// V7-CLAIM-07: an ID-JAG without a fresh `auth_time` claims a registration (v0.7).
+    V07ClaimSkipsAuthTime = "v07-claim-skips-auth-time",
+    /// V7-CLAIM-08: the same ID-JAG claims a second registration (no replay check, v0.7).
+    V07ClaimSkipsReplay = "v07-claim-skips-replay",
+    /// V7-CLAIM-05: an ID-JAG whose email is another account's claims without the user (v0.7).
+    V07ClaimSilentLink = "v07-claim-silent-link",
+    /// V7-CLAIM-09: a claim via ID-JAG leaves the pre-claim access tokens working (v0.7).
+    V07ClaimKeepsPreClaimTokens = "v07-claim-keeps-pre-claim-tokens",
+    /// V7-CLAIM-10: a claim via ID-JAG records no `(iss, sub)` delegation (v0.7).
+    V07ClaimNoDelegation = "v07-claim-no-delegation",
+    /// V7-CLAIM-04: the assertion a claim via ID-JAG answers with is a pre-claim one (v0.7).
+    V07ClaimPreClaimAssertion = "v07-claim-pre-claim-assertion",
     /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.
     ClaimedAttemptReportedExpired = "claimed-attempt-reported-expired",
     /// AID-REC-01, AID-REC-03: the published endpoint is plain http.

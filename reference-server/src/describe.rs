@@ -68,7 +68,7 @@ impl Config {
     pub fn human_pages(&self) -> Option<HumanPages> {
         match self.profile {
             Profile::V01 => None,
-            Profile::V06 => Some(HumanPages {
+            Profile::V06 | Profile::V07 => Some(HumanPages {
                 login_url: "/login",
                 login_fields: vec![("email", "{email}"), ("return_to", "{return_to}")],
                 confirm_url: "/agent/identity/claim/complete",

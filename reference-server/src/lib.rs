@@ -27,6 +27,7 @@ pub mod store;
 mod token_kind;
 mod v01;
 mod v06;
+mod v07;
 mod verify;
 
 use std::net::SocketAddr;
@@ -85,7 +86,7 @@ pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<A
     }
     let http = http.build().map_err(|e| StartError::Setup(e.to_string()))?;
     // v0.6 signs identity assertions; the key lives in the database so they outlive a restart.
-    let service_key = if config.profile == Profile::V06 {
+    let service_key = if config.profile.is_v06_family() {
         let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("service key: {e}")))?;
         Some(keys::ServiceKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("service key: {e}")))?)
     } else {
@@ -118,6 +119,7 @@ pub fn app(state: AppState) -> Router {
     let router = match state.config.profile {
         Profile::V01 => v01::routes(),
         Profile::V06 => v06::routes(),
+        Profile::V07 => v07::routes(),
     };
     router
         .route("/.well-known/oauth-protected-resource", get(discovery::prm_root))

@@ -17,7 +17,7 @@ impl TokenKind {
     pub(crate) fn typ(self, profile: crate::config::Profile) -> &'static str {
         match self {
             Self::IdJag => "oauth-id-jag+jwt",
-            Self::Logout if profile == crate::config::Profile::V06 => "secevent+jwt",
+            Self::Logout if profile.is_v06_family() => "secevent+jwt",
             Self::Logout => "logout+jwt",
         }
     }

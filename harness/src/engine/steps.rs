@@ -81,7 +81,10 @@ impl CaseCtx<'_> {
                     .map_err(StepError::MissingInput)?
                     .unwrap_or_else(|| json!(self.identity_email()));
                 let uri = self.claim_uri().map_err(StepError::MissingInput)?;
-                let body = self.body(&[("claim_token", claim_token), ("email", email)]);
+                let mut body = self.body(&[("claim_token", claim_token), ("email", email)]);
+                for (name, value) in self.h.profile.bodies.get("claim").into_iter().flatten() {
+                    body[name] = value.clone();
+                }
                 self.answered(label, &uri, &body).await
             }
             Action::ReadMail { email, registration_id } => self.read_mail(label, email, registration_id, false).await,

@@ -224,7 +224,7 @@ pub(crate) fn registration_id_by_claim_token(conn: &Connection, claim_token_hash
 }
 
 /// Binds the registration to `user_id` at `email` (a completed v0.6 ceremony).
-pub(crate) fn claim_for(conn: &Connection, id: &str, user_id: &str, email: &str) -> Result<(), ApiError> {
+pub(crate) fn claim_for(conn: &Connection, id: &str, user_id: &str, email: Option<&str>) -> Result<(), ApiError> {
     exec(
         conn,
         "UPDATE registrations SET status = 'claimed', user_id = ?1, email = ?2 WHERE id = ?3",

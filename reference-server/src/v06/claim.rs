@@ -125,6 +125,15 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
         let (Some(token), Some(email)) = (body["claim_token"].as_str(), body["email"].as_str()) else {
             return Err(ApiError::InvalidRequest("`claim_token` and `email` are required".into()));
         };
+        start_ceremony(&state, now, token, email).await
+    }
+    .await;
+    state.reply(outcome)
+}
+
+/// Starts a user-code ceremony for the registration `token` names, for the account at `email`.
+pub(crate) async fn start_ceremony(state: &AppState, now: i64, token: &str, email: &str) -> Result<Response, ApiError> {
+    {
         let token = if state.defects.contains(Defect::TrimmedClaimToken) {
             token.trim()
         } else {
@@ -172,7 +181,7 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
             .await?;
         let (rid, attempt) = started;
         Ok(no_store(
-            &state,
+            state,
             StatusCode::OK,
             json!({
                 "registration_id": rid,
@@ -183,8 +192,6 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
             }),
         ))
     }
-    .await;
-    state.reply(outcome)
 }
 
 /// The claim grant (v0.6 Step 4c): pending, slow down, expired, or the registration whose
@@ -398,7 +405,7 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 Some(u) => u,
                 None => create_user(conn, Some(&email), true, None, now)?,
             };
-            claim_for(conn, &rid, &user, &email)?;
+            claim_for(conn, &rid, &user, Some(&email))?;
             // V6-IDJAG-05: a confirmed step-up records the provider identity's delegation, so
             // its next ID-JAG registers directly.
             delegate_links(conn, &rid, &user)?;

@@ -49,19 +49,15 @@ enum Matched {
     StepUp(String, String, i64, Value),
 }
 
-/// `{"type":"identity_assertion","assertion_type":ID-JAG,"assertion":…}` under v0.6.
-pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
-    if !state.config.id_jag {
-        return Err(ApiError::IssuerNotEnabled);
-    }
-    // V6-SA-04: `verified_email` left the assertion types in v0.6.
-    if body.get("assertion_type").and_then(Value::as_str) != Some(ID_JAG_URN) {
-        return Err(ApiError::InvalidRequest("assertion_type must be the ID-JAG URN".into()));
-    }
-    let assertion = body
-        .get("assertion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::InvalidRequest("`assertion` is required".into()))?;
+/// An ID-JAG verified as `/agent/identity` verifies it: the verifier's failures as this
+/// profile names them, and (when `check_auth_time`) a missing or stale `auth_time` as the 401
+/// that asks the agent to re-authenticate (V6-IDJAG-01..03).
+pub(crate) async fn verified_fresh(
+    state: &AppState,
+    assertion: &str,
+    now: i64,
+    check_auth_time: bool,
+) -> Result<Result<verify::Verified, Response>, ApiError> {
     // AUTH.md Errors: ID-JAG signature, jti, aud and exp problems are `invalid_request` here;
     // an issuer off the trust list is `issuer_not_enabled`.
     let verified = verify::verify(state, assertion, TokenKind::IdJag, now).await.map_err(|e| match e {
@@ -77,12 +73,32 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
         None => !state.defects.contains(Defect::V06AuthTimeOptional),
         Some(t) => (now - t > MAX_AUTH_AGE && !state.defects.contains(Defect::V06IgnoreAuthTimeAge)) || t > now + skew,
     };
-    if stale {
-        return Ok(agent_auth_401(
+    if stale && check_auth_time {
+        return Ok(Err(agent_auth_401(
             json!({ "error": "login_required", "error_description": "auth_time is missing or older than the service allows; re-authenticate at the provider and mint a fresh ID-JAG", "max_age": MAX_AUTH_AGE }),
             format!(r#"AgentAuth error="login_required", max_age="{MAX_AUTH_AGE}", error_description="re-authenticate at the provider""#),
-        ));
+        )));
     }
+    Ok(Ok(verified))
+}
+
+/// `{"type":"identity_assertion","assertion_type":ID-JAG,"assertion":…}` under v0.6.
+pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
+    if !state.config.id_jag {
+        return Err(ApiError::IssuerNotEnabled);
+    }
+    // V6-SA-04: `verified_email` left the assertion types in v0.6.
+    if body.get("assertion_type").and_then(Value::as_str) != Some(ID_JAG_URN) {
+        return Err(ApiError::InvalidRequest("assertion_type must be the ID-JAG URN".into()));
+    }
+    let assertion = body
+        .get("assertion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::InvalidRequest("`assertion` is required".into()))?;
+    let verified = match verified_fresh(state, assertion, now, true).await? {
+        Ok(v) => v,
+        Err(refused) => return Ok(refused),
+    };
     let email = verified
         .claims
         .get("email")

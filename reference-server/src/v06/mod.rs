@@ -1,13 +1,11 @@
-//! The v0.6 deployment (`profile = "v0.6"`, upstream AUTH.md at b53c9ed),
-//! RFC 8414 metadata with the `/agent/identity` surface, anonymous registration that returns a
-//! service-signed `identity_assertion` (ES256, its key in the database and served at
-//! `/.well-known/jwks.json`), the RFC 7523 JWT-bearer grant at `/oauth2/token` (RFC 6749 §5
-//! answers with `Cache-Control: no-store`), and RFC 7009 revocation at `/oauth2/revoke`. Access
-//! tokens are stored like v0.1 credentials, so the protected API is the same.
-//!
-//! Not yet here (the profile's INDEX lists them as not yet covered): `service_auth`, ID-JAG
-//! registration with `auth_time`, the user-code ceremony and its claim grant, SET push and the
-//! b53c9ed teardown.
+//! The v0.6 deployment (`profile = "v0.6"`, upstream AUTH.md at b53c9ed): RFC 8414 metadata
+//! with the `/agent/identity` surface; anonymous, `service_auth` and ID-JAG registration, each
+//! answered with a service-signed `identity_assertion` (ES256, its key in the database and
+//! served at `/.well-known/jwks.json`); the RFC 7523 JWT-bearer grant and the claim grant at
+//! `/oauth2/token` (RFC 6749 §5 answers with `Cache-Control: no-store`); the user-code ceremony
+//! on the service's own pages; RFC 7009 revocation at `/oauth2/revoke`; and the provider's
+//! revocation SET at `/agent/event/notify` (the b53c9ed teardown). Access tokens are stored like
+//! v0.1 credentials, so the protected API is the same.
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -24,13 +22,17 @@ pub(crate) mod wire;
 
 /// The profile's own endpoints; the shared ones are added by [`crate::app`].
 pub(crate) fn routes() -> Router<AppState> {
+    common().route("/agent/identity/claim", post(claim::claim))
+}
+
+/// Every endpoint but the claim endpoint, whose body later profiles change.
+pub(crate) fn common() -> Router<AppState> {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata::as_metadata))
         .route("/.well-known/jwks.json", get(metadata::jwks))
         .route("/agent/identity", post(register::register))
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/revoke", post(token::revoke))
-        .route("/agent/identity/claim", post(claim::claim))
         .route("/agent/identity/claim/complete", post(claim::complete))
         .route("/login", get(claim::login_page).post(claim::login))
         .route("/claim", get(claim::claim_page))
