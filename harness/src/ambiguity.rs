@@ -126,6 +126,7 @@ mod tests {
             mail: Vec::new(),
             duration_ms: 0,
             note: None,
+            file: String::new(),
         };
         if finding {
             r.findings

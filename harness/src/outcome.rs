@@ -370,6 +370,10 @@ pub struct CaseResult {
     /// recorded rather than gated, and how to gate on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The case file, relative to the catalogues' home: with a finding's `step`, where the
+    /// expectation that failed is written.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file: String,
 }
 
 impl MailRecord {
@@ -398,6 +402,7 @@ impl CaseResult {
             mail: Vec::new(),
             duration_ms: 0,
             note: None,
+            file: case_file(&case.path),
         }
     }
 
@@ -405,6 +410,11 @@ impl CaseResult {
     pub fn has_findings(&self) -> bool {
         !self.findings.is_empty()
     }
+}
+
+/// `path` relative to the catalogues' home (as given when it lies elsewhere).
+fn case_file(path: &std::path::Path) -> String {
+    path.strip_prefix(crate::repo_root()).unwrap_or(path).display().to_string()
 }
 
 /// Cuts `s` to at most 200 characters, marking the cut.

@@ -41,6 +41,17 @@ pub struct Verified {
     pub replay_until: i64,
 }
 
+impl Verified {
+    /// The `email` claim, when the provider asserts it verified (a JSON `true`, MATCH-03).
+    pub fn verified_email(&self) -> Option<String> {
+        self.claims
+            .get("email")
+            .and_then(Value::as_str)
+            .filter(|_| self.claims.get("email_verified") == Some(&Value::Bool(true)))
+            .map(str::to_string)
+    }
+}
+
 const ALLOWED_ALGS: &[(&str, Algorithm)] = &[
     ("ES256", Algorithm::ES256),
     ("RS256", Algorithm::RS256),

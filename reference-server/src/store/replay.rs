@@ -7,7 +7,6 @@ use crate::error::ApiError;
 use crate::store::sql::{db, exec};
 use crate::token_kind::TokenKind;
 
-/// Records a `jti` in the replay cache; false when it was already there.
 /// Remembers a logout token's (or SET's) `jti`: true when it is new, or when the replay check
 /// is switched off by its defect.
 pub(crate) fn logout_jti_is_fresh(
@@ -22,6 +21,22 @@ pub(crate) fn logout_jti_is_fresh(
     Ok(fresh || defects.contains(Defect::SkipLogoutReplayCheck))
 }
 
+/// Remembers an ID-JAG's `jti`: true when it is new, or when `skip` (the replay defect of the
+/// caller's profile) is on. One writer thread makes the check and the insert atomic.
+pub(crate) fn id_jag_jti_is_fresh(
+    conn: &Connection,
+    defects: &crate::defect::Defects,
+    iss: &str,
+    jti: &str,
+    until: i64,
+    now: i64,
+    skip: Defect,
+) -> Result<bool, ApiError> {
+    let fresh = remember_jti(conn, defects, iss, TokenKind::IdJag, jti, until, now)?;
+    Ok(fresh || defects.contains(skip))
+}
+
+/// Records a `jti` of `kind` in the replay cache; false when it was already there.
 pub(crate) fn remember_jti(
     conn: &Connection,
     defects: &crate::defect::Defects,

@@ -18,7 +18,7 @@ use crate::state::{AppState, Now};
 use crate::store::ceremony::supersede_ceremonies;
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{mark_revoked, put_claimed_identity, put_step_up};
-use crate::store::replay::{logout_jti_is_fresh, remember_jti};
+use crate::store::replay::{id_jag_jti_is_fresh, logout_jti_is_fresh};
 use crate::store::users::{
     create_user, delegate_if_new, delegated_user, forget_delegation, link, linked_registrations, user_by_verified_email,
 };
@@ -99,12 +99,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
         Ok(v) => v,
         Err(refused) => return Ok(refused),
     };
-    let email = verified
-        .claims
-        .get("email")
-        .and_then(Value::as_str)
-        .filter(|_| verified.claims.get("email_verified") == Some(&json!(true)))
-        .map(str::to_string);
+    let email = verified.verified_email();
     let registration_id = format!(
         "reg_{}",
         &hash(&format!("{}\n{}\n{}", verified.iss, verified.sub, verified.aud))[..22]
@@ -117,16 +112,8 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
     let matched = state
         .db
         .call(move |conn| {
-            let fresh = remember_jti(
-                conn,
-                &st.defects,
-                &verified.iss,
-                TokenKind::IdJag,
-                &verified.jti,
-                verified.replay_until,
-                now,
-            )?;
-            if !fresh && !st.defects.contains(Defect::SkipReplayCheck) {
+            let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
+            if !id_jag_jti_is_fresh(conn, &st.defects, iss, jti, until, now, Defect::SkipReplayCheck)? {
                 return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
             }
             let delegated = delegated_user(conn, Some(&verified.iss), &verified.sub)?;

@@ -13,13 +13,12 @@ use crate::state::{AppState, Now};
 use crate::store::ceremony::supersede_ceremonies;
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{ClaimTarget, claim_for, claim_target};
-use crate::store::replay::remember_jti;
+use crate::store::replay::id_jag_jti_is_fresh;
 use crate::store::users::{create_user, delegate_if_new, delegated_user, link, user_by_verified_email};
 use crate::v06::claim::{start_attempt, start_ceremony};
 use crate::v06::identity::verified_fresh;
 use crate::v06::token::assertion_for;
 use crate::v06::wire::{json_body, no_store};
-use crate::verify::TokenKind;
 
 /// The claim endpoint: dispatch on `type`.
 pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
@@ -44,7 +43,9 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
                     _ => Err(ApiError::InvalidRequest("`claim_token` and `login_hint` are required".into())),
                 }
             }
-            _ => Err(ApiError::InvalidRequest("`type` must be `login_hint` or `identity_assertion`".into())),
+            _ => Err(ApiError::InvalidRequest(
+                "`type` must be `login_hint` or `identity_assertion`".into(),
+            )),
         }
     }
     .await;
@@ -86,19 +87,14 @@ async fn claim_with_id_jag(state: &AppState, now: i64, token: &str, assertion: &
         Ok(v) => v,
         Err(refused) => return Ok(refused),
     };
-    let email = verified
-        .claims
-        .get("email")
-        .and_then(Value::as_str)
-        .filter(|_| verified.claims.get("email_verified") == Some(&json!(true)))
-        .map(str::to_string);
+    let email = verified.verified_email();
     let (st, r) = (state.clone(), rid.clone());
     let claimed = state
         .db
         .call(move |conn| {
             // V7-CLAIM-08: an ID-JAG claims once.
-            let fresh = remember_jti(conn, &st.defects, &verified.iss, TokenKind::IdJag, &verified.jti, verified.replay_until, now)?;
-            if !fresh && !st.defects.contains(Defect::V07ClaimSkipsReplay) {
+            let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
+            if !id_jag_jti_is_fresh(conn, &st.defects, iss, jti, until, now, Defect::V07ClaimSkipsReplay)? {
                 return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
             }
             let delegated = delegated_user(conn, Some(&verified.iss), &verified.sub)?;
@@ -138,7 +134,11 @@ async fn claim_with_id_jag(state: &AppState, now: i64, token: &str, assertion: &
         Claimed::Bound(email) => {
             // V7-CLAIM-03, V7-CLAIM-04: a post-claim assertion for the same registration.
             let post_claim = !state.defects.contains(Defect::V07ClaimPreClaimAssertion);
-            let scopes = if post_claim { &state.config.scopes } else { &state.config.pre_claim_scopes };
+            let scopes = if post_claim {
+                &state.config.scopes
+            } else {
+                &state.config.pre_claim_scopes
+            };
             let (assertion, expires) = assertion_for(state, now, &rid, scopes, post_claim, email.as_deref())?;
             Ok(no_store(
                 state,
