@@ -10,7 +10,6 @@ use super::context::{CaseCtx, StepVars};
 use super::{HarnessError, ID_JAG_URN};
 use crate::language::{Action, Count, CredentialType, TokenSpec};
 use crate::outcome::Exchange;
-use crate::transport::Transport;
 
 /// What a step produced: the exchange (if it made one) and its values.
 pub(super) type StepOutcome = Result<(Option<Exchange>, StepVars), StepError>;
@@ -32,6 +31,8 @@ impl From<HarnessError> for StepError {
 
 #[path = "mail_steps.rs"]
 mod mail;
+#[path = "repeat_steps.rs"]
+mod repeat;
 
 impl CaseCtx<'_> {
     /// Runs one step.
@@ -293,33 +294,6 @@ impl CaseCtx<'_> {
         Ok((Some(exchange), vars))
     }
 
-    async fn parallel_register(
-        &mut self,
-        label: &str,
-        token: &Option<TokenSpec>,
-        credential: Option<CredentialType>,
-        count: &Option<Count>,
-    ) -> StepOutcome {
-        let count = self.count(count, 10).map_err(StepError::MissingInput)?;
-        let (token, _) = self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?;
-        let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-        let body = self.id_jag_body(&token, credential).to_string();
-        let uri = self.register_uri().map_err(StepError::MissingInput)?;
-        let headers = vec![("content-type".to_string(), "application/json".to_string())];
-        let net = self.net.clone();
-        let sends = (0..count).map(|_| net.send(label, "POST", &uri, &headers, Some(body.clone())));
-        let results = join_vec(sends.map(Box::pin).collect()).await;
-        let mut statuses = Vec::new();
-        for exchange in results {
-            statuses.push(json!(exchange.status));
-            self.exchanges.push(exchange.clone());
-            self.settle(&exchange)?;
-        }
-        let mut vars = Map::new();
-        vars.insert("statuses".into(), Value::Array(statuses));
-        Ok((None, vars))
-    }
-
     async fn api(&mut self, action: &Action, label: &str) -> StepOutcome {
         let Action::Api {
             endpoint,
@@ -513,65 +487,6 @@ impl CaseCtx<'_> {
         let exchange = self.http(label, "POST", &confirm_url, confirm_headers, Some(confirm_body)).await?;
         let vars = Self::response_vars(&exchange);
         Ok((Some(exchange), vars))
-    }
-
-    async fn sample(
-        &mut self,
-        label: &str,
-        of: &Action,
-        then: &[Action],
-        count: &Option<Count>,
-        field: &Option<String>,
-        spread: bool,
-    ) -> StepOutcome {
-        let count = self.count(count, 20).map_err(StepError::MissingInput)?;
-        let field = self
-            .text(field)
-            .map_err(StepError::MissingInput)?
-            .unwrap_or_else(|| "/credential".into());
-        // `spread`: each request from its own loopback source address, so a per-address rate
-        // limit (conforming, RATE-01) does not cut the sample short.
-        let spread = spread && self.source.is_some();
-        let home = self.net.clone();
-        let mut values = Vec::new();
-        for i in 0..count {
-            if spread {
-                let ip = self.h.spare_source(i);
-                let h = self.h;
-                self.net = Transport::new(Some(ip), h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone())
-                    .map_err(HarnessError::Tooling)?;
-            }
-            let mut outcome = Box::pin(self.step(of, label)).await;
-            // The round's later actions, each seeing the previous answer as `sample`.
-            for next in then {
-                let Ok((_, previous)) = &outcome else { break };
-                self.vars.insert("sample".into(), Value::Object(previous.clone()));
-                outcome = Box::pin(self.step(next, label)).await;
-            }
-            self.vars.remove("sample");
-            self.net = home.clone();
-            let (_, vars) = outcome?;
-            let rate_limited = vars.get("http_status") == Some(&json!(429));
-            let value = Value::Object(vars).pointer(&field).cloned();
-            // A rate limit is conforming (RATE-01): a sample of values the 429 does not carry
-            // ends there and is judged on what it collected, never on the nulls.
-            if rate_limited && value.is_none() {
-                if values.len() < 2 {
-                    return Err(StepError::Harness(HarnessError::NoResponse {
-                        url: self.register_uri().unwrap_or_default(),
-                        reason: format!(
-                            "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
-                            values.len()
-                        ),
-                    }));
-                }
-                break;
-            }
-            values.push(value.unwrap_or(Value::Null));
-        }
-        let mut vars = Map::new();
-        vars.insert("values".into(), Value::Array(values));
-        Ok((None, vars))
     }
 }
 
