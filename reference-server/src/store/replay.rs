@@ -17,22 +17,32 @@ pub(crate) fn logout_jti_is_fresh(
     until: i64,
     now: i64,
 ) -> Result<bool, ApiError> {
-    let fresh = remember_jti(conn, defects, iss, TokenKind::Logout, jti, until, now)?;
-    Ok(fresh || defects.contains(Defect::SkipLogoutReplayCheck))
+    jti_is_fresh(
+        conn,
+        defects,
+        TokenKind::Logout,
+        iss,
+        jti,
+        until,
+        now,
+        Defect::SkipLogoutReplayCheck,
+    )
 }
 
-/// Remembers an ID-JAG's `jti`: true when it is new, or when `skip` (the replay defect of the
-/// caller's profile) is on. One writer thread makes the check and the insert atomic.
-pub(crate) fn id_jag_jti_is_fresh(
+/// Remembers a `jti` of `kind`: true when it is new, or when `skip` (the replay defect of the
+/// caller) is on. One writer thread makes the check and the insert atomic.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn jti_is_fresh(
     conn: &Connection,
     defects: &crate::defect::Defects,
+    kind: TokenKind,
     iss: &str,
     jti: &str,
     until: i64,
     now: i64,
     skip: Defect,
 ) -> Result<bool, ApiError> {
-    let fresh = remember_jti(conn, defects, iss, TokenKind::IdJag, jti, until, now)?;
+    let fresh = remember_jti(conn, defects, iss, kind, jti, until, now)?;
     Ok(fresh || defects.contains(skip))
 }
 

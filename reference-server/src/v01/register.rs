@@ -16,7 +16,7 @@ use crate::state::{AppState, Now};
 use crate::store::audit::audit;
 use crate::store::credentials::{NewCredential, insert_credential, subject_revoked};
 use crate::store::registration::{insert_anonymous, insert_email_verification, upsert_agent_provider};
-use crate::store::replay::{id_jag_jti_is_fresh, remember_jti};
+use crate::store::replay::{jti_is_fresh, remember_jti};
 use crate::store::users::{
     create_user, delegate, delegated_user, user_by_phone, user_by_verified_email, user_by_verified_email_exact_case,
 };
@@ -414,7 +414,16 @@ pub(crate) async fn register_id_jag(state: &AppState, now: i64, assertion: &str,
             .call(move |conn| {
                 // IDJAG-28..30: a `jti` is accepted once, atomically (one writer thread).
                 let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
-                if !id_jag_jti_is_fresh(conn, &state2.defects, iss, jti, until, now, Defect::SkipReplayCheck)? {
+                if !jti_is_fresh(
+                    conn,
+                    &state2.defects,
+                    TokenKind::IdJag,
+                    iss,
+                    jti,
+                    until,
+                    now,
+                    Defect::SkipReplayCheck,
+                )? {
                     return Err(ApiError::ReplayDetected);
                 }
                 // REVOKE-19: a revocation ends the delegations it names, not the person's right

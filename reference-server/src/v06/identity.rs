@@ -18,7 +18,7 @@ use crate::state::{AppState, Now};
 use crate::store::ceremony::supersede_ceremonies;
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{mark_revoked, put_claimed_identity, put_step_up};
-use crate::store::replay::{id_jag_jti_is_fresh, logout_jti_is_fresh};
+use crate::store::replay::{jti_is_fresh, logout_jti_is_fresh};
 use crate::store::users::{
     create_user, delegate_if_new, delegated_user, forget_delegation, link, linked_registrations, user_by_verified_email,
 };
@@ -82,6 +82,32 @@ pub(crate) async fn verified_fresh(
     Ok(Ok(verified))
 }
 
+/// In the writer's transaction: spends the ID-JAG's `jti` (refused when seen before, unless
+/// `replay_defect`), links its provider identity to `registration_id` (a ceremony that completes
+/// records its delegation, V6-IDJAG-05), and finds the user it delegates for, else the account
+/// that owns its verified `email`.
+pub(crate) fn spend_and_link(
+    conn: &rusqlite::Connection,
+    state: &AppState,
+    verified: &verify::Verified,
+    email: Option<&str>,
+    registration_id: &str,
+    now: i64,
+    replay_defect: Defect,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
+    if !jti_is_fresh(conn, &state.defects, TokenKind::IdJag, iss, jti, until, now, replay_defect)? {
+        return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
+    }
+    let delegated = delegated_user(conn, Some(iss), &verified.sub)?;
+    let existing = match (&delegated, email) {
+        (None, Some(e)) => user_by_verified_email(conn, e)?,
+        _ => None,
+    };
+    link(conn, registration_id, iss, &verified.sub)?;
+    Ok((delegated, existing))
+}
+
 /// `{"type":"identity_assertion","assertion_type":ID-JAG,"assertion":…}` under v0.6.
 pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
     if !state.config.id_jag {
@@ -112,16 +138,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
     let matched = state
         .db
         .call(move |conn| {
-            let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
-            if !id_jag_jti_is_fresh(conn, &st.defects, iss, jti, until, now, Defect::SkipReplayCheck)? {
-                return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
-            }
-            let delegated = delegated_user(conn, Some(&verified.iss), &verified.sub)?;
-            let existing = match (&delegated, &email) {
-                (None, Some(e)) => user_by_verified_email(conn, e)?,
-                _ => None,
-            };
-            link(conn, &rid, &verified.iss, &verified.sub)?;
+            let (delegated, existing) = spend_and_link(conn, &st, &verified, email.as_deref(), &rid, now, Defect::SkipReplayCheck)?;
             let post = serde_json::to_string(&st.config.scopes).unwrap_or_default();
             // V6-IDJAG-04: an account found by email alone is not bound without the user.
             if let (None, Some(_), false) = (&delegated, &existing, silent_link) {

@@ -13,10 +13,9 @@ use crate::state::{AppState, Now};
 use crate::store::ceremony::supersede_ceremonies;
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{ClaimTarget, claim_for, claim_target};
-use crate::store::replay::id_jag_jti_is_fresh;
-use crate::store::users::{create_user, delegate_if_new, delegated_user, link, user_by_verified_email};
+use crate::store::users::{create_user, delegate_if_new};
 use crate::v06::claim::{start_attempt, start_ceremony};
-use crate::v06::identity::verified_fresh;
+use crate::v06::identity::{spend_and_link, verified_fresh};
 use crate::v06::token::assertion_for;
 use crate::v06::wire::{json_body, no_store};
 
@@ -93,18 +92,7 @@ async fn claim_with_id_jag(state: &AppState, now: i64, token: &str, assertion: &
         .db
         .call(move |conn| {
             // V7-CLAIM-08: an ID-JAG claims once.
-            let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
-            if !id_jag_jti_is_fresh(conn, &st.defects, iss, jti, until, now, Defect::V07ClaimSkipsReplay)? {
-                return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
-            }
-            let delegated = delegated_user(conn, Some(&verified.iss), &verified.sub)?;
-            let existing = match (&delegated, &email) {
-                (None, Some(e)) => user_by_verified_email(conn, e)?,
-                _ => None,
-            };
-            // The provider identity belongs to this registration from now on: a ceremony that
-            // completes records its delegation (V6-IDJAG-05).
-            link(conn, &r, &verified.iss, &verified.sub)?;
+            let (delegated, existing) = spend_and_link(conn, &st, &verified, email.as_deref(), &r, now, Defect::V07ClaimSkipsReplay)?;
             // V7-CLAIM-05: an email that is another account's is not bound without the user.
             if let (None, Some(_), Some(account_email)) = (&delegated, &existing, &email)
                 && !st.defects.contains(Defect::V07ClaimSilentLink)
