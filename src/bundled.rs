@@ -273,6 +273,7 @@ fn target_for(deployment: &Deployment, config: &Config, server: &ReferenceServer
             login_fields: fields(&pages.login_fields),
             confirm_url: pages.confirm_url.into(),
             confirm_fields: fields(&pages.confirm_fields),
+            reveal: pages.reveal.map(str::to_string),
         }
     });
     target.clock = ClockConfig {

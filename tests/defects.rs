@@ -85,8 +85,10 @@ fn main() {
     let mut unspoken = Vec::new();
     let mut add = |cases: Vec<Case>, on: &'static Deployment, catalogue: &mut authmd_conformance::catalogue::Catalogue| {
         for case in cases {
-            // An inherited case runs once, under the profile it came from first.
-            if deployment.insert(case.id.clone(), on).is_none() {
+            // An inherited case runs once, under the profile it came from first (`insert`
+            // would hand it to the last profile inheriting it).
+            if let std::collections::hash_map::Entry::Vacant(slot) = deployment.entry(case.id.clone()) {
+                slot.insert(on);
                 catalogue.cases.push(case);
             }
         }

@@ -176,7 +176,10 @@ pub fn header(harness: &Harness, started_at: String) -> Header {
         discovery_error: harness.discovery.error.clone(),
         readings: harness.target.readings.clone(),
         config_hash: redact::short_hash(&config_text),
-        spoken: harness.discovery.spoken.clone(),
+        spoken: harness.discovery.spoken.clone().map(|mut s| {
+            s.hybrid = harness.hybrid();
+            s
+        }),
         profile_source: profile::Manifest::load(&repo_root(), &harness.target.profile)
             .ok()
             .map(|m| m.source),

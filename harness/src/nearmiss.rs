@@ -20,6 +20,7 @@ pub const VARIANTS: &[(&str, &str)] = &[
     ("default-port", "the scheme's default port written out, or the one written removed"),
     ("percent", "its first letter percent-encoded"),
     ("lookalike", "its first Latin letter with a Cyrillic look-alike replaced"),
+    ("digit", "its last digit changed (a well-formed wrong code of the same length)"),
     ("empty", "the empty string"),
     ("null", "JSON null instead of a string"),
     ("number", "a JSON number instead of a string"),
@@ -94,6 +95,13 @@ pub fn apply(variant: &str, value: &Value) -> Result<Value, String> {
             };
             format!("{}{to}{}", &text[..i], &text[i + c.len_utf8()..])
         }
+        "digit" => {
+            let Some((i, c)) = text.char_indices().rfind(|(_, c)| c.is_ascii_digit()) else {
+                return Err(format!("`{text}` has no digit to change"));
+            };
+            let next = char::from_digit((c.to_digit(10).unwrap_or(0) + 1) % 10, 10).unwrap_or('0');
+            format!("{}{next}{}", &text[..i], &text[i + 1..])
+        }
         "empty" => String::new(),
         other => return Err(format!("`{other}` is not a near-miss variant")),
     };
@@ -149,6 +157,8 @@ mod tests {
         assert_eq!(apply("trailing-slash", &json!("a/")), Ok(json!("a")));
         assert!(apply("default-port", &json!("http://127.0.0.1:8000/api")).is_err());
         assert!(apply("case", &json!("123")).is_err());
+        assert_eq!(apply("digit", &json!("123459")), Ok(json!("123450")));
+        assert!(apply("digit", &aud).is_err());
         assert!(apply("nope", &aud).is_err());
         assert!(VARIANTS.iter().all(|(v, _)| is_variant(v)));
     }

@@ -33,6 +33,35 @@ impl Markers {
     }
 }
 
+/// A value of the AS metadata that tells apart sibling profiles (two texts that both call
+/// themselves the same version): the array at `pointer` contains, or lacks, `value`. A document
+/// without the member says nothing either way.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sign {
+    /// A JSON pointer into the AS metadata (`/grant_types_supported`).
+    pub pointer: String,
+    /// The array holds this value.
+    #[serde(default)]
+    pub contains: Option<String>,
+    /// The array does not hold this value.
+    #[serde(default)]
+    pub lacks: Option<String>,
+}
+
+impl Sign {
+    /// `None` when `metadata` agrees with the sign or says nothing; else what it shows instead.
+    pub fn contradicted_by(&self, metadata: &Value) -> Option<String> {
+        let items = metadata.pointer(&self.pointer)?.as_array()?;
+        let has = |v: &str| items.iter().any(|i| i.as_str() == Some(v));
+        match (&self.contains, &self.lacks) {
+            (Some(v), _) if !has(v) => Some(format!("{} without {v}", self.pointer)),
+            (_, Some(v)) if has(v) => Some(format!("{} with {v}", self.pointer)),
+            _ => None,
+        }
+    }
+}
+
 /// An inherited case, requirement or ambiguity a profile leaves out.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +93,9 @@ pub struct Manifest {
     /// Metadata names of earlier versions.
     #[serde(default)]
     pub earlier_markers: Markers,
+    /// Metadata values this profile's targets show, where a sibling's show otherwise.
+    #[serde(default)]
+    pub signs: Vec<Sign>,
     /// Where the flows are.
     pub endpoints: Endpoints,
     /// What a target offers.
@@ -73,6 +105,16 @@ pub struct Manifest {
     /// Error names that mean the same.
     #[serde(default)]
     pub errors: Errors,
+    /// Members of the target's answers that the cases name by their v0.6 names, at this
+    /// profile's pointers (`identity_assertion = "/identity/assertion"`: the production
+    /// dialect nests what v0.6 answered flat). An answer that carries a name itself keeps it.
+    #[serde(default)]
+    pub answers: BTreeMap<String, String>,
+    /// Top-level members every successful registration answer of this profile carries
+    /// (`registration_id` in v0.6, `id` in the production dialect): an answer without them
+    /// while the metadata speaks this profile is a hybrid's, and the report says so.
+    #[serde(default)]
+    pub envelope: Vec<String>,
     /// Members the profile adds to an action's request body, by action (`claim = { type =
     /// "login_hint" }`: v0.7 tags the claim body).
     #[serde(default)]
@@ -166,7 +208,8 @@ pub struct Errors {
 /// Which profile a target's metadata speaks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Spoken {
-    /// The profile's name, `later`, `earlier`, `mixed`, or `unknown` (no marker at all).
+    /// The profile's name, `later`, `earlier`, `sibling` (this version's names, another text's
+    /// values), `mixed`, or `unknown` (no marker at all).
     pub speaks: String,
     /// The markers of the profile under test that were found.
     pub own: Vec<String>,
@@ -175,6 +218,21 @@ pub struct Spoken {
     /// The markers of earlier versions that were found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier: Vec<String>,
+    /// The values that contradict this profile's signs (a sibling text's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contrary: Vec<String>,
+    /// Set after the run when the metadata speaks this profile but a registration answer is
+    /// shaped like another text's (a hybrid): the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<String>,
+}
+
+impl Spoken {
+    /// Whether the target speaks another profile than the one under test (a later or earlier
+    /// version, or a sibling text): then nothing is judged.
+    pub fn is_other_profile(&self) -> bool {
+        matches!(self.speaks.as_str(), "later" | "earlier" | "sibling")
+    }
 }
 
 impl Manifest {
@@ -188,6 +246,22 @@ impl Manifest {
     /// The wire name of the member the harness calls `name` (the name itself if unmapped).
     pub fn field<'a>(&'a self, name: &'a str) -> &'a str {
         self.fields.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// Adds to an answer's members the names [`Self::answers`] maps, where the answer has
+    /// them at this profile's pointers and not under the name itself.
+    pub fn alias_answers(&self, vars: &mut serde_json::Map<String, Value>) {
+        if self.answers.is_empty() {
+            return;
+        }
+        let answer = Value::Object(vars.clone());
+        for (name, pointer) in &self.answers {
+            if !vars.contains_key(name)
+                && let Some(v) = answer.pointer(pointer)
+            {
+                vars.insert(name.clone(), v.clone());
+            }
+        }
     }
 
     /// The strings at a metadata pointer (an absent or malformed member is empty).
@@ -205,7 +279,9 @@ impl Manifest {
         let later = self.later_markers.found_in(metadata);
         let earlier = self.earlier_markers.found_in(metadata);
         let others = !later.is_empty() || !earlier.is_empty();
+        let contrary: Vec<String> = self.signs.iter().filter_map(|s| s.contradicted_by(metadata)).collect();
         let speaks = match (own.is_empty(), others) {
+            (false, false) if !contrary.is_empty() => "sibling".to_string(),
             (false, false) => self.name.clone(),
             (false, true) => "mixed".to_string(),
             (true, _) if !later.is_empty() => "later".to_string(),
@@ -217,8 +293,22 @@ impl Manifest {
             own,
             later,
             earlier,
+            contrary,
+            hybrid: None,
         }
     }
+}
+
+/// The profiles of this build (other than `except`) whose registration envelope `answer`
+/// carries in full.
+pub fn shaped_like(root: &Path, answer: &serde_json::Map<String, Value>, except: &str) -> Vec<String> {
+    known(root)
+        .into_iter()
+        .filter(|name| name != except)
+        .filter(|name| {
+            Manifest::load(root, name).is_ok_and(|m| !m.envelope.is_empty() && m.envelope.iter().all(|k| answer.contains_key(k)))
+        })
+        .collect()
 }
 
 /// The profiles of this build whose markers `metadata` carries, and no other version's: what

@@ -240,6 +240,11 @@ pub struct SessionRecipe {
     pub confirm_url: String,
     /// The confirm form's fields.
     pub confirm_fields: BTreeMap<String, String>,
+    /// Where the confirm form's answer shows the code it reveals, for a ceremony whose page
+    /// gives the user the code to read back (the production dialect): the page's text around
+    /// the code, `{user_code}` standing for it (`<output id="user-code">{user_code}</output>`).
+    #[serde(default)]
+    pub reveal: Option<String>,
 }
 
 /// Where an AID preflight starts (`[aid]`, or `run --domain`): the bare domain, and the DNS

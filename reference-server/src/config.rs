@@ -41,6 +41,11 @@ pub enum ErrorNames {
     Guide,
     /// AUTH.md's names: `audience_mismatch`, `credential_expired`, `issuer_not_enabled`.
     AuthMd,
+    /// The production dialect's (9f8a4ee): `anonymous_registration_disabled`,
+    /// `service_auth_registration_disabled`, `rate_limit_exceeded`, `already_claimed`. Its
+    /// profile implies it; a deployment cannot choose it.
+    #[serde(skip)]
+    Production,
 }
 
 /// The shape of the identity/scope echo at `/api/resource`. Any shape is conforming (the
@@ -585,12 +590,22 @@ pub enum Profile {
     /// that also takes an ID-JAG.
     #[serde(rename = "v0.7")]
     V07,
+    /// Upstream AUTH.md at 9f8a4ee (PR #28, "the production dialect"): nested answer
+    /// envelopes, refresh tokens, and a reversed ceremony the agent completes with the code the
+    /// user reads back.
+    #[serde(rename = "v0.7-production")]
+    V07Production,
 }
 
 impl Profile {
     /// Whether the profile speaks v0.6's surface (`/agent/identity`, the token endpoint, signed
     /// identity assertions).
     pub fn is_v06_family(self) -> bool {
+        matches!(self, Self::V06 | Self::V07 | Self::V07Production)
+    }
+
+    /// Whether the claim grant and its polling exist (the production dialect dropped them).
+    pub fn has_claim_grant(self) -> bool {
         matches!(self, Self::V06 | Self::V07)
     }
 }

@@ -318,6 +318,42 @@ defects! {
     V07ClaimNoDelegation = "v07-claim-no-delegation",
     /// V7-CLAIM-04: the assertion a claim via ID-JAG answers with is a pre-claim one (v0.7).
     V07ClaimPreClaimAssertion = "v07-claim-pre-claim-assertion",
+    /// V6-TOKEN-14: token-endpoint answers carry a `refresh_token` (v0.6 has none).
+    V06TokenRefreshToken = "v06-token-refresh-token",
+    /// V7P-REG-01, V7P-IDJAG-01: registrations answer v0.6's flat members, not the nested envelope.
+    V07pFlatEnvelope = "v07p-flat-envelope",
+    /// V7P-REG-03: the registration's claim attempt carries the `user_code` (production dialect).
+    V07pAttemptRevealsCode = "v07p-attempt-reveals-code",
+    /// V7P-REG-04: anonymous and ID-JAG registrations are answered with a refresh token.
+    V07pRefreshWithoutClaim = "v07p-refresh-without-claim",
+    /// V7P-CLAIM-03: the claim page shows the code when opened, before the user confirms.
+    V07pRevealBeforeConfirm = "v07p-reveal-before-confirm",
+    /// V7P-CLAIM-04: the claim page reveals the code to any signed-in account.
+    V07pRevealToAnyAccount = "v07p-reveal-to-any-account",
+    /// V7P-CLAIM-05: `/complete` before the user confirmed answers `invalid_user_code`.
+    V07pUnconfirmedAsWrongCode = "v07p-unconfirmed-as-wrong-code",
+    /// V7P-CLAIM-06: `/complete` takes any code once the user confirmed.
+    V07pAnyCodeCompletes = "v07p-any-code-completes",
+    /// V7P-CLAIM-07: `/complete` answers again for a claimed registration.
+    V07pCompleteTwice = "v07p-complete-twice",
+    /// V7P-CLAIM-08: the revealed code works after its attempt's window closed.
+    V07pCodeNeverExpires = "v07p-code-never-expires",
+    /// V7P-CLAIM-09: wrong codes are never counted, so guessing is unbounded.
+    V07pUnboundedGuessing = "v07p-unbounded-guessing",
+    /// V7P-CLAIM-02: the completed claim carries no refresh token.
+    V07pCompleteWithoutRefreshToken = "v07p-complete-without-refresh-token",
+    /// V7P-REF-02: a refresh answers the same refresh token instead of a new one.
+    V07pRefreshNotRotated = "v07p-refresh-not-rotated",
+    /// V7P-REF-03: a spent refresh token refreshes again.
+    V07pRefreshReusable = "v07p-refresh-reusable",
+    /// V7P-REF-05: the reuse of a spent refresh token leaves its rotated successor working.
+    V07pReuseKeepsFamily = "v07p-reuse-keeps-family",
+    /// V7P-REF-04: a refresh token works after its `expires_at`.
+    V07pRefreshNeverExpires = "v07p-refresh-never-expires",
+    /// V7P-REF-06: an unknown refresh token answers `invalid_request`, not `invalid_refresh_token`.
+    V07pUnknownRefreshTokenInvalidRequest = "v07p-unknown-refresh-token-invalid-request",
+    /// V7P-TOKEN-01: the token endpoint still takes v0.6's claim grant.
+    V07pClaimGrantAccepted = "v07p-claim-grant-accepted",
     /// CLAIM-13: a challenge after the claim answers 410 `claim_expired`, neither reading of C-17.
     ClaimedAttemptReportedExpired = "claimed-attempt-reported-expired",
     /// AID-REC-01, AID-REC-03: the published endpoint is plain http.
@@ -540,31 +576,4 @@ impl FromStr for Defect {
     }
 }
 
-/// The "close enough" comparison the comparison defects use: equal after trimming white
-/// space, percent-decoding, folding case and dropping a trailing slash, or one of the two
-/// containing the other. A conforming server compares exactly; each defect that names this
-/// uses it at exactly one comparison.
-pub fn close_enough(given: &str, expected: &str) -> bool {
-    let loose = |s: &str| trimmed_and_decoded(s).to_lowercase().trim_end_matches('/').to_string();
-    let (g, e) = (loose(given), loose(expected));
-    !g.is_empty() && (g == e || g.contains(&e) || e.contains(&g))
-}
-
-/// What a lenient comparison takes `given` for: with `on` (a comparison defect switched on),
-/// the first of `known` it is [`close_enough`] to; otherwise, or with none close, `given`.
-pub fn taken_for<'a>(on: bool, given: &'a str, known: impl IntoIterator<Item = &'a str>) -> &'a str {
-    if !on {
-        return given;
-    }
-    known.into_iter().find(|k| close_enough(given, k)).unwrap_or(given)
-}
-
-/// `s` without surrounding white space and with its percent-escapes decoded: how a lenient
-/// server reads a value that came in a URL.
-pub fn trimmed_and_decoded(s: &str) -> String {
-    let decoded = url::form_urlencoded::parse(format!("x={}", s.trim()).replace('+', "%2B").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    decoded.trim().to_string()
-}
+pub use crate::lenient::{close_enough, taken_for, trimmed_and_decoded};

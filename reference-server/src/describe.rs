@@ -21,6 +21,9 @@ pub struct HumanPages {
     pub confirm_url: &'static str,
     /// The confirm form's fields.
     pub confirm_fields: Vec<(&'static str, &'static str)>,
+    /// Where the confirm form's answer shows the code it reveals (the production dialect's
+    /// reversed ceremony), `{user_code}` standing for it.
+    pub reveal: Option<&'static str>,
 }
 
 impl Config {
@@ -37,7 +40,7 @@ impl Config {
             "C-04",
             match self.error_names {
                 ErrorNames::Guide => "guide",
-                ErrorNames::AuthMd => "authmd",
+                ErrorNames::AuthMd | ErrorNames::Production => "authmd",
             },
         ));
         for (ambiguity, default) in UNLESS_FOLLOWED {
@@ -48,6 +51,10 @@ impl Config {
             readings.push((ambiguity, followed.map_or(default, |(_, r)| r)));
         }
         readings.push(("C-20", if self.logout_requires_exp { "B" } else { "A" }));
+        if self.profile == Profile::V07Production {
+            // A spent refresh token presented again ends its chain (v07p/refresh.rs).
+            readings.push(("C-V7P-01", "family"));
+        }
         readings
     }
 
@@ -73,6 +80,14 @@ impl Config {
                 login_fields: vec![("email", "{email}"), ("return_to", "{return_to}")],
                 confirm_url: "/agent/identity/claim/complete",
                 confirm_fields: vec![("claim_attempt_token", "{claim_attempt_token}"), ("user_code", "{user_code}")],
+                reveal: None,
+            }),
+            Profile::V07Production => Some(HumanPages {
+                login_url: "/login",
+                login_fields: vec![("email", "{email}"), ("return_to", "{return_to}")],
+                confirm_url: "/agent/identity/claim/view",
+                confirm_fields: vec![("token", "{claim_attempt_token}")],
+                reveal: Some("<output id=\"user-code\">{user_code}</output>"),
             }),
         }
     }

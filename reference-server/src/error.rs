@@ -66,6 +66,14 @@ pub enum ApiError {
     },
     /// Protected API: the credential lacks this scope.
     InsufficientScope(&'static str),
+    /// The production dialect's `/complete` before the user confirmed on the page.
+    ClaimNotConfirmed,
+    /// The production dialect's `/complete` with a code that is not the revealed one.
+    InvalidUserCode,
+    /// The production dialect's `/complete` after the attempt's code window closed.
+    UserCodeExpired,
+    /// A refresh token that is unknown, spent or expired (the production dialect).
+    InvalidRefreshToken,
     /// The JWKS could not be fetched and the `map-jwks-failure-to-5xx` defect is on.
     BadGateway,
     /// Something broke inside; details are logged, never sent.
@@ -103,6 +111,10 @@ impl ApiError {
             Self::PreviouslyClaimed => "previously_claimed",
             Self::Unauthorized { .. } => "unauthorized",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::ClaimNotConfirmed => "claim_not_confirmed",
+            Self::InvalidUserCode => "invalid_user_code",
+            Self::UserCodeExpired => "user_code_expired",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::BadGateway => "jwks_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -114,6 +126,12 @@ impl ApiError {
             (crate::config::ErrorNames::AuthMd, Self::InvalidAudience) => "audience_mismatch",
             (crate::config::ErrorNames::AuthMd, Self::Expired) => "credential_expired",
             (crate::config::ErrorNames::AuthMd, Self::InvalidIssuer) => "issuer_not_enabled",
+            (crate::config::ErrorNames::Production, Self::AnonymousNotEnabled) => "anonymous_registration_disabled",
+            (crate::config::ErrorNames::Production, Self::ServiceAuthNotEnabled) => "service_auth_registration_disabled",
+            (crate::config::ErrorNames::Production, Self::RateLimited(_)) => "rate_limit_exceeded",
+            (crate::config::ErrorNames::Production, Self::ClaimedOrInFlight | Self::ClaimCompleted | Self::PreviouslyClaimed) => {
+                "already_claimed"
+            }
             _ => self.code(),
         }
     }
@@ -122,14 +140,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::InvalidClaimToken | Self::OtpInvalid | Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::InvalidClaimToken | Self::OtpInvalid | Self::InvalidUserCode | Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::AnonymousNotEnabled
             | Self::VerifiedEmailNotEnabled
             | Self::ServiceAuthNotEnabled
             | Self::IssuerNotEnabled
             | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Self::ClaimedOrInFlight | Self::ClaimCompleted | Self::PreviouslyClaimed => StatusCode::CONFLICT,
-            Self::ClaimExpired | Self::ClaimSuperseded | Self::OtpExpired => StatusCode::GONE,
+            Self::ClaimedOrInFlight | Self::ClaimCompleted | Self::PreviouslyClaimed | Self::ClaimNotConfirmed => StatusCode::CONFLICT,
+            Self::ClaimExpired | Self::ClaimSuperseded | Self::OtpExpired | Self::UserCodeExpired => StatusCode::GONE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -164,6 +182,10 @@ impl ApiError {
             Self::PreviouslyClaimed => "this registration has already been claimed".into(),
             Self::Unauthorized { .. } => "missing, invalid, expired or revoked credential".into(),
             Self::InsufficientScope(s) => format!("this operation needs the `{s}` scope"),
+            Self::ClaimNotConfirmed => "the user has not confirmed on the claim page yet; wait and retry".into(),
+            Self::InvalidUserCode => "that is not the code the claim page revealed".into(),
+            Self::UserCodeExpired => "the code's window closed; start a fresh attempt".into(),
+            Self::InvalidRefreshToken => "the refresh token is unknown, expired or already used".into(),
             Self::BadGateway => "the issuer's JWKS could not be fetched".into(),
             Self::Internal(_) => "an unexpected error occurred".into(),
         }
@@ -182,11 +204,16 @@ pub fn respond(
     if let ApiError::Internal(detail) = error {
         tracing::error!(%detail, "internal error");
     }
-    let mut response = (
-        error.status(),
-        Json(json!({ "error": error.code_in(names), "message": error.message() })),
-    )
-        .into_response();
+    // The production dialect's bodies are OAuth-shaped (`error_description`) and carry the
+    // `retry_after` the text tells agents to honour.
+    let body = match (names, error) {
+        (crate::config::ErrorNames::Production, ApiError::RateLimited(after)) => {
+            json!({ "error": error.code_in(names), "error_description": error.message(), "retry_after": after })
+        }
+        (crate::config::ErrorNames::Production, _) => json!({ "error": error.code_in(names), "error_description": error.message() }),
+        _ => json!({ "error": error.code_in(names), "message": error.message() }),
+    };
+    let mut response = (error.status(), Json(body)).into_response();
     let headers = response.headers_mut();
     // DISC-04: every 401 carries a challenge (RFC 9110 §15.5.2), not only the API's.
     let value = match error {

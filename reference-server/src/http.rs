@@ -17,12 +17,21 @@ use crate::state::AppState;
 pub(crate) type Outcome = Result<Response, ApiError>;
 
 impl AppState {
+    /// The error vocabulary on the wire: the production dialect's own, else the configured one.
+    pub(crate) fn error_names(&self) -> crate::config::ErrorNames {
+        if self.config.profile == crate::config::Profile::V07Production {
+            crate::config::ErrorNames::Production
+        } else {
+            self.config.error_names
+        }
+    }
+
     pub(crate) fn reply(&self, outcome: Outcome) -> Response {
         match outcome {
             Ok(response) => response,
             Err(error) => respond(
                 &error,
-                self.config.error_names,
+                self.error_names(),
                 &self.resource_metadata_url(),
                 !self.defects.contains(Defect::OmitChallenge),
                 !self.defects.contains(Defect::OmitInvalidTokenError),
@@ -56,7 +65,9 @@ impl AppState {
         let Ok(mut counters) = self.rate.lock() else {
             return Ok(());
         };
-        counters.hit(key, limit, window, now).map_err(ApiError::RateLimited)
+        counters
+            .hit(key, limit, window, now, crate::secrets::unix_now())
+            .map_err(ApiError::RateLimited)
     }
 }
 

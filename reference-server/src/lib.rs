@@ -17,6 +17,7 @@ pub mod error;
 mod http;
 mod jwks;
 mod keys;
+mod lenient;
 mod mail;
 mod outbox;
 mod rate;
@@ -28,6 +29,7 @@ mod token_kind;
 mod v01;
 mod v06;
 mod v07;
+mod v07p;
 mod verify;
 
 use std::net::SocketAddr;
@@ -120,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         Profile::V01 => v01::routes(),
         Profile::V06 => v06::routes(),
         Profile::V07 => v07::routes(),
+        Profile::V07Production => v07p::routes(),
     };
     router
         .route("/.well-known/oauth-protected-resource", get(discovery::prm_root))

@@ -3,29 +3,36 @@
 
 use std::collections::HashMap;
 
-/// Counters keyed by (limit class, source address).
+/// Counters keyed by (limit class, source address): when the key's window started (the
+/// request clock), how many requests it counted, and when it was last hit (the server's own
+/// clock).
 #[derive(Debug, Default)]
 pub struct RateCounters {
-    counters: HashMap<String, (i64, u32)>,
-    /// When the last sweep ran (the request clock, seconds).
+    counters: HashMap<String, (i64, u32, i64)>,
+    /// When the last sweep ran (the server's own clock, seconds).
     swept_at: i64,
 }
 
 impl RateCounters {
-    /// Counts one request for `key` at `now`; `Err(retry_after_secs)` once over `limit` within
-    /// the `window`. Entries whose window has ended are swept out at most once per window, so the
-    /// work is amortised and the map never holds more than one window's worth of keys.
-    pub fn hit(&mut self, key: String, limit: u32, window: i64, now: i64) -> Result<(), u64> {
+    /// Counts one request for `key` at `now` (the request's clock, which the test clock may
+    /// move) and `real` (the server's own); `Err(retry_after_secs)` once over `limit` within the
+    /// `window`. Entries idle for a window of real time are swept out at most once per window, so
+    /// the work is amortised and the map never holds more than one window's worth of keys. The
+    /// sweep reads the server's own clock: one request from the future must not sweep away
+    /// every other key's live window.
+    pub fn hit(&mut self, key: String, limit: u32, window: i64, now: i64, real: i64) -> Result<(), u64> {
         let window = window.max(1);
-        if now - self.swept_at >= window || now < self.swept_at {
-            self.counters.retain(|_, (start, _)| now - *start < window && *start <= now);
-            self.swept_at = now;
+        if real - self.swept_at >= window || real < self.swept_at {
+            self.counters
+                .retain(|_, (_, _, touched)| real - *touched < window && *touched <= real);
+            self.swept_at = real;
         }
-        let entry = self.counters.entry(key).or_insert((now, 0));
+        let entry = self.counters.entry(key).or_insert((now, 0, real));
         if now - entry.0 >= window || now < entry.0 {
-            *entry = (now, 0);
+            *entry = (now, 0, real);
         }
         entry.1 += 1;
+        entry.2 = real;
         if entry.1 > limit {
             return Err((entry.0 + window - now).max(1) as u64);
         }
@@ -50,10 +57,20 @@ mod tests {
     #[test]
     fn limits_within_a_window_and_resets_after_it() {
         let mut r = RateCounters::default();
-        assert!(r.hit("a".into(), 2, 60, 0).is_ok());
-        assert!(r.hit("a".into(), 2, 60, 1).is_ok());
-        assert_eq!(r.hit("a".into(), 2, 60, 2), Err(58));
-        assert!(r.hit("a".into(), 2, 60, 60).is_ok());
+        assert!(r.hit("a".into(), 2, 60, 0, 0).is_ok());
+        assert!(r.hit("a".into(), 2, 60, 1, 1).is_ok());
+        assert_eq!(r.hit("a".into(), 2, 60, 2, 2), Err(58));
+        assert!(r.hit("a".into(), 2, 60, 60, 60).is_ok());
+    }
+
+    #[test]
+    fn a_request_from_the_future_sweeps_no_live_window() {
+        // A case that advances the test clock by a month must not reset another key's count.
+        let mut r = RateCounters::default();
+        assert!(r.hit("a".into(), 2, 60, 100, 100).is_ok());
+        assert!(r.hit("a".into(), 2, 60, 100, 100).is_ok());
+        assert!(r.hit("b".into(), 2, 60, 100 + 30 * 86_400, 100).is_ok());
+        assert!(r.hit("a".into(), 2, 60, 101, 101).is_err());
     }
 
     #[test]
@@ -65,7 +82,7 @@ mod tests {
         for i in 0..1_000_000u32 {
             let now = i64::from(i / 1000);
             let ip = format!("ip:{}.{}.{}.{}", i >> 24, (i >> 16) & 255, (i >> 8) & 255, i & 255);
-            let _ = r.hit(ip, 5, 60, now);
+            let _ = r.hit(ip, 5, 60, now, now);
             peak = peak.max(r.len());
         }
         assert!(peak <= 121_000, "held {peak} keys at the peak");

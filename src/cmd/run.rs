@@ -326,11 +326,10 @@ fn finish(
             clean(&spoken.later.join(", "))
         );
     }
-    let other_profile = report
-        .header
-        .spoken
-        .as_ref()
-        .is_some_and(|s| s.speaks == "later" || s.speaks == "earlier");
+    if let Some(hybrid) = report.header.spoken.as_ref().and_then(|s| s.hybrid.as_deref()) {
+        eprintln!("warning: hybrid target: {}", clean(hybrid));
+    }
+    let other_profile = report.header.spoken.as_ref().is_some_and(|s| s.is_other_profile());
     if let Some(e) = report.header.discovery_error.as_ref().filter(|_| !other_profile) {
         eprintln!(
             "warning: discovery failed: {}; dependent cases were not run",

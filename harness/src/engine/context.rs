@@ -18,6 +18,8 @@ use crate::transport::Transport;
 
 pub(super) struct CaseCtx<'h> {
     pub(super) h: &'h Harness,
+    /// The case being run.
+    pub(super) case_id: String,
     pub(super) net: Transport,
     /// The case's own source address, when cases are isolated by address.
     pub(super) source: Option<IpAddr>,
@@ -80,6 +82,7 @@ impl<'h> CaseCtx<'h> {
         );
         Ok(Self {
             h,
+            case_id: case.id.clone(),
             net,
             source,
             vars,

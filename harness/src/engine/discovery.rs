@@ -154,7 +154,24 @@ impl Harness {
         // judged by this profile, and a document mixing versions is reported.
         let spoken = profile.judge(&metadata);
         // The clearer reason wins over "no register_uri".
-        if spoken.speaks == "later" || spoken.speaks == "earlier" {
+        if spoken.speaks == "sibling" {
+            // Both texts call themselves the same version: the values decide, and a target
+            // speaking the other is not judged by this one.
+            let speaks = crate::profile::speaking(&crate::repo_root(), &metadata);
+            self.discovery.error = Some(match speaks.first() {
+                Some(other) => format!(
+                    "the metadata speaks {other}, not {} ({}): run with --profile {other} (or `profile = \"{other}\"` in the target config)",
+                    profile.name,
+                    spoken.contrary.join(", "),
+                ),
+                None => format!(
+                    "the metadata speaks another text of this version than {} ({}): run the profile it speaks (known: {})",
+                    profile.name,
+                    spoken.contrary.join(", "),
+                    crate::profiles().join(", ")
+                ),
+            });
+        } else if spoken.speaks == "later" || spoken.speaks == "earlier" {
             let (which, names) = if spoken.speaks == "later" {
                 ("a later", &spoken.later)
             } else {

@@ -145,10 +145,29 @@ pub struct Harness {
     source_block: u16,
     /// Spare source addresses handed out so far (spread samples).
     spare: std::sync::atomic::AtomicUsize,
+    /// The first registration answer shaped unlike the profile's envelope (the metadata
+    /// speaks one text, the answers another): the run's evidence of a hybrid.
+    hybrid: std::sync::Mutex<Option<String>>,
     plain: Transport,
     policy: Arc<HostPolicy>,
     limits: Limits,
     ca_pem: Option<String>,
+}
+
+impl Harness {
+    /// Why the run's answers look like another text's than the metadata's, if they did.
+    pub fn hybrid(&self) -> Option<String> {
+        self.hybrid.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// Keeps the first evidence of a hybrid.
+    pub(super) fn note_hybrid(&self, evidence: impl FnOnce() -> String) {
+        if let Ok(mut h) = self.hybrid.lock()
+            && h.is_none()
+        {
+            *h = Some(evidence());
+        }
+    }
 }
 
 pub(super) const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
@@ -239,6 +258,7 @@ impl Harness {
             idp_lock: tokio::sync::RwLock::new(()),
             source_block: rand::random::<u16>() % 15_000,
             spare: std::sync::atomic::AtomicUsize::new(0),
+            hybrid: std::sync::Mutex::new(None),
             plain,
             policy,
             limits,

@@ -276,6 +276,21 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         email: Option<String>,
     },
+    /// The human's side of a reversed ceremony (the production dialect), by the target's
+    /// `[session]` recipe: open the `verification_uri`, sign in as `email`, confirm, and read
+    /// the code the page reveals (the recipe's `reveal` pattern) into the step's `user_code`.
+    /// With `confirm = false` the user only signs in and opens the link: a code shown then was
+    /// shown before they confirmed. The step's answer is the last page's.
+    RevealClaim {
+        /// The `verification_uri` the agent surfaced.
+        verification_uri: String,
+        /// Who signs in; the case's `{{identity.email}}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        /// Whether the user confirms (default true).
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        confirm: bool,
+    },
     /// Judges one AID rule at the run's domain (DNS lookups, the fallback document, or a fresh
     /// PKA challenge to the selected endpoint), with the answers as evidence.
     Aid {
@@ -336,6 +351,7 @@ impl Action {
             Self::JwksMaxAge { .. } => "jwks-max-age",
             Self::Token { .. } => "token",
             Self::ConfirmClaim { .. } => "confirm-claim",
+            Self::RevealClaim { .. } => "reveal-claim",
             Self::RevokeToken { .. } => "revoke-token",
             Self::Sample { .. } => "sample",
             Self::Aid { .. } => "aid",
@@ -458,6 +474,14 @@ pub struct ChallengeExpect {
     /// `error` parameter: a value, or `"absent"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[cfg(test)]

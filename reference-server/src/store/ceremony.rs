@@ -150,3 +150,67 @@ pub(crate) fn signed_in(conn: &Connection, token_hash: &str, now: i64) -> Result
     .optional()
     .map_err(db)
 }
+
+/// The production dialect's attempt as its page and `/complete` read it.
+pub(crate) struct Attempt {
+    /// Its id.
+    pub(crate) id: String,
+    /// The address the agent's `login_hint` named.
+    pub(crate) email: String,
+    /// `pending` (not confirmed), `confirmed` (the code revealed) or `completed`.
+    pub(crate) status: String,
+    /// The hash of the revealed code (empty until the user confirms).
+    pub(crate) code_hash: String,
+    /// When its window closes.
+    pub(crate) expires_at: i64,
+    /// Wrong codes so far.
+    pub(crate) failures: i64,
+}
+
+const ATTEMPT_COLUMNS: &str = "id, email, status, code_hash, expires_at, failures";
+
+fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        status: r.get(2)?,
+        code_hash: r.get(3)?,
+        expires_at: r.get(4)?,
+        failures: r.get(5)?,
+    })
+}
+
+/// The live (not superseded) attempt whose link token hashes to `token_hash`.
+pub(crate) fn attempt_by_link(conn: &Connection, token_hash: &str) -> Result<Option<Attempt>, ApiError> {
+    row(
+        conn,
+        &format!("SELECT {ATTEMPT_COLUMNS} FROM v06_attempts WHERE token_hash = ?1 AND superseded = 0"),
+        params![token_hash],
+        attempt_row,
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// The registration's live attempt.
+pub(crate) fn live_attempt(conn: &Connection, registration_id: &str) -> Result<Option<Attempt>, ApiError> {
+    row(
+        conn,
+        &format!("SELECT {ATTEMPT_COLUMNS} FROM v06_attempts WHERE registration_id = ?1 AND superseded = 0"),
+        params![registration_id],
+        attempt_row,
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// Records that the user confirmed: the code revealed to them, stored as its hash.
+pub(crate) fn confirm_attempt(conn: &Connection, id: &str, code_hash: &str) -> Result<(), ApiError> {
+    exec(
+        conn,
+        "UPDATE v06_attempts SET status = 'confirmed', code_hash = ?2 WHERE id = ?1",
+        params![id, code_hash],
+    )
+    .map_err(db)?;
+    Ok(())
+}

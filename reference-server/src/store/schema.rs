@@ -135,4 +135,16 @@ CREATE TABLE health (
     checked_at INTEGER NOT NULL
 );
 "#,
+    // The production dialect: refresh tokens (hashed), rotated on every use; a family is the
+    // chain of rotations from one claim, so a spent token presented again can end all of it.
+    r#"
+CREATE TABLE refresh_tokens (
+    hash TEXT PRIMARY KEY,
+    registration_id TEXT NOT NULL,
+    family TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    spent INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+"#,
 ];

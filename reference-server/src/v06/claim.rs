@@ -28,7 +28,7 @@ pub const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
 pub const INTERVAL: i64 = 5;
 /// Wrong codes a ceremony tolerates before it is dead.
 const MAX_FAILURES: i64 = 5;
-const SESSION_COOKIE: &str = "authmd_session";
+pub(crate) const SESSION_COOKIE: &str = "authmd_session";
 
 /// A fresh attempt for `registration_id`, superseding earlier ones: the `claim` block.
 pub fn start_attempt(
@@ -39,6 +39,9 @@ pub fn start_attempt(
     now: i64,
 ) -> Result<Value, ApiError> {
     supersede_ceremonies(conn, registration_id)?;
+    if !state.config.profile.has_claim_grant() {
+        return crate::v07p::claim::start_attempt(conn, state, registration_id, email, now);
+    }
     let code = if state.defects.contains(Defect::V06ShortUserCode) {
         otp()[2..].to_string()
     } else {
@@ -68,7 +71,7 @@ pub fn start_attempt(
 }
 
 /// The email shape `service_auth` accepts as a `login_hint` (CHANGELOG v0.6: today, an email).
-fn plausible_email(hint: &str) -> bool {
+pub(crate) fn plausible_email(hint: &str) -> bool {
     let Some((local, domain)) = hint.split_once('@') else {
         return false;
     };
@@ -245,14 +248,14 @@ pub struct ReturnTo {
 }
 
 /// A page of the service's own (no framework: a heading, a paragraph, a form).
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
     );
     (status, Html(html)).into_response()
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -311,7 +314,7 @@ pub async fn login(State(state): State<AppState>, Now(now): Now, request: Reques
 }
 
 /// The signed-in address, from the session cookie.
-async fn session_email(state: &AppState, headers: &HeaderMap, now: i64) -> Option<String> {
+pub(crate) async fn session_email(state: &AppState, headers: &HeaderMap, now: i64) -> Option<String> {
     let token = headers
         .get_all(header::COOKIE)
         .iter()

@@ -41,11 +41,12 @@ fn agent_auth_401(body: Value, challenge: String) -> Response {
     response
 }
 
-/// What matching decided, in the writer's transaction.
-enum Matched {
+/// What matching an ID-JAG decided, in the writer's transaction.
+pub(crate) enum Matched {
     /// Registered: the registration id, its user's email (if any).
     Registered(String, Option<String>),
-    /// Step-up needed: the registration, its claim token and the ceremony block.
+    /// Step-up needed: the registration, its claim token, when it expires, and the attempt
+    /// [`crate::v06::claim::start_attempt`] started.
     StepUp(String, String, i64, Value),
 }
 
@@ -110,6 +111,52 @@ pub(crate) fn spend_and_link(
 
 /// `{"type":"identity_assertion","assertion_type":ID-JAG,"assertion":…}` under v0.6.
 pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
+    let matched = match match_id_jag(state, now, body).await? {
+        Ok(m) => m,
+        Err(refused) => return Ok(refused),
+    };
+    match matched {
+        Matched::Registered(rid, email) => {
+            let (assertion, expires) = crate::v06::token::assertion_for(state, now, &rid, &state.config.scopes, true, email.as_deref())?;
+            Ok(no_store(
+                state,
+                StatusCode::OK,
+                json!({
+                    "registration_id": rid,
+                    "registration_type": "identity_assertion",
+                    "identity_assertion": assertion,
+                    "assertion_expires": iso(expires),
+                    "scopes": state.config.scopes,
+                }),
+            ))
+        }
+        Matched::StepUp(rid, claim_token, expires, attempt) => Ok(step_up_401(json!({
+            "error": "interaction_required",
+            "error_description": "this identity matches an existing account; the user must confirm the link",
+            "registration_id": rid,
+            "registration_type": "identity_assertion",
+            "claim_url": format!("{}/agent/identity/claim", state.base_url),
+            "claim_token": claim_token,
+            "claim_token_expires": iso(expires),
+            "post_claim_scopes": state.config.scopes,
+            "claim": attempt["block"],
+        }))),
+    }
+}
+
+/// The 401 that asks the user to confirm an account link (v0.5 step-up), with `body`.
+pub(crate) fn step_up_401(body: Value) -> Response {
+    agent_auth_401(
+        body,
+        r#"AgentAuth error="interaction_required", error_description="confirm the account link""#.into(),
+    )
+}
+
+/// Verifies an ID-JAG registration body and matches its identity (v0.6 Step 3, unchanged in
+/// the production dialect): a known `(iss, sub)` or a fresh user registers at once; an account
+/// found by verified email alone starts a ceremony instead (V6-IDJAG-04). A refusal the text
+/// words itself (`login_required`) is the inner `Err`.
+pub(crate) async fn match_id_jag(state: &AppState, now: i64, body: &Value) -> Result<Result<Matched, Response>, ApiError> {
     if !state.config.id_jag {
         return Err(ApiError::IssuerNotEnabled);
     }
@@ -123,7 +170,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
         .ok_or_else(|| ApiError::InvalidRequest("`assertion` is required".into()))?;
     let verified = match verified_fresh(state, assertion, now, true).await? {
         Ok(v) => v,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(Err(refused)),
     };
     let email = verified.verified_email();
     let registration_id = format!(
@@ -147,7 +194,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
                 let account_email = email.clone().unwrap_or_default();
                 put_step_up(conn, &rid, now, expires, &hash(&claim_token), &account_email, &post)?;
                 let attempt = crate::v06::claim::start_attempt(conn, &st, &rid, &account_email, now)?;
-                return Ok(Matched::StepUp(rid, claim_token, expires, attempt["block"].clone()));
+                return Ok(Matched::StepUp(rid, claim_token, expires, attempt));
             }
             let user = match delegated.or(existing) {
                 Some(u) => u,
@@ -158,36 +205,7 @@ pub async fn register(state: &AppState, now: i64, body: &Value) -> Result<Respon
             Ok(Matched::Registered(rid, email))
         })
         .await?;
-    match matched {
-        Matched::Registered(rid, email) => {
-            let (assertion, expires) = crate::v06::token::assertion_for(state, now, &rid, &state.config.scopes, true, email.as_deref())?;
-            Ok(no_store(
-                state,
-                StatusCode::OK,
-                json!({
-                    "registration_id": rid,
-                    "registration_type": "identity_assertion",
-                    "identity_assertion": assertion,
-                    "assertion_expires": iso(expires),
-                    "scopes": state.config.scopes,
-                }),
-            ))
-        }
-        Matched::StepUp(rid, claim_token, expires, block) => Ok(agent_auth_401(
-            json!({
-                "error": "interaction_required",
-                "error_description": "this identity matches an existing account; the user must confirm the link",
-                "registration_id": rid,
-                "registration_type": "identity_assertion",
-                "claim_url": format!("{}/agent/identity/claim", state.base_url),
-                "claim_token": claim_token,
-                "claim_token_expires": iso(expires),
-                "post_claim_scopes": state.config.scopes,
-                "claim": block,
-            }),
-            r#"AgentAuth error="interaction_required", error_description="confirm the account link""#.into(),
-        )),
-    }
+    Ok(Ok(matched))
 }
 
 /// Whether a SET names an event other than the revocation one (read without verifying; only

@@ -38,7 +38,11 @@ pub async fn as_metadata(State(state): State<AppState>) -> Response {
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "response_types_supported": [],
-        "grant_types_supported": [JWT_BEARER, crate::v06::claim::CLAIM_GRANT],
+        "grant_types_supported": if state.config.profile.has_claim_grant() {
+            vec![JWT_BEARER, crate::v06::claim::CLAIM_GRANT]
+        } else {
+            vec![JWT_BEARER]
+        },
         "agent_auth": {
             "skill": format!("{base}/auth.md"),
             "identity_endpoint": format!("{base}/agent/identity"),

@@ -36,7 +36,11 @@ pub async fn token(State(state): State<AppState>, Now(now): Now, request: Reques
     let grant = grant.map(|g| crate::defect::taken_for(lenient, g, [JWT_BEARER, crate::v06::claim::CLAIM_GRANT]));
     match grant {
         Some(JWT_BEARER) => {}
-        Some(crate::v06::claim::CLAIM_GRANT) => {
+        // The production dialect dropped the claim grant (its ceremony completes at the claim
+        // endpoint), so there it is an unsupported grant like any other.
+        Some(crate::v06::claim::CLAIM_GRANT)
+            if state.config.profile.has_claim_grant() || state.defects.contains(Defect::V07pClaimGrantAccepted) =>
+        {
             return match field("claim_token") {
                 Some(t) => match crate::v06::claim::claim_grant(&state, now, t).await {
                     Ok(rid) => mint_access(&state, now, &rid, true).await,
@@ -141,6 +145,9 @@ pub(crate) async fn mint(state: &AppState, now: i64, registration_id: &str, refu
         Ok(Some((scopes, claimed, email))) => {
             let scopes: Vec<String> = serde_json::from_str(&scopes).unwrap_or_default();
             let mut body = json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.join(" ") });
+            if state.defects.contains(Defect::V06TokenRefreshToken) {
+                body["refresh_token"] = json!(secret("rt_", 24));
+            }
             if from_claim {
                 let (assertion, expires) = match assertion_for(state, now, registration_id, &scopes, claimed, email.as_deref()) {
                     Ok(a) => a,

@@ -1,0 +1,179 @@
+//! The production dialect's ceremony (AUTH.md Step 4 at 9f8a4ee): the agent starts an attempt
+//! (`{type: "service_auth", claim_token, login_hint}`), hands the user the link, and completes
+//! at `{claim_endpoint}/complete` with the `user_code` the user read back off the page.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::defect::Defect;
+use crate::error::ApiError;
+use crate::secrets::{hash, iso, ordered_id, otp, secret};
+use crate::state::{AppState, Now};
+use crate::store::ceremony::{Attempt, insert_ceremony, live_attempt, record_wrong_code, set_ceremony_status};
+use crate::store::credentials::revoke_credentials;
+use crate::store::registration::{ClaimTarget, claim_for, claim_target};
+use crate::store::users::{create_user, delegate_links, user_by_verified_email};
+use crate::v06::claim::plausible_email;
+use crate::v06::wire::{json_body, no_store};
+
+/// Wrong codes an attempt tolerates before its code is dead (RFC 8628 §5.1's brute-force
+/// bound, which the text's six-digit code needs as much as v0.6's did).
+pub(crate) const MAX_FAILURES: i64 = 5;
+
+/// A fresh attempt for `registration_id` (earlier ones already superseded): the link carries
+/// an opaque attempt token and never the code, which the page reveals only once the user
+/// confirms. Returns `{id, expires_at, block}` like v0.6's, `block` being `claim.attempt`.
+pub(crate) fn start_attempt(
+    conn: &rusqlite::Connection,
+    state: &AppState,
+    registration_id: &str,
+    email: &str,
+    now: i64,
+) -> Result<Value, ApiError> {
+    let token_bytes = state.secret_bytes(Defect::V06WeakAttemptToken);
+    let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
+    let ttl = state.config.ttl.claim_attempt;
+    insert_ceremony(conn, &id, registration_id, email, &hash(&token), "", now, now + ttl)?;
+    let verification_uri = format!("{}{}?token={token}", state.base_url, crate::v07p::page::CLAIM_PAGE);
+    let mut block = json!({ "verification_uri": verification_uri, "expires_at": iso(now + ttl) });
+    if state.defects.contains(Defect::V07pAttemptRevealsCode) {
+        block["user_code"] = json!(otp());
+    }
+    Ok(json!({ "id": id, "expires_at": iso(now + ttl), "block": block }))
+}
+
+/// `POST /agent/identity/claim` (Step 4a): a fresh attempt for the registration `claim_token`
+/// names, bound to the `login_hint`. `type` is the claim method, always `service_auth`.
+pub async fn start(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let body = json_body(&state, request).await?;
+        if body.get("type").and_then(Value::as_str) != Some("service_auth") {
+            return Err(ApiError::InvalidRequest("`type` must be service_auth".into()));
+        }
+        let (Some(token), Some(hint)) = (body["claim_token"].as_str(), body["login_hint"].as_str()) else {
+            return Err(ApiError::InvalidRequest("`claim_token` and `login_hint` are required".into()));
+        };
+        if !plausible_email(hint) {
+            return Err(ApiError::InvalidLoginHint);
+        }
+        let (h, hint, st) = (hash(token), hint.to_string(), state.clone());
+        let (rid, attempt) = state
+            .db
+            .call(move |conn| {
+                let target = claimable(conn, &st, &h, now)?;
+                // A service_auth registration's attempts stay bound to its own address.
+                if target.kind == "service_auth" && !target.email.is_some_and(|b| b.eq_ignore_ascii_case(&hint)) {
+                    return Err(ApiError::InvalidRequest("the login_hint is not this registration's".into()));
+                }
+                let attempt = crate::v06::claim::start_attempt(conn, &st, &target.id, &hint, now)?;
+                Ok((target.id, attempt))
+            })
+            .await?;
+        Ok(no_store(
+            &state,
+            StatusCode::OK,
+            json!({ "id": rid, "type": "service_auth", "attempt": attempt["block"] }),
+        ))
+    }
+    .await;
+    state.reply(outcome)
+}
+
+/// The unclaimed, unexpired registration whose claim token hashes to `claim_hash`.
+fn claimable(conn: &rusqlite::Connection, state: &AppState, claim_hash: &str, now: i64) -> Result<ClaimTarget, ApiError> {
+    let unknown = if state.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
+        ApiError::InvalidRequest("no such claim".into())
+    } else {
+        ApiError::InvalidClaimToken
+    };
+    let target = claim_target(conn, claim_hash)?.ok_or(unknown)?;
+    if target.status == "claimed" && !state.defects.contains(Defect::V07pCompleteTwice) {
+        return Err(ApiError::ClaimedOrInFlight);
+    }
+    if target.status == "revoked" {
+        return Err(ApiError::InvalidClaimToken);
+    }
+    if now >= target.expires_at && target.status == "unclaimed" && !state.defects.contains(Defect::V06RegistrationNeverExpires) {
+        return Err(ApiError::ClaimExpired);
+    }
+    Ok(target)
+}
+
+/// `POST /agent/identity/claim/complete` (Step 4c): `{claim_token, user_code}`. One-shot: the
+/// registration is claimed by the account that confirmed, its pre-claim access tokens die, and
+/// the answer carries the post-claim assertion and the only copy of a refresh token.
+pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {
+    let outcome = async {
+        let body = json_body(&state, request).await?;
+        let (Some(token), Some(code)) = (body["claim_token"].as_str(), body["user_code"].as_str()) else {
+            return Err(ApiError::InvalidRequest("`claim_token` and `user_code` are required".into()));
+        };
+        let (h, code, st) = (hash(token), code.to_string(), state.clone());
+        let claimed = state
+            .db
+            .call(move |conn| {
+                let target = claimable(conn, &st, &h, now)?;
+                let attempt = live_attempt(conn, &target.id)?
+                    .ok_or_else(|| ApiError::InvalidRequest("no claim attempt; start one at the claim endpoint".into()))?;
+                match check_code(&st, &attempt, &code, now) {
+                    Ok(()) => {}
+                    Err(ApiError::InvalidUserCode) => {
+                        record_wrong_code(conn, &attempt.id)?;
+                        return Ok(Err(ApiError::InvalidUserCode));
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+                set_ceremony_status(conn, &attempt.id, "completed")?;
+                let user = match user_by_verified_email(conn, &attempt.email)? {
+                    Some(u) => u,
+                    None => create_user(conn, Some(&attempt.email), true, None, now)?,
+                };
+                claim_for(conn, &target.id, &user, Some(&attempt.email))?;
+                delegate_links(conn, &target.id, &user)?;
+                if !st.defects.contains(Defect::V06KeepPreClaimTokens) {
+                    revoke_credentials(conn, &target.id, Some("token_endpoint"))?;
+                }
+                let refresh = crate::v07p::refresh::issue(conn, &st, &target.id, None, now)?;
+                Ok(Ok((target.id, attempt.email, refresh)))
+            })
+            .await?;
+        // A refused code is committed (it counts against the attempt), then answered.
+        let (rid, email, refresh) = claimed?;
+        let (assertion, expires) = crate::v06::token::assertion_for(&state, now, &rid, &state.config.scopes, true, Some(&email))?;
+        let mut identity = json!({ "assertion": assertion, "expires_at": iso(expires) });
+        if !state.defects.contains(Defect::V07pCompleteWithoutRefreshToken) {
+            identity["refresh_token"] = refresh;
+        }
+        Ok(no_store(
+            &state,
+            StatusCode::OK,
+            json!({ "id": rid, "status": "claimed", "identity": identity }),
+        ))
+    }
+    .await;
+    state.reply(outcome)
+}
+
+/// The attempt's checks in the text's order: its window, whether the user confirmed, the code.
+fn check_code(state: &AppState, attempt: &Attempt, code: &str, now: i64) -> Result<(), ApiError> {
+    let dead = (now >= attempt.expires_at && !state.defects.contains(Defect::V07pCodeNeverExpires))
+        || (attempt.failures >= MAX_FAILURES && !state.defects.contains(Defect::V07pUnboundedGuessing));
+    if dead {
+        return Err(ApiError::UserCodeExpired);
+    }
+    match attempt.status.as_str() {
+        "pending" if state.defects.contains(Defect::V07pUnconfirmedAsWrongCode) => Err(ApiError::InvalidUserCode),
+        "pending" => Err(ApiError::ClaimNotConfirmed),
+        "confirmed" | "completed" => {
+            let right = crate::secrets::same_hash(&hash(code), &attempt.code_hash);
+            if right || state.defects.contains(Defect::V07pAnyCodeCompletes) {
+                Ok(())
+            } else {
+                Err(ApiError::InvalidUserCode)
+            }
+        }
+        _ => Err(ApiError::ClaimedOrInFlight),
+    }
+}
