@@ -60,7 +60,8 @@ fn init_and_edit(dir: &Path, base: &str, issuer_port: u16, mail_port: u16) -> Pa
         .replace("# [session]\n# login_url", "[session]\nlogin_url")
         .replace("# login_fields", "login_fields")
         .replace("# confirm_url", "confirm_url")
-        .replace("# confirm_fields", "confirm_fields");
+        .replace("# confirm_fields", "confirm_fields")
+        .replace("# reveal", "reveal");
     assert_ne!(written, edited, "init's [idp] section changed shape:\n{written}");
     std::fs::write(&path, edited).expect("write edited config");
     path
@@ -161,6 +162,37 @@ fn a_correct_v06_config_passes_without_mail() {
     for check in ["idp-trusted", "idp-untrusted-refused", "session-confirm"] {
         assert!(line(&all, check).starts_with("ok"), "{check} did not hold:\n{all}");
     }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_correct_production_dialect_config_reads_the_code_back() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = scratch("setup-v07p");
+    let (issuer, smtp) = (free_port(), free_port());
+    let server = serve(&runtime, &dir, "v0.7-production", issuer, smtp, &[]);
+    let config = init_and_edit(&dir, server.base_url(), issuer, smtp);
+    let written = std::fs::read_to_string(&config).expect("config");
+    assert!(
+        written.contains("profile = \"v0.7-production\""),
+        "init wrote another profile (the metadata lists only the JWT-bearer grant):\n{written}"
+    );
+    assert!(
+        written.contains("reveal = '"),
+        "init wrote no read-back [session] skeleton:\n{written}"
+    );
+
+    let out = check_config(&config);
+    let all = text(&out);
+    assert!(out.status.success(), "a correct production-dialect config failed:\n{all}");
+    for check in ["idp-trusted", "idp-untrusted-refused", "session-reveal"] {
+        assert!(line(&all, check).starts_with("ok"), "{check} did not hold:\n{all}");
+    }
+    assert!(
+        !all.contains("session-confirm"),
+        "the typed-code check ran for the read-back ceremony:\n{all}"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

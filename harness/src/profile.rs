@@ -139,10 +139,25 @@ pub struct Manifest {
     /// reason.
     #[serde(default)]
     pub exclude: Vec<Exclusion>,
-    /// The directory of `check-config`'s setup checks for this profile (cases that prove each
-    /// capability of a config with a real round trip), relative to the repository.
-    #[serde(default)]
-    pub checks: Option<PathBuf>,
+    /// The directories of `check-config`'s setup checks for this profile (cases that prove
+    /// each capability of a config with a real round trip), relative to the repository: one, or
+    /// a list (the checks every v0.6-family profile shares, and its ceremony's own).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub checks: Vec<PathBuf>,
+}
+
+/// A path, or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// Token defaults of a profile: `set` and `header_set` members (TokenSpec-shaped tables) merged

@@ -9,6 +9,7 @@
 mod admin;
 pub mod aid;
 mod api;
+mod attempt;
 pub mod config;
 pub mod defect;
 pub mod describe;
@@ -20,6 +21,7 @@ mod keys;
 mod lenient;
 mod mail;
 mod outbox;
+pub mod profile;
 mod rate;
 mod secrets;
 mod serve;

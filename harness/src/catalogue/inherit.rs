@@ -47,6 +47,22 @@ impl Catalogue {
         Ok(catalogue)
     }
 
+    /// The setup checks in `dir`, one of the profile's `checks` directories: cases citing any
+    /// requirement of the profile's whole catalogue, inherited ones included, keeping those that
+    /// hold for it (a check naming `profiles` holds for those only).
+    pub fn checks_for_profile(root: &Path, manifest: &crate::profile::Manifest, dir: &Path) -> Result<Self, CatalogueError> {
+        let whole = Self::for_profile(root, manifest)?;
+        let requirements = Self {
+            requirements: whole.requirements,
+            ..Self::default()
+        };
+        let mut checks = Self::load_inheriting(&root.join(&manifest.requirements), &root.join(dir), Some(requirements))?;
+        checks
+            .cases
+            .retain(|c| c.profiles.is_empty() || c.profiles.contains(&manifest.name));
+        Ok(checks)
+    }
+
     /// Leaves out the inherited cases, requirements and ambiguities `exclusions` name. Each
     /// must name one, and a case that tests a requirement left out must be left out too.
     fn exclude(&mut self, exclusions: &[crate::profile::Exclusion]) -> Result<(), String> {

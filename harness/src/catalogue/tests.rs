@@ -107,3 +107,21 @@ fn the_loader_names_the_file_step_and_key() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(error.contains("idjag-42-typo.toml") && error.contains("server-eror"), "{error}");
 }
+
+#[test]
+fn every_profile_s_setup_checks_load_against_its_whole_catalogue() {
+    let root = crate::repo_root();
+    for name in crate::profile::known(&root) {
+        let manifest = crate::profile::Manifest::load(&root, &name).expect("manifest");
+        assert!(!manifest.checks.is_empty(), "{name} has no setup checks");
+        let mut ids = Vec::new();
+        for dir in &manifest.checks {
+            let checks = Catalogue::checks_for_profile(&root, &manifest, dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+            ids.extend(checks.cases.into_iter().map(|c| c.id));
+        }
+        assert!(
+            ids.iter().any(|id| id.starts_with("session") || id.starts_with("mail")),
+            "{name}: no check proves the human's or the mail's side ({ids:?})"
+        );
+    }
+}

@@ -154,22 +154,6 @@ pub struct Harness {
     ca_pem: Option<String>,
 }
 
-impl Harness {
-    /// Why the run's answers look like another text's than the metadata's, if they did.
-    pub fn hybrid(&self) -> Option<String> {
-        self.hybrid.lock().ok().and_then(|h| h.clone())
-    }
-
-    /// Keeps the first evidence of a hybrid.
-    pub(super) fn note_hybrid(&self, evidence: impl FnOnce() -> String) {
-        if let Ok(mut h) = self.hybrid.lock()
-            && h.is_none()
-        {
-            *h = Some(evidence());
-        }
-    }
-}
-
 pub(super) const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
 
 /// The host policy for a target: its own origin and every absolute URL its config names, the

@@ -505,6 +505,22 @@ impl CaseCtx<'_> {
     }
 }
 
+impl super::Harness {
+    /// Why the run's answers look like another text's than the metadata's, if they did.
+    pub fn hybrid(&self) -> Option<String> {
+        self.hybrid.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// Keeps the first evidence of a hybrid.
+    pub(super) fn note_hybrid(&self, evidence: impl FnOnce() -> String) {
+        if let Ok(mut h) = self.hybrid.lock()
+            && h.is_none()
+        {
+            *h = Some(evidence());
+        }
+    }
+}
+
 /// The RFC 7523 JWT-bearer grant.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The form content type of OAuth endpoints.

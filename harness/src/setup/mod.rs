@@ -92,6 +92,9 @@ pub struct Probe {
     pub uses_mail: bool,
     /// Whether the profile's cases act as the human at the service's pages (`[session]`).
     pub uses_session: bool,
+    /// Whether the human reads back a code the page reveals (`reveal-claim` steps), rather than
+    /// typing one the agent surfaced.
+    pub reads_back: bool,
     /// The one reading of an ambiguity the answers followed, for each ambiguity whose reading
     /// cases could run without an IdP, mail or session: (`C-NN`, reading, what it says).
     pub observed: Vec<(String, String, String)>,
@@ -236,6 +239,11 @@ impl Probe {
         if let Ok(cat) = crate::profile_catalogue(&self.profile) {
             self.uses_mail = cat.cases.iter().any(|c| c.needs.contains(&crate::catalogue::Need::Mail));
             self.uses_session = cat.cases.iter().any(|c| c.needs.contains(&crate::catalogue::Need::Session));
+            self.reads_back = cat.cases.iter().any(|c| {
+                c.steps
+                    .iter()
+                    .any(|s| matches!(s.action, crate::language::Action::RevealClaim { .. }))
+            });
         }
     }
 }
@@ -392,7 +400,15 @@ pub fn render(probe: &Probe) -> String {
                 # url_template = { template = \"/mail/{registration_id}.html\" } # an HTTP outbox\n\
                 # mailpit = { base = \"http://127.0.0.1:8025\" }\n\n";
     }
-    if probe.uses_session {
+    if probe.uses_session && probe.reads_back {
+        out += "# The human's steps of the claim ceremony on your pages: where your sign-in form posts, where\n\
+                # the confirm button posts, and where its answer shows the code the user reads back\n\
+                # (`{user_code}` stands for it). Until set, the cases with a human step are skipped.\n\
+                # [session]\n# login_url = \"/login\"\n# login_fields = { email = \"{email}\", return_to = \"{return_to}\" }\n\
+                # confirm_url = \"/agent/identity/claim/view\"\n\
+                # confirm_fields = { token = \"{claim_attempt_token}\" }\n\
+                # reveal = '<output id=\"user-code\">{user_code}</output>'\n\n";
+    } else if probe.uses_session {
         out += "# The human's steps of the claim ceremony on your pages: where your sign-in form posts and\n\
                 # where the user-code form posts. Until set, the cases with a human step are skipped.\n\
                 # [session]\n# login_url = \"/login\"\n# login_fields = { email = \"{email}\", return_to = \"{return_to}\" }\n\
@@ -512,15 +528,17 @@ pub async fn check(config: &TargetConfig) -> Vec<Check> {
     if config.idp.issuer.is_some() {
         checks.push(check_issuer(config, &harness.idp).await);
     }
-    let Some(dir) = &manifest.checks else { return checks };
-    let setup = match crate::catalogue::Catalogue::load_from(&root.join(&manifest.requirements), &root.join(dir)) {
-        Ok(c) => c,
-        Err(e) => {
-            checks.push(Check::fail("setup checks", e.to_string()));
-            return checks;
+    let mut setup = Vec::new();
+    for dir in &manifest.checks {
+        match crate::catalogue::Catalogue::checks_for_profile(&root, &manifest, dir) {
+            Ok(c) => setup.extend(c.cases),
+            Err(e) => {
+                checks.push(Check::fail("setup checks", e.to_string()));
+                return checks;
+            }
         }
-    };
-    for (i, case) in setup.cases.iter().enumerate() {
+    }
+    for (i, case) in setup.iter().enumerate() {
         let result = harness.run_case(case, i).await;
         let redact = |s: &str| harness.secrets.redact(s);
         checks.push(match &result.verdict {

@@ -184,11 +184,18 @@ impl Db {
         ))
         .map_err(err)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        // The pending migrations in one transaction (all or none), each page of the schema
+        // written to the WAL once; then the WAL is folded into the file, so a new database
+        // starts with an empty one.
+        let pending = schema::MIGRATIONS.len() as i64 - version.max(0);
+        if pending > 0 {
             let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(sql).map_err(err)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(err)?;
+            for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+                tx.execute_batch(sql).map_err(err)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(err)?;
+            }
             tx.commit().map_err(err)?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(err)?;
         }
         // The writer never checkpoints: a checkpoint copies WAL pages into the database file
         // (and fsyncs it), work that would stall every queued registration. A thread of its own

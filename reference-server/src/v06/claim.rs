@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::secrets::{hash, iso, ordered_id, otp, secret};
+use crate::secrets::{hash, iso, ordered_id, secret};
 use crate::state::{AppState, Now};
 use crate::store::ceremony::{
-    Pending, Polled, ceremony_of, insert_ceremony, insert_session, pending_ceremony, record_poll, record_wrong_code, set_ceremony_status,
-    signed_in, supersede_ceremonies,
+    Pending, Polled, ceremony_of, insert_session, pending_ceremony, record_poll, record_wrong_code, set_ceremony_status, signed_in,
 };
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{ClaimTarget, claim_for, claim_target, insert_service_auth, registration_id_by_claim_token};
@@ -24,51 +23,9 @@ use crate::v06::wire::{form_fields, no_store};
 
 /// The profile's claim-polling grant (Step 4c).
 pub const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
-/// Seconds between polls the agent must keep (RFC 8628 `interval`).
-pub const INTERVAL: i64 = 5;
 /// Wrong codes a ceremony tolerates before it is dead.
 const MAX_FAILURES: i64 = 5;
 pub(crate) const SESSION_COOKIE: &str = "authmd_session";
-
-/// A fresh attempt for `registration_id`, superseding earlier ones: the `claim` block.
-pub fn start_attempt(
-    conn: &rusqlite::Connection,
-    state: &AppState,
-    registration_id: &str,
-    email: &str,
-    now: i64,
-) -> Result<Value, ApiError> {
-    supersede_ceremonies(conn, registration_id)?;
-    if !state.config.profile.has_claim_grant() {
-        return crate::v07p::claim::start_attempt(conn, state, registration_id, email, now);
-    }
-    let code = if state.defects.contains(Defect::V06ShortUserCode) {
-        otp()[2..].to_string()
-    } else {
-        otp()
-    };
-    let token_bytes = state.secret_bytes(Defect::V06WeakAttemptToken);
-    let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
-    let ttl = state.config.ttl.claim_attempt;
-    // The window enforced; the one stated is always `ttl`.
-    let enforced = if state.defects.contains(Defect::V06AttemptWindowOverstated) {
-        ttl / 2
-    } else {
-        ttl
-    };
-    insert_ceremony(conn, &id, registration_id, email, &hash(&token), &hash(&code), now, now + enforced)?;
-    let return_to = format!("/claim?claim_attempt_token={token}");
-    let verification_uri = format!(
-        "{}/login?return_to={}",
-        state.base_url,
-        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-    );
-    Ok(json!({
-        "id": id,
-        "expires_at": iso(now + ttl),
-        "block": { "user_code": code, "expires_in": ttl, "verification_uri": verification_uri, "interval": INTERVAL },
-    }))
-}
 
 /// The email shape `service_auth` accepts as a `login_hint` (CHANGELOG v0.6: today, an email).
 pub(crate) fn plausible_email(hint: &str) -> bool {
@@ -103,7 +60,7 @@ pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> 
         .db
         .call(move |conn| {
             insert_service_auth(conn, &rid, now, expires, &claim_hash, &hint, &post_json)?;
-            start_attempt(conn, &st, &rid, &hint, now)
+            crate::attempt::start_attempt(conn, &st, &rid, &hint, now)
         })
         .await?;
     Ok(no_store(
@@ -178,7 +135,7 @@ pub(crate) async fn start_ceremony(state: &AppState, now: i64, token: &str, emai
                 {
                     return Err(ApiError::InvalidRequest("the email is not this registration's".into()));
                 }
-                let attempt = start_attempt(conn, &st, &rid, &email, now)?;
+                let attempt = crate::attempt::start_attempt(conn, &st, &rid, &email, now)?;
                 Ok((rid, attempt))
             })
             .await?;
@@ -226,7 +183,7 @@ pub async fn claim_grant(state: &AppState, now: i64, claim_token: &str) -> Resul
                     record_poll(conn, &aid, now)?;
                     if now >= expires_at && !never_expires {
                         Ok(Err(token_error(TokenCode::ExpiredToken, "the user has not finished the ceremony")))
-                    } else if slow_check && last_poll.is_some_and(|p| now - p < INTERVAL) {
+                    } else if slow_check && last_poll.is_some_and(|p| now - p < crate::attempt::INTERVAL) {
                         Ok(Err(token_error(TokenCode::SlowDown, "the user has not finished the ceremony")))
                     } else {
                         Ok(Err(token_error(

@@ -46,7 +46,7 @@ pub(crate) enum Matched {
     /// Registered: the registration id, its user's email (if any).
     Registered(String, Option<String>),
     /// Step-up needed: the registration, its claim token, when it expires, and the attempt
-    /// [`crate::v06::claim::start_attempt`] started.
+    /// [`crate::attempt::start_attempt`] started.
     StepUp(String, String, i64, Value),
 }
 
@@ -193,7 +193,7 @@ pub(crate) async fn match_id_jag(state: &AppState, now: i64, body: &Value) -> Re
                 let expires = now + st.config.ttl.registration;
                 let account_email = email.clone().unwrap_or_default();
                 put_step_up(conn, &rid, now, expires, &hash(&claim_token), &account_email, &post)?;
-                let attempt = crate::v06::claim::start_attempt(conn, &st, &rid, &account_email, now)?;
+                let attempt = crate::attempt::start_attempt(conn, &st, &rid, &account_email, now)?;
                 return Ok(Matched::StepUp(rid, claim_token, expires, attempt));
             }
             let user = match delegated.or(existing) {

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use crate::attempt::start_attempt;
 use crate::defect::Defect;
 use crate::error::ApiError;
 use crate::secrets::{hash, iso};
@@ -14,7 +15,7 @@ use crate::store::ceremony::supersede_ceremonies;
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{ClaimTarget, claim_for, claim_target};
 use crate::store::users::{create_user, delegate_if_new};
-use crate::v06::claim::{start_attempt, start_ceremony};
+use crate::v06::claim::start_ceremony;
 use crate::v06::identity::{spend_and_link, verified_fresh};
 use crate::v06::token::assertion_for;
 use crate::v06::wire::{json_body, no_store};

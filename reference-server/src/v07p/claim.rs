@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::secrets::{hash, iso, ordered_id, otp, secret};
+use crate::secrets::{hash, iso};
 use crate::state::{AppState, Now};
-use crate::store::ceremony::{Attempt, insert_ceremony, live_attempt, record_wrong_code, set_ceremony_status};
+use crate::store::ceremony::{Attempt, live_attempt, record_wrong_code, set_ceremony_status};
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{ClaimTarget, claim_for, claim_target};
 use crate::store::users::{create_user, delegate_links, user_by_verified_email};
@@ -20,29 +20,7 @@ use crate::v06::wire::{json_body, no_store};
 
 /// Wrong codes an attempt tolerates before its code is dead (RFC 8628 §5.1's brute-force
 /// bound, which the text's six-digit code needs as much as v0.6's did).
-pub(crate) const MAX_FAILURES: i64 = 5;
-
-/// A fresh attempt for `registration_id` (earlier ones already superseded): the link carries
-/// an opaque attempt token and never the code, which the page reveals only once the user
-/// confirms. Returns `{id, expires_at, block}` like v0.6's, `block` being `claim.attempt`.
-pub(crate) fn start_attempt(
-    conn: &rusqlite::Connection,
-    state: &AppState,
-    registration_id: &str,
-    email: &str,
-    now: i64,
-) -> Result<Value, ApiError> {
-    let token_bytes = state.secret_bytes(Defect::V06WeakAttemptToken);
-    let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
-    let ttl = state.config.ttl.claim_attempt;
-    insert_ceremony(conn, &id, registration_id, email, &hash(&token), "", now, now + ttl)?;
-    let verification_uri = format!("{}{}?token={token}", state.base_url, crate::v07p::page::CLAIM_PAGE);
-    let mut block = json!({ "verification_uri": verification_uri, "expires_at": iso(now + ttl) });
-    if state.defects.contains(Defect::V07pAttemptRevealsCode) {
-        block["user_code"] = json!(otp());
-    }
-    Ok(json!({ "id": id, "expires_at": iso(now + ttl), "block": block }))
-}
+const MAX_FAILURES: i64 = 5;
 
 /// `POST /agent/identity/claim` (Step 4a): a fresh attempt for the registration `claim_token`
 /// names, bound to the `login_hint`. `type` is the claim method, always `service_auth`.
@@ -67,7 +45,7 @@ pub async fn start(State(state): State<AppState>, Now(now): Now, request: Reques
                 if target.kind == "service_auth" && !target.email.is_some_and(|b| b.eq_ignore_ascii_case(&hint)) {
                     return Err(ApiError::InvalidRequest("the login_hint is not this registration's".into()));
                 }
-                let attempt = crate::v06::claim::start_attempt(conn, &st, &target.id, &hint, now)?;
+                let attempt = crate::attempt::start_attempt(conn, &st, &target.id, &hint, now)?;
                 Ok((target.id, attempt))
             })
             .await?;

@@ -27,7 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/agent/identity/claim", post(claim::start))
         .route("/agent/identity/claim/complete", post(claim::complete))
         .route("/login", get(crate::v06::claim::login_page).post(crate::v06::claim::login))
-        .route(page::CLAIM_PAGE, get(page::claim_page))
+        .route(crate::attempt::CLAIM_PAGE, get(page::claim_page))
         .route(page::VIEW, post(page::view))
         .route("/agent/event/notify", post(identity::notify))
 }

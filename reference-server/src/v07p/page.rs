@@ -7,6 +7,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::attempt::CLAIM_PAGE;
 use crate::defect::Defect;
 use crate::secrets::{hash, otp};
 use crate::state::{AppState, Now};
@@ -14,8 +15,6 @@ use crate::store::ceremony::{attempt_by_link, confirm_attempt};
 use crate::v06::claim::{escape, page, session_email};
 use crate::v06::wire::form_fields;
 
-/// Where `claim.attempt.verification_uri` points.
-pub(crate) const CLAIM_PAGE: &str = "/agent-claim";
 /// The confirm form's action, which reveals the code.
 pub(crate) const VIEW: &str = "/agent/identity/claim/view";
 

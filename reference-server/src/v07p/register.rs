@@ -127,7 +127,7 @@ async fn service_auth(state: &AppState, now: i64, body: &Value) -> Result<Respon
         .db
         .call(move |conn| {
             insert_service_auth(conn, &rid, now, expires, &claim_hash, &hint, &post_json)?;
-            crate::v06::claim::start_attempt(conn, &st, &rid, &hint, now)
+            crate::attempt::start_attempt(conn, &st, &rid, &hint, now)
         })
         .await?;
     Ok(no_store(
