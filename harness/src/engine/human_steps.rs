@@ -93,8 +93,33 @@ impl CaseCtx<'_> {
         Ok(signed)
     }
 
-    /// `confirm-claim`: the user signs in and types `code` on the confirm page.
-    pub(super) async fn confirm_claim(&mut self, label: &str, uri: &str, code: &str, email: &str) -> StepOutcome {
+    /// The step's link and who signs in (the case's `{{identity.email}}` unless it says).
+    fn link_and_email(&self, verification_uri: &str, email: &Option<String>) -> Result<(String, String), StepError> {
+        let uri = self
+            .text(&Some(verification_uri.to_string()))
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_default();
+        let email = self
+            .text(email)
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_else(|| self.identity_email());
+        Ok((uri, email))
+    }
+
+    /// `confirm-claim`: the user signs in and types `user_code` on the confirm page.
+    pub(super) async fn confirm_claim(
+        &mut self,
+        label: &str,
+        verification_uri: &str,
+        user_code: &str,
+        email: &Option<String>,
+    ) -> StepOutcome {
+        let (uri, email) = self.link_and_email(verification_uri, email)?;
+        let code = self
+            .text(&Some(user_code.to_string()))
+            .map_err(StepError::MissingInput)?
+            .unwrap_or_default();
+        let (uri, email, code) = (uri.as_str(), email.as_str(), code.as_str());
         let signed = match self.sign_in(label, uri, email).await {
             Ok(s) => s,
             Err(done) => return done,
@@ -108,7 +133,9 @@ impl CaseCtx<'_> {
 
     /// `reveal-claim`: the user signs in, confirms (unless `confirm` is false: then they only
     /// open the link), and reads the code the page shows into `user_code`.
-    pub(super) async fn reveal_claim(&mut self, label: &str, uri: &str, email: &str, confirm: bool) -> StepOutcome {
+    pub(super) async fn reveal_claim(&mut self, label: &str, verification_uri: &str, email: &Option<String>, confirm: bool) -> StepOutcome {
+        let (uri, email) = self.link_and_email(verification_uri, email)?;
+        let (uri, email) = (uri.as_str(), email.as_str());
         let pattern = self.h.target.session.as_ref().and_then(|s| s.reveal.clone()).ok_or_else(|| {
             StepError::MissingInput("the [session] recipe has no `reveal` pattern (where the page shows the code)".into())
         })?;

@@ -201,36 +201,12 @@ impl CaseCtx<'_> {
                 verification_uri,
                 user_code,
                 email,
-            } => {
-                let uri = self
-                    .text(&Some(verification_uri.clone()))
-                    .map_err(StepError::MissingInput)?
-                    .unwrap_or_default();
-                let code = self
-                    .text(&Some(user_code.clone()))
-                    .map_err(StepError::MissingInput)?
-                    .unwrap_or_default();
-                let email = self
-                    .text(email)
-                    .map_err(StepError::MissingInput)?
-                    .unwrap_or_else(|| self.identity_email());
-                self.confirm_claim(label, &uri, &code, &email).await
-            }
+            } => self.confirm_claim(label, verification_uri, user_code, email).await,
             Action::RevealClaim {
                 verification_uri,
                 email,
                 confirm,
-            } => {
-                let uri = self
-                    .text(&Some(verification_uri.clone()))
-                    .map_err(StepError::MissingInput)?
-                    .unwrap_or_default();
-                let email = self
-                    .text(email)
-                    .map_err(StepError::MissingInput)?
-                    .unwrap_or_else(|| self.identity_email());
-                self.reveal_claim(label, &uri, &email, *confirm).await
-            }
+            } => self.reveal_claim(label, verification_uri, email, *confirm).await,
             Action::Sample {
                 of,
                 count,

@@ -10,14 +10,15 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::secrets::{hash, iso, ordered_id, secret};
+use crate::secrets::{hash, iso, secret};
 use crate::state::{AppState, Now};
 use crate::store::ceremony::{
     Pending, Polled, ceremony_of, insert_session, pending_ceremony, record_poll, record_wrong_code, set_ceremony_status, signed_in,
 };
 use crate::store::credentials::revoke_credentials;
-use crate::store::registration::{ClaimTarget, claim_for, claim_target, insert_service_auth, registration_id_by_claim_token};
+use crate::store::registration::{ClaimTarget, claim_for, claim_target, registration_id_by_claim_token};
 use crate::store::users::{create_user, delegate_links, user_by_verified_email};
+use crate::v06::create::{create_service_auth, plausible_email};
 use crate::v06::error::{TokenCode, V06Error, token_error};
 use crate::v06::wire::{form_fields, no_store};
 
@@ -27,53 +28,21 @@ pub const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
 const MAX_FAILURES: i64 = 5;
 pub(crate) const SESSION_COOKIE: &str = "authmd_session";
 
-/// The email shape `service_auth` accepts as a `login_hint` (CHANGELOG v0.6: today, an email).
-pub(crate) fn plausible_email(hint: &str) -> bool {
-    let Some((local, domain)) = hint.split_once('@') else {
-        return false;
-    };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !hint.contains(char::is_whitespace)
-}
-
 /// `{"type":"service_auth","login_hint":…}` (v0.6 Step 3): a registration bound to the hinted
 /// address, with the ceremony started in the same answer.
 pub async fn register_service_auth(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
-    let hint = body
-        .get("login_hint")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::InvalidRequest("`login_hint` is required".into()))?
-        .to_string();
-    if !plausible_email(&hint) && !state.defects.contains(Defect::V06AnyLoginHint) {
-        return Err(ApiError::InvalidLoginHint);
-    }
-    let registration_id = ordered_id("reg_");
-    let claim_token = secret("clm_", 24);
-    let expires = now + state.config.ttl.registration;
-    let post = state.config.scopes.clone();
-    let (rid, claim_hash, post_json, st) = (
-        registration_id.clone(),
-        hash(&claim_token),
-        serde_json::to_string(&post).unwrap_or_default(),
-        state.clone(),
-    );
-    let attempt = state
-        .db
-        .call(move |conn| {
-            insert_service_auth(conn, &rid, now, expires, &claim_hash, &hint, &post_json)?;
-            crate::attempt::start_attempt(conn, &st, &rid, &hint, now)
-        })
-        .await?;
+    let created = create_service_auth(state, now, body).await?;
     Ok(no_store(
         state,
         StatusCode::OK,
         json!({
-            "registration_id": registration_id,
+            "registration_id": created.id,
             "registration_type": "service_auth",
             "claim_url": format!("{}/agent/identity/claim", state.base_url),
-            "claim_token": claim_token,
-            "claim_token_expires": iso(expires),
-            "post_claim_scopes": post,
-            "claim": attempt["block"],
+            "claim_token": created.claim_token,
+            "claim_token_expires": iso(created.expires),
+            "post_claim_scopes": created.post,
+            "claim": created.attempt.map(|a| a["block"].clone()),
         }),
     ))
 }

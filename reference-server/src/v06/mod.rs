@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use crate::state::AppState;
 
 pub(crate) mod claim;
+pub(crate) mod create;
 pub(crate) mod error;
 pub(crate) mod identity;
 pub(crate) mod metadata;
@@ -27,14 +28,20 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Every endpoint but the claim endpoint, whose body later profiles change.
 pub(crate) fn common() -> Router<AppState> {
+    shared()
+        .route("/agent/identity", post(register::register))
+        .route("/agent/identity/claim/complete", post(claim::complete))
+        .route("/claim", get(claim::claim_page))
+}
+
+/// What every profile of the v0.6 family serves alike: discovery, the token endpoint, RFC 7009,
+/// the service's sign-in and the SET receiver.
+pub(crate) fn shared() -> Router<AppState> {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata::as_metadata))
         .route("/.well-known/jwks.json", get(metadata::jwks))
-        .route("/agent/identity", post(register::register))
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/revoke", post(token::revoke))
-        .route("/agent/identity/claim/complete", post(claim::complete))
         .route("/login", get(claim::login_page).post(claim::login))
-        .route("/claim", get(claim::claim_page))
         .route("/agent/event/notify", post(identity::notify))
 }

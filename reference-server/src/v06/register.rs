@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::secrets::{hash, iso, ordered_id};
+use crate::secrets::iso;
 use crate::state::{AppState, Now};
-use crate::store::registration::insert_anonymous;
+use crate::v06::create::create_anonymous;
 use crate::v06::token::assertion_for;
 use crate::v06::wire::{json_body, no_store};
 
@@ -65,26 +65,8 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
 }
 
 pub(crate) async fn register_anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
-    // V6-REG-07: unguessable; the defect numbers registrations in order.
-    let registration_id = if state.defects.contains(Defect::V06SequentialRegistrationId) {
-        format!("reg_{:012}", SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    } else {
-        ordered_id("reg_")
-    };
-    let claim_token = state.mint_secret("clm_", Defect::WeakClaimToken);
-    let expires = now + state.config.ttl.registration;
-    let pre = state.config.pre_claim_scopes.clone();
-    let post = state.config.scopes.clone();
-    let (rid, claim_hash, pre_json, post_json) = (
-        registration_id.clone(),
-        hash(&claim_token),
-        serde_json::to_string(&pre).unwrap_or_default(),
-        serde_json::to_string(&post).unwrap_or_default(),
-    );
-    state
-        .db
-        .call(move |conn| insert_anonymous(conn, &rid, "access_token", now, expires, &claim_hash, &pre_json, &post_json))
-        .await?;
+    let created = create_anonymous(state, now).await?;
+    let (registration_id, claim_token, expires, pre, post) = (created.id, created.claim_token, created.expires, created.pre, created.post);
     let (assertion, assertion_expires) = assertion_for(state, now, &registration_id, &pre, false, None)?;
     let mut body = json!({
         "registration_id": registration_id,
@@ -104,6 +86,3 @@ pub(crate) async fn register_anonymous(state: &AppState, now: i64) -> Result<Res
     }
     Ok(no_store(state, StatusCode::OK, body))
 }
-
-/// The next registration number under the v06-sequential-registration-id defect.
-pub(crate) static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

@@ -15,7 +15,7 @@ use crate::store::ceremony::{Attempt, live_attempt, record_wrong_code, set_cerem
 use crate::store::credentials::revoke_credentials;
 use crate::store::registration::{ClaimTarget, claim_for, claim_target};
 use crate::store::users::{create_user, delegate_links, user_by_verified_email};
-use crate::v06::claim::plausible_email;
+use crate::v06::create::plausible_email;
 use crate::v06::wire::{json_body, no_store};
 
 /// Wrong codes an attempt tolerates before its code is dead (RFC 8628 §5.1's brute-force

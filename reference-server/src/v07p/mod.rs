@@ -15,19 +15,12 @@ pub(crate) mod page;
 pub(crate) mod refresh;
 pub(crate) mod register;
 
-/// The profile's own endpoints; the shared ones are added by [`crate::app`].
+/// The profile's own endpoints, on v0.6's shared ones; the rest are added by [`crate::app`].
 pub(crate) fn routes() -> Router<AppState> {
-    use crate::v06::{identity, metadata, token};
-    Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata::as_metadata))
-        .route("/.well-known/jwks.json", get(metadata::jwks))
+    crate::v06::shared()
         .route("/agent/identity", post(register::register))
-        .route("/oauth2/token", post(token::token))
-        .route("/oauth2/revoke", post(token::revoke))
         .route("/agent/identity/claim", post(claim::start))
         .route("/agent/identity/claim/complete", post(claim::complete))
-        .route("/login", get(crate::v06::claim::login_page).post(crate::v06::claim::login))
         .route(crate::attempt::CLAIM_PAGE, get(page::claim_page))
         .route(page::VIEW, post(page::view))
-        .route("/agent/event/notify", post(identity::notify))
 }

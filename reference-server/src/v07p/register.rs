@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::secrets::{hash, iso, ordered_id};
+use crate::secrets::iso;
 use crate::state::{AppState, Now};
-use crate::store::registration::{insert_anonymous, insert_service_auth};
+use crate::v06::create::{create_anonymous, create_service_auth};
 use crate::v06::identity::{Matched, match_id_jag, step_up_401};
 use crate::v06::token::assertion_for;
 use crate::v06::wire::{json_body, no_store};
@@ -60,20 +60,8 @@ fn claim_block(state: &AppState, claim_token: &str, expires: i64, attempt: Optio
 
 /// `{"type":"anonymous"}`: a pre-claim assertion now; the claim is optional and later.
 async fn anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
-    let registration_id = ordered_id("reg_");
-    let claim_token = state.mint_secret("clm_", Defect::WeakClaimToken);
-    let expires = now + state.config.ttl.registration;
-    let (pre, post) = (state.config.pre_claim_scopes.clone(), state.config.scopes.clone());
-    let (rid, claim_hash, pre_json, post_json) = (
-        registration_id.clone(),
-        hash(&claim_token),
-        serde_json::to_string(&pre).unwrap_or_default(),
-        serde_json::to_string(&post).unwrap_or_default(),
-    );
-    state
-        .db
-        .call(move |conn| insert_anonymous(conn, &rid, "access_token", now, expires, &claim_hash, &pre_json, &post_json))
-        .await?;
+    let created = create_anonymous(state, now).await?;
+    let (registration_id, claim_token, expires, pre, post) = (created.id, created.claim_token, created.expires, created.pre, created.post);
     let (assertion, assertion_expires) = assertion_for(state, now, &registration_id, &pre, false, None)?;
     let mut identity = json!({ "assertion": assertion, "expires_at": iso(assertion_expires) });
     if state.defects.contains(Defect::V07pRefreshWithoutClaim) {
@@ -105,39 +93,15 @@ async fn anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
 
 /// `{"type":"service_auth","login_hint":…}`: no assertion yet; the first attempt is bundled.
 async fn service_auth(state: &AppState, now: i64, body: &Value) -> Result<Response, ApiError> {
-    let hint = body
-        .get("login_hint")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::InvalidRequest("`login_hint` is required".into()))?
-        .to_string();
-    if !crate::v06::claim::plausible_email(&hint) && !state.defects.contains(Defect::V06AnyLoginHint) {
-        return Err(ApiError::InvalidLoginHint);
-    }
-    let registration_id = ordered_id("reg_");
-    let claim_token = state.mint_secret("clm_", Defect::WeakClaimToken);
-    let expires = now + state.config.ttl.registration;
-    let post = state.config.scopes.clone();
-    let (rid, claim_hash, post_json, st) = (
-        registration_id.clone(),
-        hash(&claim_token),
-        serde_json::to_string(&post).unwrap_or_default(),
-        state.clone(),
-    );
-    let attempt = state
-        .db
-        .call(move |conn| {
-            insert_service_auth(conn, &rid, now, expires, &claim_hash, &hint, &post_json)?;
-            crate::attempt::start_attempt(conn, &st, &rid, &hint, now)
-        })
-        .await?;
+    let created = create_service_auth(state, now, body).await?;
     Ok(no_store(
         state,
         StatusCode::OK,
         json!({
-            "id": registration_id,
+            "id": created.id,
             "type": "service_auth",
-            "scopes": { "post_claim": post },
-            "claim": claim_block(state, &claim_token, expires, Some(&attempt["block"])),
+            "scopes": { "post_claim": created.post },
+            "claim": claim_block(state, &created.claim_token, created.expires, created.attempt.as_ref().map(|a| &a["block"])),
         }),
     ))
 }
