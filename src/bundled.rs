@@ -29,6 +29,8 @@ pub struct Bundled {
     pub target: TargetConfig,
     /// The DNS server publishing the service's AID record (AID deployments only).
     pub dns: Option<authmd_dns::DnsServer>,
+    /// The delaying proxy in front of the server, when the run measures latency.
+    pub proxy: Option<crate::latency::DelayProxy>,
     _dir: TempDir,
 }
 
@@ -136,9 +138,51 @@ fn merged(mut base: toml::Table, over: &toml::Table) -> toml::Table {
 /// The burst the rate-limit case sends: above the anonymous limit of [`wiring`].
 const RATE_BURST: u32 = 40;
 
-/// As [`start_shaped`]; an AID deployment is published at `domain`.
-pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, domain: &str) -> Result<Bundled, BundledError> {
+/// How the harness reaches the bundled stack: the domain an AID deployment is published at,
+/// and a delay each way between the harness and the server (the latency rig: what a run
+/// against a remote target costs, on loopback).
+#[derive(Clone, Debug)]
+pub struct Reach {
+    /// Where an AID deployment is published.
+    pub domain: String,
+    /// The delay each way, if the server sits behind the delaying proxy.
+    pub one_way: Option<std::time::Duration>,
+}
+
+impl From<&str> for Reach {
+    fn from(domain: &str) -> Self {
+        Self {
+            domain: domain.to_string(),
+            one_way: None,
+        }
+    }
+}
+
+impl From<&String> for Reach {
+    fn from(domain: &String) -> Self {
+        Self::from(domain.as_str())
+    }
+}
+
+/// As [`start_shaped`]; an AID deployment is published at the reach's domain, and the server
+/// sits behind the delaying proxy when the reach asks for a delay.
+pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, reach: impl Into<Reach>) -> Result<Bundled, BundledError> {
+    let reach = reach.into();
+    let domain = reach.domain.as_str();
     let fail = |part: &'static str| move |e: String| BundledError { part, reason: e };
+    let proxy_listener = match reach.one_way {
+        Some(_) if deployment.publishes_aid() => {
+            return Err(fail("latency rig")(
+                "a delay applies to plain deployments only (an AID deployment is reached by its domain's own address)".into(),
+            ));
+        }
+        Some(_) => Some(
+            crate::latency::DelayProxy::bind()
+                .await
+                .map_err(|e| fail("latency rig")(e.to_string()))?,
+        ),
+        None => None,
+    };
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mailbox = Mailbox::start(any).await.map_err(|e| fail("mailbox")(e.to_string()))?;
     let idp = MockIdp::start(IdpConfig {
@@ -194,10 +238,18 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, d
     if let Some(pinned) = &deployment.pinned_client_id {
         config.trusted_issuers[0].client_ids = vec![pinned.clone()];
     }
+    // Behind the proxy, the server names the proxy's address in every URL it hands out.
+    if let Some((_, addr)) = &proxy_listener {
+        config.base_url = Some(format!("http://{addr}"));
+    }
     let described = config.clone();
     let server = ReferenceServer::start(config, defects)
         .await
         .map_err(|e| fail("reference server")(e.to_string()))?;
+    let proxy = match (proxy_listener, reach.one_way) {
+        (Some((listener, _)), Some(one_way)) => Some(crate::latency::DelayProxy::forward_to(listener, server.addr(), one_way)),
+        _ => None,
+    };
     let mut target = target_for(deployment, &described, &server);
     target.idp.issuer = Some(idp.issuer().to_string());
     target.idp.required_amr = required_amr;
@@ -228,6 +280,7 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, d
     };
     Ok(Bundled {
         dns,
+        proxy,
         server,
         idp: Arc::new(idp),
         idp2: Arc::new(idp2),

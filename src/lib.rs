@@ -9,6 +9,7 @@ pub use authmd_harness::*;
 
 pub mod bundled;
 pub mod deployment;
+pub mod latency;
 pub mod lint;
 
 use std::sync::Arc;
@@ -47,14 +48,14 @@ pub async fn bundled_harness_configured(
     deployment: &deployment::Deployment,
     jobs: Option<usize>,
     secrets: redact::Secrets,
-    domain: &str,
+    reach: impl Into<bundled::Reach>,
     edit: impl FnOnce(&mut target::TargetConfig),
 ) -> Result<(Arc<Harness>, bundled::Bundled), bundled::BundledError> {
     let harness_error = |e: engine::HarnessError| bundled::BundledError {
         part: "harness",
         reason: e.to_string(),
     };
-    let stack = bundled::start_at(defects, shape, deployment, domain).await?;
+    let stack = bundled::start_at(defects, shape, deployment, reach).await?;
     let mut target = stack.target.clone();
     edit(&mut target);
     let parts = engine::Parts {
@@ -78,15 +79,16 @@ pub async fn run_bundled(
     deployment: &deployment::Deployment,
     cases: Vec<Case>,
     jobs: Option<usize>,
-    domain: &str,
+    reach: impl Into<bundled::Reach>,
     progress: &Progress<'_>,
 ) -> Result<BundledRun, bundled::BundledError> {
+    let reach = reach.into();
     let started = Instant::now();
     let started_at = now_rfc3339();
     let total = cases.len();
     let (full_cases, shaped): (Vec<Case>, Vec<Case>) = cases.into_iter().partition(|c| bundled::Shape::for_case(c) == bundled::Shape::Full);
     let secrets = redact::Secrets::default();
-    let harness_for = |shape| bundled_harness_configured(defects.clone(), shape, deployment, jobs, secrets.clone(), domain, |_| {});
+    let harness_for = |shape| bundled_harness_configured(defects.clone(), shape, deployment, jobs, secrets.clone(), reach.clone(), |_| {});
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
     let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;

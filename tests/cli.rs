@@ -47,6 +47,20 @@ fn an_unknown_case_is_a_usage_error() {
 }
 
 #[test]
+fn the_latency_rig_is_for_the_bundled_plain_run_only() {
+    for args in [
+        &["run", "--latency-ms", "50", "--target", "http://127.0.0.1:9"][..],
+        &["run", "--latency-ms", "50", "--domain", "svc.example"][..],
+        &["run", "--latency-ms", "99999"][..],
+    ] {
+        let output = cli(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("latency"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn a_filter_that_selects_nothing_exits_4() {
     let output = cli(&["list", "--case", "zzz-*"]);
     assert_eq!(output.status.code(), Some(4));

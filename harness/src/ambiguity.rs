@@ -125,6 +125,7 @@ mod tests {
             exchanges: Vec::new(),
             mail: Vec::new(),
             duration_ms: 0,
+            waited_ms: 0,
             note: None,
             file: String::new(),
         };

@@ -103,6 +103,22 @@ pub fn ambiguities_of(profile: &str, results: &[CaseResult]) -> Vec<ambiguity::A
         .unwrap_or_default()
 }
 
+/// The order cases start in (the semaphore is fair), each with its index in `cases` (its
+/// source address): the cases that change the IdP first, so their exclusive turn comes before
+/// the IdP's readers queue up, then the longest chains of requests, so the run is not left
+/// waiting on one that started last.
+pub fn start_order(cases: Vec<Case>) -> Vec<(usize, Case)> {
+    let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
+    ordered.sort_by_key(|(i, c)| {
+        (
+            !c.needs.contains(&catalogue::Need::IdpExclusive),
+            std::cmp::Reverse(c.expected_round_trips()),
+            *i,
+        )
+    });
+    ordered
+}
+
 /// Runs `cases` on `harness`, `jobs` at a time. A case whose task panics is reported as
 /// INCONCLUSIVE with the message, never dropped.
 pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Vec<CaseResult> {
@@ -110,7 +126,7 @@ pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progr
     let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
     let mut pending = std::collections::HashMap::new();
-    for (index, case) in cases.into_iter().enumerate() {
+    for (index, case) in start_order(cases) {
         let harness = harness.clone();
         let semaphore = semaphore.clone();
         let meta = case.clone();
@@ -243,4 +259,33 @@ pub fn profile_catalogue(name: &str) -> Result<Catalogue, catalogue::CatalogueEr
 /// that starts from a domain, whatever auth.md profile follows.
 pub fn aid_catalogue() -> Result<Catalogue, catalogue::CatalogueError> {
     Catalogue::load(&repo_root().join("cases-aid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_that_change_the_idp_start_first_then_the_longest() {
+        let catalogue = default_catalogue().expect("catalogue");
+        let ordered = start_order(catalogue.cases.clone());
+        assert_eq!(ordered.len(), catalogue.cases.len());
+        let exclusive = |c: &Case| c.needs.contains(&catalogue::Need::IdpExclusive);
+        let first_shared = ordered.iter().position(|(_, c)| !exclusive(c)).expect("a shared case");
+        assert!(first_shared > 0, "no case changes the IdP");
+        assert!(ordered[first_shared..].iter().all(|(_, c)| !exclusive(c)));
+        let trips: Vec<u64> = ordered[first_shared..].iter().map(|(_, c)| c.expected_round_trips()).collect();
+        assert!(trips.windows(2).all(|w| w[0] >= w[1]), "{trips:?}");
+        // Every case keeps its own index, so its source address does not depend on the order.
+        assert!(ordered.iter().all(|(i, c)| catalogue.cases[*i].id == c.id));
+        // A case that never touches the IdP does not wait for one that changes it.
+        let anonymous_only = catalogue
+            .cases
+            .iter()
+            .find(|c| c.id == "reg-anon-04-fresh-registrations")
+            .expect("case");
+        assert!(!anonymous_only.uses_idp());
+        let mints = catalogue.cases.iter().find(|c| c.id == "cred-02-no-refresh-token").expect("case");
+        assert!(mints.uses_idp());
+    }
 }

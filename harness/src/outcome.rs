@@ -307,6 +307,10 @@ impl<'de> Deserialize<'de> for SkipReason {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn informational() -> Level {
     Level::Informational
 }
@@ -363,9 +367,13 @@ pub struct CaseResult {
     /// Mail captured.
     #[serde(default)]
     pub mail: Vec<MailRecord>,
-    /// Wall time.
+    /// Wall time running, from when the case had what it waits for (the mock IdP, while a case
+    /// that changes it runs alone).
     #[serde(default)]
     pub duration_ms: u64,
+    /// Wall time waiting for the mock IdP before the case could start (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waited_ms: u64,
     /// Why the verdict is what it is where the findings alone do not say (a reading case
     /// recorded rather than gated, and how to gate on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +409,7 @@ impl CaseResult {
             exchanges: Vec::new(),
             mail: Vec::new(),
             duration_ms: 0,
+            waited_ms: 0,
             note: None,
             file: case_file(&case.path),
         }

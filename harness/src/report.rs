@@ -192,6 +192,20 @@ impl Report {
         for (k, v) in &self.footer.counts {
             out += &format!("| {k} | {v} |\n");
         }
+        // The case the run waited on last: its running time bounds the run's from below.
+        if let Some(c) = self
+            .cases
+            .iter()
+            .max_by_key(|c| c.waited_ms + c.duration_ms)
+            .filter(|c| c.duration_ms > 0)
+        {
+            out += &format!(
+                "\nCritical path: `{}`, {:.1}s running after {:.1}s waiting for the mock IdP.\n",
+                c.name,
+                c.duration_ms as f64 / 1000.0,
+                c.waited_ms as f64 / 1000.0
+            );
+        }
         if let Some(p) = &self.header.preflight {
             out += &preflight_markdown(p, &cell);
         }

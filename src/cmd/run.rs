@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// `aud` = resource, a JWKS cool-down) or no-clock (short TTLs, no clock header).
     #[arg(long)]
     variant: Option<String>,
+    /// Put the bundled server behind a delaying proxy adding this many milliseconds each way
+    /// (a round trip costs twice it): how a run against a remote target behaves, on loopback.
+    /// A benchmark rig (`bench/latency.sh`); plain deployments only.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=5000))]
+    latency_ms: Option<u64>,
     /// The spec profile to test (overrides the config's `profile`); see `profiles/`.
     #[arg(long)]
     profile: Option<String>,
@@ -167,6 +172,16 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
         .map(TargetConfig::load)
         .transpose()
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    if args.latency_ms.is_some() && (args.config.is_some() || args.target.is_some()) {
+        return Err(Failure::Usage(
+            "--latency-ms puts the bundled reference server behind a delaying proxy; it does not apply with --config or --target".into(),
+        ));
+    }
+    if args.latency_ms.is_some() && args.domain.is_some() {
+        return Err(Failure::Usage(
+            "--latency-ms applies to plain deployments; an AID run (--domain) is reached by its domain's own address".into(),
+        ));
+    }
     if args.variant.is_some() && (args.config.is_some() || args.target.is_some()) {
         return Err(Failure::Usage(
             "--variant picks a deployment of the bundled reference server; it does not apply with --config or --target".into(),
@@ -257,7 +272,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
             defects,
         } => {
             eprintln!("running {profile} against the bundled reference server, mock IdP and mailbox");
-            let done = authmd_conformance::run_bundled(defects, deployment, cases, args.jobs, &domain, &progress)
+            let reach = authmd_conformance::bundled::Reach {
+                domain: domain.clone(),
+                one_way: args.latency_ms.map(std::time::Duration::from_millis),
+            };
+            let done = authmd_conformance::run_bundled(defects, deployment, cases, args.jobs, reach, &progress)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             (done.report, done.secrets)

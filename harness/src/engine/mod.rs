@@ -503,7 +503,6 @@ impl Harness {
 
     /// Runs one case. `index` picks its source address.
     pub async fn run_case(&self, case: &Case, index: usize) -> CaseResult {
-        let started = Instant::now();
         let mut result = CaseResult::unrun(case, Verdict::Pass);
         let level = self.level_of(case);
         result.level = level;
@@ -511,13 +510,18 @@ impl Harness {
             result.verdict = verdict;
             return result;
         }
+        // Only a case that touches the IdP waits for one that changes it; the rest never queue
+        // behind the lock (its wait is not the case's running time).
+        let queued = Instant::now();
         let _shared;
         let _exclusive;
         if case.needs.contains(&Need::IdpExclusive) {
             _exclusive = self.idp_lock.write().await;
-        } else {
+        } else if case.uses_idp() {
             _shared = self.idp_lock.read().await;
         }
+        let started = Instant::now();
+        result.waited_ms = (started - queued).as_millis() as u64;
         let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
         // 127.0.0.1 is left to everything else; cases get 127.x.y.z from a block drawn per run,
         // so a re-run within a target's rate-limit window does not inherit the last run's counts.
