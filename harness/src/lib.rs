@@ -104,18 +104,23 @@ pub fn ambiguities_of(profile: &str, results: &[CaseResult]) -> Vec<ambiguity::A
 }
 
 /// The order cases start in (the semaphore is fair), each with its index in `cases` (its
-/// source address): the cases that change the IdP first, so their exclusive turn comes before
-/// the IdP's readers queue up, then the longest chains of requests, so the run is not left
-/// waiting on one that started last.
+/// source address): the cases that change the IdP first, so their exclusive turns come before
+/// the IdP's readers queue up; then the cases that never touch the IdP, which run beside those
+/// turns (a case waiting for the lock holds a job slot); then the IdP's readers. Within each,
+/// the longest chains of requests first, so the run is not left waiting on one that started
+/// last.
 pub fn start_order(cases: Vec<Case>) -> Vec<(usize, Case)> {
+    let class = |c: &Case| {
+        if c.needs.contains(&catalogue::Need::IdpExclusive) {
+            0
+        } else if !c.uses_idp() {
+            1
+        } else {
+            2
+        }
+    };
     let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
-    ordered.sort_by_key(|(i, c)| {
-        (
-            !c.needs.contains(&catalogue::Need::IdpExclusive),
-            std::cmp::Reverse(c.expected_round_trips()),
-            *i,
-        )
-    });
+    ordered.sort_by_key(|(i, c)| (class(c), std::cmp::Reverse(c.expected_round_trips()), *i));
     ordered
 }
 
@@ -266,7 +271,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cases_that_change_the_idp_start_first_then_the_longest() {
+    fn cases_that_change_the_idp_start_first_then_those_that_never_use_it() {
         let catalogue = default_catalogue().expect("catalogue");
         let ordered = start_order(catalogue.cases.clone());
         assert_eq!(ordered.len(), catalogue.cases.len());
@@ -274,8 +279,14 @@ mod tests {
         let first_shared = ordered.iter().position(|(_, c)| !exclusive(c)).expect("a shared case");
         assert!(first_shared > 0, "no case changes the IdP");
         assert!(ordered[first_shared..].iter().all(|(_, c)| !exclusive(c)));
-        let trips: Vec<u64> = ordered[first_shared..].iter().map(|(_, c)| c.expected_round_trips()).collect();
-        assert!(trips.windows(2).all(|w| w[0] >= w[1]), "{trips:?}");
+        // Then the cases that never touch the IdP, then its readers, each longest first.
+        let first_reader = ordered.iter().position(|(_, c)| c.uses_idp() && !exclusive(c)).expect("a reader");
+        assert!(ordered[first_shared..first_reader].iter().all(|(_, c)| !c.uses_idp()));
+        assert!(ordered[first_reader..].iter().all(|(_, c)| c.uses_idp()));
+        for run in [&ordered[first_shared..first_reader], &ordered[first_reader..]] {
+            let trips: Vec<u64> = run.iter().map(|(_, c)| c.expected_round_trips()).collect();
+            assert!(trips.windows(2).all(|w| w[0] >= w[1]), "{trips:?}");
+        }
         // Every case keeps its own index, so its source address does not depend on the order.
         assert!(ordered.iter().all(|(i, c)| catalogue.cases[*i].id == c.id));
         // A case that never touches the IdP does not wait for one that changes it.

@@ -82,13 +82,10 @@ impl CaseCtx<'_> {
     async fn act(&mut self, action: &Action, label: &str) -> StepOutcome {
         match action {
             Action::Http { .. } => self.http_step(action, label).await,
-            Action::RegisterAnonymous { body, credential } => {
-                let credential = credential.unwrap_or(CredentialType::ApiKey).as_str();
-                let body = match self.value(body).map_err(StepError::MissingInput)? {
-                    Some(body) => body,
-                    None => self.body(&[("type", json!("anonymous")), ("credential_type", json!(credential))]),
-                };
-                let uri = self.register_uri().map_err(StepError::MissingInput)?;
+            Action::RegisterAnonymous { .. } | Action::Complete { .. } => {
+                let (uri, body) = self
+                    .fixed_request(action)?
+                    .ok_or_else(|| StepError::MissingInput("no request".into()))?;
                 self.answered(label, &uri, &body).await
             }
             Action::RegisterEmail { email, credential } => {
@@ -145,14 +142,7 @@ impl CaseCtx<'_> {
                 registration_id,
                 link,
             } => self.probe_exposure(label, secret, registration_id, link).await,
-            Action::Challenge { attempt_token } => self.challenge(label, attempt_token).await,
-            Action::Complete { claim_token, otp } => {
-                let claim_token = self.value(claim_token).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
-                let otp = self.value(otp).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
-                let uri = self.complete_uri().map_err(StepError::MissingInput)?;
-                let body = self.body(&[("claim_token", claim_token), ("otp", otp)]);
-                self.answered(label, &uri, &body).await
-            }
+            Action::Challenge { .. } => self.challenge(label, action).await,
             Action::Revoke { token, content_type, body } => self.revoke(label, token, content_type, body).await,
             Action::RotateKey { alg } => {
                 let alg = alg.unwrap_or_default();
@@ -390,17 +380,23 @@ impl CaseCtx<'_> {
         Ok((Some(exchange), vars))
     }
 
-    async fn challenge(&mut self, label: &str, attempt_token: &Option<Value>) -> StepOutcome {
-        let token = self.value(attempt_token).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);
-        let uri = self.challenge_uri().map_err(StepError::MissingInput)?;
-        let body = self.body(&[("attempt_token", token)]);
+    async fn challenge(&mut self, label: &str, action: &Action) -> StepOutcome {
+        let (uri, body) = self
+            .fixed_request(action)?
+            .ok_or_else(|| StepError::MissingInput("no request".into()))?;
         let exchange = self.post_json(label, &uri, &body).await?;
-        let mut vars = Self::response_vars(&exchange);
+        let vars = self.challenge_vars(&exchange);
+        Ok((Some(exchange), vars))
+    }
+
+    /// A challenge's answer, its OTP (a secret) also as `otp`.
+    pub(super) fn challenge_vars(&self, exchange: &Exchange) -> StepVars {
+        let mut vars = Self::response_vars(exchange);
         if let Some(otp) = vars.get("challenge").and_then(Value::as_str).map(str::to_string) {
             self.h.secrets.add(&otp);
             vars.insert("otp".into(), json!(otp));
         }
-        Ok((Some(exchange), vars))
+        vars
     }
 
     async fn revoke(
