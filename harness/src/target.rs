@@ -352,7 +352,9 @@ pub struct TargetConfig {
     /// Seconds a case's requests may take together, on top of every wait the case declares:
     /// a case that lets a TTL pass without a clock header may also wait up to
     /// `clock.wait_budget_secs`, and one that rotates keys `idp.jwks_refetch_cooldown_secs` per
-    /// rotation. A case past its limit is INCONCLUSIVE. Defaults to 30.
+    /// rotation. The limit also grows by the case's expected requests times the round trip
+    /// discovery measured, so a slow network does not end a long case. A case past its limit
+    /// is INCONCLUSIVE. Defaults to 30.
     #[serde(default = "case_timeout")]
     pub case_timeout_secs: u64,
     /// Cases run at once. Defaults to 16.

@@ -145,6 +145,9 @@ pub struct Harness {
     source_block: u16,
     /// Spare source addresses handed out so far (spread samples).
     spare: std::sync::atomic::AtomicUsize,
+    /// How long one request took in discovery (the fastest answered one): a remote target's
+    /// round trip, which each case's time limit grows by per request it expects to make.
+    request_ms: u64,
     /// The first registration answer shaped unlike the profile's envelope (the metadata
     /// speaks one text, the answers another): the run's evidence of a hybrid.
     hybrid: std::sync::Mutex<Option<String>>,
@@ -153,6 +156,10 @@ pub struct Harness {
     limits: Limits,
     ca_pem: Option<String>,
 }
+
+/// The most a case's time limit grows per expected request: a round trip slower than this is
+/// no network a suite run is meant for.
+const MAX_REQUEST_ALLOWANCE_MS: u64 = 2_000;
 
 pub(super) const ID_JAG_URN: &str = "urn:ietf:params:oauth:token-type:id-jag";
 
@@ -243,6 +250,7 @@ impl Harness {
             source_block: rand::random::<u16>() % 15_000,
             spare: std::sync::atomic::AtomicUsize::new(0),
             hybrid: std::sync::Mutex::new(None),
+            request_ms: 0,
             plain,
             policy,
             limits,
@@ -253,6 +261,16 @@ impl Harness {
             Some(e) => harness.discovery.error = Some(format!("the AID preflight failed: {e}")),
             None => harness.discover().await?,
         }
+        harness.request_ms = harness
+            .discovery_exchanges
+            .iter()
+            .filter(|e| e.status.is_some())
+            .map(|e| e.elapsed_ms)
+            .min()
+            .unwrap_or(0)
+            // A target that answers discovery slowly on purpose buys its cases no more than
+            // this per request (every request is bounded by its own timeout besides).
+            .min(MAX_REQUEST_ALLOWANCE_MS);
         Ok(harness)
     }
 
@@ -488,17 +506,19 @@ impl Harness {
         })
     }
 
-    /// How long `case` may take: `case_timeout_secs` for its requests, plus every wait it
-    /// declares (the TTLs it lets pass without a clock header, bounded by the wait budget, and
-    /// a refetch cool-down per key rotation), so a wait the config allows never ends in a
-    /// timeout.
+    /// How long `case` may take: `case_timeout_secs` for its requests, plus the time its
+    /// expected requests take at the round trip discovery measured (so a remote target's
+    /// latency never turns a long case INCONCLUSIVE), plus every wait it declares (the TTLs it
+    /// lets pass without a clock header, bounded by the wait budget, and a refetch cool-down per
+    /// key rotation), so a wait the config allows never ends in a timeout.
     pub fn case_time_limit(&self, case: &Case) -> Duration {
         let waits_for_clock = self.target.clock.offset_header.is_none()
             && (case.needs.contains(&Need::Clock) || case.steps.iter().any(|s| s.advance.is_some()));
         let clock = if waits_for_clock { self.target.clock.wait_budget_secs } else { 0 };
         let rotations = case.steps.iter().filter(|s| matches!(s.action, Action::RotateKey { .. })).count() as u64;
         let cooldowns = rotations * self.target.idp.jwks_refetch_cooldown_secs.unwrap_or(0);
-        Duration::from_secs(self.target.case_timeout_secs + clock + cooldowns)
+        let latency = Duration::from_millis(case.expected_round_trips().saturating_mul(self.request_ms));
+        Duration::from_secs(self.target.case_timeout_secs + clock + cooldowns) + latency
     }
 
     /// Runs one case. `index` picks its source address.
