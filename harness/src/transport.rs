@@ -195,15 +195,32 @@ impl Transport {
             return exchange;
         }
         let started = Instant::now();
-        self.exchange_into(&mut exchange, method, url, headers, body).await;
+        let unsent = self.exchange_into(&mut exchange, method, url, headers, body.clone()).await;
+        // A request that never got an answer (a kept-alive connection the server closed as the
+        // request went out) is sent once more when sending it twice means nothing more
+        // (RFC 9110 §9.2.2): a transport hiccup must not become a finding. A timeout is not
+        // retried: the case's time is bounded.
+        if unsent && IDEMPOTENT.contains(&method) {
+            exchange.error = None;
+            let _ = self.exchange_into(&mut exchange, method, url, headers, body).await;
+        }
         exchange.elapsed_ms = started.elapsed().as_millis() as u64;
         exchange
     }
 
-    async fn exchange_into(&self, exchange: &mut Exchange, method: &str, url: &str, headers: &[(String, String)], body: Option<String>) {
+    /// Fills `exchange` with the answer. True when no answer came and the failure was not a
+    /// timeout (the request may be retried).
+    async fn exchange_into(
+        &self,
+        exchange: &mut Exchange,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+    ) -> bool {
         let Ok(m) = reqwest::Method::from_bytes(method.as_bytes()) else {
             exchange.error = Some(format!("bad method `{method}`"));
-            return;
+            return false;
         };
         let mut request = self.client.request(m, url);
         for (k, v) in headers {
@@ -216,7 +233,7 @@ impl Transport {
             Ok(r) => r,
             Err(e) => {
                 exchange.error = Some(describe(&e));
-                return;
+                return !e.is_timeout();
             }
         };
         exchange.status = Some(response.status().as_u16());
@@ -281,8 +298,13 @@ impl Transport {
         if let Ok(value) = serde_json::from_str::<Value>(&exchange.response_body) {
             self.secrets.harvest_json(&value);
         }
+        false
     }
 }
+
+/// The methods whose repetition has no further effect (RFC 9110 §9.2.2) and that the harness
+/// sends without a body that changes anything: the ones retried once after a lost request.
+const IDEMPOTENT: &[&str] = &["GET", "HEAD", "OPTIONS"];
 
 /// What went wrong, without the URL (the exchange already names it), with its causes.
 fn describe(e: &reqwest::Error) -> String {
@@ -392,6 +414,46 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(secrets.redact(shown).starts_with("<redacted:"), "{}", &shown[..40]);
         assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    /// A kept-alive connection closed by the server as a poll went out is a transport hiccup,
+    /// not the target's answer: an idempotent request is sent once more; a POST is not.
+    #[tokio::test]
+    async fn a_lost_get_is_sent_once_more_and_a_lost_post_is_not() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            // Every odd connection is dropped unanswered; every even one is answered.
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                if n % 2 == 1 {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .await;
+                }
+            }
+        });
+        let mut policy = HostPolicy::default();
+        policy.allow_origin_of(&format!("http://{addr}"));
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(5),
+        };
+        let net = Transport::new(None, None, limits, std::sync::Arc::new(policy), Secrets::default()).expect("transport");
+        let got = net.send("t", "GET", &format!("http://{addr}/mail"), &[], None).await;
+        assert_eq!((got.status, got.error.as_deref()), (Some(200), None));
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let posted = net
+            .send("t", "POST", &format!("http://{addr}/register"), &[], Some("{}".into()))
+            .await;
+        assert_eq!(posted.status, None, "a POST is never sent twice");
+        assert!(posted.error.is_some());
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]
