@@ -158,12 +158,6 @@ impl From<&str> for Reach {
     }
 }
 
-impl From<&String> for Reach {
-    fn from(domain: &String) -> Self {
-        Self::from(domain.as_str())
-    }
-}
-
 /// As [`start_shaped`]; an AID deployment is published at the reach's domain, and the server
 /// sits behind the delaying proxy when the reach asks for a delay.
 pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, reach: impl Into<Reach>) -> Result<Bundled, BundledError> {

@@ -120,7 +120,7 @@ pub fn start_order(cases: Vec<Case>) -> Vec<(usize, Case)> {
         }
     };
     let mut ordered: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
-    ordered.sort_by_key(|(i, c)| (class(c), std::cmp::Reverse(c.expected_round_trips()), *i));
+    ordered.sort_by_cached_key(|(i, c)| (class(c), std::cmp::Reverse(c.expected_round_trips()), *i));
     ordered
 }
 

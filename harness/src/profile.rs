@@ -266,17 +266,13 @@ impl Manifest {
     /// Adds to an answer's members the names [`Self::answers`] maps, where the answer has
     /// them at this profile's pointers and not under the name itself.
     pub fn alias_answers(&self, vars: &mut serde_json::Map<String, Value>) {
-        if self.answers.is_empty() {
-            return;
-        }
-        let answer = Value::Object(vars.clone());
-        for (name, pointer) in &self.answers {
-            if !vars.contains_key(name)
-                && let Some(v) = answer.pointer(pointer)
-            {
-                vars.insert(name.clone(), v.clone());
-            }
-        }
+        let found: Vec<(String, Value)> = self
+            .answers
+            .iter()
+            .filter(|(name, _)| !vars.contains_key(*name))
+            .filter_map(|(name, pointer)| member_at(vars, pointer).map(|v| (name.clone(), v.clone())))
+            .collect();
+        vars.extend(found);
     }
 
     /// The strings at a metadata pointer (an absent or malformed member is empty).
@@ -311,6 +307,17 @@ impl Manifest {
             contrary,
             hybrid: None,
         }
+    }
+}
+
+/// The value at a JSON pointer into an answer's members, without copying the answer.
+fn member_at<'a>(vars: &'a serde_json::Map<String, Value>, pointer: &str) -> Option<&'a Value> {
+    let path = pointer.strip_prefix('/')?;
+    let (first, rest) = path.split_once('/').map_or((path, None), |(f, r)| (f, Some(r)));
+    let top = vars.get(&first.replace("~1", "/").replace("~0", "~"))?;
+    match rest {
+        None => Some(top),
+        Some(rest) => top.pointer(&format!("/{rest}")),
     }
 }
 
@@ -382,6 +389,28 @@ mod tests {
         assert_eq!(spoken.speaks, "mixed");
         assert_eq!(spoken.later, vec!["agent_auth.identity_endpoint", "token_endpoint"]);
         assert_eq!(m.judge(&json!({})).speaks, "unknown");
+    }
+
+    #[test]
+    fn answers_are_read_at_the_profile_s_pointers_and_never_replace_a_member() {
+        let mut m = v01();
+        m.answers = [
+            ("identity_assertion".to_string(), "/identity/assertion".to_string()),
+            ("registration_id".to_string(), "/id".to_string()),
+            ("claim_token".to_string(), "/claim/token".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let mut vars = json!({ "id": "reg_1", "identity": { "assertion": "a.b.c" }, "claim_token": "own" })
+            .as_object()
+            .cloned()
+            .expect("object");
+        m.alias_answers(&mut vars);
+        assert_eq!(vars["identity_assertion"], "a.b.c");
+        assert_eq!(vars["registration_id"], "reg_1");
+        assert_eq!(vars["claim_token"], "own");
+        assert_eq!(member_at(&vars, "/identity/missing"), None);
+        assert_eq!(member_at(&vars, "no-slash"), None);
     }
 
     #[test]

@@ -183,10 +183,7 @@ impl CaseCtx<'_> {
                 } else {
                     Self::response_vars(&exchange)
                 };
-                if matches!(of, Action::RegisterAnonymous { .. }) {
-                    self.check_envelope(&exchange, label);
-                }
-                self.h.profile.alias_answers(&mut vars);
+                self.finish_answer(of, Some(&exchange), &mut vars, label);
                 let rate_limited = vars.get("http_status") == Some(&json!(429));
                 let value = Value::Object(vars).pointer(field).cloned();
                 // As one round at a time: a 429 without the value ends the sample.

@@ -42,14 +42,21 @@ impl CaseCtx<'_> {
     pub(super) async fn step(&mut self, action: &Action, label: &str) -> StepOutcome {
         let mut outcome = self.act(action, label).await;
         if let Ok((exchange, vars)) = &mut outcome {
-            if matches!(action, Action::RegisterAnonymous { .. } | Action::RegisterIdJag { .. })
-                && let Some(e) = exchange
-            {
-                self.check_envelope(e, label);
-            }
-            self.h.profile.alias_answers(vars);
+            self.finish_answer(action, exchange.as_ref(), vars, label);
         }
         outcome
+    }
+
+    /// What every answer goes through, however its step was sent: a registration's envelope
+    /// checked against the profile's (a hybrid's is noted), and the profile's `[answers]` names
+    /// added.
+    pub(super) fn finish_answer(&self, action: &Action, exchange: Option<&Exchange>, vars: &mut StepVars, label: &str) {
+        if matches!(action, Action::RegisterAnonymous { .. } | Action::RegisterIdJag { .. })
+            && let Some(e) = exchange
+        {
+            self.check_envelope(e, label);
+        }
+        self.h.profile.alias_answers(vars);
     }
 
     /// A successful registration answer without the profile's envelope is a hybrid's: noted

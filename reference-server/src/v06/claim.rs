@@ -62,65 +62,76 @@ pub async fn claim(State(state): State<AppState>, Now(now): Now, request: Reques
 
 /// Starts a user-code ceremony for the registration `token` names, for the account at `email`.
 pub(crate) async fn start_ceremony(state: &AppState, now: i64, token: &str, email: &str) -> Result<Response, ApiError> {
-    {
-        let token = if state.defects.contains(Defect::TrimmedClaimToken) {
-            token.trim()
+    let (rid, attempt) = fresh_attempt(state, now, token, email).await?;
+    Ok(no_store(
+        state,
+        StatusCode::OK,
+        json!({
+            "registration_id": rid,
+            "claim_attempt_id": attempt["id"],
+            "status": "initiated",
+            "expires_at": attempt["expires_at"],
+            "claim_attempt": attempt["block"],
+        }),
+    ))
+}
+
+/// A fresh attempt for the claimable registration `token` names, for the account at `email`
+/// (a `service_auth` registration's attempts stay bound to its own address, v0.4): the
+/// registration id and [`crate::attempt::start_attempt`]'s answer, for each profile to word.
+pub(crate) async fn fresh_attempt(state: &AppState, now: i64, token: &str, email: &str) -> Result<(String, Value), ApiError> {
+    let token = if state.defects.contains(Defect::TrimmedClaimToken) {
+        token.trim()
+    } else {
+        token
+    };
+    let (h, email, st) = (hash(token), email.to_string(), state.clone());
+    state
+        .db
+        .call(move |conn| {
+            let ClaimTarget {
+                id: rid,
+                kind,
+                email: bound,
+                ..
+            } = claimable(conn, &st, &h, now)?;
+            if kind == "service_auth"
+                && !bound.is_some_and(|b| {
+                    b.eq_ignore_ascii_case(&email)
+                        || (st.defects.contains(Defect::V06ServiceAuthEmailPrefix)
+                            && email.to_ascii_lowercase().starts_with(&b.to_ascii_lowercase()))
+                })
+                && !st.defects.contains(Defect::V06RebindServiceAuthEmail)
+            {
+                return Err(ApiError::InvalidRequest("the email is not this registration's".into()));
+            }
+            let attempt = crate::attempt::start_attempt(conn, &st, &rid, &email, now)?;
+            Ok((rid, attempt))
+        })
+        .await
+}
+
+/// The unclaimed, unexpired registration whose claim token hashes to `claim_hash`: what the
+/// claim endpoint (v0.6, 11fa014) and the production dialect's `/complete` act on. An unknown
+/// token is `invalid_claim_token`, a registration no longer unclaimed `claimed_or_in_flight`
+/// (`already_claimed` in the production dialect), a lapsed one `claim_expired`.
+pub(crate) fn claimable(conn: &rusqlite::Connection, state: &AppState, claim_hash: &str, now: i64) -> Result<ClaimTarget, ApiError> {
+    let target = claim_target(conn, claim_hash)?.ok_or_else(|| {
+        if state.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
+            ApiError::InvalidRequest("no such claim".into())
         } else {
-            token
-        };
-        let (h, email, st) = (hash(token), email.to_string(), state.clone());
-        let started = state
-            .db
-            .call(move |conn| {
-                let row = claim_target(conn, &h)?;
-                let Some(ClaimTarget {
-                    id: rid,
-                    kind,
-                    expires_at,
-                    status,
-                    email: bound,
-                }) = row
-                else {
-                    return Err(if st.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
-                        ApiError::InvalidRequest("no such claim".into())
-                    } else {
-                        ApiError::InvalidClaimToken
-                    });
-                };
-                if status != "unclaimed" {
-                    return Err(ApiError::ClaimedOrInFlight);
-                }
-                if now >= expires_at && !st.defects.contains(Defect::V06RegistrationNeverExpires) {
-                    return Err(ApiError::ClaimExpired);
-                }
-                // service_auth re-initiation: the address must be the registration's (v0.4).
-                if kind == "service_auth"
-                    && !bound.is_some_and(|b| {
-                        b.eq_ignore_ascii_case(&email)
-                            || (st.defects.contains(Defect::V06ServiceAuthEmailPrefix)
-                                && email.to_ascii_lowercase().starts_with(&b.to_ascii_lowercase()))
-                    })
-                    && !st.defects.contains(Defect::V06RebindServiceAuthEmail)
-                {
-                    return Err(ApiError::InvalidRequest("the email is not this registration's".into()));
-                }
-                let attempt = crate::attempt::start_attempt(conn, &st, &rid, &email, now)?;
-                Ok((rid, attempt))
-            })
-            .await?;
-        let (rid, attempt) = started;
-        Ok(no_store(
-            state,
-            StatusCode::OK,
-            json!({
-                "registration_id": rid,
-                "claim_attempt_id": attempt["id"],
-                "status": "initiated",
-                "expires_at": attempt["expires_at"],
-                "claim_attempt": attempt["block"],
-            }),
-        ))
+            ApiError::InvalidClaimToken
+        }
+    })?;
+    // The production dialect's one-shot defect lets a claimed registration through again.
+    let again = target.status == "claimed" && state.defects.contains(Defect::V07pCompleteTwice);
+    if target.status != "unclaimed" && !again {
+        return Err(ApiError::ClaimedOrInFlight);
     }
+    if target.status == "unclaimed" && now >= target.expires_at && !state.defects.contains(Defect::V06RegistrationNeverExpires) {
+        return Err(ApiError::ClaimExpired);
+    }
+    Ok(target)
 }
 
 /// The claim grant (v0.6 Step 4c): pending, slow down, expired, or the registration whose

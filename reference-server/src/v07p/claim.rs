@@ -13,8 +13,9 @@ use crate::secrets::{hash, iso};
 use crate::state::{AppState, Now};
 use crate::store::ceremony::{Attempt, live_attempt, record_wrong_code, set_ceremony_status};
 use crate::store::credentials::revoke_credentials;
-use crate::store::registration::{ClaimTarget, claim_for, claim_target};
+use crate::store::registration::claim_for;
 use crate::store::users::{create_user, delegate_links, user_by_verified_email};
+use crate::v06::claim::{claimable, fresh_attempt};
 use crate::v06::create::plausible_email;
 use crate::v06::wire::{json_body, no_store};
 
@@ -36,19 +37,7 @@ pub async fn start(State(state): State<AppState>, Now(now): Now, request: Reques
         if !plausible_email(hint) {
             return Err(ApiError::InvalidLoginHint);
         }
-        let (h, hint, st) = (hash(token), hint.to_string(), state.clone());
-        let (rid, attempt) = state
-            .db
-            .call(move |conn| {
-                let target = claimable(conn, &st, &h, now)?;
-                // A service_auth registration's attempts stay bound to its own address.
-                if target.kind == "service_auth" && !target.email.is_some_and(|b| b.eq_ignore_ascii_case(&hint)) {
-                    return Err(ApiError::InvalidRequest("the login_hint is not this registration's".into()));
-                }
-                let attempt = crate::attempt::start_attempt(conn, &st, &target.id, &hint, now)?;
-                Ok((target.id, attempt))
-            })
-            .await?;
+        let (rid, attempt) = fresh_attempt(&state, now, token, hint).await?;
         Ok(no_store(
             &state,
             StatusCode::OK,
@@ -57,26 +46,6 @@ pub async fn start(State(state): State<AppState>, Now(now): Now, request: Reques
     }
     .await;
     state.reply(outcome)
-}
-
-/// The unclaimed, unexpired registration whose claim token hashes to `claim_hash`.
-fn claimable(conn: &rusqlite::Connection, state: &AppState, claim_hash: &str, now: i64) -> Result<ClaimTarget, ApiError> {
-    let unknown = if state.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
-        ApiError::InvalidRequest("no such claim".into())
-    } else {
-        ApiError::InvalidClaimToken
-    };
-    let target = claim_target(conn, claim_hash)?.ok_or(unknown)?;
-    if target.status == "claimed" && !state.defects.contains(Defect::V07pCompleteTwice) {
-        return Err(ApiError::ClaimedOrInFlight);
-    }
-    if target.status == "revoked" {
-        return Err(ApiError::InvalidClaimToken);
-    }
-    if now >= target.expires_at && target.status == "unclaimed" && !state.defects.contains(Defect::V06RegistrationNeverExpires) {
-        return Err(ApiError::ClaimExpired);
-    }
-    Ok(target)
 }
 
 /// `POST /agent/identity/claim/complete` (Step 4c): `{claim_token, user_code}`. One-shot: the
@@ -113,7 +82,7 @@ pub async fn complete(State(state): State<AppState>, Now(now): Now, request: Req
                 if !st.defects.contains(Defect::V06KeepPreClaimTokens) {
                     revoke_credentials(conn, &target.id, Some("token_endpoint"))?;
                 }
-                let refresh = crate::v07p::refresh::issue(conn, &st, &target.id, None, now)?;
+                let refresh = crate::v07p::refresh::issue(conn, &target.id, None, now)?;
                 Ok(Ok((target.id, attempt.email, refresh)))
             })
             .await?;

@@ -21,14 +21,8 @@ pub(crate) const REFRESH_TTL: i64 = 30 * 86_400;
 
 /// A fresh refresh token for `registration_id`, of `family` (a new chain when `None`), stored
 /// hashed: `{value, expires_at}`.
-pub(crate) fn issue(
-    conn: &rusqlite::Connection,
-    state: &AppState,
-    registration_id: &str,
-    family: Option<&str>,
-    now: i64,
-) -> Result<Value, ApiError> {
-    let token = state.mint_secret("rt_", Defect::WeakClaimToken);
+pub(crate) fn issue(conn: &rusqlite::Connection, registration_id: &str, family: Option<&str>, now: i64) -> Result<Value, ApiError> {
+    let token = secret("rt_", 24);
     let family = family.map_or_else(|| hash(&token), str::to_string);
     insert_refresh(conn, &hash(&token), registration_id, &family, now + REFRESH_TTL)?;
     Ok(json!({ "value": token, "expires_at": iso(now + REFRESH_TTL) }))
@@ -72,7 +66,7 @@ pub async fn refresh(state: &AppState, now: i64, body: &Value) -> Result<Respons
                 json!({ "value": presented, "expires_at": iso(found.expires_at) })
             } else {
                 spend_refresh(conn, &h)?;
-                issue(conn, &st, &found.registration_id, Some(&found.family), now)?
+                issue(conn, &found.registration_id, Some(found.family.as_str()), now)?
             };
             Ok(Ok((found.registration_id, email, next)))
         })
@@ -92,6 +86,6 @@ pub async fn refresh(state: &AppState, now: i64, body: &Value) -> Result<Respons
 
 /// A made-up refresh token for a registration that holds none (the defect that answers an
 /// anonymous registration with one).
-pub(crate) fn unearned() -> Value {
-    json!({ "value": secret("rt_", 24), "expires_at": iso(crate::secrets::unix_now() + REFRESH_TTL) })
+pub(crate) fn unearned(now: i64) -> Value {
+    json!({ "value": secret("rt_", 24), "expires_at": iso(now + REFRESH_TTL) })
 }

@@ -65,7 +65,7 @@ async fn anonymous(state: &AppState, now: i64) -> Result<Response, ApiError> {
     let (assertion, assertion_expires) = assertion_for(state, now, &registration_id, &pre, false, None)?;
     let mut identity = json!({ "assertion": assertion, "expires_at": iso(assertion_expires) });
     if state.defects.contains(Defect::V07pRefreshWithoutClaim) {
-        identity["refresh_token"] = crate::v07p::refresh::unearned();
+        identity["refresh_token"] = crate::v07p::refresh::unearned(now);
     }
     let body = if state.defects.contains(Defect::V07pFlatEnvelope) {
         json!({
@@ -118,7 +118,7 @@ async fn identity_assertion(state: &AppState, now: i64, body: &Value) -> Result<
             let (assertion, expires) = assertion_for(state, now, &rid, &state.config.scopes, true, email.as_deref())?;
             let mut identity = json!({ "assertion": assertion, "expires_at": iso(expires) });
             if state.defects.contains(Defect::V07pRefreshWithoutClaim) {
-                identity["refresh_token"] = crate::v07p::refresh::unearned();
+                identity["refresh_token"] = crate::v07p::refresh::unearned(now);
             }
             let body = if state.defects.contains(Defect::V07pFlatEnvelope) {
                 json!({
