@@ -189,9 +189,14 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
         kid_prefix: prefix.to_string(),
         ..IdpConfig::default()
     };
-    let idp2 = MockIdp::start(other("B-"))
-        .await
-        .map_err(|e| fail("second mock IdP")(e.to_string()))?;
+    // The second issuer is trusted as the first is and serves its JWKS with the same lifetime:
+    // the cases that change keys run on it (`isolate_key_changes`).
+    let idp2 = MockIdp::start(IdpConfig {
+        jwks_max_age: 300,
+        ..other("B-")
+    })
+    .await
+    .map_err(|e| fail("second mock IdP")(e.to_string()))?;
     let stranger = MockIdp::start(other("C-"))
         .await
         .map_err(|e| fail("untrusted mock IdP")(e.to_string()))?;
@@ -250,6 +255,7 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
     target.idp.second = Some(crate::target::SecondIssuer {
         issuer: idp2.issuer().to_string(),
         listen: idp2.addr(),
+        isolate_key_changes: true,
     });
     let mail = match deployment.mail {
         MailDelivery::Smtp => MailSource::Smtp(Arc::new(mailbox)),

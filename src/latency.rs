@@ -73,6 +73,10 @@ async fn connect_from(peer: SocketAddr, upstream: SocketAddr) -> std::io::Result
 
 /// Both directions, each delayed, until either side closes.
 async fn pipe(client: TcpStream, server: TcpStream, one_way: Duration) {
+    // Each delayed chunk goes out at once: Nagle would hold it for the peer's delayed ACK and
+    // add its own 40 ms to the latency the rig stands for.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = tokio::spawn(delayed(cr, sw, one_way));

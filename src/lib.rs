@@ -91,15 +91,19 @@ pub async fn run_bundled(
     let harness_for = |shape| bundled_harness_configured(defects.clone(), shape, deployment, jobs, secrets.clone(), reach.clone(), |_| {});
     let done = std::sync::atomic::AtomicUsize::new(0);
     let step = |r: &CaseResult, _: usize, _: usize| progress(r, done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-    let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;
     let results = if shaped.is_empty() {
-        run_cases(full.clone(), full_cases, &step).await
+        let (full, _full_stack) = harness_for(bundled::Shape::Full).await?;
+        (run_cases(full.clone(), full_cases, &step).await, full)
     } else {
-        let (other, _other_stack) = harness_for(bundled::Shape::Restricted).await?;
+        // Both stacks start (and discover) at once: against a remote target discovery is a
+        // chain of round trips, and the second stack's would come after the first's.
+        let (full, other) = tokio::join!(harness_for(bundled::Shape::Full), harness_for(bundled::Shape::Restricted));
+        let ((full, _full_stack), (other, _other_stack)) = (full?, other?);
         let (mut a, b) = tokio::join!(run_cases(full.clone(), full_cases, &step), run_cases(other, shaped, &step));
         a.extend(b);
-        a
+        (a, full)
     };
+    let (results, full) = results;
     Ok(BundledRun {
         report: {
             let mut report = Report::new(header(&full, started_at), results, total, started.elapsed().as_millis() as u64);

@@ -124,25 +124,44 @@ pub fn start_order(cases: Vec<Case>) -> Vec<(usize, Case)> {
     ordered
 }
 
-/// Runs `cases` on `harness`, `jobs` at a time. A case whose task panics is reported as
-/// INCONCLUSIVE with the message, never dropped.
+/// Runs `cases` on `harness`, `jobs` at a time, started in [`start_order`]. A case whose task
+/// panics is reported as INCONCLUSIVE with the message, never dropped.
 pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_>) -> Vec<CaseResult> {
     let total = cases.len();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(harness.target.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
     let mut pending = std::collections::HashMap::new();
-    for (index, case) in start_order(cases) {
-        let harness = harness.clone();
-        let semaphore = semaphore.clone();
-        let meta = case.clone();
-        let handle = set.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            harness.run_case(&case, index).await
-        });
+    // The permit is taken here, before the case's task exists: tasks spawned at once would race
+    // for permits (and for the IdP lock) in whatever order the runtime polls them, and a long
+    // case or an exclusive one could start last.
+    let mut order = start_order(cases).into_iter().peekable();
+    // The cases that change the IdP come first in the order and run one at a time under its
+    // write lock, beside the jobs rather than in their slots: a slot held while waiting for
+    // the lock would idle, and one taken after it would wait behind every case started since.
+    while let Some((index, case)) = order.next_if(|(_, c)| c.needs.contains(&catalogue::Need::IdpExclusive)) {
+        let (harness, meta) = (harness.clone(), case.clone());
+        let handle = set.spawn(async move { harness.run_case(&case, index).await });
         pending.insert(handle.id(), meta);
     }
+    let mut next = order.next();
     let mut results = Vec::with_capacity(total);
-    while let Some(joined) = set.join_next_with_id().await {
+    loop {
+        let joined = tokio::select! {
+            biased;
+            Some(joined) = set.join_next_with_id(), if !set.is_empty() => joined,
+            Ok(permit) = semaphore.clone().acquire_owned(), if next.is_some() => {
+                let Some((index, case)) = next.take() else { continue };
+                next = order.next();
+                let (harness, meta) = (harness.clone(), case.clone());
+                let handle = set.spawn(async move {
+                    let _permit = permit;
+                    harness.run_case(&case, index).await
+                });
+                pending.insert(handle.id(), meta);
+                continue;
+            }
+            else => break,
+        };
         let result = match joined {
             Ok((id, result)) => {
                 pending.remove(&id);

@@ -62,7 +62,12 @@ pub async fn external_parts(target: TargetConfig) -> Result<Parts, Ending> {
     .await
     .map_err(|e| Ending::Harness(format!("untrusted mock IdP: {e}")))?;
     let ca_pem = match &target.ca_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Ending::Usage(format!("ca_file {}: {e}", path.display())))?),
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| Ending::Usage(format!("ca_file {}: {e}", path.display())))?;
+            // A file that holds no certificate is the config's mistake, said before any case runs.
+            crate::transport::Tls::new(Some(&pem)).map_err(|e| Ending::Usage(format!("ca_file {}: {e}", path.display())))?;
+            Some(pem)
+        }
         None => None,
     };
     let mut parts = Parts::new(target, Arc::new(idp));

@@ -131,6 +131,14 @@ pub struct SecondIssuer {
     pub issuer: String,
     /// Where its mock IdP listens (it must own the issuer's origin).
     pub listen: SocketAddr,
+    /// Run the cases that change the IdP (key rotation, JWKS faults and lifetimes) on this
+    /// issuer rather than the first, so they never pause the cases that sign with the first (a
+    /// run against a remote target is then shorter by their whole length). Set it when your
+    /// server treats this issuer as it treats the first: the same JWKS refetch and cache
+    /// policy, and a `client_id` under the issuer resolved as a metadata document (no pinned
+    /// list). Defaults to false.
+    #[serde(default)]
+    pub isolate_key_changes: bool,
 }
 
 /// The mock IdP as the target must see it.
@@ -357,7 +365,9 @@ pub struct TargetConfig {
     /// is INCONCLUSIVE. Defaults to 30.
     #[serde(default = "case_timeout")]
     pub case_timeout_secs: u64,
-    /// Cases run at once. Defaults to 16.
+    /// Cases run at once. Most of a case's time is spent waiting for answers, so against a
+    /// remote target more at once is what keeps a run short (the cases that change the IdP run
+    /// one at a time beside them). Defaults to 32.
     #[serde(default = "jobs")]
     pub jobs: usize,
     /// Response body bytes the harness reads per answer; the rest is dropped and the exchange
@@ -393,7 +403,7 @@ fn case_timeout() -> u64 {
     30
 }
 fn jobs() -> usize {
-    16
+    32
 }
 
 /// The target configuration is wrong.

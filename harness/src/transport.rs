@@ -103,6 +103,41 @@ impl HostPolicy {
     }
 }
 
+/// The run's client TLS configuration (the system's roots and the CA the config names),
+/// built once and shared by every client of the run: the roots load once, not per case, and a
+/// TLS session one case opened is resumed by the next, as one client of a remote target would.
+#[derive(Clone, Debug)]
+pub struct Tls(rustls::ClientConfig);
+
+impl Tls {
+    /// The system's roots, plus every certificate of `ca_pem` (a PEM bundle) if given.
+    pub fn new(ca_pem: Option<&str>) -> Result<Self, String> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = match ca_pem {
+            None => rustls_platform_verifier::Verifier::new(provider.clone()),
+            Some(pem) => {
+                let extra = CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("the CA certificate: {e}"))?;
+                if extra.is_empty() {
+                    return Err("the CA certificate: no PEM certificate in it".into());
+                }
+                rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            }
+        }
+        .map_err(|e| format!("TLS: {e}"))?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self(config))
+    }
+}
+
 /// An HTTP client bound to one source address, with the run's limits, host policy and secrets.
 #[derive(Clone, Debug)]
 pub struct Transport {
@@ -113,10 +148,10 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A client that never follows redirects (a 3xx is evidence) and trusts `ca_pem` as well.
+    /// A client that never follows redirects (a 3xx is evidence), over the run's `tls`.
     pub fn new(
         source: Option<IpAddr>,
-        ca_pem: Option<&str>,
+        tls: &Tls,
         limits: Limits,
         policy: std::sync::Arc<HostPolicy>,
         secrets: Secrets,
@@ -125,17 +160,13 @@ impl Transport {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(limits.request_timeout)
-            .pool_max_idle_per_host(4);
+            .pool_max_idle_per_host(4)
+            .tls_backend_preconfigured(tls.0.clone());
         if let Some(ip) = source {
             builder = builder.local_address(ip);
         }
         for (host, addrs) in &policy.resolved {
             builder = builder.resolve_to_addrs(host, addrs);
-        }
-        if let Some(pem) = ca_pem
-            && let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes())
-        {
-            builder = builder.add_root_certificate(cert);
         }
         let client = builder.build().map_err(|e| format!("http client: {e}"))?;
         Ok(Self {
@@ -399,7 +430,14 @@ mod tests {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
         };
-        let net = Transport::new(None, None, limits, std::sync::Arc::new(policy), secrets.clone()).expect("transport");
+        let net = Transport::new(
+            None,
+            &Tls::new(None).expect("tls"),
+            limits,
+            std::sync::Arc::new(policy),
+            secrets.clone(),
+        )
+        .expect("transport");
         let e = net.send("t", "GET", &format!("http://{addr}/login"), &[], None).await;
         assert_eq!(e.cookies, vec![format!("sid={long}"), "b=2".to_string()]);
         assert!(e.response_headers.iter().all(|(_, v)| v.len() <= MAX_HEADER_VALUE + 64));
@@ -444,7 +482,14 @@ mod tests {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
         };
-        let net = Transport::new(None, None, limits, std::sync::Arc::new(policy), Secrets::default()).expect("transport");
+        let net = Transport::new(
+            None,
+            &Tls::new(None).expect("tls"),
+            limits,
+            std::sync::Arc::new(policy),
+            Secrets::default(),
+        )
+        .expect("transport");
         let got = net.send("t", "GET", &format!("http://{addr}/mail"), &[], None).await;
         assert_eq!((got.status, got.error.as_deref()), (Some(200), None));
         assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);

@@ -301,6 +301,12 @@ impl MockIdp {
                 reason: e.to_string(),
             })?;
             tokio::spawn(async move {
+                // TCP_NODELAY: a response written in two segments must not wait out the
+                // client's delayed ACK.
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let _ = axum::serve(listener, router)
                     .with_graceful_shutdown(async {
                         let _ = rx.await;

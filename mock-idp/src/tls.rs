@@ -27,8 +27,12 @@ pub async fn serve_https(
             .await
             .map_err(|e| IdpError::Tls(e.to_string()))?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, config)
+    // TCP_NODELAY: with Nagle on, a TLS record written in two segments waits out the peer's
+    // delayed ACK (40 ms a request on loopback).
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(axum_server::accept::NoDelayAcceptor);
+    let server = axum_server::from_tcp(listener)
         .map_err(|e| IdpError::Tls(e.to_string()))?
+        .acceptor(acceptor)
         .handle(handle.clone());
     tokio::spawn(async move {
         let _ = shutdown.await;

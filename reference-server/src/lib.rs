@@ -270,8 +270,12 @@ impl ReferenceServer {
                 }
             };
             let handle = axum_server::Handle::new();
-            let mut server = axum_server::from_tcp_rustls(listener, tls)
+            // TCP_NODELAY, as the plain listener sets it: with Nagle on, a TLS record written
+            // in two segments waits out the peer's delayed ACK (40 ms a request on loopback).
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor);
+            let mut server = axum_server::from_tcp(listener)
                 .map_err(bind_err)?
+                .acceptor(acceptor)
                 .handle(handle.clone());
             server
                 .http_builder()

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use authmd_mock_idp::{Subject, TokenKind, TokenRequest};
+use authmd_mock_idp::{MockIdp, Subject, TokenKind, TokenRequest};
 use serde_json::{Map, Value, json};
 
 use super::steps::StepError;
@@ -18,6 +18,14 @@ use crate::transport::Transport;
 
 pub(super) struct CaseCtx<'h> {
     pub(super) h: &'h Harness,
+    /// The IdP the case signs with and changes: the trusted one, or the second trusted issuer
+    /// for a case that changes keys where the config isolates key changes there.
+    pub(super) idp: &'h MockIdp,
+    /// The other trusted issuer, if any.
+    pub(super) idp2: Option<&'h MockIdp>,
+    /// The `client_id`s the trust entry of the case's issuer pins (the config names them for
+    /// the first issuer only).
+    pub(super) client_ids: &'h [String],
     /// The case being run.
     pub(super) case_id: String,
     pub(super) net: Transport,
@@ -43,8 +51,11 @@ const COOLDOWN_MARGIN: Duration = Duration::from_secs(1);
 
 impl<'h> CaseCtx<'h> {
     pub(super) fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>) -> Result<Self, HarnessError> {
-        let net =
-            Transport::new(source, h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?;
+        let net = Transport::new(source, &h.tls, h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?;
+        let (idp, idp2, client_ids): (&MockIdp, Option<&MockIdp>, &[String]) = match &h.idp2 {
+            Some(second) if h.on_second_issuer(case) => (second, Some(&h.idp), &[]),
+            second => (&h.idp, second.as_deref(), &h.target.idp.client_ids),
+        };
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let short = &tag[..12];
         let mut vars = Map::new();
@@ -66,9 +77,9 @@ impl<'h> CaseCtx<'h> {
                 "base_url": h.target.base_url,
                 "audience": h.audience(),
                 "resource": h.discovery.prm["resource"],
-                "issuer": h.idp.issuer(),
-                "client_id": h.target.idp.client_ids.first().cloned().unwrap_or_else(|| h.idp.client_id()),
-                "issuer2": h.idp2.as_ref().map(|i| i.issuer()),
+                "issuer": idp.issuer(),
+                "client_id": client_ids.first().cloned().unwrap_or_else(|| idp.client_id()),
+                "issuer2": idp2.map(|i| i.issuer()),
                 "untrusted_issuer": h.stranger.as_ref().map(|i| i.issuer()),
                 "rate_burst": h.target.rate_burst,
                 "required_amr": h.target.idp.required_amr,
@@ -82,6 +93,9 @@ impl<'h> CaseCtx<'h> {
         );
         Ok(Self {
             h,
+            idp,
+            idp2,
+            client_ids,
             case_id: case.id.clone(),
             net,
             source,
@@ -222,7 +236,7 @@ impl<'h> CaseCtx<'h> {
                     }
                 }
             }
-            let fetches_before = self.h.idp.jwks_fetches();
+            let fetches_before = self.idp.jwks_fetches();
             match self.step(&step.action, &label).await {
                 Ok((exchange, vars)) => {
                     // Named first, so an expectation may refer to its own step's values.
@@ -230,7 +244,7 @@ impl<'h> CaseCtx<'h> {
                         self.vars.insert(name.clone(), Value::Object(vars.clone()));
                     }
                     if let Some(expect) = &step.expect {
-                        let fetched = self.h.idp.jwks_fetches() - fetches_before;
+                        let fetched = self.idp.jwks_fetches() - fetches_before;
                         self.check(&label, expect, exchange.as_ref(), &vars, fetched);
                     }
                 }
@@ -308,12 +322,12 @@ impl<'h> CaseCtx<'h> {
         // `by` picks the minting IdP: its keys sign, and its issuer is the default `iss`.
         let by = spec.by.take().unwrap_or_default();
         let idp = match by {
-            Issuer::Primary => &self.h.idp,
-            Issuer::Second => self.h.idp2.as_ref().ok_or("no second issuer (idp.second)")?,
+            Issuer::Primary => self.idp,
+            Issuer::Second => self.idp2.ok_or("no second issuer (idp.second)")?,
             Issuer::Untrusted => self.h.stranger.as_ref().ok_or("no untrusted issuer")?,
         };
         // A target that pins its client_ids gets the first of them.
-        if let Some(pinned) = self.h.target.idp.client_ids.first()
+        if let Some(pinned) = self.client_ids.first()
             && by == Issuer::Primary
             && kind == TokenKind::IdJag
         {
@@ -346,7 +360,7 @@ impl<'h> CaseCtx<'h> {
         }
         // The last fetch of any run: the key directory remembers fetches of earlier runs,
         // whose cool-down the target may still be in.
-        let last = self.h.idp.last_jwks_fetch();
+        let last = self.idp.last_jwks_fetch();
         if let Some(last) = last {
             // A server starts its cool-down when its fetch completes, after the IdP saw the
             // request; under load that is hundreds of milliseconds later, so a second of margin.
@@ -421,7 +435,7 @@ impl<'h> CaseCtx<'h> {
         let idp_paths = if expect.idp_fetched.is_empty() {
             Default::default()
         } else {
-            self.h.idp.requests().into_iter().map(|r| r.path).collect()
+            self.idp.requests().into_iter().map(|r| r.path).collect()
         };
         let seen = Observed {
             exchange,

@@ -24,7 +24,7 @@ use crate::profile::Manifest;
 use crate::redact::Secrets;
 use crate::target::TargetConfig;
 pub use crate::transport::decode_jwt;
-use crate::transport::{HostPolicy, Limits, Transport};
+use crate::transport::{HostPolicy, Limits, Tls, Transport};
 pub use aid::{Dns, Txt};
 use context::CaseCtx;
 pub use discovery::Discovery;
@@ -141,6 +141,8 @@ pub struct Harness {
     /// Secrets seen during the run (redacted in every output).
     pub secrets: Secrets,
     idp_lock: tokio::sync::RwLock<()>,
+    /// The second issuer's, taken where the cases that change keys run on it.
+    idp2_lock: tokio::sync::RwLock<()>,
     /// Which block of loopback source addresses this run's cases use.
     source_block: u16,
     /// Spare source addresses handed out so far (spread samples).
@@ -154,7 +156,7 @@ pub struct Harness {
     plain: Transport,
     policy: Arc<HostPolicy>,
     limits: Limits,
-    ca_pem: Option<String>,
+    tls: Tls,
 }
 
 /// The most a case's time limit grows per expected request: a round trip slower than this is
@@ -211,12 +213,13 @@ impl Harness {
             policy.allow_origin_of(other.base_url());
         }
         let limits = target.limits();
+        let tls = Tls::new(ca_pem.as_deref()).map_err(HarnessError::Tooling)?;
         // From a bare domain: the AID preflight selects the endpoint (and proves it) before
         // anything else is sent; it may name the base URL the config left out.
         let (dns, preflight) = match &target.aid {
             Some(aid) => {
                 let dns = Dns::new(aid).map_err(|e| HarnessError::Tooling(format!("aid.resolver: {e}")))?;
-                let make = |p: &HostPolicy| Transport::new(None, ca_pem.as_deref(), limits, Arc::new(p.clone()), secrets.clone());
+                let make = |p: &HostPolicy| Transport::new(None, &tls, limits, Arc::new(p.clone()), secrets.clone());
                 let found = aid::preflight(&dns, &mut target, &mut policy, make).await;
                 (Some(Arc::new(dns)), Some(found))
             }
@@ -233,7 +236,7 @@ impl Harness {
         for value in mail.iter().flat_map(|m| m.credentials()) {
             secrets.add(value);
         }
-        let plain = Transport::new(None, ca_pem.as_deref(), limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
+        let plain = Transport::new(None, &tls, limits, policy.clone(), secrets.clone()).map_err(HarnessError::Tooling)?;
         let mut harness = Self {
             target,
             idp,
@@ -247,6 +250,7 @@ impl Harness {
             dns,
             secrets,
             idp_lock: tokio::sync::RwLock::new(()),
+            idp2_lock: tokio::sync::RwLock::new(()),
             source_block: rand::random::<u16>() % 15_000,
             spare: std::sync::atomic::AtomicUsize::new(0),
             hybrid: std::sync::Mutex::new(None),
@@ -254,7 +258,7 @@ impl Harness {
             plain,
             policy,
             limits,
-            ca_pem,
+            tls,
         };
         match harness.preflight.as_ref().and_then(|p| p.error.clone()) {
             // Nothing of auth.md is fetched from an endpoint the preflight did not establish.
@@ -506,6 +510,17 @@ impl Harness {
         })
     }
 
+    /// Whether the config runs the cases that change the IdP on the second trusted issuer.
+    fn isolates_key_changes(&self) -> bool {
+        self.idp2.is_some() && self.target.idp.second.as_ref().is_some_and(|s| s.isolate_key_changes)
+    }
+
+    /// Whether `case` changes keys and runs on the second trusted issuer
+    /// (`idp.second.isolate_key_changes`), beside the cases that sign with the first.
+    pub(super) fn on_second_issuer(&self, case: &Case) -> bool {
+        case.needs.contains(&Need::IdpExclusive) && self.isolates_key_changes()
+    }
+
     /// How long `case` may take: `case_timeout_secs` for its requests, plus the time its
     /// expected requests take at the round trip discovery measured (so a remote target's
     /// latency never turns a long case INCONCLUSIVE), plus every wait it declares (the TTLs it
@@ -533,13 +548,24 @@ impl Harness {
         // Only a case that touches the IdP waits for one that changes it; the rest never queue
         // behind the lock (its wait is not the case's running time).
         let queued = Instant::now();
-        let _shared;
-        let _exclusive;
-        if case.needs.contains(&Need::IdpExclusive) {
-            _exclusive = self.idp_lock.write().await;
-        } else if case.uses_idp() {
-            _shared = self.idp_lock.read().await;
-        }
+        // A case that changes an IdP holds its write lock; one that signs with an IdP, its read
+        // lock. The first issuer's is taken before the second's, so no two cases wait for
+        // each other.
+        let exclusive = case.needs.contains(&Need::IdpExclusive);
+        let on_second = self.on_second_issuer(case);
+        let _first_write = if exclusive && !on_second {
+            Some(self.idp_lock.write().await)
+        } else {
+            None
+        };
+        let _first_read = if !exclusive && case.uses_idp() {
+            Some(self.idp_lock.read().await)
+        } else {
+            None
+        };
+        let reads_second = !exclusive && self.isolates_key_changes() && case.needs.contains(&Need::SecondIssuer);
+        let _second_read = if reads_second { Some(self.idp2_lock.read().await) } else { None };
+        let _second_write = if on_second { Some(self.idp2_lock.write().await) } else { None };
         let started = Instant::now();
         result.waited_ms = (started - queued).as_millis() as u64;
         let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
@@ -563,11 +589,16 @@ impl Harness {
         };
         // A case that changes the IdP (rotation, faults) puts it back, so the keys a target has
         // cached stay valid for every later case: the case runs alone, under the write lock.
-        let before = case.needs.contains(&Need::IdpExclusive).then(|| self.idp.snapshot());
+        let changed = if on_second {
+            self.idp2.as_deref().unwrap_or(&self.idp)
+        } else {
+            &self.idp
+        };
+        let before = exclusive.then(|| changed.snapshot());
         let timeout = self.case_time_limit(case);
         let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;
         if let Some(snapshot) = &before
-            && let Err(e) = self.idp.restore(snapshot)
+            && let Err(e) = changed.restore(snapshot)
         {
             ctx.findings.clear();
             result.verdict = Verdict::Inconclusive(format!("harness error: the mock IdP could not be restored: {e}"));

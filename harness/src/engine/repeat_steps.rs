@@ -66,8 +66,8 @@ impl CaseCtx<'_> {
             if spread {
                 let ip = self.h.spare_source(i);
                 let h = self.h;
-                self.net = Transport::new(Some(ip), h.ca_pem.as_deref(), h.limits, h.policy.clone(), h.secrets.clone())
-                    .map_err(HarnessError::Tooling)?;
+                self.net =
+                    Transport::new(Some(ip), &h.tls, h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?;
             }
             let mut outcome = Box::pin(self.step(of, label)).await;
             // The round's later actions, each seeing the previous answer as `sample`.
@@ -158,14 +158,8 @@ impl CaseCtx<'_> {
             for i in round..round + batch {
                 nets.push(if spread {
                     let h = self.h;
-                    Transport::new(
-                        Some(h.spare_source(i)),
-                        h.ca_pem.as_deref(),
-                        h.limits,
-                        h.policy.clone(),
-                        h.secrets.clone(),
-                    )
-                    .map_err(HarnessError::Tooling)?
+                    Transport::new(Some(h.spare_source(i)), &h.tls, h.limits, h.policy.clone(), h.secrets.clone())
+                        .map_err(HarnessError::Tooling)?
                 } else {
                     self.net.clone()
                 });

@@ -153,18 +153,18 @@ impl CaseCtx<'_> {
             Action::Revoke { token, content_type, body } => self.revoke(label, token, content_type, body).await,
             Action::RotateKey { alg } => {
                 let alg = alg.unwrap_or_default();
-                let kid = self.h.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
+                let kid = self.idp.rotate(alg).map_err(|e| HarnessError::Tooling(e.to_string()))?;
                 self.wait_out_refetch_cooldown().await?;
                 let mut vars = Map::new();
                 vars.insert("kid".into(), json!(kid));
                 Ok((None, vars))
             }
             Action::JwksFault { fault } => {
-                self.h.idp.set_fault(fault.0);
+                self.idp.set_fault(fault.0);
                 Ok((None, Map::new()))
             }
             Action::JwksMaxAge { seconds } => {
-                self.h.idp.set_jwks_max_age(*seconds);
+                self.idp.set_jwks_max_age(*seconds);
                 Ok((None, Map::new()))
             }
             Action::Token {

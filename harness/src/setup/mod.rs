@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::redact::Secrets;
 use crate::target::TargetConfig;
-use crate::transport::{HostPolicy, Transport};
+use crate::transport::{HostPolicy, Tls, Transport};
 
 /// One check of `check-config`: what was checked, whether it held, and why.
 #[derive(Clone, Debug)]
@@ -106,7 +106,10 @@ fn transport_with(target: &TargetConfig, secrets: &Secrets, extra: &[String]) ->
     for host in target.allowed_hosts.iter().chain(extra) {
         policy.allow_host(host);
     }
-    Transport::new(None, None, target.limits(), Arc::new(policy), secrets.clone())
+    // The target's own CA, if the config names one that reads; setup reports, it does not judge.
+    let ca_pem = target.ca_file.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+    let tls = Tls::new(ca_pem.as_deref()).or_else(|_| Tls::new(None))?;
+    Transport::new(None, &tls, target.limits(), Arc::new(policy), secrets.clone())
 }
 
 fn transport(target: &TargetConfig, secrets: &Secrets) -> Result<Transport, String> {
