@@ -1,7 +1,9 @@
 //! A delaying TCP proxy: the latency rig. Every chunk each way is forwarded `one_way` after it
 //! arrived (a round trip costs twice that, pipelined bytes are not delayed twice), and each
 //! upstream connection is made from the client's own source address, so per-address rate
-//! limits and the harness's per-case source isolation hold through it.
+//! limits and the harness's per-case source isolation hold through it. A new connection's first
+//! bytes also wait out the TCP handshake (one round trip), so a client that opens a connection
+//! per request pays for it here as it would against a remote server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -77,15 +79,18 @@ async fn pipe(client: TcpStream, server: TcpStream, one_way: Duration) {
     // add its own 40 ms to the latency the rig stands for.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    // The proxy accepted at once; a remote server's SYN-ACK would have come a round trip later.
+    let handshake_done = Instant::now() + 2 * one_way;
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = tokio::spawn(delayed(cr, sw, one_way));
-    let down = tokio::spawn(delayed(sr, cw, one_way));
+    let up = tokio::spawn(delayed(cr, sw, one_way, handshake_done));
+    let down = tokio::spawn(delayed(sr, cw, one_way, Instant::now()));
     let _ = tokio::join!(up, down);
 }
 
-/// Copies `from` to `to`, each chunk written `one_way` after it was read.
-async fn delayed<R, W>(mut from: R, mut to: W, one_way: Duration)
+/// Copies `from` to `to`, each chunk written `one_way` after it was read (or after
+/// `not_before`, if that is later).
+async fn delayed<R, W>(mut from: R, mut to: W, one_way: Duration, not_before: Instant)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -97,7 +102,11 @@ where
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if tx.send((Instant::now() + one_way, buf[..n].to_vec())).await.is_err() {
+                    if tx
+                        .send((Instant::now().max(not_before) + one_way, buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -119,7 +128,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_round_trip_costs_twice_the_delay_and_keeps_the_source_address() {
+    async fn a_round_trip_costs_twice_the_delay_plus_one_for_the_handshake_and_keeps_the_source_address() {
         let echo = TcpListener::bind("127.0.0.1:0").await.expect("echo");
         let upstream = echo.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -141,7 +150,8 @@ mod tests {
         s.write_all(b"ping").await.expect("write");
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.expect("read");
-        assert!(started.elapsed() >= Duration::from_millis(80), "{:?}", started.elapsed());
+        // The handshake's round trip, then the exchange's.
+        assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());
         assert_eq!(String::from_utf8_lossy(&out), "127.3.4.5:ping");
     }
 }

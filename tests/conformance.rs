@@ -137,12 +137,23 @@ fn main() {
         for (deployment, cases) in first_contacts {
             trials.push(
                 Trial::test(format!("first-contact/{}", deployment.name), move || {
-                    first_contact(deployment, &cases)
+                    first_contact(deployment, &cases, None)
                 })
                 .with_kind("first-contact"),
             );
         }
     }
+    // The client a remote target gets: one pool shared by every case. Only discovery, which the
+    // reference server does not rate-limit by address (without their own addresses, the other
+    // areas' registrations would meet its per-address limit).
+    let discovery: Vec<Case> = catalogue.cases.iter().filter(|c| c.area == "discovery").cloned().collect();
+    let standard = Deployment::named("standard").unwrap_or_else(|e| fail("deployments", e));
+    trials.push(
+        Trial::test("shared-client/standard/discovery", move || {
+            first_contact(standard, &discovery, Some(false))
+        })
+        .with_kind("first-contact"),
+    );
     let mapped = catalogue.ambiguities.len();
     trials.push(
         Trial::test("catalogue/every-ambiguity-is-mapped", move || {
@@ -298,10 +309,12 @@ fn judge(deployment: &Deployment, result: &CaseResult) -> Result<(), Failed> {
 }
 
 /// Every case against `deployment` under a config as `init` writes it: nothing but PASS, INFO
-/// and SKIP.
-fn first_contact(deployment: &Deployment, cases: &[Case]) -> Result<(), Failed> {
+/// and SKIP. `isolate` overrides whether each case has its own source address (without, every
+/// case shares one pooled client, as against a remote target).
+fn first_contact(deployment: &Deployment, cases: &[Case], isolate: Option<bool>) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failed::from(e.to_string()))?;
-    let new_user = |t: &mut authmd_conformance::target::TargetConfig| {
+    let new_user = move |t: &mut authmd_conformance::target::TargetConfig| {
+        t.isolate_source_ips = isolate;
         t.readings.clear();
         t.idp.jwks_refetch_cooldown_secs = None;
         t.rate_burst = None;
@@ -330,6 +343,9 @@ fn first_contact(deployment: &Deployment, cases: &[Case]) -> Result<(), Failed> 
         }
         Ok::<_, Failed>(results)
     })?;
+    if results.len() != cases.len() {
+        return Err(format!("{} of {} cases ran", results.len(), cases.len()).into());
+    }
     let bad: Vec<String> = results
         .iter()
         .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Inconclusive(_)))

@@ -134,13 +134,35 @@ pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progr
     // The permit is taken here, before the case's task exists: tasks spawned at once would race
     // for permits (and for the IdP lock) in whatever order the runtime polls them, and a long
     // case or an exclusive one could start last.
-    let mut order = start_order(cases).into_iter().peekable();
+    let (order, up_front): (Vec<_>, Vec<_>) = start_order(cases).into_iter().partition(|(_, c)| !harness.reads_isolated_issuer(c));
+    // The few cases that read the second issuer, where the cases that change keys run there,
+    // start at once beside them: queued together, they share one turn between two of those
+    // cases, where started by the jobs one by one each would take a turn of its own.
+    for (index, case) in up_front {
+        let (harness, meta) = (harness.clone(), case.clone());
+        let handle = set.spawn(async move { harness.run_case(&case, index).await });
+        pending.insert(handle.id(), meta);
+    }
+    let mut order = order.into_iter().peekable();
     // The cases that change the IdP come first in the order and run one at a time under its
     // write lock, beside the jobs rather than in their slots: a slot held while waiting for
     // the lock would idle, and one taken after it would wait behind every case started since.
+    // Each waits for the one before it to end rather than queueing for the lock at once: the
+    // lock is fair, so queued writers would let in one reader between each two of them.
+    let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
     while let Some((index, case)) = order.next_if(|(_, c)| c.needs.contains(&catalogue::Need::IdpExclusive)) {
         let (harness, meta) = (harness.clone(), case.clone());
-        let handle = set.spawn(async move { harness.run_case(&case, index).await });
+        let (done, next) = tokio::sync::oneshot::channel::<()>();
+        let after = previous.replace(next);
+        let handle = set.spawn(async move {
+            if let Some(after) = after {
+                // Err: the one before panicked; its result is reported, and this one runs.
+                let _ = after.await;
+            }
+            let result = harness.run_case(&case, index).await;
+            drop(done);
+            result
+        });
         pending.insert(handle.id(), meta);
     }
     let mut next = order.next();

@@ -367,7 +367,7 @@ pub struct TargetConfig {
     pub case_timeout_secs: u64,
     /// Cases run at once. Most of a case's time is spent waiting for answers, so against a
     /// remote target more at once is what keeps a run short (the cases that change the IdP run
-    /// one at a time beside them). Defaults to 32.
+    /// one at a time beside them). Defaults to 48.
     #[serde(default = "jobs")]
     pub jobs: usize,
     /// Response body bytes the harness reads per answer; the rest is dropped and the exchange
@@ -403,7 +403,7 @@ fn case_timeout() -> u64 {
     30
 }
 fn jobs() -> usize {
-    32
+    48
 }
 
 /// The target configuration is wrong.

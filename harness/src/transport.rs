@@ -160,7 +160,11 @@ impl Transport {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(limits.request_timeout)
-            .pool_max_idle_per_host(4)
+            // One client may serve every case of a run (see `CaseCtx::new`): room for each job's
+            // connection and a sample's batch; idle ones close before a typical server's
+            // keep-alive timeout (5 s in Node.js and uvicorn) would close them under a request.
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(4))
             .tls_backend_preconfigured(tls.0.clone());
         if let Some(ip) = source {
             builder = builder.local_address(ip);

@@ -158,3 +158,47 @@ async fn no_acknowledged_registration_is_lost_to_a_kill_9_under_load() {
     drop(conn);
     remove_db(&db);
 }
+
+/// A registration from the future (a test clock an hour ahead) sweeps the replay cache as of
+/// its own clock; a `jti` still live by the server's clock must survive the sweep, or replaying
+/// it succeeds a second time (a concurrent-replay case failed so beside a clock-moving one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_from_the_future_does_not_sweep_away_live_jtis() {
+    let idp = MockIdp::start(IdpConfig::default()).await.expect("idp");
+    let db = db_path("sweep");
+    remove_db(&db);
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: db.clone(),
+        test_clock: true,
+        ..Config::default()
+    };
+    config.trusted_issuers.push(TrustedIssuer::named(idp.issuer()));
+    let server = ReferenceServer::start(config, Defects::none()).await.expect("server");
+    let base = server.base_url().trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let token = |sub: &str, ahead: i64| {
+        let mut request = TokenRequest::default();
+        request.set.insert("aud".into(), json!(base));
+        request.set.insert("iat".into(), json!(format!("now+{ahead}")));
+        request.set.insert("exp".into(), json!(format!("now+{}", ahead + 300)));
+        let subject = Subject {
+            email: format!("{sub}@example.com"),
+            sub: sub.into(),
+        };
+        idp.mint(&request, &subject).expect("mint").token
+    };
+    let post = |assertion: String, offset: i64| {
+        let body = json!({ "type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": assertion, "requested_credential_type": "access_token" });
+        http.post(format!("{base}/agent/auth"))
+            .header(authmd_reference_server::CLOCK_OFFSET_HEADER, offset.to_string())
+            .json(&body)
+            .send()
+    };
+    let now = token("now", 0);
+    assert_eq!(post(now.clone(), 0).await.expect("answer").status(), 200);
+    assert_eq!(post(token("later", 3600), 3600).await.expect("answer").status(), 200);
+    assert_eq!(post(now, 0).await.expect("answer").status(), 400, "the replay was accepted");
+    drop(server);
+    remove_db(&db);
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 mod index;
 mod inherit;
 mod rules;
+mod schedule;
 
 use rules::{expand_near_misses, lint_summary};
 
@@ -206,54 +207,6 @@ impl Case {
     /// `area/id`, the name used by filters and test trials.
     pub fn full_name(&self) -> String {
         format!("{}/{}", self.area, self.id)
-    }
-
-    /// Whether the case touches the mock IdP (mints with its keys, asks it to deliver or
-    /// rotate, or needs an issuer the target trusts or refuses): only such a case waits for the
-    /// cases that change the IdP, which run alone.
-    pub fn uses_idp(&self) -> bool {
-        const IDP_NEEDS: &[Need] = &[
-            Need::IdJag,
-            Need::IdpExclusive,
-            Need::SecondIssuer,
-            Need::UntrustedIssuer,
-            Need::Cimd,
-            Need::AmrPolicy,
-            Need::JwksClock,
-        ];
-        fn touches(action: &Action) -> bool {
-            match action {
-                Action::Mint { .. }
-                | Action::RegisterIdJag { .. }
-                | Action::ParallelRegisterIdJag { .. }
-                | Action::RegisterEmail { .. }
-                | Action::Revoke { .. }
-                | Action::RotateKey { .. }
-                | Action::JwksFault { .. }
-                | Action::JwksMaxAge { .. } => true,
-                Action::Sample { of, then, .. } => touches(of) || then.iter().any(touches),
-                _ => false,
-            }
-        }
-        self.needs.iter().any(|n| IDP_NEEDS.contains(n)) || self.steps.iter().any(|s| touches(&s.action))
-    }
-
-    /// About how many requests the case makes one after another (a sample's rounds counted, a
-    /// reference count taken as the default 20): the longest start first.
-    pub fn expected_round_trips(&self) -> u64 {
-        fn trips(action: &Action) -> u64 {
-            let count = |c: &Option<crate::language::Count>| match c {
-                Some(crate::language::Count::Literal(n)) => *n,
-                _ => 20,
-            };
-            match action {
-                Action::Sample { of, then, count: c, .. } => count(c) * (trips(of) + then.iter().map(trips).sum::<u64>()),
-                Action::ConfirmClaim { .. } | Action::RevealClaim { .. } => 3,
-                Action::Check { .. } | Action::Mint { .. } => 0,
-                _ => 1,
-            }
-        }
-        self.steps.iter().map(|s| trips(&s.action)).sum()
     }
 
     /// The level a finding of this case is judged at: the level of the requirement its

@@ -50,8 +50,17 @@ pub(super) type StepVars = Map<String, Value>;
 const COOLDOWN_MARGIN: Duration = Duration::from_secs(1);
 
 impl<'h> CaseCtx<'h> {
-    pub(super) fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>) -> Result<Self, HarnessError> {
-        let net = Transport::new(source, &h.tls, h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?;
+    /// The case's state, over `shared` if given (a client other cases use too).
+    pub(super) fn new(h: &'h Harness, case: &Case, source: Option<IpAddr>, shared: Option<Transport>) -> Result<Self, HarnessError> {
+        // A case without its own source address shares the run's pooled client: against a remote
+        // target a connection (and a TLS handshake) per case costs round trips on every case's path.
+        let net = match (shared, source) {
+            (Some(net), _) => net,
+            (None, Some(_)) => {
+                Transport::new(source, &h.tls, h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?
+            }
+            (None, None) => h.plain.clone(),
+        };
         let (idp, idp2, client_ids): (&MockIdp, Option<&MockIdp>, &[String]) = match &h.idp2 {
             Some(second) if h.on_second_issuer(case) => (second, Some(&h.idp), &[]),
             second => (&h.idp, second.as_deref(), &h.target.idp.client_ids),
@@ -107,6 +116,42 @@ impl<'h> CaseCtx<'h> {
             mail: Vec::new(),
             exact_errors: case.reading.is_some(),
         })
+    }
+
+    /// A copy of this case's state for one round of a sample run beside others, over `net`:
+    /// the values as they are, and no exchanges, findings or mail yet ([`Self::absorb`] takes
+    /// them back). With `round`, the copy has its own recipient address, so concurrent rounds
+    /// never read each other's mail.
+    pub(super) fn fork(&self, net: Transport, round: Option<usize>) -> Self {
+        let mut vars = self.vars.clone();
+        if let Some(round) = round
+            && let Some((local, domain)) = self.identity_email().split_once('@')
+        {
+            vars["identity"]["email"] = json!(format!("{local}-r{round}@{domain}"));
+        }
+        Self {
+            h: self.h,
+            idp: self.idp,
+            idp2: self.idp2,
+            client_ids: self.client_ids,
+            case_id: self.case_id.clone(),
+            net,
+            source: self.source,
+            vars,
+            offset: self.offset,
+            started: self.started,
+            exchanges: Vec::new(),
+            findings: Vec::new(),
+            mail: Vec::new(),
+            exact_errors: self.exact_errors,
+        }
+    }
+
+    /// Takes back a fork's evidence: its exchanges, findings and mail, after this case's own.
+    pub(super) fn absorb(&mut self, fork: Self) {
+        self.exchanges.extend(fork.exchanges);
+        self.findings.extend(fork.findings);
+        self.mail.extend(fork.mail);
     }
 
     /// Replaces `{{ref}}` in strings ([`template::resolve`]) against this case's values.

@@ -143,6 +143,10 @@ pub struct Harness {
     idp_lock: tokio::sync::RwLock<()>,
     /// The second issuer's, taken where the cases that change keys run on it.
     idp2_lock: tokio::sync::RwLock<()>,
+    /// The one client (and source address) of the cases that change an IdP, built on first use:
+    /// they run one after another, and against a remote target a connection each would cost a
+    /// round trip apiece on the run's longest chain.
+    exclusive_net: std::sync::OnceLock<Result<Transport, String>>,
     /// Which block of loopback source addresses this run's cases use.
     source_block: u16,
     /// Spare source addresses handed out so far (spread samples).
@@ -251,6 +255,7 @@ impl Harness {
             secrets,
             idp_lock: tokio::sync::RwLock::new(()),
             idp2_lock: tokio::sync::RwLock::new(()),
+            exclusive_net: std::sync::OnceLock::new(),
             source_block: rand::random::<u16>() % 15_000,
             spare: std::sync::atomic::AtomicUsize::new(0),
             hybrid: std::sync::Mutex::new(None),
@@ -515,6 +520,12 @@ impl Harness {
         self.idp2.is_some() && self.target.idp.second.as_ref().is_some_and(|s| s.isolate_key_changes)
     }
 
+    /// Whether `case` signs with the second trusted issuer where the cases that change keys run
+    /// there (so it waits for them, and they for it).
+    pub fn reads_isolated_issuer(&self, case: &Case) -> bool {
+        self.isolates_key_changes() && case.needs.contains(&Need::SecondIssuer) && !case.needs.contains(&Need::IdpExclusive)
+    }
+
     /// Whether `case` changes keys and runs on the second trusted issuer
     /// (`idp.second.isolate_key_changes`), beside the cases that sign with the first.
     pub(super) fn on_second_issuer(&self, case: &Case) -> bool {
@@ -563,7 +574,7 @@ impl Harness {
         } else {
             None
         };
-        let reads_second = !exclusive && self.isolates_key_changes() && case.needs.contains(&Need::SecondIssuer);
+        let reads_second = self.reads_isolated_issuer(case);
         let _second_read = if reads_second { Some(self.idp2_lock.read().await) } else { None };
         let _second_write = if on_second { Some(self.idp2_lock.write().await) } else { None };
         let started = Instant::now();
@@ -571,7 +582,8 @@ impl Harness {
         let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
         // 127.0.0.1 is left to everything else; cases get 127.x.y.z from a block drawn per run,
         // so a re-run within a target's rate-limit window does not inherit the last run's counts.
-        let slot = self.source_block as usize * 1000 + index;
+        // The exclusive cases' shared address is the block's last (no run has 999 cases).
+        let slot = self.source_block as usize * 1000 + if exclusive { 999 } else { index };
         let source = isolate.then(|| {
             IpAddr::V4(Ipv4Addr::new(
                 127,
@@ -580,7 +592,20 @@ impl Harness {
                 2 + (slot % 250) as u8,
             ))
         });
-        let mut ctx = match CaseCtx::new(self, case, source) {
+        let shared = match source {
+            Some(ip) if exclusive => match self
+                .exclusive_net
+                .get_or_init(|| Transport::new(Some(ip), &self.tls, self.limits, self.policy.clone(), self.secrets.clone()))
+            {
+                Ok(net) => Some(net.clone()),
+                Err(e) => {
+                    result.verdict = Verdict::Inconclusive(HarnessError::Tooling(e.clone()).to_string());
+                    return result;
+                }
+            },
+            _ => None,
+        };
+        let mut ctx = match CaseCtx::new(self, case, source, shared) {
             Ok(c) => c,
             Err(e) => {
                 result.verdict = Verdict::Inconclusive(e.to_string());

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::context::{CaseCtx, StepVars};
 use super::{HarnessError, ID_JAG_URN};
-use crate::language::{Action, Count, CredentialType, TokenSpec};
+use crate::language::{Action, Count, TokenSpec};
 use crate::outcome::Exchange;
 
 /// What a step produced: the exchange (if it made one) and its values.
@@ -89,37 +89,18 @@ impl CaseCtx<'_> {
     async fn act(&mut self, action: &Action, label: &str) -> StepOutcome {
         match action {
             Action::Http { .. } => self.http_step(action, label).await,
-            Action::RegisterAnonymous { .. } | Action::Complete { .. } => {
-                let (uri, body) = self
-                    .fixed_request(action)?
+            Action::RegisterAnonymous { .. } | Action::RegisterEmail { .. } | Action::RegisterIdJag { .. } | Action::Complete { .. } => {
+                let (uri, body, extra) = self
+                    .round_request(action)?
                     .ok_or_else(|| StepError::MissingInput("no request".into()))?;
-                self.answered(label, &uri, &body).await
-            }
-            Action::RegisterEmail { email, credential } => {
-                let email = self
-                    .text(email)
-                    .map_err(StepError::MissingInput)?
-                    .unwrap_or_else(|| self.identity_email());
-                let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-                let body = self.body(&[
-                    ("type", json!("identity_assertion")),
-                    ("assertion_type", json!("verified_email")),
-                    ("assertion", json!(email)),
-                    ("credential_type", json!(credential)),
-                ]);
-                let uri = self.register_uri().map_err(StepError::MissingInput)?;
-                self.answered(label, &uri, &body).await
+                let (exchange, mut vars) = self.answered(label, &uri, &body).await?;
+                vars.extend(extra);
+                Ok((exchange, vars))
             }
             Action::Mint { token } => {
                 let (_, vars) = self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?;
                 Ok((None, vars))
             }
-            Action::RegisterIdJag {
-                token,
-                assertion,
-                body_set,
-                credential,
-            } => self.register_id_jag(label, token, assertion, body_set, *credential).await,
             Action::ParallelRegisterIdJag { token, credential, count } => self.parallel_register(label, token, *credential, count).await,
             Action::Api { .. } => self.api(action, label).await,
             Action::Claim { claim_token, email } => {
@@ -298,33 +279,6 @@ impl CaseCtx<'_> {
         Ok((Some(exchange), vars))
     }
 
-    async fn register_id_jag(
-        &mut self,
-        label: &str,
-        token: &Option<TokenSpec>,
-        assertion: &Option<String>,
-        body_set: &BTreeMap<String, Value>,
-        credential: Option<CredentialType>,
-    ) -> StepOutcome {
-        let (assertion, mut minted) = match self.text(assertion).map_err(StepError::MissingInput)? {
-            Some(a) => (a, Map::new()),
-            None => self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?,
-        };
-        let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
-        let mut body = self.id_jag_body(&assertion, credential);
-        for (name, value) in body_set {
-            // Named as the catalogue names members; the profile gives the wire name.
-            let wire = self.h.profile.field(name).to_string();
-            body[if wire.is_empty() { name.as_str() } else { wire.as_str() }] = self.resolve(value).map_err(StepError::MissingInput)?;
-        }
-        let uri = self.register_uri().map_err(StepError::MissingInput)?;
-        let exchange = self.post_json(label, &uri, &body).await?;
-        let mut vars = Self::response_vars(&exchange);
-        vars.append(&mut minted);
-        vars.insert("assertion".into(), json!(assertion));
-        Ok((Some(exchange), vars))
-    }
-
     async fn api(&mut self, action: &Action, label: &str) -> StepOutcome {
         let Action::Api {
             endpoint,
@@ -388,8 +342,8 @@ impl CaseCtx<'_> {
     }
 
     async fn challenge(&mut self, label: &str, action: &Action) -> StepOutcome {
-        let (uri, body) = self
-            .fixed_request(action)?
+        let (uri, body, _) = self
+            .round_request(action)?
             .ok_or_else(|| StepError::MissingInput("no request".into()))?;
         let exchange = self.post_json(label, &uri, &body).await?;
         let vars = self.challenge_vars(&exchange);

@@ -304,7 +304,11 @@ pub enum Action {
         /// The earlier step's `name`.
         of: String,
     },
-    /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`.
+    /// Repeats the action `of` `count` times, collecting `field` from each answer as `values`
+    /// in round order. Rounds are independent: up to 8 run at once where `of` is one request
+    /// and there is no `then`, or with `spread` (each round then sees the case's values as they
+    /// were before the sample, and its own `{{identity.email}}`, so no round reads another's
+    /// mail); one at a time otherwise.
     Sample {
         /// The action to repeat, as an inline table (`of = { do = "challenge", … }`).
         of: Box<Action>,
@@ -326,7 +330,24 @@ pub enum Action {
     },
 }
 
+/// Rounds of a `sample` in flight at once, where its rounds are independent: each sends one
+/// request, or each comes from its own source address (`spread`).
+pub const SAMPLE_BATCH: usize = 8;
+
 impl Action {
+    /// Whether the action is one request whose answer is all it reads (a registration, a
+    /// challenge, a completion), so a sample of it can send its rounds at once.
+    pub fn sends_one_request(&self) -> bool {
+        matches!(
+            self,
+            Self::RegisterAnonymous { .. }
+                | Self::RegisterEmail { .. }
+                | Self::RegisterIdJag { .. }
+                | Self::Complete { .. }
+                | Self::Challenge { .. }
+        )
+    }
+
     /// The `do` name.
     pub fn name(&self) -> &'static str {
         match self {

@@ -46,7 +46,11 @@ pub(crate) fn jti_is_fresh(
     Ok(fresh || defects.contains(skip))
 }
 
-/// Records a `jti` of `kind` in the replay cache; false when it was already there.
+/// Records a `jti` of `kind` in the replay cache; false when it was already there and not
+/// expired by the request's clock (`now`, which a test may move). Other entries are swept
+/// only once expired by both that clock and the server's own: one request from the future
+/// must not sweep away the `jti`s other requests are still replaying (a second success of a
+/// concurrent replay).
 pub(crate) fn remember_jti(
     conn: &Connection,
     defects: &crate::defect::Defects,
@@ -59,13 +63,20 @@ pub(crate) fn remember_jti(
     exec(
         conn,
         "DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)",
-        params![now],
+        params![now.min(crate::secrets::unix_now())],
+    )
+    .map_err(db)?;
+    let namespace = kind.replay_namespace(defects);
+    exec(
+        conn,
+        "DELETE FROM jtis WHERE iss = ?1 AND kind = ?2 AND jti = ?3 AND expires_at < ?4",
+        params![iss, namespace, jti, now],
     )
     .map_err(db)?;
     let inserted = exec(
         conn,
         "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![iss, kind.replay_namespace(defects), jti, until],
+        params![iss, namespace, jti, until],
     )
     .map_err(db)?;
     Ok(inserted == 1)
