@@ -11,6 +11,8 @@ use common::validate;
 use authmd_conformance::baseline::Baseline;
 use authmd_conformance::compare::{self, ReportFile};
 use authmd_conformance::engine::{Harness, Parts};
+use authmd_conformance::outcome::{SkipReason, Verdict};
+use authmd_conformance::redact::Secrets;
 use authmd_conformance::report::Report;
 use authmd_conformance::{Filter, bundled, default_catalogue};
 use authmd_reference_server::{Defect, Defects};
@@ -61,6 +63,48 @@ async fn a_baseline_tolerates_listed_failures_and_fails_when_an_entry_goes_stale
     let baseline = Baseline::load(&file).expect("load");
     let names = all_names();
     assert!(baseline.judge(&bad, &names, "2026-01-01").passes(), "listed failures are tolerated");
+
+    // JUnit: the baseline's failures are skipped with its reason; WARN, INCONCLUSIVE and SKIP
+    // are visible; target text that XML cannot carry is made harmless; every file is valid.
+    let mut tolerated = bad.clone();
+    tolerated.known_failures = baseline.known_failures.iter().map(|k| (k.case.clone(), k.reason.clone())).collect();
+    let nasty = "\u{1}]]></failure><x a=\"b\">&amp;\u{fffe}";
+    let mut finding = authmd_conformance::outcome::Finding::new(
+        "step 1",
+        authmd_conformance::outcome::FindingKind::UnexpectedStatus,
+        "a header",
+        nasty,
+    );
+    finding.level = Some(authmd_conformance::catalogue::Level::Should);
+    let passing: Vec<usize> = (0..tolerated.cases.len())
+        .filter(|i| tolerated.cases[*i].verdict == Verdict::Pass)
+        .take(3)
+        .collect();
+    tolerated.cases[passing[0]].verdict = Verdict::Warn;
+    tolerated.cases[passing[0]].findings = vec![finding];
+    tolerated.cases[passing[1]].verdict = Verdict::Inconclusive(format!("no answer: {nasty}"));
+    tolerated.cases[passing[2]].verdict = Verdict::Skip(SkipReason::NotOffered(nasty.into()));
+    let junit = tolerated.to_junit(&Secrets::default());
+    assert!(!junit.contains("<failure"), "a listed failure is not a failure: {junit}");
+    assert_eq!(junit.matches("known failure (baseline)").count(), baseline.known_failures.len());
+    assert!(junit.contains(&format!("<property name=\"warn\" value=\"{}\"/>", tolerated.cases[passing[0]].id)));
+    assert!(junit.contains("<system-out>WARN "), "{junit}");
+    assert!(junit.contains("<error type=\"INCONCLUSIVE\""), "{junit}");
+    assert!(!junit.contains("]]></failure>") && !junit.contains('\u{1}'));
+    let xml = tmp("tolerated.xml");
+    std::fs::write(&xml, &junit).expect("write");
+    for junit in [xml.clone(), tmp("bad").join("junit.xml"), tmp("good").join("junit.xml")] {
+        common::assert_valid_junit(&junit);
+    }
+    let _ = std::fs::remove_file(xml);
+    // A failure's text carries the evidence: its findings, its exchanges and where the report is.
+    let failed = bad.to_junit(&Secrets::default());
+    assert!(failed.contains("<failure type=\"MUST\" message=\"step 1: expected"), "{failed}");
+    assert!(failed.contains("exchanges:\n  step 1: POST http://"), "{failed}");
+    assert!(
+        failed.contains("full evidence: report.html and report.json, case idjag/"),
+        "{failed}"
+    );
 
     let stale = baseline.judge(&good, &names, "2026-01-01");
     assert!(!stale.passes());
@@ -192,6 +236,9 @@ async fn reports_conform_to_the_published_schema() {
     let mut errors = Vec::new();
     validate(&schema, &report, "", &mut errors);
     assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // The JUnit files too: this run's, and the golden full run's (`reports/golden/`).
+    common::assert_valid_junit(&tmp("schema").join("junit.xml"));
+    common::assert_valid_junit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/golden/junit.xml"));
     // The validator is not vacuous: a broken report is caught.
     let mut broken = report.clone();
     broken["cases"][0]["verdict"] = serde_json::json!("MAYBE");

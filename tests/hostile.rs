@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
 mod hostile_target;
 
 use hostile_target::{Misbehaviour, PLANTED, Target, start};
@@ -108,6 +110,7 @@ fn assert_owed(o: &Outcome) -> Value {
         let size = std::fs::metadata(&path).unwrap_or_else(|_| panic!("no {file}\n{context}")).len();
         assert!(size < 64 << 20, "{file} is {size} bytes");
     }
+    common::assert_valid_junit(&o.out.join("junit.xml"));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(o.out.join("report.json")).expect("read")).expect("json");
     let cases = report["cases"].as_array().expect("cases").len();
     assert_eq!(cases, catalogue_size(), "cases lost\n{context}");

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod engine;
 pub mod exit_code;
 pub mod expect;
+pub mod junit;
 pub mod language;
 pub mod nearmiss;
 pub mod outcome;

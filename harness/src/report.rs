@@ -78,6 +78,11 @@ pub struct Report {
     pub ambiguities: Vec<crate::ambiguity::AmbiguityOutcome>,
     /// Footer (always written; a report without one is truncated).
     pub footer: Footer,
+    /// The FAIL cases the run's known-failures baseline lists, with its reasons (`area/id` to
+    /// reason): JUnit reports them as skipped and `summary.md` in its own section. Not in the
+    /// JSON report, which records what the target did.
+    #[serde(skip)]
+    pub known_failures: BTreeMap<String, String>,
 }
 
 impl Report {
@@ -99,6 +104,7 @@ impl Report {
             cases,
             ambiguities: Vec::new(),
             footer,
+            known_failures: BTreeMap::new(),
         }
     }
 
@@ -128,45 +134,6 @@ impl Report {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         secrets.redact_value(&mut value);
         value
-    }
-
-    /// JUnit XML: one testsuite per area; requirement and level as properties.
-    pub fn to_junit(&self, secrets: &Secrets) -> String {
-        let clean = |s: &str| inert(&secrets.redact(s), false);
-        let mut junit = quick_junit::Report::new("authmd-conformance");
-        let mut suites: BTreeMap<&str, quick_junit::TestSuite> = BTreeMap::new();
-        for c in &self.cases {
-            let suite = suites
-                .entry(c.area.as_str())
-                .or_insert_with(|| quick_junit::TestSuite::new(c.area.clone()));
-            let status = match &c.verdict {
-                Verdict::Pass | Verdict::Info | Verdict::Warn => quick_junit::TestCaseStatus::success(),
-                Verdict::Fail => {
-                    let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
-                    s.set_message(clean(&c.findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")));
-                    s
-                }
-                Verdict::Inconclusive(r) => {
-                    let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Error);
-                    s.set_message(clean(r));
-                    s
-                }
-                Verdict::Skip(r) => {
-                    let mut s = quick_junit::TestCaseStatus::skipped();
-                    s.set_message(clean(&r.to_string()));
-                    s
-                }
-            };
-            let mut tc = quick_junit::TestCase::new(c.id.clone(), status);
-            tc.set_classname(c.area.clone());
-            tc.set_time(std::time::Duration::from_millis(c.duration_ms));
-            tc.add_property(quick_junit::Property::new("requirements", c.requirements.join(",")));
-            tc.add_property(quick_junit::Property::new("level", c.level.as_str()));
-            tc.add_property(quick_junit::Property::new("verdict", c.verdict.label()));
-            suite.add_test_case(tc);
-        }
-        junit.add_test_suites(suites.into_values());
-        junit.to_string().unwrap_or_default()
     }
 
     /// A Markdown summary fit for a pull-request comment.
@@ -213,7 +180,14 @@ impl Report {
             .cases
             .iter()
             .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn | Verdict::Inconclusive(_)))
+            .filter(|c| !self.known_failures.contains_key(&c.name))
             .collect();
+        if !self.known_failures.is_empty() {
+            out += "\n## Known failures (the baseline lists them; they do not fail the run)\n\n| case | reason |\n| --- | --- |\n";
+            for (case, reason) in &self.known_failures {
+                out += &format!("| `{case}` | {} |\n", cell(reason));
+            }
+        }
         if !notable.is_empty() {
             out += "\n## Failures and warnings\n\n| case | requirements | level | verdict | first finding |\n| --- | --- | --- | --- | --- |\n";
             for c in notable {

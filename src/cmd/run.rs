@@ -363,6 +363,22 @@ fn finish(
             authmd_conformance::redact::HARVEST_RUN_BYTES >> 10
         );
     }
+    // The baseline's FAILs: skipped with its reason in JUnit, in their own section of summary.md.
+    let mut report = report;
+    if let Some(b) = baseline {
+        let failed: std::collections::BTreeSet<&str> = report
+            .cases
+            .iter()
+            .filter(|c| matches!(c.verdict, Verdict::Fail))
+            .map(|c| c.name.as_str())
+            .collect();
+        report.known_failures = b
+            .known_failures
+            .iter()
+            .filter(|k| failed.contains(k.case.as_str()))
+            .map(|k| (k.case.clone(), k.reason.clone()))
+            .collect();
+    }
     let written = report.write_all(out, secrets);
     let mut summary = format!("{:<48} {:<13} {:<13} first finding / reason\n", "case", "level", "verdict");
     for c in &report.cases {

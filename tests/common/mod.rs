@@ -103,3 +103,35 @@ pub fn schema_errors(report: &serde_json::Value) -> Vec<String> {
     validate(&schema, report, "", &mut errors);
     errors
 }
+
+/// Checks the JUnit file at `junit` against the schema CI tools read (the Jenkins xUnit
+/// plugin's `junit-10.xsd`, which `scripts/junit-xsd` fetches from pytest's sdist on PyPI into
+/// `target/schemas/`) with xmllint. Without the schema or xmllint it says so once and passes,
+/// unless `AUTHMD_REQUIRE_SCHEMA_TOOLS` is set, as `.ci/run` sets it.
+pub fn assert_valid_junit(junit: &Path) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let xsd = std::env::var_os("AUTHMD_JUNIT_XSD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemas/junit-10.xsd"));
+    let lint = Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(junit).output();
+    let missing = match &lint {
+        Err(e) => Some(format!("xmllint: {e}")),
+        Ok(_) if !xsd.exists() => Some(format!("no schema at {} (run scripts/junit-xsd)", xsd.display())),
+        Ok(_) => None,
+    };
+    if let Some(why) = missing {
+        assert!(
+            std::env::var_os("AUTHMD_REQUIRE_SCHEMA_TOOLS").is_none(),
+            "the JUnit schema check cannot run: {why}"
+        );
+        SAID.call_once(|| eprintln!("note: JUnit files not checked against the schema: {why}"));
+        return;
+    }
+    let out = lint.expect("checked above");
+    assert!(
+        out.status.success(),
+        "{} is not valid JUnit:\n{}",
+        junit.display(),
+        String::from_utf8_lossy(&out.stderr).lines().take(20).collect::<Vec<_>>().join("\n")
+    );
+}
