@@ -406,7 +406,10 @@ fn normalise(text: &str) -> String {
     let critical = regex::Regex::new(r"(?m)^Critical path: .*$").expect("regex");
     // Identifiers the server mints per run (`cla_…`, `reg_…`, `user_…`), as evidence quotes them.
     let ids = regex::Regex::new(r"\b(cla|reg|user)_[A-Za-z0-9_-]{8,}").expect("regex");
+    // A redacted value's tag hashes the value, which is new each run.
+    let redacted = regex::Regex::new(r"redacted:[0-9a-f]+").expect("regex");
     let text = ids.replace_all(text, "${1}_ID");
+    let text = redacted.replace_all(&text, "redacted:HASH");
     let text = port.replace_all(&text, "127.0.0.1:PORT");
     let text = secs.replace_all(&text, "in Ns");
     let text = critical.replace_all(&text, "Critical path: CASE");

@@ -145,20 +145,40 @@ async fn a_baseline_tolerates_listed_failures_and_fails_when_an_entry_goes_stale
     assert!(d.fixes.is_empty());
     let back = compare::diff(&bad_file, &good_file);
     assert_eq!(back.fixes.len(), bad.gating_failures());
-    let (md, html) = compare::matrix(&[good_file.clone(), bad_file.clone()]);
-    assert!(md.contains("| `v0.1/idjag/idjag-22-exp-missing` | PASS | FAIL |"), "{md}");
-    // The ambiguity matrix: both runs follow C-01 reading B (same server, same config).
+    let (mut named_good, mut named_bad) = (good_file.clone(), bad_file.clone());
+    named_good.name = Some("fixed".into());
+    named_bad.name = Some("broken".into());
+    let (md, html) = compare::matrix(&[named_good.clone(), named_bad.clone()], false);
+    // Columns by label, the differing rows first, then the rows that agree.
+    assert!(md.contains("| case | fixed | broken |"), "{md}");
+    let differ = md.find("## Cases where the reports differ").expect("differ section");
+    let agree = md.find("## Cases where they agree").expect("agree section");
+    let row = md
+        .find("| `v0.1/idjag/idjag-22-exp-missing` | PASS | FAIL |")
+        .expect("the differing row");
+    assert!(differ < row && row < agree, "{md}");
+    assert!(md[agree..].contains("| PASS | PASS |"), "{md}");
+    // The ambiguity matrix: both runs follow C-01 reading B (same server, same config), named
+    // with its statement; Markdown code in HTML is <code>, never raw backticks.
     assert!(
-        md.contains("| C-01 ID-JAG `aud`: the resource, or the authorization server? | B | B |"),
+        md.contains("| C-01 ID-JAG `aud`: the resource, or the authorization server? | B: `aud` is the authorization server | B: `aud` is the authorization server |"),
         "{md}"
     );
-    assert!(html.contains("<table>"));
+    assert!(
+        html.contains("<th>fixed</th><th>broken</th>") && html.contains("class=\"split\""),
+        "{html}"
+    );
+    assert!(html.contains("<code>aud</code>") && !html.contains('`'), "{html}");
+    // Only the differences: no agreeing case, no ambiguity both follow alike.
+    let (only, _) = compare::matrix(&[named_good, named_bad], true);
+    assert!(only.contains("idjag-22-exp-missing") && !only.contains("| PASS | PASS |"), "{only}");
+    assert!(!only.contains("| C-01 "), "{only}");
 
     // Reports of two profiles stand side by side: the same case name under another profile is
     // another row, never merged into one.
     let mut other = good_file.clone();
     other.report.header.profile = "v0.7".into();
-    let (mixed, _) = compare::matrix(&[good_file.clone(), other.clone()]);
+    let (mixed, _) = compare::matrix(&[good_file.clone(), other.clone()], false);
     assert!(mixed.contains("| `v0.1/idjag/idjag-22-exp-missing` | PASS | — |"), "{mixed}");
     assert!(mixed.contains("| `v0.7/idjag/idjag-22-exp-missing` | — | PASS |"), "{mixed}");
     // A diff compares two runs of one profile only.

@@ -24,6 +24,8 @@ pub struct ReportFile {
     pub path: String,
     /// The report.
     pub report: Report,
+    /// The name its column goes by (`compare --label NAME=REPORT`).
+    pub name: Option<String>,
 }
 
 /// A file that is not a usable report.
@@ -87,6 +89,7 @@ impl ReportFile {
         Ok(Self {
             path: path.to_string(),
             report,
+            name: None,
         })
     }
 
@@ -114,9 +117,68 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The comparison matrix as Markdown and HTML: one row per case, one column per report, and a
-/// table of which ambiguity reading each report follows.
-pub fn matrix(reports: &[ReportFile]) -> (String, String) {
+/// Escaped for HTML, with Markdown's `code` spans as `<code>` (titles and statements are
+/// written in Markdown).
+fn html_text(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in esc(s).split('`').enumerate() {
+        if i % 2 == 1 {
+            out += &format!("<code>{part}</code>");
+        } else {
+            out += part;
+        }
+    }
+    out
+}
+
+/// A Markdown table cell: one line, no column break.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Each report's column name: its `--label`, else the folder it was written to (a run's
+/// timestamp), else its position when those repeat.
+fn column_names(reports: &[ReportFile]) -> Vec<String> {
+    let folder = |r: &ReportFile| {
+        Path::new(&r.path)
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty() && n != ".")
+    };
+    let names: Vec<String> = reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.name.clone().or_else(|| folder(r)).unwrap_or_else(|| (i + 1).to_string()))
+        .collect();
+    let unique: BTreeSet<&String> = names.iter().collect();
+    if unique.len() == names.len() {
+        names
+    } else {
+        names.iter().enumerate().map(|(i, n)| format!("{} ({n})", i + 1)).collect()
+    }
+}
+
+/// What a report shows of an ambiguity: the readings it follows, each with its statement.
+fn reading_cell(o: &crate::ambiguity::AmbiguityOutcome) -> String {
+    if o.verdict != "follows" {
+        return crate::ambiguity::cell(o);
+    }
+    o.follows
+        .iter()
+        .map(|id| match o.readings.iter().find(|r| &r.id == id) {
+            Some(r) if !r.says.is_empty() => format!("{id}: {}", r.says),
+            _ => id.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The comparison matrix as Markdown and HTML: one row per case and one column per report, the
+/// cases whose verdicts differ first (highlighted in HTML), then which ambiguity reading each
+/// report follows, with the readings' statements. With `only_differences`, the rows where the
+/// reports agree are left out. The Markdown pastes into an issue as it is.
+pub fn matrix(reports: &[ReportFile], only_differences: bool) -> (String, String) {
     // Rows are qualified by profile (`v0.6/token/…`): reports of different profiles stand side
     // by side, and a case of one profile is `—` for a report of another, never confused.
     let qualified = |r: &ReportFile, c: &CaseResult| format!("{}/{}", r.report.header.profile, c.name);
@@ -128,41 +190,61 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
         .iter()
         .map(|r| r.report.cases.iter().map(|c| (qualified(r, c), c)).collect())
         .collect();
-    let mut md = String::from("# Conformance comparison\n\n| case |");
-    let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conformance comparison</title><style>body{font-family:system-ui,sans-serif}td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left}.FAIL{color:#b00020;font-weight:bold}.PASS{color:#176f2c}.WARN{color:#a15c00}.split td{background:#fff3cd}</style></head><body><h1>Conformance comparison</h1><table><tr><th>case</th>",
+    let columns = column_names(reports);
+    let head_md = format!(
+        "| {{}} | {} |\n| --- |{}\n",
+        columns.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "),
+        " --- |".repeat(columns.len())
     );
-    for (i, r) in reports.iter().enumerate() {
-        md += &format!(" {} |", i + 1);
-        html += &format!("<th title=\"{}\">{}</th>", esc(&r.label()), i + 1);
+    let head_html = |first: &str| {
+        format!(
+            "<tr><th>{first}</th>{}</tr>",
+            columns.iter().map(|c| format!("<th>{}</th>", esc(c))).collect::<String>()
+        )
+    };
+    let mut md = String::from("# Conformance comparison\n");
+    let mut html = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conformance comparison</title><style>body{font-family:system-ui,sans-serif}td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left}.FAIL{color:#b00020;font-weight:bold}.PASS{color:#176f2c}.WARN{color:#a15c00}.split td{background:#fff3cd}</style></head><body><h1>Conformance comparison</h1>",
+    );
+    let verdicts = |name: &String| -> Vec<&'static str> {
+        lookup
+            .iter()
+            .map(|l| l.get(name.as_str()).map(|c| c.verdict.label()).unwrap_or("—"))
+            .collect()
+    };
+    let (differ, agree): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| verdicts(n).iter().collect::<BTreeSet<_>>().len() > 1);
+    let mut sections = vec![("Cases where the reports differ", differ, true)];
+    if !only_differences {
+        sections.push(("Cases where they agree", agree, false));
     }
-    md += "\n| --- |";
-    md += &" --- |".repeat(reports.len());
-    md += "\n";
-    html += "</tr>";
-    for name in &names {
-        md += &format!("| `{name}` |");
-        html += &format!("<tr><td>{}</td>", esc(name));
-        for l in &lookup {
-            let v = l.get(name.as_str()).map(|c| c.verdict.label()).unwrap_or("—");
-            md += &format!(" {v} |");
-            html += &format!("<td class=\"{v}\">{v}</td>");
+    for (title, rows, split) in sections {
+        md += &format!("\n## {title} ({})\n\n", rows.len());
+        html += &format!("<h2>{title} ({})</h2><table>{}", rows.len(), head_html("case"));
+        if rows.is_empty() {
+            md += "None.\n";
+        } else {
+            md += &head_md.replacen("{}", "case", 1);
         }
-        md += "\n";
-        html += "</tr>";
+        for name in rows {
+            let v = verdicts(name);
+            md += &format!("| `{name}` | {} |\n", v.join(" | "));
+            html += &format!(
+                "<tr{}><td>{}</td>{}</tr>",
+                if split { " class=\"split\"" } else { "" },
+                esc(name),
+                v.iter().map(|v| format!("<td class=\"{v}\">{v}</td>")).collect::<String>()
+            );
+        }
+        html += "</table>";
     }
     // Ambiguity × report → the reading(s) followed; a row where the reports that observed the
     // ambiguity disagree is marked, so a spec author sees where implementations split.
-    html += "</table><h2>Ambiguities: which reading each target follows</h2><table><tr><th>ambiguity</th>";
-    md += "\n## Ambiguities: which reading each target follows\n\n| ambiguity |";
-    for (i, _) in reports.iter().enumerate() {
-        md += &format!(" {} |", i + 1);
-        html += &format!("<th>{}</th>", i + 1);
-    }
-    md += "\n| --- |";
-    md += &" --- |".repeat(reports.len());
-    md += "\n";
-    html += "</tr>";
+    md += "\n## Ambiguities: which reading each target follows\n\n";
+    md += &head_md.replacen("{}", "ambiguity", 1);
+    html += &format!(
+        "<h2>Ambiguities: which reading each target follows</h2><table>{}",
+        head_html("ambiguity")
+    );
     let ids: BTreeSet<(&str, &str)> = reports
         .iter()
         .flat_map(|r| r.report.ambiguities.iter().map(|o| (o.id.as_str(), o.title.as_str())))
@@ -180,35 +262,50 @@ pub fn matrix(reports: &[ReportFile]) -> (String, String) {
                     .flat_map(|o| o.readings.iter())
                     .any(|other| other.id == r.id && other.observed == "differs")
         });
+        let texts: Vec<String> = cells.iter().map(|c| c.map(reading_cell).unwrap_or_else(|| "—".into())).collect();
+        if only_differences && !split && texts.iter().collect::<BTreeSet<_>>().len() < 2 {
+            continue;
+        }
         let mark = if split { "**" } else { "" };
-        md += &format!("| {mark}{id}{mark} {} |", title.replace('|', "\\|"));
+        md += &format!("| {mark}{id}{mark} {} |", md_cell(title));
         html += &format!(
             "<tr{}><td>{} {}</td>",
             if split { " class=\"split\"" } else { "" },
             esc(id),
-            esc(title)
+            html_text(title)
         );
-        for c in &cells {
-            let text = c.map(crate::ambiguity::cell).unwrap_or_else(|| "—".into());
-            md += &format!(" {mark}{}{mark} |", text.replace('|', "\\|"));
-            html += &format!("<td>{}</td>", esc(&text));
+        for text in &texts {
+            md += &format!(" {} |", md_cell(text));
+            html += &format!("<td>{}</td>", html_text(text));
         }
         md += "\n";
         html += "</tr>";
     }
-    html += "</table><h2>Reports</h2><ol>";
+    html += "</table><h2>Reports</h2><ul>";
     md += "\n## Reports\n\n";
-    for (i, r) in reports.iter().enumerate() {
+    for (r, column) in reports.iter().zip(&columns) {
         let speaks = r.report.header.spoken.as_ref().map(|s| s.speaks.as_str()).unwrap_or("unknown");
         let source = r.report.header.profile_source.as_deref().unwrap_or("");
         let profile = format!(
             "profile {} (the target speaks {speaks}; written against {source})",
             r.report.header.profile
         );
-        md += &format!("{}. {} — {} — {}\n", i + 1, r.label(), profile, r.path);
-        html += &format!("<li>{} — {} — {}</li>", esc(&r.label()), esc(&profile), esc(&r.path));
+        md += &format!(
+            "- **{}**: {} — {} — `{}`\n",
+            md_cell(column),
+            md_cell(&r.label()),
+            md_cell(&profile),
+            r.path
+        );
+        html += &format!(
+            "<li><b>{}</b>: {} — {} — {}</li>",
+            esc(column),
+            esc(&r.label()),
+            html_text(&profile),
+            esc(&r.path)
+        );
     }
-    html += "</ol></body></html>";
+    html += "</ul></body></html>";
     (md, html)
 }
 

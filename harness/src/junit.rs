@@ -148,30 +148,27 @@ fn seconds(ms: u64) -> String {
 
 /// An attribute value: XML-escaped, line breaks and tabs as character references.
 fn attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars().filter(|c| xml_char(*c)) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c => out.push(c),
-        }
-    }
-    out
+    escape(s, true)
 }
 
-/// Element text: XML-escaped, characters XML 1.0 cannot carry dropped.
+/// Element text: XML-escaped.
 fn text(s: &str) -> String {
+    escape(s, false)
+}
+
+/// `s` with markup escaped and the characters XML 1.0 cannot carry dropped; in an attribute,
+/// quotes and whitespace other than spaces as references too (a parser would normalise them).
+fn escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars().filter(|c| xml_char(*c)) {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\r' if attribute => out.push_str("&#13;"),
+            '\t' if attribute => out.push_str("&#9;"),
             c => out.push(c),
         }
     }

