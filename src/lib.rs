@@ -108,6 +108,7 @@ pub async fn run_bundled(
         report: {
             let mut report = Report::new(header(&full, started_at), results, total, started.elapsed().as_millis() as u64);
             report.ambiguities = ambiguities_of(&full.target.profile, &report.cases);
+            report.requirement_texts = requirement_texts(&full.target.profile);
             report
         },
         secrets,

@@ -87,7 +87,7 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
     let profile = dir.join("profile");
     let dom = rendered(&browser, &dir);
     assert_eq!(
-        rendered_rows(&dom, "<tr class=\"case\" data-name=\""),
+        rendered_rows(&dom, "<tr class=\"case\" id=\""),
         catalogue.cases.len(),
         "every case is a row once the script ran"
     );
@@ -100,6 +100,38 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
         dom.contains("idjag/idjag-22-exp-missing") && dom.contains("class=\"FAIL\""),
         "the failure is shown"
     );
+    // Failures first, the first one open, with its requirement's text beside the finding, its
+    // exchanges as a sequence picture, token times as instants, and a permalink.
+    let first_row = dom.find("<tr class=\"case\" id=\"").expect("a case row");
+    let first_row = &dom[first_row..first_row + dom[first_row..].find("</tr>").expect("row end")];
+    assert!(
+        first_row.contains("data-name=\"idjag/idjag-22-exp-missing\"") && first_row.contains("<td class=\"FAIL\">FAIL</td>"),
+        "the first row is the FAIL: {}",
+        &first_row[..first_row.len().min(300)]
+    );
+    assert!(first_row.contains("<details open=\"\">"), "the first failure is open");
+    assert!(
+        first_row.contains("<p class=\"req\"><b>IDJAG-"),
+        "the requirement's text is beside the finding"
+    );
+    assert!(first_row.contains("<svg class=\"sequence\""), "the exchanges as a sequence picture");
+    assert!(
+        first_row.contains("s after the run started") || first_row.contains("s before the run started"),
+        "token times as instants"
+    );
+    assert!(
+        first_row.contains("<a class=\"permalink\" href=\"#case-idjag-idjag-22-exp-missing\""),
+        "a permalink"
+    );
+    // The pictures at the top: verdicts per area, and a cell per requirement the run covered.
+    let areas: std::collections::BTreeSet<&str> = report.cases.iter().map(|c| c.area.as_str()).collect();
+    let covered: std::collections::BTreeSet<&String> = report.cases.iter().flat_map(|c| &c.requirements).collect();
+    assert!(
+        dom.contains("<svg id=\"areas\"") && rendered_rows(&dom, "class=\"bar\"") >= areas.len(),
+        "verdicts per area"
+    );
+    assert_eq!(rendered_rows(&dom, "class=\"req-cell\""), covered.len(), "one cell per requirement");
+    assert!(dom.contains("fill=\"#b00020\" class=\"req-cell\""), "a failed requirement is red");
     for secret in harness.secrets.all().iter().filter(|s| s.len() > 6) {
         assert!(!dom.contains(secret.as_str()), "a secret reached the rendered page");
     }
@@ -165,11 +197,7 @@ async fn target_text_cannot_break_out_of_the_embedded_data() {
     let dir = std::env::temp_dir().join(format!("authmd-html-script-{}", std::process::id()));
     report.write_to(&dir, &harness.secrets).expect("write");
     let dom = rendered(&browser, &dir);
-    assert_eq!(
-        rendered_rows(&dom, "<tr class=\"case\" data-name=\""),
-        cases.len(),
-        "every case is a row"
-    );
+    assert_eq!(rendered_rows(&dom, "<tr class=\"case\" id=\""), cases.len(), "every case is a row");
     assert!(!dom.contains("<title>owned"), "target text ran as script");
     let _ = std::fs::remove_dir_all(&dir);
 }

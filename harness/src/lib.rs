@@ -93,7 +93,19 @@ pub async fn run(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progress<'_
     let results = run_cases(harness.clone(), cases, &|r, done, _| progress(r, done, total)).await;
     let mut report = Report::new(header(&harness, started_at), results, total, started.elapsed().as_millis() as u64);
     report.ambiguities = ambiguities_of(&harness.target.profile, &report.cases);
+    report.requirement_texts = requirement_texts(&harness.target.profile);
     report
+}
+
+/// The text of every requirement of `profile` and of the AID preflight, by id (the HTML
+/// report shows it beside each finding).
+pub fn requirement_texts(profile: &str) -> std::collections::BTreeMap<String, String> {
+    profile_catalogue(profile)
+        .into_iter()
+        .chain(aid_catalogue())
+        .flat_map(|c| c.requirements.into_values())
+        .map(|r| (r.id, r.text))
+        .collect()
 }
 
 /// Which reading of each of the profile's ambiguities the results follow (none without an

@@ -83,6 +83,10 @@ pub struct Report {
     /// JSON report, which records what the target did.
     #[serde(skip)]
     pub known_failures: BTreeMap<String, String>,
+    /// The text of each requirement of the profile (id to text), shown beside the findings in
+    /// the HTML report. Not in the JSON report.
+    #[serde(skip)]
+    pub requirement_texts: BTreeMap<String, String>,
 }
 
 impl Report {
@@ -105,6 +109,7 @@ impl Report {
             ambiguities: Vec::new(),
             footer,
             known_failures: BTreeMap::new(),
+            requirement_texts: BTreeMap::new(),
         }
     }
 
@@ -235,78 +240,22 @@ impl Report {
         out
     }
 
-    /// A self-contained HTML report: no network, filters by verdict, area and level, and a
-    /// drill-down per case with its findings, exchanges and decoded tokens.
+    /// A self-contained HTML report (`report.html` beside this file): no network, no external
+    /// script; failures first with the first one open, pictures drawn as inline SVG (verdicts
+    /// per area, the requirement grid, each case's exchanges as a sequence), filters by verdict,
+    /// area and level, permalinks, and a drill-down per case with its findings beside the
+    /// requirement's text, its exchanges and decoded tokens (their times as instants).
     pub fn to_html(&self, secrets: &Secrets) -> String {
         // Script data: every `<`, `>` and `&` as a JSON escape, so no sequence of the target's
         // text (`</script>`, `<!--<script>`, which moves an HTML parser into its escaped
         // states) can end or hide the data, in any browser's parser. JSON has these bytes
         // only inside strings, where `\u003c` reads back as `<`.
         let data = script_safe(&self.to_json(secrets));
-        format!(
-            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>auth.md conformance report</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top;font-size:.9em}}
-.PASS{{color:#176f2c}} .FAIL{{color:#b00020;font-weight:bold}} .WARN{{color:#a15c00}} .INFO{{color:#555}} .SKIP{{color:#777}} .INCONCLUSIVE{{color:#6a1b9a}}
-pre{{background:#f6f6f6;padding:.5em;white-space:pre-wrap;word-break:break-all;max-height:24em;overflow:auto}} select,input{{margin-right:1em}}
-details{{margin:.3em 0}}
-</style></head><body>
-<h1>auth.md conformance report</h1><p id="meta"></p><p id="counts"></p>
-<div>Verdict <select id="fv"><option value="">all</option></select>
-Area <select id="fa"><option value="">all</option></select>
-Level <select id="fl"><option value="">all</option></select>
-Search <input id="fq" placeholder="id or requirement"></div>
-<section id="preflight" hidden><h2>AID preflight</h2><p id="pf-outcome"></p><table><thead><tr><th>TXT answer</th><th>as an AID record</th></tr></thead><tbody id="pf-rows"></tbody></table><p id="pf-selected"></p><div id="pf-exchanges"></div></section>
-<table><thead><tr><th>case</th><th>requirements</th><th>level</th><th>verdict</th><th>summary</th></tr></thead><tbody id="rows"></tbody></table>
-<h2 id="ambiguities-title" hidden>Ambiguities: which reading the target follows</h2>
-<table id="ambiguities" hidden><thead><tr><th>ambiguity</th><th>the target follows</th><th>readings</th><th>deciding evidence</th></tr></thead><tbody id="amb-rows"></tbody></table>
-<script id="report-data" type="application/json">{data}</script>
-<script>
-const report = JSON.parse(document.getElementById("report-data").textContent);
-const h = report.header, f = report.footer;
-const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({{"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}})[c]);
-document.getElementById("meta").textContent = `${{h.target}} · profile ${{h.profile}} · suite ${{h.suite_version}} · ${{h.started_at}}`;
-document.getElementById("counts").innerHTML = Object.entries(f.counts).map(([k,v]) => `<span class="${{k}}">${{k}} ${{v}}</span>`).join(" · ") + ` · ${{(f.duration_ms/1000).toFixed(1)}}s`;
-const uniq = k => [...new Set(report.cases.map(c => typeof k === "function" ? k(c) : c[k]))].sort();
-for (const [id, vals] of [["fv", uniq("verdict")], ["fa", uniq("area")], ["fl", uniq("level")]])
-  for (const v of vals) document.getElementById(id).insertAdjacentHTML("beforeend", `<option>${{esc(v)}}</option>`);
-function detail(c) {{
-  let s = "";
-  if (c.reason) s += `<p>${{esc(c.reason)}}</p>`;
-  for (const x of c.findings) s += `<p class="FAIL">${{esc(x.step)}} — ${{esc(x.kind)}}: expected ${{esc(x.expected)}} (found ${{esc(x.found)}})</p>`;
-  for (const e of c.exchanges) {{
-    s += `<details><summary>${{esc(e.step)}}: ${{esc(e.method)}} ${{esc(e.url)}} → ${{esc(e.status)}} (${{e.elapsed_ms}} ms)</summary><pre>${{esc(e.request_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.request_body ?? "")}}</pre>`;
-    if (e.tokens) s += `<pre>${{esc(JSON.stringify(e.tokens, null, 2))}}</pre>`;
-    s += `<pre>${{esc(e.response_headers.map(([k,v]) => k + ": " + v).join("\n"))}}\n\n${{esc(e.response_body)}}</pre><pre>${{esc(e.reproduce)}}</pre></details>`;
-  }}
-  for (const m of c.mail) s += `<details><summary>mail to ${{esc(m.to.join(", "))}}: ${{esc(m.subject)}}</summary><pre>${{esc(m.text)}}</pre></details>`;
-  return s;
-}}
-function render() {{
-  const v = fv.value, a = fa.value, l = fl.value, q = fq.value.toLowerCase();
-  document.getElementById("rows").innerHTML = report.cases.filter(c => (!v || c.verdict === v) && (!a || c.area === a) && (!l || c.level === l) && (!q || (c.name + c.requirements.join(" ")).toLowerCase().includes(q)))
-    .map(c => `<tr class="case" data-name="${{esc(c.name)}}"><td><details><summary>${{esc(c.name)}}</summary>${{detail(c)}}</details></td><td>${{esc(c.requirements.join(", "))}}</td><td>${{esc(c.level)}}</td><td class="${{c.verdict}}">${{c.verdict}}</td><td>${{esc(c.summary)}}</td></tr>`).join("");
-}}
-for (const id of ["fv","fa","fl","fq"]) document.getElementById(id).addEventListener("input", render);
-const pf = h.preflight;
-if (pf) {{
-  document.getElementById("preflight").hidden = false;
-  document.getElementById("pf-outcome").textContent = `${{pf.name}} asked of ${{pf.resolver}}: ` + (pf.error ? `failed: ${{pf.error}}; no identity material was sent` : "the endpoint is established") + (pf.proof ? ` · proof: ${{pf.proof}}` : "");
-  document.getElementById("pf-rows").innerHTML = pf.answers.map(a => {{ const bad = pf.invalid.find(([raw]) => raw === a); return `<tr><td><code>${{esc(a)}}</code></td><td>${{esc(bad ? "invalid: " + bad[1] : (pf.selected && pf.selected.raw === a ? "selected" : "valid or not AID"))}}</td></tr>`; }}).join("");
-  if (pf.selected) document.getElementById("pf-selected").textContent = `selected (${{pf.source}}): ${{pf.selected.version}} ${{pf.selected.proto}} at ${{pf.selected.uri}}`;
-  document.getElementById("pf-exchanges").innerHTML = detail({{findings: [], exchanges: pf.exchanges, mail: []}});
-}}
-render();
-const ambs = report.ambiguities || [];
-if (ambs.length) {{
-  document.getElementById("ambiguities").hidden = false;
-  document.getElementById("ambiguities-title").hidden = false;
-  const follows = o => o.verdict === "follows" ? o.follows.join(" + ") : ({{"none": "none of the named readings", "not-observed": "not observable with this config"}})[o.verdict] || "untestable";
-  document.getElementById("amb-rows").innerHTML = ambs.map(o => `<tr class="ambiguity" data-id="${{esc(o.id)}}"><td>${{esc(o.id)}} ${{esc(o.title)}}</td><td>${{esc(follows(o))}}</td><td>${{o.readings.map(r => `<span title="${{esc(r.says)}}">${{esc(r.id)}}: ${{esc(r.observed)}}</span>`).join("<br>")}}</td><td>${{esc((o.readings.find(r => r.evidence) || {{}}).evidence || o.note || "")}}</td></tr>`).join("");
-}}
-</script></body></html>"#
-        )
+        let requirements = script_safe(&serde_json::to_string(&self.requirement_texts).unwrap_or_else(|_| "{}".into()));
+        // The template is plain HTML beside this file; only its two data slots are filled.
+        include_str!("report.html")
+            .replacen("/*REPORT_DATA*/", &data, 1)
+            .replacen("/*REQUIREMENT_DATA*/", &requirements, 1)
     }
 
     /// Writes `report.json`, `junit.xml`, `summary.md` and `report.html` into `dir`, which
