@@ -118,7 +118,8 @@ fn rules(name: &str, cat: &Catalogue) -> Vec<String> {
 }
 
 /// Every generated file of the repository with the text it must hold: each catalogue's
-/// `INDEX.md`, the case vocabulary and the step schema.
+/// `INDEX.md`, the case vocabulary and the step schema, the configuration reference and its
+/// schema.
 pub fn generated() -> Result<Vec<Generated>, String> {
     generated_from(&load_all())
 }
@@ -132,7 +133,10 @@ fn generated_from(loaded: &[Result<Loaded, String>]) -> Result<Vec<Generated>, S
             text: l.catalogue.index_markdown(),
         });
     }
-    for (file, text) in crate::language::generated_files() {
+    for (file, text) in crate::language::generated_files()
+        .into_iter()
+        .chain(crate::target_reference::generated_files())
+    {
         files.push(Generated {
             path: PathBuf::from(file),
             text,

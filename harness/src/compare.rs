@@ -47,7 +47,7 @@ impl ReportFile {
             path: label.clone(),
             message: m,
         };
-        // Reports are bounded when written (README, "Limits"); a far larger file is not one.
+        // Reports are bounded when written (docs/limits.md); a far larger file is not one.
         let size = std::fs::metadata(path).map_err(|x| e(format!("cannot read: {x}")))?.len();
         if size > MAX_REPORT_BYTES {
             return Err(e(format!("{size} bytes: larger than any report this suite writes")));

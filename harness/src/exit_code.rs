@@ -1,4 +1,4 @@
-//! How a command ends, and the documented exit code of each ending (README "Exit codes").
+//! How a command ends, and the documented exit code of each ending (README "In CI", docs/ci.md).
 //! [`Ending::code`] is the one place that maps them.
 
 /// Every gating case passed (and the baseline matched).

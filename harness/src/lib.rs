@@ -23,6 +23,7 @@ pub mod report;
 pub mod setup;
 pub mod start;
 pub mod target;
+pub mod target_reference;
 pub mod template;
 pub mod transport;
 pub mod wellknown;

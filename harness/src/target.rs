@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// An HTTP probe for one scope (REG-ANON-10, API-08).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Probe {
     /// HTTP method. Defaults to GET.
@@ -22,7 +22,7 @@ fn get() -> String {
 }
 
 /// The identity/scope oracle: an endpoint that echoes who a credential acts as.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Oracle {
     /// Path or URL of the echo endpoint (GET). It is also the protected API used by discovery.
@@ -43,7 +43,7 @@ fn scopes_pointer() -> String {
 }
 
 /// Where the target's claim mail can be read.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum MailConfig {
     /// Run the bundled SMTP sink on this address; the target must relay its mail there.
@@ -73,7 +73,7 @@ pub enum MailConfig {
 }
 
 /// How the harness moves the target's clock.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClockConfig {
     /// A request header that shifts the target's "now" by N seconds for that request.
@@ -85,7 +85,7 @@ pub struct ClockConfig {
 }
 
 /// Declared TTLs of the target, in seconds (what `advance = "otp+5"` refers to).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeclaredTtls {
     /// Unclaimed registration lifetime. Defaults to 86400.
@@ -124,7 +124,7 @@ impl Default for DeclaredTtls {
 }
 
 /// A second issuer on the target's trust list, for the two-issuer cases.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondIssuer {
     /// Its issuer URL as your trust list names it.
@@ -142,7 +142,7 @@ pub struct SecondIssuer {
 }
 
 /// The mock IdP as the target must see it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdpSettings {
     /// The issuer on the target's trust list, e.g. `http://localhost:4000`.
@@ -237,7 +237,7 @@ impl Default for IdpSettings {
 /// The human's side of a v0.6 ceremony, as forms the harness fills in with its own cookie jar.
 /// Field values may use `{email}`, `{return_to}` (from the `verification_uri`),
 /// `{claim_attempt_token}` and `{user_code}`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRecipe {
     /// Where the sign-in form posts (absolute, or a path on the target).
@@ -257,7 +257,7 @@ pub struct SessionRecipe {
 
 /// Where an AID preflight starts (`[aid]`, or `run --domain`): the bare domain, and the DNS
 /// that answers for it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AidTarget {
     /// The domain whose `_agent` record is looked up (exact host; no parent is tried).
@@ -300,7 +300,7 @@ impl AidTarget {
 }
 
 /// A target configuration file (`--config target.toml`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The service's base URL (the resource server origin). May be left out with `[aid]`: the
@@ -314,15 +314,18 @@ pub struct TargetConfig {
     /// the one `reference serve --set https=true --set tls_ca_out=FILE` writes).
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
-    /// The protected API, oracle, and mail, clock and IdP settings.
+    /// An endpoint that echoes who a credential acts as (the identity and scope oracle); cases
+    /// that compare identities need it.
     pub oracle: Option<Oracle>,
     /// Path of a protected endpoint for discovery when there is no oracle. Defaults to `/api/resource`.
     #[serde(default)]
     pub protected_path: Option<String>,
-    /// Scope → probe.
+    /// One HTTP probe per scope your credentials can carry (`[probes.<scope>]`): how the
+    /// harness checks that a credential reaches what its scopes allow, and nothing more.
     #[serde(default)]
     pub probes: BTreeMap<String, Probe>,
-    /// Mail source.
+    /// Where the harness reads the mail your service sends (claim links, OTPs): one of the
+    /// kinds below. Without it, cases that read mail are skipped.
     #[serde(default)]
     pub mail: Option<MailConfig>,
     /// Claim-link pattern (group 1 = token); defaults to the mailbox's.
@@ -332,13 +335,16 @@ pub struct TargetConfig {
     /// (v0.6 ceremony). Without it, cases that need a human step are skipped.
     #[serde(default)]
     pub session: Option<SessionRecipe>,
-    /// Clock control.
+    /// How the harness moves your service's clock (a test-clock header) or, without one, how
+    /// long it may wait for a TTL to pass.
     #[serde(default)]
     pub clock: ClockConfig,
-    /// Declared TTLs.
+    /// The lifetimes your service declares (claim tokens, attempts, credentials), where the
+    /// metadata does not state them; expiry cases test against them.
     #[serde(default)]
     pub ttl: DeclaredTtls,
-    /// The mock IdP.
+    /// The mock IdP the harness runs and your service must trust for ID-JAG registration and
+    /// logout tokens: its issuer, where it listens, and your trust entry's policies.
     #[serde(default)]
     pub idp: IdpSettings,
     /// Ambiguity → the reading that gates (`"C-01" = "B"`); others are reported, not failed.
@@ -382,8 +388,8 @@ pub struct TargetConfig {
     /// reported as a finding and never fetched.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
-    /// The spec profile the target implements. This build knows `v0.1` only (the default);
-    /// later versions come as profiles of the same catalogue.
+    /// The spec profile the target implements: `v0.1` (the default), `v0.6`, `v0.7` or
+    /// `v0.7-production` (see `profiles/`); `run --profile` overrides it.
     #[serde(default = "profile")]
     pub profile: String,
 }

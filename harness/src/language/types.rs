@@ -143,11 +143,11 @@ impl TokenSpec {
 }
 
 /// A JWKS fault mode: `none`, `server-error`, `invalid-json`, `empty-key-set`,
-/// `wrong-content-type`, or `slow:<ms>`.
+/// `wrong-content-type`, or `slow:MS` (milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Fault(pub JwksFault);
 
-const FAULTS: &str = "none, server-error, invalid-json, empty-key-set, wrong-content-type, slow:<ms>";
+const FAULTS: &str = "none, server-error, invalid-json, empty-key-set, wrong-content-type, slow:MS";
 
 impl std::str::FromStr for Fault {
     type Err = String;
