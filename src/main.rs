@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use authmd_conformance::exit_code::Ending;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 
@@ -55,6 +55,14 @@ enum Command {
         #[command(subcommand)]
         command: serve::DnsCommand,
     },
+    /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout, e.g.
+    /// `authmd-conformance completions bash > /etc/bash_completion.d/authmd-conformance`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout, e.g. `authmd-conformance man > authmd-conformance.1`.
+    Man,
     /// Known-failure baselines.
     Baseline {
         #[command(subcommand)]
@@ -109,6 +117,18 @@ async fn dispatch(command: Command) -> Result<Ending, Failure> {
         Command::Mailbox { command } => serve::mailbox(command).await,
         Command::Reference { command } => serve::reference(command).await,
         Command::Dns { command } => serve::dns(command).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "authmd-conformance", &mut std::io::stdout());
+            Ok(Ending::Success)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Failure::Harness(format!("the man page: {e}")))?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page).map_err(|e| Failure::Harness(e.to_string()))?;
+            Ok(Ending::Success)
+        }
         Command::Baseline { command } => reports::baseline(command),
         Command::Compare(args) => reports::compare(args),
         Command::Diff(args) => reports::diff(args),

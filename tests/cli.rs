@@ -73,3 +73,41 @@ fn an_unknown_area_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nowhere"), "{stderr}");
 }
+
+/// The summary's verdicts are coloured only where colour is wanted: `CLICOLOR_FORCE` forces
+/// it, `NO_COLOR` always wins, and a pipe (these tests) gets none.
+#[test]
+fn colour_follows_no_color_and_clicolor() {
+    let dir = std::env::temp_dir().join(format!("authmd-cli-colour-{}", std::process::id()));
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_authmd-conformance"));
+        c.args(["run", "--case", "idjag-22-exp-missing", "--defect", "accept-missing-exp", "--out"])
+            .arg(&dir)
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().expect("run").stdout).into_owned()
+    };
+    let red = "\u{1b}[1;31mFAIL";
+    assert!(run(&[("CLICOLOR_FORCE", "1")]).contains(red), "forced colour");
+    assert!(
+        !run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\u{1b}'),
+        "NO_COLOR wins"
+    );
+    let piped = run(&[]);
+    assert!(piped.contains("FAIL") && !piped.contains('\u{1b}'), "no colour into a pipe");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = stdout(&cli(&["completions", shell]));
+        assert!(out.contains("authmd-conformance") && out.contains("check-config"), "{shell}");
+    }
+    let man = stdout(&cli(&["man"]));
+    assert!(man.contains(".TH authmd-conformance 1") && man.contains("check\\-config"), "{man}");
+    assert_eq!(cli(&["completions", "tcsh"]).status.code(), Some(2));
+}

@@ -253,15 +253,18 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
     let bar = terminal.then(|| {
         let bar = indicatif::ProgressBar::new(cases.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            indicatif::ProgressStyle::with_template("{elapsed:>4} {bar:40} {pos}/{len} {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        // The clock moves while the last cases wait (a TTL, a cool-down), so a long wait never
+        // looks like a hang.
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
         bar
     });
     let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
         Some(bar) => {
             bar.set_position(done as u64);
-            bar.set_message(result.name.clone());
+            bar.set_message(format!("{} done; {} running", result.name, total - done));
         }
         None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
     };
@@ -397,10 +400,10 @@ fn finish(
                 _ => c.note.clone().unwrap_or_default(),
             });
         summary += &format!(
-            "{:<48} {:<13} {:<13} {}\n",
+            "{:<48} {:<13} {} {}\n",
             c.name,
             c.level.as_str(),
-            c.verdict.label(),
+            paint(&format!("{:<13}", c.verdict.label()), c.verdict.label()),
             clean(&why).chars().take(160).collect::<String>()
         );
     }
@@ -511,4 +514,35 @@ fn finish(
         }
     }
     Ok(ending)
+}
+
+/// Whether the summary is coloured: never with `NO_COLOR` set or `CLICOLOR=0`, always with
+/// `CLICOLOR_FORCE` set (not `0`), else only when stdout is a terminal.
+fn colour() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if set("CLICOLOR_FORCE") {
+        return true;
+    }
+    if std::env::var_os("CLICOLOR").is_some_and(|v| v == "0") {
+        return false;
+    }
+    std::io::stdout().is_terminal()
+}
+
+/// `text` in the colour of `verdict`, when [`colour`] says so.
+fn paint(text: &str, verdict: &str) -> String {
+    let code = match verdict {
+        "FAIL" => "1;31",
+        "WARN" => "33",
+        "INCONCLUSIVE" => "35",
+        "PASS" => "32",
+        _ => "",
+    };
+    if code.is_empty() || !colour() {
+        return text.to_string();
+    }
+    format!("\u{1b}[{code}m{text}\u{1b}[0m")
 }
