@@ -290,13 +290,27 @@ fn capped(document: &serde_json::Value) -> serde_json::Value {
 pub const HOME_ENV: &str = "AUTHMD_CONFORMANCE_HOME";
 
 /// Where `cases/`, `profiles/`, `checks/` and `deployments/` live: the folder [`HOME_ENV`]
-/// names when it is set (a copy with other profiles, or an installed one), else the
+/// names when it is set (a copy with other profiles, or an installed one), else the folder of
+/// the binary when the catalogues are beside it (an unpacked release archive), else the
 /// repository this build came from.
 pub fn repo_root() -> std::path::PathBuf {
     match std::env::var_os(HOME_ENV) {
         Some(home) if !home.is_empty() => std::path::PathBuf::from(home),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        _ => installed_root().clone(),
     }
+}
+
+/// The folder the binary is in when the catalogues are beside it (an unpacked release archive:
+/// they match the binary's version), else the checkout it was built from.
+fn installed_root() -> &'static std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+            .filter(|dir| dir.join("profiles").is_dir())
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+    })
 }
 
 /// Loads the default profile's catalogue.
