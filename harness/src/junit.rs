@@ -78,7 +78,11 @@ impl Report {
                         "known-failure",
                         format!("known failure (baseline): {}", self.known_failures[&c.name]),
                     ),
-                    Verdict::Fail => ("failure", c.level.as_str(), deciding(c)),
+                    Verdict::Fail => (
+                        "failure",
+                        c.level.as_str(),
+                        c.deciding_finding().map(|f| format!("{f:#}")).unwrap_or_else(|| "FAIL".into()),
+                    ),
                     Verdict::Inconclusive(why) => ("error", "INCONCLUSIVE", why.clone()),
                     Verdict::Skip(why) => ("skipped", "SKIP", why.to_string()),
                     Verdict::Warn | Verdict::Info if !c.findings.is_empty() => {
@@ -108,15 +112,6 @@ impl Report {
         xml.push_str("</testsuites>\n");
         xml
     }
-}
-
-/// The finding that decided a FAIL: the strictest first.
-fn deciding(c: &CaseResult) -> String {
-    c.findings
-        .iter()
-        .min_by_key(|f| f.level.unwrap_or(c.level))
-        .map(|f| format!("{f:#}"))
-        .unwrap_or_else(|| c.verdict.label().to_string())
 }
 
 /// What a CI view shows under a case: the verdict, the requirements, every finding, the

@@ -152,10 +152,8 @@ pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progr
     // The few cases that read the second issuer, where the cases that change keys run there,
     // start at once beside them: queued together, they share one turn between two of those
     // cases, where started by the jobs one by one each would take a turn of its own.
-    for (index, case) in up_front {
-        let (harness, meta) = (harness.clone(), case.clone());
-        let handle = set.spawn(async move { harness.run_case(&case, index).await });
-        pending.insert(handle.id(), meta);
+    for case in up_front {
+        spawn_case(&mut set, &mut pending, &harness, case, async {}, ());
     }
     let mut order = order.into_iter().peekable();
     // The cases that change the IdP come first in the order and run one at a time under its
@@ -164,20 +162,17 @@ pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progr
     // Each waits for the one before it to end rather than queueing for the lock at once: the
     // lock is fair, so queued writers would let in one reader between each two of them.
     let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
-    while let Some((index, case)) = order.next_if(|(_, c)| c.needs.contains(&catalogue::Need::IdpExclusive)) {
-        let (harness, meta) = (harness.clone(), case.clone());
+    while let Some(case) = order.next_if(|(_, c)| c.needs.contains(&catalogue::Need::IdpExclusive)) {
+        // The sender is held until the case ends; the next one waits for it to be dropped
+        // (Err: the one before panicked; its result is reported, and this one runs).
         let (done, next) = tokio::sync::oneshot::channel::<()>();
         let after = previous.replace(next);
-        let handle = set.spawn(async move {
+        let wait = async move {
             if let Some(after) = after {
-                // Err: the one before panicked; its result is reported, and this one runs.
                 let _ = after.await;
             }
-            let result = harness.run_case(&case, index).await;
-            drop(done);
-            result
-        });
-        pending.insert(handle.id(), meta);
+        };
+        spawn_case(&mut set, &mut pending, &harness, case, wait, done);
     }
     let mut next = order.next();
     let mut results = Vec::with_capacity(total);
@@ -186,14 +181,9 @@ pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progr
             biased;
             Some(joined) = set.join_next_with_id(), if !set.is_empty() => joined,
             Ok(permit) = semaphore.clone().acquire_owned(), if next.is_some() => {
-                let Some((index, case)) = next.take() else { continue };
+                let Some(case) = next.take() else { continue };
                 next = order.next();
-                let (harness, meta) = (harness.clone(), case.clone());
-                let handle = set.spawn(async move {
-                    let _permit = permit;
-                    harness.run_case(&case, index).await
-                });
-                pending.insert(handle.id(), meta);
+                spawn_case(&mut set, &mut pending, &harness, case, async {}, permit);
                 continue;
             }
             else => break,
@@ -225,6 +215,26 @@ pub async fn run_cases(harness: Arc<Harness>, cases: Vec<Case>, progress: &Progr
         results.push(result);
     }
     results
+}
+
+/// Spawns the task of `case` (with its index in the run): it waits for `wait`, runs the case,
+/// and holds `hold` (a job permit, a turn) until it ends. The case is remembered by its task,
+/// so a task that panics is still reported.
+fn spawn_case(
+    set: &mut tokio::task::JoinSet<CaseResult>,
+    pending: &mut std::collections::HashMap<tokio::task::Id, Case>,
+    harness: &Arc<Harness>,
+    (index, case): (usize, Case),
+    wait: impl std::future::Future<Output = ()> + Send + 'static,
+    hold: impl Send + 'static,
+) {
+    let (harness, meta) = (harness.clone(), case.clone());
+    let handle = set.spawn(async move {
+        let _hold = hold;
+        wait.await;
+        harness.run_case(&case, index).await
+    });
+    pending.insert(handle.id(), meta);
 }
 
 /// Now, as RFC 3339.

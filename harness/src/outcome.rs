@@ -415,6 +415,11 @@ impl CaseResult {
         }
     }
 
+    /// The finding that decided the verdict: the one at the strictest level.
+    pub fn deciding_finding(&self) -> Option<&Finding> {
+        self.findings.iter().min_by_key(|f| f.level.unwrap_or(self.level))
+    }
+
     /// Did any expectation fail (whatever the level)? Self-validation uses this.
     pub fn has_findings(&self) -> bool {
         !self.findings.is_empty()

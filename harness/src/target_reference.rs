@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::language::one_line;
 use crate::target::TargetConfig;
 
 /// The JSON Schema of a `target.toml` (draft 2020-12).
@@ -53,7 +54,7 @@ fn table(schema: &Value, node: &Value, path: &str, out: &mut String, sections: &
             let variant = resolve(schema, variant);
             for (kind, inner) in variant["properties"].as_object().into_iter().flatten() {
                 let text = description(&variant).or_else(|| description(inner)).unwrap_or_default();
-                out.push_str(&format!("| `{kind}` | table | — | {} |\n", cell(&text)));
+                out.push_str(&format!("| `{kind}` | table | — | {text} |\n"));
                 sections.push((format!("{path}.{kind}"), with_description(resolve(schema, inner), &variant)));
             }
         }
@@ -79,11 +80,7 @@ fn table(schema: &Value, node: &Value, path: &str, out: &mut String, sections: &
             v => format!("`{}`", v),
         };
         let text = description(prop).or_else(|| description(&target)).unwrap_or_default();
-        out.push_str(&format!(
-            "| `{key}` | {} | {default} | {} |\n",
-            type_name(schema, &inner),
-            cell(&text)
-        ));
+        out.push_str(&format!("| `{key}` | {} | {default} | {} |\n", type_name(schema, &inner), text));
         if is_table(schema, &inner) {
             sections.push((key_path, with_description(inner, prop)));
         } else if let Some(values) = inner.get("additionalProperties").filter(|v| v.is_object()) {
@@ -98,9 +95,9 @@ fn table(schema: &Value, node: &Value, path: &str, out: &mut String, sections: &
 /// `node` with `from`'s description when it has none of its own.
 fn with_description(mut node: Value, from: &Value) -> Value {
     if description(&node).is_none()
-        && let (Some(text), Some(map)) = (description(from), node.as_object_mut())
+        && let (Some(text), Some(map)) = (from.get("description"), node.as_object_mut())
     {
-        map.insert("description".into(), Value::String(text));
+        map.insert("description".into(), text.clone());
     }
     node
 }
@@ -158,14 +155,9 @@ fn type_name(schema: &Value, node: &Value) -> String {
     }
 }
 
+/// A node's doc comment as one table cell ([`one_line`]), if it has one.
 fn description(node: &Value) -> Option<String> {
-    node["description"]
-        .as_str()
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    node["description"].is_string().then(|| one_line(&node["description"]))
 }
 
 #[cfg(test)]

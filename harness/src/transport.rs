@@ -394,6 +394,24 @@ pub fn decode_jwt(text: &str) -> Option<Value> {
 mod tests {
     use super::*;
 
+    /// A client of a test server at `addr` (its origin allowed, 1 MiB bodies, 5 s per request).
+    fn loopback_client(addr: std::net::SocketAddr, secrets: &Secrets) -> Transport {
+        let mut policy = HostPolicy::default();
+        policy.allow_origin_of(&format!("http://{addr}"));
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(5),
+        };
+        Transport::new(
+            None,
+            &Tls::new(None).expect("tls"),
+            limits,
+            std::sync::Arc::new(policy),
+            secrets.clone(),
+        )
+        .expect("transport")
+    }
+
     #[test]
     fn the_policy_allows_origins_and_listed_hosts_only() {
         let mut p = HostPolicy::default();
@@ -427,21 +445,8 @@ mod tests {
                 let _ = socket.write_all(answer.as_bytes()).await;
             }
         });
-        let mut policy = HostPolicy::default();
-        policy.allow_origin_of(&format!("http://{addr}"));
         let secrets = Secrets::default();
-        let limits = Limits {
-            max_body_bytes: 1 << 20,
-            request_timeout: Duration::from_secs(5),
-        };
-        let net = Transport::new(
-            None,
-            &Tls::new(None).expect("tls"),
-            limits,
-            std::sync::Arc::new(policy),
-            secrets.clone(),
-        )
-        .expect("transport");
+        let net = loopback_client(addr, &secrets);
         let e = net.send("t", "GET", &format!("http://{addr}/login"), &[], None).await;
         assert_eq!(e.cookies, vec![format!("sid={long}"), "b=2".to_string()]);
         assert!(e.response_headers.iter().all(|(_, v)| v.len() <= MAX_HEADER_VALUE + 64));
@@ -480,20 +485,7 @@ mod tests {
                 }
             }
         });
-        let mut policy = HostPolicy::default();
-        policy.allow_origin_of(&format!("http://{addr}"));
-        let limits = Limits {
-            max_body_bytes: 1 << 20,
-            request_timeout: Duration::from_secs(5),
-        };
-        let net = Transport::new(
-            None,
-            &Tls::new(None).expect("tls"),
-            limits,
-            std::sync::Arc::new(policy),
-            Secrets::default(),
-        )
-        .expect("transport");
+        let net = loopback_client(addr, &Secrets::default());
         let got = net.send("t", "GET", &format!("http://{addr}/mail"), &[], None).await;
         assert_eq!((got.status, got.error.as_deref()), (Some(200), None));
         assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);

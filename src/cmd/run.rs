@@ -388,17 +388,11 @@ fn finish(
         if matches!(c.verdict, Verdict::Pass) {
             continue;
         }
-        // The finding that decided the verdict: the strictest level first.
-        let why = c
-            .findings
-            .iter()
-            .min_by_key(|f| f.level.unwrap_or(c.level))
-            .map(|f| format!("{f:#}"))
-            .unwrap_or_else(|| match &c.verdict {
-                Verdict::Skip(r) => r.to_string(),
-                Verdict::Inconclusive(r) => r.clone(),
-                _ => c.note.clone().unwrap_or_default(),
-            });
+        let why = c.deciding_finding().map(|f| format!("{f:#}")).unwrap_or_else(|| match &c.verdict {
+            Verdict::Skip(r) => r.to_string(),
+            Verdict::Inconclusive(r) => r.clone(),
+            _ => c.note.clone().unwrap_or_default(),
+        });
         summary += &format!(
             "{:<48} {:<13} {} {}\n",
             c.name,

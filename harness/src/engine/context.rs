@@ -56,9 +56,7 @@ impl<'h> CaseCtx<'h> {
         // target a connection (and a TLS handshake) per case costs round trips on every case's path.
         let net = match (shared, source) {
             (Some(net), _) => net,
-            (None, Some(_)) => {
-                Transport::new(source, &h.tls, h.limits, h.policy.clone(), h.secrets.clone()).map_err(HarnessError::Tooling)?
-            }
+            (None, Some(ip)) => h.client(ip)?,
             (None, None) => h.plain.clone(),
         };
         let (idp, idp2, client_ids): (&MockIdp, Option<&MockIdp>, &[String]) = match &h.idp2 {

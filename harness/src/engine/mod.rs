@@ -146,7 +146,7 @@ pub struct Harness {
     /// The one client (and source address) of the cases that change an IdP, built on first use:
     /// they run one after another, and against a remote target a connection each would cost a
     /// round trip apiece on the run's longest chain.
-    exclusive_net: std::sync::OnceLock<Result<Transport, String>>,
+    exclusive_net: std::sync::OnceLock<Result<Transport, HarnessError>>,
     /// Which block of loopback source addresses this run's cases use.
     source_block: u16,
     /// Spare source addresses handed out so far (spread samples).
@@ -515,6 +515,12 @@ impl Harness {
         })
     }
 
+    /// A client of this run (its TLS roots, limits, host policy and secrets) whose requests
+    /// leave from `source`.
+    pub(super) fn client(&self, source: IpAddr) -> Result<Transport, HarnessError> {
+        Transport::new(Some(source), &self.tls, self.limits, self.policy.clone(), self.secrets.clone()).map_err(HarnessError::Tooling)
+    }
+
     /// Whether the config runs the cases that change the IdP on the second trusted issuer.
     fn isolates_key_changes(&self) -> bool {
         self.idp2.is_some() && self.target.idp.second.as_ref().is_some_and(|s| s.isolate_key_changes)
@@ -593,13 +599,10 @@ impl Harness {
             ))
         });
         let shared = match source {
-            Some(ip) if exclusive => match self
-                .exclusive_net
-                .get_or_init(|| Transport::new(Some(ip), &self.tls, self.limits, self.policy.clone(), self.secrets.clone()))
-            {
+            Some(ip) if exclusive => match self.exclusive_net.get_or_init(|| self.client(ip)) {
                 Ok(net) => Some(net.clone()),
                 Err(e) => {
-                    result.verdict = Verdict::Inconclusive(HarnessError::Tooling(e.clone()).to_string());
+                    result.verdict = Verdict::Inconclusive(e.to_string());
                     return result;
                 }
             },
@@ -614,11 +617,8 @@ impl Harness {
         };
         // A case that changes the IdP (rotation, faults) puts it back, so the keys a target has
         // cached stay valid for every later case: the case runs alone, under the write lock.
-        let changed = if on_second {
-            self.idp2.as_deref().unwrap_or(&self.idp)
-        } else {
-            &self.idp
-        };
+        // The IdP it changes is the one it signs with.
+        let changed = ctx.idp;
         let before = exclusive.then(|| changed.snapshot());
         let timeout = self.case_time_limit(case);
         let outcome = tokio::time::timeout(timeout, ctx.run(case)).await;

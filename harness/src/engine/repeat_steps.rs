@@ -8,7 +8,6 @@ use super::{StepError, StepOutcome, join_vec};
 use crate::engine::HarnessError;
 use crate::engine::context::{CaseCtx, StepVars};
 use crate::language::{Action, Count, CredentialType, SAMPLE_BATCH, TokenSpec};
-use crate::transport::Transport;
 
 impl CaseCtx<'_> {
     pub(super) async fn parallel_register(
@@ -69,9 +68,7 @@ impl CaseCtx<'_> {
             let mut forks = Vec::with_capacity(size);
             for i in round..round + size {
                 let net = if spread {
-                    let h = self.h;
-                    Transport::new(Some(h.spare_source(i)), &h.tls, h.limits, h.policy.clone(), h.secrets.clone())
-                        .map_err(HarnessError::Tooling)?
+                    self.h.client(self.h.spare_source(i))?
                 } else {
                     self.net.clone()
                 };
@@ -85,23 +82,9 @@ impl CaseCtx<'_> {
             }
             for outcome in outcomes {
                 let (_, vars) = outcome?;
-                let rate_limited = vars.get("http_status") == Some(&json!(429));
-                let value = Value::Object(vars).pointer(&field).cloned();
-                // A rate limit is conforming (RATE-01): a sample of values the 429 does not
-                // carry ends there and is judged on what it collected, never on the nulls.
-                if rate_limited && value.is_none() {
-                    if values.len() < 2 {
-                        return Err(StepError::Harness(HarnessError::NoResponse {
-                            url: self.register_uri().unwrap_or_default(),
-                            reason: format!(
-                                "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
-                                values.len()
-                            ),
-                        }));
-                    }
+                if !collect(&mut values, vars, &field, || self.register_uri().unwrap_or_default())? {
                     break 'rounds;
                 }
-                values.push(value.unwrap_or(Value::Null));
             }
         }
         let mut vars = Map::new();
@@ -210,9 +193,7 @@ impl CaseCtx<'_> {
                     .ok_or_else(|| StepError::MissingInput("no request".into()))?;
                 requests.push((uri, body.to_string(), extra));
                 nets.push(if spread {
-                    let h = self.h;
-                    Transport::new(Some(h.spare_source(i)), &h.tls, h.limits, h.policy.clone(), h.secrets.clone())
-                        .map_err(HarnessError::Tooling)?
+                    self.h.client(self.h.spare_source(i))?
                 } else {
                     self.net.clone()
                 });
@@ -233,27 +214,37 @@ impl CaseCtx<'_> {
                 };
                 vars.extend(extra);
                 self.finish_answer(of, Some(&exchange), &mut vars, label);
-                let rate_limited = vars.get("http_status") == Some(&json!(429));
-                let value = Value::Object(vars).pointer(field).cloned();
-                // As one round at a time: a 429 without the value ends the sample.
-                if rate_limited && value.is_none() {
-                    if values.len() < 2 {
-                        return Err(StepError::Harness(HarnessError::NoResponse {
-                            url: uri.clone(),
-                            reason: format!(
-                                "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
-                                values.len()
-                            ),
-                        }));
-                    }
+                if !collect(&mut values, vars, field, || uri.clone())? {
                     round = count;
                     break;
                 }
-                values.push(value.unwrap_or(Value::Null));
             }
         }
         let mut vars = Map::new();
         vars.insert("values".into(), Value::Array(values));
         Ok((None, vars))
     }
+}
+
+/// Takes one round's `field` into `values`; false when the sample ends there. A rate limit is
+/// conforming (RATE-01): a 429 that does not carry the value ends the sample, which is judged
+/// on what it collected, never on the nulls; with fewer than 2 values it cannot be judged (the
+/// error names `url`, the request rate-limited).
+fn collect(values: &mut Vec<Value>, vars: StepVars, field: &str, url: impl FnOnce() -> String) -> Result<bool, StepError> {
+    let rate_limited = vars.get("http_status") == Some(&json!(429));
+    let value = Value::Object(vars).pointer(field).cloned();
+    if rate_limited && value.is_none() {
+        if values.len() < 2 {
+            return Err(StepError::Harness(HarnessError::NoResponse {
+                url: url(),
+                reason: format!(
+                    "rate-limited (429) after {} sample(s); the case needs at least 2: raise the per-address limit for the test",
+                    values.len()
+                ),
+            }));
+        }
+        return Ok(false);
+    }
+    values.push(value.unwrap_or(Value::Null));
+    Ok(true)
 }

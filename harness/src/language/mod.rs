@@ -16,6 +16,7 @@ mod vocabulary;
 pub use authmd_mock_idp::KeyAlg;
 pub use checked::{Pointer, StatusSpec};
 pub use types::{AidCheck, Count, CredentialType, Fault, Issuer, TokenSpec};
+pub(crate) use vocabulary::one_line;
 pub use vocabulary::{generated_files, step_schema, vocabulary_markdown};
 
 /// One step of a case: an action, with an optional name, clock move and expectations.

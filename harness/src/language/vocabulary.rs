@@ -86,7 +86,8 @@ pub fn vocabulary_markdown() -> String {
     out
 }
 
-fn one_line(v: &Value) -> String {
+/// A doc comment as one Markdown table cell: one line, `|` escaped.
+pub(crate) fn one_line(v: &Value) -> String {
     v.as_str()
         .unwrap_or_default()
         .split_whitespace()
