@@ -111,3 +111,59 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     assert!(man.contains(".TH authmd-conformance 1") && man.contains("check\\-config"), "{man}");
     assert_eq!(cli(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// A case that lets a TTL pass in real time says so in a log (no terminal): what it waits for
+/// and how long is left, once, after two seconds; the run still ends with the case's verdict.
+#[test]
+fn a_long_wait_says_what_it_waits_for() {
+    let dir = std::env::temp_dir().join(format!("authmd-cli-wait-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_authmd-conformance"))
+        .args(["run", "--variant", "no-clock", "--case", "api-03-expired-access-token", "--out"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let waits: Vec<_> = stderr.lines().filter(|l| l.starts_with("[waiting]")).collect();
+    assert_eq!(waits.len(), 1, "{stderr}");
+    assert!(
+        waits[0].starts_with("[waiting] api-03-expired-access-token: the target's clock to pass +") && waits[0].ends_with(" s left)"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A binary installed alone (an installer, `cargo install`) carries its catalogues: copied
+/// away from this checkout, it unpacks them into its cache folder and runs the suite from
+/// there.
+#[test]
+fn a_binary_alone_unpacks_its_own_catalogues() {
+    let base = std::env::temp_dir().join(format!("authmd-cli-alone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("bin")).expect("dir");
+    let bin = base.join("bin/authmd-conformance");
+    std::fs::copy(env!("CARGO_BIN_EXE_authmd-conformance"), &bin).expect("copy");
+    let alone = |args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .env_remove("AUTHMD_CONFORMANCE_HOME")
+            .env("XDG_CACHE_HOME", base.join("cache"))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run the copy")
+    };
+    let listed = stdout(&alone(&["list", "--area", "discovery"]));
+    assert!(listed.contains("discovery/"), "{listed}");
+    let unpacked: Vec<_> = std::fs::read_dir(base.join("cache/authmd-conformance"))
+        .expect("the cache folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(unpacked.len(), 1, "{unpacked:?}");
+    assert!(unpacked[0].join("profiles/v0.1.toml").is_file() && unpacked[0].join("cases-aid").is_dir());
+    let out = base.join("reports");
+    let ran = alone(&["run", "--case", "idjag-22-exp-missing", "--out", out.to_str().expect("utf-8")]);
+    assert_eq!(ran.status.code(), Some(0), "{}", String::from_utf8_lossy(&ran.stderr));
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -130,7 +130,17 @@ async fn the_html_report_renders_every_case_in_headless_chromium() {
         dom.contains("<svg id=\"areas\"") && rendered_rows(&dom, "class=\"bar\"") >= areas.len(),
         "verdicts per area"
     );
-    assert_eq!(rendered_rows(&dom, "class=\"req-cell\""), covered.len(), "one cell per requirement");
+    assert_eq!(
+        rendered_rows(&dom, "class=\"req-cell\""),
+        covered.len(),
+        "a cell per covered requirement"
+    );
+    let uncovered = catalogue.requirements.keys().filter(|r| !covered.contains(r)).count();
+    assert_eq!(
+        rendered_rows(&dom, "class=\"req-cell uncovered\""),
+        uncovered,
+        "an empty cell per requirement no case checks"
+    );
     assert!(dom.contains("fill=\"#b00020\" class=\"req-cell\""), "a failed requirement is red");
     for secret in harness.secrets.all().iter().filter(|s| s.len() > 6) {
         assert!(!dom.contains(secret.as_str()), "a secret reached the rendered page");

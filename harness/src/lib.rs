@@ -10,6 +10,7 @@ pub mod ambiguity;
 pub mod baseline;
 pub mod catalogue;
 pub mod compare;
+pub mod embedded;
 pub mod engine;
 pub mod exit_code;
 pub mod expect;
@@ -26,6 +27,7 @@ pub mod target;
 pub mod target_reference;
 pub mod template;
 pub mod transport;
+pub mod waits;
 pub mod wellknown;
 
 use std::sync::Arc;
@@ -300,9 +302,11 @@ fn capped(document: &serde_json::Value) -> serde_json::Value {
 pub const HOME_ENV: &str = "AUTHMD_CONFORMANCE_HOME";
 
 /// Where `cases/`, `profiles/`, `checks/` and `deployments/` live: the folder [`HOME_ENV`]
-/// names when it is set (a copy with other profiles, or an installed one), else the folder of
-/// the binary when the catalogues are beside it (an unpacked release archive), else the
-/// repository this build came from.
+/// names when it is set (a copy with other profiles); else the folder of the binary when the
+/// catalogues are beside it (an unpacked release archive); else the checkout this build came
+/// from when the binary is one of its builds (`cargo run`, the tests); else the catalogues
+/// embedded in the binary, unpacked once into a cache folder (an installed binary: it reads
+/// the catalogues it was built with, never a checkout that has moved on since).
 pub fn repo_root() -> std::path::PathBuf {
     match std::env::var_os(HOME_ENV) {
         Some(home) if !home.is_empty() => std::path::PathBuf::from(home),
@@ -310,16 +314,28 @@ pub fn repo_root() -> std::path::PathBuf {
     }
 }
 
-/// The folder the binary is in when the catalogues are beside it (an unpacked release archive:
-/// they match the binary's version), else the checkout it was built from.
 fn installed_root() -> &'static std::path::PathBuf {
     static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
-            .filter(|dir| dir.join("profiles").is_dir())
-            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let exe = std::env::current_exe().ok().and_then(|e| e.canonicalize().ok());
+        let beside = exe.as_deref().and_then(std::path::Path::parent);
+        if let Some(dir) = beside.filter(|dir| dir.join("profiles").is_dir()) {
+            return dir.to_path_buf();
+        }
+        let built_here = match (&exe, checkout.canonicalize()) {
+            (Some(exe), Ok(checkout)) => exe.starts_with(checkout),
+            _ => false,
+        };
+        if built_here {
+            return checkout;
+        }
+        let folder = embedded::cache_folder();
+        embedded::unpack(&folder).unwrap_or_else(|e| {
+            // The catalogue loader then names the file it could not read.
+            eprintln!("cannot unpack the catalogues into {}: {e}", folder.display());
+            folder
+        })
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod catalogue;
 pub mod lint;
+mod progress;
 pub mod reports;
 pub mod run;
 pub mod serve;

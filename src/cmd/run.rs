@@ -249,25 +249,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
         Plan::External(Box::new(external_target(&args, loaded)?))
     };
     let out = out_dir(&args)?;
-    let terminal = std::io::stderr().is_terminal();
-    let bar = terminal.then(|| {
-        let bar = indicatif::ProgressBar::new(cases.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed:>4} {bar:40} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        // The clock moves while the last cases wait (a TTL, a cool-down), so a long wait never
-        // looks like a hang.
-        bar.enable_steady_tick(std::time::Duration::from_millis(250));
-        bar
-    });
-    let progress = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| match &bar {
-        Some(bar) => {
-            bar.set_position(done as u64);
-            bar.set_message(format!("{} done; {} running", result.name, total - done));
-        }
-        None => eprintln!("[{done}/{total}] {:<12} {}", result.verdict.label(), result.name),
-    };
+    let progress = super::progress::Progress::start(cases.len(), std::io::stderr().is_terminal());
+    let step = |result: &authmd_conformance::engine::CaseResult, done: usize, total: usize| progress.case_done(result, done, total);
     let (report, secrets) = match plan {
         Plan::Bundled {
             deployment,
@@ -279,7 +262,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
                 domain: domain.clone(),
                 one_way: args.latency_ms.map(std::time::Duration::from_millis),
             };
-            let done = authmd_conformance::run_bundled(defects, deployment, cases, args.jobs, reach, &progress)
+            let done = authmd_conformance::run_bundled(defects, deployment, cases, args.jobs, reach, &step)
                 .await
                 .map_err(|e| Failure::Harness(e.to_string()))?;
             (done.report, done.secrets)
@@ -291,14 +274,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<Ending, Failure> {
             // report, with the dependent cases INCONCLUSIVE or SKIP and the reason.
             let harness = Arc::new(Harness::build(parts).await.map_err(|e| Failure::Harness(e.to_string()))?);
             (
-                authmd_conformance::run(harness.clone(), cases, &progress).await,
+                authmd_conformance::run(harness.clone(), cases, &step).await,
                 harness.secrets.clone(),
             )
         }
     };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    progress.finish();
     finish(report, &secrets, &out, &cat, baseline.as_ref())
 }
 

@@ -275,6 +275,8 @@ impl<'h> CaseCtx<'h> {
                     }
                     let target = Duration::from_secs(self.offset.max(0) as u64);
                     if let Some(left) = target.checked_sub(self.started.elapsed()) {
+                        let what = format!("the target's clock to pass +{} s, in real time", self.offset);
+                        let _waiting = crate::waits::begin(&self.case_id, what, Some(left));
                         tokio::time::sleep(left).await;
                     }
                 }
@@ -409,6 +411,8 @@ impl<'h> CaseCtx<'h> {
             // request; under load that is hundreds of milliseconds later, so a second of margin.
             let until = last + Duration::from_secs(cooldown) + COOLDOWN_MARGIN;
             if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
+                let what = format!("the target's {cooldown} s JWKS refetch cool-down");
+                let _waiting = crate::waits::begin(&self.case_id, what, Some(left));
                 tokio::time::sleep(left).await;
             }
         }

@@ -119,6 +119,7 @@ impl CaseCtx<'_> {
         let Some(source) = self.h.mail.clone() else {
             return Err(StepError::MissingInput("no mail source".into()));
         };
+        let waiting = crate::waits::begin(&self.case_id, format!("a claim mail to `{email}`"), None);
         let message = match source
             .next_message(self.h.plain.client(), &email, &registration_id, Duration::from_secs(5))
             .await
@@ -129,6 +130,7 @@ impl CaseCtx<'_> {
                 return Err(StepError::MissingInput("no claim mail".into()));
             }
         };
+        drop(waiting);
         self.mail.push(MailRecord {
             step: label.to_string(),
             to: message.to.clone(),
@@ -180,6 +182,7 @@ impl CaseCtx<'_> {
             return Err(StepError::MissingInput("no mail source".into()));
         };
         let within = Duration::from_millis(within_ms);
+        let _waiting = crate::waits::begin(&self.case_id, format!("no mail to `{email}`"), Some(within));
         if let Ok(m) = source
             .next_message(self.h.plain.client(), &email, &self.registration_id(), within)
             .await

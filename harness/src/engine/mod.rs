@@ -25,6 +25,7 @@ use crate::redact::Secrets;
 use crate::target::TargetConfig;
 pub use crate::transport::decode_jwt;
 use crate::transport::{HostPolicy, Limits, Tls, Transport};
+use crate::waits;
 pub use aid::{Dns, Txt};
 use context::CaseCtx;
 pub use discovery::Discovery;
@@ -565,24 +566,34 @@ impl Harness {
         // Only a case that touches the IdP waits for one that changes it; the rest never queue
         // behind the lock (its wait is not the case's running time).
         let queued = Instant::now();
+        const SIGNING: &str = "the IdP, while a case that changes its keys runs";
+        const CHANGING: &str = "the IdP, to change its keys once no case signs with it";
         // A case that changes an IdP holds its write lock; one that signs with an IdP, its read
         // lock. The first issuer's is taken before the second's, so no two cases wait for
         // each other.
         let exclusive = case.needs.contains(&Need::IdpExclusive);
         let on_second = self.on_second_issuer(case);
         let _first_write = if exclusive && !on_second {
-            Some(self.idp_lock.write().await)
+            Some(waits::write(&self.idp_lock, &case.id, CHANGING).await)
         } else {
             None
         };
         let _first_read = if !exclusive && case.uses_idp() {
-            Some(self.idp_lock.read().await)
+            Some(waits::read(&self.idp_lock, &case.id, SIGNING).await)
         } else {
             None
         };
         let reads_second = self.reads_isolated_issuer(case);
-        let _second_read = if reads_second { Some(self.idp2_lock.read().await) } else { None };
-        let _second_write = if on_second { Some(self.idp2_lock.write().await) } else { None };
+        let _second_read = if reads_second {
+            Some(waits::read(&self.idp2_lock, &case.id, SIGNING).await)
+        } else {
+            None
+        };
+        let _second_write = if on_second {
+            Some(waits::write(&self.idp2_lock, &case.id, CHANGING).await)
+        } else {
+            None
+        };
         let started = Instant::now();
         result.waited_ms = (started - queued).as_millis() as u64;
         let isolate = self.target.isolate_source_ips.unwrap_or_else(|| self.target.is_loopback());
