@@ -103,11 +103,15 @@ fn main() {
     let aid = Deployment::default_for(&authmd_conformance::default_profile(), true)
         .expect("deployments")
         .expect("the default profile has a default AID deployment");
-    add(
-        authmd_conformance::aid_catalogue().expect("AID catalogue").cases,
-        aid,
-        &mut catalogue,
-    );
+    // The cases about the aid1 handshake need a record with an aid1 key: the `aid1` deployment.
+    let aid1 = Deployment::named("aid1").expect("the aid1 deployment");
+    let (v1, rest): (Vec<Case>, Vec<Case>) = authmd_conformance::aid_catalogue()
+        .expect("AID catalogue")
+        .cases
+        .into_iter()
+        .partition(|c| c.needs.contains(&authmd_conformance::catalogue::Need::Pka1));
+    add(rest, aid, &mut catalogue);
+    add(v1, aid1, &mut catalogue);
     let deployment = Arc::new(deployment);
     let mut by_defect: BTreeMap<Defect, Vec<Case>> = BTreeMap::new();
     let mut unknown = Vec::new();

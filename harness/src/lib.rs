@@ -114,9 +114,16 @@ pub fn requirement_texts(profile: &str) -> std::collections::BTreeMap<String, St
 /// Which reading of each of the profile's ambiguities the results follow (none without an
 /// `ambiguities.toml`).
 pub fn ambiguities_of(profile: &str, results: &[CaseResult]) -> Vec<ambiguity::AmbiguityOutcome> {
-    profile_catalogue(profile)
+    let mut out = profile_catalogue(profile)
         .map(|c| ambiguity::outcomes(&c.ambiguities, results))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // AID's readings belong to a run that started from a domain (its cases ran).
+    if let Ok(aid) = aid_catalogue()
+        && results.iter().any(|r| aid.cases.iter().any(|c| c.id == r.id))
+    {
+        out.extend(ambiguity::outcomes(&aid.ambiguities, results));
+    }
+    out
 }
 
 /// The order cases start in (the semaphore is fair), each with its index in `cases` (its

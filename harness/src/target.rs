@@ -491,8 +491,8 @@ impl TargetConfig {
             }
         }
         for (reading, value) in &self.readings {
-            if !reading.starts_with("C-") || value.is_empty() {
-                return Err(format!("readings: `{reading}` = `{value}` is not `\"C-NN\" = \"X\"`"));
+            if !(reading.starts_with("C-") || reading.starts_with("A-")) || value.is_empty() {
+                return Err(format!("readings: `{reading}` = `{value}` is not `\"C-NN\" = \"X\"` (or `\"A-NN\"` for AID)"));
             }
         }
         if let Some(p) = &self.link_pattern {

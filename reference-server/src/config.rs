@@ -27,9 +27,27 @@ pub enum AidMode {
     #[default]
     Off,
     /// An AID v1.2 record without a key.
+    #[serde(rename = "aid1-no-key")]
     Aid1,
-    /// An AID v2 record with an Ed25519 PKA key.
+    /// An AID v1.2 record with a multibase key and `i`, and the v1.2 handshake.
+    #[serde(rename = "aid1")]
+    Aid1Key,
+    /// An AID v2 record with an Ed25519 PKA key; proofs bind the served domain when asked
+    /// (v2.1 Appendix B.7).
     Aid2,
+    /// As `aid2`, an endpoint of AID v2.0: it ignores `AID-Domain`, so its proofs are unbound.
+    #[serde(rename = "aid2.0")]
+    Aid20,
+    /// Both records at the name, aid1 (with its key and `i`) and aid2 (the same key), as AID
+    /// v2.0 §2.2 shows a migration; the endpoint answers both handshakes.
+    Migration,
+}
+
+impl AidMode {
+    /// Whether the service has an AID key (every mode that publishes `k`).
+    pub fn has_key(self) -> bool {
+        matches!(self, Self::Aid1Key | Self::Aid2 | Self::Aid20 | Self::Migration)
+    }
 }
 
 /// Which of the catalogue's synonym sets (§B.6) the server's error codes come from. Both are

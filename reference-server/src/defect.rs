@@ -370,6 +370,18 @@ defects! {
     AidWellKnownMismatch = "aid-well-known-mismatch",
     /// AID-HAND-01: the record's endpoint answers 200 without a challenge (`/healthz`).
     AidEndpointNoChallenge = "aid-endpoint-no-challenge",
+    /// AID-REC-01: the record carries `desc` beside its alias `s`.
+    AidKeyAndAlias = "aid-key-and-alias",
+    /// AID-REC-06: the aid2 record carries `i=g1`, which makes it invalid.
+    Aid2WithKid = "aid2-with-kid",
+    /// AID-REC-07: the record's `p` is `OPENAPI`, not the registry's case-sensitive `openapi`.
+    AidProtoUppercase = "aid-proto-uppercase",
+    /// AID-REC-08: the record's `e` is a date (`2027-01-01`), not an ISO 8601 UTC timestamp.
+    AidDepNotTimestamp = "aid-dep-not-timestamp",
+    /// AID-PKA-08: the endpoint signs a domain binding for any `AID-Domain`, served or not.
+    PkaBindsAnyDomain = "pka-binds-any-domain",
+    /// AID-PKA-09: the aid1 handshake is answered with the resource's signed 401, not 200.
+    Aid1Handshake401 = "aid1-handshake-401",
     /// AID-PKA-01: the endpoint ignores the proof request (no signature).
     PkaUnsigned = "pka-unsigned",
     /// AID-PKA-02: the signature covers only `@method` and `@target-uri`.

@@ -88,6 +88,11 @@ impl AidKey {
         })
     }
 
+    /// The raw 32 bytes of the public key.
+    pub fn public(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
     /// The public key as the record's `k` (the Ed25519 JWK `x`).
     pub fn x(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.pair.public_key().as_ref())

@@ -96,7 +96,7 @@ pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<A
     } else {
         None
     };
-    let aid_key = if config.aid == config::AidMode::Aid2 {
+    let aid_key = if config.aid.has_key() {
         let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("AID key: {e}")))?;
         Some(keys::AidKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("AID key: {e}")))?)
     } else {

@@ -125,8 +125,13 @@ pub enum Need {
     Aid,
     /// The AID preflight selected a record (from DNS or the fallback).
     AidRecord,
-    /// The selected AID record publishes an aid2 PKA key, so the endpoint proof applies.
+    /// The selected AID record publishes a PKA key (aid1 or aid2), so an endpoint proof applies.
     Pka,
+    /// The selected AID record publishes an aid2 PKA key, so the aid2 proof's own rules (the
+    /// nonce, `no-store`, domain binding) apply.
+    Pka2,
+    /// The selected AID record is aid1 with a key, so the v1.2 handshake's own rules apply.
+    Pka1,
     /// The target declares a `/.well-known/agent` fallback document (`aid.well_known`).
     AidWellKnown,
 }
@@ -184,7 +189,7 @@ pub struct Case {
     pub must_when: Option<Condition>,
     /// Capabilities it needs.
     pub needs: BTreeSet<Need>,
-    /// The ambiguity reading it tests, `C-NN/X`.
+    /// The ambiguity reading it tests, `C-NN/X` (auth.md's) or `A-NN/X` (AID's).
     pub reading: Option<String>,
     /// How many readings the profile names for that ambiguity (set when the ambiguities load):
     /// with one, the catalogue has resolved the ambiguity and the case gates like any rule.
@@ -435,9 +440,9 @@ impl Catalogue {
         let mixed = mixed_levels(&levels);
         lint_summary(&raw.summary).map_err(|why| err(path, why))?;
         if let Some(reading) = &raw.reading
-            && !(reading.starts_with("C-") && reading.contains('/'))
+            && !((reading.starts_with("C-") || reading.starts_with("A-")) && reading.contains('/'))
         {
-            return Err(err(path, "field `reading`: `C-NN/X`"));
+            return Err(err(path, "field `reading`: `C-NN/X` (auth.md) or `A-NN/X` (AID)"));
         }
         if raw.steps.is_empty() {
             return Err(err(path, "field `step`: at least one step"));

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::aid::{self, AidRecord, Challenge, Inspection, Preflight, Selection};
+use crate::aid::{self, AidRecord, Challenge, Inspection, Preflight, Selection, V1Challenge};
 use crate::outcome::Exchange;
 use crate::target::{AidTarget, TargetConfig};
 use crate::transport::{HostPolicy, Transport};
@@ -177,22 +177,36 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// A proof request to `record`'s endpoint: the challenge and its `Accept-Signature` header.
-pub(super) fn proof_request(record: &AidRecord) -> Result<(Challenge, Vec<(String, String)>), String> {
-    let k = record.pka.as_deref().ok_or("the record publishes no key")?;
-    let challenge = Challenge::new(&record.uri, k)?;
-    let header = vec![("Accept-Signature".to_string(), challenge.accept_signature())];
-    Ok((challenge, header))
+/// One proof challenge: aid2's RFC 9421 response signature (AID v2.0 Appendix B, with v2.1
+/// domain binding asked for), or aid1's handshake (v1.2 Appendix D).
+pub(super) enum Proof {
+    /// An aid2 challenge.
+    V2(Challenge),
+    /// An aid1 challenge.
+    V1(V1Challenge),
 }
 
-pub(super) fn inspect(record: &AidRecord, challenge: &Challenge, exchange: &Exchange) -> Inspection {
-    aid::inspect(
-        challenge,
-        record.pka.as_deref().unwrap_or_default(),
-        exchange.status.unwrap_or(0),
-        &exchange.response_headers,
-        now(),
-    )
+/// A proof request to `record`'s endpoint: the challenge and its request headers. An aid2
+/// request asks the endpoint to bind its proof to `domain` (the queried host), as AID v2.1
+/// says clients should by default.
+pub(super) fn proof_request(record: &AidRecord, domain: Option<&str>) -> Result<(Proof, Vec<(String, String)>), String> {
+    let k = record.pka.as_deref().ok_or("the record publishes no key")?;
+    if record.version == "aid1" {
+        let challenge = V1Challenge::new(&record.uri, record.kid.as_deref().unwrap_or_default(), now())?;
+        let headers = challenge.headers();
+        return Ok((Proof::V1(challenge), headers));
+    }
+    let challenge = Challenge::new(&record.uri, k, domain)?;
+    let headers = challenge.headers();
+    Ok((Proof::V2(challenge), headers))
+}
+
+pub(super) fn inspect(record: &AidRecord, proof: &Proof, exchange: &Exchange) -> Inspection {
+    let k = record.pka.as_deref().unwrap_or_default();
+    match proof {
+        Proof::V2(challenge) => aid::inspect(challenge, k, exchange.status.unwrap_or(0), &exchange.response_headers, now()),
+        Proof::V1(challenge) => aid::inspect_v1(challenge, k, &exchange.response_headers, now()),
+    }
 }
 
 /// Whether the preflight may fetch the endpoint a record names. A DNS record is the target's
@@ -296,6 +310,15 @@ pub(super) async fn preflight(
         }
     }
     let Some(record) = p.selected.clone() else { return p };
+    if !aid::HANDOFF_PROTOCOLS.contains(&record.proto.as_str()) {
+        // v1.2 §2.3 step 6: a client that does not support the protocol fails.
+        p.error = Some(format!(
+            "ERR_UNSUPPORTED_PROTO: the selected record's protocol `{}` is not one the auth.md handoff starts from ({})",
+            record.proto,
+            aid::HANDOFF_PROTOCOLS.join(", ")
+        ));
+        return p;
+    }
     if !record.uri.starts_with("https://") {
         p.error = Some(format!("the selected record's endpoint `{}` is not an https URL", record.uri));
         return p;
@@ -314,22 +337,31 @@ pub(super) async fn preflight(
     if target.isolate_source_ips.is_none() && !addrs.is_empty() && addrs.iter().all(IpAddr::is_loopback) {
         target.isolate_source_ips = Some(true);
     }
-    match (&record.pka, record.version.as_str()) {
-        (Some(_), "aid2") => match prove(&record, policy, &transport, &mut p.exchanges).await {
-            Ok(()) => p.proof = Some("verified".into()),
+    if let Some(dep) = record.dep.as_deref().and_then(|d| aid::deprecation(d).ok()) {
+        // v2.0 §2.3 step 8: a past `dep` fails gracefully, a future one is a warning.
+        if dep <= time::OffsetDateTime::now_utc() {
+            p.error = Some(format!(
+                "the selected record is deprecated since {} (`e`): a client stops here",
+                record.dep.clone().unwrap_or_default()
+            ));
+            return p;
+        }
+        p.warnings
+            .push(format!("the selected record will be deprecated at {}", record.dep.clone().unwrap_or_default()));
+    }
+    if record.pka.is_some() {
+        match prove(&record, &aid.domain, policy, &transport, &mut p.exchanges).await {
+            Ok(bound) => {
+                p.proof = Some("verified".into());
+                p.domain_bound = bound;
+            }
             Err((why, no_answer)) => {
                 p.proof = Some(why.clone());
                 p.no_answer = no_answer;
                 p.error = Some(format!("the endpoint did not prove control of the DNS key: {why}"));
                 return p;
             }
-        },
-        (Some(_), _) => {
-            p.proof = Some("not checked: the aid1 (v1.2) multibase handshake is not implemented".into());
-            p.error = Some("the record publishes an aid1 key, whose handshake this suite cannot perform; publish aid2".into());
-            return p;
         }
-        (None, _) => {}
     }
     // The handoff: the endpoint is the protected URL auth.md discovery starts from.
     if target.base_url.is_empty()
@@ -358,6 +390,13 @@ async fn from_dns(dns: &Dns, p: &mut Preflight) -> Option<(String, bool)> {
                 Ok(r) => {
                     p.selected = Some(r.clone());
                     p.source = Some("dns".into());
+                    let others = selection.valid.iter().filter(|o| o.version != r.version).count();
+                    if others > 0 {
+                        p.warnings.push(format!(
+                            "{} selected over {others} valid record(s) of an older version (AID v2.0 §2.3 step 6)",
+                            r.version
+                        ));
+                    }
                     Some((String::new(), false))
                 }
                 Err(why) if !texts.is_empty() || !p.invalid.is_empty() => {
@@ -403,26 +442,28 @@ pub(super) fn judge_well_known(exchange: &Exchange) -> Result<AidRecord, String>
         return Err(format!("{} bytes, more than the 64 KiB allowed", exchange.body_bytes));
     }
     let doc = exchange.json().ok_or("the body is not JSON")?;
-    aid::parse_json(&doc)
+    aid::parse_json(&doc).map_err(|e| e.why)
 }
 
-/// One proof round trip; `Err((why, no_answer))`.
+/// One proof round trip: whether an aid2 proof is domain-bound; `Err((why, no_answer))`.
 async fn prove(
     record: &AidRecord,
+    domain: &str,
     policy: &HostPolicy,
     transport: &impl Fn(&HostPolicy) -> Result<Transport, String>,
     exchanges: &mut Vec<Exchange>,
-) -> Result<(), (String, bool)> {
-    let (challenge, headers) = proof_request(record).map_err(|e| (e, false))?;
+) -> Result<Option<bool>, (String, bool)> {
+    let (proof, headers) = proof_request(record, Some(domain)).map_err(|e| (e, false))?;
     let net = transport(policy).map_err(|e| (e, false))?;
     let exchange = net.send("aid: proof", "GET", &record.uri, &headers, None).await;
     exchanges.push(exchange.clone());
     if let Some(e) = &exchange.error {
         return Err((format!("no answer ({e})"), true));
     }
-    match inspect(record, &challenge, &exchange).first() {
+    let judged = inspect(record, &proof, &exchange);
+    match judged.first() {
         Some(why) => Err((why.clone(), false)),
-        None => Ok(()),
+        None => Ok(judged.bound.filter(|_| matches!(proof, Proof::V2(_)))),
     }
 }
 

@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use super::aid::{Dns, Txt, agent_name, aid_answers, inspect, judge_well_known, proof_request, well_known_url};
+use super::aid::{Dns, Proof, Txt, agent_name, aid_answers, inspect, judge_well_known, proof_request, well_known_url};
 use super::context::CaseCtx;
 use super::steps::{StepError, StepOutcome};
 use super::{HarnessError, parse_challenge};
-use crate::aid::{self, AidRecord, Challenge, Selection};
+use crate::aid::{self, AidRecord, Rule, Selection};
 use crate::language::AidCheck;
 use crate::outcome::{Exchange, FindingKind};
 use crate::target::AidTarget;
@@ -31,11 +31,18 @@ impl CaseCtx<'_> {
             | AidCheck::Keyid
             | AidCheck::Signature
             | AidCheck::Nonce
-            | AidCheck::NoStore => self.proof_rule(label, check).await?,
+            | AidCheck::NoStore
+            | AidCheck::HandshakeOk => self.proof_rule(label, check).await?,
             AidCheck::Replay => self.replay(label).await?,
-            AidCheck::Grammar | AidCheck::Single | AidCheck::Https | AidCheck::Key | AidCheck::Ttl => {
-                self.record_rule(label, check, &dns, &aid).await?
-            }
+            AidCheck::UnservedDomain => self.unserved_domain(label, &aid).await?,
+            AidCheck::Grammar
+            | AidCheck::Single
+            | AidCheck::Https
+            | AidCheck::Key
+            | AidCheck::Ttl
+            | AidCheck::NoKid
+            | AidCheck::Proto
+            | AidCheck::Metadata => self.record_rule(label, check, &dns, &aid).await?,
         }
         Ok((None, Default::default()))
     }
@@ -72,12 +79,45 @@ impl CaseCtx<'_> {
         match check {
             AidCheck::Grammar => {
                 problems.extend(broken.iter().map(|(a, why)| format!("{why}: {a}")));
-                problems.extend(texts.iter().filter_map(|t| aid::parse(t).err().map(|why| format!("{why}: {t}"))));
+                problems.extend(texts.iter().filter_map(|t| match aid::parse(t) {
+                    Err(e) if e.rule == Rule::Grammar => Some(format!("{e}: {t}")),
+                    _ => None,
+                }));
             }
             AidCheck::Single => {
-                let valid = Selection::of(&texts).valid.len();
-                if valid > 1 {
-                    problems.push(format!("{valid} valid AID records at {name}; clients must refuse the ambiguity"));
+                // Per version (AID v2.0 §2.3 step 5): an aid1 record beside one aid2 record is
+                // the migration shape, not an ambiguity.
+                let selection = Selection::of(&texts);
+                let of_version = selection.of_version();
+                if of_version.len() > 1 {
+                    problems.push(format!(
+                        "{} valid {} AID records at {name}; clients must refuse the ambiguity",
+                        of_version.len(),
+                        of_version[0].version
+                    ));
+                }
+            }
+            AidCheck::NoKid => {
+                for f in texts.iter().map(|t| aid::fields(t)) {
+                    if f.get("version").is_some_and(|v| v == "aid2") && f.contains_key("kid") {
+                        problems.push(format!("an aid2 record with `i`/`kid` = `{}`", f["kid"]));
+                    }
+                }
+            }
+            AidCheck::Proto => {
+                for f in texts.iter().map(|t| aid::fields(t)) {
+                    let proto = f.get("proto").cloned().unwrap_or_default();
+                    if !aid::PROTOCOLS.iter().any(|(token, _)| *token == proto) {
+                        problems.push(format!("`p` = `{proto}` is not a protocol registry token (case-sensitive)"));
+                    }
+                }
+            }
+            AidCheck::Metadata => {
+                for f in texts.iter().map(|t| aid::fields(t)) {
+                    let get = |k: &str| f.get(k).map(String::as_str);
+                    if let Err(why) = aid::check_metadata(get("auth"), get("docs"), get("dep")) {
+                        problems.push(why);
+                    }
                 }
             }
             AidCheck::Https => {
@@ -101,7 +141,7 @@ impl CaseCtx<'_> {
                     let k = f.get("pka").cloned().unwrap_or_default();
                     let result = match f.get("version").map(String::as_str) {
                         Some("aid2") => aid::check_key(&k),
-                        _ if f.get("kid").is_some_and(|i| !i.is_empty()) => Ok(()),
+                        _ if f.get("kid").is_some_and(|i| !i.is_empty()) => aid::multibase_key(&k).map(|_| ()),
                         _ => Err("an aid1 `k` without `i`".into()),
                     };
                     problems.extend(result.err());
@@ -213,20 +253,39 @@ impl CaseCtx<'_> {
         Ok(())
     }
 
-    /// One fresh challenge to the selected endpoint.
-    async fn challenge_once(&mut self, label: &str) -> Result<(AidRecord, Challenge, Exchange), HarnessError> {
+    /// One fresh challenge to the selected endpoint, asking for binding to the queried domain
+    /// (or to `domain`, to see what the endpoint does with one it does not serve).
+    async fn challenge_once(&mut self, label: &str, domain: Option<&str>) -> Result<(AidRecord, Proof, Exchange), HarnessError> {
         let record = self.selected()?;
-        if record.version != "aid2" || record.pka.is_none() {
-            return Err(HarnessError::Inapplicable("the selected record publishes no aid2 PKA key".into()));
+        if record.pka.is_none() {
+            return Err(HarnessError::Inapplicable("the selected record publishes no PKA key".into()));
         }
-        let (challenge, headers) = proof_request(&record).map_err(HarnessError::Tooling)?;
+        let queried = self.h.target.aid.as_ref().map(|a| a.domain.clone());
+        let domain = domain.map(str::to_string).or(queried);
+        let (proof, headers) = proof_request(&record, domain.as_deref()).map_err(HarnessError::Tooling)?;
         let exchange = self.http(label, "GET", &record.uri, headers, None).await?;
-        Ok((record, challenge, exchange))
+        Ok((record, proof, exchange))
     }
 
     async fn proof_rule(&mut self, label: &str, check: AidCheck) -> Result<(), HarnessError> {
-        let (record, challenge, exchange) = self.challenge_once(label).await?;
-        let judged = inspect(&record, &challenge, &exchange);
+        let (record, proof, exchange) = self.challenge_once(label, None).await?;
+        let v1 = matches!(proof, Proof::V1(_));
+        if v1 && matches!(check, AidCheck::Nonce | AidCheck::NoStore) {
+            return Err(HarnessError::Inapplicable(
+                "an aid1 handshake binds its challenge as a covered field and asks for no Cache-Control".into(),
+            ));
+        }
+        if check == AidCheck::HandshakeOk {
+            if !v1 {
+                return Err(HarnessError::Inapplicable("an aid2 proof may sign any status (AID v2.0 B.4)".into()));
+            }
+            if exchange.status != Some(200) {
+                let found = format!("status {}", exchange.status.unwrap_or(0));
+                self.finding(label, FindingKind::AidProof, rule_text(check), found);
+            }
+            return Ok(());
+        }
+        let judged = inspect(&record, &proof, &exchange);
         let broken = match check {
             AidCheck::Signed => judged.signed,
             AidCheck::Components => judged.components,
@@ -243,17 +302,40 @@ impl CaseCtx<'_> {
     }
 
     async fn replay(&mut self, label: &str) -> Result<(), HarnessError> {
-        let (_, _, first) = self.challenge_once(label).await?;
-        let (record, challenge, second) = self.challenge_once(label).await?;
-        let judged = inspect(&record, &challenge, &second);
+        let (_, _, first) = self.challenge_once(label, None).await?;
+        let (record, proof, second) = self.challenge_once(label, None).await?;
+        let judged = inspect(&record, &proof, &second);
         let same = first.header("signature").is_some() && first.header("signature") == second.header("signature");
-        if same || judged.nonce.is_some() {
+        // aid2 binds the nonce as a parameter; aid1 as a covered field, so a replayed aid1
+        // signature no longer verifies.
+        let unbound = match proof {
+            Proof::V2(_) => judged.nonce,
+            Proof::V1(_) => judged.key,
+        };
+        if same || unbound.is_some() {
             let why = if same {
                 "the second challenge got the first answer's signature".to_string()
             } else {
-                judged.nonce.unwrap_or_default()
+                unbound.unwrap_or_default()
             };
             self.finding(label, FindingKind::AidProof, rule_text(AidCheck::Replay), why);
+        }
+        Ok(())
+    }
+
+    /// v2.1 B.7: an endpoint that binds must not bind a domain it does not serve. One that
+    /// ignores `AID-Domain` (no binding support) answers with an unbound proof, which conforms.
+    async fn unserved_domain(&mut self, label: &str, aid: &AidTarget) -> Result<(), HarnessError> {
+        let record = self.selected()?;
+        if record.version != "aid2" {
+            return Err(HarnessError::Inapplicable("domain binding is an aid2 profile".into()));
+        }
+        let unserved = format!("not-served-{}.{}", &uuid::Uuid::new_v4().simple().to_string()[..8], aid.domain);
+        let (record, proof, exchange) = self.challenge_once(label, Some(&unserved)).await?;
+        let judged = inspect(&record, &proof, &exchange);
+        if judged.bound == Some(true) && judged.first().is_none() {
+            let found = format!("status {} with a valid signature covering aid-domain = {unserved}", exchange.status.unwrap_or(0));
+            self.finding(label, FindingKind::AidProof, rule_text(AidCheck::UnservedDomain), found);
         }
         Ok(())
     }
@@ -278,5 +360,10 @@ fn rule_text(check: AidCheck) -> &'static str {
         AidCheck::Nonce => "the request's nonce in the signature parameters",
         AidCheck::Replay => "a fresh signature bound to each challenge",
         AidCheck::NoStore => "Cache-Control: no-store on the signed response",
+        AidCheck::NoKid => "an aid2 record without `kid`/`i`",
+        AidCheck::Proto => "`p` a protocol registry token",
+        AidCheck::Metadata => "`a` an auth registry token, `d` an absolute https:// URL, `e` ISO 8601 UTC",
+        AidCheck::UnservedDomain => "no signature covering an AID-Domain the endpoint does not serve",
+        AidCheck::HandshakeOk => "the aid1 handshake answered with status 200",
     }
 }

@@ -438,10 +438,28 @@ impl Harness {
                     "aid",
                     "needs a domain: run --domain, or [aid] in the target config",
                 )),
-                Need::AidRecord | Need::Pka if self.preflight.as_ref().is_none_or(|p| p.selected.is_none()) => {
+                Need::AidRecord | Need::Pka | Need::Pka1 | Need::Pka2 if self.preflight.as_ref().is_none_or(|p| p.selected.is_none()) => {
                     Some(SkipReason::Inapplicable("the AID preflight selected no record".into()))
                 }
                 Need::Pka
+                    if self
+                        .preflight
+                        .as_ref()
+                        .and_then(|p| p.selected.as_ref())
+                        .is_none_or(|r| r.pka.is_none()) =>
+                {
+                    Some(SkipReason::Inapplicable("the selected AID record publishes no PKA key".into()))
+                }
+                Need::Pka1
+                    if self
+                        .preflight
+                        .as_ref()
+                        .and_then(|p| p.selected.as_ref())
+                        .is_none_or(|r| r.version != "aid1" || r.pka.is_none()) =>
+                {
+                    Some(SkipReason::Inapplicable("the selected AID record publishes no aid1 PKA key".into()))
+                }
+                Need::Pka2
                     if self
                         .preflight
                         .as_ref()

@@ -47,6 +47,17 @@ pub enum AidCheck {
     Replay,
     /// The signed response is `Cache-Control: no-store`.
     NoStore,
+    /// An aid2 record carries no `kid`/`i` (AID v2.0 §2.1).
+    NoKid,
+    /// `p` is a protocol registry token, compared case-sensitively.
+    Proto,
+    /// `a` is an auth registry token, `d` an absolute `https://` URL, `e` ISO 8601 UTC.
+    Metadata,
+    /// A proof request binding a domain the endpoint does not serve gets no signature covering
+    /// it (AID v2.1 Appendix B.7).
+    UnservedDomain,
+    /// The aid1 handshake is answered with status 200 (v1.2's pseudo-code; a reading).
+    HandshakeOk,
 }
 
 /// A `requested_credential_type`.
