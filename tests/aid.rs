@@ -105,7 +105,16 @@ fn the_aid1_handshake_rules_catch_each_proof_defect() {
     ] {
         let (_, report) = run(
             &format!("aid1-{defect}"),
-            &["--domain", "svc.authmd.test", "--variant", "aid1", "--defect", defect, "--case", "proof/*"],
+            &[
+                "--domain",
+                "svc.authmd.test",
+                "--variant",
+                "aid1",
+                "--defect",
+                defect,
+                "--case",
+                "proof/*",
+            ],
         );
         assert_eq!(verdict(&report, case), "FAIL", "{defect}: {:#}", report["header"]["preflight"]);
     }
@@ -134,13 +143,23 @@ fn domain_binding_is_asked_for_and_reported() {
     assert_eq!(bound["header"]["preflight"]["domain_bound"], true);
     assert_eq!(verdict(&bound, "proof/pka-09-unserved-domain"), "PASS");
     assert_eq!(code, 0);
-    let (code, unbound) = run("unbound", &["--domain", "svc.authmd.test", "--variant", "aid-v2.0", "--case", "proof/*"]);
+    let (code, unbound) = run(
+        "unbound",
+        &["--domain", "svc.authmd.test", "--variant", "aid-v2.0", "--case", "proof/*"],
+    );
     assert_eq!(unbound["header"]["preflight"]["domain_bound"], false);
     assert_eq!(verdict(&unbound, "proof/pka-09-unserved-domain"), "PASS");
     assert_eq!(code, 0);
     let (code, any) = run(
         "binds-any",
-        &["--domain", "svc.authmd.test", "--defect", "pka-binds-any-domain", "--case", "proof/*"],
+        &[
+            "--domain",
+            "svc.authmd.test",
+            "--defect",
+            "pka-binds-any-domain",
+            "--case",
+            "proof/*",
+        ],
     );
     assert_eq!(verdict(&any, "proof/pka-09-unserved-domain"), "FAIL");
     assert_eq!(code, 1);
@@ -188,7 +207,8 @@ fn bad_records_end_in_verdicts_and_reports() {
     non_utf8.extend([0xff, 0xfe, 0x80]);
     let wrong_key = format!("{base};k=A{}", "A".repeat(43));
     // (name, TXT data, what the preflight says, the case that fails on it)
-    let cases: Vec<(&str, Vec<Vec<u8>>, &str, Option<&str>)> = vec![
+    type Hostile<'a> = (&'a str, Vec<Vec<u8>>, &'a str, Option<&'a str>);
+    let cases: Vec<Hostile> = vec![
         ("oversized", chunks(oversized.as_bytes()), "60 bytes", Some("record/aid-01-grammar")),
         ("non-utf8", chunks(&non_utf8), "UTF-8", Some("record/aid-01-grammar")),
         (
@@ -203,8 +223,18 @@ fn bad_records_end_in_verdicts_and_reports() {
             "unknown version",
             Some("record/aid-01-grammar"),
         ),
-        ("wrong-key-type", chunks(wrong_key.as_bytes()), "32", Some("record/aid-04-ed25519-key")),
-        ("aid2-kid", chunks(format!("{base};i=g1").as_bytes()), "`kid`/`i`", Some("record/aid-09-aid2-no-kid")),
+        (
+            "wrong-key-type",
+            chunks(wrong_key.as_bytes()),
+            "32",
+            Some("record/aid-04-ed25519-key"),
+        ),
+        (
+            "aid2-kid",
+            chunks(format!("{base};i=g1").as_bytes()),
+            "`kid`/`i`",
+            Some("record/aid-09-aid2-no-kid"),
+        ),
         (
             "upper-case-proto",
             chunks(b"v=aid2;p=OPENAPI;u=https://hostile.test/api"),
@@ -251,7 +281,16 @@ fn bad_records_end_in_verdicts_and_reports() {
         // handoff and proof cases would only be INCONCLUSIVE).
         let (code, report) = run(
             name,
-            &["--domain", "hostile.test", "--resolver", &resolver, "--case", "record/*", "--case", "idjag/*"],
+            &[
+                "--domain",
+                "hostile.test",
+                "--resolver",
+                &resolver,
+                "--case",
+                "record/*",
+                "--case",
+                "idjag/*",
+            ],
         );
         let preflight = &report["header"]["preflight"];
         let said = format!("{} {}", preflight["invalid"], preflight["error"]);

@@ -492,7 +492,9 @@ impl TargetConfig {
         }
         for (reading, value) in &self.readings {
             if !(reading.starts_with("C-") || reading.starts_with("A-")) || value.is_empty() {
-                return Err(format!("readings: `{reading}` = `{value}` is not `\"C-NN\" = \"X\"` (or `\"A-NN\"` for AID)"));
+                return Err(format!(
+                    "readings: `{reading}` = `{value}` is not `\"C-NN\" = \"X\"` (or `\"A-NN\"` for AID)"
+                ));
             }
         }
         if let Some(p) = &self.link_pattern {

@@ -102,23 +102,18 @@ pub fn summary(current: &[Wait], now: Instant) -> Option<String> {
 
 /// `lock`'s read guard; while it is not free, `case` waits for `what`.
 pub async fn read<'a, T>(lock: &'a tokio::sync::RwLock<T>, case: &str, what: &str) -> tokio::sync::RwLockReadGuard<'a, T> {
-    // Polled once before the wait is said, from its place in the lock's queue (a `try_read`
-    // would not queue, and the lock's fairness is what orders the key-changing cases).
-    let mut acquire = std::pin::pin!(lock.read());
-    tokio::select! {
-        biased;
-        guard = &mut acquire => return guard,
-        () = std::future::ready(()) => {}
-    }
-    let _waiting = begin(case, what, None);
-    acquire.await
+    queued(lock.read(), case, what).await
 }
 
 /// `lock`'s write guard; while it is not free, `case` waits for `what`.
 pub async fn write<'a, T>(lock: &'a tokio::sync::RwLock<T>, case: &str, what: &str) -> tokio::sync::RwLockWriteGuard<'a, T> {
-    // Polled once before the wait is said, from its place in the lock's queue (a `try_write`
-    // would not queue, and the lock's fairness is what orders the key-changing cases).
-    let mut acquire = std::pin::pin!(lock.write());
+    queued(lock.write(), case, what).await
+}
+
+/// Polls `acquire` once before the wait is said, from its place in the lock's queue (a
+/// `try_read` would not queue, and the lock's fairness is what orders the key-changing cases).
+async fn queued<F: std::future::Future>(acquire: F, case: &str, what: &str) -> F::Output {
+    let mut acquire = std::pin::pin!(acquire);
     tokio::select! {
         biased;
         guard = &mut acquire => return guard,

@@ -59,7 +59,11 @@ fn pairs(state: &AppState, version: &str) -> Vec<(&'static str, String)> {
     } else {
         "/api/resource"
     };
-    let proto = if d.contains(Defect::AidProtoUppercase) { "OPENAPI" } else { "openapi" };
+    let proto = if d.contains(Defect::AidProtoUppercase) {
+        "OPENAPI"
+    } else {
+        "openapi"
+    };
     let mut out = vec![
         ("v", version.to_string()),
         ("p", proto.to_string()),
@@ -120,7 +124,11 @@ pub fn records(state: &AppState) -> Vec<Published> {
         .map(|v| Published {
             owner: owner.clone(),
             ttl,
-            txt: pairs(state, v).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"),
+            txt: pairs(state, v)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
         })
         .collect();
     if state.defects.contains(Defect::AidTwoRecords)
@@ -199,7 +207,9 @@ pub async fn sign(State(state): State<AppState>, request: Request, next: Next) -
             if !served && !state.defects.contains(Defect::PkaBindsAnyDomain) {
                 // B.7: no signature covering a domain it does not serve; 403, no Signature-Input.
                 let mut refused = (StatusCode::FORBIDDEN, "this endpoint does not serve that domain").into_response();
-                refused.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                refused
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 return refused;
             }
             Some(d)
@@ -300,10 +310,7 @@ fn proof(state: &AppState, key: &AidKey, context: &Context, status: u16, nonce: 
     }
     base += &format!("\"@signature-params\": {params}");
     let signature = signed(state, key, &base);
-    (
-        format!("aid-pka={params}"),
-        format!("aid-pka=:{}:", STANDARD.encode(signature)),
-    )
+    (format!("aid-pka={params}"), format!("aid-pka=:{}:", STANDARD.encode(signature)))
 }
 
 /// The aid1 handshake: 200 (the resource's own answer under `aid1-handshake-401`), dated now
@@ -351,7 +358,11 @@ fn proof_v1(state: &AppState, key: &AidKey, context: &Context, challenge: &str) 
         now
     };
     let date = http_date(created);
-    let keyid = if state.defects.contains(Defect::PkaKeyidNotThumbprint) { "other" } else { KID };
+    let keyid = if state.defects.contains(Defect::PkaKeyidNotThumbprint) {
+        "other"
+    } else {
+        KID
+    };
     let covered: &[&str] = if state.defects.contains(Defect::PkaFewerComponents) {
         &["AID-Challenge", "@method"]
     } else {

@@ -253,7 +253,10 @@ fn parse_pairs(pairs: &[(String, String)], raw: &str) -> Result<AidRecord, Inval
         return Err(invalid(Rule::Aid2Kid, "an aid2 record carries `kid`/`i`, which makes it invalid"));
     }
     if !PROTOCOLS.iter().any(|(token, _)| *token == proto) {
-        return Err(invalid(Rule::Proto, format!("`{proto}` is not a protocol registry token (they are case-sensitive)")));
+        return Err(invalid(
+            Rule::Proto,
+            format!("`{proto}` is not a protocol registry token (they are case-sensitive)"),
+        ));
     }
     check_uri(&proto, &uri).map_err(|why| invalid(Rule::Uri, why))?;
     if let Some(k) = &pka {
@@ -313,6 +316,11 @@ fn absolute(uri: &str, scheme: &str) -> Result<(), String> {
     if !uri.starts_with(scheme) {
         return Err(format!("`{uri}` does not start with {scheme}"));
     }
+    // A URL parser that follows WHATWG skips extra slashes (`https:///api` becomes host `api`);
+    // the authority is what follows the scheme's `//`, and it must not be empty.
+    if uri[scheme.len()..].starts_with(['/', '?', '#']) || uri.len() == scheme.len() {
+        return Err(format!("`{uri}` names no host"));
+    }
     match url::Url::parse(uri) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
         Ok(_) => Err(format!("`{uri}` names no host")),
@@ -362,9 +370,7 @@ impl Selection {
     /// The version selected: the highest with a valid record (v2.0 §2.3 steps 5–6: a client
     /// that supports aid2 prefers it over aid1).
     pub fn version(&self) -> Option<&str> {
-        ["aid2", "aid1"]
-            .into_iter()
-            .find(|v| self.valid.iter().any(|r| r.version == *v))
+        ["aid2", "aid1"].into_iter().find(|v| self.valid.iter().any(|r| r.version == *v))
     }
 
     /// The valid records of the selected version.
@@ -381,11 +387,7 @@ impl Selection {
             [one] => Ok(one),
             [] if self.invalid.is_empty() => Err("no AID record".into()),
             [] => Err(format!("no valid AID record ({})", self.invalid[0].1)),
-            many => Err(format!(
-                "{} valid {} records at one name: ambiguous",
-                many.len(),
-                many[0].version
-            )),
+            many => Err(format!("{} valid {} records at one name: ambiguous", many.len(), many[0].version)),
         }
     }
 }
@@ -481,6 +483,7 @@ mod tests {
             ("v=aid2;u=https://a.example;p=mcp;a=", Rule::Grammar),
             ("v=aid2;u=HTTPS://a.example;p=mcp", Rule::Uri),
             ("v=aid2;u=https://;p=mcp", Rule::Uri),
+            ("v=aid2;u=https:///mcp;p=mcp", Rule::Uri),
             ("v=aid2;u=wss://a.example;p=mcp", Rule::Uri),
             ("v=aid2;u=https://a.example;p=mcp;a=OAuth2_code", Rule::Metadata),
             ("v=aid2;u=https://a.example;p=mcp;d=http://docs.example", Rule::Metadata),
@@ -516,7 +519,12 @@ mod tests {
         let old = "v=aid1;p=mcp;u=https://a.example".to_string();
         let junk = "v=aid2;p=mcp".to_string();
         assert!(Selection::of(&[one.clone(), junk.clone()]).chosen().is_ok());
-        assert!(Selection::of(&[one.clone(), two.clone()]).chosen().unwrap_err().contains("ambiguous"));
+        assert!(
+            Selection::of(&[one.clone(), two.clone()])
+                .chosen()
+                .unwrap_err()
+                .contains("ambiguous")
+        );
         assert!(Selection::of(&[junk]).chosen().unwrap_err().contains("no valid"));
         // The migration shape of v2.0 §2.2: aid2 is selected, the aid1 record is not a rival.
         let migrating = Selection::of(&[old.clone(), one.clone()]);

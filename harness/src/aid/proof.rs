@@ -231,7 +231,13 @@ pub fn inspect(challenge: &Challenge, k: &str, status: u16, headers: &[(String, 
             };
             let flags: String = p
                 .iter()
-                .map(|(k, v)| if *v == Bare::Boolean(true) { format!(";{k}") } else { format!(";{k}=…") })
+                .map(|(k, v)| {
+                    if *v == Bare::Boolean(true) {
+                        format!(";{k}")
+                    } else {
+                        format!(";{k}=…")
+                    }
+                })
                 .collect();
             format!("{name}{flags}")
         })
@@ -383,7 +389,10 @@ mod tests {
         let c = vector_challenge();
         let repeated = format!(r#"{};nonce="{NONCE}""#, input(&c.keyid));
         let judged = inspect(&c, K, 401, &headers(&repeated, SIG), 1767139230);
-        assert!(judged.signed.as_deref().is_some_and(|w| w.contains("`nonce` appears twice")), "{judged:?}");
+        assert!(
+            judged.signed.as_deref().is_some_and(|w| w.contains("`nonce` appears twice")),
+            "{judged:?}"
+        );
         for other in [&judged.components, &judged.keyid, &judged.nonce, &judged.fresh, &judged.key] {
             assert!(other.as_deref().is_some_and(|w| w.starts_with("no proof to judge")), "{judged:?}");
         }
@@ -392,7 +401,10 @@ mod tests {
     #[test]
     fn a_binding_nobody_asked_for_is_refused() {
         let c = vector_challenge();
-        let bound = format!(r#"aid-pka={COVERED_BOUND};created=1;expires=2;keyid="{}";alg="ed25519";nonce="{NONCE}";tag="aid-pka-v2""#, c.keyid);
+        let bound = format!(
+            r#"aid-pka={COVERED_BOUND};created=1;expires=2;keyid="{}";alg="ed25519";nonce="{NONCE}";tag="aid-pka-v2""#,
+            c.keyid
+        );
         let judged = inspect(&c, K, 401, &headers(&bound, SIG), 1);
         assert_eq!(judged.bound, Some(true));
         assert!(judged.components.as_deref().is_some_and(|w| w.contains("no AID-Domain was sent")));

@@ -130,14 +130,15 @@ pub fn inspect_v1(c: &V1Challenge, k: &str, headers: &[(String, String)], now: i
     }
     let date = header(headers, "date").first().map(|d| d.to_string());
     out.fresh = match sf::param(&params, "created").0 {
-        Some(Bare::Integer(created)) if (now - created).abs() > WINDOW => Some(format!(
-            "created {created} is more than {WINDOW} s from now ({now})"
-        )),
+        Some(Bare::Integer(created)) if (now - created).abs() > WINDOW => {
+            Some(format!("created {created} is more than {WINDOW} s from now ({now})"))
+        }
         Some(Bare::Integer(_)) => match date.as_deref().map(http_date) {
-            Some(None) => Some(format!("the response's Date {:?} is not an HTTP date", date.clone().unwrap_or_default())),
-            Some(Some(at)) if (now - at).abs() > WINDOW => {
-                Some(format!("the response's Date is more than {WINDOW} s from now"))
-            }
+            Some(None) => Some(format!(
+                "the response's Date {:?} is not an HTTP date",
+                date.clone().unwrap_or_default()
+            )),
+            Some(Some(at)) if (now - at).abs() > WINDOW => Some(format!("the response's Date is more than {WINDOW} s from now")),
             _ => None,
         },
         _ => Some("created is missing or not an integer".into()),
@@ -218,14 +219,30 @@ mod tests {
         assert_eq!(ok.first(), None, "{ok:?}");
         // alg-mismatch, kid-mismatch, missing-fields, date-skew
         assert!(inspect_v1(&c, &k, &answer(&c, seed, &ALL, now, "g1", "rsa"), now).keyid.is_some());
-        assert!(inspect_v1(&c, &k, &answer(&c, seed, &ALL, now, "b2", "ed25519"), now).keyid.is_some());
-        assert!(inspect_v1(&c, &k, &answer(&c, seed, &ALL[..2], now, "g1", "ed25519"), now).components.is_some());
+        assert!(
+            inspect_v1(&c, &k, &answer(&c, seed, &ALL, now, "b2", "ed25519"), now)
+                .keyid
+                .is_some()
+        );
+        assert!(
+            inspect_v1(&c, &k, &answer(&c, seed, &ALL[..2], now, "g1", "ed25519"), now)
+                .components
+                .is_some()
+        );
         let mut skewed = answer(&c, seed, &ALL, 1_609_455_600, "g1", "ed25519");
         skewed[2].1 = "Thu, 31 Dec 2020 23:00:00 GMT".into();
         assert!(inspect_v1(&c, &k, &skewed, now).fresh.is_some());
         // Another key, another challenge.
-        assert!(inspect_v1(&c, &multibase([9u8; 32]), &answer(&c, seed, &ALL, now, "g1", "ed25519"), now).key.is_some());
+        assert!(
+            inspect_v1(&c, &multibase([9u8; 32]), &answer(&c, seed, &ALL, now, "g1", "ed25519"), now)
+                .key
+                .is_some()
+        );
         let other = V1Challenge::new("https://api.example.com/mcp", "g1", now).expect("challenge");
-        assert!(inspect_v1(&other, &k, &answer(&c, seed, &ALL, now, "g1", "ed25519"), now).key.is_some());
+        assert!(
+            inspect_v1(&other, &k, &answer(&c, seed, &ALL, now, "g1", "ed25519"), now)
+                .key
+                .is_some()
+        );
     }
 }

@@ -287,8 +287,13 @@ mod tests {
         let d = dictionary(&[input]).expect("parses");
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].raw, r#"("@method";req "@status");created=1;keyid="a;b=c";tag="t""#);
-        let Member::Inner(items, params) = &d[0].value else { panic!("inner list") };
-        assert_eq!(items[0], (Bare::String("@method".into()), vec![("req".into(), Bare::Boolean(true))]));
+        let Member::Inner(items, params) = &d[0].value else {
+            panic!("inner list")
+        };
+        assert_eq!(
+            items[0],
+            (Bare::String("@method".into()), vec![("req".into(), Bare::Boolean(true))])
+        );
         assert_eq!(param(params, "keyid").0, Some(&Bare::String("a;b=c".into())));
         assert_eq!(param(params, "b"), (None, 0), "no parameter inside a string");
         assert_eq!(d[1].value, Member::Item(Bare::Boolean(false), vec![]));

@@ -346,8 +346,10 @@ pub(super) async fn preflight(
             ));
             return p;
         }
-        p.warnings
-            .push(format!("the selected record will be deprecated at {}", record.dep.clone().unwrap_or_default()));
+        p.warnings.push(format!(
+            "the selected record will be deprecated at {}",
+            record.dep.clone().unwrap_or_default()
+        ));
     }
     if record.pka.is_some() {
         match prove(&record, &aid.domain, policy, &transport, &mut p.exchanges).await {

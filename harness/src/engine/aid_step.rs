@@ -277,7 +277,9 @@ impl CaseCtx<'_> {
         }
         if check == AidCheck::HandshakeOk {
             if !v1 {
-                return Err(HarnessError::Inapplicable("an aid2 proof may sign any status (AID v2.0 B.4)".into()));
+                return Err(HarnessError::Inapplicable(
+                    "an aid2 proof may sign any status (AID v2.0 B.4)".into(),
+                ));
             }
             if exchange.status != Some(200) {
                 let found = format!("status {}", exchange.status.unwrap_or(0));
@@ -334,7 +336,10 @@ impl CaseCtx<'_> {
         let (record, proof, exchange) = self.challenge_once(label, Some(&unserved)).await?;
         let judged = inspect(&record, &proof, &exchange);
         if judged.bound == Some(true) && judged.first().is_none() {
-            let found = format!("status {} with a valid signature covering aid-domain = {unserved}", exchange.status.unwrap_or(0));
+            let found = format!(
+                "status {} with a valid signature covering aid-domain = {unserved}",
+                exchange.status.unwrap_or(0)
+            );
             self.finding(label, FindingKind::AidProof, rule_text(AidCheck::UnservedDomain), found);
         }
         Ok(())
