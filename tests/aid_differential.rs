@@ -200,6 +200,7 @@ fn near_miss(rng: &mut Rng) -> String {
         &|r| r.replacen(&format!("k={X}"), &format!("k={X}="), 1),
         &|r| r.replacen(&format!("k={X}"), "k=z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK", 1),
         &|r| r.replacen("k=z", "k=zO0", 1),
+        &|r| r.replacen(";i=g1", ";i=G1!", 1),
     ];
     rng.pick(edits)(&base)
 }

@@ -492,7 +492,15 @@ fn preflight_markdown(p: &crate::aid::Preflight, cell: &dyn Fn(&str) -> String) 
         );
     }
     if let Some(proof) = &p.proof {
-        out += &format!("\nEndpoint proof: {}\n", cell(proof));
+        let binding = match p.domain_bound {
+            Some(true) => " (bound to the queried domain, AID v2.1)",
+            Some(false) => " (not domain-bound: the endpoint ignored AID-Domain)",
+            None => "",
+        };
+        out += &format!("\nEndpoint proof: {}{binding}\n", cell(proof));
+    }
+    for w in &p.warnings {
+        out += &format!("\n- warning: {}\n", cell(w));
     }
     out += "\n| exchange | answer |\n| --- | --- |\n";
     for e in &p.exchanges {

@@ -267,7 +267,10 @@ fn parse_pairs(pairs: &[(String, String)], raw: &str) -> Result<AidRecord, Inval
                 .as_deref()
                 .is_some_and(|i| (1..=6).contains(&i.len()) && i.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
             {
-                return Err(invalid(Rule::Key, "an aid1 `k` needs `i`, 1 to 6 characters of [a-z0-9]"));
+                return Err(invalid(
+                    Rule::Key,
+                    "an aid1 `k` needs `i`, 1 to 6 characters of [a-z0-9] (AID v1.2 §2.1: \"1–6 char rotation id `[a-z0-9]`. Required when `pka` is present.\"; the AID project's clients accept any `i`)",
+                ));
             }
             multibase_key(k).map_err(|why| invalid(Rule::Key, why))?;
         }
@@ -284,6 +287,29 @@ fn parse_pairs(pairs: &[(String, String)], raw: &str) -> Result<AidRecord, Inval
         dep: get("dep"),
         raw: raw.to_string(),
     })
+}
+
+/// Where the AID project's own clients (aid-discovery 2.1.1, and the SDKs it mirrors) read a
+/// valid record otherwise than the texts (tests/data/aid/disagreements.toml): what its provider
+/// should know, with the sentence that decides it. The record stays valid.
+pub fn client_divergences(raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let keys: Vec<String> = raw
+        .split(';')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, _)| k.trim().to_ascii_lowercase())
+        .collect();
+    if keys.iter().any(|k| k == "version") {
+        out.push(
+            "the AID project's clients refuse this record: they read the version from `v` only, while AID v1.2 §2.1 names `version` the key and `v` its alias (\"Clients MUST recognize single-letter lowercase aliases for all keys\"); publish `v=` for their sake".into(),
+        );
+    }
+    if fields(raw).get("dep").is_some_and(|e| e.contains('.')) {
+        out.push(
+            "the AID project's clients refuse this record's `e`: they read `YYYY-MM-DDTHH:MM:SSZ` only, while AID v2.0 §2.1 asks for an \"ISO 8601 UTC deprecation timestamp\", which may carry a fraction of a second; drop the fraction for their sake".into(),
+        );
+    }
+    out
 }
 
 /// `a` a registry token, `d` an absolute `https://` URL, `e` an ISO 8601 UTC instant.
@@ -501,6 +527,16 @@ mod tests {
         ] {
             assert!(parse(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn where_the_projects_clients_differ_the_record_stays_valid_and_says_so() {
+        let full = "version=aid2;p=mcp;u=https://a.example;e=2099-01-01T00:00:00.5Z";
+        assert!(parse(full).is_ok());
+        let said = client_divergences(full);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("`v` only") && said[1].contains("fraction"));
+        assert!(client_divergences("v=aid2;p=mcp;u=https://a.example").is_empty());
     }
 
     #[test]

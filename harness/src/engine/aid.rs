@@ -310,6 +310,7 @@ pub(super) async fn preflight(
         }
     }
     let Some(record) = p.selected.clone() else { return p };
+    p.warnings.extend(aid::client_divergences(&record.raw));
     if !aid::HANDOFF_PROTOCOLS.contains(&record.proto.as_str()) {
         // v1.2 §2.3 step 6: a client that does not support the protocol fails.
         p.error = Some(format!(
