@@ -324,3 +324,43 @@ async fn metadata_mixing_versions_is_reported() {
     assert_eq!(spoken.own, vec!["agent_auth.register_uri"]);
     assert!(spoken.later.contains(&"token_endpoint".to_string()));
 }
+
+/// A 429 to a step that is not about rate limits is the target throttling the harness: with a
+/// long `Retry-After` the case is INCONCLUSIVE naming the limit (not a FAIL, and not a pass of
+/// a `4xx` expectation); with a short one the step runs again and its answer decides.
+#[tokio::test]
+async fn a_rate_limited_step_is_retried_or_inconclusive_never_a_verdict() {
+    let id = "reg-anon-05-unsupported-credential-type";
+    let limited = target_answering(
+        "POST",
+        "/agent/auth",
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "3600")
+            .set_body_json(json!({"error": "rate_limited"})),
+    )
+    .await;
+    let result = run_one(&limited, id).await;
+    match &result.verdict {
+        Verdict::Inconclusive(why) => assert!(why.contains("rate-limited") && why.contains("3600"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+
+    let briefly = MockServer::start().await;
+    with_discovery(&briefly).await;
+    Mock::given(method("POST"))
+        .and(path("/agent/auth"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&briefly)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/agent/auth"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "unsupported_credential_type"})))
+        .mount(&briefly)
+        .await;
+    let result = run_one(&briefly, id).await;
+    assert_eq!(result.verdict, Verdict::Pass, "{:?}", result.findings);
+    let statuses: Vec<_> = result.exchanges.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [Some(429), Some(400)], "the throttled answer stays as evidence");
+}

@@ -225,6 +225,15 @@ impl Case {
     }
 }
 
+/// Whether `action` (or one it samples) reads the target's identity/scope oracle.
+fn reads_oracle(action: &Action) -> bool {
+    match action {
+        Action::Api { endpoint, .. } => endpoint.as_deref().is_none_or(|e| e == "oracle"),
+        Action::Sample { of, then, .. } => reads_oracle(of) || then.iter().any(reads_oracle),
+        _ => false,
+    }
+}
+
 /// Do these requirements differ in level? Then each expectation names the one it checks.
 fn mixed_levels(levels: &BTreeMap<String, Level>) -> bool {
     levels.values().collect::<BTreeSet<_>>().len() > 1
@@ -495,6 +504,16 @@ impl Catalogue {
                 && regex::Regex::new(m).is_err()
             {
                 return Err(err(path, format!("field `step[{i}].expect.matches`: invalid regular expression")));
+            }
+            // A step that reads the oracle needs one configured: without `oracle` in `needs` a
+            // target config without `[oracle]` would turn the missing setting into a FAIL.
+            if reads_oracle(&step.action) && !raw.needs.contains(&Need::Oracle) {
+                return Err(err(
+                    path,
+                    format!(
+                        "field `needs`: step[{i}] reads the oracle (`do = \"api\"` without an `endpoint`), so the case needs \"oracle\""
+                    ),
+                ));
             }
             for class in step.expect.iter().flat_map(|e| e.counts.keys()) {
                 if let Err(why) = class.parse::<crate::language::StatusSpec>() {

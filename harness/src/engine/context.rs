@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use authmd_mock_idp::{MockIdp, Subject, TokenKind, TokenRequest};
 use serde_json::{Map, Value, json};
 
-use super::steps::StepError;
+use super::steps::{StepError, StepOutcome};
 use super::{Harness, HarnessError};
 use crate::catalogue::{Case, split_advance};
 use crate::expect::{self, Observed};
-use crate::language::{Issuer, TokenSpec};
+use crate::language::{Issuer, Step, TokenSpec};
 use crate::outcome::{Exchange, Finding, FindingKind, MailRecord, truncate};
 use crate::template;
 use crate::transport::Transport;
@@ -48,6 +48,10 @@ pub(super) type StepVars = Map<String, Value>;
 /// How long past a target's JWKS refetch cool-down the harness waits before it presents a new
 /// key: the target's clock for the cool-down starts when its fetch completes.
 const COOLDOWN_MARGIN: Duration = Duration::from_secs(1);
+/// How often a throttled step runs again, and the longest `Retry-After` waited for: longer
+/// limits (a registration window of an hour) leave the case INCONCLUSIVE at once.
+const THROTTLE_RETRIES: u32 = 2;
+const THROTTLE_WAIT_SECS: u64 = 5;
 
 impl<'h> CaseCtx<'h> {
     /// The case's state, over `shared` if given (a client other cases use too).
@@ -282,7 +286,7 @@ impl<'h> CaseCtx<'h> {
                 }
             }
             let fetches_before = self.idp.jwks_fetches();
-            match self.step(&step.action, &label).await {
+            match self.step_unthrottled(step, &label).await? {
                 Ok((exchange, vars)) => {
                     // Named first, so an expectation may refer to its own step's values.
                     if let Some(name) = &step.name {
@@ -303,6 +307,40 @@ impl<'h> CaseCtx<'h> {
             }
         }
         Ok(())
+    }
+
+    /// Runs `step`; a 429 where the step is not about rate limits is the target throttling the
+    /// harness, not an answer to the step: after a short `Retry-After` the step runs again (a
+    /// 429 refused it, so nothing happened), and a target that does not let up leaves the case
+    /// INCONCLUSIVE, naming the limit. Without this, a `"4xx"` expectation would take the 429 as
+    /// its answer, and any other would be a false FAIL against a correct, rate-limited target.
+    async fn step_unthrottled(&mut self, step: &Step, label: &str) -> Result<StepOutcome, HarnessError> {
+        let about_limits = step
+            .expect
+            .as_ref()
+            .is_some_and(|e| [&e.status, &e.status_not].into_iter().flatten().any(|s| s.names(429)));
+        let mut attempts = 0;
+        loop {
+            let outcome = self.step(&step.action, label).await;
+            // Only a step that sent one request of its own: a `check` re-reads an earlier answer,
+            // and samples and repeats end on a 429 themselves.
+            let throttled = match &outcome {
+                Ok((Some(x), _)) if x.status == Some(429) && !about_limits && step.action.retriable() => x,
+                _ => return Ok(outcome),
+            };
+            let retry_after = throttled.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+            let wait = retry_after.unwrap_or(1);
+            if attempts >= THROTTLE_RETRIES || wait > THROTTLE_WAIT_SECS {
+                return Err(HarnessError::Throttled {
+                    url: throttled.url.clone(),
+                    retry_after,
+                });
+            }
+            attempts += 1;
+            let what = format!("the target's rate limit (429, Retry-After {wait} s)");
+            let _waiting = crate::waits::begin(&self.case_id, what, Some(Duration::from_secs(wait)));
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
     }
 
     pub(super) fn response_vars(exchange: &Exchange) -> StepVars {

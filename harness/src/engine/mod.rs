@@ -42,6 +42,18 @@ pub enum HarnessError {
         /// Why.
         reason: String,
     },
+    /// The target answered 429 to a step that is not about rate limits, and did not let up
+    /// within a short wait: the answer says nothing about the case's requirement.
+    #[error(
+        "the target rate-limited the harness: 429{} from {url} on a step that is not about rate limits, so nothing was decided; raise the target's per-client limits for the test, give each case its own source address (isolate_source_ips), or lower jobs",
+        retry_after.map(|s| format!(" (Retry-After: {s} s)")).unwrap_or_default()
+    )]
+    Throttled {
+        /// The URL.
+        url: String,
+        /// The `Retry-After` the target gave, in seconds.
+        retry_after: Option<u64>,
+    },
     /// The IdP or mailbox failed.
     #[error("{0}")]
     Tooling(String),

@@ -24,6 +24,15 @@ pub enum StatusSpec {
 const STATUS_FORMS: &str = "a status is a code (100-599), a class such as \"4xx\", or a list of those";
 
 impl StatusSpec {
+    /// Whether the spec names `code` itself (a class such as `"4xx"` does not).
+    pub fn names(&self, code: u16) -> bool {
+        match self {
+            Self::Code(c) => *c == code,
+            Self::Class(_) => false,
+            Self::AnyOf(all) => all.iter().any(|s| s.names(code)),
+        }
+    }
+
     /// Whether `found` is accepted (no status never is).
     pub fn matches(&self, found: Option<u16>) -> bool {
         let Some(found) = found else { return false };

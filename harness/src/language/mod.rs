@@ -349,6 +349,12 @@ impl Action {
         )
     }
 
+    /// Whether running the step again after a 429 is the same step: one request, which the
+    /// 429 refused (samples and repeats handle a 429 themselves).
+    pub fn retriable(&self) -> bool {
+        self.sends_one_request() || matches!(self, Self::Http { .. })
+    }
+
     /// The `do` name.
     pub fn name(&self) -> &'static str {
         match self {
