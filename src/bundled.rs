@@ -31,6 +31,9 @@ pub struct Bundled {
     pub dns: Option<authmd_dns::DnsServer>,
     /// The delaying proxy in front of the server, when the run measures latency.
     pub proxy: Option<crate::latency::DelayProxy>,
+    /// The server's other instances (a `replicas` deployment): the same base URL and database,
+    /// each at its own address.
+    pub replicas: Vec<ReferenceServer>,
     _dir: TempDir,
 }
 
@@ -242,14 +245,36 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
         config.base_url = Some(format!("http://{addr}"));
     }
     let described = config.clone();
-    let server = ReferenceServer::start(config, defects)
+    let replica_config = config.clone();
+    let server = ReferenceServer::start(config, defects.clone())
         .await
         .map_err(|e| fail("reference server")(e.to_string()))?;
+    // The other replicas: one after another (each runs the migrations of the shared database),
+    // under the first one's base URL, as a load balancer's instances would be.
+    let mut replicas = Vec::new();
+    for _ in 1..deployment.replicas.max(1) {
+        let config = Config {
+            base_url: Some(server.base_url().to_string()),
+            ..replica_config.clone()
+        };
+        let replica = ReferenceServer::start(config, defects.clone())
+            .await
+            .map_err(|e| fail("reference server replica")(e.to_string()))?;
+        replicas.push(replica);
+    }
     let proxy = match (proxy_listener, reach.one_way) {
         (Some((listener, _)), Some(one_way)) => Some(crate::latency::DelayProxy::forward_to(listener, server.addr(), one_way)),
         _ => None,
     };
     let mut target = target_for(deployment, &described, &server);
+    if !replicas.is_empty() {
+        let origin = |addr: SocketAddr| format!("http://{addr}");
+        let origins = std::iter::once(server.addr())
+            .chain(replicas.iter().map(ReferenceServer::addr))
+            .map(origin)
+            .collect();
+        target.replicas = Some(crate::target::Replicas { origins });
+    }
     target.idp.issuer = Some(idp.issuer().to_string());
     target.idp.required_amr = required_amr;
     target.idp.second = Some(crate::target::SecondIssuer {
@@ -281,6 +306,7 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
     Ok(Bundled {
         dns,
         proxy,
+        replicas,
         server,
         idp: Arc::new(idp),
         idp2: Arc::new(idp2),

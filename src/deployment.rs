@@ -41,9 +41,17 @@ pub struct Deployment {
     /// How long the harness may wait out a TTL or a cool-down.
     #[serde(default)]
     pub wait_budget_secs: u64,
+    /// How many instances of the server serve its one base URL over its one database (each
+    /// also reachable at its own address, which the harness's `[replicas]` names). 1 when absent.
+    #[serde(default = "one")]
+    pub replicas: usize,
     /// Reference-server configuration keys, over the bundled stack's wiring.
     #[serde(default)]
     pub server: toml::Table,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Deployment {

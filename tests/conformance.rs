@@ -294,6 +294,12 @@ fn judge(deployment: &Deployment, result: &CaseResult) -> Result<(), Failed> {
     match &result.verdict {
         Verdict::Pass => Ok(()),
         Verdict::Info if result.reading.is_some() => Ok(()),
+        // One process cannot be several replicas: the cross-replica cases run (and must pass)
+        // against the `replicas` deployment, a variant of the standard one, and only there.
+        Verdict::Skip(SkipReason::Needs { setting, .. }) if *setting == "replicas" => match deployment.replicas {
+            0 | 1 => Ok(()),
+            _ => Err(Failed::from("the replicas deployment skipped a cross-replica case")),
+        },
         // A setting this deployment leaves out by design (the setting is named in the variant).
         Verdict::Skip(SkipReason::Needs { .. }) if !deployment.is_standard() => Ok(()),
         // A record without a key: the key and proof cases do not apply, and say so.

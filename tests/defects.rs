@@ -93,8 +93,14 @@ fn main() {
             }
         }
     };
+    // The cross-replica cases need replicas: the `replicas` deployment.
+    let replicas = Deployment::named("replicas").expect("the replicas deployment");
     for profile in authmd_conformance::profiles() {
         let cases = authmd_conformance::profile_catalogue(&profile).expect("profile catalogue").cases;
+        let (across, cases): (Vec<Case>, Vec<Case>) = cases
+            .into_iter()
+            .partition(|c| c.needs.contains(&authmd_conformance::catalogue::Need::Replicas));
+        add(across, replicas, &mut catalogue);
         match Deployment::default_for(&profile, false).expect("deployments") {
             Some(on) => add(cases, on, &mut catalogue),
             None => unspoken.push(profile),

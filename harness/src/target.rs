@@ -235,6 +235,15 @@ impl Default for IdpSettings {
 }
 
 /// The human's side of a v0.6 ceremony, as forms the harness fills in with its own cookie jar.
+/// A target served by several replicas behind one base URL.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replicas {
+    /// Each replica's own origin (`http://10.0.0.11:8080`): a request to one reaches that
+    /// replica and no other, with the path it would have under the base URL. Two or more.
+    pub origins: Vec<String>,
+}
+
 /// Field values may use `{email}`, `{return_to}` (from the `verification_uri`),
 /// `{claim_attempt_token}` and `{user_code}`.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -353,6 +362,10 @@ pub struct TargetConfig {
     /// Requests to send in the rate-limit burst (RATE-01). Without it the case is skipped.
     #[serde(default)]
     pub rate_burst: Option<u32>,
+    /// The target's replicas, each reached directly, for the cross-replica cases (a `jti`
+    /// replayed at several replicas at once). Without it those cases are skipped.
+    #[serde(default)]
+    pub replicas: Option<Replicas>,
     /// Bind each case's requests to its own 127.x.y.z source address, so per-IP rate limits of
     /// one case never hit another. Defaults to true for loopback targets.
     #[serde(default)]
@@ -440,6 +453,7 @@ impl TargetConfig {
             idp: IdpSettings::default(),
             readings: BTreeMap::new(),
             rate_burst: None,
+            replicas: None,
             isolate_source_ips: None,
             complete_url: None,
             challenge_url: None,
@@ -495,6 +509,17 @@ impl TargetConfig {
                 return Err(format!(
                     "readings: `{reading}` = `{value}` is not `\"C-NN\" = \"X\"` (or `\"A-NN\"` for AID)"
                 ));
+            }
+        }
+        if let Some(r) = &self.replicas {
+            if r.origins.len() < 2 {
+                return Err("replicas.origins: at least two replicas".into());
+            }
+            for o in &r.origins {
+                match url::Url::parse(o) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                    _ => return Err(format!("replicas.origins: `{o}` is not an http(s) origin")),
+                }
             }
         }
         if let Some(p) = &self.link_pattern {

@@ -370,6 +370,9 @@ defects! {
     AidWellKnownMismatch = "aid-well-known-mismatch",
     /// AID-HAND-01: the record's endpoint answers 200 without a challenge (`/healthz`).
     AidEndpointNoChallenge = "aid-endpoint-no-challenge",
+    /// IDJAG-29 across replicas: each instance keeps its own `jti` replay cache, so one ID-JAG
+    /// succeeds once per replica.
+    ReplayCachePerInstance = "replay-cache-per-instance",
     /// AID-REC-01: the record carries `desc` beside its alias `s`.
     AidKeyAndAlias = "aid-key-and-alias",
     /// AID-REC-06: the aid2 record carries `i=g1`, which makes it invalid.

@@ -67,8 +67,9 @@ pub enum StartError {
     Setup(String),
 }
 
-/// Builds the shared state: opens the database, the mailer and the JWKS client.
-pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<AppState, StartError> {
+/// Builds the shared state: opens the database, the mailer and the JWKS client. `instance`
+/// names this process among replicas of one service (its bound address).
+pub fn state(mut config: Config, defects: Defects, base_url: String, instance: String) -> Result<AppState, StartError> {
     config.validate()?;
     // SEC-08, the defect: every claim mail is also served to anyone, beside the database.
     if defects.contains(Defect::PublicMailOutbox) && config.mail_outbox.is_none() {
@@ -112,6 +113,7 @@ pub fn state(mut config: Config, defects: Defects, base_url: String) -> Result<A
         http,
         mailer,
         base_url: base_url.trim_end_matches('/').to_string(),
+        instance,
         rate: Mutex::default(),
     })))
 }
@@ -237,7 +239,7 @@ impl ReferenceServer {
         let public_host = config.public_host.clone();
         let ca_out = config.tls_ca_out.clone();
         let limits = config.connections.clone();
-        let state = state(config, defects, base_url.clone())?;
+        let state = state(config, defects, base_url.clone(), addr.to_string())?;
         // Retries queued claim mail (a failed relay, a restart with mail still queued).
         let sweeper = {
             let state = state.clone();

@@ -30,6 +30,9 @@ impl std::ops::Deref for AppState {
 pub struct Inner {
     /// Configuration, validated.
     pub config: Config,
+    /// Which replica of the service this process is (its bound address): several instances
+    /// may serve one base URL over one database.
+    pub instance: String,
     /// Defects switched on.
     pub defects: Defects,
     /// Storage.

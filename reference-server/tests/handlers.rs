@@ -17,7 +17,7 @@ fn db_path(name: &str) -> PathBuf {
 fn router(name: &str, mut config: Config) -> axum::Router {
     config.database = db_path(name);
     let _ = std::fs::remove_file(&config.database);
-    app(state(config, Defects::none(), "http://127.0.0.1:8000".into()).expect("state"))
+    app(state(config, Defects::none(), "http://127.0.0.1:8000".into(), "test".into()).expect("state"))
 }
 
 async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {

@@ -132,6 +132,8 @@ pub enum Need {
     Pka2,
     /// The selected AID record is aid1 with a key, so the v1.2 handshake's own rules apply.
     Pka1,
+    /// The target names its replicas' own origins (`[replicas]`).
+    Replicas,
     /// The target declares a `/.well-known/agent` fallback document (`aid.well_known`).
     AidWellKnown,
 }

@@ -206,6 +206,9 @@ fn host_policy(target: &TargetConfig, idp: &MockIdp) -> HostPolicy {
     for host in &target.allowed_hosts {
         policy.allow_host(host);
     }
+    for origin in target.replicas.iter().flat_map(|r| &r.origins) {
+        policy.allow_origin_of(origin);
+    }
     policy
 }
 

@@ -148,6 +148,10 @@ impl Harness {
                     "aid.well_known",
                     "needs aid.well_known = true: the service serves /.well-known/agent",
                 )),
+                Need::Replicas if self.target.replicas.is_none() => Some(SkipReason::needs(
+                    "replicas",
+                    "needs [replicas]: the origins of two or more of your service's replicas, each reached directly",
+                )),
                 Need::AmrPolicy if self.target.idp.required_amr.is_empty() => Some(SkipReason::needs(
                     "idp.required_amr",
                     "needs idp.required_amr: the amr values your trust entry requires",

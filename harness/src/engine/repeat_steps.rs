@@ -16,15 +16,23 @@ impl CaseCtx<'_> {
         token: &Option<TokenSpec>,
         credential: Option<CredentialType>,
         count: &Option<Count>,
+        across_replicas: bool,
     ) -> StepOutcome {
         let count = self.count(count, 10).map_err(StepError::MissingInput)?;
         let (token, _) = self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?;
         let credential = credential.unwrap_or(CredentialType::AccessToken).as_str();
         let body = self.id_jag_body(&token, credential).to_string();
         let uri = self.register_uri().map_err(StepError::MissingInput)?;
+        // Across replicas: request i goes to replica i mod n, at the same path, so each
+        // replica sees the token at once.
+        let uris: Vec<String> = match (across_replicas, &self.h.target.replicas) {
+            (true, Some(r)) => r.origins.iter().map(|o| at_origin(&uri, o)).collect(),
+            (true, None) => return Err(StepError::MissingInput("no [replicas] configured".into())),
+            (false, _) => vec![uri],
+        };
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
         let net = self.net.clone();
-        let sends = (0..count).map(|_| net.send(label, "POST", &uri, &headers, Some(body.clone())));
+        let sends = (0..count).map(|i| net.send(label, "POST", &uris[i % uris.len()], &headers, Some(body.clone())));
         let results = join_vec(sends.map(Box::pin).collect()).await;
         let mut statuses = Vec::new();
         for exchange in results {
@@ -247,4 +255,15 @@ fn collect(values: &mut Vec<Value>, vars: StepVars, field: &str, url: impl FnOnc
     }
     values.push(value.unwrap_or(Value::Null));
     Ok(true)
+}
+
+/// `uri` with its origin replaced by `origin` (its path and query kept).
+fn at_origin(uri: &str, origin: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) => {
+            let tail = &u[url::Position::BeforePath..];
+            format!("{}{tail}", origin.trim_end_matches('/'))
+        }
+        Err(_) => uri.to_string(),
+    }
 }

@@ -101,7 +101,12 @@ impl CaseCtx<'_> {
                 let (_, vars) = self.mint(token, TokenKind::IdJag).map_err(StepError::MissingInput)?;
                 Ok((None, vars))
             }
-            Action::ParallelRegisterIdJag { token, credential, count } => self.parallel_register(label, token, *credential, count).await,
+            Action::ParallelRegisterIdJag {
+                token,
+                credential,
+                count,
+                across_replicas,
+            } => self.parallel_register(label, token, *credential, count, *across_replicas).await,
             Action::Api { .. } => self.api(action, label).await,
             Action::Claim { claim_token, email } => {
                 let claim_token = self.value(claim_token).map_err(StepError::MissingInput)?.unwrap_or(Value::Null);

@@ -128,6 +128,9 @@ pub enum Action {
         /// How many requests; 10 when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<Count>,
+        /// Send them round-robin to the target's `[replicas]`, each at its own origin.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        across_replicas: bool,
     },
     /// Calls the protected API: the oracle, or the probe of a scope.
     Api {

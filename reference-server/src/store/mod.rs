@@ -305,7 +305,12 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, path: std::path::PathBuf, 
                 Err(_) => break,
             }
         }
-        let Ok(tx) = conn.transaction() else { continue };
+        // IMMEDIATE takes the write lock at BEGIN (waiting under busy_timeout): a deferred
+        // transaction that reads first and writes later fails at once with SQLITE_BUSY when
+        // another connection (a replica over the same file) wrote in between.
+        let Ok(tx) = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) else {
+            continue;
+        };
         let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&tx)).collect();
         // A commit to a file that is no longer at the path (deleted, replaced) would succeed and
         // be lost at the next start: roll it back and answer an error instead (one stat a batch).

@@ -32,28 +32,26 @@ pub(crate) fn enqueue_mail(conn: &Connection, recipient: &str, registration_id: 
     Ok(())
 }
 
-/// The oldest mail due at `wall`, leased for a minute.
+/// The oldest mail due at `wall`, leased for a minute. One statement, so two drains (two
+/// replicas over one database, or a restart beside a running drain) never lease the same mail.
 pub(crate) fn lease_due(conn: &Connection, wall: i64) -> Result<Option<Queued>, ApiError> {
-    let due = conn
-        .query_row(
-            "SELECT id, recipient, registration_id, link, expires FROM outbox WHERE next_try_at <= ?1 ORDER BY id LIMIT 1",
-            params![wall],
-            |r| {
-                Ok(Queued {
-                    id: r.get(0)?,
-                    recipient: r.get(1)?,
-                    registration_id: r.get(2)?,
-                    link: r.get(3)?,
-                    expires: r.get(4)?,
-                })
-            },
-        )
-        .optional()
-        .map_err(db)?;
-    if let Some(q) = &due {
-        exec(conn, "UPDATE outbox SET next_try_at = ?1 WHERE id = ?2", params![wall + 60, q.id]).map_err(db)?;
-    }
-    Ok(due)
+    conn.query_row(
+        "UPDATE outbox SET next_try_at = ?2 \
+         WHERE id = (SELECT id FROM outbox WHERE next_try_at <= ?1 ORDER BY id LIMIT 1) AND next_try_at <= ?1 \
+         RETURNING id, recipient, registration_id, link, expires",
+        params![wall, wall + 60],
+        |r| {
+            Ok(Queued {
+                id: r.get(0)?,
+                recipient: r.get(1)?,
+                registration_id: r.get(2)?,
+                link: r.get(3)?,
+                expires: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(db)
 }
 
 /// Drops a delivered mail.

@@ -12,6 +12,7 @@ use crate::token_kind::TokenKind;
 pub(crate) fn logout_jti_is_fresh(
     conn: &Connection,
     defects: &crate::defect::Defects,
+    instance: &str,
     iss: &str,
     jti: &str,
     until: i64,
@@ -20,6 +21,7 @@ pub(crate) fn logout_jti_is_fresh(
     jti_is_fresh(
         conn,
         defects,
+        instance,
         TokenKind::Logout,
         iss,
         jti,
@@ -35,6 +37,7 @@ pub(crate) fn logout_jti_is_fresh(
 pub(crate) fn jti_is_fresh(
     conn: &Connection,
     defects: &crate::defect::Defects,
+    instance: &str,
     kind: TokenKind,
     iss: &str,
     jti: &str,
@@ -42,7 +45,7 @@ pub(crate) fn jti_is_fresh(
     now: i64,
     skip: Defect,
 ) -> Result<bool, ApiError> {
-    let fresh = remember_jti(conn, defects, iss, kind, jti, until, now)?;
+    let fresh = remember_jti(conn, defects, instance, iss, kind, jti, until, now)?;
     Ok(fresh || defects.contains(skip))
 }
 
@@ -51,9 +54,11 @@ pub(crate) fn jti_is_fresh(
 /// only once expired by both that clock and the server's own: one request from the future
 /// must not sweep away the `jti`s other requests are still replaying (a second success of a
 /// concurrent replay).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn remember_jti(
     conn: &Connection,
     defects: &crate::defect::Defects,
+    instance: &str,
     iss: &str,
     kind: TokenKind,
     jti: &str,
@@ -66,7 +71,12 @@ pub(crate) fn remember_jti(
         params![now.min(crate::secrets::unix_now())],
     )
     .map_err(db)?;
-    let namespace = kind.replay_namespace(defects);
+    // The shared table is what makes a replay refused by every replica; the defect gives each
+    // instance a namespace of its own, as a cache kept in each process's memory would.
+    let namespace = match defects.contains(Defect::ReplayCachePerInstance) {
+        true => format!("{}@{instance}", kind.replay_namespace(defects)),
+        false => kind.replay_namespace(defects).to_string(),
+    };
     exec(
         conn,
         "DELETE FROM jtis WHERE iss = ?1 AND kind = ?2 AND jti = ?3 AND expires_at < ?4",

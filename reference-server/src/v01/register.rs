@@ -372,10 +372,10 @@ pub(crate) async fn register_id_jag(state: &AppState, now: i64, assertion: &str,
     let verified = match verify::verify(state, assertion, TokenKind::IdJag, now).await {
         Err(ApiError::MissingVerifiedEmail) if state.defects.contains(Defect::BurnJtiOfRejectedTokens) => {
             if let Some((iss, jti)) = verify::peek_iss_jti(assertion) {
-                let defects = state.defects.clone();
+                let (defects, instance) = (state.defects.clone(), state.instance.clone());
                 let _ = state
                     .db
-                    .call(move |conn| remember_jti(conn, &defects, &iss, TokenKind::IdJag, &jti, now + 600, now))
+                    .call(move |conn| remember_jti(conn, &defects, &instance, &iss, TokenKind::IdJag, &jti, now + 600, now))
                     .await;
             }
             return Err(ApiError::MissingVerifiedEmail);
@@ -417,6 +417,7 @@ pub(crate) async fn register_id_jag(state: &AppState, now: i64, assertion: &str,
                 if !jti_is_fresh(
                     conn,
                     &state2.defects,
+                    &state2.instance,
                     TokenKind::IdJag,
                     iss,
                     jti,

@@ -44,7 +44,15 @@ pub async fn revoke(State(state): State<AppState>, Now(now): Now, request: Reque
             .db
             .call(move |conn| {
                 // REVOKE-11: a logout token is processed once.
-                if !logout_jti_is_fresh(conn, &st.defects, &verified.iss, &verified.jti, verified.replay_until, now)? {
+                if !logout_jti_is_fresh(
+                    conn,
+                    &st.defects,
+                    &st.instance,
+                    &verified.iss,
+                    &verified.jti,
+                    verified.replay_until,
+                    now,
+                )? {
                     return Err(ApiError::ReplayDetected);
                 }
                 if st.defects.contains(Defect::IgnoreLogoutTokens) {

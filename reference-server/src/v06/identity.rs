@@ -97,7 +97,17 @@ pub(crate) fn spend_and_link(
     replay_defect: Defect,
 ) -> Result<(Option<String>, Option<String>), ApiError> {
     let (iss, jti, until) = (&verified.iss, &verified.jti, verified.replay_until);
-    if !jti_is_fresh(conn, &state.defects, TokenKind::IdJag, iss, jti, until, now, replay_defect)? {
+    if !jti_is_fresh(
+        conn,
+        &state.defects,
+        &state.instance,
+        TokenKind::IdJag,
+        iss,
+        jti,
+        until,
+        now,
+        replay_defect,
+    )? {
         return Err(ApiError::InvalidRequest("the ID-JAG was used before (jti)".into()));
     }
     let delegated = delegated_user(conn, Some(iss), &verified.sub)?;
@@ -261,11 +271,11 @@ pub async fn notify(State(state): State<AppState>, Now(now): Now, request: Reque
         return StatusCode::ACCEPTED.into_response();
     }
     let keep_claim = state.defects.contains(Defect::V06TeardownKeepsClaim);
-    let defects = state.defects.clone();
+    let (defects, instance) = (state.defects.clone(), state.instance.clone());
     let torn = state
         .db
         .call(move |conn| {
-            if !logout_jti_is_fresh(conn, &defects, &verified.iss, &verified.jti, verified.replay_until, now)? {
+            if !logout_jti_is_fresh(conn, &defects, &instance, &verified.iss, &verified.jti, verified.replay_until, now)? {
                 return Ok(false);
             }
             for rid in linked_registrations(conn, &verified.iss, &verified.sub)? {
