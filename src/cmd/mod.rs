@@ -24,7 +24,7 @@ pub struct FilterArgs {
     /// Case id, `area/id` or requirement glob (repeatable), e.g. `idjag/*` or `IDJAG-2?`.
     #[arg(long = "case", short = 'c')]
     pub cases: Vec<String>,
-    /// Area (repeatable): discovery, registration, idjag, credential, matching, claim, revocation, api, expiry, rate, security.
+    /// Area (repeatable): discovery, registration, idjag, credential, matching, claim, revocation, api, expiry, rate, security, replicas.
     #[arg(long = "area")]
     pub areas: Vec<String>,
     /// Level (repeatable): MUST, SHOULD, MAY, informational.
