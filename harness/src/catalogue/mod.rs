@@ -517,6 +517,12 @@ impl Catalogue {
                     ),
                 ));
             }
+            if step.replica.is_some() && !raw.needs.contains(&Need::Replicas) {
+                return Err(err(
+                    path,
+                    format!("field `needs`: step[{i}] names a replica, so the case needs \"replicas\""),
+                ));
+            }
             for class in step.expect.iter().flat_map(|e| e.counts.keys()) {
                 if let Err(why) = class.parse::<crate::language::StatusSpec>() {
                     return Err(err(path, format!("field `step[{i}].expect.counts`: {why}")));

@@ -63,6 +63,7 @@ pub(super) fn expand_near_misses(steps: Vec<Step>, path: &Path) -> Result<(Vec<S
                 name: Some(format!("{base}/{variant}")),
                 advance: step.advance.clone(),
                 expect: step.expect.clone(),
+                replica: step.replica,
                 near_miss: Vec::new(),
                 action,
             });

@@ -28,6 +28,8 @@ pub(super) struct CaseCtx<'h> {
     pub(super) client_ids: &'h [String],
     /// The case being run.
     pub(super) case_id: String,
+    /// The origin of the replica the current step talks to, when it names one.
+    pub(super) replica: Option<String>,
     pub(super) net: Transport,
     /// The case's own source address, when cases are isolated by address.
     pub(super) source: Option<IpAddr>,
@@ -108,6 +110,7 @@ impl<'h> CaseCtx<'h> {
             idp2,
             client_ids,
             case_id: case.id.clone(),
+            replica: None,
             net,
             source,
             vars,
@@ -137,6 +140,7 @@ impl<'h> CaseCtx<'h> {
             idp2: self.idp2,
             client_ids: self.client_ids,
             case_id: self.case_id.clone(),
+            replica: self.replica.clone(),
             net,
             source: self.source,
             vars,
@@ -214,6 +218,13 @@ impl<'h> CaseCtx<'h> {
         {
             headers.push((name.clone(), self.offset.to_string()));
         }
+        // A step sent to one replica: the target's own URLs go to that replica's origin.
+        let at_replica = self
+            .replica
+            .as_deref()
+            .filter(|_| same_origin(url, &self.h.target.base_url))
+            .map(|origin| at_origin(url, origin));
+        let url = at_replica.as_deref().unwrap_or(url);
         let exchange = self.net.send(step, method, url, &headers, body).await;
         self.exchanges.push(exchange.clone());
         self.settle(&exchange)?;
@@ -285,6 +296,18 @@ impl<'h> CaseCtx<'h> {
                     }
                 }
             }
+            self.replica = match step.replica {
+                None => None,
+                Some(i) => match self.h.target.replicas.as_ref().and_then(|r| r.origins.get(i)) {
+                    Some(origin) => Some(origin.clone()),
+                    None => {
+                        let configured = self.h.target.replicas.as_ref().map_or(0, |r| r.origins.len());
+                        let found = format!("{configured} configured");
+                        self.finding(&label, FindingKind::MissingInput, format!("replica {i} in [replicas]"), found);
+                        return Ok(());
+                    }
+                },
+            };
             let fetches_before = self.idp.jwks_fetches();
             match self.step_unthrottled(step, &label).await? {
                 Ok((exchange, vars)) => {
@@ -538,5 +561,21 @@ impl<'h> CaseCtx<'h> {
             f.requirement = expect.requirement.clone();
             f
         }));
+    }
+}
+
+/// Whether `a` and `b` have one origin.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+/// `uri` with its origin replaced by `origin` (its path and query kept).
+pub(super) fn at_origin(uri: &str, origin: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) => format!("{}{}", origin.trim_end_matches('/'), &u[url::Position::BeforePath..]),
+        Err(_) => uri.to_string(),
     }
 }

@@ -26,7 +26,7 @@ impl CaseCtx<'_> {
         // Across replicas: request i goes to replica i mod n, at the same path, so each
         // replica sees the token at once.
         let uris: Vec<String> = match (across_replicas, &self.h.target.replicas) {
-            (true, Some(r)) => r.origins.iter().map(|o| at_origin(&uri, o)).collect(),
+            (true, Some(r)) => r.origins.iter().map(|o| crate::engine::context::at_origin(&uri, o)).collect(),
             (true, None) => return Err(StepError::MissingInput("no [replicas] configured".into())),
             (false, _) => vec![uri],
         };
@@ -255,15 +255,4 @@ fn collect(values: &mut Vec<Value>, vars: StepVars, field: &str, url: impl FnOnc
     }
     values.push(value.unwrap_or(Value::Null));
     Ok(true)
-}
-
-/// `uri` with its origin replaced by `origin` (its path and query kept).
-fn at_origin(uri: &str, origin: &str) -> String {
-    match url::Url::parse(uri) {
-        Ok(u) => {
-            let tail = &u[url::Position::BeforePath..];
-            format!("{}{tail}", origin.trim_end_matches('/'))
-        }
-        Err(_) => uri.to_string(),
-    }
 }

@@ -32,6 +32,10 @@ pub struct Step {
     /// What must hold afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
+    /// Send the step's requests to this replica (an index into the target's
+    /// `[replicas].origins`) instead of the base URL; the case needs `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<usize>,
     /// Near-miss variants (see `nearmiss::VARIANTS`): the step runs once per variant, each
     /// `{{ref | near}}` in its parameters replaced by that variant of the value, and each run
     /// is judged by `expect` on its own (`<name>/<variant>`).

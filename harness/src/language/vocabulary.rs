@@ -24,7 +24,8 @@ pub fn vocabulary_markdown() -> String {
     let mut out = String::from(
         "<!-- @generated from harness/src/language/ by `scripts/bless`; do not edit -->\n\
          # The case language\n\n\
-         Each `[[step]]` names an action with `do` and may add `name`, `advance` and `expect`.\n\
+         Each `[[step]]` names an action with `do` and may add `name`, `advance`, `expect`,\n\
+         `near_miss` and `replica` (send it to one of the target's `[replicas]`).\n\
          Unknown keys are refused when the catalogue loads. Strings may hold `{{references}}`.\n\
          The JSON Schema is `cases/step.schema.json`.\n\n## Actions\n",
     );
