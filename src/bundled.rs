@@ -245,7 +245,6 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
         config.base_url = Some(format!("http://{addr}"));
     }
     let described = config.clone();
-    let replica_config = config.clone();
     let server = ReferenceServer::start(config, defects.clone())
         .await
         .map_err(|e| fail("reference server")(e.to_string()))?;
@@ -255,7 +254,7 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
     for _ in 1..deployment.replicas.max(1) {
         let config = Config {
             base_url: Some(server.base_url().to_string()),
-            ..replica_config.clone()
+            ..described.clone()
         };
         let replica = ReferenceServer::start(config, defects.clone())
             .await

@@ -219,14 +219,8 @@ pub async fn sign(State(state): State<AppState>, request: Request, next: Next) -
     if state.defects.contains(Defect::PkaUnsigned) {
         return response;
     }
-    let (input, signature) = match key.replayed(&state.defects) {
-        Some(first) => first,
-        None => {
-            let made = proof(&state, key, &context, response.status().as_u16(), nonce, bind);
-            key.remember(&state.defects, &made);
-            made
-        }
-    };
+    let status = response.status().as_u16();
+    let (input, signature) = key.proof_or_replay(&state.defects, || proof(&state, key, &context, status, nonce, bind));
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&input) {
         headers.insert("signature-input", v);
@@ -259,6 +253,16 @@ fn target(state: &AppState, context: &Context) -> (String, String) {
     (target_uri, authority)
 }
 
+/// A proof's `created`: now, or under `pka-stale` an hour ago.
+fn signed_at(state: &AppState) -> i64 {
+    let now = crate::secrets::unix_now();
+    if state.defects.contains(Defect::PkaStale) {
+        now - 3600
+    } else {
+        now
+    }
+}
+
 /// The signing key, or under `pka-wrong-key` one the record does not publish.
 fn signed(state: &AppState, key: &AidKey, base: &str) -> Vec<u8> {
     if state.defects.contains(Defect::PkaWrongKey) {
@@ -274,12 +278,7 @@ fn signed(state: &AppState, key: &AidKey, base: &str) -> Vec<u8> {
 /// The `Signature-Input` and `Signature` values of one aid2 proof (RFC 9421 §2.5 signature base).
 fn proof(state: &AppState, key: &AidKey, context: &Context, status: u16, nonce: String, bind: Option<String>) -> (String, String) {
     let (target_uri, authority) = target(state, context);
-    let now = crate::secrets::unix_now();
-    let created = if state.defects.contains(Defect::PkaStale) {
-        now - 3600
-    } else {
-        now
-    };
+    let created = signed_at(state);
     let nonce = if state.defects.contains(Defect::PkaIgnoresNonce) {
         "a-nonce-of-its-own".to_string()
     } else {
@@ -324,14 +323,7 @@ async fn handshake_v1(state: &AppState, key: &AidKey, context: &Context, request
     if state.defects.contains(Defect::PkaUnsigned) {
         return response;
     }
-    let (input, signature) = match key.replayed(&state.defects) {
-        Some(first) => first,
-        None => {
-            let made = proof_v1(state, key, context, &challenge);
-            key.remember(&state.defects, &made);
-            made
-        }
-    };
+    let (input, signature) = key.proof_or_replay(&state.defects, || proof_v1(state, key, context, &challenge));
     // The signed `date` is the instant of `created`, so a replayed answer replays its date.
     let created = input
         .split(";created=")
@@ -351,12 +343,7 @@ async fn handshake_v1(state: &AppState, key: &AidKey, context: &Context, request
 /// `Signature-Input` and `Signature` of one aid1 handshake answer.
 fn proof_v1(state: &AppState, key: &AidKey, context: &Context, challenge: &str) -> (String, String) {
     let (target_uri, authority) = target(state, context);
-    let now = crate::secrets::unix_now();
-    let created = if state.defects.contains(Defect::PkaStale) {
-        now - 3600
-    } else {
-        now
-    };
+    let created = signed_at(state);
     let date = http_date(created);
     let keyid = if state.defects.contains(Defect::PkaKeyidNotThumbprint) {
         "other"

@@ -98,19 +98,15 @@ impl AidKey {
         URL_SAFE_NO_PAD.encode(self.pair.public_key().as_ref())
     }
 
-    /// Under `pka-replays`, the first proof ever made, served again for every challenge.
-    pub(crate) fn replayed(&self, defects: &Defects) -> Option<(String, String)> {
+    /// The proof `make` makes; under `pka-replays`, the first proof ever made, served again
+    /// for every challenge.
+    pub(crate) fn proof_or_replay(&self, defects: &Defects, make: impl FnOnce() -> (String, String)) -> (String, String) {
         if !defects.contains(Defect::PkaReplays) {
-            return None;
+            return make();
         }
-        self.first.lock().ok()?.clone()
-    }
-
-    pub(crate) fn remember(&self, defects: &Defects, proof: &(String, String)) {
-        if defects.contains(Defect::PkaReplays)
-            && let Ok(mut first) = self.first.lock()
-        {
-            first.get_or_insert_with(|| proof.clone());
+        match self.first.lock() {
+            Ok(mut first) => first.get_or_insert_with(make).clone(),
+            Err(_) => make(),
         }
     }
 

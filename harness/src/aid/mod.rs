@@ -252,12 +252,7 @@ fn parse_pairs(pairs: &[(String, String)], raw: &str) -> Result<AidRecord, Inval
     if version == "aid2" && kid.is_some() {
         return Err(invalid(Rule::Aid2Kid, "an aid2 record carries `kid`/`i`, which makes it invalid"));
     }
-    if !PROTOCOLS.iter().any(|(token, _)| *token == proto) {
-        return Err(invalid(
-            Rule::Proto,
-            format!("`{proto}` is not a protocol registry token (they are case-sensitive)"),
-        ));
-    }
+    check_proto(&proto).map_err(|why| invalid(Rule::Proto, why))?;
     check_uri(&proto, &uri).map_err(|why| invalid(Rule::Uri, why))?;
     if let Some(k) = &pka {
         if version == "aid2" {
@@ -310,6 +305,15 @@ pub fn client_divergences(raw: &str) -> Vec<String> {
         );
     }
     out
+}
+
+/// `p` a token of the protocol registry, compared case-sensitively.
+pub fn check_proto(proto: &str) -> Result<(), String> {
+    if PROTOCOLS.iter().any(|(token, _)| *token == proto) {
+        Ok(())
+    } else {
+        Err(format!("`{proto}` is not a protocol registry token (they are case-sensitive)"))
+    }
 }
 
 /// `a` a registry token, `d` an absolute `https://` URL, `e` an ISO 8601 UTC instant.

@@ -122,7 +122,8 @@ impl Inspection {
         .find_map(Option::as_ref)
     }
 
-    fn unreadable(mut self, why: String) -> Self {
+    /// No proof could be read (`why`, under the signed rule): every other rule says so.
+    pub(super) fn unreadable(mut self, why: String) -> Self {
         let missing = format!("no proof to judge: {why}");
         self.signed = Some(why);
         self.components = Some(missing.clone());
@@ -189,28 +190,49 @@ pub(super) fn only_entry(headers: &[(String, String)], name: &str) -> Result<sf:
     }
 }
 
+/// One signature as its two headers carry it, once read.
+pub(super) struct Signed {
+    /// The `Signature-Input` member's value as written: the `@signature-params` line.
+    pub(super) raw: String,
+    /// The covered components.
+    pub(super) items: Vec<(Bare, sf::Params)>,
+    /// The signature parameters, each once.
+    pub(super) params: sf::Params,
+    /// The signature's bytes.
+    pub(super) sig: Vec<u8>,
+}
+
+/// Reads one signature from its `Signature-Input` and `Signature` members (aid1 and aid2
+/// alike): an inner list beside a byte sequence, each signature parameter once.
+pub(super) fn read_signature(input: sf::Entry, signature: sf::Entry) -> Result<Signed, Rejection> {
+    let Member::Item(Bare::Bytes(sig), _) = signature.value else {
+        return Err("the Signature member is not a byte sequence".to_string());
+    };
+    let Member::Inner(items, params) = input.value else {
+        return Err("the Signature-Input member is not an inner list".to_string());
+    };
+    if let Some((key, _)) = params.iter().find(|(key, _)| sf::param(&params, key).1 > 1) {
+        return Err(format!(
+            "the signature parameter `{key}` appears twice: two verifiers could read two proofs"
+        ));
+    }
+    Ok(Signed {
+        raw: input.raw,
+        items,
+        params,
+        sig,
+    })
+}
+
 /// Judges every rule of the proof in the answer to `challenge`.
 pub fn inspect(challenge: &Challenge, k: &str, status: u16, headers: &[(String, String)], now: i64) -> Inspection {
     let mut out = Inspection::default();
     if !has_no_store(headers) {
         out.no_store = Some("the response lacks Cache-Control: no-store".into());
     }
-    let read = only_member(headers, "Signature-Input", "aid-pka").and_then(|input| {
-        let signature = only_member(headers, "Signature", "aid-pka")?;
-        let Member::Item(Bare::Bytes(sig), _) = signature.value else {
-            return Err("the Signature member is not a byte sequence".to_string());
-        };
-        let Member::Inner(items, params) = &input.value else {
-            return Err("the Signature-Input member is not an inner list".to_string());
-        };
-        if let Some((key, _)) = params.iter().find(|(key, _)| sf::param(params, key).1 > 1) {
-            return Err(format!(
-                "the signature parameter `{key}` appears twice: two verifiers could read two proofs"
-            ));
-        }
-        Ok((input.raw.clone(), items.clone(), params.clone(), sig))
-    });
-    let (raw, items, params, sig) = match read {
+    let read = only_member(headers, "Signature-Input", "aid-pka")
+        .and_then(|input| read_signature(input, only_member(headers, "Signature", "aid-pka")?));
+    let Signed { raw, items, params, sig } = match read {
         Ok(r) => r,
         Err(why) => return out.unreadable(why),
     };

@@ -9,8 +9,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::proof::{Inspection, header, only_entry};
-use super::sf::{self, Bare, Member};
+use super::proof::{Inspection, Signed, header, only_entry, read_signature};
+use super::sf::{self, Bare};
 
 /// The components an aid1 signature covers, compared case-insensitively, in any order.
 pub const COVERED_V1: [&str; 5] = ["aid-challenge", "@method", "@target-uri", "host", "date"];
@@ -71,7 +71,6 @@ impl V1Challenge {
 /// unix time `now`. `nonce` stays empty (the challenge is bound by being covered) and
 /// `no_store` too (v1.2 does not ask for it).
 pub fn inspect_v1(c: &V1Challenge, k: &str, headers: &[(String, String)], now: i64) -> Inspection {
-    let mut out = Inspection::default();
     let read = only_entry(headers, "Signature-Input").and_then(|input| {
         let signature = only_entry(headers, "Signature")?;
         if signature.key != input.key {
@@ -80,29 +79,19 @@ pub fn inspect_v1(c: &V1Challenge, k: &str, headers: &[(String, String)], now: i
                 signature.key, input.key
             ));
         }
-        let Member::Item(Bare::Bytes(sig), _) = signature.value else {
-            return Err("the Signature member is not a byte sequence".to_string());
-        };
-        let Member::Inner(items, params) = &input.value else {
-            return Err("the Signature-Input member is not an inner list".to_string());
-        };
-        if let Some((key, _)) = params.iter().find(|(key, _)| sf::param(params, key).1 > 1) {
-            return Err(format!("the signature parameter `{key}` appears twice"));
-        }
-        Ok((input.raw.clone(), items.clone(), params.clone(), sig))
+        read_signature(input, signature)
     });
-    let (raw, items, params, sig) = match read {
+    let Signed { raw, items, params, sig } = match read {
         Ok(r) => r,
+        // No nonce rule in aid1: the challenge is a covered field.
         Err(why) => {
-            let missing = format!("no proof to judge: {why}");
-            out.signed = Some(why);
-            out.components = Some(missing.clone());
-            out.fresh = Some(missing.clone());
-            out.keyid = Some(missing.clone());
-            out.key = Some(missing);
-            return out;
+            return Inspection {
+                nonce: None,
+                ..Inspection::default().unreadable(why)
+            };
         }
     };
+    let mut out = Inspection::default();
     let names: Vec<String> = items
         .iter()
         .map(|(bare, _)| match bare {

@@ -106,10 +106,7 @@ impl CaseCtx<'_> {
             }
             AidCheck::Proto => {
                 for f in texts.iter().map(|t| aid::fields(t)) {
-                    let proto = f.get("proto").cloned().unwrap_or_default();
-                    if !aid::PROTOCOLS.iter().any(|(token, _)| *token == proto) {
-                        problems.push(format!("`p` = `{proto}` is not a protocol registry token (case-sensitive)"));
-                    }
+                    problems.extend(aid::check_proto(f.get("proto").map_or("", String::as_str)).err());
                 }
             }
             AidCheck::Metadata => {

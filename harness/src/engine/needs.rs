@@ -51,6 +51,13 @@ impl Harness {
                 .to_string(),
             ));
         }
+        // The version of the selected AID record, when it publishes a key.
+        let keyed = self
+            .preflight
+            .as_ref()
+            .and_then(|p| p.selected.as_ref())
+            .filter(|r| r.pka.is_some())
+            .map(|r| r.version.as_str());
         for need in &case.needs {
             let offered = |text: &str| Some(SkipReason::NotOffered(text.into()));
             let reason = match need {
@@ -117,31 +124,11 @@ impl Harness {
                 Need::AidRecord | Need::Pka | Need::Pka1 | Need::Pka2 if self.preflight.as_ref().is_none_or(|p| p.selected.is_none()) => {
                     Some(SkipReason::Inapplicable("the AID preflight selected no record".into()))
                 }
-                Need::Pka
-                    if self
-                        .preflight
-                        .as_ref()
-                        .and_then(|p| p.selected.as_ref())
-                        .is_none_or(|r| r.pka.is_none()) =>
-                {
-                    Some(SkipReason::Inapplicable("the selected AID record publishes no PKA key".into()))
-                }
-                Need::Pka1
-                    if self
-                        .preflight
-                        .as_ref()
-                        .and_then(|p| p.selected.as_ref())
-                        .is_none_or(|r| r.version != "aid1" || r.pka.is_none()) =>
-                {
+                Need::Pka if keyed.is_none() => Some(SkipReason::Inapplicable("the selected AID record publishes no PKA key".into())),
+                Need::Pka1 if keyed != Some("aid1") => {
                     Some(SkipReason::Inapplicable("the selected AID record publishes no aid1 PKA key".into()))
                 }
-                Need::Pka2
-                    if self
-                        .preflight
-                        .as_ref()
-                        .and_then(|p| p.selected.as_ref())
-                        .is_none_or(|r| r.version != "aid2" || r.pka.is_none()) =>
-                {
+                Need::Pka2 if keyed != Some("aid2") => {
                     Some(SkipReason::Inapplicable("the selected AID record publishes no aid2 PKA key".into()))
                 }
                 Need::AidWellKnown if !self.target.aid.as_ref().is_some_and(|a| a.well_known) => Some(SkipReason::needs(
