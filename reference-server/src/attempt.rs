@@ -21,7 +21,7 @@ pub(crate) const CLAIM_PAGE: &str = "/agent-claim";
 /// `{id, expires_at, block}`, `block` being what the answer carries (`claim` in v0.6,
 /// `claim.attempt` in the production dialect).
 pub fn start_attempt(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     state: &AppState,
     registration_id: &str,
     email: &str,
@@ -36,7 +36,7 @@ pub fn start_attempt(
 }
 
 /// v0.6: the code goes to the agent, which surfaces it with the link.
-fn typed_code(conn: &rusqlite::Connection, state: &AppState, registration_id: &str, email: &str, now: i64) -> Result<Value, ApiError> {
+fn typed_code(conn: &crate::store::Connection, state: &AppState, registration_id: &str, email: &str, now: i64) -> Result<Value, ApiError> {
     let code = if state.defects.contains(Defect::V06ShortUserCode) {
         otp()[2..].to_string()
     } else {
@@ -67,7 +67,7 @@ fn typed_code(conn: &rusqlite::Connection, state: &AppState, registration_id: &s
 
 /// The production dialect: the link carries an opaque attempt token and never the code, which
 /// the page reveals (and stores hashed) only once the user confirms.
-fn read_back(conn: &rusqlite::Connection, state: &AppState, registration_id: &str, email: &str, now: i64) -> Result<Value, ApiError> {
+fn read_back(conn: &crate::store::Connection, state: &AppState, registration_id: &str, email: &str, now: i64) -> Result<Value, ApiError> {
     let token_bytes = state.secret_bytes(Defect::V06WeakAttemptToken);
     let (id, token) = (ordered_id("cla_"), secret("cat_", token_bytes));
     let ttl = state.config.ttl.claim_attempt;

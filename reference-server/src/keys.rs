@@ -21,7 +21,7 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     /// Loads the key from `conn`, or makes and stores one.
-    pub fn load_or_create(conn: &rusqlite::Connection) -> Result<Self, String> {
+    pub(crate) fn load_or_create(conn: &crate::store::Connection) -> Result<Self, String> {
         let stored = crate::store::keys::service_key(conn)?;
         let (kid, pkcs8) = match stored {
             Some(found) => found,
@@ -71,7 +71,7 @@ pub struct AidKey {
 
 impl AidKey {
     /// Loads the key from `conn`, or makes and stores one.
-    pub fn load_or_create(conn: &rusqlite::Connection) -> Result<Self, String> {
+    pub(crate) fn load_or_create(conn: &crate::store::Connection) -> Result<Self, String> {
         let stored = crate::store::keys::aid_seed(conn)?;
         let seed = match stored {
             Some(s) => s,

@@ -26,6 +26,7 @@ mod rate;
 mod secrets;
 mod serve;
 mod state;
+pub mod pg_cluster;
 pub mod store;
 mod token_kind;
 mod v01;
@@ -39,6 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+
+use crate::error::ApiError;
 use axum::routing::{get, post};
 
 pub use config::{AidMode, AudienceReading, Config, ConfigError, ErrorNames, OracleShape, Profile, TrustedIssuer};
@@ -92,14 +95,15 @@ pub fn state(mut config: Config, defects: Defects, base_url: String, instance: S
     let http = http.build().map_err(|e| StartError::Setup(e.to_string()))?;
     // v0.6 signs identity assertions; the key lives in the database so they outlive a restart.
     let service_key = if config.profile.is_v06_family() {
-        let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("service key: {e}")))?;
-        Some(keys::ServiceKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("service key: {e}")))?)
+        // One job on the writer: replicas starting together over one database make one key.
+        let key = db.call_blocking(|conn| keys::ServiceKey::load_or_create(conn).map_err(ApiError::Internal));
+        Some(key.map_err(|e| StartError::Setup(format!("service key: {}", internal_detail(e))))?)
     } else {
         None
     };
     let aid_key = if config.aid.has_key() {
-        let conn = rusqlite::Connection::open(&config.database).map_err(|e| StartError::Setup(format!("AID key: {e}")))?;
-        Some(keys::AidKey::load_or_create(&conn).map_err(|e| StartError::Setup(format!("AID key: {e}")))?)
+        let key = db.call_blocking(|conn| keys::AidKey::load_or_create(conn).map_err(ApiError::Internal));
+        Some(key.map_err(|e| StartError::Setup(format!("AID key: {}", internal_detail(e))))?)
     } else {
         None
     };
@@ -187,6 +191,14 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
         "request"
     );
     response
+}
+
+/// What went wrong in a storage job run at start, for the operator.
+fn internal_detail(e: ApiError) -> String {
+    match e {
+        ApiError::Internal(detail) => detail,
+        other => other.code().to_string(),
+    }
 }
 
 /// Reads the audit events of a database file (for `reference audit`).

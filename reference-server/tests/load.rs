@@ -1,6 +1,7 @@
 //! The probes the reference server passed by hand, kept as tests: concurrent replays of one
 //! ID-JAG yield exactly one success, and no acknowledged registration is lost to a kill -9
-//! in the middle of a stream of writes.
+//! in the middle of a stream of writes; on SQLite, and on PostgreSQL with one instance and
+//! with several over one database (replicas).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,19 +24,38 @@ fn remove_db(db: &Path) {
 
 /// For each of `rounds` fresh tokens, 200 concurrent registrations: the successes per round.
 async fn race(defects: Defects, rounds: usize, name: &str) -> Vec<usize> {
-    let idp = MockIdp::start(IdpConfig::default()).await.expect("idp");
     let db = db_path(name);
     remove_db(&db);
+    let successes = race_on(defects, rounds, &db, 1).await;
+    remove_db(&db);
+    successes
+}
+
+/// [`race`] against `instances` servers over the one `database`, the posts spread round-robin.
+async fn race_on(defects: Defects, rounds: usize, database: &Path, instances: usize) -> Vec<usize> {
+    let idp = MockIdp::start(IdpConfig::default()).await.expect("idp");
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        database: db.clone(),
+        database: database.to_path_buf(),
         ..Config::default()
     };
     config.trusted_issuers.push(TrustedIssuer::named(idp.issuer()));
     config.rate.identity_per_ip = 1_000_000;
     config.rate.per_issuer = 1_000_000;
-    let server = ReferenceServer::start(config, defects).await.expect("server");
+    let server = ReferenceServer::start(config.clone(), defects.clone()).await.expect("server");
     let base = server.base_url().trim_end_matches('/').to_string();
+    // The other instances answer for the same base URL (the token's audience), each at its own
+    // address.
+    let mut servers = vec![server];
+    for _ in 1..instances {
+        let config = Config {
+            base_url: Some(base.clone()),
+            ..config.clone()
+        };
+        let replica = ReferenceServer::start(config, defects.clone()).await.expect("replica");
+        servers.push(replica);
+    }
+    let origins: Vec<String> = servers.iter().map(|s| format!("http://{}", s.addr())).collect();
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
     let mut successes = Vec::new();
     for round in 0..rounds {
@@ -56,8 +76,8 @@ async fn race(defects: Defects, rounds: usize, name: &str) -> Vec<usize> {
             json!({ "type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": token, "requested_credential_type": "access_token" })
                 .to_string(),
         );
-        let posts = (0..200).map(|_| {
-            let (http, url, body) = (http.clone(), format!("{base}/agent/auth"), body.clone());
+        let posts = (0..200).map(|i| {
+            let (http, url, body) = (http.clone(), format!("{}/agent/auth", origins[i % origins.len()]), body.clone());
             tokio::spawn(async move {
                 http.post(url)
                     .header("content-type", "application/json")
@@ -76,8 +96,7 @@ async fn race(defects: Defects, rounds: usize, name: &str) -> Vec<usize> {
         assert_eq!(ok + refused, 200, "round {round}: only 200s and 4xx expected, got {statuses:?}");
         successes.push(ok);
     }
-    drop(server);
-    remove_db(&db);
+    drop(servers);
     successes
 }
 
@@ -93,23 +112,48 @@ async fn each_of_five_tokens_posted_200_times_at_once_succeeds_exactly_once() {
 async fn no_acknowledged_registration_is_lost_to_a_kill_9_under_load() {
     let db = db_path("crash");
     remove_db(&db);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authmd-reference-server"))
-        .args(["--listen", "127.0.0.1:0", "--set", "rate.anonymous_per_ip=1000000000", "--database"])
-        .arg(&db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("url line");
-    let base = line.trim().trim_end_matches('/').to_string();
+    let acknowledged = kill_9_under_load(&db, 1).await;
+    let conn = rusqlite::Connection::open(&db).expect("reopen after the crash");
+    let mut lost = 0;
+    for id in &acknowledged {
+        let found: i64 = conn
+            .query_row("SELECT COUNT(*) FROM registrations WHERE id = ?1", [id], |r| r.get(0))
+            .expect("query");
+        if found == 0 {
+            lost += 1;
+        }
+    }
+    assert_eq!(lost, 0, "{lost} of {} acknowledged registrations lost", acknowledged.len());
+    drop(conn);
+    remove_db(&db);
+}
+
+/// Starts `instances` server processes over `database`, has eight writers register through
+/// them as fast as they can, kills every process with SIGKILL mid-stream, and returns the ids
+/// whose registration was answered.
+async fn kill_9_under_load(database: &Path, instances: usize) -> Vec<String> {
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..instances {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authmd-reference-server"))
+            .args(["--listen", "127.0.0.1:0", "--set", "rate.anonymous_per_ip=1000000000", "--database"])
+            .arg(database)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("url line");
+        bases.push(line.trim().trim_end_matches('/').to_string());
+        children.push(child);
+    }
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    // Eight writers register as fast as they can; each remembers the ids it got an answer for.
+    // Each writer remembers the ids it got an answer for.
     let writers: Vec<_> = (0..8)
-        .map(|_| {
-            let (http, url) = (http.clone(), format!("{base}/agent/auth"));
+        .map(|i| {
+            let (http, url) = (http.clone(), format!("{}/agent/auth", bases[i % bases.len()]));
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 loop {
@@ -133,8 +177,10 @@ async fn no_acknowledged_registration_is_lost_to_a_kill_9_under_load() {
         .collect();
     // Kill once a few hundred have been answered, while the writers are mid-stream.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    child.kill().expect("kill -9");
-    let _ = child.wait();
+    for child in &mut children {
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
     let mut acknowledged = Vec::new();
     for w in writers {
         acknowledged.extend(w.await.expect("join"));
@@ -144,19 +190,7 @@ async fn no_acknowledged_registration_is_lost_to_a_kill_9_under_load() {
         "only {} registrations before the kill",
         acknowledged.len()
     );
-    let conn = rusqlite::Connection::open(&db).expect("reopen after the crash");
-    let mut lost = 0;
-    for id in &acknowledged {
-        let found: i64 = conn
-            .query_row("SELECT COUNT(*) FROM registrations WHERE id = ?1", [id], |r| r.get(0))
-            .expect("query");
-        if found == 0 {
-            lost += 1;
-        }
-    }
-    assert_eq!(lost, 0, "{lost} of {} acknowledged registrations lost", acknowledged.len());
-    drop(conn);
-    remove_db(&db);
+    acknowledged
 }
 
 /// A registration from the future (a test clock an hour ahead) sweeps the replay cache as of
@@ -201,4 +235,60 @@ async fn a_request_from_the_future_does_not_sweep_away_live_jtis() {
     assert_eq!(post(now, 0).await.expect("answer").status(), 400, "the replay was accepted");
     drop(server);
     remove_db(&db);
+}
+
+/// The throwaway PostgreSQL cluster this test binary shares, or why there is none. Without
+/// PostgreSQL installed the tests below say so once and pass, unless
+/// `AUTHMD_REQUIRE_POSTGRES=1` (CI) makes its absence a failure.
+fn cluster() -> Option<&'static authmd_reference_server::pg_cluster::Cluster> {
+    static CLUSTER: std::sync::OnceLock<Result<authmd_reference_server::pg_cluster::Cluster, String>> = std::sync::OnceLock::new();
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match CLUSTER.get_or_init(authmd_reference_server::pg_cluster::Cluster::start) {
+        Ok(cluster) => Some(cluster),
+        Err(e) if std::env::var("AUTHMD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => panic!("PostgreSQL is required: {e}"),
+        Err(e) => {
+            SAID.call_once(|| eprintln!("skipping the PostgreSQL tests: {e}"));
+            None
+        }
+    }
+}
+
+fn fresh_database(cluster: &authmd_reference_server::pg_cluster::Cluster) -> PathBuf {
+    PathBuf::from(cluster.fresh_database().expect("a database"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_each_replayed_token_succeeds_exactly_once_on_one_instance_and_across_three() {
+    let Some(cluster) = cluster() else { return };
+    assert_eq!(race_on(Defects::none(), 3, &fresh_database(cluster), 1).await, [1, 1, 1]);
+    assert_eq!(race_on(Defects::none(), 3, &fresh_database(cluster), 3).await, [1, 1, 1]);
+    // Both can fail: without the replay check, or with a replay cache per instance.
+    let broken = race_on([Defect::SkipReplayCheck].into_iter().collect(), 1, &fresh_database(cluster), 1).await;
+    assert!(broken[0] > 1, "skip-replay-check still allowed only {} success", broken[0]);
+    let per_instance = race_on([Defect::ReplayCachePerInstance].into_iter().collect(), 1, &fresh_database(cluster), 3).await;
+    assert_eq!(per_instance[0], 3, "a replay cache per instance lets each of the 3 accept the token once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_no_acknowledged_registration_is_lost_to_a_kill_9_of_one_or_two_instances() {
+    let Some(cluster) = cluster() else { return };
+    for instances in [1, 2] {
+        let url = fresh_database(cluster);
+        let acknowledged = kill_9_under_load(&url, instances).await;
+        let url = url.to_string_lossy().into_owned();
+        // The synchronous client starts a runtime of its own: not on this test's.
+        let lost = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect after the crash");
+            let stored: std::collections::HashSet<String> = client
+                .query("SELECT id FROM registrations", &[])
+                .expect("query")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            acknowledged.iter().filter(|id| !stored.contains(*id)).count()
+        })
+        .join()
+        .expect("join");
+        assert_eq!(lost, 0, "{lost} acknowledged registrations lost with {instances} instance(s)");
+    }
 }

@@ -1,6 +1,6 @@
 //! The audit log (AUDIT-01..06) and the health check's write.
 
-use rusqlite::{Connection, params};
+use crate::store::sql::{Connection, params};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -20,14 +20,11 @@ pub(crate) fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Re
 
 /// Every audit event, oldest first.
 pub(crate) fn read_audit(conn: &Connection) -> Result<Vec<Value>, ApiError> {
-    let mut stmt = conn.prepare("SELECT seq, at, event, data FROM audit ORDER BY seq").map_err(db)?;
-    let rows = stmt
-        .query_map([], |r| {
-            let data: String = r.get(3)?;
-            Ok(json!({ "seq": r.get::<_, i64>(0)?, "at": iso(r.get(1)?), "event": r.get::<_, String>(2)?, "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null) }))
-        })
-        .map_err(db)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    conn.query_rows("SELECT seq, at, event, data FROM audit ORDER BY seq", params![], |r| {
+        let data: String = r.get(3)?;
+        Ok(json!({ "seq": r.get::<i64>(0)?, "at": iso(r.get(1)?), "event": r.get::<String>(2)?, "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null) }))
+    })
+    .map_err(db)
 }
 
 /// A write that proves the database file still takes commits (`/healthz`).

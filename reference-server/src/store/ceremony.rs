@@ -1,7 +1,7 @@
 //! The v0.6 user-code ceremony: attempts (a code the user types on the service's page, polled
 //! by the agent through the claim grant) and the sign-in sessions of the service's own pages.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
 use crate::store::sql::{db, exec, row};
@@ -114,7 +114,7 @@ pub(crate) fn pending_ceremony(conn: &Connection, token_hash: &str) -> Result<Op
                 code_hash: r.get(3)?,
                 expires_at: r.get(4)?,
                 failures: r.get(5)?,
-                superseded: r.get::<_, i64>(6)? != 0,
+                superseded: r.get::<i64>(6)? != 0,
             })
         },
     )
@@ -169,7 +169,7 @@ pub(crate) struct Attempt {
 
 const ATTEMPT_COLUMNS: &str = "id, email, status, code_hash, expires_at, failures";
 
-fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attempt> {
+fn attempt_row(r: &crate::store::sql::Row<'_>) -> crate::store::sql::Result<Attempt> {
     Ok(Attempt {
         id: r.get(0)?,
         email: r.get(1)?,

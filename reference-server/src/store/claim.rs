@@ -1,7 +1,7 @@
 //! The v0.1 claim ceremony's queries: attempts and their tokens, the OTP a challenge mints,
 //! the claim mail queued with its attempt, and what `/complete` reads and writes.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
 use crate::secrets::hash;

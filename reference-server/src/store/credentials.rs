@@ -1,7 +1,7 @@
 //! Credentials: stored as hashes only (SEC-01), each with its registration, scopes, owner and,
 //! for one issued on an identity assertion, the `(iss, sub, aud)` a revocation names.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
 use crate::store::sql::{db, exec, row};
@@ -139,7 +139,7 @@ pub(crate) fn presented(conn: &Connection, hash: &str) -> Result<Option<Presente
                 kind: r.get(0)?,
                 scopes: r.get(1)?,
                 expires_at: r.get(2)?,
-                revoked: r.get::<_, i64>(3)? != 0,
+                revoked: r.get::<i64>(3)? != 0,
                 source: r.get(4)?,
                 registration_id: r.get(5)?,
                 iss: r.get(6)?,
@@ -147,7 +147,7 @@ pub(crate) fn presented(conn: &Connection, hash: &str) -> Result<Option<Presente
                 registration_kind: r.get(8)?,
                 registration_status: r.get(9)?,
                 registration_expires_at: r.get(10)?,
-                user: r.get::<_, Option<String>>(11)?.map(|id| (id, r.get(12).ok().flatten())),
+                user: r.get::<Option<String>>(11)?.map(|id| (id, r.get(12).ok().flatten())),
             })
         },
     )

@@ -1,4 +1,5 @@
-//! SQLite storage behind one writer thread, with a pool of read-only connections beside it.
+//! Storage behind one writer thread, with a pool of read connections beside it, on a SQLite file
+//! (the default) or a PostgreSQL database (`database = "postgres://…"`, for replicas).
 //!
 //! Every write (and every read that decides a write) is a job run on the thread that owns the
 //! only writing connection, so SQLite never sees two writers and a check-then-insert (a `jti`,
@@ -10,9 +11,8 @@
 use std::path::Path;
 use std::sync::mpsc;
 
-use rusqlite::Connection;
-
 use crate::error::ApiError;
+pub(crate) use crate::store::sql::Connection;
 
 pub(crate) mod audit;
 pub(crate) mod ceremony;
@@ -20,6 +20,7 @@ pub(crate) mod claim;
 pub(crate) mod credentials;
 pub(crate) mod keys;
 pub(crate) mod outbox;
+mod pg;
 pub(crate) mod refresh;
 pub(crate) mod registration;
 pub(crate) mod replay;
@@ -67,8 +68,8 @@ impl FileId {
 pub struct Db {
     tx: mpsc::Sender<Job>,
     readers: std::sync::Arc<Readers>,
-    /// Dropped with the last handle, which stops the checkpoint thread.
-    _checkpointer: std::sync::Arc<mpsc::Sender<()>>,
+    /// Dropped with the last handle, which stops the checkpoint thread (SQLite only).
+    _checkpointer: Option<std::sync::Arc<mpsc::Sender<()>>>,
 }
 
 /// Read-only connections, one per reader thread, fed by one queue like the writer: no
@@ -84,20 +85,30 @@ type ReadJob = Box<dyn FnOnce(Option<&Connection>) + Send>;
 const READERS: usize = 2;
 
 impl Readers {
-    fn start(path: &Path) -> Result<Self, String> {
+    /// Starts the reader threads, each opening its connection with `open` on its own thread
+    /// (PostgreSQL's synchronous client must not run on an async runtime's threads).
+    fn start(open: impl Fn() -> Result<Connection, String> + Send + Clone + 'static) -> Result<Self, String> {
         let (tx, rx) = mpsc::channel::<ReadJob>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         for i in 0..READERS {
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
-            // A small page cache each: the readers must not cost the server its memory.
-            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;")
-                .map_err(|e| e.to_string())?;
-            conn.set_prepared_statement_cache_capacity(64);
             let rx = rx.clone();
+            let open = open.clone();
+            let ready = ready_tx.clone();
             std::thread::Builder::new()
                 .name(format!("authmd-db-read-{i}"))
                 .spawn(move || {
+                    let conn = match open() {
+                        Ok(conn) => {
+                            let _ = ready.send(Ok(()));
+                            conn
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    drop(ready);
                     loop {
                         // Hold the lock only to take one job.
                         let job = match rx.lock() {
@@ -112,6 +123,10 @@ impl Readers {
                 })
                 .map_err(|e| e.to_string())?;
         }
+        drop(ready_tx);
+        for _ in 0..READERS {
+            ready_rx.recv().map_err(|_| "a reader thread stopped".to_string())??;
+        }
         Ok(Self { tx })
     }
 }
@@ -124,7 +139,7 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 /// Starts the checkpoint thread on its own connection. It stops when `stop`'s sender is
 /// dropped (the last handle of the database is gone).
 fn start_checkpointer(path: &Path, stop: mpsc::Receiver<()>) -> Result<(), String> {
-    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
     conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -256;")
         .map_err(|e| e.to_string())?;
     let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
@@ -152,6 +167,47 @@ fn start_checkpointer(path: &Path, stop: mpsc::Receiver<()>) -> Result<(), Strin
     Ok(())
 }
 
+/// A read-only connection to the SQLite file, with a small page cache: the readers must not
+/// cost the server its memory.
+fn lite_reader(path: &Path) -> Result<Connection, String> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;")
+        .map_err(|e| e.to_string())?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(Connection::Lite(conn))
+}
+
+/// Where the server's data lives, as `database` names it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location<'a> {
+    /// A SQLite file.
+    Sqlite(&'a Path),
+    /// A PostgreSQL connection URL.
+    Postgres(&'a str),
+}
+
+impl<'a> Location<'a> {
+    /// What `database` names: a `postgres://` (or `postgresql://`) URL, or else a file.
+    pub fn of(database: &'a Path) -> Self {
+        match database.to_str() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Self::Postgres(url),
+            _ => Self::Sqlite(database),
+        }
+    }
+}
+
+/// A PostgreSQL URL with its password (if any) replaced, for errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Opening the database failed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open database {path}: {reason}")]
@@ -163,14 +219,56 @@ pub struct OpenError {
 }
 
 impl Db {
-    /// Opens (creating and migrating) the SQLite file and starts the storage thread.
-    /// `power_safe` makes every commit wait for fsync (`synchronous = FULL`).
-    pub fn open(path: &Path, power_safe: bool) -> Result<Self, OpenError> {
+    /// Opens (creating and migrating) the database `database` names (a SQLite file or a
+    /// PostgreSQL URL, see [`Location`]) and starts the storage threads. `power_safe` makes every
+    /// SQLite commit wait for fsync (`synchronous = FULL`); PostgreSQL's commits already do.
+    pub fn open(database: &Path, power_safe: bool) -> Result<Self, OpenError> {
+        match Location::of(database) {
+            Location::Sqlite(path) => Self::open_sqlite(path, power_safe),
+            Location::Postgres(url) => Self::open_postgres(url),
+        }
+    }
+
+    fn open_postgres(url: &str) -> Result<Self, OpenError> {
+        let err = |reason: String| OpenError {
+            path: redact_url(url),
+            reason,
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let writer_url = url.to_string();
+        // The writer connects and migrates on its own thread (see `Readers::start`).
+        std::thread::Builder::new()
+            .name("authmd-db".into())
+            .spawn(move || {
+                let opened = pg::PgConn::connect(&writer_url).and_then(|mut c| pg::migrate(&mut c).map(|()| c));
+                match opened {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        run(Connection::Pg(std::cell::RefCell::new(c)), rx, Guard::Postgres);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| err(e.to_string()))?;
+        ready_rx.recv().map_err(|_| err("the storage thread stopped".into()))?.map_err(err)?;
+        let url = url.to_string();
+        let readers = Readers::start(move || pg::PgConn::connect(&url).map(|c| Connection::Pg(std::cell::RefCell::new(c)))).map_err(err)?;
+        Ok(Self {
+            tx,
+            readers: std::sync::Arc::new(readers),
+            _checkpointer: None,
+        })
+    }
+
+    fn open_sqlite(path: &Path, power_safe: bool) -> Result<Self, OpenError> {
         let err = |e: rusqlite::Error| OpenError {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
-        let mut conn = Connection::open(path).map_err(err)?;
+        let mut conn = rusqlite::Connection::open(path).map_err(err)?;
         // WAL + NORMAL survives a process crash (kill -9); only an OS crash or power loss can
         // drop the last commits. FULL closes that gap at the cost of an fsync per batch.
         let synchronous = if power_safe { "FULL" } else { "NORMAL" };
@@ -214,27 +312,29 @@ impl Db {
             reason,
         })?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let conn = Connection::Lite(conn);
         std::thread::Builder::new()
             .name("authmd-db".into())
-            .spawn(move || run(conn, rx, file, opened))
+            .spawn(move || run(conn, rx, Guard::File { path: file, opened }))
             .map_err(|e| OpenError {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let readers = std::sync::Arc::new(Readers::start(path).map_err(|reason| OpenError {
+        let reader_path = path.to_path_buf();
+        let readers = std::sync::Arc::new(Readers::start(move || lite_reader(&reader_path)).map_err(|reason| OpenError {
             path: path.display().to_string(),
             reason,
         })?);
         Ok(Self {
             tx,
             readers,
-            _checkpointer: std::sync::Arc::new(checkpoint_stop),
+            _checkpointer: Some(std::sync::Arc::new(checkpoint_stop)),
         })
     }
 
     /// Runs the read-only `f` on a reader thread's connection, off the writer thread. Never for
     /// a read that decides a write: that belongs in [`Db::call`], where it is atomic.
-    pub async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
@@ -257,46 +357,97 @@ impl Db {
     }
 
     /// Runs `f` on the storage thread inside a savepoint; an `Err` rolls back `f`'s writes only.
-    pub async fn call<R, F>(&self, f: F) -> Result<R, ApiError>
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
     {
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let outcome = match conn.execute_batch("SAVEPOINT job") {
-                Ok(()) => {
-                    let result = f(conn);
-                    let end = if result.is_ok() {
-                        "RELEASE job"
-                    } else {
-                        "ROLLBACK TO job; RELEASE job"
-                    };
-                    match conn.execute_batch(end) {
-                        Ok(()) => result,
-                        Err(e) => Err(ApiError::Internal(e.to_string())),
-                    }
-                }
-                Err(e) => Err(ApiError::Internal(e.to_string())),
-            };
-            Box::new(move |committed| {
-                let outcome = if committed {
-                    outcome
-                } else {
-                    Err(ApiError::Internal("commit failed".into()))
-                };
+        self.tx
+            .send(job(f, move |outcome| {
                 let _ = reply_tx.send(outcome);
-            })
-        });
-        self.tx.send(job).map_err(|_| ApiError::Internal("storage thread stopped".into()))?;
+            }))
+            .map_err(|_| ApiError::Internal("storage thread stopped".into()))?;
         reply_rx
             .await
             .map_err(|_| ApiError::Internal("storage thread dropped a job".into()))?
     }
+
+    /// [`Db::call`] from code that is not async (the server's start), waiting on this thread.
+    pub(crate) fn call_blocking<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        self.tx
+            .send(job(f, move |outcome| {
+                let _ = reply_tx.send(outcome);
+            }))
+            .map_err(|_| ApiError::Internal("storage thread stopped".into()))?;
+        reply_rx
+            .recv()
+            .map_err(|_| ApiError::Internal("storage thread dropped a job".into()))?
+    }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, path: std::path::PathBuf, opened: Option<FileId>) {
-    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+/// A job running `f` in a savepoint of the batch, whose outcome goes to `reply` once the batch's
+/// commit has succeeded (or as an error when it has not).
+fn job<R, F, S>(f: F, reply: S) -> Job
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
+    S: FnOnce(Result<R, ApiError>) + Send + 'static,
+{
+    Box::new(move |conn| {
+        let outcome = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => {
+                let result = f(conn);
+                let end = if result.is_ok() {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                match conn.execute_batch(end) {
+                    Ok(()) => result,
+                    Err(e) => Err(ApiError::Internal(e.to_string())),
+                }
+            }
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        };
+        Box::new(move |committed| {
+            reply(if committed {
+                outcome
+            } else {
+                Err(ApiError::Internal("commit failed".into()))
+            })
+        })
+    })
+}
+
+/// What the writer checks around a commit.
+enum Guard {
+    /// A SQLite file: a commit to a file that is no longer at its path would be lost, and the
+    /// writer bounds the WAL.
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Which file it was at open.
+        opened: Option<FileId>,
+    },
+    /// A PostgreSQL database: nothing local to check.
+    Postgres,
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Job>, guard: Guard) {
+    // IMMEDIATE takes SQLite's write lock at BEGIN (waiting under busy_timeout): a deferred
+    // transaction that reads first and writes later fails at once with SQLITE_BUSY when another
+    // connection (a replica over the same file) wrote in between. On PostgreSQL the advisory
+    // lock does the same across the replicas' writers (see `pg`).
+    let begin = match conn.is_postgres() {
+        true => format!("BEGIN; SELECT pg_advisory_xact_lock({})", pg::WRITE_LOCK),
+        false => "BEGIN IMMEDIATE".to_string(),
+    };
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < BATCH {
@@ -305,24 +456,30 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, path: std::path::PathBuf, 
                 Err(_) => break,
             }
         }
-        // IMMEDIATE takes the write lock at BEGIN (waiting under busy_timeout): a deferred
-        // transaction that reads first and writes later fails at once with SQLITE_BUSY when
-        // another connection (a replica over the same file) wrote in between.
-        let Ok(tx) = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) else {
+        if let Err(e) = conn.execute_batch(&begin) {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            let _ = conn.execute_batch("ROLLBACK");
+            // Dropping the jobs answers each caller with an error.
+            drop(jobs);
             continue;
-        };
-        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&tx)).collect();
+        }
+        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&conn)).collect();
         // A commit to a file that is no longer at the path (deleted, replaced) would succeed and
         // be lost at the next start: roll it back and answer an error instead (one stat a batch).
-        let committed = if FileId::of(&path) != opened {
-            tracing::error!(path = %path.display(), "the database file was deleted or replaced; refusing to commit");
-            drop(tx);
+        let moved = match &guard {
+            Guard::File { path, opened } => FileId::of(path) != *opened,
+            Guard::Postgres => false,
+        };
+        let committed = if moved {
+            tracing::error!("the database file was deleted or replaced; refusing to commit");
+            let _ = conn.execute_batch("ROLLBACK");
             false
         } else {
-            match tx.commit() {
+            match conn.execute_batch("COMMIT") {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed");
+                    let _ = conn.execute_batch("ROLLBACK");
                     false
                 }
             }
@@ -335,172 +492,16 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, path: std::path::PathBuf, 
         // checkpoint from another connection waits for a gap between batches that rarely comes.
         // The writer itself truncates it past the bound, after its replies are sent: the
         // frames left to copy are the few the passive checkpoints have not.
-        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_AT)
-            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "WAL truncation failed");
+        if let Guard::File { path, .. } = &guard {
+            let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_AT)
+                && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", &[], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "WAL truncation failed");
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod read_pool_tests {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reads_do_not_wait_for_the_writer() {
-        let path = std::env::temp_dir().join(format!("authmd-readpool-{}.sqlite", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let db = Db::open(&path, false).expect("open");
-        // The writer is held inside a job until the read has finished; if reads went through
-        // the writer thread, the read would wait for the release and this would deadlock.
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
-        let writer = {
-            let db = db.clone();
-            tokio::spawn(async move {
-                db.call(move |_conn| {
-                    let _ = entered_tx.send(());
-                    let _ = release_rx.recv();
-                    Ok(())
-                })
-                .await
-            })
-        };
-        entered_rx.await.expect("the writer job started");
-        let one: i64 = db
-            .read(|conn| {
-                conn.query_row("SELECT 1", [], |r| r.get(0))
-                    .map_err(|e| ApiError::Internal(e.to_string()))
-            })
-            .await
-            .expect("read while the writer is busy");
-        assert_eq!(one, 1);
-        release_tx.send(()).expect("release");
-        writer.await.expect("join").expect("writer job");
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_checkpointer_keeps_the_wal_bounded_and_stops_with_the_database() {
-        let path = std::env::temp_dir().join(format!("authmd-checkpoint-{}.sqlite", std::process::id()));
-        let wal = path.with_extension("sqlite-wal");
-        let _ = std::fs::remove_file(&path);
-        let db = Db::open(&path, false).expect("open");
-        // The writer never checkpoints; without the checkpoint thread these rows would all stay
-        // in the WAL (about 4 MB of 1 KiB frames).
-        for round in 0..40 {
-            db.call(move |conn| {
-                for i in 0..100 {
-                    conn.execute(
-                        "INSERT INTO audit (at, event, data) VALUES (?1, 'x', ?2)",
-                        rusqlite::params![round * 100 + i, "y".repeat(500)],
-                    )
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                }
-                Ok(())
-            })
-            .await
-            .expect("insert");
-        }
-        let mut copied = false;
-        for _ in 0..50 {
-            tokio::time::sleep(CHECKPOINT_EVERY).await;
-            // After a complete checkpoint the next write starts the WAL over from the beginning.
-            tick(&db).await;
-            let rows: i64 = rusqlite::Connection::open(&path)
-                .and_then(|c| c.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)))
-                .unwrap_or(0);
-            let main_file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if rows >= 4000 && main_file > 2_000_000 {
-                copied = true;
-                break;
-            }
-        }
-        assert!(copied, "the rows never reached the database file");
-        let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        assert!(wal_len < 8_000_000, "the WAL grew to {wal_len} bytes");
-        let before = checkpoint_threads();
-        drop(db);
-        let mut stopped = false;
-        for _ in 0..40 {
-            if checkpoint_threads() < before {
-                stopped = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        assert!(stopped, "the checkpoint thread outlived its database ({before} running)");
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(&wal);
-        let _ = std::fs::remove_file(path.with_extension("sqlite-shm"));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_wal_grown_by_a_burst_shrinks_back_and_is_emptied_at_close() {
-        let path = std::env::temp_dir().join(format!("authmd-walsize-{}.sqlite", std::process::id()));
-        let wal = path.with_extension("sqlite-wal");
-        let _ = std::fs::remove_file(&path);
-        let db = Db::open(&path, false).expect("open");
-        // One 32 MB transaction: the WAL must hold all of it until the commit.
-        db.call(|conn| {
-            for i in 0..32_000 {
-                conn.execute(
-                    "INSERT INTO audit (at, event, data) VALUES (?1, 'burst', ?2)",
-                    rusqlite::params![i, "z".repeat(1000)],
-                )
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            }
-            Ok(())
-        })
-        .await
-        .expect("burst");
-        let peak = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        assert!(peak > 2 * WAL_SIZE_LIMIT as u64, "the burst did not grow the WAL ({peak} bytes)");
-        let mut shrunk = 0;
-        for _ in 0..100 {
-            tokio::time::sleep(CHECKPOINT_EVERY).await;
-            tick(&db).await;
-            shrunk = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-            if shrunk <= WAL_SIZE_LIMIT as u64 {
-                break;
-            }
-        }
-        assert!(shrunk <= WAL_SIZE_LIMIT as u64, "the WAL stayed at {shrunk} bytes (peak {peak})");
-        drop(db);
-        let mut emptied = false;
-        for _ in 0..40 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0 {
-                emptied = true;
-                break;
-            }
-        }
-        assert!(emptied, "a WAL was left behind at close");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
-
-    /// One small write: after a complete checkpoint it starts the WAL over from the beginning.
-    async fn tick(db: &Db) {
-        db.call(|conn| {
-            conn.execute("INSERT INTO audit (at, event, data) VALUES (0, 'tick', '')", [])
-                .map_err(|e| ApiError::Internal(e.to_string()))
-        })
-        .await
-        .expect("tick");
-    }
-
-    /// Checkpoint threads of this process (thread names are cut to 15 bytes).
-    fn checkpoint_threads() -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok())
-                    .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "authmd-db-check"))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-}
+mod read_pool_tests;

@@ -2,10 +2,10 @@
 //! before it is sent (so two drains never send it twice), deleted once delivered, and retried
 //! with a doubling backoff (1 s up to 5 min) when the relay fails.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
-use crate::store::sql::{db, exec};
+use crate::store::sql::{db, exec, row};
 
 /// A queued claim mail.
 pub(crate) struct Queued {
@@ -61,10 +61,21 @@ pub(crate) fn delivered(conn: &Connection, id: i64) -> Result<usize, ApiError> {
 
 /// Schedules another try of a mail the relay refused, with the reason.
 pub(crate) fn retry_later(conn: &Connection, id: i64, error: &str, wall: i64) -> Result<usize, ApiError> {
+    // The backoff is computed here: SQLite's two-argument MIN has no PostgreSQL spelling.
+    let tries: Option<i64> = row(
+        conn,
+        "UPDATE outbox SET tries = tries + 1, last_error = ?2 WHERE id = ?1 RETURNING tries",
+        params![id, error],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db)?;
+    let Some(tries) = tries else { return Ok(0) };
+    let backoff = 1i64 << (tries - 1).clamp(0, 9);
     exec(
         conn,
-        "UPDATE outbox SET tries = tries + 1, last_error = ?2, next_try_at = ?3 + MIN(300, 1 << MIN(tries, 9)) WHERE id = ?1",
-        params![id, error, wall],
+        "UPDATE outbox SET next_try_at = ?2 WHERE id = ?1",
+        params![id, wall + backoff.min(300)],
     )
     .map_err(db)
 }

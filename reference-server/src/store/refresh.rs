@@ -1,7 +1,7 @@
 //! Refresh tokens of the production dialect: issued when a claim completes, rotated on every
 //! use (the spent one is kept, marked, so its reuse can be told from an unknown token).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
 use crate::store::sql::{db, exec, row};
@@ -40,7 +40,7 @@ pub(crate) fn presented_refresh(conn: &Connection, hash: &str) -> Result<Option<
                 registration_id: r.get(0)?,
                 family: r.get(1)?,
                 expires_at: r.get(2)?,
-                spent: r.get::<_, i64>(3)? != 0,
+                spent: r.get::<i64>(3)? != 0,
             })
         },
     )

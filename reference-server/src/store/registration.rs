@@ -1,6 +1,6 @@
 //! Registrations as the claim ceremony and the protected API read them.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::defect::{Defect, Defects};
 use crate::error::ApiError;
@@ -29,7 +29,7 @@ pub(crate) fn registration_by_claim_token(conn: &Connection, claim_token: &str) 
                 status: r.get(2)?,
                 expires_at: r.get(3)?,
                 credential_type: r.get(4)?,
-                post_scopes: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                post_scopes: serde_json::from_str(&r.get::<String>(5)?).unwrap_or_default(),
             })
         },
     )
@@ -150,8 +150,8 @@ pub(crate) fn put_step_up(
 ) -> Result<(), ApiError> {
     exec(
         conn,
-        "INSERT OR REPLACE INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
-         VALUES (?1, 'identity_assertion', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, '[]', ?6)",
+        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
+         VALUES (?1, 'identity_assertion', ?2, ?3, ?4, 'unclaimed', NULL, 'access_token', ?5, '[]', ?6) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, created_at = excluded.created_at, expires_at = excluded.expires_at, claim_token_hash = excluded.claim_token_hash, status = excluded.status, user_id = excluded.user_id, credential_type = excluded.credential_type, email = excluded.email, pre_scopes = excluded.pre_scopes, post_scopes = excluded.post_scopes",
         params![id, now, expires, claim_token_hash, email, post],
     )
     .map_err(db)?;
@@ -169,8 +169,8 @@ pub(crate) fn put_claimed_identity(
 ) -> Result<(), ApiError> {
     exec(
         conn,
-        "INSERT OR REPLACE INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
-         VALUES (?1, 'identity_assertion', ?2, ?2, NULL, 'claimed', ?3, 'access_token', ?4, ?5, ?5)",
+        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
+         VALUES (?1, 'identity_assertion', ?2, ?2, NULL, 'claimed', ?3, 'access_token', ?4, ?5, ?5) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, created_at = excluded.created_at, expires_at = excluded.expires_at, claim_token_hash = excluded.claim_token_hash, status = excluded.status, user_id = excluded.user_id, credential_type = excluded.credential_type, email = excluded.email, pre_scopes = excluded.pre_scopes, post_scopes = excluded.post_scopes",
         params![id, now, user_id, email, scopes],
     )
     .map_err(db)?;

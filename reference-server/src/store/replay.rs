@@ -1,6 +1,6 @@
 //! The `jti` replay cache (IDJAG-23, REVOKE-09).
 
-use rusqlite::{Connection, params};
+use crate::store::sql::{Connection, params};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
@@ -85,7 +85,7 @@ pub(crate) fn remember_jti(
     .map_err(db)?;
     let inserted = exec(
         conn,
-        "INSERT OR IGNORE INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         params![iss, namespace, jti, until],
     )
     .map_err(db)?;

@@ -1,6 +1,6 @@
 //! User accounts: lookup by verified email and just-in-time provisioning (MATCH-*).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
 use crate::secrets::ordered_id;
@@ -74,7 +74,7 @@ pub(crate) fn delegated_user(conn: &Connection, iss: Option<&str>, sub: &str) ->
 pub(crate) fn delegate(conn: &Connection, iss: &str, sub: &str, user_id: &str) -> Result<(), ApiError> {
     exec(
         conn,
-        "INSERT OR REPLACE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3) ON CONFLICT (iss, sub) DO UPDATE SET user_id = excluded.user_id",
         params![iss, sub, user_id],
     )
     .map_err(db)?;
@@ -85,7 +85,7 @@ pub(crate) fn delegate(conn: &Connection, iss: &str, sub: &str, user_id: &str) -
 pub(crate) fn delegate_if_new(conn: &Connection, iss: &str, sub: &str, user_id: &str) -> Result<(), ApiError> {
     exec(
         conn,
-        "INSERT OR IGNORE INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO delegations (iss, sub, user_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![iss, sub, user_id],
     )
     .map_err(db)?;
@@ -102,7 +102,7 @@ pub(crate) fn forget_delegation(conn: &Connection, iss: &str, sub: &str) -> Resu
 pub(crate) fn link(conn: &Connection, registration_id: &str, iss: &str, sub: &str) -> Result<(), ApiError> {
     exec(
         conn,
-        "INSERT OR REPLACE INTO v06_links (registration_id, iss, sub) VALUES (?1, ?2, ?3)",
+        "INSERT INTO v06_links (registration_id, iss, sub) VALUES (?1, ?2, ?3) ON CONFLICT (registration_id) DO UPDATE SET iss = excluded.iss, sub = excluded.sub",
         params![registration_id, iss, sub],
     )
     .map_err(db)?;
@@ -111,11 +111,12 @@ pub(crate) fn link(conn: &Connection, registration_id: &str, iss: &str, sub: &st
 
 /// Every registration made for `(iss, sub)`.
 pub(crate) fn linked_registrations(conn: &Connection, iss: &str, sub: &str) -> Result<Vec<String>, ApiError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT registration_id FROM v06_links WHERE iss = ?1 AND sub = ?2")
-        .map_err(db)?;
-    let rows = stmt.query_map(params![iss, sub], |r| r.get(0)).map_err(db)?;
-    rows.collect::<Result<_, _>>().map_err(db)
+    conn.query_rows(
+        "SELECT registration_id FROM v06_links WHERE iss = ?1 AND sub = ?2",
+        params![iss, sub],
+        |r| r.get(0),
+    )
+    .map_err(db)
 }
 
 /// Records the delegation of every provider identity linked to the registration, now that its
@@ -123,7 +124,7 @@ pub(crate) fn linked_registrations(conn: &Connection, iss: &str, sub: &str) -> R
 pub(crate) fn delegate_links(conn: &Connection, registration_id: &str, user_id: &str) -> Result<(), ApiError> {
     exec(
         conn,
-        "INSERT OR IGNORE INTO delegations (iss, sub, user_id) SELECT iss, sub, ?1 FROM v06_links WHERE registration_id = ?2",
+        "INSERT INTO delegations (iss, sub, user_id) SELECT iss, sub, ?1 FROM v06_links WHERE registration_id = ?2 ON CONFLICT DO NOTHING",
         params![user_id, registration_id],
     )
     .map_err(db)?;

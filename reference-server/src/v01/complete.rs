@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::{Value, json};
 
 use crate::defect::Defect;

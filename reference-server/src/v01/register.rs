@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::{Value, json};
 
 use crate::defect::Defect;

@@ -115,7 +115,7 @@ pub(crate) async fn fresh_attempt(state: &AppState, now: i64, token: &str, email
 /// claim endpoint (v0.6, 11fa014) and the production dialect's `/complete` act on. An unknown
 /// token is `invalid_claim_token`, a registration no longer unclaimed `claimed_or_in_flight`
 /// (`already_claimed` in the production dialect), a lapsed one `claim_expired`.
-pub(crate) fn claimable(conn: &rusqlite::Connection, state: &AppState, claim_hash: &str, now: i64) -> Result<ClaimTarget, ApiError> {
+pub(crate) fn claimable(conn: &crate::store::Connection, state: &AppState, claim_hash: &str, now: i64) -> Result<ClaimTarget, ApiError> {
     let target = claim_target(conn, claim_hash)?.ok_or_else(|| {
         if state.defects.contains(Defect::V06UnknownClaimTokenInvalidRequest) {
             ApiError::InvalidRequest("no such claim".into())

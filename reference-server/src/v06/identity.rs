@@ -88,7 +88,7 @@ pub(crate) async fn verified_fresh(
 /// records its delegation, V6-IDJAG-05), and finds the user it delegates for, else the account
 /// that owns its verified `email`.
 pub(crate) fn spend_and_link(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     state: &AppState,
     verified: &verify::Verified,
     email: Option<&str>,

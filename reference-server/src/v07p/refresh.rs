@@ -21,7 +21,7 @@ pub(crate) const REFRESH_TTL: i64 = 30 * 86_400;
 
 /// A fresh refresh token for `registration_id`, of `family` (a new chain when `None`), stored
 /// hashed: `{value, expires_at}`.
-pub(crate) fn issue(conn: &rusqlite::Connection, registration_id: &str, family: Option<&str>, now: i64) -> Result<Value, ApiError> {
+pub(crate) fn issue(conn: &crate::store::Connection, registration_id: &str, family: Option<&str>, now: i64) -> Result<Value, ApiError> {
     let token = secret("rt_", 24);
     let family = family.map_or_else(|| hash(&token), str::to_string);
     insert_refresh(conn, &hash(&token), registration_id, &family, now + REFRESH_TTL)?;
