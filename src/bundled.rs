@@ -173,10 +173,19 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
                 "a delay applies to plain deployments only (an AID deployment is reached by its domain's own address)".into(),
             ));
         }
+        _ if deployment.front && deployment.publishes_aid() => {
+            return Err(fail("deployment")("a round-robin front applies to plain deployments only".into()));
+        }
         Some(_) => Some(
             crate::latency::DelayProxy::bind()
                 .await
                 .map_err(|e| fail("latency rig")(e.to_string()))?,
+        ),
+        // The replicas' round-robin front: the same proxy without a delay.
+        None if deployment.front => Some(
+            crate::latency::DelayProxy::bind()
+                .await
+                .map_err(|e| fail("round-robin front")(e.to_string()))?,
         ),
         None => None,
     };
@@ -212,7 +221,18 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
     )
     .map_err(|e| fail("deployment")(e.to_string()))?;
     config.listen = any;
-    config.database = dir.0.join("reference.sqlite");
+    config.database = match deployment.database {
+        crate::deployment::Database::Sqlite => dir.0.join("reference.sqlite"),
+        // A database of its own on the cluster this process shares (started once, in the
+        // background: initdb takes seconds).
+        crate::deployment::Database::Postgres => tokio::task::spawn_blocking(|| {
+            authmd_reference_server::pg_cluster::shared().and_then(|cluster| cluster.fresh_database())
+        })
+        .await
+        .map_err(|e| fail("PostgreSQL")(e.to_string()))?
+        .map_err(fail("PostgreSQL"))?
+        .into(),
+    };
     config.anonymous = shape == Shape::Full;
     config.verified_email = shape == Shape::Full;
     if deployment.publishes_aid() {
@@ -261,10 +281,14 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
             .map_err(|e| fail("reference server replica")(e.to_string()))?;
         replicas.push(replica);
     }
-    let proxy = match (proxy_listener, reach.one_way) {
-        (Some((listener, _)), Some(one_way)) => Some(crate::latency::DelayProxy::forward_to(listener, server.addr(), one_way)),
-        _ => None,
-    };
+    let proxy = proxy_listener.map(|(listener, _)| {
+        // Behind a front, each connection goes to the next instance; otherwise all to the one.
+        let upstreams = match deployment.front {
+            true => std::iter::once(server.addr()).chain(replicas.iter().map(ReferenceServer::addr)).collect(),
+            false => vec![server.addr()],
+        };
+        crate::latency::DelayProxy::forward_to_each(listener, upstreams, reach.one_way.unwrap_or_default())
+    });
     let mut target = target_for(deployment, &described, &server);
     if !replicas.is_empty() {
         let origin = |addr: SocketAddr| format!("http://{addr}");

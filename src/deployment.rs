@@ -19,6 +19,18 @@ pub enum MailDelivery {
     Outbox,
 }
 
+/// Where the bundled server keeps its data.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Database {
+    /// A SQLite file in the run's temporary folder.
+    #[default]
+    Sqlite,
+    /// A fresh database on a throwaway PostgreSQL cluster the run starts (PostgreSQL must be
+    /// installed).
+    Postgres,
+}
+
 /// One bundled deployment.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +57,14 @@ pub struct Deployment {
     /// also reachable at its own address, which the harness's `[replicas]` names). 1 when absent.
     #[serde(default = "one")]
     pub replicas: usize,
+    /// Whether a round-robin TCP front stands before the instances and the base URL is the
+    /// front's: every case's traffic is then spread across the replicas, as behind a load
+    /// balancer. Off when absent.
+    #[serde(default)]
+    pub front: bool,
+    /// Where the server keeps its data. SQLite when absent.
+    #[serde(default)]
+    pub database: Database,
     /// Reference-server configuration keys, over the bundled stack's wiring.
     #[serde(default)]
     pub server: toml::Table,

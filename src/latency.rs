@@ -35,9 +35,22 @@ impl DelayProxy {
 
     /// Forwards every connection `listener` accepts to `upstream`, `one_way` late each way.
     pub fn forward_to(listener: TcpListener, upstream: SocketAddr, one_way: Duration) -> Self {
-        let addr = listener.local_addr().unwrap_or(upstream);
+        Self::forward_to_each(listener, vec![upstream], one_way)
+    }
+
+    /// Forwards the connections `listener` accepts to each of `upstreams` in turn (the
+    /// round-robin front of a replicas deployment, as a load balancer spreads connections),
+    /// `one_way` late each way. `upstreams` must not be empty.
+    pub fn forward_to_each(listener: TcpListener, upstreams: Vec<SocketAddr>, one_way: Duration) -> Self {
+        let first = upstreams.first().copied().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let addr = listener.local_addr().unwrap_or(first);
         let task = tokio::spawn(async move {
+            let mut next = 0usize;
             while let Ok((client, peer)) = listener.accept().await {
+                let Some(&upstream) = upstreams.get(next % upstreams.len().max(1)) else {
+                    continue;
+                };
+                next = next.wrapping_add(1);
                 tokio::spawn(async move {
                     if let Ok(server) = connect_from(peer, upstream).await {
                         pipe(client, server, one_way).await;

@@ -92,6 +92,7 @@ fn main() {
             .filter(|d| !d.publishes_aid())
             .filter(|d| d.is_standard() || !standard_only)
             .filter(|d| !(no_wait && d.waits_out_ttls()))
+            .filter(|d| postgres_if_needed(d))
             .collect();
         // The deployment that really waits for its TTLs starts first, so the others run inside
         // its wait.
@@ -376,6 +377,26 @@ fn first_contact(deployment: &Deployment, cases: &[Case], isolate: Option<bool>)
             bad.join("\n  ")
         )
         .into())
+    }
+}
+
+/// Whether `deployment` can run here: one on PostgreSQL needs it installed. Without it the
+/// deployment is left out, said once, unless `AUTHMD_REQUIRE_POSTGRES=1` (CI) makes that a
+/// failure.
+fn postgres_if_needed(deployment: &Deployment) -> bool {
+    if deployment.database != authmd_conformance::deployment::Database::Postgres {
+        return true;
+    }
+    match authmd_reference_server::pg_cluster::find_bin() {
+        Ok(_) => true,
+        Err(e) if authmd_reference_server::pg_cluster::required() => {
+            eprintln!("PostgreSQL is required (AUTHMD_REQUIRE_POSTGRES=1): {e}");
+            std::process::exit(101);
+        }
+        Err(e) => {
+            eprintln!("leaving out the {} deployment: {e}", deployment.name);
+            false
+        }
     }
 }
 

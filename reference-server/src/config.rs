@@ -214,6 +214,10 @@ pub struct RateLimits {
     pub identity_per_ip: u32,
     /// ID-JAG registrations per issuer per window. Defaults to 10000.
     pub per_issuer: u32,
+    /// Whether the counters live in the database, shared by every instance over it, rather
+    /// than in each process's memory. Defaults to on for PostgreSQL (a database meant for
+    /// replicas) and off for SQLite (one process: memory is faster).
+    pub shared: Option<bool>,
 }
 
 impl Default for RateLimits {
@@ -223,6 +227,7 @@ impl Default for RateLimits {
             anonymous_per_ip: 5,
             identity_per_ip: 60,
             per_issuer: 10_000,
+            shared: None,
         }
     }
 }

@@ -373,6 +373,9 @@ defects! {
     /// IDJAG-29 across replicas: each instance keeps its own `jti` replay cache, so one ID-JAG
     /// succeeds once per replica.
     ReplayCachePerInstance = "replay-cache-per-instance",
+    /// RATE-01 across replicas: each instance counts in its own memory even where the counters
+    /// are shared, so a burst spread over the replicas meets no limit.
+    RateBucketsPerInstance = "rate-buckets-per-instance",
     /// AID-REC-01: the record carries `desc` beside its alias `s`.
     AidKeyAndAlias = "aid-key-and-alias",
     /// AID-REC-06: the aid2 record carries `i=g1`, which makes it invalid.

@@ -56,11 +56,21 @@ impl AppState {
     }
 
     /// RATE-01, RATE-02: a fixed window per key; over the limit → 429 with `Retry-After`.
-    pub(crate) fn rate_check(&self, key: String, limit: u32, now: i64) -> Result<(), ApiError> {
+    pub(crate) async fn rate_check(&self, key: String, limit: u32, now: i64) -> Result<(), ApiError> {
         if self.defects.contains(Defect::NoRateLimit) {
             return Ok(());
         }
         let window = self.config.rate.window.max(1) as i64;
+        let on_postgres = matches!(crate::store::Location::of(&self.config.database), crate::store::Location::Postgres(_));
+        let shared = self.config.rate.shared.unwrap_or(on_postgres) && !self.defects.contains(Defect::RateBucketsPerInstance);
+        if shared {
+            let real = crate::secrets::unix_now();
+            return self
+                .db
+                .call(move |conn| crate::store::rate::hit(conn, &key, limit, window, now, real))
+                .await?
+                .map_err(ApiError::RateLimited);
+        }
         // Fail open if the counters are poisoned (RATE-03): availability over strictness.
         let Ok(mut counters) = self.rate.lock() else {
             return Ok(());

@@ -120,6 +120,19 @@ pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
 }
 
+/// The cluster this process shares (started on first use, gone when the process ends), or
+/// why there is none.
+pub fn shared() -> Result<&'static Cluster, String> {
+    static CLUSTER: std::sync::OnceLock<Result<Cluster, String>> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(Cluster::start).as_ref().map_err(Clone::clone)
+}
+
+/// Whether tests must have PostgreSQL (`AUTHMD_REQUIRE_POSTGRES=1`, as CI sets it) rather than
+/// skip what needs it.
+pub fn required() -> bool {
+    std::env::var("AUTHMD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
 impl Cluster {
     /// Makes and starts a cluster. Takes a few seconds (most of it `initdb`).
     pub fn start() -> Result<Self, String> {
@@ -168,7 +181,10 @@ impl Cluster {
         // crash of the reference server (what the tests kill) loses nothing either way. The
         // shell waits for the server; a subshell waits for EOF on this process's pipe (fd 3)
         // and then stops it; either way the folder goes.
+        // The shell ignores the signals a terminal's Ctrl-C or `timeout` sends the whole group,
+        // so it lives to remove the folder once the server has stopped.
         let script = r#"
+trap '' INT TERM HUP
 "$1/postgres" -D "$2/data" -p "$3" -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
   -c shared_buffers=64MB >"$2/log" 2>&1 &

@@ -241,11 +241,10 @@ async fn a_request_from_the_future_does_not_sweep_away_live_jtis() {
 /// PostgreSQL installed the tests below say so once and pass, unless
 /// `AUTHMD_REQUIRE_POSTGRES=1` (CI) makes its absence a failure.
 fn cluster() -> Option<&'static authmd_reference_server::pg_cluster::Cluster> {
-    static CLUSTER: std::sync::OnceLock<Result<authmd_reference_server::pg_cluster::Cluster, String>> = std::sync::OnceLock::new();
     static SAID: std::sync::Once = std::sync::Once::new();
-    match CLUSTER.get_or_init(authmd_reference_server::pg_cluster::Cluster::start) {
+    match authmd_reference_server::pg_cluster::shared() {
         Ok(cluster) => Some(cluster),
-        Err(e) if std::env::var("AUTHMD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => panic!("PostgreSQL is required: {e}"),
+        Err(e) if authmd_reference_server::pg_cluster::required() => panic!("PostgreSQL is required: {e}"),
         Err(e) => {
             SAID.call_once(|| eprintln!("skipping the PostgreSQL tests: {e}"));
             None

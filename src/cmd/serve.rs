@@ -62,9 +62,17 @@ pub enum ReferenceCommand {
         /// Listen address (shorthand for `--set listen=ADDR`).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// SQLite file (shorthand for `--set database=FILE`).
+        /// SQLite file or `postgres://` URL (shorthand for `--set database=...`).
         #[arg(long)]
         database: Option<PathBuf>,
+        /// Keep the data on a throwaway PostgreSQL cluster started for this run (initdb as an
+        /// unprivileged user, a random loopback port; removed when the server stops).
+        #[arg(long, conflicts_with = "database")]
+        throwaway_postgres: bool,
+        /// Serve N instances over the one database behind a round-robin front at the listen
+        /// address (the base URL); each instance also answers at its own address.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        replicas: u16,
         /// SMTP relay for claim mail (shorthand for `--set smtp=HOST:PORT`).
         #[arg(long)]
         smtp: Option<String>,
@@ -80,7 +88,7 @@ pub enum ReferenceCommand {
     },
     /// Print the audit events stored in a database.
     Audit {
-        /// SQLite file.
+        /// SQLite file or `postgres://` URL.
         #[arg(long, default_value = "authmd-reference.sqlite")]
         database: PathBuf,
     },
@@ -147,6 +155,8 @@ pub async fn reference(command: ReferenceCommand) -> Result<Ending, Failure> {
             mut sets,
             listen,
             database,
+            throwaway_postgres,
+            replicas,
             smtp,
             defects: ids,
             list_defects,
@@ -161,9 +171,22 @@ pub async fn reference(command: ReferenceCommand) -> Result<Ending, Failure> {
             sets.extend(listen.map(|l| format!("listen={l}")));
             sets.extend(database.map(|d| format!("database={}", d.display())));
             sets.extend(smtp.map(|s| format!("smtp={s}")));
-            let cfg = Config::layered(config.as_deref(), &sets).map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut cfg = Config::layered(config.as_deref(), &sets).map_err(|e| Failure::Usage(e.to_string()))?;
             authmd_reference_server::init_logging(&log_format).map_err(Failure::Usage)?;
-            let server = ReferenceServer::start(cfg, defects(&ids)?)
+            if throwaway_postgres {
+                let url = tokio::task::spawn_blocking(|| {
+                    authmd_reference_server::pg_cluster::shared().and_then(|cluster| cluster.fresh_database())
+                })
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .map_err(|e| Failure::Usage(format!("--throwaway-postgres: {e}")))?;
+                cfg.database = PathBuf::from(url);
+            }
+            let defects = defects(&ids)?;
+            if replicas > 1 {
+                return serve_replicas(cfg, defects, usize::from(replicas)).await;
+            }
+            let server = ReferenceServer::start(cfg, defects)
                 .await
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             println!("reference server listening on {}", server.base_url());
@@ -181,7 +204,11 @@ pub async fn reference(command: ReferenceCommand) -> Result<Ending, Failure> {
             Ok(Ending::Success)
         }
         ReferenceCommand::Audit { database } => {
-            if !database.exists() {
+            let is_url = matches!(
+                authmd_reference_server::store::Location::of(&database),
+                authmd_reference_server::store::Location::Postgres(_)
+            );
+            if !is_url && !database.exists() {
                 return Err(Failure::Usage(format!("--database {}: no such file", database.display())));
             }
             let events = authmd_reference_server::audit_events(&database)
@@ -193,4 +220,36 @@ pub async fn reference(command: ReferenceCommand) -> Result<Ending, Failure> {
             Ok(Ending::Success)
         }
     }
+}
+
+/// `reference serve --replicas N`: N instances over one database, behind a round-robin front at
+/// the listen address, as a load balancer would stand before them; each is also reachable at
+/// its own address (what a target config's `[replicas]` names).
+async fn serve_replicas(mut cfg: Config, defects: authmd_reference_server::Defects, replicas: usize) -> Result<Ending, Failure> {
+    let front = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let front_addr = front.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
+    if cfg.https || cfg.tls_cert.is_some() {
+        return Err(Failure::Usage("--replicas serves plain HTTP behind its front; drop https and tls_cert".into()));
+    }
+    cfg.base_url.get_or_insert_with(|| format!("http://{front_addr}"));
+    // Counted in the shared database, a burst spread over the replicas meets the one limit.
+    cfg.rate.shared.get_or_insert(true);
+    cfg.listen = SocketAddr::new(front_addr.ip(), 0);
+    let mut servers = Vec::new();
+    for _ in 0..replicas {
+        let server = ReferenceServer::start(cfg.clone(), defects.clone())
+            .await
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        servers.push(server);
+    }
+    let upstreams: Vec<SocketAddr> = servers.iter().map(ReferenceServer::addr).collect();
+    let _front = authmd_conformance::latency::DelayProxy::forward_to_each(front, upstreams.clone(), std::time::Duration::ZERO);
+    let own: Vec<String> = upstreams.iter().map(|a| format!("http://{a}")).collect();
+    println!("reference server listening on {} ({replicas} replicas behind a round-robin front)", servers[0].base_url());
+    println!("replicas: {}", own.join(" "));
+    println!("target config: [replicas] origins = [{}]", own.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", "));
+    wait_for_ctrl_c().await;
+    Ok(Ending::Success)
 }

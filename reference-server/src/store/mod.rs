@@ -20,6 +20,7 @@ pub(crate) mod claim;
 pub(crate) mod credentials;
 pub(crate) mod keys;
 pub(crate) mod outbox;
+pub(crate) mod rate;
 mod pg;
 pub(crate) mod refresh;
 pub(crate) mod registration;

@@ -337,6 +337,15 @@ CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
 CREATE TABLE service_keys (kid TEXT PRIMARY KEY, pkcs8 BYTEA NOT NULL);
 CREATE TABLE aid_keys (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, seed BYTEA NOT NULL);
 "#,
+    r#"
+CREATE TABLE rate_windows (
+    key TEXT PRIMARY KEY,
+    started BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    touched BIGINT NOT NULL
+);
+CREATE INDEX rate_windows_touched ON rate_windows(touched);
+"#,
 ];
 
 /// Applies the pending migrations, all or none, under the write lock: replicas starting

@@ -147,4 +147,14 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
 "#,
+    // Rate-limit windows shared by every instance over the database (`rate.shared`).
+    r#"
+CREATE TABLE rate_windows (
+    key TEXT PRIMARY KEY,
+    started INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    touched INTEGER NOT NULL
+);
+CREATE INDEX rate_windows_touched ON rate_windows(touched);
+"#,
 ];

@@ -27,7 +27,7 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             } else {
                 (format!("identity:{ip}"), state.config.rate.identity_per_ip)
             };
-            state.rate_check(key, limit, now)?;
+            state.rate_check(key, limit, now).await?;
         }
         let lenient = state.defects.contains(Defect::LenientRegistrationType);
         let known = ["anonymous", "service_auth", "identity_assertion"];

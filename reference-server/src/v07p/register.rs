@@ -27,7 +27,7 @@ pub async fn register(State(state): State<AppState>, Now(now): Now, request: Req
             } else {
                 (format!("identity:{ip}"), state.config.rate.identity_per_ip)
             };
-            state.rate_check(key, limit, now)?;
+            state.rate_check(key, limit, now).await?;
         }
         match kind.as_str() {
             "anonymous" if state.config.anonymous || state.defects.contains(Defect::V06AnonymousDespiteOff) => anonymous(&state, now).await,
