@@ -4,7 +4,9 @@
 #   bash bench/run.sh            # DURATION=10 CONNECTIONS=64 THREADS=2 TOKENS=200000 by default (the mock IdP mints at most 200000 per batch)
 #
 # Starts the release mock IdP and reference server on random loopback ports (a real SQLite file
-# in WAL mode, replies only after commit), then drives them with wrk: anonymous registration,
+# in WAL mode, replies only after commit; then the same on a throwaway PostgreSQL cluster, one
+# instance and three behind the round-robin front of `reference serve --replicas 3`; PG=0
+# leaves those out), then drives them with wrk: anonymous registration,
 # ID-JAG registration (ES256, cached JWKS, one pre-minted token per request) and an
 # authenticated API call. Prints requests/s, p50/p99 latency, non-2xx answers and the server's
 # RSS, and writes the table to reports/runs/bench-<time>.md.
@@ -22,7 +24,7 @@ if ! command -v wrk >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get install -y -qq wrk >/dev/null || { echo "error: wrk is needed: apt-get install wrk" >&2; exit 2; }
 fi
-cargo build --release --locked -q -p authmd-reference-server -p authmd-mock-idp
+cargo build --release --locked -q -p authmd-reference-server -p authmd-mock-idp -p authmd-conformance
 
 work=$(mktemp -d)
 pids=()
@@ -42,11 +44,17 @@ target/release/authmd-mock-idp --listen 127.0.0.1:0 --token-file "$work/idp.toke
 pids+=($!)
 idp=$(first_url "$work/idp.out")
 
-# Starts a reference server with extra `--set` flags; sets $base and $server_pid.
+# Starts a reference server with extra flags (on SQLite, or with `postgres` first on a throwaway
+# PostgreSQL cluster through `reference serve`); sets $base and $server_pid.
 start_server() {
   local name=$1; shift
   current=$name
-  target/release/authmd-reference-server --listen 127.0.0.1:0 --database "$work/$name.sqlite" \
+  local launch=(target/release/authmd-reference-server --listen 127.0.0.1:0 --database "$work/$name.sqlite")
+  if [ "${1:-}" = postgres ]; then
+    shift
+    launch=(target/release/authmd-conformance reference serve --listen 127.0.0.1:0 --throwaway-postgres)
+  fi
+  "${launch[@]}" \
     --set "trusted_issuers=[{issuer = \"$idp\"}]" \
     --set rate.anonymous_per_ip=1000000000 --set rate.identity_per_ip=1000000000 --set rate.per_issuer=1000000000 \
     "$@" >"$work/$name.out" 2>"$work/$name.err" &
@@ -63,7 +71,7 @@ start_server() {
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$server_pid/status"; }
 # The WAL beside a server's database (it is cut back to 16 MiB once a checkpoint has copied it
 # all, and emptied at close).
-wal_of() { stat -c %s "$work/$1.sqlite-wal" 2>/dev/null | awk '{printf "%.1f MiB", $1/1048576}' || true; }
+wal_of() { if [ -e "$work/$1.sqlite-wal" ]; then stat -c %s "$work/$1.sqlite-wal" | awk '{printf "%.1f MiB", $1/1048576}'; else echo "-"; fi; }
 
 results="| scenario | durability | requests/s | p50 | p99 | non-2xx | WAL peak | WAL after |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 run() { # name, durability, lua script, path
@@ -82,6 +90,7 @@ run() { # name, durability, lua script, path
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   kill "$sampler" 2>/dev/null || true
   local walpeak; walpeak=$(awk '{printf "%.1f MiB", $1/1048576}' "$work/walpeak")
+  [ -e "$work/$current.sqlite" ] || walpeak="-"
   sleep 1   # one second for the checkpointer to catch up, as it does between bursts
   local walsize; walsize=$(wal_of "$current")
   results+="| $name | $durability | $rps | $p50 | $p99 | ${bad:-0} | $walpeak | ${walsize:-0} |\n"
@@ -103,6 +112,22 @@ kill "$server_pid"
 start_server power --set power_safe=true
 run "anonymous registration" "power-safe" anon.lua /agent/auth
 run "ID-JAG registration (ES256)" "power-safe" idjag.lua /agent/auth
+kill "$server_pid"
+
+if [ "${PG:-1}" = 1 ]; then
+  for shape in postgres replicas; do
+    extra=(); label="PostgreSQL, 1 instance"
+    [ "$shape" = replicas ] && extra=(--replicas 3) && label="PostgreSQL, 3 replicas"
+    start_server "$shape" postgres "${extra[@]}"
+    AUTHMD_BENCH_KEY=$(curl -sf -X POST "$base/agent/auth" -H 'content-type: application/json' \
+      -d '{"type":"anonymous","requested_credential_type":"api_key"}' | sed -E 's/.*"credential":"([^"]+)".*/\1/')
+    export AUTHMD_BENCH_KEY
+    run "anonymous registration" "$label" anon.lua /agent/auth
+    run "ID-JAG registration (ES256)" "$label" idjag.lua /agent/auth
+    run "API call (api_key)" "$label" api.lua /api/resource
+    kill "$server_pid"
+  done
+fi
 
 stamp=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p reports/runs
@@ -115,6 +140,7 @@ mkdir -p reports/runs
   echo
   echo "Crash-safe: WAL, synchronous=NORMAL (an answer survives a crash or kill -9 of the server)."
   echo "Power-safe: power_safe = true, synchronous=FULL (it also survives an OS crash or power loss)."
+  echo "PostgreSQL: a throwaway cluster on the same 2 cores (fsync off: it survives a crash of the server, not of the machine), reached over loopback TCP; 3 replicas: three instances in one process behind the round-robin front, their write batches serialised by one advisory lock."
   echo "Server RSS: $rss_warm after the anonymous run, $rss_end after all three (crash-safe server)."
   echo "WAL peak: the largest the database's WAL grew during the measured run (sampled every 100 ms); WAL after: its size one second after. The writer truncates it past 64 MiB, the checkpointer once writes stop."
 } | tee "reports/runs/bench-$stamp.md"

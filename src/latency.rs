@@ -167,4 +167,28 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());
         assert_eq!(String::from_utf8_lossy(&out), "127.3.4.5:ping");
     }
+
+    #[tokio::test]
+    async fn a_front_sends_each_new_connection_to_the_next_upstream() {
+        let mut upstreams = Vec::new();
+        for name in ["a", "b", "c"] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("upstream");
+            upstreams.push(listener.local_addr().expect("addr"));
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = listener.accept().await {
+                    let _ = s.write_all(name.as_bytes()).await;
+                }
+            });
+        }
+        let (listener, addr) = DelayProxy::bind().await.expect("bind");
+        let _front = DelayProxy::forward_to_each(listener, upstreams, Duration::ZERO);
+        let mut seen = String::new();
+        for _ in 0..6 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.expect("read");
+            seen.push_str(&String::from_utf8_lossy(&out));
+        }
+        assert_eq!(seen, "abcabc");
+    }
 }
