@@ -18,6 +18,7 @@ use crate::store::registration::Registration;
 // Protected API
 // ---------------------------------------------------------------------------------------------
 
+#[derive(Clone)]
 pub(crate) struct Caller {
     pub(crate) kind: String,
     pub(crate) scopes: Vec<String>,
@@ -61,9 +62,20 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap, query: O
         token
     };
     let h = hash(&token);
+    // The defect: a credential this instance accepted within the last minute is accepted again
+    // without a look at the database, where another replica may have revoked it.
+    let cache = state.defects.contains(Defect::RevocationCachePerInstance);
+    if cache
+        && let Ok(accepted) = state.accepted.lock()
+        && let Some((until, caller)) = accepted.get(&h)
+        && *until > crate::secrets::unix_now()
+    {
+        return Ok(caller.clone());
+    }
     let st = state.clone();
+    let key = h.clone();
     // A pure read: off the writer thread (API calls are the hot path).
-    state
+    let caller = state
         .db
         .read(move |conn| {
             let unauthorized = ApiError::Unauthorized { presented: true };
@@ -101,8 +113,22 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap, query: O
                 sub: c.sub,
             })
         })
-        .await
+        .await;
+    if cache
+        && let Ok(caller) = &caller
+        && let Ok(mut accepted) = state.accepted.lock()
+    {
+        // Bounded: a flood of credentials empties it rather than growing it.
+        if accepted.len() >= ACCEPTED_CACHE {
+            accepted.clear();
+        }
+        accepted.insert(key, (crate::secrets::unix_now() + 60, caller.clone()));
+    }
+    caller
 }
+
+/// Credentials the revocation-cache-per-instance defect remembers at most.
+const ACCEPTED_CACHE: usize = 10_000;
 
 /// `GET /api/resource`: the identity/scope echo the harness uses as its oracle.
 pub async fn api_resource(State(state): State<AppState>, Now(now): Now, request: Request) -> Response {

@@ -119,6 +119,7 @@ pub fn state(mut config: Config, defects: Defects, base_url: String, instance: S
         base_url: base_url.trim_end_matches('/').to_string(),
         instance,
         rate: Mutex::default(),
+        accepted: Mutex::default(),
     })))
 }
 

@@ -51,6 +51,9 @@ pub struct Inner {
     pub base_url: String,
     /// Fixed-window rate counters that forget idle keys.
     pub rate: Mutex<crate::rate::RateCounters>,
+    /// Credentials accepted lately, by hash (only under the revocation-cache-per-instance
+    /// defect; bounded).
+    pub(crate) accepted: Mutex<std::collections::HashMap<String, (i64, crate::api::Caller)>>,
 }
 
 impl Inner {
