@@ -242,6 +242,11 @@ pub struct Replicas {
     /// Each replica's own origin (`http://10.0.0.11:8080`): a request to one reaches that
     /// replica and no other, with the path it would have under the base URL. Two or more.
     pub origins: Vec<String>,
+    /// How long a revocation made through one replica may take to reach the others, in
+    /// milliseconds: a credential used on another replica is polled until refused, and still
+    /// accepted past this bound is a failure. 0 (the default) means at once.
+    #[serde(default)]
+    pub revocation_propagation_ms: u64,
 }
 
 /// Field values may use `{email}`, `{return_to}` (from the `verification_uri`),

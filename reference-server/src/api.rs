@@ -122,10 +122,14 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap, query: O
         if accepted.len() >= ACCEPTED_CACHE {
             accepted.clear();
         }
-        accepted.insert(key, (crate::secrets::unix_now() + 60, caller.clone()));
+        accepted.insert(key, (crate::secrets::unix_now() + ACCEPTED_FOR_SECS, caller.clone()));
     }
     caller
 }
+
+/// How long the revocation-cache-per-instance defect remembers an accepted credential (one to
+/// two seconds: short, so a target declaring a longer propagation bound is seen to settle).
+const ACCEPTED_FOR_SECS: i64 = 2;
 
 /// Credentials the revocation-cache-per-instance defect remembers at most.
 const ACCEPTED_CACHE: usize = 10_000;

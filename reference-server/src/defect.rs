@@ -376,7 +376,7 @@ defects! {
     /// RATE-01 across replicas: each instance counts in its own memory even where the counters
     /// are shared, so a burst spread over the replicas meets no limit.
     RateBucketsPerInstance = "rate-buckets-per-instance",
-    /// API-04 across replicas: each instance remembers for a minute a credential it accepted,
+    /// API-04 across replicas: each instance remembers for two seconds a credential it accepted,
     /// so a revocation made through another replica is not seen there.
     RevocationCachePerInstance = "revocation-cache-per-instance",
     /// AID-REC-01: the record carries `desc` beside its alias `s`.

@@ -61,7 +61,10 @@ impl AppState {
             return Ok(());
         }
         let window = self.config.rate.window.max(1) as i64;
-        let on_postgres = matches!(crate::store::Location::of(&self.config.database), crate::store::Location::Postgres(_));
+        let on_postgres = matches!(
+            crate::store::Location::of(&self.config.database),
+            crate::store::Location::Postgres(_)
+        );
         let shared = self.config.rate.shared.unwrap_or(on_postgres) && !self.defects.contains(Defect::RateBucketsPerInstance);
         if shared {
             let real = crate::secrets::unix_now();

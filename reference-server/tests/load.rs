@@ -264,8 +264,17 @@ async fn on_postgres_each_replayed_token_succeeds_exactly_once_on_one_instance_a
     // Both can fail: without the replay check, or with a replay cache per instance.
     let broken = race_on([Defect::SkipReplayCheck].into_iter().collect(), 1, &fresh_database(cluster), 1).await;
     assert!(broken[0] > 1, "skip-replay-check still allowed only {} success", broken[0]);
-    let per_instance = race_on([Defect::ReplayCachePerInstance].into_iter().collect(), 1, &fresh_database(cluster), 3).await;
-    assert_eq!(per_instance[0], 3, "a replay cache per instance lets each of the 3 accept the token once");
+    let per_instance = race_on(
+        [Defect::ReplayCachePerInstance].into_iter().collect(),
+        1,
+        &fresh_database(cluster),
+        3,
+    )
+    .await;
+    assert_eq!(
+        per_instance[0], 3,
+        "a replay cache per instance lets each of the 3 accept the token once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

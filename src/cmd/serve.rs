@@ -231,7 +231,9 @@ async fn serve_replicas(mut cfg: Config, defects: authmd_reference_server::Defec
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let front_addr = front.local_addr().map_err(|e| Failure::Usage(e.to_string()))?;
     if cfg.https || cfg.tls_cert.is_some() {
-        return Err(Failure::Usage("--replicas serves plain HTTP behind its front; drop https and tls_cert".into()));
+        return Err(Failure::Usage(
+            "--replicas serves plain HTTP behind its front; drop https and tls_cert".into(),
+        ));
     }
     cfg.base_url.get_or_insert_with(|| format!("http://{front_addr}"));
     // Counted in the shared database, a burst spread over the replicas meets the one limit.
@@ -247,9 +249,15 @@ async fn serve_replicas(mut cfg: Config, defects: authmd_reference_server::Defec
     let upstreams: Vec<SocketAddr> = servers.iter().map(ReferenceServer::addr).collect();
     let _front = authmd_conformance::latency::DelayProxy::forward_to_each(front, upstreams.clone(), std::time::Duration::ZERO);
     let own: Vec<String> = upstreams.iter().map(|a| format!("http://{a}")).collect();
-    println!("reference server listening on {} ({replicas} replicas behind a round-robin front)", servers[0].base_url());
+    println!(
+        "reference server listening on {} ({replicas} replicas behind a round-robin front)",
+        servers[0].base_url()
+    );
     println!("replicas: {}", own.join(" "));
-    println!("target config: [replicas] origins = [{}]", own.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", "));
+    println!(
+        "target config: [replicas] origins = [{}]",
+        own.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ")
+    );
     wait_for_ctrl_c().await;
     Ok(Ending::Success)
 }

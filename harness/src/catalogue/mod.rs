@@ -517,6 +517,12 @@ impl Catalogue {
                     ),
                 ));
             }
+            if step.settle.is_some() && !matches!(step.action, crate::language::Action::Api { .. }) {
+                return Err(err(
+                    path,
+                    format!("field `step[{i}].settle`: only an `api` step may run again until it holds (it changes nothing)"),
+                ));
+            }
             if step.replica.is_some() && !raw.needs.contains(&Need::Replicas) {
                 return Err(err(
                     path,

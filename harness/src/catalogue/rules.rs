@@ -64,6 +64,7 @@ pub(super) fn expand_near_misses(steps: Vec<Step>, path: &Path) -> Result<(Vec<S
                 advance: step.advance.clone(),
                 expect: step.expect.clone(),
                 replica: step.replica,
+                settle: step.settle,
                 near_miss: Vec::new(),
                 action,
             });

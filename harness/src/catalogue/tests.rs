@@ -125,3 +125,23 @@ fn every_profile_s_setup_checks_load_against_its_whole_catalogue() {
         );
     }
 }
+
+#[test]
+fn only_an_api_step_may_settle() {
+    let dir = std::env::temp_dir().join(format!("authmd-cat-settle-{}", std::process::id()));
+    let area = dir.join("replicas");
+    std::fs::create_dir_all(&area).expect("dir");
+    std::fs::copy(crate::repo_root().join("cases/requirements.toml"), dir.join("requirements.toml")).expect("requirements");
+    // A registration run again until it holds would register again: refused.
+    std::fs::write(
+        area.join("replica-99-settle.toml"),
+        "id = \"replica-99-settle\"\nrequirements = [\"REVOKE-02\"]\nsummary = \"x\"\nneeds = [\"anonymous\", \"replicas\"]\n\n\
+         [[step]]\ndo = \"register-anonymous\"\nreplica = 1\nsettle = \"revocation\"\nexpect = { status = 401 }\n",
+    )
+    .expect("case");
+    let error = Catalogue::load(&dir)
+        .expect_err("a settling registration must not load")
+        .to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(error.contains("step[0].settle") && error.contains("only an `api` step"), "{error}");
+}

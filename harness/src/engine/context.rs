@@ -308,25 +308,36 @@ impl<'h> CaseCtx<'h> {
                     }
                 },
             };
-            let fetches_before = self.idp.jwks_fetches();
-            match self.step_unthrottled(step, &label).await? {
-                Ok((exchange, vars)) => {
-                    // Named first, so an expectation may refer to its own step's values.
-                    if let Some(name) = &step.name {
-                        self.vars.insert(name.clone(), Value::Object(vars.clone()));
+            let mut settling = step.settle.map(|s| super::settle::Settling::new(self, s));
+            loop {
+                let findings_before = self.findings.len();
+                let fetches_before = self.idp.jwks_fetches();
+                match self.step_unthrottled(step, &label).await? {
+                    Ok((exchange, vars)) => {
+                        // Named first, so an expectation may refer to its own step's values.
+                        if let Some(name) = &step.name {
+                            self.vars.insert(name.clone(), Value::Object(vars.clone()));
+                        }
+                        if let Some(expect) = &step.expect {
+                            let fetched = self.idp.jwks_fetches() - fetches_before;
+                            self.check(&label, expect, exchange.as_ref(), &vars, fetched);
+                        }
                     }
-                    if let Some(expect) = &step.expect {
-                        let fetched = self.idp.jwks_fetches() - fetches_before;
-                        self.check(&label, expect, exchange.as_ref(), &vars, fetched);
+                    Err(StepError::MissingInput(missing)) => {
+                        // The target's earlier answers lacked something this step needs: that is
+                        // a finding about the target, and later steps cannot run meaningfully.
+                        self.finding(&label, FindingKind::MissingInput, "the inputs this step needs", missing);
+                        return Ok(());
                     }
+                    Err(StepError::Harness(e)) => return Err(e),
                 }
-                Err(StepError::MissingInput(missing)) => {
-                    // The target's earlier answers lacked something this step needs: that is a
-                    // finding about the target, and later steps cannot run meaningfully.
-                    self.finding(&label, FindingKind::MissingInput, "the inputs this step needs", missing);
-                    return Ok(());
+                let again = match settling.as_mut() {
+                    Some(s) => s.again(self, findings_before).await,
+                    None => false,
+                };
+                if !again {
+                    break;
                 }
-                Err(StepError::Harness(e)) => return Err(e),
             }
         }
         Ok(())

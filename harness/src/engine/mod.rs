@@ -8,6 +8,7 @@ mod aid_step;
 mod context;
 mod discovery;
 mod needs;
+mod settle;
 mod steps;
 
 use std::net::{IpAddr, Ipv4Addr};

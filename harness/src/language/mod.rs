@@ -36,6 +36,11 @@ pub struct Step {
     /// `[replicas].origins`) instead of the base URL; the case needs `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<usize>,
+    /// The target may take a while for this step's expectation to hold: the step runs again
+    /// until it holds or the bound the target declares for `settle` has passed. Only on `api`
+    /// steps, which change nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<Settle>,
     /// Near-miss variants (see `nearmiss::VARIANTS`): the step runs once per variant, each
     /// `{{ref | near}}` in its parameters replaced by that variant of the value, and each run
     /// is judged by `expect` on its own (`<name>/<variant>`).
@@ -44,6 +49,15 @@ pub struct Step {
     /// What to do (`do = "…"`) and its parameters.
     #[serde(flatten)]
     pub action: Action,
+}
+
+/// What a settling step waits for, and so which declared bound applies.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, JsonSchema, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Settle {
+    /// A revocation made through one replica reaching the others: up to the target's
+    /// `[replicas].revocation_propagation_ms` (0, immediately, unless declared).
+    Revocation,
 }
 
 impl Step {

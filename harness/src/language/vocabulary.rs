@@ -25,7 +25,9 @@ pub fn vocabulary_markdown() -> String {
         "<!-- @generated from harness/src/language/ by `scripts/bless`; do not edit -->\n\
          # The case language\n\n\
          Each `[[step]]` names an action with `do` and may add `name`, `advance`, `expect`,\n\
-         `near_miss` and `replica` (send it to one of the target's `[replicas]`).\n\
+         `near_miss`, `replica` (send it to one of the target's `[replicas]`) and `settle`\n\
+         (`\"revocation\"`: run an `api` step again until it holds, within the target's\n\
+         `[replicas].revocation_propagation_ms`).\n\
          Unknown keys are refused when the catalogue loads. Strings may hold `{{references}}`.\n\
          The JSON Schema is `cases/step.schema.json`.\n\n## Actions\n",
     );

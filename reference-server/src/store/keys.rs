@@ -10,9 +10,11 @@ pub(crate) fn service_key(conn: &Connection) -> Result<Option<(String, Vec<u8>)>
         conn.execute_batch("CREATE TABLE IF NOT EXISTS service_keys (kid TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL)")
             .map_err(|e| e.to_string())?;
     }
-    conn.query_row("SELECT kid, pkcs8 FROM service_keys LIMIT 1", params![], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(|e| e.to_string())
+    conn.query_row("SELECT kid, pkcs8 FROM service_keys LIMIT 1", params![], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+    .map_err(|e| e.to_string())
 }
 
 /// Stores the v0.6 assertion-signing key.

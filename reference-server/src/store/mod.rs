@@ -20,8 +20,8 @@ pub(crate) mod claim;
 pub(crate) mod credentials;
 pub(crate) mod keys;
 pub(crate) mod outbox;
-pub(crate) mod rate;
 mod pg;
+pub(crate) mod rate;
 pub(crate) mod refresh;
 pub(crate) mod registration;
 pub(crate) mod replay;
@@ -254,7 +254,10 @@ impl Db {
                 }
             })
             .map_err(|e| err(e.to_string()))?;
-        ready_rx.recv().map_err(|_| err("the storage thread stopped".into()))?.map_err(err)?;
+        ready_rx
+            .recv()
+            .map_err(|_| err("the storage thread stopped".into()))?
+            .map_err(err)?;
         let url = url.to_string();
         let readers = Readers::start(move || pg::PgConn::connect(&url).map(|c| Connection::Pg(std::cell::RefCell::new(c)))).map_err(err)?;
         Ok(Self {

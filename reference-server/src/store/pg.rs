@@ -100,7 +100,10 @@ impl<'a> FromSql<'a> for Raw<'a> {
     }
 
     fn from_sql_null(ty: &Type) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Self { ty: ty.clone(), bytes: None })
+        Ok(Self {
+            ty: ty.clone(),
+            bytes: None,
+        })
     }
 
     fn accepts(_: &Type) -> bool {
@@ -353,7 +356,8 @@ CREATE INDEX rate_windows_touched ON rate_windows(touched);
 pub(super) fn migrate(conn: &mut PgConn) -> std::result::Result<(), String> {
     let client = &mut conn.client;
     let mut tx = client.transaction().map_err(|e| e.to_string())?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).map_err(|e| e.to_string())?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .map_err(|e| e.to_string())?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS authmd_schema (version BIGINT NOT NULL)")
         .map_err(|e| e.to_string())?;
     let version: i64 = tx

@@ -1,11 +1,11 @@
 //! `POST /agent/auth/claim/complete` (CLAIM-16..27): the user's OTP, checked by a chain of
 //! small named steps, each preceded by the requirement it implements.
 
+use crate::store::Connection;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crate::store::Connection;
 use serde_json::{Value, json};
 
 use crate::defect::Defect;

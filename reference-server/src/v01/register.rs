@@ -3,9 +3,9 @@
 
 use std::net::IpAddr;
 
+use crate::store::Connection;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use crate::store::Connection;
 use serde_json::{Value, json};
 
 use crate::defect::Defect;
@@ -87,7 +87,9 @@ pub(crate) async fn register_anonymous(state: &AppState, now: i64, ip: Option<Ip
         return Err(unsupported_credential(state));
     }
     if let Some(ip) = ip {
-        state.rate_check(format!("anon:{ip}"), state.config.rate.anonymous_per_ip, now).await?;
+        state
+            .rate_check(format!("anon:{ip}"), state.config.rate.anonymous_per_ip, now)
+            .await?;
     }
     // REG-ANON-01, REG-ANON-04, REG-ANON-08, CRED-06: fresh high-entropy identifiers.
     let registration_id = ordered_id("reg_");
@@ -183,7 +185,9 @@ pub(crate) async fn register_identity(state: &AppState, now: i64, ip: Option<IpA
         return Err(unsupported_credential(state));
     }
     if let Some(ip) = ip {
-        state.rate_check(format!("ident:{ip}"), state.config.rate.identity_per_ip, now).await?;
+        state
+            .rate_check(format!("ident:{ip}"), state.config.rate.identity_per_ip, now)
+            .await?;
     }
     if assertion_type == "verified_email" {
         register_email(state, now, assertion, requested).await
@@ -382,7 +386,9 @@ pub(crate) async fn register_id_jag(state: &AppState, now: i64, assertion: &str,
         }
         other => other?,
     };
-    state.rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now).await?;
+    state
+        .rate_check(format!("iss:{}", verified.iss), state.config.rate.per_issuer, now)
+        .await?;
     // CRED-09: one registration id per (iss, sub, aud).
     let registration_id = if state.defects.contains(Defect::RegistrationIdPerAssertion) {
         ordered_id("reg_")
