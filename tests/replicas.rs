@@ -1,7 +1,7 @@
 //! A settling step against replicas: a revocation that reaches the other replicas late passes
 //! within the propagation bound the target declares, and fails past it, the finding naming how
 //! long the harness waited. The late replicas are the bundled `replicas` deployment under the
-//! revocation-cache-per-instance defect (each instance trusts what it accepted for 1 to 2 s).
+//! credential-cache-per-instance defect (each instance trusts what it accepted for 1 to 2 s).
 
 mod common;
 
@@ -13,7 +13,7 @@ use authmd_reference_server::Defect;
 async fn verdict_with_bound(ms: u64) -> authmd_conformance::engine::CaseResult {
     let deployment = Deployment::named("replicas").expect("the replicas deployment");
     let (harness, _stack) = authmd_conformance::bundled_harness_configured(
-        [Defect::RevocationCachePerInstance].into_iter().collect(),
+        [Defect::CredentialCachePerInstance].into_iter().collect(),
         Shape::Full,
         deployment,
         None,

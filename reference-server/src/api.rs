@@ -64,7 +64,7 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap, query: O
     let h = hash(&token);
     // The defect: a credential this instance accepted within the last minute is accepted again
     // without a look at the database, where another replica may have revoked it.
-    let cache = state.defects.contains(Defect::RevocationCachePerInstance);
+    let cache = state.defects.contains(Defect::CredentialCachePerInstance);
     if cache
         && let Ok(accepted) = state.accepted.lock()
         && let Some((until, caller)) = accepted.get(&h)
@@ -127,11 +127,11 @@ pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap, query: O
     caller
 }
 
-/// How long the revocation-cache-per-instance defect remembers an accepted credential (one to
+/// How long the credential-cache-per-instance defect remembers an accepted credential (one to
 /// two seconds: short, so a target declaring a longer propagation bound is seen to settle).
 const ACCEPTED_FOR_SECS: i64 = 2;
 
-/// Credentials the revocation-cache-per-instance defect remembers at most.
+/// Credentials the credential-cache-per-instance defect remembers at most.
 const ACCEPTED_CACHE: usize = 10_000;
 
 /// `GET /api/resource`: the identity/scope echo the harness uses as its oracle.

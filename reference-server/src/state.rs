@@ -51,7 +51,7 @@ pub struct Inner {
     pub base_url: String,
     /// Fixed-window rate counters that forget idle keys.
     pub rate: Mutex<crate::rate::RateCounters>,
-    /// Credentials accepted lately, by hash (only under the revocation-cache-per-instance
+    /// Credentials accepted lately, by hash (only under the credential-cache-per-instance
     /// defect; bounded).
     pub(crate) accepted: Mutex<std::collections::HashMap<String, (i64, crate::api::Caller)>>,
 }
