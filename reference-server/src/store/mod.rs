@@ -246,7 +246,7 @@ impl Db {
                 match opened {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
-                        run(Connection::Pg(std::cell::RefCell::new(c)), rx, Guard::Postgres);
+                        run(Connection::Pg(Box::new(std::cell::RefCell::new(c))), rx, Guard::Postgres);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -259,7 +259,8 @@ impl Db {
             .map_err(|_| err("the storage thread stopped".into()))?
             .map_err(err)?;
         let url = url.to_string();
-        let readers = Readers::start(move || pg::PgConn::connect(&url).map(|c| Connection::Pg(std::cell::RefCell::new(c)))).map_err(err)?;
+        let readers =
+            Readers::start(move || pg::PgConn::connect(&url).map(|c| Connection::Pg(Box::new(std::cell::RefCell::new(c))))).map_err(err)?;
         Ok(Self {
             tx,
             readers: std::sync::Arc::new(readers),

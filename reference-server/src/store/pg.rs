@@ -70,9 +70,8 @@ impl PgConn {
 /// are copied as they are.
 pub(crate) fn translate(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
     let mut quoted = false;
-    while let Some(c) = chars.next() {
+    for c in sql.chars() {
         match c {
             '\'' => {
                 quoted = !quoted;

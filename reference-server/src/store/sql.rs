@@ -17,7 +17,7 @@ pub(crate) enum Connection {
     Lite(rusqlite::Connection),
     /// A PostgreSQL server (a `RefCell` because its client needs `&mut` for every statement,
     /// while jobs share the connection by `&`).
-    Pg(RefCell<PgConn>),
+    Pg(Box<RefCell<PgConn>>),
 }
 
 /// A failed statement.
