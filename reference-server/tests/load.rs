@@ -300,3 +300,63 @@ async fn on_postgres_no_acknowledged_registration_is_lost_to_a_kill_9_of_one_or_
         assert_eq!(lost, 0, "{lost} acknowledged registrations lost with {instances} instance(s)");
     }
 }
+
+/// The two schemas are written apart (each in its own dialect); every table and column of the
+/// SQLite one must exist on PostgreSQL too, or a statement would work on one and fail on the
+/// other. PostgreSQL has `rowid` columns where the store reads SQLite's implicit one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgresql_schema_has_every_table_and_column_of_the_sqlite_one() {
+    let Some(cluster) = cluster() else { return };
+    let lite = db_path("schema");
+    remove_db(&lite);
+    let url = fresh_database(cluster);
+    for database in [lite.clone(), url.clone()] {
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database,
+            ..Config::default()
+        };
+        // Both key tables are made at start only where a key is used.
+        config.profile = authmd_reference_server::profile::Profile::V06;
+        drop(ReferenceServer::start(config, Defects::none()).await.expect("server"));
+    }
+    let conn = rusqlite::Connection::open(&lite).expect("sqlite");
+    let mut on_sqlite = std::collections::BTreeSet::new();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .expect("tables")
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    for table in tables {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .expect("columns")
+            .query_map([], |r| r.get(0))
+            .expect("columns")
+            .collect::<Result<_, _>>()
+            .expect("columns");
+        on_sqlite.extend(columns.into_iter().map(|c| format!("{table}.{c}")));
+    }
+    drop(conn);
+    remove_db(&lite);
+    let url = url.to_string_lossy().into_owned();
+    let on_postgres: std::collections::BTreeSet<String> = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("postgres");
+        client
+            .query(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'",
+                &[],
+            )
+            .expect("columns")
+            .iter()
+            .map(|r| format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect()
+    })
+    .join()
+    .expect("join");
+    let missing: Vec<&String> = on_sqlite.difference(&on_postgres).collect();
+    assert!(missing.is_empty(), "on SQLite, not on PostgreSQL: {missing:?}");
+    assert!(on_sqlite.len() > 60, "only {} columns read", on_sqlite.len());
+}
