@@ -214,9 +214,8 @@ pub struct RateLimits {
     pub identity_per_ip: u32,
     /// ID-JAG registrations per issuer per window. Defaults to 10000.
     pub per_issuer: u32,
-    /// Whether the counters live in the database, shared by every instance over it, rather
-    /// than in each process's memory. Defaults to on for PostgreSQL (a database meant for
-    /// replicas) and off for SQLite (one process: memory is faster).
+    /// Whether the counters live in the database, shared by every instance over it, not in each
+    /// process's memory. Defaults to on for PostgreSQL (meant for replicas), off for SQLite.
     pub shared: Option<bool>,
 }
 

@@ -376,9 +376,8 @@ defects! {
     /// RATE-01 across replicas: each instance counts in its own memory even where the counters
     /// are shared, so a burst spread over the replicas meets no limit.
     RateBucketsPerInstance = "rate-buckets-per-instance",
-    /// API-04 and CLAIM-17 across replicas: each instance remembers for two seconds a credential
-    /// it accepted, with its scopes, so a revocation or a completed claim made through another
-    /// replica is not seen there.
+    /// API-04 and CLAIM-17 across replicas: each instance trusts a credential it accepted, with
+    /// its scopes, for two seconds, missing a revocation or a claim made through another replica.
     CredentialCachePerInstance = "credential-cache-per-instance",
     /// AID-REC-01: the record carries `desc` beside its alias `s`.
     AidKeyAndAlias = "aid-key-and-alias",

@@ -518,10 +518,8 @@ impl Catalogue {
                 ));
             }
             if step.settle.is_some() && !matches!(step.action, crate::language::Action::Api { .. }) {
-                return Err(err(
-                    path,
-                    format!("field `step[{i}].settle`: only an `api` step may run again until it holds (it changes nothing)"),
-                ));
+                let why = "only an `api` step may run again until it holds (it changes nothing)";
+                return Err(err(path, format!("field `step[{i}].settle`: {why}")));
             }
             if step.replica.is_some() && !raw.needs.contains(&Need::Replicas) {
                 return Err(err(
