@@ -3,7 +3,6 @@
 //! Each variant breaks one requirement and is checked where the behaviour lives, never in a
 //! central switch. Ids are the kebab-case variant names; variants are alphabetical.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -379,6 +378,9 @@ defects! {
     /// API-04 and CLAIM-17 across replicas: each instance trusts a credential it accepted, with
     /// its scopes, for two seconds, missing a revocation or a claim made through another replica.
     CredentialCachePerInstance = "credential-cache-per-instance",
+    /// CLAIM-25 across replicas: each instance counts wrong OTPs in its own memory, so guesses
+    /// spread over the replicas are bounded per replica, not in all.
+    AttemptCounterPerInstance = "attempt-counter-per-instance",
     /// AID-REC-01: the record carries `desc` beside its alias `s`.
     AidKeyAndAlias = "aid-key-and-alias",
     /// AID-REC-06: the aid2 record carries `i=g1`, which makes it invalid.
@@ -542,37 +544,7 @@ defects! {
     WrongUnsupportedCredentialCode = "wrong-unsupported-credential-code",
 }
 
-/// The set of defects switched on.
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
-pub struct Defects(BTreeSet<Defect>);
-
-impl Defects {
-    /// No defects: a conforming server.
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// Is `defect` on?
-    pub fn contains(&self, defect: Defect) -> bool {
-        self.0.contains(&defect)
-    }
-
-    /// Switches `defect` on.
-    pub fn insert(&mut self, defect: Defect) {
-        self.0.insert(defect);
-    }
-
-    /// The defects switched on.
-    pub fn iter(&self) -> impl Iterator<Item = Defect> + '_ {
-        self.0.iter().copied()
-    }
-}
-
-impl FromIterator<Defect> for Defects {
-    fn from_iter<I: IntoIterator<Item = Defect>>(iter: I) -> Self {
-        Self(iter.into_iter().collect())
-    }
-}
+pub use crate::defect_set::Defects;
 
 impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,6 +12,7 @@ mod api;
 mod attempt;
 pub mod config;
 pub mod defect;
+mod defect_set;
 pub mod describe;
 mod discovery;
 pub mod error;
@@ -120,6 +121,7 @@ pub fn state(mut config: Config, defects: Defects, base_url: String, instance: S
         instance,
         rate: Mutex::default(),
         accepted: Mutex::default(),
+        local_failures: Mutex::default(),
     })))
 }
 

@@ -54,9 +54,28 @@ pub struct Inner {
     /// Credentials accepted lately, by hash (only under the credential-cache-per-instance
     /// defect; bounded).
     pub(crate) accepted: Mutex<std::collections::HashMap<String, (i64, crate::api::Caller)>>,
+    /// Wrong OTPs per claim attempt, counted by this instance alone (only under the
+    /// attempt-counter-per-instance defect; bounded).
+    pub(crate) local_failures: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Inner {
+    /// The wrong OTPs this instance has counted for `attempt`, one more first if `add`.
+    pub(crate) fn local_failures(&self, attempt: &str, add: bool) -> u32 {
+        let Ok(mut counts) = self.local_failures.lock() else { return 0 };
+        if add && counts.len() >= 10_000 && !counts.contains_key(attempt) {
+            counts.clear();
+        }
+        match add {
+            true => {
+                let n = counts.entry(attempt.to_string()).or_insert(0);
+                *n += 1;
+                *n
+            }
+            false => counts.get(attempt).copied().unwrap_or(0),
+        }
+    }
+
     /// Does the deployment follow this reading of a catalogue §C ambiguity (`follows`)?
     pub fn follows(&self, reading: &str) -> bool {
         self.config.follows.iter().any(|f| f == reading)

@@ -218,14 +218,8 @@ impl<'h> CaseCtx<'h> {
         {
             headers.push((name.clone(), self.offset.to_string()));
         }
-        // A step sent to one replica: the target's own URLs go to that replica's origin.
-        let at_replica = self
-            .replica
-            .as_deref()
-            .filter(|_| same_origin(url, &self.h.target.base_url))
-            .map(|origin| at_origin(url, origin));
-        let url = at_replica.as_deref().unwrap_or(url);
-        let exchange = self.net.send(step, method, url, &headers, body).await;
+        let url = self.routed(url);
+        let exchange = self.net.send(step, method, &url, &headers, body).await;
         self.exchanges.push(exchange.clone());
         self.settle(&exchange)?;
         Ok(exchange)
@@ -572,6 +566,17 @@ impl<'h> CaseCtx<'h> {
             f.requirement = expect.requirement.clone();
             f
         }));
+    }
+}
+
+impl CaseCtx<'_> {
+    /// Where the current step sends `url`: a URL of the target's own goes to the step's replica,
+    /// when it names one (every path that sends a request goes through here).
+    pub(super) fn routed(&self, url: &str) -> String {
+        match self.replica.as_deref().filter(|_| same_origin(url, &self.h.target.base_url)) {
+            Some(origin) => at_origin(url, origin),
+            None => url.to_string(),
+        }
     }
 }
 

@@ -82,7 +82,7 @@ impl CaseCtx<'_> {
         let (mut revealed, mut evidence) = (Vec::new(), None);
         for url in &urls {
             // Plain requests, no credentials; an unanswered or refused probe reveals nothing.
-            let exchange = self.net.send(label, "GET", url, &[], None).await;
+            let exchange = self.net.send(label, "GET", &self.routed(url), &[], None).await;
             self.exchanges.push(exchange.clone());
             if exchange.response_body.contains(&secret) {
                 if revealed.is_empty() {

@@ -28,7 +28,7 @@ impl CaseCtx<'_> {
         let uris: Vec<String> = match (across_replicas, &self.h.target.replicas) {
             (true, Some(r)) => r.origins.iter().map(|o| crate::engine::context::at_origin(&uri, o)).collect(),
             (true, None) => return Err(StepError::MissingInput("no [replicas] configured".into())),
-            (false, _) => vec![uri],
+            (false, _) => vec![self.routed(&uri)],
         };
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
         let net = self.net.clone();
@@ -206,10 +206,12 @@ impl CaseCtx<'_> {
                     self.net.clone()
                 });
             }
+            let routed: Vec<String> = requests.iter().map(|(uri, _, _)| self.routed(uri)).collect();
             let sends = nets
                 .iter()
                 .zip(&requests)
-                .map(|(net, (uri, body, _))| Box::pin(net.send(label, "POST", uri, &headers, Some(body.clone()))));
+                .zip(&routed)
+                .map(|((net, (_, body, _)), uri)| Box::pin(net.send(label, "POST", uri, &headers, Some(body.clone()))));
             let exchanges = join_vec(sends.collect()).await;
             round += batch;
             for (exchange, (uri, _, extra)) in exchanges.into_iter().zip(requests) {

@@ -85,10 +85,16 @@ fn confirm(conn: &Connection, st: &AppState, now: i64, claim_token: &str, given:
     let Some(stored) = stored_code(conn, st, &registration, &attempt, given)? else {
         return Ok(Err(ApiError::OtpNotGenerated.into()));
     };
-    // CLAIM-25: a bounded number of wrong guesses burns the code.
-    let limit_reached = attempt.failures >= st.config.max_otp_failures && !st.defects.contains(Defect::NoOtpAttemptLimit);
+    // CLAIM-25: a bounded number of wrong guesses burns the code (counted in the database, so
+    // for every replica; the defect counts in this instance's memory).
+    let local = st.defects.contains(Defect::AttemptCounterPerInstance);
+    let failures = if local { st.local_failures(&attempt.id, false) } else { attempt.failures };
+    let limit_reached = failures >= st.config.max_otp_failures && !st.defects.contains(Defect::NoOtpAttemptLimit);
     if !code_matches(conn, st, &registration, &attempt, &stored, given)? || limit_reached {
         record_failure(conn, &attempt.id)?;
+        if local {
+            st.local_failures(&attempt.id, true);
+        }
         // CLAIM-19, CLAIM-26
         return Ok(Err(Refusal::WrongCode { plain: attempt.plain }));
     }
