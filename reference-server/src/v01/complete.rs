@@ -88,7 +88,11 @@ fn confirm(conn: &Connection, st: &AppState, now: i64, claim_token: &str, given:
     // CLAIM-25: a bounded number of wrong guesses burns the code (counted in the database, so
     // for every replica; the defect counts in this instance's memory).
     let local = st.defects.contains(Defect::AttemptCounterPerInstance);
-    let failures = if local { st.local_failures(&attempt.id, false) } else { attempt.failures };
+    let failures = if local {
+        st.local_failures(&attempt.id, false)
+    } else {
+        attempt.failures
+    };
     let limit_reached = failures >= st.config.max_otp_failures && !st.defects.contains(Defect::NoOtpAttemptLimit);
     if !code_matches(conn, st, &registration, &attempt, &stored, given)? || limit_reached {
         record_failure(conn, &attempt.id)?;
