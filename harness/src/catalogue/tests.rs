@@ -92,19 +92,24 @@ fn an_exclusion_must_name_something_give_a_reason_and_take_its_cases_along() {
     }
 }
 
+/// Why a catalogue of the v0.1 requirements and this one case (in `area/file`) does not load.
+fn load_error(area: &str, file: &str, case: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("authmd-cat-{area}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join(area)).expect("dir");
+    std::fs::copy(crate::repo_root().join("cases/requirements.toml"), dir.join("requirements.toml")).expect("requirements");
+    std::fs::write(dir.join(area).join(file), case).expect("case");
+    let error = Catalogue::load(&dir).expect_err("the case must not load").to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    error
+}
+
 #[test]
 fn the_loader_names_the_file_step_and_key() {
-    let dir = std::env::temp_dir().join(format!("authmd-cat-{}", std::process::id()));
-    let area = dir.join("idjag");
-    std::fs::create_dir_all(&area).expect("dir");
-    std::fs::copy(crate::repo_root().join("cases/requirements.toml"), dir.join("requirements.toml")).expect("requirements");
-    std::fs::write(
-        area.join("idjag-42-typo.toml"),
+    let error = load_error(
+        "idjag",
+        "idjag-42-typo.toml",
         "id = \"idjag-42-typo\"\nrequirements = [\"IDJAG-42\"]\nsummary = \"a typo\"\n\n[[step]]\ndo = \"jwks-fault\"\nfault = \"server-eror\"\n",
-    )
-    .expect("case");
-    let error = Catalogue::load(&dir).expect_err("a typo must not load").to_string();
-    let _ = std::fs::remove_dir_all(&dir);
+    );
     assert!(error.contains("idjag-42-typo.toml") && error.contains("server-eror"), "{error}");
 }
 
@@ -128,20 +133,12 @@ fn every_profile_s_setup_checks_load_against_its_whole_catalogue() {
 
 #[test]
 fn only_an_api_step_may_settle() {
-    let dir = std::env::temp_dir().join(format!("authmd-cat-settle-{}", std::process::id()));
-    let area = dir.join("replicas");
-    std::fs::create_dir_all(&area).expect("dir");
-    std::fs::copy(crate::repo_root().join("cases/requirements.toml"), dir.join("requirements.toml")).expect("requirements");
     // A registration run again until it holds would register again: refused.
-    std::fs::write(
-        area.join("replica-99-settle.toml"),
+    let error = load_error(
+        "replicas",
+        "replica-99-settle.toml",
         "id = \"replica-99-settle\"\nrequirements = [\"REVOKE-02\"]\nsummary = \"x\"\nneeds = [\"anonymous\", \"replicas\"]\n\n\
          [[step]]\ndo = \"register-anonymous\"\nreplica = 1\nsettle = \"revocation\"\nexpect = { status = 401 }\n",
-    )
-    .expect("case");
-    let error = Catalogue::load(&dir)
-        .expect_err("a settling registration must not load")
-        .to_string();
-    let _ = std::fs::remove_dir_all(&dir);
+    );
     assert!(error.contains("step[0].settle") && error.contains("only an `api` step"), "{error}");
 }
