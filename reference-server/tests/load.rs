@@ -360,3 +360,53 @@ async fn the_postgresql_schema_has_every_table_and_column_of_the_sqlite_one() {
     assert!(missing.is_empty(), "on SQLite, not on PostgreSQL: {missing:?}");
     assert!(on_sqlite.len() > 60, "only {} columns read", on_sqlite.len());
 }
+
+/// A server whose PostgreSQL connections are cut (a database restart, a terminated backend)
+/// connects again: the next registration and API call succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_server_whose_connections_were_cut_connects_again() {
+    let Some(cluster) = cluster() else { return };
+    let url = fresh_database(cluster);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: url.clone(),
+        ..Config::default()
+    };
+    let server = ReferenceServer::start(config, Defects::none()).await.expect("server");
+    let base = server.base_url().trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let register = || {
+        http.post(format!("{base}/agent/auth"))
+            .header("content-type", "application/json")
+            .body(r#"{"type":"anonymous","requested_credential_type":"api_key"}"#)
+            .send()
+    };
+    assert_eq!(register().await.expect("answer").status(), 200);
+    let url = url.to_string_lossy().into_owned();
+    let cut = std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("admin");
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .expect("terminate")
+            .len()
+    })
+    .join()
+    .expect("join");
+    assert!(cut >= 3, "only {cut} connections cut (a writer and two readers expected)");
+    // The client learns of the closed connection when its socket does.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answer = register().await.expect("answer");
+    assert_eq!(answer.status(), 200, "after the cut: {:?}", answer.text().await);
+    let body: serde_json::Value = register().await.expect("answer").json().await.expect("json");
+    let key = body["credential"].as_str().expect("a credential").to_string();
+    let api = http
+        .get(format!("{base}/api/resource"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(api.status(), 200);
+}

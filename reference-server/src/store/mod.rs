@@ -342,12 +342,17 @@ impl Db {
     pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, ApiError> + Send + 'static,
+        F: Fn(&Connection) -> Result<R, ApiError> + Send + 'static,
     {
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
             let outcome = match conn {
-                Some(conn) => f(conn),
+                // A read that failed on a connection the database closed runs again on a new one
+                // (a read changes nothing, so `f` may run twice).
+                Some(conn) => match f(conn) {
+                    Err(_) if conn.revive() => f(conn),
+                    outcome => outcome,
+                },
                 None => Err(ApiError::Internal("no read connection".into())),
             };
             let _ = reply_tx.send(outcome);
@@ -461,7 +466,13 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, guard: Guard) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch(&begin) {
+        // A connection the database closed fails at BEGIN, before any job ran: connect again
+        // and begin again, so no request is lost to it.
+        let mut begun = conn.execute_batch(&begin);
+        if begun.is_err() && conn.revive() {
+            begun = conn.execute_batch(&begin);
+        }
+        if let Err(e) = begun {
             tracing::error!(error = %e, "cannot begin a write transaction");
             let _ = conn.execute_batch("ROLLBACK");
             // Dropping the jobs answers each caller with an error.

@@ -25,6 +25,7 @@ pub(crate) struct PgConn {
     /// The client.
     pub(crate) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    url: String,
 }
 
 impl PgConn {
@@ -34,7 +35,30 @@ impl PgConn {
         Ok(Self {
             client,
             statements: HashMap::new(),
+            url: url.to_string(),
         })
+    }
+
+    /// Connects again if the server closed the connection (a restart, a terminated backend):
+    /// otherwise every later statement of this storage thread would fail until the server
+    /// restarts. Its prepared statements died with it. The client learns of a closed connection
+    /// only from a statement that fails on it, so this is called after a failure.
+    /// Whether it connected again.
+    pub(crate) fn revive(&mut self) -> bool {
+        if !self.client.is_closed() {
+            return false;
+        }
+        match Self::connect(&self.url) {
+            Ok(fresh) => {
+                *self = fresh;
+                tracing::warn!("reconnected to PostgreSQL after the connection closed");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the PostgreSQL connection closed and reconnecting failed");
+                false
+            }
+        }
     }
 
     fn prepared(&mut self, sql: &str) -> Result<postgres::Statement> {

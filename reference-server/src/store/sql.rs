@@ -252,6 +252,15 @@ impl Connection {
         }
     }
 
+    /// Connects again if the database closed the connection (PostgreSQL; a SQLite file has
+    /// none); whether it did, so the failed work can run again.
+    pub(crate) fn revive(&self) -> bool {
+        match self {
+            Self::Pg(c) => c.borrow_mut().revive(),
+            Self::Lite(_) => false,
+        }
+    }
+
     /// Whether this is PostgreSQL (for the few statements only one dialect has).
     pub(crate) fn is_postgres(&self) -> bool {
         matches!(self, Self::Pg(_))
