@@ -126,6 +126,7 @@ mod tests {
             mail: Vec::new(),
             duration_ms: 0,
             waited_ms: 0,
+            settled: Vec::new(),
             note: None,
             file: String::new(),
         };

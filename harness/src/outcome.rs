@@ -374,6 +374,9 @@ pub struct CaseResult {
     /// Wall time waiting for the mock IdP before the case could start (0: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub waited_ms: u64,
+    /// The settling steps' timings (`settle`): how long each took to hold, if it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<Settled>,
     /// Why the verdict is what it is where the findings alone do not say (a reading case
     /// recorded rather than gated, and how to gate on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,6 +396,23 @@ impl MailRecord {
     }
 }
 
+/// How long one settling step took to hold: a revocation's propagation to another replica, as
+/// the harness saw it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Settled {
+    /// The step.
+    pub step: String,
+    /// What it waited for (`revocation`).
+    pub waits_for: String,
+    /// Whether it held within the bound.
+    pub held: bool,
+    /// From the end of the step before (the revocation) to the try that held (or, when it
+    /// never did, to the last).
+    pub after_ms: u64,
+    /// The bound the target declares.
+    pub bound_ms: u64,
+}
+
 impl CaseResult {
     /// A result for a case that did not run (skipped, blocked, or lost to a harness error).
     pub fn unrun(case: &crate::catalogue::Case, verdict: Verdict) -> Self {
@@ -410,6 +430,7 @@ impl CaseResult {
             mail: Vec::new(),
             duration_ms: 0,
             waited_ms: 0,
+            settled: Vec::new(),
             note: None,
             file: case_file(&case.path),
         }

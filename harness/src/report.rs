@@ -178,6 +178,7 @@ impl Report {
                 c.waited_ms as f64 / 1000.0
             );
         }
+        out += &propagation_markdown(&self.cases);
         if let Some(p) = &self.header.preflight {
             out += &preflight_markdown(p, &cell);
         }
@@ -516,4 +517,27 @@ fn preflight_markdown(p: &crate::aid::Preflight, cell: &dyn Fn(&str) -> String) 
 /// JSON made safe to embed in an HTML `<script>` element (see [`Report::to_html`]).
 pub fn script_safe(json: &str) -> String {
     json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
+/// The revocation propagation the settling steps saw (`settle`), as one line: how many polls held
+/// and after how long (nearest-rank p50 and p99, and the longest), and how many never did within
+/// the bound. Empty when no step settled.
+fn propagation_markdown(cases: &[CaseResult]) -> String {
+    let all: Vec<&crate::outcome::Settled> = cases.iter().flat_map(|c| &c.settled).collect();
+    if all.is_empty() {
+        return String::new();
+    }
+    let mut held: Vec<u64> = all.iter().filter(|s| s.held).map(|s| s.after_ms).collect();
+    held.sort_unstable();
+    let rank = |p: usize| held[((held.len() * p).div_ceil(100)).clamp(1, held.len()) - 1];
+    let bound = all.iter().map(|s| s.bound_ms).max().unwrap_or(0);
+    let past = all.len() - held.len();
+    let times = match held.is_empty() {
+        true => "none held".to_string(),
+        false => format!("held after p50 {} ms, p99 {} ms, max {} ms", rank(50), rank(99), rank(100)),
+    };
+    format!(
+        "\nRevocation propagation across replicas: {} polled credentials {times} (bound {bound} ms); {past} still accepted past the bound.\n",
+        all.len()
+    )
 }

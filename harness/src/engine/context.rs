@@ -36,9 +36,14 @@ pub(super) struct CaseCtx<'h> {
     pub(super) vars: Map<String, Value>,
     pub(super) offset: i64,
     pub(super) started: Instant,
+    /// When the last step that does not settle finished: a settling step's wait (a revocation
+    /// reaching another replica) is timed from there.
+    pub(super) last_done: Instant,
     pub(super) exchanges: Vec<Exchange>,
     pub(super) findings: Vec<Finding>,
     pub(super) mail: Vec<MailRecord>,
+    /// The settling steps' timings.
+    pub(super) settled: Vec<crate::outcome::Settled>,
     /// The case tests an ambiguity's reading: error names are taken as written, since telling
     /// synonyms apart is the point (C-04).
     pub(super) exact_errors: bool,
@@ -116,9 +121,11 @@ impl<'h> CaseCtx<'h> {
             vars,
             offset: 0,
             started: Instant::now(),
+            last_done: Instant::now(),
             exchanges: Vec::new(),
             findings: Vec::new(),
             mail: Vec::new(),
+            settled: Vec::new(),
             exact_errors: case.reading.is_some(),
         })
     }
@@ -146,9 +153,11 @@ impl<'h> CaseCtx<'h> {
             vars,
             offset: self.offset,
             started: self.started,
+            last_done: self.last_done,
             exchanges: Vec::new(),
             findings: Vec::new(),
             mail: Vec::new(),
+            settled: Vec::new(),
             exact_errors: self.exact_errors,
         }
     }
@@ -158,6 +167,7 @@ impl<'h> CaseCtx<'h> {
         self.exchanges.extend(fork.exchanges);
         self.findings.extend(fork.findings);
         self.mail.extend(fork.mail);
+        self.settled.extend(fork.settled);
     }
 
     /// Replaces `{{ref}}` in strings ([`template::resolve`]) against this case's values.
@@ -302,7 +312,7 @@ impl<'h> CaseCtx<'h> {
                     }
                 },
             };
-            let mut settling = step.settle.map(|s| super::settle::Settling::new(self, s));
+            let mut settling = step.settle.map(|s| super::settle::Settling::new(self, s, &label));
             loop {
                 let findings_before = self.findings.len();
                 let fetches_before = self.idp.jwks_fetches();
@@ -325,13 +335,13 @@ impl<'h> CaseCtx<'h> {
                     }
                     Err(StepError::Harness(e)) => return Err(e),
                 }
-                let again = match settling.as_mut() {
-                    Some(s) => s.again(self, findings_before).await,
-                    None => false,
-                };
-                if !again {
+                let Some(s) = settling.as_mut() else { break };
+                if !s.again(self, findings_before).await {
                     break;
                 }
+            }
+            if step.settle.is_none() {
+                self.last_done = Instant::now();
             }
         }
         Ok(())
@@ -566,32 +576,5 @@ impl<'h> CaseCtx<'h> {
             f.requirement = expect.requirement.clone();
             f
         }));
-    }
-}
-
-impl CaseCtx<'_> {
-    /// Where the current step sends `url`: a URL of the target's own goes to the step's replica,
-    /// when it names one (every path that sends a request goes through here).
-    pub(super) fn routed(&self, url: &str) -> String {
-        match self.replica.as_deref().filter(|_| same_origin(url, &self.h.target.base_url)) {
-            Some(origin) => at_origin(url, origin),
-            None => url.to_string(),
-        }
-    }
-}
-
-/// Whether `a` and `b` have one origin.
-fn same_origin(a: &str, b: &str) -> bool {
-    match (url::Url::parse(a), url::Url::parse(b)) {
-        (Ok(a), Ok(b)) => a.origin() == b.origin(),
-        _ => false,
-    }
-}
-
-/// `uri` with its origin replaced by `origin` (its path and query kept).
-pub(super) fn at_origin(uri: &str, origin: &str) -> String {
-    match url::Url::parse(uri) {
-        Ok(u) => format!("{}{}", origin.trim_end_matches('/'), &u[url::Position::BeforePath..]),
-        Err(_) => uri.to_string(),
     }
 }

@@ -8,6 +8,7 @@ mod aid_step;
 mod context;
 mod discovery;
 mod needs;
+mod route;
 mod settle;
 mod steps;
 
@@ -532,6 +533,7 @@ impl Harness {
         result.mail = std::mem::take(&mut ctx.mail);
         result.mail.iter_mut().for_each(MailRecord::cap_for_report);
         result.findings = std::mem::take(&mut ctx.findings);
+        result.settled = std::mem::take(&mut ctx.settled);
         result.duration_ms = started.elapsed().as_millis() as u64;
         // Each finding is judged at the level of the requirement its expectation checks, so a
         // SHOULD miss in a case that also covers MUSTs is a WARN, never a FAIL.

@@ -26,7 +26,7 @@ impl CaseCtx<'_> {
         // Across replicas: request i goes to replica i mod n, at the same path, so each
         // replica sees the token at once.
         let uris: Vec<String> = match (across_replicas, &self.h.target.replicas) {
-            (true, Some(r)) => r.origins.iter().map(|o| crate::engine::context::at_origin(&uri, o)).collect(),
+            (true, Some(r)) => r.origins.iter().map(|o| crate::engine::route::at_origin(&uri, o)).collect(),
             (true, None) => return Err(StepError::MissingInput("no [replicas] configured".into())),
             (false, _) => vec![self.routed(&uri)],
         };

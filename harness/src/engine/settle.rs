@@ -15,6 +15,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(500);
 
 /// One settling step's tries.
 pub(super) struct Settling {
+    step: String,
     what: Settle,
     bound: Duration,
     started: Instant,
@@ -22,15 +23,18 @@ pub(super) struct Settling {
 }
 
 impl Settling {
-    /// Starts timing a step that settles on `what`, under the bound `ctx`'s target declares.
-    pub(super) fn new(ctx: &CaseCtx<'_>, what: Settle) -> Self {
+    /// Starts timing a step that settles on `what`, under the bound `ctx`'s target declares,
+    /// from the end of the last step that does not settle (the revocation, say): several
+    /// settling steps in a row each measure the propagation, not the time since the one before.
+    pub(super) fn new(ctx: &CaseCtx<'_>, what: Settle, step: &str) -> Self {
         let ms = match what {
             Settle::Revocation => ctx.h.target.replicas.as_ref().map_or(0, |r| r.revocation_propagation_ms),
         };
         Self {
+            step: step.to_string(),
             what,
             bound: Duration::from_millis(ms),
-            started: Instant::now(),
+            started: ctx.last_done,
             pause: FIRST_PAUSE,
         }
     }
@@ -39,17 +43,30 @@ impl Settling {
     /// (those findings dropped, after a pause), or to stop (it held, or the bound has passed,
     /// and then its findings say how long it was waited for).
     pub(super) async fn again(&mut self, ctx: &mut CaseCtx<'_>, findings_before: usize) -> bool {
-        if ctx.findings.len() == findings_before {
+        let elapsed = self.started.elapsed();
+        let held = ctx.findings.len() == findings_before;
+        if held || elapsed >= self.bound {
+            ctx.settled.push(crate::outcome::Settled {
+                step: self.step.clone(),
+                waits_for: match self.what {
+                    Settle::Revocation => "revocation",
+                }
+                .into(),
+                held,
+                after_ms: elapsed.as_millis() as u64,
+                bound_ms: self.bound.as_millis() as u64,
+            });
+        }
+        if held {
             return false;
         }
-        let elapsed = self.started.elapsed();
         if elapsed >= self.bound {
             let setting = match self.what {
                 Settle::Revocation => "[replicas].revocation_propagation_ms",
             };
             for f in &mut ctx.findings[findings_before..] {
                 f.found = format!(
-                    "{} (still so {} ms after the first try; the bound is {} ms, {setting})",
+                    "{} (still so {} ms after the step before; the bound is {} ms, {setting})",
                     f.found,
                     elapsed.as_millis(),
                     self.bound.as_millis()
