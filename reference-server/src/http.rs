@@ -61,11 +61,8 @@ impl AppState {
             return Ok(());
         }
         let window = self.config.rate.window.max(1) as i64;
-        let on_postgres = matches!(
-            crate::store::Location::of(&self.config.database),
-            crate::store::Location::Postgres(_)
-        );
-        let shared = self.config.rate.shared.unwrap_or(on_postgres) && !self.defects.contains(Defect::RateBucketsPerInstance);
+        // `state()` settled `shared` from the database when the configuration left it open.
+        let shared = self.config.rate.shared == Some(true) && !self.defects.contains(Defect::RateBucketsPerInstance);
         if shared {
             let real = crate::secrets::unix_now();
             return self

@@ -75,6 +75,9 @@ pub enum StartError {
 /// names this process among replicas of one service (its bound address).
 pub fn state(mut config: Config, defects: Defects, base_url: String, instance: String) -> Result<AppState, StartError> {
     config.validate()?;
+    // Rate windows live in the database by default where it is PostgreSQL (meant for replicas).
+    let on_postgres = matches!(store::Location::of(&config.database), store::Location::Postgres(_));
+    config.rate.shared.get_or_insert(on_postgres);
     // SEC-08, the defect: every claim mail is also served to anyone, beside the database.
     if defects.contains(Defect::PublicMailOutbox) && config.mail_outbox.is_none() {
         let dir = config.database.parent().unwrap_or(std::path::Path::new(".")).join("public-outbox");

@@ -252,11 +252,6 @@ rm -rf "$2"
         })?;
         Ok(self.url(&name))
     }
-
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
 }
 
 impl Drop for Cluster {

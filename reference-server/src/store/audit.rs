@@ -1,16 +1,14 @@
 //! The audit log (AUDIT-01..06) and the health check's write.
 
-use crate::store::sql::{Connection, params};
+use crate::store::sql::{Connection, db, params};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::secrets::iso;
-use crate::store::sql::{db, exec};
 
 /// Appends an audit event (AUDIT-01..05).
 pub(crate) fn audit(conn: &Connection, now: i64, event: &str, data: Value) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO audit (at, event, data) VALUES (?1, ?2, ?3)",
         params![now, event, data.to_string()],
     )

@@ -1,15 +1,13 @@
 //! The v0.6 user-code ceremony: attempts (a code the user types on the service's page, polled
 //! by the agent through the claim grant) and the sign-in sessions of the service's own pages.
 
-use crate::store::sql::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, db, params};
 
 use crate::error::ApiError;
-use crate::store::sql::{db, exec, row};
 
 /// Supersedes every ceremony of the registration.
 pub(crate) fn supersede_ceremonies(conn: &Connection, registration_id: &str) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "UPDATE v06_attempts SET superseded = 1 WHERE registration_id = ?1",
         params![registration_id],
     )
@@ -29,8 +27,7 @@ pub(crate) fn insert_ceremony(
     now: i64,
     expires_at: i64,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO v06_attempts (id, registration_id, email, token_hash, code_hash, created_at, expires_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
         params![id, registration_id, email, token_hash, code_hash, now, expires_at],
@@ -53,8 +50,7 @@ pub(crate) struct Polled {
 
 /// The registration's live ceremony.
 pub(crate) fn ceremony_of(conn: &Connection, registration_id: &str) -> Result<Option<Polled>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         "SELECT id, status, expires_at, last_poll_at FROM v06_attempts WHERE registration_id = ?1 AND superseded = 0",
         params![registration_id],
         |r| {
@@ -72,13 +68,15 @@ pub(crate) fn ceremony_of(conn: &Connection, registration_id: &str) -> Result<Op
 
 /// Moves the ceremony to `status` (`completed`, `redeemed`).
 pub(crate) fn set_ceremony_status(conn: &Connection, id: &str, status: &str) -> Result<(), ApiError> {
-    exec(conn, "UPDATE v06_attempts SET status = ?2 WHERE id = ?1", params![id, status]).map_err(db)?;
+    conn.execute("UPDATE v06_attempts SET status = ?2 WHERE id = ?1", params![id, status])
+        .map_err(db)?;
     Ok(())
 }
 
 /// Records a poll of the claim grant (for `slow_down`).
 pub(crate) fn record_poll(conn: &Connection, id: &str, now: i64) -> Result<(), ApiError> {
-    exec(conn, "UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, id]).map_err(db)?;
+    conn.execute("UPDATE v06_attempts SET last_poll_at = ?1 WHERE id = ?2", params![now, id])
+        .map_err(db)?;
     Ok(())
 }
 
@@ -102,9 +100,7 @@ pub(crate) struct Pending {
 
 /// The pending ceremony whose token hashes to `token_hash`.
 pub(crate) fn pending_ceremony(conn: &Connection, token_hash: &str) -> Result<Option<Pending>, ApiError> {
-    row(
-        conn,
-        "SELECT a.id, a.registration_id, a.email, a.code_hash, a.expires_at, a.failures, a.superseded FROM v06_attempts a WHERE a.token_hash = ?1 AND a.status = 'pending'",
+    conn.query_row("SELECT a.id, a.registration_id, a.email, a.code_hash, a.expires_at, a.failures, a.superseded FROM v06_attempts a WHERE a.token_hash = ?1 AND a.status = 'pending'",
         params![token_hash],
         |r| {
             Ok(Pending {
@@ -124,14 +120,14 @@ pub(crate) fn pending_ceremony(conn: &Connection, token_hash: &str) -> Result<Op
 
 /// Counts one wrong code against the ceremony.
 pub(crate) fn record_wrong_code(conn: &Connection, id: &str) -> Result<(), ApiError> {
-    exec(conn, "UPDATE v06_attempts SET failures = failures + 1 WHERE id = ?1", params![id]).map_err(db)?;
+    conn.execute("UPDATE v06_attempts SET failures = failures + 1 WHERE id = ?1", params![id])
+        .map_err(db)?;
     Ok(())
 }
 
 /// Stores a sign-in session of the service's pages.
 pub(crate) fn insert_session(conn: &Connection, token_hash: &str, email: &str, expires_at: i64) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO v06_sessions (token_hash, email, expires_at) VALUES (?1, ?2, ?3)",
         params![token_hash, email, expires_at],
     )
@@ -141,8 +137,7 @@ pub(crate) fn insert_session(conn: &Connection, token_hash: &str, email: &str, e
 
 /// The address signed in with the session whose token hashes to `token_hash`.
 pub(crate) fn signed_in(conn: &Connection, token_hash: &str, now: i64) -> Result<Option<String>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         "SELECT email FROM v06_sessions WHERE token_hash = ?1 AND expires_at > ?2",
         params![token_hash, now],
         |r| r.get(0),
@@ -182,8 +177,7 @@ fn attempt_row(r: &crate::store::sql::Row<'_>) -> crate::store::sql::Result<Atte
 
 /// The live (not superseded) attempt whose link token hashes to `token_hash`.
 pub(crate) fn attempt_by_link(conn: &Connection, token_hash: &str) -> Result<Option<Attempt>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         &format!("SELECT {ATTEMPT_COLUMNS} FROM v06_attempts WHERE token_hash = ?1 AND superseded = 0"),
         params![token_hash],
         attempt_row,
@@ -194,8 +188,7 @@ pub(crate) fn attempt_by_link(conn: &Connection, token_hash: &str) -> Result<Opt
 
 /// The registration's live attempt.
 pub(crate) fn live_attempt(conn: &Connection, registration_id: &str) -> Result<Option<Attempt>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         &format!("SELECT {ATTEMPT_COLUMNS} FROM v06_attempts WHERE registration_id = ?1 AND superseded = 0"),
         params![registration_id],
         attempt_row,
@@ -206,8 +199,7 @@ pub(crate) fn live_attempt(conn: &Connection, registration_id: &str) -> Result<O
 
 /// Records that the user confirmed: the code revealed to them, stored as its hash.
 pub(crate) fn confirm_attempt(conn: &Connection, id: &str, code_hash: &str) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "UPDATE v06_attempts SET status = 'confirmed', code_hash = ?2 WHERE id = ?1",
         params![id, code_hash],
     )

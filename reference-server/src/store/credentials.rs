@@ -1,10 +1,9 @@
 //! Credentials: stored as hashes only (SEC-01), each with its registration, scopes, owner and,
 //! for one issued on an identity assertion, the `(iss, sub, aud)` a revocation names.
 
-use crate::store::sql::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, db, params};
 
 use crate::error::ApiError;
-use crate::store::sql::{db, exec, row};
 
 /// A credential to store.
 pub(crate) struct NewCredential<'a> {
@@ -34,8 +33,7 @@ pub(crate) fn insert_credential(conn: &Connection, c: &NewCredential<'_>) -> Res
         Some((iss, sub, aud)) => (Some(iss), Some(sub), Some(aud)),
         None => (None, None, None),
     };
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO credentials (hash, registration_id, kind, scopes, expires_at, user_id, source, iss, sub, aud, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
@@ -58,13 +56,13 @@ pub(crate) fn insert_credential(conn: &Connection, c: &NewCredential<'_>) -> Res
 
 /// Whether a credential of `(iss, sub, aud)` was revoked.
 pub(crate) fn subject_revoked(conn: &Connection, iss: &str, sub: &str, aud: &str) -> Result<bool, ApiError> {
-    let n: i64 = row(
-        conn,
-        "SELECT COUNT(*) FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 1",
-        params![iss, sub, aud],
-        |r| r.get(0),
-    )
-    .map_err(db)?;
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 1",
+            params![iss, sub, aud],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
     Ok(n > 0)
 }
 
@@ -72,13 +70,11 @@ pub(crate) fn subject_revoked(conn: &Connection, iss: &str, sub: &str, aud: &str
 /// issuer. How many were live.
 pub(crate) fn revoke_subject(conn: &Connection, iss: Option<&str>, sub: &str, aud: &str) -> Result<usize, ApiError> {
     match iss {
-        Some(iss) => exec(
-            conn,
+        Some(iss) => conn.execute(
             "UPDATE credentials SET revoked = 1 WHERE iss = ?1 AND sub = ?2 AND aud = ?3 AND revoked = 0",
             params![iss, sub, aud],
         ),
-        None => exec(
-            conn,
+        None => conn.execute(
             "UPDATE credentials SET revoked = 1 WHERE iss IS NOT NULL AND sub = ?1 AND aud = ?2 AND revoked = 0",
             params![sub, aud],
         ),
@@ -88,8 +84,7 @@ pub(crate) fn revoke_subject(conn: &Connection, iss: Option<&str>, sub: &str, au
 
 /// Revokes every credential of the user `(iss, sub, aud)` delegates for (the REVOKE-02 defect).
 pub(crate) fn revoke_whole_user(conn: &Connection, iss: &str, sub: &str, aud: &str) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "UPDATE credentials SET revoked = 1 WHERE revoked = 0 AND user_id IN
          (SELECT user_id FROM credentials WHERE iss = ?1 AND sub = ?2 AND aud = ?3)",
         params![iss, sub, aud],
@@ -158,13 +153,11 @@ pub(crate) fn presented(conn: &Connection, hash: &str) -> Result<Option<Presente
 /// Revokes every credential of the registration, or only those of one `source`.
 pub(crate) fn revoke_credentials(conn: &Connection, registration_id: &str, source: Option<&str>) -> Result<(), ApiError> {
     match source {
-        None => exec(
-            conn,
+        None => conn.execute(
             "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1",
             params![registration_id],
         ),
-        Some(source) => exec(
-            conn,
+        Some(source) => conn.execute(
             "UPDATE credentials SET revoked = 1 WHERE registration_id = ?1 AND source = ?2",
             params![registration_id, source],
         ),
@@ -175,20 +168,19 @@ pub(crate) fn revoke_credentials(conn: &Connection, registration_id: &str, sourc
 
 /// Whether the token endpoint already minted for the registration.
 pub(crate) fn minted_at_token_endpoint(conn: &Connection, registration_id: &str) -> Result<bool, ApiError> {
-    let n: i64 = row(
-        conn,
-        "SELECT COUNT(*) FROM credentials WHERE registration_id = ?1 AND source = 'token_endpoint'",
-        params![registration_id],
-        |r| r.get(0),
-    )
-    .map_err(db)?;
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM credentials WHERE registration_id = ?1 AND source = 'token_endpoint'",
+            params![registration_id],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
     Ok(n > 0)
 }
 
 /// Revokes the access token whose hash is `hash` (RFC 7009); how many were found.
 pub(crate) fn revoke_access_token(conn: &Connection, hash: &str) -> Result<usize, ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "UPDATE credentials SET revoked = 1 WHERE hash = ?1 AND kind = 'access_token'",
         params![hash],
     )

@@ -199,7 +199,7 @@ impl<'a> Location<'a> {
 }
 
 /// A PostgreSQL URL with its password (if any) replaced, for errors and logs.
-pub fn redact_url(url: &str) -> String {
+fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("REDACTED"));

@@ -2,10 +2,9 @@
 //! before it is sent (so two drains never send it twice), deleted once delivered, and retried
 //! with a doubling backoff (1 s up to 5 min) when the relay fails.
 
-use crate::store::sql::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, db, params};
 
 use crate::error::ApiError;
-use crate::store::sql::{db, exec, row};
 
 /// A queued claim mail.
 pub(crate) struct Queued {
@@ -23,8 +22,7 @@ pub(crate) struct Queued {
 
 /// Queues a claim mail, due at once.
 pub(crate) fn enqueue_mail(conn: &Connection, recipient: &str, registration_id: &str, link: &str, expires: &str) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO outbox (recipient, registration_id, link, expires, next_try_at) VALUES (?1, ?2, ?3, ?4, 0)",
         params![recipient, registration_id, link, expires],
     )
@@ -56,24 +54,23 @@ pub(crate) fn lease_due(conn: &Connection, wall: i64) -> Result<Option<Queued>, 
 
 /// Drops a delivered mail.
 pub(crate) fn delivered(conn: &Connection, id: i64) -> Result<usize, ApiError> {
-    exec(conn, "DELETE FROM outbox WHERE id = ?1", params![id]).map_err(db)
+    conn.execute("DELETE FROM outbox WHERE id = ?1", params![id]).map_err(db)
 }
 
 /// Schedules another try of a mail the relay refused, with the reason.
 pub(crate) fn retry_later(conn: &Connection, id: i64, error: &str, wall: i64) -> Result<usize, ApiError> {
     // The backoff is computed here: SQLite's two-argument MIN has no PostgreSQL spelling.
-    let tries: Option<i64> = row(
-        conn,
-        "UPDATE outbox SET tries = tries + 1, last_error = ?2 WHERE id = ?1 RETURNING tries",
-        params![id, error],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(db)?;
+    let tries: Option<i64> = conn
+        .query_row(
+            "UPDATE outbox SET tries = tries + 1, last_error = ?2 WHERE id = ?1 RETURNING tries",
+            params![id, error],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
     let Some(tries) = tries else { return Ok(0) };
     let backoff = 1i64 << (tries - 1).clamp(0, 9);
-    exec(
-        conn,
+    conn.execute(
         "UPDATE outbox SET next_try_at = ?2 WHERE id = ?1",
         params![id, wall + backoff.min(300)],
     )

@@ -1,15 +1,13 @@
 //! Refresh tokens of the production dialect: issued when a claim completes, rotated on every
 //! use (the spent one is kept, marked, so its reuse can be told from an unknown token).
 
-use crate::store::sql::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, db, params};
 
 use crate::error::ApiError;
-use crate::store::sql::{db, exec, row};
 
 /// Stores a fresh refresh token of `family` for `registration_id`.
 pub(crate) fn insert_refresh(conn: &Connection, hash: &str, registration_id: &str, family: &str, expires_at: i64) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO refresh_tokens (hash, registration_id, family, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![hash, registration_id, family, expires_at],
     )
@@ -31,8 +29,7 @@ pub(crate) struct Presented {
 
 /// The refresh token whose hash is `hash`.
 pub(crate) fn presented_refresh(conn: &Connection, hash: &str) -> Result<Option<Presented>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         "SELECT registration_id, family, expires_at, spent FROM refresh_tokens WHERE hash = ?1",
         params![hash],
         |r| {
@@ -50,13 +47,15 @@ pub(crate) fn presented_refresh(conn: &Connection, hash: &str) -> Result<Option<
 
 /// Marks one refresh token used.
 pub(crate) fn spend_refresh(conn: &Connection, hash: &str) -> Result<(), ApiError> {
-    exec(conn, "UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1", params![hash]).map_err(db)?;
+    conn.execute("UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1", params![hash])
+        .map_err(db)?;
     Ok(())
 }
 
 /// Marks every token of a family used: a spent token came back, so whoever holds the live one
 /// may be a thief (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
 pub(crate) fn spend_family(conn: &Connection, family: &str) -> Result<(), ApiError> {
-    exec(conn, "UPDATE refresh_tokens SET spent = 1 WHERE family = ?1", params![family]).map_err(db)?;
+    conn.execute("UPDATE refresh_tokens SET spent = 1 WHERE family = ?1", params![family])
+        .map_err(db)?;
     Ok(())
 }

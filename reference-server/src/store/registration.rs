@@ -1,11 +1,10 @@
 //! Registrations as the claim ceremony and the protected API read them.
 
-use crate::store::sql::{Connection, OptionalExtension, params};
+use crate::store::sql::{Connection, OptionalExtension, db, params};
 
 use crate::defect::{Defect, Defects};
 use crate::error::ApiError;
 use crate::secrets::hash;
-use crate::store::sql::{db, exec, row};
 
 /// A registration row.
 pub(crate) struct Registration {
@@ -18,8 +17,7 @@ pub(crate) struct Registration {
 }
 
 pub(crate) fn registration_by_claim_token(conn: &Connection, claim_token: &str) -> Result<Option<Registration>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         "SELECT id, kind, status, expires_at, credential_type, post_scopes FROM registrations WHERE claim_token_hash = ?1",
         params![hash(claim_token)],
         |r| {
@@ -63,8 +61,7 @@ pub(crate) fn insert_anonymous(
     pre: &str,
     post: &str,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, pre_scopes, post_scopes)
          VALUES (?1, 'anonymous', ?2, ?3, ?4, 'unclaimed', ?7, ?5, ?6)",
         params![id, now, expires, claim_token_hash, pre, post, credential_type],
@@ -86,9 +83,7 @@ pub(crate) fn insert_email_verification(
     pre: &str,
     post: &str,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
-        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
+    conn.execute("INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
          VALUES (?1, 'email-verification', ?2, ?3, ?4, 'unclaimed', ?5, ?6, ?7, ?8)",
         params![id, now, expires, claim_token_hash, credential_type, email, pre, post],
     )
@@ -106,8 +101,7 @@ pub(crate) fn upsert_agent_provider(
     credential_type: &str,
     scopes: &str,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "INSERT INTO registrations (id, kind, created_at, expires_at, status, user_id, credential_type, pre_scopes, post_scopes)
          VALUES (?1, 'agent-provider', ?2, ?2, 'claimed', ?3, ?4, ?5, ?5)
          ON CONFLICT(id) DO UPDATE SET user_id = excluded.user_id",
@@ -127,9 +121,7 @@ pub(crate) fn insert_service_auth(
     email: &str,
     post: &str,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
-        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
+    conn.execute("INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, credential_type, email, pre_scopes, post_scopes)
          VALUES (?1, 'service_auth', ?2, ?3, ?4, 'unclaimed', 'access_token', ?5, '[]', ?6)",
         params![id, now, expires, claim_token_hash, email, post],
     )
@@ -148,9 +140,7 @@ pub(crate) fn put_step_up(
     email: &str,
     post: &str,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
-        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
+    conn.execute("INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
          VALUES (?1, 'identity_assertion', ?2, ?3, ?4, 'unclaimed', NULL, 'access_token', ?5, '[]', ?6) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, created_at = excluded.created_at, expires_at = excluded.expires_at, claim_token_hash = excluded.claim_token_hash, status = excluded.status, user_id = excluded.user_id, credential_type = excluded.credential_type, email = excluded.email, pre_scopes = excluded.pre_scopes, post_scopes = excluded.post_scopes",
         params![id, now, expires, claim_token_hash, email, post],
     )
@@ -167,9 +157,7 @@ pub(crate) fn put_claimed_identity(
     email: Option<&str>,
     scopes: &str,
 ) -> Result<(), ApiError> {
-    exec(
-        conn,
-        "INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
+    conn.execute("INSERT INTO registrations (id, kind, created_at, expires_at, claim_token_hash, status, user_id, credential_type, email, pre_scopes, post_scopes)
          VALUES (?1, 'identity_assertion', ?2, ?2, NULL, 'claimed', ?3, 'access_token', ?4, ?5, ?5) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, created_at = excluded.created_at, expires_at = excluded.expires_at, claim_token_hash = excluded.claim_token_hash, status = excluded.status, user_id = excluded.user_id, credential_type = excluded.credential_type, email = excluded.email, pre_scopes = excluded.pre_scopes, post_scopes = excluded.post_scopes",
         params![id, now, user_id, email, scopes],
     )
@@ -193,8 +181,7 @@ pub(crate) struct ClaimTarget {
 
 /// The registration whose claim token hashes to `claim_token_hash`.
 pub(crate) fn claim_target(conn: &Connection, claim_token_hash: &str) -> Result<Option<ClaimTarget>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         "SELECT id, kind, expires_at, status, email FROM registrations WHERE claim_token_hash = ?1",
         params![claim_token_hash],
         |r| {
@@ -213,8 +200,7 @@ pub(crate) fn claim_target(conn: &Connection, claim_token_hash: &str) -> Result<
 
 /// The id of the registration whose claim token hashes to `claim_token_hash`.
 pub(crate) fn registration_id_by_claim_token(conn: &Connection, claim_token_hash: &str) -> Result<Option<String>, ApiError> {
-    row(
-        conn,
+    conn.query_row(
         "SELECT id FROM registrations WHERE claim_token_hash = ?1",
         params![claim_token_hash],
         |r| r.get(0),
@@ -225,8 +211,7 @@ pub(crate) fn registration_id_by_claim_token(conn: &Connection, claim_token_hash
 
 /// Binds the registration to `user_id` at `email` (a completed v0.6 ceremony).
 pub(crate) fn claim_for(conn: &Connection, id: &str, user_id: &str, email: Option<&str>) -> Result<(), ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "UPDATE registrations SET status = 'claimed', user_id = ?1, email = ?2 WHERE id = ?3",
         params![user_id, email, id],
     )
@@ -242,7 +227,7 @@ pub(crate) fn mark_revoked(conn: &Connection, id: &str, keep_claim: bool) -> Res
     } else {
         "UPDATE registrations SET status = 'revoked', claim_token_hash = NULL WHERE id = ?1"
     };
-    exec(conn, sql, params![id]).map_err(db)?;
+    conn.execute(sql, params![id]).map_err(db)?;
     Ok(())
 }
 
@@ -264,9 +249,7 @@ pub(crate) struct Mintable {
 
 /// The registration `id` as the token endpoint sees it.
 pub(crate) fn mintable(conn: &Connection, id: &str) -> Result<Option<Mintable>, ApiError> {
-    row(
-        conn,
-        "SELECT r.status, r.expires_at, r.pre_scopes, r.post_scopes, r.user_id, u.email FROM registrations r LEFT JOIN users u ON u.id = r.user_id WHERE r.id = ?1",
+    conn.query_row("SELECT r.status, r.expires_at, r.pre_scopes, r.post_scopes, r.user_id, u.email FROM registrations r LEFT JOIN users u ON u.id = r.user_id WHERE r.id = ?1",
         params![id],
         |r| {
             Ok(Mintable {

@@ -1,10 +1,9 @@
 //! The `jti` replay cache (IDJAG-23, REVOKE-09).
 
-use crate::store::sql::{Connection, params};
+use crate::store::sql::{Connection, db, params};
 
 use crate::defect::Defect;
 use crate::error::ApiError;
-use crate::store::sql::{db, exec};
 use crate::token_kind::TokenKind;
 
 /// Remembers a logout token's (or SET's) `jti`: true when it is new, or when the replay check
@@ -65,8 +64,7 @@ pub(crate) fn remember_jti(
     until: i64,
     now: i64,
 ) -> Result<bool, ApiError> {
-    exec(
-        conn,
+    conn.execute(
         "DELETE FROM jtis WHERE expires_at < ?1 AND rowid IN (SELECT rowid FROM jtis WHERE expires_at < ?1 LIMIT 64)",
         params![now.min(crate::secrets::unix_now())],
     )
@@ -77,22 +75,21 @@ pub(crate) fn remember_jti(
         true => format!("{}@{instance}", kind.replay_namespace(defects)),
         false => kind.replay_namespace(defects).to_string(),
     };
-    exec(
-        conn,
+    conn.execute(
         "DELETE FROM jtis WHERE iss = ?1 AND kind = ?2 AND jti = ?3 AND expires_at < ?4",
         params![iss, namespace, jti, now],
     )
     .map_err(db)?;
-    let inserted = exec(
-        conn,
-        "INSERT INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-        params![iss, namespace, jti, until],
-    )
-    .map_err(db)?;
+    let inserted = conn
+        .execute(
+            "INSERT INTO jtis (iss, kind, jti, expires_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![iss, namespace, jti, until],
+        )
+        .map_err(db)?;
     Ok(inserted == 1)
 }
 
 /// Forgets every `jti` of `iss` (the replay-cache-cleared-on-refetch defect).
 pub(crate) fn forget_issuer(conn: &Connection, iss: &str) -> Result<usize, ApiError> {
-    exec(conn, "DELETE FROM jtis WHERE iss = ?1", params![iss]).map_err(db)
+    conn.execute("DELETE FROM jtis WHERE iss = ?1", params![iss]).map_err(db)
 }

@@ -267,16 +267,6 @@ impl Connection {
     }
 }
 
-/// `execute` (kept as a free function: the store's call sites read `exec(conn, …)`).
-pub(crate) fn exec(conn: &Connection, sql: &str, args: &[Arg<'_>]) -> Result<usize> {
-    conn.execute(sql, args)
-}
-
-/// `query_row` (see [`exec`]).
-pub(crate) fn row<T, F: FnOnce(&Row<'_>) -> Result<T>>(conn: &Connection, sql: &str, args: &[Arg<'_>], f: F) -> Result<T> {
-    conn.query_row(sql, args, f)
-}
-
 /// A storage failure, as the internal error it is on the wire.
 pub(crate) fn db(e: DbError) -> ApiError {
     ApiError::Internal(e.to_string())

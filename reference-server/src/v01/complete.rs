@@ -1,7 +1,6 @@
 //! `POST /agent/auth/claim/complete` (CLAIM-16..27): the user's OTP, checked by a chain of
 //! small named steps, each preceded by the requirement it implements.
 
-use crate::store::Connection;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -13,6 +12,7 @@ use crate::error::ApiError;
 use crate::http::{json_body, scopes_json, str_member};
 use crate::secrets::{hash, iso, same_hash};
 use crate::state::{AppState, Now};
+use crate::store::Connection;
 use crate::store::audit::audit;
 use crate::store::claim::{
     CurrentAttempt, any_registration_code, current_attempt, mark_claimed, record_failure, rescope_credentials, superseded_code,

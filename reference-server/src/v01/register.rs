@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use crate::store::Connection;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -13,6 +12,7 @@ use crate::error::ApiError;
 use crate::http::{Outcome, invalid, json_body, peer_ip, scopes_json, str_member};
 use crate::secrets::{hash, iso, ordered_id, secret};
 use crate::state::{AppState, Now};
+use crate::store::Connection;
 use crate::store::audit::audit;
 use crate::store::credentials::{NewCredential, insert_credential, subject_revoked};
 use crate::store::registration::{insert_anonymous, insert_email_verification, upsert_agent_provider};
