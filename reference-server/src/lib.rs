@@ -78,9 +78,14 @@ pub fn state(mut config: Config, defects: Defects, base_url: String, instance: S
     // Rate windows live in the database by default where it is PostgreSQL (meant for replicas).
     let on_postgres = matches!(store::Location::of(&config.database), store::Location::Postgres(_));
     config.rate.shared.get_or_insert(on_postgres);
-    // SEC-08, the defect: every claim mail is also served to anyone, beside the database.
+    // SEC-08, the defect: every claim mail is also served to anyone, beside the database (a
+    // folder of this instance's own under the temp dir when the database is a URL: its "parent"
+    // would be a relative path made of the URL).
     if defects.contains(Defect::PublicMailOutbox) && config.mail_outbox.is_none() {
-        let dir = config.database.parent().unwrap_or(std::path::Path::new(".")).join("public-outbox");
+        let dir = match on_postgres {
+            false => config.database.parent().unwrap_or(std::path::Path::new(".")).join("public-outbox"),
+            true => std::env::temp_dir().join(format!("authmd-public-outbox-{}", instance.replace([':', '[', ']'], "-"))),
+        };
         config.mail_outbox = Some(dir);
     }
     let db = store::Db::open(&config.database, config.power_safe)?;
