@@ -225,13 +225,10 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
         crate::deployment::Database::Sqlite => dir.0.join("reference.sqlite"),
         // A database of its own on the cluster this process shares (started once, in the
         // background: initdb takes seconds).
-        crate::deployment::Database::Postgres => {
-            tokio::task::spawn_blocking(|| authmd_reference_server::pg_cluster::shared().and_then(|cluster| cluster.fresh_database()))
-                .await
-                .map_err(|e| fail("PostgreSQL")(e.to_string()))?
-                .map_err(fail("PostgreSQL"))?
-                .into()
-        }
+        crate::deployment::Database::Postgres => authmd_reference_server::pg_cluster::throwaway_database()
+            .await
+            .map_err(fail("PostgreSQL"))?
+            .into(),
     };
     config.anonymous = shape == Shape::Full;
     config.verified_email = shape == Shape::Full;
@@ -281,23 +278,20 @@ pub async fn start_at(defects: Defects, shape: Shape, deployment: &Deployment, r
             .map_err(|e| fail("reference server replica")(e.to_string()))?;
         replicas.push(replica);
     }
+    let instances: Vec<SocketAddr> = std::iter::once(server.addr())
+        .chain(replicas.iter().map(ReferenceServer::addr))
+        .collect();
     let proxy = proxy_listener.map(|(listener, _)| {
         // Behind a front, each connection goes to the next instance; otherwise all to the one.
         let upstreams = match deployment.front {
-            true => std::iter::once(server.addr())
-                .chain(replicas.iter().map(ReferenceServer::addr))
-                .collect(),
+            true => instances.clone(),
             false => vec![server.addr()],
         };
         crate::latency::DelayProxy::forward_to_each(listener, upstreams, reach.one_way.unwrap_or_default())
     });
     let mut target = target_for(deployment, &described, &server);
     if !replicas.is_empty() {
-        let origin = |addr: SocketAddr| format!("http://{addr}");
-        let origins = std::iter::once(server.addr())
-            .chain(replicas.iter().map(ReferenceServer::addr))
-            .map(origin)
-            .collect();
+        let origins = instances.iter().map(|addr| format!("http://{addr}")).collect();
         // The reference server revokes in the shared database: at once on every replica.
         target.replicas = Some(crate::target::Replicas {
             origins,

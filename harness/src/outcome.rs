@@ -402,8 +402,8 @@ impl MailRecord {
 pub struct Settled {
     /// The step.
     pub step: String,
-    /// What it waited for (`revocation`).
-    pub waits_for: String,
+    /// What it waited for.
+    pub waits_for: crate::language::Settle,
     /// Whether it held within the bound.
     pub held: bool,
     /// From the end of the step before (the revocation) to the try that held (or, when it

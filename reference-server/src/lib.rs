@@ -76,7 +76,7 @@ pub enum StartError {
 pub fn state(mut config: Config, defects: Defects, base_url: String, instance: String) -> Result<AppState, StartError> {
     config.validate()?;
     // Rate windows live in the database by default where it is PostgreSQL (meant for replicas).
-    let on_postgres = matches!(store::Location::of(&config.database), store::Location::Postgres(_));
+    let on_postgres = store::Location::of(&config.database).is_postgres();
     config.rate.shared.get_or_insert(on_postgres);
     // SEC-08, the defect: every claim mail is also served to anyone, beside the database (a
     // folder of this instance's own under the temp dir when the database is a URL: its "parent"

@@ -127,6 +127,14 @@ pub fn shared() -> Result<&'static Cluster, String> {
     CLUSTER.get_or_init(Cluster::start).as_ref().map_err(Clone::clone)
 }
 
+/// A fresh database on the [`shared`] cluster (started on first use), from async code: the
+/// cluster's start and the client both block.
+pub async fn throwaway_database() -> Result<String, String> {
+    tokio::task::spawn_blocking(|| shared().and_then(Cluster::fresh_database))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Whether tests must have PostgreSQL (`AUTHMD_REQUIRE_POSTGRES=1`, as CI sets it) rather than
 /// skip what needs it.
 pub fn required() -> bool {

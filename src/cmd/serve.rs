@@ -174,12 +174,9 @@ pub async fn reference(command: ReferenceCommand) -> Result<Ending, Failure> {
             let mut cfg = Config::layered(config.as_deref(), &sets).map_err(|e| Failure::Usage(e.to_string()))?;
             authmd_reference_server::init_logging(&log_format).map_err(Failure::Usage)?;
             if throwaway_postgres {
-                let url = tokio::task::spawn_blocking(|| {
-                    authmd_reference_server::pg_cluster::shared().and_then(|cluster| cluster.fresh_database())
-                })
-                .await
-                .map_err(|e| Failure::Usage(e.to_string()))?
-                .map_err(|e| Failure::Usage(format!("--throwaway-postgres: {e}")))?;
+                let url = authmd_reference_server::pg_cluster::throwaway_database()
+                    .await
+                    .map_err(|e| Failure::Usage(format!("--throwaway-postgres: {e}")))?;
                 cfg.database = PathBuf::from(url);
             }
             let defects = defects(&ids)?;
@@ -204,11 +201,7 @@ pub async fn reference(command: ReferenceCommand) -> Result<Ending, Failure> {
             Ok(Ending::Success)
         }
         ReferenceCommand::Audit { database } => {
-            let is_url = matches!(
-                authmd_reference_server::store::Location::of(&database),
-                authmd_reference_server::store::Location::Postgres(_)
-            );
-            if !is_url && !database.exists() {
+            if !authmd_reference_server::store::Location::of(&database).is_postgres() && !database.exists() {
                 return Err(Failure::Usage(format!("--database {}: no such file", database.display())));
             }
             let events = authmd_reference_server::audit_events(&database)

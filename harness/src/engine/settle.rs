@@ -48,10 +48,7 @@ impl Settling {
         if held || elapsed >= self.bound {
             ctx.settled.push(crate::outcome::Settled {
                 step: self.step.clone(),
-                waits_for: match self.what {
-                    Settle::Revocation => "revocation",
-                }
-                .into(),
+                waits_for: self.what,
                 held,
                 after_ms: elapsed.as_millis() as u64,
                 bound_ms: self.bound.as_millis() as u64,

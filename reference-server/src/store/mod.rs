@@ -196,6 +196,11 @@ impl<'a> Location<'a> {
             _ => Self::Sqlite(database),
         }
     }
+
+    /// Whether it is a PostgreSQL URL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
 }
 
 /// A PostgreSQL URL with its password (if any) replaced, for errors and logs.
